@@ -1,0 +1,9 @@
+/* The distill command-line tool: each subcommand lives in its own file in examples/cli/ and
+   is registered in the table in examples/distill.c. Subcommands return a process exit status. */
+#ifndef DISTILL_CLI_H
+#define DISTILL_CLI_H
+#include "../../distill.h"
+
+int cli_tokenizer(int argc, char **argv);   /* cli_tokenizer.c */
+
+#endif

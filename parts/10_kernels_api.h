@@ -1,0 +1,32 @@
+/* ===================================================================================== */
+/* PUBLIC API: threads and kernels                                                        */
+/* (owner: kernels issue. Initial scalar version; the signatures are the contract the   */
+/*  model code relies on.)                                                               */
+/* ===================================================================================== */
+
+/* Thread pool. The default is one worker per core (DISTILL_THREADS overrides); the caller is
+   worker 0. Under DISTILL_NO_THREADS everything runs on the calling thread. */
+DISTILL_API void distill_set_threads(int n);
+DISTILL_API int  distill_get_threads(void);
+
+/* Run fn(ctx, begin, end, thread) over [0, n) in chunks of `chunk` items, on all workers.
+   Returns when every chunk is done. */
+typedef void (*distill_task_fn)(void *ctx, int64_t begin, int64_t end, int thread);
+DISTILL_API void distill_parallel_for(int64_t n, int64_t chunk, distill_task_fn fn, void *ctx);
+
+/* out (BT,OC) = inp (BT,C) . weight (OC,C)^T + bias (OC)      bias may be NULL */
+DISTILL_API void distill_matmul_forward(float *out, const float *inp, const float *weight,
+                                        const float *bias, int BT, int C, int OC);
+/* Accumulating backward of the above (any of dinp, dweight, dbias may be NULL):
+     dinp    (BT,C)  += dout . weight
+     dweight (OC,C)  += dout^T . inp
+     dbias   (OC)    += sum over BT of dout                                                  */
+DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbias,
+                                         const float *dout, const float *inp,
+                                         const float *weight, int BT, int C, int OC);
+/* Scalar references of the two, always compiled, used by the tests. */
+DISTILL_API void distill_matmul_forward_ref(float *out, const float *inp, const float *weight,
+                                            const float *bias, int BT, int C, int OC);
+DISTILL_API void distill_matmul_backward_ref(float *dinp, float *dweight, float *dbias,
+                                             const float *dout, const float *inp,
+                                             const float *weight, int BT, int C, int OC);

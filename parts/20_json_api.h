@@ -1,0 +1,1 @@
+/* PUBLIC API: JSON (owner: data issue) */

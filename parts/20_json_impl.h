@@ -1,0 +1,1 @@
+/* IMPLEMENTATION: JSON (owner: data issue) */

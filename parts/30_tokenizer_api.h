@@ -1,0 +1,1 @@
+/* PUBLIC API: tokenizer (owner: tokenizer issue) */

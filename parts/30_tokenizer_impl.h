@@ -1,0 +1,1 @@
+/* IMPLEMENTATION: tokenizer (owner: tokenizer issue) */

@@ -1,0 +1,1 @@
+/* PUBLIC API: data: readers, schema adapters, chat template, loss weights (owner: data issue) */

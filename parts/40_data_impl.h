@@ -1,0 +1,1 @@
+/* IMPLEMENTATION: data: readers, schema adapters, chat template, loss weights (owner: data issue) */

@@ -1,0 +1,1 @@
+/* PUBLIC API: model forward/backward, losses, optimizer (owner: core issue) */

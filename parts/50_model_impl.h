@@ -1,0 +1,1 @@
+/* IMPLEMENTATION: model forward/backward, losses, optimizer (owner: core issue) */

@@ -1,0 +1,1 @@
+/* PUBLIC API: trainer, distillation losses, checkpoints (owner: trainer issue) */

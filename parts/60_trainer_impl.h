@@ -1,0 +1,1 @@
+/* IMPLEMENTATION: trainer, distillation losses, checkpoints (owner: trainer issue) */

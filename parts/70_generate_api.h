@@ -1,0 +1,1 @@
+/* PUBLIC API: generation and evaluation (owner: generation issue) */

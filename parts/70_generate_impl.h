@@ -1,0 +1,1 @@
+/* IMPLEMENTATION: generation and evaluation (owner: generation issue) */
