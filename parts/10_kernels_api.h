@@ -30,3 +30,11 @@ DISTILL_API void distill_matmul_forward_ref(float *out, const float *inp, const 
 DISTILL_API void distill_matmul_backward_ref(float *dinp, float *dweight, float *dbias,
                                              const float *dout, const float *inp,
                                              const float *weight, int BT, int C, int OC);
+
+/* Vector primitives the model's ops are written with (SIMD in the kernels part, scalar here). */
+DISTILL_API float distill_vec_dot(const float *a, const float *b, int n);          /* sum a[i]*b[i] */
+DISTILL_API void  distill_vec_axpy(float *y, float a, const float *x, int n);      /* y += a*x */
+DISTILL_API void  distill_vec_scale(float *y, float a, int n);                     /* y *= a */
+DISTILL_API float distill_vec_max(const float *x, int n);                          /* -INFINITY if n == 0 */
+/* y[i] = exp(x[i] - shift); returns the sum of the y[i] (y may equal x). */
+DISTILL_API float distill_vec_exp_sum(float *y, const float *x, float shift, int n);

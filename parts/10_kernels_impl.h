@@ -52,3 +52,25 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
                                          const float *weight, int BT, int C, int OC) {
     distill_matmul_backward_ref(dinp, dweight, dbias, dout, inp, weight, BT, C, OC);
 }
+
+DISTILL_API float distill_vec_dot(const float *a, const float *b, int n) {
+    float s = 0.0f; int i;
+    for (i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+DISTILL_API void distill_vec_axpy(float *y, float a, const float *x, int n) {
+    int i; for (i = 0; i < n; i++) y[i] += a * x[i];
+}
+DISTILL_API void distill_vec_scale(float *y, float a, int n) {
+    int i; for (i = 0; i < n; i++) y[i] *= a;
+}
+DISTILL_API float distill_vec_max(const float *x, int n) {
+    float m = -INFINITY; int i;
+    for (i = 0; i < n; i++) if (x[i] > m) m = x[i];
+    return m;
+}
+DISTILL_API float distill_vec_exp_sum(float *y, const float *x, float shift, int n) {
+    float s = 0.0f; int i;
+    for (i = 0; i < n; i++) { y[i] = expf(x[i] - shift); s += y[i]; }
+    return s;
+}
