@@ -41,6 +41,7 @@
 #include "parts/50_model_api.h"
 #include "parts/60_trainer_api.h"
 #include "parts/70_generate_api.h"
+#include "parts/80_report_api.h"
 
 #ifdef __cplusplus
 }
@@ -61,6 +62,7 @@
 #include "parts/50_model_impl.h"
 #include "parts/60_trainer_impl.h"
 #include "parts/70_generate_impl.h"
+#include "parts/80_report_impl.h"
 
 #endif /* DISTILL_IMPLEMENTATION */
 

@@ -1,0 +1,1 @@
+/* PUBLIC API: reports: results tables and SVG plots (owner: valley/demo issue) */

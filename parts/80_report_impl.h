@@ -1,0 +1,1 @@
+/* IMPLEMENTATION: reports: results tables and SVG plots (owner: valley/demo issue) */
