@@ -12,6 +12,7 @@ typedef struct {
 
 static const command commands[] = {
     {"tokenizer", cli_tokenizer, "train, encode and decode byte-level BPE tokenizers"},
+    {"json", cli_json, "validate a JSON document (FILE:line:col: message on error)"},
 };
 
 static void usage(FILE *f) {

@@ -39,3 +39,48 @@ DISTILL_API const distill_json *distill_json_path(const distill_json *v, const c
 
 /* Write s[0..len) as a JSON string literal (quotes and escapes) to f. */
 DISTILL_API void distill_json_write_string(FILE *f, const char *s, size_t len);
+
+/* ---- additions (owner: data issue) ------------------------------------------------------
+
+   Choices where RFC 8259 leaves room (the conformance tests in tests/test_json.c pin them):
+   - strict RFC 8259: no comments, no trailing commas, no single quotes, no NaN/Infinity, no
+     leading '+' or zeros, no unescaped control characters in strings, one value per document
+     (anything but whitespace after it is an error);
+   - the text must be valid UTF-8: overlong forms, UTF-8-encoded surrogates (ED A0..BF) and code
+     points above U+10FFFF are rejected, also inside strings;
+   - \u escapes: a surrogate pair becomes one 4-byte character; a LONE surrogate (\uD800 not
+     followed by \uDC00..\uDFFF, or a stray \uDC00) is REJECTED, so every decoded string is
+     valid UTF-8 and re-encodes losslessly. "\u0000" is accepted (hence the `len` fields);
+   - numbers: integers that fit in int64 are exact in `i64` (is_int = 1); other numbers only
+     in `num` (correctly rounded by strtod). A number whose magnitude overflows a double
+     (1e400) is rejected; one that underflows (1e-400) becomes 0;
+   - duplicate object keys are kept; distill_json_get returns the LAST one (as Python and jq);
+   - a UTF-8 byte order mark at the very start of the text is skipped;
+   - nesting deeper than DISTILL_JSON_MAX_DEPTH arrays/objects is an error;
+   - error columns count bytes from 1. */
+#ifndef DISTILL_JSON_MAX_DEPTH
+#define DISTILL_JSON_MAX_DEPTH 512
+#endif
+
+/* Read and parse a whole file (one JSON document, e.g. tokenizer.json or a .json array). */
+DISTILL_API distill_json *distill_json_parse_file(const char *path, distill_error *err);
+
+/* Item i of an array (NULL when out of range or v is not an array). */
+DISTILL_API const distill_json *distill_json_at(const distill_json *v, size_t i);
+/* "null", "false", "true", "number", "string", "array", "object". */
+DISTILL_API const char *distill_json_type_name(distill_json_type t);
+/* Number of bytes the document's arena holds (tests, benchmarks). */
+DISTILL_API size_t distill_json_arena_bytes(const distill_json *root);
+
+/* Streaming line reader for JSONL: memory is one chunk plus the longest line, whatever the file
+   size; lines may be of any length up to max_line bytes (0: 1 GiB). A trailing "\r" is removed.
+   next() returns 1 with a line (valid until the next call, NUL-terminated), 0 at end of file,
+   -1 on a read error or a line longer than max_line (err says which line). */
+typedef struct distill_line_reader distill_line_reader;
+DISTILL_API distill_line_reader *distill_line_reader_open(const char *path, size_t max_line,
+                                                          distill_error *err);
+DISTILL_API int  distill_line_reader_next(distill_line_reader *r, const char **line, size_t *len,
+                                          int64_t *line_no, distill_error *err);
+/* Byte offset in the file of the start of the next line (progress reports). */
+DISTILL_API int64_t distill_line_reader_offset(const distill_line_reader *r);
+DISTILL_API void distill_line_reader_close(distill_line_reader *r);

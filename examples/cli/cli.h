@@ -5,5 +5,6 @@
 #include "../../distill.h"
 
 int cli_tokenizer(int argc, char **argv);   /* cli_tokenizer.c */
+int cli_json(int argc, char **argv);        /* cli_json.c */
 
 #endif
