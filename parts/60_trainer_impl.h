@@ -297,3 +297,438 @@ DISTILL_API distill_kd_result distill_kd_position(const double *s, int V, const 
     res.loss = alpha * tau * tau * res.kd + (1.0 - alpha) * res.ce;
     return res;
 }
+
+/* ======================================================================================= */
+/* TOP-K TEACHER CACHE                                                                      */
+/* ======================================================================================= */
+#define DISTILL__TOPK_MAGIC "DSTLTOPK"
+#define DISTILL__TOPK_VERSION 1u
+#define DISTILL__TOPK_HDR 40   /* magic 8, version, k, vocab, reserved, n_rows 8, n_positions 8 */
+#define DISTILL__TOPK_ROW 24   /* first_position 8, n_positions 4, n_tokens 4, row_hash 8 */
+
+struct distill_topk_writer {
+    char *path;
+    int k, V;
+    unsigned char *rows, *entries;          /* the row table and the entries, little-endian */
+    size_t rows_len, rows_cap, ent_len, ent_cap;
+    uint64_t n_rows, n_positions;
+    double *lp;                              /* scratch: V log-probabilities */
+    int32_t *ids;                            /* scratch: k ids */
+};
+
+struct distill_topk_cache {
+    unsigned char *data;                     /* the whole file */
+    size_t size;
+    int k, V;
+    int64_t n_rows, n_positions;
+    const unsigned char *rows, *entries;
+    size_t entry_bytes;
+};
+
+static int distill__grow(unsigned char **buf, size_t *cap, size_t need) {
+    size_t ncap = *cap ? *cap : 4096;
+    unsigned char *nb;
+    if (need <= *cap) return 0;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2) return -1;
+        ncap *= 2;
+    }
+    nb = (unsigned char *)DISTILL_REALLOC(*buf, ncap);
+    if (!nb) return -1;
+    *buf = nb;
+    *cap = ncap;
+    return 0;
+}
+
+DISTILL_API distill_topk_writer *distill_topk_writer_open(const char *path, int k, int vocab_size,
+                                                          distill_error *err) {
+    distill_topk_writer *w;
+    if (k < 1 || vocab_size < 2 || k >= vocab_size || k > 4096) {
+        distill__err(err, "%s: top-k cache: k (%d) must be in [1, min(4096, vocab_size-1)] (vocab_size %d)", path, k, vocab_size);
+        return NULL;
+    }
+    w = (distill_topk_writer *)DISTILL_MALLOC(sizeof *w);
+    if (!w) { distill__err(err, "%s: out of memory", path); return NULL; }
+    memset(w, 0, sizeof *w);
+    w->path = distill__strdup(path);
+    w->k = k;
+    w->V = vocab_size;
+    w->lp = (double *)DISTILL_MALLOC(sizeof(double) * (size_t)vocab_size);
+    w->ids = (int32_t *)DISTILL_MALLOC(sizeof(int32_t) * (size_t)k);
+    if (!w->path || !w->lp || !w->ids) {
+        distill_topk_writer_abort(w);
+        distill__err(err, "%s: out of memory", path);
+        return NULL;
+    }
+    return w;
+}
+
+DISTILL_API void distill_topk_writer_abort(distill_topk_writer *w) {
+    if (!w) return;
+    DISTILL_FREE(w->path); DISTILL_FREE(w->rows); DISTILL_FREE(w->entries);
+    DISTILL_FREE(w->lp); DISTILL_FREE(w->ids);
+    DISTILL_FREE(w);
+}
+
+/* Top k of x (n) by a min-heap of the k best seen so far: O(n log k). Ties go to the lower id
+   so the cache is deterministic. ids comes out sorted by decreasing value. */
+static int distill__topk_better(const double *x, int32_t a, int32_t b) {
+    return x[a] > x[b] || (x[a] == x[b] && a < b);
+}
+static void distill__topk_sift(const double *x, int32_t *h, int k, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < k && distill__topk_better(x, h[m], h[l])) m = l;
+        if (r < k && distill__topk_better(x, h[m], h[r])) m = r;
+        if (m == i) return;
+        { int32_t t = h[i]; h[i] = h[m]; h[m] = t; }
+        i = m;
+    }
+}
+static void distill__topk_select(const double *x, int n, int k, int32_t *ids) {
+    int i;
+    for (i = 0; i < k; i++) ids[i] = i;
+    for (i = k / 2 - 1; i >= 0; i--) distill__topk_sift(x, ids, k, i);
+    for (i = k; i < n; i++)
+        if (distill__topk_better(x, i, ids[0])) { ids[0] = i; distill__topk_sift(x, ids, k, 0); }
+    /* heap sort: repeatedly move the worst to the end */
+    for (i = k - 1; i > 0; i--) {
+        int32_t t = ids[0]; ids[0] = ids[i]; ids[i] = t;
+        distill__topk_sift(x, ids, i, 0);
+    }
+}
+
+DISTILL_API int distill_topk_writer_add_row(distill_topk_writer *w, const int32_t *tokens,
+                                            const int32_t *targets, int T, const float *logits,
+                                            distill_error *err) {
+    int t, j, V = w->V, k = w->k, npos = 0;
+    size_t eb = (size_t)k * 8 + 4;
+    unsigned char *rp;
+    for (t = 0; t < T; t++) {
+        const float *x = logits + (size_t)t * V;
+        double mx = -INFINITY, s = 0.0, top = 0.0, tail;
+        unsigned char *e;
+        if (targets[t] < 0) continue;
+        for (j = 0; j < V; j++) if ((double)x[j] > mx) mx = x[j];
+        for (j = 0; j < V; j++) s += exp((double)x[j] - mx);
+        for (j = 0; j < V; j++) w->lp[j] = (double)x[j] - mx - log(s);
+        if (!(mx > -INFINITY && mx < INFINITY))
+            return distill__err(err, "%s: row %llu position %d: teacher logits are not finite", w->path, (unsigned long long)w->n_rows, t);
+        distill__topk_select(w->lp, V, k, w->ids);
+        for (j = 0; j < k; j++) top += exp(w->lp[w->ids[j]]);
+        /* the tail summed directly (not 1 - top) so a tiny tail keeps its digits */
+        tail = 0.0;
+        {
+            double lim = w->lp[w->ids[k - 1]];
+            for (j = 0; j < V; j++) if (w->lp[j] < lim) tail += exp(w->lp[j]);
+            /* tokens tied with the k-th but not selected also belong to the tail */
+            for (j = 0; j < V; j++) if (w->lp[j] == lim) tail += exp(w->lp[j]);
+            for (j = 0; j < k; j++) if (w->lp[w->ids[j]] == lim) tail -= exp(lim);
+            if (tail < 0.0) tail = 0.0;
+        }
+        (void)top;
+        if (distill__grow(&w->entries, &w->ent_cap, w->ent_len + eb) != 0)
+            return distill__err(err, "%s: out of memory", w->path);
+        e = w->entries + w->ent_len;
+        for (j = 0; j < k; j++) distill__put_u32(e + 4 * (size_t)j, (uint32_t)w->ids[j]);
+        for (j = 0; j < k; j++) distill__put_f32(e + 4 * (size_t)(k + j), (float)w->lp[w->ids[j]]);
+        distill__put_f32(e + 8 * (size_t)k, tail > 0.0 ? (float)log(tail) : -INFINITY);
+        w->ent_len += eb;
+        npos++;
+    }
+    if (distill__grow(&w->rows, &w->rows_cap, w->rows_len + DISTILL__TOPK_ROW) != 0)
+        return distill__err(err, "%s: out of memory", w->path);
+    rp = w->rows + w->rows_len;
+    distill__put_u64(rp, w->n_positions);
+    distill__put_u32(rp + 8, (uint32_t)npos);
+    distill__put_u32(rp + 12, (uint32_t)T);
+    distill__put_u64(rp + 16, distill__row_hash(tokens, targets, T));
+    w->rows_len += DISTILL__TOPK_ROW;
+    w->n_rows++;
+    w->n_positions += (uint64_t)npos;
+    return 0;
+}
+
+DISTILL_API int distill_topk_writer_close(distill_topk_writer *w, distill_error *err) {
+    distill_atomic_file af;
+    unsigned char hdr[DISTILL__TOPK_HDR], tail[4];
+    uint32_t crc;
+    int rc = -1;
+    memcpy(hdr, DISTILL__TOPK_MAGIC, 8);
+    distill__put_u32(hdr + 8, DISTILL__TOPK_VERSION);
+    distill__put_u32(hdr + 12, (uint32_t)w->k);
+    distill__put_u32(hdr + 16, (uint32_t)w->V);
+    distill__put_u32(hdr + 20, 0);
+    distill__put_u64(hdr + 24, w->n_rows);
+    distill__put_u64(hdr + 32, w->n_positions);
+    crc = distill_crc32(0, hdr, sizeof hdr);
+    crc = distill_crc32(crc, w->rows, w->rows_len);
+    crc = distill_crc32(crc, w->entries, w->ent_len);
+    distill__put_u32(tail, crc);
+    if (distill_atomic_open(&af, w->path, err) == 0) {
+        if (fwrite(hdr, 1, sizeof hdr, af.f) != sizeof hdr ||
+            (w->rows_len && fwrite(w->rows, 1, w->rows_len, af.f) != w->rows_len) ||
+            (w->ent_len && fwrite(w->entries, 1, w->ent_len, af.f) != w->ent_len) ||
+            fwrite(tail, 1, 4, af.f) != 4) {
+            distill__err(err, "%s: write failed: %s", w->path, strerror(errno));
+            distill_atomic_abort(&af);
+        } else rc = distill_atomic_commit(&af, err);
+    }
+    distill_topk_writer_abort(w);
+    return rc;
+}
+
+DISTILL_API distill_topk_cache *distill_topk_cache_open(const char *path, int expect_vocab,
+                                                        int64_t expect_rows, distill_error *err) {
+    distill_topk_cache *c = (distill_topk_cache *)DISTILL_MALLOC(sizeof *c);
+    uint64_t nr, np, i, expect_first = 0;
+    size_t need, tmp;
+    if (!c) { distill__err(err, "%s: out of memory", path); return NULL; }
+    memset(c, 0, sizeof *c);
+    c->data = (unsigned char *)distill_read_file(path, &c->size, err);
+    if (!c->data) goto fail_quiet;
+    if (c->size < DISTILL__TOPK_HDR + 4 || memcmp(c->data, DISTILL__TOPK_MAGIC, 8) != 0) {
+        distill__err(err, "%s: not a distill top-k teacher cache (bad magic or too short)", path);
+        goto fail_quiet;
+    }
+    if (distill__get_u32(c->data + 8) != DISTILL__TOPK_VERSION) {
+        distill__err(err, "%s: top-k cache version %u is not supported (this build reads %u)", path,
+                     distill__get_u32(c->data + 8), DISTILL__TOPK_VERSION);
+        goto fail_quiet;
+    }
+    c->k = (int)distill__get_u32(c->data + 12);
+    c->V = (int)distill__get_u32(c->data + 16);
+    nr = distill__get_u64(c->data + 24);
+    np = distill__get_u64(c->data + 32);
+    if (c->k < 1 || c->k > 4096 || c->V < 2 || c->k >= c->V) {
+        distill__err(err, "%s: field 'k' (%d) / 'vocab_size' (%d) out of range", path, c->k, c->V);
+        goto fail_quiet;
+    }
+    c->entry_bytes = (size_t)c->k * 8 + 4;
+    /* every count is checked against the file size before it is used */
+    if (nr > (uint64_t)(c->size / DISTILL__TOPK_ROW) || np > (uint64_t)(c->size / c->entry_bytes)) {
+        distill__err(err, "%s: header claims %llu rows and %llu positions, more than a %zu-byte file holds",
+                     path, (unsigned long long)nr, (unsigned long long)np, c->size);
+        goto fail_quiet;
+    }
+    need = DISTILL__TOPK_HDR + 4 + (size_t)nr * DISTILL__TOPK_ROW;
+    if (!distill__mul_size((size_t)np, c->entry_bytes, &tmp) || !distill__add_size(need, tmp, &need) || need != c->size) {
+        distill__err(err, "%s: file is %zu bytes but its header implies %zu (truncated or corrupt)", path, c->size, need);
+        goto fail_quiet;
+    }
+    if (distill_crc32(0, c->data, c->size - 4) != distill__get_u32(c->data + c->size - 4)) {
+        distill__err(err, "%s: checksum mismatch: the cache is corrupt; recompute it", path);
+        goto fail_quiet;
+    }
+    c->n_rows = (int64_t)nr;
+    c->n_positions = (int64_t)np;
+    c->rows = c->data + DISTILL__TOPK_HDR;
+    c->entries = c->rows + (size_t)nr * DISTILL__TOPK_ROW;
+    for (i = 0; i < nr; i++) {
+        const unsigned char *rp = c->rows + i * DISTILL__TOPK_ROW;
+        if (distill__get_u64(rp) != expect_first || distill__get_u32(rp + 8) > distill__get_u32(rp + 12)) {
+            distill__err(err, "%s: row %llu: inconsistent position table", path, (unsigned long long)i);
+            goto fail_quiet;
+        }
+        expect_first += distill__get_u32(rp + 8);
+    }
+    if (expect_first != np) {
+        distill__err(err, "%s: rows hold %llu positions but the header says %llu", path,
+                     (unsigned long long)expect_first, (unsigned long long)np);
+        goto fail_quiet;
+    }
+    for (i = 0; i < np; i++) {
+        const unsigned char *e = c->entries + i * c->entry_bytes;
+        int j;
+        for (j = 0; j < c->k; j++) {
+            uint32_t id = distill__get_u32(e + 4 * (size_t)j);
+            float lp = distill__get_f32(e + 4 * (size_t)(c->k + j));
+            if (id >= (uint32_t)c->V || !(lp <= 0.0f) || lp != lp) {
+                distill__err(err, "%s: position %llu: entry %d (id %u, log-prob %g) is invalid", path,
+                             (unsigned long long)i, j, id, (double)lp);
+                goto fail_quiet;
+            }
+        }
+    }
+    if (expect_vocab > 0 && expect_vocab != c->V) {
+        distill__err(err, "%s: the cache was made with a vocabulary of %d tokens, the student has %d: "
+                     "teacher and student must share the tokenizer", path, c->V, expect_vocab);
+        goto fail_quiet;
+    }
+    if (expect_rows > 0 && expect_rows != c->n_rows) {
+        distill__err(err, "%s: the cache holds %lld rows, the dataset has %lld: it was made for other data",
+                     path, (long long)c->n_rows, (long long)expect_rows);
+        goto fail_quiet;
+    }
+    return c;
+fail_quiet:
+    distill_topk_cache_free(c);
+    return NULL;
+}
+
+DISTILL_API void distill_topk_cache_free(distill_topk_cache *c) {
+    if (!c) return;
+    DISTILL_FREE(c->data);
+    DISTILL_FREE(c);
+}
+DISTILL_API int distill_topk_cache_k(const distill_topk_cache *c) { return c->k; }
+DISTILL_API int distill_topk_cache_vocab(const distill_topk_cache *c) { return c->V; }
+DISTILL_API int64_t distill_topk_cache_rows(const distill_topk_cache *c) { return c->n_rows; }
+
+DISTILL_API int distill_topk_cache_check_row(const distill_topk_cache *c, int64_t row,
+                                             const int32_t *tokens, const int32_t *targets, int T,
+                                             distill_error *err) {
+    const unsigned char *rp;
+    int t, n = 0;
+    if (row < 0 || row >= c->n_rows)
+        return distill__err(err, "top-k cache: row %lld out of range (the cache holds %lld rows)", (long long)row, (long long)c->n_rows);
+    rp = c->rows + (size_t)row * DISTILL__TOPK_ROW;
+    for (t = 0; t < T; t++) n += targets[t] >= 0;
+    if ((int)distill__get_u32(rp + 12) != T || (int)distill__get_u32(rp + 8) != n ||
+        distill__get_u64(rp + 16) != distill__row_hash(tokens, targets, T))
+        return distill__err(err, "top-k cache: row %lld does not match the data (cache: %u tokens, %u supervised; "
+                            "data: %d tokens, %d supervised, or different token ids): it was made for another dataset",
+                            (long long)row, distill__get_u32(rp + 12), distill__get_u32(rp + 8), T, n);
+    return 0;
+}
+
+/* ======================================================================================= */
+/* THE DISTILLATION HEAD LOSS                                                               */
+/* ======================================================================================= */
+struct distill_kd_head {
+    distill_kd_config kc;
+    int V, nthreads;
+    double *scratch;                /* per thread: s (V), t (V), grad (V), position scratch (5V) */
+    const float *teacher;           /* full teacher logits (B*T, V), or NULL */
+    const distill_topk_cache *cache;
+    int64_t *entry;                 /* cache mode: entry index per flat position, -1 if none */
+    size_t entry_cap;
+};
+
+static int distill__kd_head_threads(distill_kd_head *h) {
+    int nt = distill_get_threads();
+    if (nt < 1) nt = 1;
+    if (nt > h->nthreads) {
+        size_t n;
+        double *s;
+        if (!distill__mul_size((size_t)nt * 8, (size_t)h->V, &n)) return -1;
+        s = (double *)distill_alloc_aligned(n * sizeof(double), 64);
+        if (!s) return -1;
+        distill_free_aligned(h->scratch);
+        h->scratch = s;
+        h->nthreads = nt;
+    }
+    return 0;
+}
+
+DISTILL_API distill_kd_head *distill_kd_head_create(const distill_kd_config *kc, int V,
+                                                    distill_error *err) {
+    distill_kd_head *h;
+    if (distill_kd_validate(kc, err) != 0) return NULL;
+    h = (distill_kd_head *)DISTILL_MALLOC(sizeof *h);
+    if (!h) { distill__err(err, "out of memory"); return NULL; }
+    memset(h, 0, sizeof *h);
+    h->kc = *kc;
+    h->V = V;
+    if (distill__kd_head_threads(h) != 0) {
+        distill_kd_head_free(h);
+        distill__err(err, "out of memory for the distillation scratch (V = %d)", V);
+        return NULL;
+    }
+    return h;
+}
+
+DISTILL_API void distill_kd_head_free(distill_kd_head *h) {
+    if (!h) return;
+    distill_free_aligned(h->scratch);
+    DISTILL_FREE(h->entry);
+    DISTILL_FREE(h);
+}
+
+/* The chunk callback: for each position of the chunk, the per-position loss of
+   distill_kd_position, weighted by w and written back as dlogits * w * grad_scale. */
+static void distill__kd_head_fn(void *ctx, const int64_t *pos, int n, float *lg, int V,
+                                const int32_t *targets, const float *weights, float grad_scale,
+                                int compute_grad, distill_stats *st, int thread) {
+    distill_kd_head *h = (distill_kd_head *)ctx;
+    double *s = h->scratch + (size_t)thread * 8 * (size_t)V, *t = s + V, *g = t + V, *scr = g + V;
+    int i, j;
+    for (i = 0; i < n; i++) {
+        int64_t p = pos[i];
+        float *row = lg + (size_t)i * V;
+        int32_t tgt = targets[p];
+        double w = tgt < 0 ? 0.0 : weights ? (double)weights[p] : 1.0;
+        distill_kd_result res;
+        if (w == 0.0) {
+            if (compute_grad) memset(row, 0, sizeof(float) * (size_t)V);
+            continue;
+        }
+        for (j = 0; j < V; j++) s[j] = row[j];
+        if (h->cache) {
+            const unsigned char *e = h->cache->entries + (size_t)h->entry[p] * h->cache->entry_bytes;
+            int k = h->cache->k;
+            /* the entry is little-endian int32/float32; copy out to aligned arrays */
+            int32_t *ids = (int32_t *)(void *)t;
+            float *lp = (float *)(void *)(ids + k);
+            for (j = 0; j < k; j++) { ids[j] = (int32_t)distill__get_u32(e + 4 * (size_t)j); lp[j] = distill__get_f32(e + 4 * (size_t)(k + j)); }
+            res = distill_kd_position(s, V, NULL, ids, lp, k, distill__get_f32(e + 8 * (size_t)k), tgt, &h->kc,
+                                      compute_grad ? g : NULL, scr);
+        } else {
+            const float *tl = h->teacher + (size_t)p * V;
+            for (j = 0; j < V; j++) t[j] = tl[j];
+            res = distill_kd_position(s, V, t, NULL, NULL, 0, 0.0f, tgt, &h->kc, compute_grad ? g : NULL, scr);
+        }
+        st->loss += w * res.loss;
+        st->weight_sum += w;
+        st->accuracy += res.argmax == tgt ? 1.0 : 0.0;
+        st->entropy += res.entropy;
+        if (compute_grad)
+            for (j = 0; j < V; j++) row[j] = (float)(g[j] * w * (double)grad_scale);
+    }
+}
+
+DISTILL_API distill_head_loss distill_kd_head_loss(distill_kd_head *h) {
+    distill_head_loss hl;
+    hl.fn = distill__kd_head_fn;
+    hl.ctx = h;
+    return hl;
+}
+
+DISTILL_API void distill_kd_head_set_teacher_logits(distill_kd_head *h, const float *logits, int T) {
+    (void)T;
+    distill__kd_head_threads(h);
+    h->teacher = logits;
+    h->cache = NULL;
+}
+
+DISTILL_API int distill_kd_head_set_cache_rows(distill_kd_head *h, const distill_topk_cache *c,
+                                               const int64_t *rows, const distill_batch *batch,
+                                               distill_error *err) {
+    size_t BT = (size_t)batch->B * (size_t)batch->T;
+    int b, t;
+    if (c->V != h->V)
+        return distill__err(err, "top-k cache vocabulary (%d) differs from the student's (%d)", c->V, h->V);
+    if (c->k * 2 > 8 * h->V) return distill__err(err, "top-k cache: k too large");
+    if (distill__kd_head_threads(h) != 0) return distill__err(err, "out of memory");
+    if (BT > h->entry_cap) {
+        int64_t *e = (int64_t *)DISTILL_REALLOC(h->entry, BT * sizeof(int64_t));
+        if (!e) return distill__err(err, "out of memory");
+        h->entry = e;
+        h->entry_cap = BT;
+    }
+    for (b = 0; b < batch->B; b++) {
+        int T = batch->lengths ? batch->lengths[b] : batch->T;
+        const int32_t *tok = batch->tokens + (size_t)b * batch->T, *tg = batch->targets + (size_t)b * batch->T;
+        uint64_t first;
+        if (distill_topk_cache_check_row(c, rows[b], tok, tg, T, err) != 0) return -1;
+        first = distill__get_u64(c->rows + (size_t)rows[b] * DISTILL__TOPK_ROW);
+        for (t = 0; t < batch->T; t++) {
+            size_t p = (size_t)b * batch->T + t;
+            h->entry[p] = t < T && tg[t] >= 0 ? (int64_t)first++ : -1;
+        }
+    }
+    h->cache = c;
+    h->teacher = NULL;
+    return 0;
+}
+
