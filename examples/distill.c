@@ -13,6 +13,7 @@ typedef struct {
 static const command commands[] = {
     {"tokenizer", cli_tokenizer, "train, encode and decode byte-level BPE tokenizers"},
     {"json", cli_json, "validate a JSON document (FILE:line:col: message on error)"},
+    {"world", cli_world, "the miniature programming world: generate problems, traces; verify"},
 };
 
 static void usage(FILE *f) {
