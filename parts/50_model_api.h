@@ -73,25 +73,30 @@ typedef struct distill_head_loss {
     void *ctx;
 } distill_head_loss;
 
+/* Views of one layer's tensors inside distill_model.params (NULL where absent, e.g. biases
+   without qkv_bias). A top-level type (not nested in distill_model) so C++ can name it. */
+typedef struct distill_layer_params {
+    float *attn_norm;              /* (C) */
+    float *wq, *wk, *wv, *wo;      /* (NH*HS,C) (NKV*HS,C) (NKV*HS,C) (C,NH*HS) */
+    float *bq, *bk, *bv;           /* (NH*HS) (NKV*HS) (NKV*HS) */
+    float *ffn_norm;               /* (C) */
+    float *w_gate, *w_up, *w_down; /* (F,C) (F,C) (C,F) */
+} distill_layer_params;
+
 typedef struct distill_model distill_model;
 struct distill_model {
     distill_config cfg;
     int max_batch, max_seq;            /* capacity given at creation */
     int n_tensors;
     distill_tensor_info *tensors;      /* the size table */
-    size_t num_params;
+    size_t num_params;                 /* sum of numel over the table (the parameter count) */
+    size_t num_floats;                 /* length of params/grads/m/v incl. 64-byte alignment padding
+                                          between tensors (the padding stays zero) */
     float *params, *grads, *m, *v;     /* one layout; m/v allocated on the first optimizer step */
-    /* per-layer views into params (NULL where absent, e.g. biases without qkv_bias) */
     float *tok_emb;                    /* (V,C) */
     float *lm_head;                    /* (V,C); == tok_emb when tied */
     float *final_norm;                 /* (C) */
-    struct distill_layer_params {
-        float *attn_norm;              /* (C) */
-        float *wq, *wk, *wv, *wo;      /* (NH*HS,C) (NKV*HS,C) (NKV*HS,C) (C,NH*HS) */
-        float *bq, *bk, *bv;           /* (NH*HS) (NKV*HS) (NKV*HS) */
-        float *ffn_norm;               /* (C) */
-        float *w_gate, *w_up, *w_down; /* (F,C) (F,C) (C,F) */
-    } *layers;
+    distill_layer_params *layers;      /* (L) */
     void *internal;                    /* activations and scratch: private to the implementation */
 };
 
@@ -150,3 +155,44 @@ DISTILL_API void distill_rope_forward(float *x, const int32_t *pos, int N, int n
 DISTILL_API void distill_rope_backward(float *dx, const int32_t *pos, int N, int nh, int hs, float theta); /* in place */
 DISTILL_API void distill_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
+
+/* ---- additions by the core part (beyond the integrator's contract) ---- */
+
+/* Positions per chunk of the fused LM head: the head holds (DISTILL_HEAD_CHUNK, V) logits at a
+   time. Define before including the implementation to trade memory for fewer, larger GEMMs. */
+#ifndef DISTILL_HEAD_CHUNK
+#define DISTILL_HEAD_CHUNK 128
+#endif
+
+/* 0 if the optimizer config is usable, else -1 with a message naming the field. */
+DISTILL_API int distill_optim_validate(const distill_optim_config *oc, distill_error *err);
+/* Index of the tensor with this Hugging Face name in m->tensors, or -1. */
+DISTILL_API int distill_model_find_tensor(const distill_model *m, const char *name);
+/* forward + backward in one call, accumulating into m->grads (the LM head's gradient is formed
+   while the logits are in hand, so they are not recomputed: cheaper than the two calls).
+   Use it for gradient accumulation: zero_grad once, then one call per micro-batch. */
+DISTILL_API int distill_model_forward_backward(distill_model *m, const distill_batch *batch,
+                                               const distill_head_loss *head_loss, float grad_scale,
+                                               distill_stats *stats, distill_error *err);
+/* The default head loss (weighted cross-entropy) as a distill_head_loss callback, so custom
+   losses can call it and add their own terms. ctx is unused. Per position i with target y,
+   weight w, logits z, p = softmax(z):  loss += w * (logsumexp(z) - z[y]),
+   dlogits = grad_scale * w * (p - onehot(y)); stats get w*loss, w, w*[argmax==y], w*entropy. */
+DISTILL_API void distill_ce_head_loss(void *ctx, const int64_t *pos, int n, float *logits_to_dlogits,
+                                      int V, const int32_t *targets, const float *weights,
+                                      float grad_scale, int compute_grad, distill_stats *stats_acc,
+                                      int thread);
+
+/* Level 3, continued (shapes at the definitions). */
+DISTILL_API void distill_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C);
+DISTILL_API void distill_embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int N, int C);
+/* Causal grouped-query attention with online softmax. q (B,T,NH,HS), k/v (B,T,NKV,HS),
+   out (B,T,NH,HS), lse (B,NH,T). lengths (B) or NULL; kstart (B,T) or NULL: the first key
+   position a query may see (the start of its packed segment). */
+DISTILL_API void distill_attention_forward(float *out, float *lse, const float *q, const float *k,
+                                           const float *v, const int *lengths, const int *kstart,
+                                           int B, int T, int NH, int NKV, int HS);
+DISTILL_API void distill_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                            const float *q, const float *k, const float *v,
+                                            const float *out, const float *lse, const int *lengths,
+                                            const int *kstart, int B, int T, int NH, int NKV, int HS);
