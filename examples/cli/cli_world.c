@@ -3,8 +3,11 @@
      verify    check each record's response (or another field) against its hidden tests
      show      print one problem and the teacher's trace
      run       run a program on an input and print every intermediate value */
+#define _POSIX_C_SOURCE 200809L   /* mkdir */
 #include "cli.h"
 #include "world.h"
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <string.h>
 #include <stdlib.h>
 #include <errno.h>
@@ -37,58 +40,25 @@ static int world_flag_u64(const char *flag, const char *v, uint64_t lo, uint64_t
     return 0;
 }
 
-/* A seed per (run seed, stream, index): train, direct and eval problems never share seeds. */
-static uint64_t world_seed(uint64_t s, uint64_t stream, uint64_t i) {
-    uint64_t z = s * 0x9E3779B97F4A7C15ull ^ (stream << 56) ^ (i * 0xBF58476D1CE4E5B9ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t world_fnv(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h ? h : 1;
-}
-
-/* Open-addressing set of question hashes, so eval questions never appear in train/direct. */
-typedef struct world_set { uint64_t *h; size_t cap; } world_set;
-static int world_set_has(const world_set *s, uint64_t h) {
-    size_t i = (size_t)(h % s->cap);
-    while (s->h[i]) { if (s->h[i] == h) return 1; i = (i + 1) % s->cap; }
-    return 0;
-}
-static void world_set_add(world_set *s, uint64_t h) {
-    size_t i = (size_t)(h % s->cap);
-    while (s->h[i]) { if (s->h[i] == h) return; i = (i + 1) % s->cap; }
-    s->h[i] = h;
-}
-
 static int world_generate_cmd(int argc, char **argv) {
-    const char *out = NULL;
-    uint64_t n_train = 2000, n_eval = 200, n_direct = (uint64_t)-1, seed = 1;
-    double error_rate = 0.3;
-    int a, lv, kind_count[3] = {0, 0, 0};
-    char path[4096], id[64], resp[8192];
-    distill_atomic_file af;
+    world_gen_options o;
+    world_gen_summary sum;
     distill_error err;
-    world_set seen;
-    long long level_count[3][WORLD_N_LEVELS + 1];
-    double resp_chars = 0, q_chars = 0;
-    int64_t right_count = 0;
+    const char *out = NULL;
+    int a;
     double t0 = distill_time_seconds();
-    memset(level_count, 0, sizeof level_count);
+    o = world_gen_options_default();
     for (a = 1; a < argc; a++) {
         const char *v = a + 1 < argc ? argv[a + 1] : NULL;
         if (!strcmp(argv[a], "--out") && v) { out = v; a++; }
-        else if (!strcmp(argv[a], "--train")) { if (world_flag_u64("--train", v, 0, 10000000, &n_train)) return 2; a++; }
-        else if (!strcmp(argv[a], "--eval")) { if (world_flag_u64("--eval", v, 0, 1000000, &n_eval)) return 2; a++; }
-        else if (!strcmp(argv[a], "--direct")) { if (world_flag_u64("--direct", v, 0, 10000000, &n_direct)) return 2; a++; }
-        else if (!strcmp(argv[a], "--seed")) { if (world_flag_u64("--seed", v, 0, UINT64_MAX, &seed)) return 2; a++; }
+        else if (!strcmp(argv[a], "--train")) { if (world_flag_u64("--train", v, 0, 10000000, &o.n_train)) return 2; a++; }
+        else if (!strcmp(argv[a], "--eval")) { if (world_flag_u64("--eval", v, 0, 1000000, &o.n_eval)) return 2; a++; }
+        else if (!strcmp(argv[a], "--direct")) { if (world_flag_u64("--direct", v, 0, 10000000, &o.n_direct)) return 2; a++; }
+        else if (!strcmp(argv[a], "--seed")) { if (world_flag_u64("--seed", v, 0, UINT64_MAX, &o.seed)) return 2; a++; }
         else if (!strcmp(argv[a], "--error-rate") && v) {
             char *end;
-            error_rate = strtod(v, &end);
-            if (*end || !(error_rate >= 0 && error_rate <= 1)) {
+            o.error_rate = strtod(v, &end);
+            if (*end || !(o.error_rate >= 0 && o.error_rate <= 1)) {
                 fprintf(stderr, "distill world: --error-rate: '%s' is not a number in [0, 1]\n", v);
                 return 2;
             }
@@ -97,73 +67,11 @@ static int world_generate_cmd(int argc, char **argv) {
         else { fprintf(stderr, "distill world generate: unknown or incomplete option '%s'\n", argv[a]); world_usage(stderr); return 2; }
     }
     if (!out) { fprintf(stderr, "distill world generate: --out DIR is required\n"); return 2; }
-    if (n_direct == (uint64_t)-1) n_direct = n_train;
-    {
-        char cmd[4200];
-        snprintf(cmd, sizeof cmd, "mkdir -p '%s'", out);
-        if (strchr(out, '\'') || system(cmd) != 0) { fprintf(stderr, "distill world: cannot create directory %s\n", out); return 1; }
-    }
-    seen.cap = (size_t)(n_train + n_direct) * 2 + 17;
-    seen.h = (uint64_t *)calloc(seen.cap, sizeof(uint64_t));
-    if (!seen.h) { fprintf(stderr, "distill world: out of memory\n"); return 1; }
-
-    /* train: teacher traces; direct: direct answers on other problems; eval: held out */
-    for (a = 0; a < 3; a++) {
-        static const char *names[3] = {"train.jsonl", "direct.jsonl", "eval.jsonl"};
-        uint64_t n = a == 0 ? n_train : a == 1 ? n_direct : n_eval, made = 0, k = 0;
-        snprintf(path, sizeof path, "%s/%s", out, names[a]);
-        if (distill_atomic_open(&af, path, &err) != 0) { fprintf(stderr, "%s\n", err.msg); free(seen.h); return 1; }
-        for (k = 0; made < n; k++) {
-            world_problem pr;
-            uint64_t ps = world_seed(seed, (uint64_t)a + 1, k);
-            uint64_t h;
-            if (k > 100 * (n + 10)) { fprintf(stderr, "distill world: cannot find %llu unseen eval problems\n", (unsigned long long)n); break; }
-            /* levels: uniform at random for train/direct, balanced round robin for eval */
-            lv = a == 2 ? (int)(made % WORLD_N_LEVELS) + 1 : (int)(ps % WORLD_N_LEVELS) + 1;
-            if (world_generate(&pr, ps, lv) != 0) { fprintf(stderr, "distill world: generator failed\n"); distill_atomic_abort(&af); free(seen.h); return 1; }
-            h = world_fnv(pr.question);
-            if (a < 2) world_set_add(&seen, h);
-            else if (world_set_has(&seen, h)) continue;   /* eval questions are unseen */
-            snprintf(id, sizeof id, "%s-%06llu", a == 0 ? "train" : a == 1 ? "direct" : "eval", (unsigned long long)made);
-            if (a == 0) {
-                world_program fin;
-                world_teacher_kind kind;
-                distill_rng r;
-                int hasty, passed;
-                distill_rng_seed(&r, ps ^ 0xE220Full);
-                hasty = distill_rng_uniform(&r) < error_rate;
-                if (!world_teacher(&pr, ps, hasty, resp, sizeof resp, &fin, &kind)) { fprintf(stderr, "distill world: trace too long\n"); continue; }
-                /* the label comes from running the final code, not from the teacher's intent */
-                passed = world_score_text(resp, strlen(resp), pr.hid, WORLD_N_HIDDEN, NULL, 0);
-                world_write_record(af.f, &pr, id, resp, (double)passed / WORLD_N_HIDDEN, passed == WORLD_N_HIDDEN,
-                                   kind == WORLD_TEACHER_CAREFUL ? "careful" : kind == WORLD_TEACHER_HASTY ? "hasty" : "slip");
-                right_count += passed == WORLD_N_HIDDEN;
-                kind_count[kind]++;
-                resp_chars += (double)strlen(resp);
-            } else if (a == 1) {
-                world_direct(&pr, resp, sizeof resp);
-                world_write_record(af.f, &pr, id, resp, 1.0, 1, "direct");
-            } else {
-                /* the teacher's careful trace is kept as a reference response */
-                world_teacher(&pr, ps, 0, resp, sizeof resp, NULL, NULL);
-                world_write_record(af.f, &pr, id, resp, 1.0, 1, "careful");
-            }
-            fputc('\n', af.f);
-            q_chars += (double)strlen(pr.question);
-            level_count[a][lv]++;
-            made++;
-        }
-        if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "%s\n", err.msg); free(seen.h); return 1; }
-        printf("%-13s %6llu records  levels 1..5: %lld %lld %lld %lld %lld\n", names[a], (unsigned long long)made,
-               level_count[a][1], level_count[a][2], level_count[a][3], level_count[a][4], level_count[a][5]);
-    }
-    free(seen.h);
-    if (n_train)
-        printf("train traces: %lld right, %lld wrong (careful %d, hasty %d, slip %d); mean response %.0f chars\n",
-               (long long)right_count, (long long)(n_train - (uint64_t)right_count), kind_count[0], kind_count[1],
-               kind_count[2], resp_chars / (double)n_train);
+    if (o.n_direct == (uint64_t)-1) o.n_direct = o.n_train;
+    if (mkdir(out, 0777) != 0 && errno != EEXIST) { fprintf(stderr, "distill world: cannot create directory %s\n", out); return 1; }
+    if (world_write_files(out, &o, &sum, &err) != 0) { fprintf(stderr, "distill world: %s\n", err.msg); return 1; }
+    world_print_summary(stdout, &o, &sum);
     printf("wrote %s/{train,direct,eval}.jsonl in %.2f s\n", out, distill_time_seconds() - t0);
-    (void)q_chars;
     return 0;
 }
 

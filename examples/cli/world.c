@@ -860,3 +860,128 @@ void world_write_record(FILE *f, const world_problem *pr, const char *id, const 
     world__json_tests(f, pr->hid, WORLD_N_HIDDEN);
     fputc('}', f);
 }
+
+/* ===================================================================================== */
+/* Data sets                                                                              */
+/* ===================================================================================== */
+
+world_gen_options world_gen_options_default(void) {
+    world_gen_options o;
+    o.n_train = 2000;
+    o.n_direct = (uint64_t)-1;
+    o.n_eval = 200;
+    o.seed = 1;
+    o.error_rate = 0.3;
+    return o;
+}
+
+/* A seed per (run seed, stream, index): train, direct and eval problems never share seeds. */
+static uint64_t world__seed(uint64_t s, uint64_t stream, uint64_t i) {
+    uint64_t z = s * 0x9E3779B97F4A7C15ull ^ (stream << 56) ^ (i * 0xBF58476D1CE4E5B9ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t world__fnv(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+/* Open-addressing set of question hashes, so eval questions never appear in train/direct. */
+typedef struct world__set { uint64_t *h; size_t cap; } world__set;
+static int world__set_has(const world__set *s, uint64_t h) {
+    size_t i = (size_t)(h % s->cap);
+    while (s->h[i]) { if (s->h[i] == h) return 1; i = (i + 1) % s->cap; }
+    return 0;
+}
+static void world__set_add(world__set *s, uint64_t h) {
+    size_t i = (size_t)(h % s->cap);
+    while (s->h[i]) { if (s->h[i] == h) return; i = (i + 1) % s->cap; }
+    s->h[i] = h;
+}
+
+int world_write_files(const char *dir, const world_gen_options *o, world_gen_summary *sum,
+                      distill_error *err) {
+    static const char *names[3] = {"train.jsonl", "direct.jsonl", "eval.jsonl"};
+    static const char *kind_names[3] = {"careful", "hasty", "slip"};
+    uint64_t n_direct = o->n_direct == (uint64_t)-1 ? o->n_train : o->n_direct;
+    char path[4096], id[64], resp[8192];
+    distill_atomic_file af;
+    world__set seen;
+    int a;
+    memset(sum, 0, sizeof *sum);
+    if (o->n_train > 100000000 || n_direct > 100000000 || o->n_eval > 100000000 ||
+        !(o->error_rate >= 0 && o->error_rate <= 1)) {
+        if (err) snprintf(err->msg, sizeof err->msg, "world: absurd sizes or error rate");
+        return -1;
+    }
+    seen.cap = (size_t)(o->n_train + n_direct) * 2 + 17;
+    seen.h = (uint64_t *)calloc(seen.cap, sizeof(uint64_t));
+    if (!seen.h) { if (err) snprintf(err->msg, sizeof err->msg, "world: out of memory"); return -1; }
+    for (a = 0; a < 3; a++) {
+        uint64_t n = a == 0 ? o->n_train : a == 1 ? n_direct : o->n_eval, made = 0, k;
+        snprintf(path, sizeof path, "%s/%s", dir, names[a]);
+        if (distill_atomic_open(&af, path, err) != 0) { free(seen.h); return -1; }
+        for (k = 0; made < n; k++) {
+            world_problem pr;
+            uint64_t ps = world__seed(o->seed, (uint64_t)a + 1, k), h;
+            /* levels: uniform at random for train/direct, balanced round robin for eval */
+            int lv = a == 2 ? (int)(made % WORLD_N_LEVELS) + 1 : (int)(ps % WORLD_N_LEVELS) + 1;
+            if (k > 100 * (n + 10) || world_generate(&pr, ps, lv) != 0) {
+                if (err) snprintf(err->msg, sizeof err->msg, "world: cannot generate %s", names[a]);
+                distill_atomic_abort(&af);
+                free(seen.h);
+                return -1;
+            }
+            h = world__fnv(pr.question);
+            if (a < 2) world__set_add(&seen, h);
+            else if (world__set_has(&seen, h)) continue;   /* eval questions are unseen */
+            snprintf(id, sizeof id, "%s-%06llu", a == 0 ? "train" : a == 1 ? "direct" : "eval", (unsigned long long)made);
+            if (a == 0) {
+                world_program fin;
+                world_teacher_kind kind;
+                distill_rng r;
+                int hasty, passed;
+                distill_rng_seed(&r, ps ^ 0xE220Full);
+                hasty = distill_rng_uniform(&r) < o->error_rate;
+                if (!world_teacher(&pr, ps, hasty, resp, sizeof resp, &fin, &kind)) continue;
+                /* the label comes from running the final code, not from the teacher's intent */
+                passed = world_score_text(resp, strlen(resp), pr.hid, WORLD_N_HIDDEN, NULL, 0);
+                world_write_record(af.f, &pr, id, resp, (double)passed / WORLD_N_HIDDEN,
+                                   passed == WORLD_N_HIDDEN, kind_names[kind]);
+                sum->right += passed == WORLD_N_HIDDEN;
+                sum->kinds[kind]++;
+                sum->resp_chars += (double)strlen(resp);
+            } else if (a == 1) {
+                world_direct(&pr, resp, sizeof resp);
+                world_write_record(af.f, &pr, id, resp, 1.0, 1, "direct");
+            } else {
+                /* the teacher's careful trace is kept as a reference response */
+                world_teacher(&pr, ps, 0, resp, sizeof resp, NULL, NULL);
+                world_write_record(af.f, &pr, id, resp, 1.0, 1, "careful");
+            }
+            fputc('\n', af.f);
+            sum->levels[a][lv]++;
+            made++;
+        }
+        sum->made[a] = made;
+        if (distill_atomic_commit(&af, err) != 0) { free(seen.h); return -1; }
+    }
+    free(seen.h);
+    return 0;
+}
+
+void world_print_summary(FILE *f, const world_gen_options *o, const world_gen_summary *sum) {
+    static const char *names[3] = {"train.jsonl", "direct.jsonl", "eval.jsonl"};
+    int a;
+    for (a = 0; a < 3; a++)
+        fprintf(f, "%-13s %6llu records  levels 1..5: %lld %lld %lld %lld %lld\n", names[a],
+                (unsigned long long)sum->made[a], sum->levels[a][1], sum->levels[a][2], sum->levels[a][3],
+                sum->levels[a][4], sum->levels[a][5]);
+    if (sum->made[0])
+        fprintf(f, "train traces: %lld right, %lld wrong (error rate %.2f: careful %lld, hasty %lld, slip %lld); "
+                "mean response %.0f chars\n", sum->right, (long long)sum->made[0] - sum->right, o->error_rate,
+                sum->kinds[0], sum->kinds[1], sum->kinds[2], sum->resp_chars / (double)sum->made[0]);
+}

@@ -102,6 +102,28 @@ int  world_score_text(const char *text, size_t len, const world_test *tests, int
 void world_write_record(FILE *f, const world_problem *pr, const char *id,
                         const char *response, double pass_rate, int right, const char *kind);
 
+/* ---- data sets --------------------------------------------------------------------------- */
+typedef struct world_gen_options {
+    uint64_t n_train;      /* teacher traces (train.jsonl)                         2000 */
+    uint64_t n_direct;     /* direct answers to other problems (direct.jsonl); (uint64_t)-1: = n_train */
+    uint64_t n_eval;       /* held-out problems, levels balanced (eval.jsonl)      200 */
+    uint64_t seed;         /* 1 */
+    double error_rate;     /* share of hasty/slipping teacher traces               0.3 */
+} world_gen_options;
+world_gen_options world_gen_options_default(void);
+typedef struct world_gen_summary {
+    uint64_t made[3];                          /* train, direct, eval */
+    long long levels[3][WORLD_N_LEVELS + 1];
+    long long right, kinds[3];                 /* train: right traces; careful/hasty/slip */
+    double resp_chars;                         /* train: total response characters */
+} world_gen_summary;
+/* Write dir/train.jsonl, dir/direct.jsonl, dir/eval.jsonl (atomically; dir must exist). Problem
+   seeds come from separate streams, and eval questions never occur verbatim in train/direct.
+   0 ok, -1 with err. */
+int  world_write_files(const char *dir, const world_gen_options *o, world_gen_summary *sum,
+                       distill_error *err);
+void world_print_summary(FILE *f, const world_gen_options *o, const world_gen_summary *sum);
+
 /* The verifier `distill eval --verifier world` calls: read the record's "hidden_tests"
    ([{"input": "[1,2]", "output": "3"}, ...]), extract the answer from text and run it on all of
    them. Returns 1 when every hidden test passes, 0 otherwise (reason says why, e.g.
