@@ -112,19 +112,72 @@ DISTILL_API int distill_topk_cache_check_row(const distill_topk_cache *c, int64_
 /* ---- the distillation head loss -------------------------------------------------------------
    A distill_head_loss (see the model part) that computes the loss above chunk by chunk inside
    the student's fused LM head. The teacher signal for a batch is set before each forward:
-   - in-process teacher: distill_kd_head_set_teacher_logits() points it at the teacher's logits
-     (B*T, V) for the current micro-batch (see distill_kd_teacher_forward);
+   - in-process teacher: distill_kd_head_run_teacher() runs the teacher on the batch and keeps
+     its logits for the supervised positions only (captured through the teacher's own fused
+     head, so unsupervised prompt positions cost nothing); memory n_supervised * V floats per
+     micro-batch: the trainer bounds it by splitting a batch into micro-batches;
    - cache: distill_kd_head_set_cache_rows() gives the dataset row of each batch row. */
 typedef struct distill_kd_head distill_kd_head;
 DISTILL_API distill_kd_head *distill_kd_head_create(const distill_kd_config *kc, int V,
                                                     distill_error *err);
 DISTILL_API void distill_kd_head_free(distill_kd_head *h);
 DISTILL_API distill_head_loss distill_kd_head_loss(distill_kd_head *h);
-DISTILL_API void distill_kd_head_set_teacher_logits(distill_kd_head *h, const float *logits, int T);
-DISTILL_API int  distill_kd_head_set_cache_rows(distill_kd_head *h, const distill_topk_cache *c,
-                                                const int64_t *rows, const distill_batch *batch,
-                                                distill_error *err);
-/* Run the teacher on batch and write its logits (B*T, V) to out (B*T*V floats). Fails with a
-   clear message when the teacher's vocabulary differs from student_vocab. */
-DISTILL_API int distill_kd_teacher_forward(distill_model *teacher, const distill_batch *batch,
-                                           int student_vocab, float *out, distill_error *err);
+/* Fails with a clear message when the teacher's vocabulary differs from the student's. */
+DISTILL_API int distill_kd_head_run_teacher(distill_kd_head *h, distill_model *teacher,
+                                            const distill_batch *batch, distill_error *err);
+DISTILL_API int distill_kd_head_set_cache_rows(distill_kd_head *h, const distill_topk_cache *c,
+                                               const int64_t *rows, const distill_batch *batch,
+                                               distill_error *err);
+
+/* ---- model files ----------------------------------------------------------------------------
+   Own checkpoint format (".dstl"): "DSTLCKPT" | u32 version | u32 0 | u64 json_len | u64 data_len
+   | u32 crc32(json + data) | u32 crc32(the 36 bytes before it) | json | data. The JSON holds the
+   model config, the list of binary sections {name, offset, size} into data, and (for training
+   checkpoints) the whole training state; sections hold the parameters ("params"), AdamW moments
+   ("adam_m", "adam_v") and opaque blobs such as the data loader's cursor. */
+typedef struct distill_ckpt_section {
+    const char *name;
+    const void *data;
+    size_t size;
+} distill_ckpt_section;
+
+/* Write m (parameters; with_optimizer: also m->m and m->v when allocated), the JSON object text
+   `train_json` (or NULL) stored under "train", and extra sections, atomically. */
+DISTILL_API int distill_checkpoint_write(const char *path, const distill_model *m, int with_optimizer,
+                                         const char *train_json, const distill_ckpt_section *extra,
+                                         int n_extra, distill_error *err);
+
+/* A checkpoint read back and verified (magic, version, sizes against the file size, checksums). */
+typedef struct distill_checkpoint {
+    char *path;
+    unsigned char *file;
+    size_t file_size;
+    distill_json *json;                 /* the whole header document */
+    const distill_json *train;          /* its "train" member or NULL */
+    distill_config cfg;
+    const unsigned char *data;
+    size_t data_size;
+} distill_checkpoint;
+DISTILL_API distill_checkpoint *distill_checkpoint_read(const char *path, distill_error *err);
+DISTILL_API void distill_checkpoint_free(distill_checkpoint *ck);
+/* A section's bytes (NULL when absent). */
+DISTILL_API const void *distill_checkpoint_section(const distill_checkpoint *ck, const char *name,
+                                                   size_t *size);
+/* Copy params (and with_optimizer: the AdamW moments, allocating m->m/m->v) into a model of the
+   same config. */
+DISTILL_API int distill_checkpoint_restore(const distill_checkpoint *ck, distill_model *m,
+                                           int with_optimizer, distill_error *err);
+
+/* Hugging Face safetensors: <path> gets the tensors (F32, HF Llama/Qwen2 names) and config.json
+   is written beside it (LlamaForCausalLM, or Qwen2ForCausalLM when qkv_bias). Import reads
+   F32/F16/BF16 and config.json from the same directory (through distill_model_load). */
+DISTILL_API int distill_safetensors_save(const distill_model *m, const char *path, distill_error *err);
+/* llama2.c legacy .bin (7 x int32 header, weights in llama2.c order, RoPE rows permuted back to
+   the interleaved-pairs convention). Needs rope_theta 10000, norm_eps 1e-5, no qkv bias. */
+DISTILL_API int distill_llama2c_save(const distill_model *m, const char *path, distill_error *err);
+/* "checkpoint", "safetensors", "llama2c" or NULL (with a message) for an unreadable file. */
+DISTILL_API const char *distill_model_file_format(const char *path, distill_error *err);
+/* SHA-256 (hex) of the parameter buffer as little-endian float32 in size-table order. */
+DISTILL_API void distill_model_sha256(const distill_model *m, char out[65]);
+/* Write cfg as a JSON object (no trailing newline). */
+DISTILL_API void distill_config_write_json(FILE *f, const distill_config *cfg);

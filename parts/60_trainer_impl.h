@@ -599,9 +599,12 @@ struct distill_kd_head {
     distill_kd_config kc;
     int V, nthreads;
     double *scratch;                /* per thread: s (V), t (V), grad (V), position scratch (5V) */
-    const float *teacher;           /* full teacher logits (B*T, V), or NULL */
+    float *teacher;                 /* in-process teacher: logits (n_supervised, V), or NULL */
+    size_t teacher_cap;             /* floats allocated */
+    int64_t n_captured;
     const distill_topk_cache *cache;
-    int64_t *entry;                 /* cache mode: entry index per flat position, -1 if none */
+    int64_t *entry;                 /* per flat position b*T+t: the row in `teacher` or the cache
+                                       entry, -1 if unsupervised */
     size_t entry_cap;
 };
 
@@ -641,6 +644,7 @@ DISTILL_API distill_kd_head *distill_kd_head_create(const distill_kd_config *kc,
 DISTILL_API void distill_kd_head_free(distill_kd_head *h) {
     if (!h) return;
     distill_free_aligned(h->scratch);
+    distill_free_aligned(h->teacher);
     DISTILL_FREE(h->entry);
     DISTILL_FREE(h);
 }
@@ -674,14 +678,14 @@ static void distill__kd_head_fn(void *ctx, const int64_t *pos, int n, float *lg,
             res = distill_kd_position(s, V, NULL, ids, lp, k, distill__get_f32(e + 8 * (size_t)k), tgt, &h->kc,
                                       compute_grad ? g : NULL, scr);
         } else {
-            const float *tl = h->teacher + (size_t)p * V;
+            const float *tl = h->teacher + (size_t)h->entry[p] * V;
             for (j = 0; j < V; j++) t[j] = tl[j];
             res = distill_kd_position(s, V, t, NULL, NULL, 0, 0.0f, tgt, &h->kc, compute_grad ? g : NULL, scr);
         }
         st->loss += w * res.loss;
         st->weight_sum += w;
-        st->accuracy += res.argmax == tgt ? 1.0 : 0.0;
-        st->entropy += res.entropy;
+        st->accuracy += res.argmax == tgt ? w : 0.0;   /* weighted, as the core's CE head */
+        st->entropy += w * res.entropy;
         if (compute_grad)
             for (j = 0; j < V; j++) row[j] = (float)(g[j] * w * (double)grad_scale);
     }
@@ -694,12 +698,6 @@ DISTILL_API distill_head_loss distill_kd_head_loss(distill_kd_head *h) {
     return hl;
 }
 
-DISTILL_API void distill_kd_head_set_teacher_logits(distill_kd_head *h, const float *logits, int T) {
-    (void)T;
-    distill__kd_head_threads(h);
-    h->teacher = logits;
-    h->cache = NULL;
-}
 
 DISTILL_API int distill_kd_head_set_cache_rows(distill_kd_head *h, const distill_topk_cache *c,
                                                const int64_t *rows, const distill_batch *batch,
@@ -728,7 +726,735 @@ DISTILL_API int distill_kd_head_set_cache_rows(distill_kd_head *h, const distill
         }
     }
     h->cache = c;
-    h->teacher = NULL;
     return 0;
 }
 
+/* Entry map of a batch: supervised positions (target >= 0, weight > 0, inside the row's
+   length) get consecutive indices in row-major order; returns their count or -1. */
+static int64_t distill__kd_map(distill_kd_head *h, const distill_batch *batch) {
+    size_t BT = (size_t)batch->B * (size_t)batch->T;
+    int64_t n = 0;
+    int b, t;
+    if (BT > h->entry_cap) {
+        int64_t *e = (int64_t *)DISTILL_REALLOC(h->entry, BT * sizeof(int64_t));
+        if (!e) return -1;
+        h->entry = e;
+        h->entry_cap = BT;
+    }
+    for (b = 0; b < batch->B; b++) {
+        int len = batch->lengths ? batch->lengths[b] : batch->T;
+        for (t = 0; t < batch->T; t++) {
+            size_t p = (size_t)b * batch->T + t;
+            int sup = t < len && batch->targets[p] >= 0 && (!batch->weights || batch->weights[p] > 0.0f);
+            h->entry[p] = sup ? n++ : -1;
+        }
+    }
+    return n;
+}
+
+/* The teacher's head hands us its logits chunk by chunk: keep them (no gradient). */
+static void distill__kd_capture_fn(void *ctx, const int64_t *pos, int n, float *lg, int V,
+                                   const int32_t *targets, const float *weights, float grad_scale,
+                                   int compute_grad, distill_stats *st, int thread) {
+    distill_kd_head *h = (distill_kd_head *)ctx;
+    int i;
+    (void)targets; (void)weights; (void)grad_scale; (void)compute_grad; (void)st; (void)thread;
+    for (i = 0; i < n; i++) {
+        int64_t e = h->entry[pos[i]];
+        if (e >= 0 && e < h->n_captured)
+            memcpy(h->teacher + (size_t)e * V, lg + (size_t)i * V, sizeof(float) * (size_t)V);
+    }
+}
+
+DISTILL_API int distill_kd_head_run_teacher(distill_kd_head *h, distill_model *teacher,
+                                            const distill_batch *batch, distill_error *err) {
+    distill_head_loss cap;
+    size_t need;
+    int64_t n;
+    if (teacher->cfg.vocab_size != h->V)
+        return distill__err(err, "teacher vocabulary (%d tokens) differs from the student's (%d): logit "
+                            "distillation needs a shared tokenizer (use sequence-level distillation, i.e. "
+                            "SFT on the teacher's outputs, instead)", teacher->cfg.vocab_size, h->V);
+    if (!batch->targets) return distill__err(err, "distill_kd_head_run_teacher: the batch has no targets");
+    if (distill__kd_head_threads(h) != 0 || (n = distill__kd_map(h, batch)) < 0)
+        return distill__err(err, "out of memory");
+    if (!distill__mul_size((size_t)n, (size_t)h->V, &need)) return distill__err(err, "teacher logits: size overflow");
+    if (need > h->teacher_cap) {
+        float *t = (float *)distill_alloc_aligned(need * sizeof(float), 64);
+        if (!t) return distill__err(err, "out of memory for the teacher's logits (%lld positions x %d); use smaller micro-batches",
+                                    (long long)n, h->V);
+        distill_free_aligned(h->teacher);
+        h->teacher = t;
+        h->teacher_cap = need;
+    }
+    h->n_captured = n;
+    h->cache = NULL;
+    cap.fn = distill__kd_capture_fn;
+    cap.ctx = h;
+    return distill_model_forward(teacher, batch, &cap, 0.0f, NULL, err);
+}
+
+/* ======================================================================================= */
+/* MODEL FILES: own checkpoints, safetensors, llama2.c                                      */
+/* ======================================================================================= */
+#define DISTILL__CKPT_MAGIC "DSTLCKPT"
+#define DISTILL__CKPT_VERSION 1u
+#define DISTILL__CKPT_HDR 40
+
+DISTILL_API void distill_config_write_json(FILE *f, const distill_config *c) {
+    fprintf(f, "{\"vocab_size\": %d, \"dim\": %d, \"n_layers\": %d, \"n_heads\": %d, \"n_kv_heads\": %d, "
+               "\"hidden_dim\": %d, \"rope_theta\": %.9g, \"norm_eps\": %.9g, \"qkv_bias\": %d, "
+               "\"tie_embeddings\": %d, \"init_std\": %.9g, \"scale_residual_init\": %d}",
+            c->vocab_size, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim,
+            (double)c->rope_theta, (double)c->norm_eps, c->qkv_bias, c->tie_embeddings,
+            (double)c->init_std, c->scale_residual_init);
+}
+
+/* Integer field of a JSON object, range-checked; a missing field keeps *out when optional. */
+static int distill__json_int(const distill_json *o, const char *key, int *out, int optional,
+                             int lo, int hi, const char *file, distill_error *err) {
+    const distill_json *v = distill_json_get(o, key);
+    if (!v) return optional ? 0 : distill__err(err, "%s: missing field '%s'", file, key);
+    if (v->type == DISTILL_JSON_TRUE || v->type == DISTILL_JSON_FALSE) {
+        *out = v->type == DISTILL_JSON_TRUE;
+        return 0;
+    }
+    if (v->type != DISTILL_JSON_NUMBER || !v->is_int || v->i64 < lo || v->i64 > hi)
+        return distill__err(err, "%s:%d: field '%s': expected an integer in [%d, %d]", file, v->line, key, lo, hi);
+    *out = (int)v->i64;
+    return 0;
+}
+static int distill__json_float(const distill_json *o, const char *key, float *out, int optional,
+                               const char *file, distill_error *err) {
+    const distill_json *v = distill_json_get(o, key);
+    if (!v) return optional ? 0 : distill__err(err, "%s: missing field '%s'", file, key);
+    if (v->type != DISTILL_JSON_NUMBER || !(fabs(v->num) < 1e30))
+        return distill__err(err, "%s:%d: field '%s': expected a number", file, v->line, key);
+    *out = (float)v->num;
+    return 0;
+}
+
+static int distill__config_from_json(const distill_json *o, distill_config *c, const char *file,
+                                     distill_error *err) {
+    *c = distill_config_default();
+    if (!o || o->type != DISTILL_JSON_OBJECT) return distill__err(err, "%s: field 'config': expected an object", file);
+    if (distill__json_int(o, "vocab_size", &c->vocab_size, 0, 1, 1 << 24, file, err) ||
+        distill__json_int(o, "dim", &c->dim, 0, 1, 1 << 16, file, err) ||
+        distill__json_int(o, "n_layers", &c->n_layers, 0, 1, 1024, file, err) ||
+        distill__json_int(o, "n_heads", &c->n_heads, 0, 1, 4096, file, err) ||
+        distill__json_int(o, "n_kv_heads", &c->n_kv_heads, 0, 1, 4096, file, err) ||
+        distill__json_int(o, "hidden_dim", &c->hidden_dim, 0, 1, 1 << 20, file, err) ||
+        distill__json_float(o, "rope_theta", &c->rope_theta, 0, file, err) ||
+        distill__json_float(o, "norm_eps", &c->norm_eps, 0, file, err) ||
+        distill__json_int(o, "qkv_bias", &c->qkv_bias, 0, 0, 1, file, err) ||
+        distill__json_int(o, "tie_embeddings", &c->tie_embeddings, 0, 0, 1, file, err) ||
+        distill__json_float(o, "init_std", &c->init_std, 1, file, err) ||
+        distill__json_int(o, "scale_residual_init", &c->scale_residual_init, 1, 0, 1, file, err))
+        return -1;
+    if (distill_config_validate(c, err) != 0) {
+        char tmp[sizeof err->msg];
+        snprintf(tmp, sizeof tmp, "%.200s: %.300s", file, err->msg);
+        memcpy(err->msg, tmp, sizeof tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int distill__fwrite_all(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n ? 0 : -1; }
+
+DISTILL_API int distill_checkpoint_write(const char *path, const distill_model *m, int with_optimizer,
+                                         const char *train_json, const distill_ckpt_section *extra,
+                                         int n_extra, distill_error *err) {
+    /* The JSON header is built in memory first (its length goes in the fixed header), then the
+       sections stream out in order while the CRC is updated. */
+    distill_ckpt_section secs[64];
+    int ns = 0, i;
+    char *json = NULL;
+    size_t json_len = 0, off = 0;
+    FILE *mf;
+    unsigned char hdr[DISTILL__CKPT_HDR];
+    uint32_t crc;
+    distill_atomic_file af;
+    if (n_extra < 0 || n_extra > 60) return distill__err(err, "%s: too many checkpoint sections", path);
+    secs[ns].name = "params"; secs[ns].data = m->params; secs[ns].size = m->num_floats * sizeof(float); ns++;
+    if (with_optimizer && m->m && m->v) {
+        secs[ns].name = "adam_m"; secs[ns].data = m->m; secs[ns].size = m->num_floats * sizeof(float); ns++;
+        secs[ns].name = "adam_v"; secs[ns].data = m->v; secs[ns].size = m->num_floats * sizeof(float); ns++;
+    }
+    for (i = 0; i < n_extra; i++) secs[ns++] = extra[i];
+    mf = tmpfile();
+    if (!mf) return distill__err(err, "%s: cannot create a temporary buffer: %s", path, strerror(errno));
+    fprintf(mf, "{\"format\": \"distill-checkpoint\", \"version\": %u, \"config\": ", DISTILL__CKPT_VERSION);
+    distill_config_write_json(mf, &m->cfg);
+    fprintf(mf, ", \"num_params\": %llu, \"sections\": [", (unsigned long long)m->num_params);
+    for (i = 0; i < ns; i++) {
+        fprintf(mf, "%s{\"name\": ", i ? ", " : "");
+        distill_json_write_string(mf, secs[i].name, strlen(secs[i].name));
+        fprintf(mf, ", \"offset\": %llu, \"size\": %llu}", (unsigned long long)off, (unsigned long long)secs[i].size);
+        off += secs[i].size;
+    }
+    fprintf(mf, "], \"train\": %s}\n", train_json ? train_json : "null");
+    if (ferror(mf)) { fclose(mf); return distill__err(err, "%s: cannot format the header", path); }
+    json_len = (size_t)ftell(mf);
+    json = (char *)DISTILL_MALLOC(json_len + 1);
+    rewind(mf);
+    if (!json || fread(json, 1, json_len, mf) != json_len) {
+        fclose(mf); DISTILL_FREE(json);
+        return distill__err(err, "%s: out of memory for the header", path);
+    }
+    fclose(mf);
+    crc = distill_crc32(0, json, json_len);
+    for (i = 0; i < ns; i++) crc = distill_crc32(crc, secs[i].data, secs[i].size);
+    memcpy(hdr, DISTILL__CKPT_MAGIC, 8);
+    distill__put_u32(hdr + 8, DISTILL__CKPT_VERSION);
+    distill__put_u32(hdr + 12, 0);
+    distill__put_u64(hdr + 16, json_len);
+    distill__put_u64(hdr + 24, off);
+    distill__put_u32(hdr + 32, crc);
+    distill__put_u32(hdr + 36, distill_crc32(0, hdr, 36));
+    if (distill_atomic_open(&af, path, err) != 0) { DISTILL_FREE(json); return -1; }
+    if (distill__fwrite_all(af.f, hdr, sizeof hdr) || distill__fwrite_all(af.f, json, json_len)) goto wfail;
+    for (i = 0; i < ns; i++) if (distill__fwrite_all(af.f, secs[i].data, secs[i].size)) goto wfail;
+    DISTILL_FREE(json);
+    return distill_atomic_commit(&af, err);
+wfail:
+    distill__err(err, "%s: write failed: %s", path, strerror(errno));
+    distill_atomic_abort(&af);
+    DISTILL_FREE(json);
+    return -1;
+}
+
+DISTILL_API void distill_checkpoint_free(distill_checkpoint *ck) {
+    if (!ck) return;
+    distill_json_free(ck->json);
+    DISTILL_FREE(ck->file);
+    DISTILL_FREE(ck->path);
+    DISTILL_FREE(ck);
+}
+
+DISTILL_API distill_checkpoint *distill_checkpoint_read(const char *path, distill_error *err) {
+    distill_checkpoint *ck = (distill_checkpoint *)DISTILL_MALLOC(sizeof *ck);
+    uint64_t jl, dl;
+    const distill_json *secs, *tr;
+    size_t i;
+    if (!ck) { distill__err(err, "%s: out of memory", path); return NULL; }
+    memset(ck, 0, sizeof *ck);
+    ck->path = distill__strdup(path);
+    ck->file = (unsigned char *)distill_read_file(path, &ck->file_size, err);
+    if (!ck->file || !ck->path) goto fail;
+    if (ck->file_size < DISTILL__CKPT_HDR || memcmp(ck->file, DISTILL__CKPT_MAGIC, 8) != 0) {
+        distill__err(err, "%s: not a distill checkpoint (bad magic or shorter than its header)", path);
+        goto fail;
+    }
+    if (distill_crc32(0, ck->file, 36) != distill__get_u32(ck->file + 36)) {
+        distill__err(err, "%s: header checksum mismatch: the checkpoint is corrupt", path);
+        goto fail;
+    }
+    if (distill__get_u32(ck->file + 8) != DISTILL__CKPT_VERSION) {
+        distill__err(err, "%s: checkpoint version %u is not supported (this build reads %u)", path,
+                     distill__get_u32(ck->file + 8), DISTILL__CKPT_VERSION);
+        goto fail;
+    }
+    jl = distill__get_u64(ck->file + 16);
+    dl = distill__get_u64(ck->file + 24);
+    if (jl > ck->file_size - DISTILL__CKPT_HDR || dl != ck->file_size - DISTILL__CKPT_HDR - jl) {
+        distill__err(err, "%s: file is %zu bytes but its header says %llu + %llu (truncated?)", path,
+                     ck->file_size, (unsigned long long)jl, (unsigned long long)dl);
+        goto fail;
+    }
+    if (distill_crc32(0, ck->file + DISTILL__CKPT_HDR, ck->file_size - DISTILL__CKPT_HDR) != distill__get_u32(ck->file + 32)) {
+        distill__err(err, "%s: checksum mismatch: the checkpoint is corrupt", path);
+        goto fail;
+    }
+    ck->json = distill_json_parse((const char *)ck->file + DISTILL__CKPT_HDR, (size_t)jl, path, 1, err);
+    if (!ck->json) goto fail;
+    ck->data = ck->file + DISTILL__CKPT_HDR + jl;
+    ck->data_size = (size_t)dl;
+    if (distill__config_from_json(distill_json_get(ck->json, "config"), &ck->cfg, path, err) != 0) goto fail;
+    secs = distill_json_get(ck->json, "sections");
+    if (!secs || secs->type != DISTILL_JSON_ARRAY) { distill__err(err, "%s: field 'sections': expected an array", path); goto fail; }
+    for (i = 0; i < secs->len; i++) {
+        const distill_json *s = &secs->items[i], *o = distill_json_get(s, "offset"), *z = distill_json_get(s, "size"),
+                           *n = distill_json_get(s, "name");
+        if (!n || n->type != DISTILL_JSON_STRING || !o || !o->is_int || !z || !z->is_int || o->i64 < 0 || z->i64 < 0 ||
+            (uint64_t)o->i64 > dl || (uint64_t)z->i64 > dl - (uint64_t)o->i64) {
+            distill__err(err, "%s: section %zu: bad name, offset or size (data is %llu bytes)", path, i, (unsigned long long)dl);
+            goto fail;
+        }
+    }
+    tr = distill_json_get(ck->json, "train");
+    ck->train = tr && tr->type == DISTILL_JSON_OBJECT ? tr : NULL;
+    return ck;
+fail:
+    distill_checkpoint_free(ck);
+    return NULL;
+}
+
+DISTILL_API const void *distill_checkpoint_section(const distill_checkpoint *ck, const char *name,
+                                                   size_t *size) {
+    const distill_json *secs = distill_json_get(ck->json, "sections");
+    size_t i;
+    for (i = 0; secs && i < secs->len; i++) {
+        const distill_json *n = distill_json_get(&secs->items[i], "name");
+        if (n && !strcmp(n->str, name)) {
+            if (size) *size = (size_t)distill_json_get(&secs->items[i], "size")->i64;
+            return ck->data + distill_json_get(&secs->items[i], "offset")->i64;
+        }
+    }
+    if (size) *size = 0;
+    return NULL;
+}
+
+static int distill__ensure_moments(distill_model *m) {
+    if (!m->m) m->m = (float *)distill_alloc_aligned(m->num_floats * sizeof(float), 64);
+    if (!m->v) m->v = (float *)distill_alloc_aligned(m->num_floats * sizeof(float), 64);
+    return m->m && m->v ? 0 : -1;
+}
+
+DISTILL_API int distill_checkpoint_restore(const distill_checkpoint *ck, distill_model *m,
+                                           int with_optimizer, distill_error *err) {
+    size_t n, want = m->num_floats * sizeof(float);
+    const void *p = distill_checkpoint_section(ck, "params", &n);
+    if (memcmp(&ck->cfg, &m->cfg, sizeof m->cfg) != 0 &&
+        (ck->cfg.vocab_size != m->cfg.vocab_size || ck->cfg.dim != m->cfg.dim || ck->cfg.n_layers != m->cfg.n_layers ||
+         ck->cfg.n_heads != m->cfg.n_heads || ck->cfg.n_kv_heads != m->cfg.n_kv_heads ||
+         ck->cfg.hidden_dim != m->cfg.hidden_dim || ck->cfg.qkv_bias != m->cfg.qkv_bias ||
+         ck->cfg.tie_embeddings != m->cfg.tie_embeddings))
+        return distill__err(err, "%s: the checkpoint's model config differs from the model's", ck->path);
+    if (!p || n != want)
+        return distill__err(err, "%s: section 'params' is %zu bytes, the model needs %zu", ck->path, n, want);
+    memcpy(m->params, p, want);
+    if (with_optimizer) {
+        const void *pm = distill_checkpoint_section(ck, "adam_m", &n);
+        size_t nv;
+        const void *pv = distill_checkpoint_section(ck, "adam_v", &nv);
+        if (pm && pv) {
+            if (n != want || nv != want) return distill__err(err, "%s: AdamW moment sections have the wrong size", ck->path);
+            if (distill__ensure_moments(m) != 0) return distill__err(err, "out of memory for AdamW moments");
+            memcpy(m->m, pm, want);
+            memcpy(m->v, pv, want);
+        }
+    }
+    return 0;
+}
+
+/* ---- safetensors --------------------------------------------------------------------------
+   <u64 header length N> <N bytes of JSON: name -> {dtype, shape, data_offsets [begin, end)}>
+   <data>. Offsets are relative to the start of data. */
+
+/* path of a file next to `path` (same directory) */
+static char *distill__sibling(const char *path, const char *name) {
+    const char *slash = strrchr(path, '/');
+    size_t d = slash ? (size_t)(slash - path) + 1 : 0, n = d + strlen(name) + 1;
+    char *s = (char *)DISTILL_MALLOC(n);
+    if (!s) return NULL;
+    memcpy(s, path, d);
+    memcpy(s + d, name, strlen(name) + 1);
+    return s;
+}
+
+static int distill__write_hf_config(const distill_model *m, const char *path, distill_error *err) {
+    const distill_config *c = &m->cfg;
+    char *cp = distill__sibling(path, "config.json");
+    distill_atomic_file af;
+    int rc;
+    if (!cp) return distill__err(err, "out of memory");
+    if (distill_atomic_open(&af, cp, err) != 0) { DISTILL_FREE(cp); return -1; }
+    fprintf(af.f,
+            "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n  \"hidden_size\": %d,\n"
+            "  \"intermediate_size\": %d,\n  \"num_attention_heads\": %d,\n  \"num_hidden_layers\": %d,\n"
+            "  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n  \"vocab_size\": %d,\n  \"rms_norm_eps\": %.9g,\n"
+            "  \"rope_theta\": %.9g,\n  \"tie_word_embeddings\": %s,\n  \"max_position_embeddings\": %d,\n"
+            "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"torch_dtype\": \"float32\"\n}\n",
+            c->qkv_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM", c->qkv_bias ? "qwen2" : "llama",
+            c->dim, c->hidden_dim, c->n_heads, c->n_layers, c->n_kv_heads, c->dim / c->n_heads,
+            c->vocab_size, (double)c->norm_eps, (double)c->rope_theta,
+            c->tie_embeddings ? "true" : "false", m->max_seq > 0 ? m->max_seq : 2048);
+    rc = distill_atomic_commit(&af, err);
+    DISTILL_FREE(cp);
+    return rc;
+}
+
+DISTILL_API int distill_safetensors_save(const distill_model *m, const char *path, distill_error *err) {
+    FILE *mf = tmpfile();
+    char *hj;
+    size_t hl, padded, off = 0;
+    unsigned char n8[8];
+    distill_atomic_file af;
+    int i, first = 1;
+    if (!mf) return distill__err(err, "%s: cannot create a temporary buffer", path);
+    fprintf(mf, "{\"__metadata__\": {\"format\": \"pt\"}");
+    for (i = 0; i < m->n_tensors; i++) {
+        const distill_tensor_info *t = &m->tensors[i];
+        fprintf(mf, ", \"%s\": {\"dtype\": \"F32\", \"shape\": [%d", t->name, t->shape[0]);
+        if (t->ndim == 2) fprintf(mf, ", %d", t->shape[1]);
+        fprintf(mf, "], \"data_offsets\": [%llu, %llu]}", (unsigned long long)off,
+                (unsigned long long)(off + t->numel * 4));
+        off += t->numel * 4;
+        first = 0;
+    }
+    (void)first;
+    fprintf(mf, "}");
+    hl = (size_t)ftell(mf);
+    padded = (hl + 7) & ~(size_t)7;     /* data 8-byte aligned, padding with spaces as the spec allows */
+    hj = (char *)DISTILL_MALLOC(padded);
+    rewind(mf);
+    if (!hj || fread(hj, 1, hl, mf) != hl) { fclose(mf); DISTILL_FREE(hj); return distill__err(err, "%s: out of memory", path); }
+    fclose(mf);
+    memset(hj + hl, ' ', padded - hl);
+    distill__put_u64(n8, padded);
+    if (distill_atomic_open(&af, path, err) != 0) { DISTILL_FREE(hj); return -1; }
+    if (distill__fwrite_all(af.f, n8, 8) || distill__fwrite_all(af.f, hj, padded)) goto wfail;
+    for (i = 0; i < m->n_tensors; i++) {
+        const distill_tensor_info *t = &m->tensors[i];
+        if (distill__fwrite_all(af.f, m->params + t->offset, t->numel * sizeof(float))) goto wfail;
+    }
+    DISTILL_FREE(hj);
+    if (distill_atomic_commit(&af, err) != 0) return -1;
+    return distill__write_hf_config(m, path, err);
+wfail:
+    distill__err(err, "%s: write failed: %s", path, strerror(errno));
+    distill_atomic_abort(&af);
+    DISTILL_FREE(hj);
+    return -1;
+}
+
+static int distill__hf_config(const char *path, distill_config *c, distill_error *err) {
+    distill_json *j = distill_json_parse_file(path, err);
+    const distill_json *mt, *hd;
+    int bias = 0, head_dim = 0;
+    if (!j) return -1;
+    *c = distill_config_default();
+    c->n_kv_heads = -1;
+    c->tie_embeddings = 0;
+    c->rope_theta = 10000.0f;
+    if (distill__json_int(j, "vocab_size", &c->vocab_size, 0, 1, 1 << 24, path, err) ||
+        distill__json_int(j, "hidden_size", &c->dim, 0, 1, 1 << 16, path, err) ||
+        distill__json_int(j, "num_hidden_layers", &c->n_layers, 0, 1, 1024, path, err) ||
+        distill__json_int(j, "num_attention_heads", &c->n_heads, 0, 1, 4096, path, err) ||
+        distill__json_int(j, "num_key_value_heads", &c->n_kv_heads, 1, 1, 4096, path, err) ||
+        distill__json_int(j, "intermediate_size", &c->hidden_dim, 0, 1, 1 << 20, path, err) ||
+        distill__json_float(j, "rms_norm_eps", &c->norm_eps, 1, path, err) ||
+        distill__json_float(j, "rope_theta", &c->rope_theta, 1, path, err) ||
+        distill__json_int(j, "tie_word_embeddings", &c->tie_embeddings, 1, 0, 1, path, err) ||
+        distill__json_int(j, "attention_bias", &bias, 1, 0, 1, path, err) ||
+        distill__json_int(j, "head_dim", &head_dim, 1, 0, 1 << 16, path, err)) {
+        distill_json_free(j);
+        return -1;
+    }
+    if (c->n_kv_heads < 0) c->n_kv_heads = c->n_heads;
+    mt = distill_json_get(j, "model_type");
+    if (mt && mt->type == DISTILL_JSON_STRING && !strcmp(mt->str, "qwen2")) c->qkv_bias = 1;
+    else if (mt && mt->type == DISTILL_JSON_STRING && strcmp(mt->str, "llama") != 0) {
+        distill__err(err, "%s: model_type '%s' is not supported (llama or qwen2)", path, mt->str);
+        distill_json_free(j);
+        return -1;
+    }
+    hd = distill_json_get(j, "hidden_act");
+    if ((hd && hd->type == DISTILL_JSON_STRING && strcmp(hd->str, "silu") != 0) || bias) {
+        distill__err(err, "%s: %s is not supported (only SiLU activations, no attention_bias on Llama)", path,
+                     bias ? "attention_bias" : "hidden_act");
+        distill_json_free(j);
+        return -1;
+    }
+    distill_json_free(j);
+    if (head_dim && head_dim * c->n_heads != c->dim)
+        return distill__err(err, "%s: head_dim %d != hidden_size / num_attention_heads", path, head_dim);
+    if (distill_config_validate(c, err) != 0) {
+        char tmp[sizeof err->msg];
+        snprintf(tmp, sizeof tmp, "%.200s: %.300s", path, err->msg);
+        memcpy(err->msg, tmp, sizeof tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static float distill__half_to_float(uint16_t h) {
+    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, f = h & 0x3ff, u;
+    float out;
+    if (e == 0) { /* zero or subnormal: value f * 2^-24 */
+        out = (float)f * 5.9604644775390625e-8f;
+        return s ? -out : out;
+    }
+    if (e == 31) u = s | 0x7f800000u | (f << 13);
+    else u = s | ((e + 112) << 23) | (f << 13);
+    memcpy(&out, &u, 4);
+    return out;
+}
+
+static distill_model *distill__load_safetensors(const unsigned char *buf, size_t size, const char *path,
+                                                int max_batch, int max_seq, distill_error *err) {
+    distill_config cfg;
+    char *cp = distill__sibling(path, "config.json");
+    distill_json *h = NULL;
+    distill_model *m = NULL;
+    uint64_t hl;
+    const unsigned char *data;
+    size_t dsize;
+    int i, have_lm = 0;
+    if (!cp) { distill__err(err, "out of memory"); return NULL; }
+    if (distill__hf_config(cp, &cfg, err) != 0) { DISTILL_FREE(cp); return NULL; }
+    DISTILL_FREE(cp);
+    hl = distill__get_u64(buf);
+    if (hl > size - 8) { distill__err(err, "%s: header length %llu exceeds the file size %zu", path, (unsigned long long)hl, size); return NULL; }
+    h = distill_json_parse((const char *)buf + 8, (size_t)hl, path, 1, err);
+    if (!h) return NULL;
+    if (h->type != DISTILL_JSON_OBJECT) { distill__err(err, "%s: safetensors header is not an object", path); goto fail; }
+    data = buf + 8 + hl;
+    dsize = size - 8 - (size_t)hl;
+    have_lm = distill_json_get(h, "lm_head.weight") != NULL;
+    if (!have_lm) cfg.tie_embeddings = 1;   /* HF omits lm_head when tied */
+    else cfg.tie_embeddings = 0;
+    m = distill_model_create(&cfg, max_batch, max_seq, 0, err);
+    if (!m) goto fail;
+    for (i = 0; i < m->n_tensors; i++) {
+        const distill_tensor_info *t = &m->tensors[i];
+        const distill_json *e = distill_json_get(h, t->name), *dt, *sh, *of;
+        int64_t b, en;
+        size_t esz, k;
+        float *dst = m->params + t->offset;
+        if (!e) { distill__err(err, "%s: tensor '%s' is missing", path, t->name); goto fail; }
+        dt = distill_json_get(e, "dtype"); sh = distill_json_get(e, "shape"); of = distill_json_get(e, "data_offsets");
+        if (!dt || dt->type != DISTILL_JSON_STRING || !sh || sh->type != DISTILL_JSON_ARRAY || !of ||
+            of->type != DISTILL_JSON_ARRAY || of->len != 2 || !of->items[0].is_int || !of->items[1].is_int) {
+            distill__err(err, "%s: tensor '%s': malformed entry (dtype, shape, data_offsets)", path, t->name);
+            goto fail;
+        }
+        if ((int)sh->len != t->ndim || !sh->items[0].is_int || sh->items[0].i64 != t->shape[0] ||
+            (t->ndim == 2 && (!sh->items[1].is_int || sh->items[1].i64 != t->shape[1]))) {
+            distill__err(err, "%s: tensor '%s' has the wrong shape for config.json (expected [%d%s%d])", path, t->name,
+                         t->shape[0], t->ndim == 2 ? ", " : "", t->ndim == 2 ? t->shape[1] : 0);
+            goto fail;
+        }
+        esz = !strcmp(dt->str, "F32") ? 4 : (!strcmp(dt->str, "F16") || !strcmp(dt->str, "BF16")) ? 2 : 0;
+        if (!esz) { distill__err(err, "%s: tensor '%s': dtype %s is not supported (F32, F16, BF16)", path, t->name, dt->str); goto fail; }
+        b = of->items[0].i64; en = of->items[1].i64;
+        if (b < 0 || en < b || (uint64_t)en > dsize || (uint64_t)(en - b) != t->numel * esz) {
+            distill__err(err, "%s: tensor '%s': data_offsets [%lld, %lld] do not fit the data (%zu bytes) or the shape",
+                         path, t->name, (long long)b, (long long)en, dsize);
+            goto fail;
+        }
+        for (k = 0; k < t->numel; k++) {
+            const unsigned char *p = data + b + k * esz;
+            if (esz == 4) dst[k] = distill__get_f32(p);
+            else if (dt->str[0] == 'B') { uint32_t u = (uint32_t)(p[0] | (p[1] << 8)) << 16; memcpy(&dst[k], &u, 4); }
+            else dst[k] = distill__half_to_float((uint16_t)(p[0] | (p[1] << 8)));
+        }
+    }
+    distill_json_free(h);
+    return m;
+fail:
+    distill_json_free(h);
+    distill_model_free(m);
+    return NULL;
+}
+
+/* ---- llama2.c ------------------------------------------------------------------------------
+   Header: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (negative: separate
+   classifier), seq_len as int32. Then float32: token_embedding (V,C), rms_att (L,C), wq (L,C,C),
+   wk (L,KV,C), wv (L,KV,C), wo (L,C,C), rms_ffn (L,C), w1 (L,F,C), w2 (L,C,F), w3 (L,F,C),
+   rms_final (C), freq_cis_real and _imag (seq_len, HS/2) (unused), wcls (V,C) if unshared.
+   llama2.c rotates interleaved pairs (x[2i], x[2i+1]); HF Llama rotates halves (x[i], x[i+HS/2]).
+   Row 2i+h of a head in llama2.c's wq/wk becomes row h*HS/2 + i here (as HF's conversion does),
+   which makes q.k identical under the two conventions. */
+static void distill__rope_permute(float *dst, const float *src, int n_heads, int hs, int C, int to_hf) {
+    int h, i, half;
+    for (h = 0; h < n_heads; h++)
+        for (half = 0; half < 2; half++)
+            for (i = 0; i < hs / 2; i++) {
+                size_t hf = (size_t)h * hs + (size_t)half * (hs / 2) + i, il = (size_t)h * hs + 2 * (size_t)i + half;
+                if (to_hf) memcpy(dst + hf * C, src + il * C, sizeof(float) * (size_t)C);
+                else memcpy(dst + il * C, src + hf * C, sizeof(float) * (size_t)C);
+            }
+}
+
+static distill_model *distill__load_llama2c(const unsigned char *buf, size_t size, const char *path,
+                                            int max_batch, int max_seq, distill_error *err) {
+    int hdr[7], i, l, shared;
+    distill_config cfg;
+    distill_model *m;
+    size_t C, F, V, L, KV, HS, need = 0, seq, off = 28, per;
+    const float *w;
+    for (i = 0; i < 7; i++) hdr[i] = (int)distill__get_u32(buf + 4 * i);
+    shared = hdr[5] > 0;
+    cfg = distill_config_default();
+    cfg.dim = hdr[0]; cfg.hidden_dim = hdr[1]; cfg.n_layers = hdr[2]; cfg.n_heads = hdr[3];
+    cfg.n_kv_heads = hdr[4]; cfg.vocab_size = hdr[5] < 0 ? -hdr[5] : hdr[5];
+    cfg.rope_theta = 10000.0f; cfg.norm_eps = 1e-5f; cfg.qkv_bias = 0; cfg.tie_embeddings = shared;
+    if (hdr[0] <= 0 || hdr[1] <= 0 || hdr[2] <= 0 || hdr[3] <= 0 || hdr[4] <= 0 || hdr[5] == 0 || hdr[6] <= 0 ||
+        hdr[0] > 65536 || hdr[1] > (1 << 20) || hdr[2] > 1024 || hdr[3] > 4096 || hdr[5] < -(1 << 24) ||
+        hdr[5] > (1 << 24) || hdr[6] > (1 << 24) || hdr[0] % hdr[3] != 0 || (hdr[0] / hdr[3]) % 2 != 0) {
+        distill__err(err, "%s: not a llama2.c checkpoint: implausible header (dim %d, hidden %d, layers %d, "
+                     "heads %d, kv_heads %d, vocab %d, seq_len %d)", path, hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6]);
+        return NULL;
+    }
+    if (distill_config_validate(&cfg, err) != 0) return NULL;
+    C = (size_t)cfg.dim; F = (size_t)cfg.hidden_dim; V = (size_t)cfg.vocab_size; L = (size_t)cfg.n_layers;
+    HS = C / (size_t)cfg.n_heads; KV = HS * (size_t)cfg.n_kv_heads; seq = (size_t)hdr[6];
+    /* every size in double first so absurd headers cannot overflow the check */
+    {
+        double dn = (double)V * C + (double)L * (2.0 * C + 2.0 * C * C + 2.0 * KV * C + 3.0 * F * C) + C +
+                    (double)seq * HS + (shared ? 0.0 : (double)V * C);
+        if (dn * 4.0 != (double)(size - 28)) {
+            distill__err(err, "%s: a llama2.c model with this header needs %.0f bytes of weights, the file has %zu "
+                         "(truncated, or not a llama2.c .bin)", path, dn * 4.0, size - 28);
+            return NULL;
+        }
+        need = (size_t)dn;
+    }
+    (void)need;
+    m = distill_model_create(&cfg, max_batch, max_seq, 0, err);
+    if (!m) return NULL;
+    w = (const float *)(const void *)(buf + off);   /* read through memcpy below: alignment */
+    (void)w;
+#define DISTILL__L2C_READ(dst, n) do { memcpy((dst), buf + off, sizeof(float) * (n)); off += sizeof(float) * (n); } while (0)
+    DISTILL__L2C_READ(m->tok_emb, V * C);
+    for (l = 0; l < (int)L; l++) DISTILL__L2C_READ(m->layers[l].attn_norm, C);
+    per = C * C;
+    {
+        float *tmp = (float *)DISTILL_MALLOC(sizeof(float) * (per > F * C ? per : F * C));
+        if (!tmp) { distill_model_free(m); distill__err(err, "out of memory"); return NULL; }
+        for (l = 0; l < (int)L; l++) { DISTILL__L2C_READ(tmp, C * C); distill__rope_permute(m->layers[l].wq, tmp, cfg.n_heads, (int)HS, (int)C, 1); }
+        for (l = 0; l < (int)L; l++) { DISTILL__L2C_READ(tmp, KV * C); distill__rope_permute(m->layers[l].wk, tmp, cfg.n_kv_heads, (int)HS, (int)C, 1); }
+        DISTILL_FREE(tmp);
+    }
+    for (l = 0; l < (int)L; l++) DISTILL__L2C_READ(m->layers[l].wv, KV * C);
+    for (l = 0; l < (int)L; l++) DISTILL__L2C_READ(m->layers[l].wo, C * C);
+    for (l = 0; l < (int)L; l++) DISTILL__L2C_READ(m->layers[l].ffn_norm, C);
+    for (l = 0; l < (int)L; l++) DISTILL__L2C_READ(m->layers[l].w_gate, F * C);
+    for (l = 0; l < (int)L; l++) DISTILL__L2C_READ(m->layers[l].w_down, C * F);
+    for (l = 0; l < (int)L; l++) DISTILL__L2C_READ(m->layers[l].w_up, F * C);
+    DISTILL__L2C_READ(m->final_norm, C);
+    off += 2 * sizeof(float) * seq * (HS / 2);   /* freq_cis: recomputed by the model */
+    if (!shared) DISTILL__L2C_READ(m->lm_head, V * C);
+#undef DISTILL__L2C_READ
+    return m;
+}
+
+DISTILL_API int distill_llama2c_save(const distill_model *m, const char *path, distill_error *err) {
+    const distill_config *c = &m->cfg;
+    size_t C = (size_t)c->dim, F = (size_t)c->hidden_dim, V = (size_t)c->vocab_size, HS = C / (size_t)c->n_heads;
+    size_t KV = HS * (size_t)c->n_kv_heads, seq = m->max_seq > 0 ? (size_t)m->max_seq : 256, p, i;
+    int hdr[7], l;
+    unsigned char hb[28];
+    float *tmp;
+    distill_atomic_file af;
+    if (c->qkv_bias || c->rope_theta != 10000.0f || fabsf(c->norm_eps - 1e-5f) > 1e-9f || (HS * (size_t)c->n_heads) != C)
+        return distill__err(err, "%s: llama2.c format needs no qkv bias, rope_theta 10000 and norm_eps 1e-5 "
+                            "(this model: qkv_bias %d, rope_theta %g, norm_eps %g)", path, c->qkv_bias,
+                            (double)c->rope_theta, (double)c->norm_eps);
+    hdr[0] = c->dim; hdr[1] = c->hidden_dim; hdr[2] = c->n_layers; hdr[3] = c->n_heads; hdr[4] = c->n_kv_heads;
+    hdr[5] = c->tie_embeddings ? c->vocab_size : -c->vocab_size; hdr[6] = (int)seq;
+    for (i = 0; i < 7; i++) distill__put_u32(hb + 4 * i, (uint32_t)hdr[i]);
+    tmp = (float *)DISTILL_MALLOC(sizeof(float) * (C * C > seq * HS ? C * C : seq * HS));
+    if (!tmp) return distill__err(err, "out of memory");
+    if (distill_atomic_open(&af, path, err) != 0) { DISTILL_FREE(tmp); return -1; }
+#define DISTILL__L2C_W(src, n) do { if (distill__fwrite_all(af.f, (src), sizeof(float) * (n))) goto wfail; } while (0)
+    if (distill__fwrite_all(af.f, hb, 28)) goto wfail;
+    DISTILL__L2C_W(m->tok_emb, V * C);
+    for (l = 0; l < c->n_layers; l++) DISTILL__L2C_W(m->layers[l].attn_norm, C);
+    for (l = 0; l < c->n_layers; l++) { distill__rope_permute(tmp, m->layers[l].wq, c->n_heads, (int)HS, (int)C, 0); DISTILL__L2C_W(tmp, C * C); }
+    for (l = 0; l < c->n_layers; l++) { distill__rope_permute(tmp, m->layers[l].wk, c->n_kv_heads, (int)HS, (int)C, 0); DISTILL__L2C_W(tmp, KV * C); }
+    for (l = 0; l < c->n_layers; l++) DISTILL__L2C_W(m->layers[l].wv, KV * C);
+    for (l = 0; l < c->n_layers; l++) DISTILL__L2C_W(m->layers[l].wo, C * C);
+    for (l = 0; l < c->n_layers; l++) DISTILL__L2C_W(m->layers[l].ffn_norm, C);
+    for (l = 0; l < c->n_layers; l++) DISTILL__L2C_W(m->layers[l].w_gate, F * C);
+    for (l = 0; l < c->n_layers; l++) DISTILL__L2C_W(m->layers[l].w_down, C * F);
+    for (l = 0; l < c->n_layers; l++) DISTILL__L2C_W(m->layers[l].w_up, F * C);
+    DISTILL__L2C_W(m->final_norm, C);
+    for (i = 0; i < 2; i++) {   /* freq_cis real, imag: cos/sin(pos * theta^(-2j/HS)) */
+        for (p = 0; p < seq; p++) {
+            size_t j;
+            for (j = 0; j < HS / 2; j++) {
+                double a = (double)p * pow(10000.0, -2.0 * (double)j / (double)HS);
+                tmp[p * (HS / 2) + j] = (float)(i == 0 ? cos(a) : sin(a));
+            }
+        }
+        DISTILL__L2C_W(tmp, seq * (HS / 2));
+    }
+    if (!c->tie_embeddings) DISTILL__L2C_W(m->lm_head, V * C);
+#undef DISTILL__L2C_W
+    DISTILL_FREE(tmp);
+    return distill_atomic_commit(&af, err);
+wfail:
+    distill__err(err, "%s: write failed: %s", path, strerror(errno));
+    distill_atomic_abort(&af);
+    DISTILL_FREE(tmp);
+    return -1;
+}
+
+/* ---- format detection and the one loader ---------------------------------------------------- */
+static const char *distill__detect(const unsigned char *b, size_t n) {
+    if (n >= DISTILL__CKPT_HDR && !memcmp(b, DISTILL__CKPT_MAGIC, 8)) return "checkpoint";
+    if (n >= 10 && distill__get_u64(b) <= n - 8 && b[8] == '{') return "safetensors";
+    if (n >= 28) return "llama2c";
+    return NULL;
+}
+
+DISTILL_API const char *distill_model_file_format(const char *path, distill_error *err) {
+    unsigned char b[40];
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    const char *fmt;
+    if (!f) { distill__err(err, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    n = fread(b, 1, sizeof b, f);
+    fseek(f, 0, SEEK_END);
+    {
+        long sz = ftell(f);
+        fclose(f);
+        fmt = distill__detect(b, sz > 0 ? (size_t)sz : n);
+        if (fmt && !strcmp(fmt, "safetensors") && n < 9) fmt = NULL;
+    }
+    if (!fmt) distill__err(err, "%s: unrecognised model file (not a distill checkpoint, safetensors or llama2.c .bin)", path);
+    return fmt;
+}
+
+DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
+                                              distill_tokenizer **tok_out, distill_error *err) {
+    size_t size;
+    unsigned char *buf;
+    const char *fmt;
+    distill_model *m = NULL;
+    if (tok_out) *tok_out = NULL;
+    buf = (unsigned char *)distill_read_file(path, &size, err);
+    if (!buf) return NULL;
+    fmt = distill__detect(buf, size);
+    if (!fmt) {
+        distill__err(err, "%s: unrecognised model file (%zu bytes; not a distill checkpoint, safetensors or llama2.c .bin)", path, size);
+    } else if (!strcmp(fmt, "checkpoint")) {
+        distill_checkpoint *ck;
+        DISTILL_FREE(buf);
+        buf = NULL;
+        ck = distill_checkpoint_read(path, err);
+        if (ck) {
+            m = distill_model_create(&ck->cfg, max_batch, max_seq, 0, err);
+            if (m && distill_checkpoint_restore(ck, m, 0, err) != 0) { distill_model_free(m); m = NULL; }
+            distill_checkpoint_free(ck);
+        }
+    } else if (!strcmp(fmt, "safetensors")) {
+        m = distill__load_safetensors(buf, size, path, max_batch, max_seq, err);
+    } else {
+        m = distill__load_llama2c(buf, size, path, max_batch, max_seq, err);
+    }
+    DISTILL_FREE(buf);
+    return m;
+}
+
+DISTILL_API void distill_model_sha256(const distill_model *m, char out[65]) {
+    distill_sha256 s;
+    unsigned char d[32], le[4 * 256];
+    size_t i, j;
+    int k;
+    distill_sha256_init(&s);
+    for (k = 0; k < m->n_tensors; k++) {
+        const float *p = m->params + m->tensors[k].offset;
+        size_t numel = m->tensors[k].numel;
+        for (i = 0; i < numel; i += 256) {
+            size_t n = numel - i < 256 ? numel - i : 256;
+            for (j = 0; j < n; j++) distill__put_f32(le + 4 * j, p[i + j]);
+            distill_sha256_update(&s, le, 4 * n);
+        }
+    }
+    distill_sha256_final(&s, d);
+    for (k = 0; k < 32; k++) snprintf(out + 2 * k, 3, "%02x", d[k]);
+}
