@@ -14,6 +14,7 @@ static const command commands[] = {
     {"tokenizer", cli_tokenizer, "train, encode and decode byte-level BPE tokenizers"},
     {"json", cli_json, "validate a JSON document (FILE:line:col: message on error)"},
     {"world", cli_world, "the miniature programming world: generate problems, traces; verify"},
+    {"sweep", cli_sweep, "the Valley of Code Reasoning experiment: data sweep, plots (make demo)"},
 };
 
 static void usage(FILE *f) {
