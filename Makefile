@@ -2,9 +2,10 @@
 CC      ?= cc
 CXX     ?= c++
 OPT     ?= -O2
-# Portable default: x86-64-v3 (AVX2+FMA) on x86-64, the compiler's default elsewhere.
-# Use ARCH=-march=native for your own machine only, ARCH= for a generic build.
-ARCH    ?= $(shell $(CC) -dumpmachine 2>/dev/null | grep -q x86_64 && echo -march=x86-64-v3)
+# Portable default: no -march at all. The kernels pick AVX2/FMA or AVX-512 at run time (per-function
+# target attributes + a one-time CPU check), so a plain -O2 build is fast and runs on any x86-64.
+# ARCH=-march=native only helps the compiler's auto-vectorisation of the non-kernel loops.
+ARCH    ?=
 WARN    ?= -Wall -Wextra -pedantic
 CSTD    ?= -std=c99
 BUILD   ?= build
@@ -20,7 +21,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 CLI_SRC  := examples/distill.c $(wildcard examples/cli/*.c)
 
-.PHONY: all test asan fixtures bench demo clean help compile-check test-long
+.PHONY: all test asan fixtures bench demo clean help compile-check test-long test-blas test-aarch64
 all: distill
 
 distill: $(CLI_SRC) $(wildcard examples/cli/*.h) $(HDR)
@@ -49,6 +50,19 @@ compile-check:
 fixtures:
 	@for g in tests/gen_*.py; do [ -f "$$g" ] && echo "== $$g" && /usr/bin/python3 $$g || exit 1; done
 	@for g in tests/gen_*.js; do [ -f "$$g" ] && echo "== $$g" && node $$g || true; done
+
+## make test-blas: the kernel tests built with BLAS=1 (OpenBLAS == own kernels, 1 == N threads)
+test-blas:
+	$(MAKE) BLAS=1 BUILD=build/blas build/blas/tests/test_kernels build/blas/tests/test_threads
+	@sh tests/run.sh build/blas/tests/test_kernels build/blas/tests/test_threads
+
+## make test-aarch64: the kernel tests cross-compiled for aarch64 (NEON) and run under qemu-user
+test-aarch64:
+	sh tests/cross_aarch64.sh
+
+## make bench: FMA peak, matmul GFLOP/s (own vs OpenBLAS), training tokens/s (+ PyTorch); see bench/RESULTS.md
+bench:
+	sh bench/run.sh
 
 clean:
 	rm -rf build distill
