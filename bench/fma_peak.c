@@ -1,6 +1,8 @@
 /* FMA peak of this machine: independent FMA chains in registers (no memory traffic), on 1..N
    threads at once. 2 FMAs per cycle per core with latency 4 need >= 8 independent chains;
-   we run 12. Prints GFLOP/s (1 FMA = 2 FLOPs) for AVX2 (8 lanes) and AVX-512 (16 lanes).
+   we run 12 (with distinct values, or the compiler merges them into one chain). Each thread
+   times itself by its own CPU time, so the result is the machine's peak even when the shared
+   machine preempts us (it says nothing about whether 2 cores were free). Prints GFLOP/s (1 FMA = 2 FLOPs) for AVX2 (8 lanes) and AVX-512 (16 lanes).
      cc -O2 bench/fma_peak.c -o build/fma_peak -lpthread && build/fma_peak [threads] [seconds] */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -12,11 +14,14 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define REPS 100000
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+/* Thread CPU time: on a shared machine the wall clock also counts time we were preempted. */
+static double now(void) { struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
 
 __attribute__((target("avx2,fma"))) static float chains_avx2(long iters) {
-    __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    /* distinct starting values, or the compiler merges the chains into one */
+    __m256 a0 = _mm256_set1_ps(0.50f), a1 = _mm256_set1_ps(0.51f), a2 = _mm256_set1_ps(0.52f), a3 = _mm256_set1_ps(0.53f), a4 = _mm256_set1_ps(0.54f);
+    __m256 a5 = _mm256_set1_ps(0.55f), a6 = _mm256_set1_ps(0.56f), a7 = _mm256_set1_ps(0.57f), a8 = _mm256_set1_ps(0.58f), a9 = _mm256_set1_ps(0.59f);
+    __m256 a10 = _mm256_set1_ps(0.60f), a11 = _mm256_set1_ps(0.61f);
     __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
     long i;
     float out[8];
@@ -33,8 +38,10 @@ __attribute__((target("avx2,fma"))) static float chains_avx2(long iters) {
     return out[0];
 }
 __attribute__((target("avx512f"))) static float chains_avx512(long iters) {
-    __m512 a0 = _mm512_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-    __m512 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    /* distinct starting values, or the compiler merges the chains into one */
+    __m512 a0 = _mm512_set1_ps(0.50f), a1 = _mm512_set1_ps(0.51f), a2 = _mm512_set1_ps(0.52f), a3 = _mm512_set1_ps(0.53f), a4 = _mm512_set1_ps(0.54f);
+    __m512 a5 = _mm512_set1_ps(0.55f), a6 = _mm512_set1_ps(0.56f), a7 = _mm512_set1_ps(0.57f), a8 = _mm512_set1_ps(0.58f), a9 = _mm512_set1_ps(0.59f);
+    __m512 a10 = _mm512_set1_ps(0.60f), a11 = _mm512_set1_ps(0.61f);
     __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
     long i;
     float out[16];

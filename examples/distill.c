@@ -16,6 +16,7 @@ static const command commands[] = {
     {"eval", cli_eval, "score generations: completion, think tags, pass@k (--generations or --model)"},
     {"world", cli_world, "the miniature programming world: generate problems, traces; verify"},
     {"sweep", cli_sweep, "the Valley of Code Reasoning experiment: data sweep, plots (make demo)"},
+    {"bench", cli_bench, "training throughput on random tokens: tokens/s, MFU, peak RSS (JSON)"},
 };
 
 static void usage(FILE *f) {

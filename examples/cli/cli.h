@@ -9,5 +9,6 @@ int cli_json(int argc, char **argv);        /* cli_json.c */
 int cli_eval(int argc, char **argv);       /* cli_eval.c */
 int cli_world(int argc, char **argv);       /* cli_world.c (world.c: the miniature world) */
 int cli_sweep(int argc, char **argv);       /* cli_sweep.c: the Valley experiment */
+int cli_bench(int argc, char **argv);       /* cli_bench.c: distill bench train */
 
 #endif
