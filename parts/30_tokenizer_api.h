@@ -77,6 +77,9 @@ DISTILL_API distill_bpe_trainer *distill_bpe_trainer_new(int pattern, const char
                                                          int n_specials, distill_error *err);
 DISTILL_API int distill_bpe_trainer_add(distill_bpe_trainer *tr, const char *text, size_t len,
                                         distill_error *err);
+/* Add n texts at once, counted in parallel on the thread pool (lens may be NULL). */
+DISTILL_API int distill_bpe_trainer_add_batch(distill_bpe_trainer *tr, const char *const *texts,
+                                              const size_t *lens, size_t n, distill_error *err);
 DISTILL_API distill_tokenizer *distill_bpe_trainer_finish(distill_bpe_trainer *tr, int vocab_size,
                                                           distill_error *err);
 DISTILL_API void distill_bpe_trainer_free(distill_bpe_trainer *tr);

@@ -1376,7 +1376,8 @@ oom:
 
 DISTILL_API distill_bpe_trainer *distill_bpe_trainer_new(int pattern, const char *const *specials,
                                                          int n_specials, distill_error *err) {
-    return distill__tk_trainer_new(pattern, specials, n_specials, 1, err);
+    int nt = distill_get_threads();
+    return distill__tk_trainer_new(pattern, specials, n_specials, nt < 1 ? 1 : nt, err);
 }
 
 /* Count the chunks of one text into table w, skipping special tokens written in it. */
@@ -1688,7 +1689,7 @@ typedef struct distill__tk_count_ctx {
     distill_bpe_trainer *tr;
     const char *const *texts;
     const size_t *lens;
-    int failed;
+    int *failed;                       /* one flag per thread: no shared writes */
 } distill__tk_count_ctx;
 
 static void distill__tk_count_task(void *ctx, int64_t b, int64_t e, int thread) {
@@ -1698,29 +1699,40 @@ static void distill__tk_count_task(void *ctx, int64_t b, int64_t e, int thread) 
         const char *s = c->texts[i];
         size_t n = c->lens ? c->lens[i] : strlen(s);
         if (distill__tk_trainer_count(c->tr, &c->tr->tables[thread], (const unsigned char *)s, n))
-            c->failed = 1;
+            c->failed[thread] = 1;
     }
+}
+
+DISTILL_API int distill_bpe_trainer_add_batch(distill_bpe_trainer *tr, const char *const *texts,
+                                              const size_t *lens, size_t n, distill_error *err) {
+    int nt = distill_get_threads(), k, failed = 0;
+    distill__tk_count_ctx c;
+    if (nt < 1) nt = 1;
+    if (nt > tr->n_tables) {   /* the pool grew since the trainer was made: one table per worker */
+        if (distill__tk_grow((void **)&tr->tables, (size_t)tr->n_tables, (size_t)nt, sizeof(distill__tk_wtable)))
+            return distill__err(err, "tokenizer train: out of memory");
+        tr->n_tables = nt;
+    }
+    c.tr = tr; c.texts = texts; c.lens = lens;
+    c.failed = (int *)DISTILL_MALLOC((size_t)nt * sizeof(int));
+    if (!c.failed) return distill__err(err, "tokenizer train: out of memory");
+    for (k = 0; k < nt; k++) c.failed[k] = 0;
+    distill_parallel_for((int64_t)n, 16, distill__tk_count_task, &c);
+    for (k = 0; k < nt; k++) failed |= c.failed[k];
+    DISTILL_FREE(c.failed);
+    if (failed) return distill__err(err, "tokenizer train: out of memory");
+    return 0;
 }
 
 DISTILL_API distill_tokenizer *distill_tokenizer_train(const char *const *texts, const size_t *lens,
                                                        size_t n_texts, int vocab_size, int pattern,
                                                        const char *const *specials, int n_specials,
                                                        distill_error *err) {
-    int nt = distill_get_threads();
-    distill_bpe_trainer *tr;
-    distill__tk_count_ctx c;
-    distill_tokenizer *tok;
-    if (nt < 1) nt = 1;
-    tr = distill__tk_trainer_new(pattern, specials, n_specials, nt, err);
+    distill_bpe_trainer *tr = distill_bpe_trainer_new(pattern, specials, n_specials, err);
+    distill_tokenizer *tok = NULL;
     if (!tr) return NULL;
-    c.tr = tr; c.texts = texts; c.lens = lens; c.failed = 0;
-    distill_parallel_for((int64_t)n_texts, 16, distill__tk_count_task, &c);
-    if (c.failed) {
-        distill_bpe_trainer_free(tr);
-        distill__err(err, "tokenizer train: out of memory");
-        return NULL;
-    }
-    tok = distill_bpe_trainer_finish(tr, vocab_size, err);
+    if (distill_bpe_trainer_add_batch(tr, texts, lens, n_texts, err) == 0)
+        tok = distill_bpe_trainer_finish(tr, vocab_size, err);
     distill_bpe_trainer_free(tr);
     return tok;
 }
