@@ -1427,7 +1427,14 @@ DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, i
         buf = NULL;
         ck = distill_checkpoint_read(path, err);
         if (ck) {
-            m = distill_model_create(&ck->cfg, max_batch, max_seq, 0, err);
+            /* the params section must hold the config's parameters before the model is
+               allocated: a small file claiming a huge model is refused without the allocation */
+            size_t have = 0;
+            if (!distill_checkpoint_section(ck, "params", &have) || have / sizeof(float) < distill__count_params(&ck->cfg, NULL))
+                distill__err(err, "%s: section 'params' is %zu bytes, too small for the model in its config (%zu parameters)",
+                             path, have, distill__count_params(&ck->cfg, NULL));
+            else
+                m = distill_model_create(&ck->cfg, max_batch, max_seq, 0, err);
             if (m && distill_checkpoint_restore(ck, m, 0, err) != 0) { distill_model_free(m); m = NULL; }
             distill_checkpoint_free(ck);
         }
