@@ -1205,6 +1205,13 @@ static distill_model *distill__load_safetensors(const unsigned char *buf, size_t
     have_lm = distill_json_get(h, "lm_head.weight") != NULL;
     if (!have_lm) cfg.tie_embeddings = 1;   /* HF omits lm_head when tied */
     else cfg.tie_embeddings = 0;
+    /* at 2 bytes a value (F16/BF16) at least, the data must hold config.json's parameters
+       before the model is allocated */
+    if (dsize / 2 < distill__count_params(&cfg, NULL)) {
+        distill__err(err, "%s: %zu bytes of tensor data cannot hold the %zu parameters config.json describes",
+                     path, dsize, distill__count_params(&cfg, NULL));
+        goto fail;
+    }
     m = distill_model_create(&cfg, max_batch, max_seq, 0, err);
     if (!m) goto fail;
     for (i = 0; i < m->n_tensors; i++) {
