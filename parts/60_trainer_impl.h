@@ -549,6 +549,20 @@ DISTILL_API distill_topk_cache *distill_topk_cache_open(const char *path, int ex
                 goto fail_quiet;
             }
         }
+        {
+            /* the tail is a log-probability too (NaN or > 0 would make the loss NaN or wrong),
+               and the k ids are distinct (a repeated id would count twice in the loss) */
+            int32_t sorted[4096];   /* k <= 4096, checked above */
+            float tl = distill__get_f32(e + 8 * (size_t)c->k);
+            for (j = 0; j < c->k; j++) sorted[j] = (int32_t)distill__get_u32(e + 4 * (size_t)j);
+            qsort(sorted, (size_t)c->k, sizeof sorted[0], distill__cmp_i32);
+            for (j = 1; j < c->k && sorted[j] != sorted[j - 1]; j++) {}
+            if (!(tl <= 0.0f) || j < c->k) {
+                distill__err(err, "%s: position %llu: %s", path, (unsigned long long)i,
+                             j < c->k ? "an id is listed twice in its top-k" : "the tail log-probability is not <= 0");
+                goto fail_quiet;
+            }
+        }
     }
     if (expect_vocab > 0 && expect_vocab != c->V) {
         distill__err(err, "%s: the cache was made with a vocabulary of %d tokens, the student has %d: "
