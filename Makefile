@@ -21,7 +21,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 CLI_SRC  := examples/distill.c $(wildcard examples/cli/*.c)
 
-.PHONY: all test asan fixtures bench demo clean help compile-check test-long test-blas test-aarch64
+.PHONY: all test asan fixtures bench demo valley clean help compile-check test-long test-blas test-aarch64
 all: distill
 
 distill: $(CLI_SRC) $(wildcard examples/cli/*.h) $(HDR)
@@ -63,6 +63,18 @@ test-aarch64:
 ## make bench: FMA peak, matmul GFLOP/s (own vs OpenBLAS), training tokens/s (+ PyTorch); see bench/RESULTS.md
 bench:
 	sh bench/run.sh
+
+## make demo: the Valley of Code Reasoning in miniature, reduced (1 seed, 4 sizes; <= 5 min on 2 cores)
+demo: distill
+	./distill sweep --preset demo
+
+## make valley: the full miniature (3 seeds, 20..2000 traces, easy/hard, right/wrong; <= 60 min)
+valley: distill
+	./distill sweep --preset valley
+
+## make test-long: slow checks (sweep: 1 vs 2 threads identical, kill + resume identical)
+test-long: distill
+	sh tests/test_sweep_long.sh
 
 clean:
 	rm -rf build distill

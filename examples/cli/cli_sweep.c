@@ -65,7 +65,7 @@ static void sweep_preset(sweep_cfg *c, const char *name) {
     c->vocab = 512; c->dim = 96; c->layers = 3; c->heads = 4; c->kv_heads = 2; c->hidden = 256; c->seq = 320;
     c->batch = 4; c->lr = 1e-3; c->warmup = 0.1; c->epochs = 5; c->token_budget = 0;
     c->stage0_epochs = 6; c->stage0_lr = 3e-3;
-    c->eval_n = 200; c->max_new = 256; c->gen_batch = 32; c->threads = 0;
+    c->eval_n = 200; c->max_new = 192; c->gen_batch = 50; c->threads = 0;
     c->split_size = 500; c->second_seeds = 1;
     if (!strcmp(name, "smoke")) {           /* CI: seconds */
         snprintf(c->out, sizeof c->out, "build/sweep-smoke");
@@ -77,17 +77,17 @@ static void sweep_preset(sweep_cfg *c, const char *name) {
         c->split_size = 10;
     } else if (!strcmp(name, "valley")) {   /* the full miniature: <= 60 min on 2 cores */
         snprintf(c->out, sizeof c->out, "build/valley");
-        c->n_train = 4000; c->n_eval = 200; c->eval_n = 200;
-        c->sizes[0] = 32; c->sizes[1] = 64; c->sizes[2] = 125; c->sizes[3] = 250; c->sizes[4] = 500;
-        c->sizes[5] = 1000; c->sizes[6] = 2000; c->sizes[7] = 4000; c->n_sizes = 8;
+        c->n_train = 2100; c->n_direct = 2000; c->n_eval = 200; c->eval_n = 200;
+        c->sizes[0] = 20; c->sizes[1] = 50; c->sizes[2] = 100; c->sizes[3] = 200; c->sizes[4] = 500;
+        c->sizes[5] = 1000; c->sizes[6] = 2000; c->n_sizes = 7;
         c->seeds[0] = 1; c->seeds[1] = 2; c->seeds[2] = 3; c->n_seeds = 3;
-        c->split_size = 500; c->second_seeds = 3;
+        c->split_size = 200; c->second_seeds = 3;
     } else {                                /* demo: <= 5 min */
         snprintf(c->out, sizeof c->out, "build/demo");
-        c->n_train = 1000; c->n_direct = 2000; c->n_eval = 100; c->eval_n = 100;
+        c->n_train = 1100; c->n_direct = 1500; c->n_eval = 100; c->eval_n = 100; c->stage0_epochs = 5;
         c->sizes[0] = 30; c->sizes[1] = 100; c->sizes[2] = 300; c->sizes[3] = 1000; c->n_sizes = 4;
         c->seeds[0] = 1; c->n_seeds = 1;
-        c->split_size = 150; c->second_seeds = 1;
+        c->split_size = 100; c->second_seeds = 1;
     }
 }
 
@@ -876,6 +876,7 @@ int cli_sweep(int argc, char **argv) {
     int a, s, k, nr = 0, cap, rc = 1;
     memset(&x, 0, sizeof x);
     x.t_start = distill_time_seconds();
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress lines appear as they happen, also in logs */
     /* preset first, then the config file, then flags */
     for (a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) { sweep_usage(stdout); return 0; }
@@ -898,7 +899,8 @@ int cli_sweep(int argc, char **argv) {
         }
         r2 = sweep_set(c, argv[a] + 2, argv[a + 1], NULL);
         if (r2) {
-            fprintf(stderr, "distill sweep: %s: %s '%s'\n", argv[a], r2 == -2 ? "unknown option" : "invalid value", argv[a + 1]);
+            if (r2 == -2) fprintf(stderr, "distill sweep: unknown option '%s' (see distill sweep --help)\n", argv[a]);
+            else fprintf(stderr, "distill sweep: %s: invalid value '%s'\n", argv[a], argv[a + 1]);
             return 2;
         }
         a++;
