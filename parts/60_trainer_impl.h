@@ -1300,7 +1300,7 @@ static distill_model *distill__load_llama2c(const unsigned char *buf, size_t siz
     shared = hdr[5] > 0;
     cfg = distill_config_default();
     cfg.dim = hdr[0]; cfg.hidden_dim = hdr[1]; cfg.n_layers = hdr[2]; cfg.n_heads = hdr[3];
-    cfg.n_kv_heads = hdr[4]; cfg.vocab_size = hdr[5] < 0 ? -hdr[5] : hdr[5];
+    cfg.n_kv_heads = hdr[4]; cfg.vocab_size = hdr[5] < -(1 << 24) ? 0 : hdr[5] < 0 ? -hdr[5] : hdr[5];   /* -INT_MIN overflows */
     cfg.rope_theta = 10000.0f; cfg.norm_eps = 1e-5f; cfg.qkv_bias = 0; cfg.tie_embeddings = shared;
     if (hdr[0] <= 0 || hdr[1] <= 0 || hdr[2] <= 0 || hdr[3] <= 0 || hdr[4] <= 0 || hdr[5] == 0 || hdr[6] <= 0 ||
         hdr[0] > 65536 || hdr[1] > (1 << 20) || hdr[2] > 1024 || hdr[3] > 4096 || hdr[5] < -(1 << 24) ||
