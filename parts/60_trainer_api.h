@@ -181,3 +181,77 @@ DISTILL_API const char *distill_model_file_format(const char *path, distill_erro
 DISTILL_API void distill_model_sha256(const distill_model *m, char out[65]);
 /* Write cfg as a JSON object (no trailing newline). */
 DISTILL_API void distill_config_write_json(FILE *f, const distill_config *cfg);
+
+/* ---- the training loop ------------------------------------------------------------------------
+   A batch source hands the trainer batches and can save/restore its position exactly (the data
+   layer's loader is one; tests and custom pipelines write their own). */
+typedef struct distill_batch_source {
+    void *ctx;
+    /* Next batch (arrays valid until the next call). *rows / *n_rows (may be left NULL/0): the
+       dataset rows of the batch, for the top-k cache. 0 ok, -1 error. */
+    int (*next)(void *ctx, distill_batch *b, const int64_t **rows, int *n_rows, distill_error *err);
+    /* Position in the data as three integers (e.g. epoch, rows served, a data fingerprint). */
+    void (*get_state)(void *ctx, int64_t state[3]);
+    int  (*set_state)(void *ctx, const int64_t state[3], distill_error *err);
+    /* Epochs completed so far, fractional (for epoch-based stopping and logs). */
+    double (*epoch)(void *ctx);
+    int64_t rows_per_epoch;          /* for estimating the number of steps of an epoch run */
+} distill_batch_source;
+
+typedef struct distill_train_config {
+    int64_t max_steps;        /* > 0: optimizer steps to train; else `epochs` decides        */
+    double epochs;            /* used when max_steps <= 0 (default 1)                         */
+    int batch_rows;           /* rows per micro-batch, for the step estimate of epoch runs    */
+    int grad_accum;           /* micro-batches per optimizer step (default 1); the loss is
+                                 normalised over the supervised weight of all of them          */
+    distill_optim_config optim; /* total_steps is set by the trainer                          */
+    int64_t eval_every;       /* evaluate on the held-out source every N steps (0: never)     */
+    int64_t eval_batches;     /* batches per evaluation (default 16)                         */
+    const char *out_dir;      /* checkpoints ckpt-<step>.dstl and metrics.jsonl (NULL: none)  */
+    int64_t save_every;       /* checkpoint period in steps (0: only at the end)              */
+    int keep_last;            /* checkpoints kept (default 3)                                 */
+    const char *metrics_path; /* JSONL metrics (NULL: <out_dir>/metrics.jsonl if out_dir)     */
+    int progress;             /* 1 (default): progress bar on a TTY, plain lines otherwise    */
+    int64_t log_every;        /* plain-line period when stdout is not a TTY (default 10)      */
+    int kd;                   /* 0: SFT (cross-entropy); 1: logit distillation                */
+    distill_kd_config kdc;
+    uint64_t seed;            /* the trainer's RNG (saved and restored with checkpoints)      */
+    const char *config_json;  /* the whole run's configuration as a JSON object, stored in
+                                 every checkpoint (NULL: none)                                 */
+    const char *manifest_json;/* the subset manifest as JSON, stored in checkpoints           */
+} distill_train_config;
+DISTILL_API distill_train_config distill_train_default(void);
+
+/* What the per-step callback and the metrics log see. */
+typedef struct distill_step_info {
+    int64_t step, total_steps;      /* step counts completed optimizer steps (1-based here) */
+    double epoch, loss, accuracy, entropy, grad_norm, lr;
+    int64_t tokens_seen;            /* valid positions processed so far */
+    double tokens_per_sec, elapsed, eta;
+    double eval_loss;               /* NAN unless this step evaluated */
+} distill_step_info;
+/* Return nonzero to stop training after this step. */
+typedef int (*distill_step_callback)(void *ctx, const distill_step_info *info);
+
+typedef struct distill_trainer distill_trainer;
+DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, const distill_batch_source *train,
+                                                    const distill_batch_source *eval,
+                                                    const distill_train_config *tc, distill_error *err);
+DISTILL_API void distill_trainer_free(distill_trainer *t);
+/* Logit distillation from a teacher in process, or from a top-k cache (one of the two). */
+DISTILL_API int  distill_trainer_set_teacher(distill_trainer *t, distill_model *teacher, distill_error *err);
+DISTILL_API int  distill_trainer_set_cache(distill_trainer *t, const distill_topk_cache *c, distill_error *err);
+DISTILL_API void distill_trainer_set_callback(distill_trainer *t, distill_step_callback fn, void *ctx);
+/* Restore from a checkpoint file, or from the newest checkpoint in a directory. A corrupt one
+   is refused with a message naming it and the previous intact checkpoint, if any. */
+DISTILL_API int  distill_trainer_resume(distill_trainer *t, const char *path, distill_error *err);
+/* One optimizer step (grad_accum micro-batches). *info may be NULL. */
+DISTILL_API int  distill_trainer_step(distill_trainer *t, distill_step_info *info, distill_error *err);
+/* Train to the end (max_steps or epochs), with evaluation, checkpoints, logs and callback. */
+DISTILL_API int  distill_trainer_run(distill_trainer *t, distill_error *err);
+/* Mean cross-entropy over up to eval_batches batches of the eval source (from its start). */
+DISTILL_API int  distill_trainer_evaluate(distill_trainer *t, distill_stats *out, distill_error *err);
+/* Write a full training checkpoint (atomically) to path. */
+DISTILL_API int  distill_trainer_save(distill_trainer *t, const char *path, distill_error *err);
+DISTILL_API int64_t distill_trainer_steps_done(const distill_trainer *t);
+DISTILL_API int64_t distill_trainer_total_steps(const distill_trainer *t);

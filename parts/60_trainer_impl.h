@@ -1465,6 +1465,21 @@ DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, i
         m = distill__load_llama2c(buf, size, path, max_batch, max_seq, err);
     }
     DISTILL_FREE(buf);
+    if (m && tok_out) {
+        /* a tokenizer beside the model, by the names each ecosystem uses */
+        static const char *names[] = {"tokenizer.json", "tokenizer.bin", "tokenizer.txt"};
+        size_t i;
+        for (i = 0; i < sizeof names / sizeof names[0] && !*tok_out; i++) {
+            char *tp = distill__sibling(path, names[i]);
+            FILE *f = tp ? fopen(tp, "rb") : NULL;
+            if (f) {
+                fclose(f);
+                *tok_out = distill_tokenizer_load(tp, NULL, err);
+                if (!*tok_out) { DISTILL_FREE(tp); distill_model_free(m); return NULL; }
+            }
+            DISTILL_FREE(tp);
+        }
+    }
     return m;
 }
 
@@ -1485,4 +1500,582 @@ DISTILL_API void distill_model_sha256(const distill_model *m, char out[65]) {
     }
     distill_sha256_final(&s, d);
     for (k = 0; k < 32; k++) snprintf(out + 2 * k, 3, "%02x", d[k]);
+}
+
+/* ======================================================================================= */
+/* THE TRAINING LOOP                                                                        */
+/* ======================================================================================= */
+#if !defined(_WIN32)
+#include <sys/stat.h>
+#include <dirent.h>
+#endif
+
+DISTILL_API distill_train_config distill_train_default(void) {
+    distill_train_config tc;
+    memset(&tc, 0, sizeof tc);
+    tc.epochs = 1.0;
+    tc.batch_rows = 8;
+    tc.grad_accum = 1;
+    tc.optim = distill_optim_default();
+    tc.eval_batches = 16;
+    tc.keep_last = 3;
+    tc.progress = 1;
+    tc.log_every = 10;
+    tc.kdc = distill_kd_default();
+    tc.seed = 1;
+    return tc;
+}
+
+/* One micro-batch copied out of the source (sources reuse their arrays between calls, and a
+   whole accumulated step must be in hand before its first forward to know its total weight). */
+typedef struct distill__mb {
+    distill_batch b;
+    int32_t *tokens, *targets, *segments, *positions;
+    float *weights;
+    int *lengths;
+    int64_t *rows;
+    int n_rows;
+    size_t cap, rows_cap;
+} distill__mb;
+
+struct distill_trainer {
+    distill_model *m, *teacher;
+    const distill_topk_cache *cache;
+    distill_batch_source train, eval;
+    int has_eval;
+    distill_train_config tc;
+    distill_kd_head *kd;
+    distill__mb *mbs;
+    int64_t step, total, tokens_seen;
+    double elapsed, t_start, elapsed_at_start;
+    int64_t tokens_at_start, step_at_start;
+    distill_rng rng;
+    distill_step_callback cb;
+    void *cb_ctx;
+    FILE *metrics;
+    int tty;
+    double last_eval;
+};
+
+static int distill__mb_copy(distill__mb *d, const distill_batch *b, const int64_t *rows, int n_rows) {
+    size_t n = (size_t)b->B * (size_t)b->T;
+    if (n > d->cap) {
+        DISTILL_FREE(d->tokens); DISTILL_FREE(d->targets); DISTILL_FREE(d->segments);
+        DISTILL_FREE(d->positions); DISTILL_FREE(d->weights);
+        d->tokens = (int32_t *)DISTILL_MALLOC(n * sizeof(int32_t));
+        d->targets = (int32_t *)DISTILL_MALLOC(n * sizeof(int32_t));
+        d->segments = (int32_t *)DISTILL_MALLOC(n * sizeof(int32_t));
+        d->positions = (int32_t *)DISTILL_MALLOC(n * sizeof(int32_t));
+        d->weights = (float *)DISTILL_MALLOC(n * sizeof(float));
+        d->cap = n;
+        if (!d->tokens || !d->targets || !d->segments || !d->positions || !d->weights) { d->cap = 0; return -1; }
+    }
+    if ((size_t)b->B > d->rows_cap || !d->lengths) {
+        DISTILL_FREE(d->lengths); DISTILL_FREE(d->rows);
+        d->rows_cap = (size_t)b->B;
+        d->lengths = (int *)DISTILL_MALLOC(d->rows_cap * sizeof(int));
+        d->rows = (int64_t *)DISTILL_MALLOC(d->rows_cap * sizeof(int64_t));
+        if (!d->lengths || !d->rows) { d->rows_cap = 0; return -1; }
+    }
+    d->b = *b;
+    memcpy(d->tokens, b->tokens, n * sizeof(int32_t));
+    d->b.tokens = d->tokens;
+    if (b->targets) { memcpy(d->targets, b->targets, n * sizeof(int32_t)); d->b.targets = d->targets; }
+    if (b->weights) { memcpy(d->weights, b->weights, n * sizeof(float)); d->b.weights = d->weights; }
+    if (b->segments) { memcpy(d->segments, b->segments, n * sizeof(int32_t)); d->b.segments = d->segments; }
+    if (b->positions) { memcpy(d->positions, b->positions, n * sizeof(int32_t)); d->b.positions = d->positions; }
+    if (b->lengths) { memcpy(d->lengths, b->lengths, (size_t)b->B * sizeof(int)); d->b.lengths = d->lengths; }
+    d->n_rows = rows && n_rows > 0 ? (n_rows < b->B ? n_rows : b->B) : 0;
+    if (d->n_rows) memcpy(d->rows, rows, (size_t)d->n_rows * sizeof(int64_t));
+    return 0;
+}
+
+static void distill__mb_free(distill__mb *d) {
+    DISTILL_FREE(d->tokens); DISTILL_FREE(d->targets); DISTILL_FREE(d->segments);
+    DISTILL_FREE(d->positions); DISTILL_FREE(d->weights); DISTILL_FREE(d->lengths); DISTILL_FREE(d->rows);
+}
+
+/* Total loss weight of a micro-batch: what the model's head will sum (target >= 0, w > 0, inside
+   the row's length). */
+static double distill__mb_weight(const distill_batch *b) {
+    double w = 0.0;
+    int r, t;
+    if (!b->targets) return 0.0;
+    for (r = 0; r < b->B; r++) {
+        int len = b->lengths ? b->lengths[r] : b->T;
+        for (t = 0; t < len && t < b->T; t++) {
+            size_t p = (size_t)r * b->T + t;
+            float wt = b->weights ? b->weights[p] : 1.0f;
+            if (b->targets[p] >= 0 && wt > 0.0f) w += wt;
+        }
+    }
+    return w;
+}
+
+static int64_t distill__estimate_steps(const distill_trainer *t) {
+    const distill_train_config *tc = &t->tc;
+    double per, n;
+    if (tc->max_steps > 0) return tc->max_steps;
+    per = (double)(tc->batch_rows > 0 ? tc->batch_rows : 1) * (double)(tc->grad_accum > 0 ? tc->grad_accum : 1);
+    n = ceil(tc->epochs * (double)(t->train.rows_per_epoch > 0 ? t->train.rows_per_epoch : 1) / per);
+    return n < 1 ? 1 : (int64_t)n;
+}
+
+DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, const distill_batch_source *train,
+                                                    const distill_batch_source *eval,
+                                                    const distill_train_config *tc, distill_error *err) {
+    distill_trainer *t;
+    if (!student || !train || !train->next || !tc) { distill__err(err, "distill_trainer_create: missing model, source or config"); return NULL; }
+    if (tc->grad_accum < 1 || tc->grad_accum > 65536) { distill__err(err, "grad_accum (%d) must be in [1, 65536]", tc->grad_accum); return NULL; }
+    if (tc->max_steps <= 0 && !(tc->epochs > 0.0 && tc->epochs < 1e6)) { distill__err(err, "give max_steps > 0 or epochs in (0, 1e6) (epochs %g)", tc->epochs); return NULL; }
+    if (tc->kd && distill_kd_validate(&tc->kdc, err) != 0) return NULL;
+    t = (distill_trainer *)DISTILL_MALLOC(sizeof *t);
+    if (!t) { distill__err(err, "out of memory"); return NULL; }
+    memset(t, 0, sizeof *t);
+    t->m = student;
+    t->train = *train;
+    if (eval && eval->next) { t->eval = *eval; t->has_eval = 1; }
+    t->tc = *tc;
+    if (t->tc.keep_last < 1) t->tc.keep_last = 1;
+    if (t->tc.log_every < 1) t->tc.log_every = 10;
+    if (t->tc.eval_batches < 1) t->tc.eval_batches = 16;
+    t->total = distill__estimate_steps(t);
+    t->tc.optim.total_steps = t->total;
+    if (distill_optim_validate(&t->tc.optim, err) != 0) { DISTILL_FREE(t); return NULL; }
+    t->mbs = (distill__mb *)DISTILL_MALLOC(sizeof(distill__mb) * (size_t)tc->grad_accum);
+    if (!t->mbs) { DISTILL_FREE(t); distill__err(err, "out of memory"); return NULL; }
+    memset(t->mbs, 0, sizeof(distill__mb) * (size_t)tc->grad_accum);
+    distill_rng_seed(&t->rng, tc->seed);
+    if (tc->kd) {
+        t->kd = distill_kd_head_create(&tc->kdc, student->cfg.vocab_size, err);
+        if (!t->kd) { distill_trainer_free(t); return NULL; }
+    }
+#if !defined(_WIN32)
+    t->tty = isatty(fileno(stdout));
+    if (tc->out_dir && mkdir(tc->out_dir, 0755) != 0 && errno != EEXIST) {
+        distill__err(err, "%s: cannot create the output directory: %s", tc->out_dir, strerror(errno));
+        distill_trainer_free(t);
+        return NULL;
+    }
+#endif
+    if (tc->metrics_path || tc->out_dir) {
+        char buf[1024];
+        const char *mp = tc->metrics_path;
+        if (!mp) { snprintf(buf, sizeof buf, "%s/metrics.jsonl", tc->out_dir); mp = buf; }
+        t->metrics = fopen(mp, "a");
+        if (!t->metrics) {
+            distill__err(err, "%s: cannot open the metrics log: %s", mp, strerror(errno));
+            distill_trainer_free(t);
+            return NULL;
+        }
+    }
+    t->last_eval = NAN;
+    return t;
+}
+
+DISTILL_API void distill_trainer_free(distill_trainer *t) {
+    int i;
+    if (!t) return;
+    if (t->mbs) for (i = 0; i < t->tc.grad_accum; i++) distill__mb_free(&t->mbs[i]);
+    DISTILL_FREE(t->mbs);
+    distill_kd_head_free(t->kd);
+    if (t->metrics) fclose(t->metrics);
+    DISTILL_FREE(t);
+}
+
+DISTILL_API int distill_trainer_set_teacher(distill_trainer *t, distill_model *teacher, distill_error *err) {
+    if (!t->kd) return distill__err(err, "set_teacher: the trainer was created without kd = 1");
+    if (teacher->cfg.vocab_size != t->m->cfg.vocab_size)
+        return distill__err(err, "teacher vocabulary (%d tokens) differs from the student's (%d): logit "
+                            "distillation needs a shared tokenizer", teacher->cfg.vocab_size, t->m->cfg.vocab_size);
+    t->teacher = teacher;
+    t->cache = NULL;
+    return 0;
+}
+
+DISTILL_API int distill_trainer_set_cache(distill_trainer *t, const distill_topk_cache *c, distill_error *err) {
+    if (!t->kd) return distill__err(err, "set_cache: the trainer was created without kd = 1");
+    if (c->V != t->m->cfg.vocab_size)
+        return distill__err(err, "top-k cache vocabulary (%d) differs from the student's (%d)", c->V, t->m->cfg.vocab_size);
+    t->cache = c;
+    t->teacher = NULL;
+    return 0;
+}
+
+DISTILL_API void distill_trainer_set_callback(distill_trainer *t, distill_step_callback fn, void *ctx) {
+    t->cb = fn;
+    t->cb_ctx = ctx;
+}
+DISTILL_API int64_t distill_trainer_steps_done(const distill_trainer *t) { return t->step; }
+DISTILL_API int64_t distill_trainer_total_steps(const distill_trainer *t) { return t->total; }
+
+/* Global L2 norm of the gradient, in double, in a fixed order. */
+static double distill__grad_norm(const distill_model *m) {
+    double s = 0.0;
+    size_t i;
+    for (i = 0; i < m->num_floats; i++) s += (double)m->grads[i] * (double)m->grads[i];
+    return sqrt(s);
+}
+
+DISTILL_API int distill_trainer_step(distill_trainer *t, distill_step_info *info, distill_error *err) {
+    double wsum = 0.0, loss = 0.0, acc = 0.0, ent = 0.0, w_seen = 0.0, gn;
+    int64_t tokens = 0;
+    float grad_scale;
+    int a;
+    double t0 = distill_time_seconds();
+    if (t->kd && !t->teacher && !t->cache)
+        return distill__err(err, "kd = 1 but neither a teacher nor a top-k cache is set");
+    /* 1. the whole accumulated batch, copied */
+    for (a = 0; a < t->tc.grad_accum; a++) {
+        distill_batch b;
+        const int64_t *rows = NULL;
+        int n_rows = 0;
+        memset(&b, 0, sizeof b);
+        if (t->train.next(t->train.ctx, &b, &rows, &n_rows, err) != 0) return -1;
+        if (distill__mb_copy(&t->mbs[a], &b, rows, n_rows) != 0) return distill__err(err, "out of memory copying a batch");
+        wsum += distill__mb_weight(&t->mbs[a].b);
+    }
+    /* 2. every micro-batch's loss is a sum scaled by 1/(total weight of the whole step), so the
+          accumulated gradient is that of the mean over all supervised tokens, however the tokens
+          fall into micro-batches (not a mean of per-micro-batch means) */
+    grad_scale = wsum > 0.0 ? (float)(1.0 / wsum) : 0.0f;
+    distill_model_zero_grad(t->m);
+    for (a = 0; a < t->tc.grad_accum && wsum > 0.0; a++) {
+        distill__mb *mb = &t->mbs[a];
+        distill_stats st;
+        distill_head_loss hl;
+        const distill_head_loss *hlp = NULL;
+        if (t->kd) {
+            if (t->teacher) {
+                if (distill_kd_head_run_teacher(t->kd, t->teacher, &mb->b, err) != 0) return -1;
+            } else {
+                if (mb->n_rows != mb->b.B)
+                    return distill__err(err, "top-k cache: the batch source does not report dataset rows (packing is not supported with a cache)");
+                if (distill_kd_head_set_cache_rows(t->kd, t->cache, mb->rows, &mb->b, err) != 0) return -1;
+            }
+            hl = distill_kd_head_loss(t->kd);
+            hlp = &hl;
+        }
+        if (distill_model_forward_backward(t->m, &mb->b, hlp, grad_scale, &st, err) != 0) return -1;
+        loss += st.loss;
+        acc += st.accuracy * st.weight_sum;
+        ent += st.entropy * st.weight_sum;
+        w_seen += st.weight_sum;
+        tokens += st.tokens;
+    }
+    if (wsum <= 0.0)
+        for (a = 0; a < t->tc.grad_accum; a++) {
+            const distill_batch *b = &t->mbs[a].b;
+            int r;
+            for (r = 0; r < b->B; r++) tokens += b->lengths ? b->lengths[r] : b->T;
+        }
+    /* 3. stop before a non-finite update reaches the weights */
+    gn = distill__grad_norm(t->m);
+    if (!(loss == loss && fabs(loss) < INFINITY) || !(gn == gn && gn < INFINITY))
+        return distill__err(err, "step %lld: %s is %s; training stopped before the update (the weights are those "
+                            "after step %lld; lower the learning rate or check the data)", (long long)(t->step + 1),
+                            !(loss == loss && fabs(loss) < INFINITY) ? "the loss" : "the gradient norm",
+                            (loss != loss || gn != gn) ? "NaN" : "infinite", (long long)t->step);
+    if (info) info->lr = distill_lr_at(&t->tc.optim, t->step);
+    if (wsum > 0.0) distill_adamw_step(t->m, &t->tc.optim, t->step);
+    t->step++;
+    t->tokens_seen += tokens;
+    t->elapsed += distill_time_seconds() - t0;
+    if (info) {
+        double rate;
+        info->step = t->step;
+        info->total_steps = t->total;
+        info->epoch = t->train.epoch ? t->train.epoch(t->train.ctx) : 0.0;
+        info->loss = loss;
+        info->accuracy = w_seen > 0 ? acc / w_seen : 0.0;
+        info->entropy = w_seen > 0 ? ent / w_seen : 0.0;
+        info->grad_norm = gn;
+        info->tokens_seen = t->tokens_seen;
+        info->elapsed = t->elapsed;
+        rate = t->elapsed - t->elapsed_at_start > 0 ? (double)(t->tokens_seen - t->tokens_at_start) / (t->elapsed - t->elapsed_at_start) : 0.0;
+        info->tokens_per_sec = rate;
+        info->eta = t->step > t->step_at_start && t->step < t->total
+                        ? (t->elapsed - t->elapsed_at_start) / (double)(t->step - t->step_at_start) * (double)(t->total - t->step)
+                        : 0.0;
+        info->eval_loss = NAN;
+    }
+    return 0;
+}
+
+DISTILL_API int distill_trainer_evaluate(distill_trainer *t, distill_stats *out, distill_error *err) {
+    int64_t saved[3], zero[3] = {0, 0, 0}, i;
+    double lsum = 0.0, wsum = 0.0, acc = 0.0, ent = 0.0;
+    int64_t tok = 0;
+    if (!t->has_eval) return distill__err(err, "no evaluation data");
+    /* always the same batches: from the source's start, its position restored afterwards */
+    t->eval.get_state(t->eval.ctx, saved);
+    zero[2] = saved[2];
+    if (t->eval.set_state(t->eval.ctx, zero, err) != 0) return -1;
+    for (i = 0; i < t->tc.eval_batches; i++) {
+        distill_batch b;
+        const int64_t *rows = NULL;
+        int n_rows = 0;
+        distill_stats st;
+        memset(&b, 0, sizeof b);
+        if (i > 0 && t->eval.epoch && t->eval.epoch(t->eval.ctx) >= 1.0) break;
+        if (t->eval.next(t->eval.ctx, &b, &rows, &n_rows, err) != 0) return -1;
+        if (distill_model_forward(t->m, &b, NULL, 0.0f, &st, err) != 0) return -1;
+        lsum += st.loss * st.weight_sum;   /* forward reports the mean over this batch */
+        wsum += st.weight_sum;
+        acc += st.accuracy * st.weight_sum;
+        ent += st.entropy * st.weight_sum;
+        tok += st.tokens;
+    }
+    if (t->eval.set_state(t->eval.ctx, saved, err) != 0) return -1;
+    memset(out, 0, sizeof *out);
+    out->loss = wsum > 0 ? lsum / wsum : 0.0;
+    out->weight_sum = wsum;
+    out->accuracy = wsum > 0 ? acc / wsum : 0.0;
+    out->entropy = wsum > 0 ? ent / wsum : 0.0;
+    out->tokens = tok;
+    return 0;
+}
+
+/* ---- checkpoints of the whole training state ---------------------------------------------- */
+static char *distill__train_json(const distill_trainer *t) {
+    FILE *f = tmpfile();
+    int64_t st[3] = {0, 0, 0}, es[3] = {0, 0, 0};
+    const distill_optim_config *o = &t->tc.optim;
+    char *s = NULL;
+    long n;
+    int i;
+    if (!f) return NULL;
+    t->train.get_state(t->train.ctx, st);
+    if (t->has_eval) t->eval.get_state(t->eval.ctx, es);
+    fprintf(f, "{\"step\": %lld, \"total_steps\": %lld, \"tokens_seen\": %lld, \"elapsed\": %.17g, "
+               "\"source_state\": [%lld, %lld, %lld], \"eval_source_state\": [%lld, %lld, %lld], \"rng\": [",
+            (long long)t->step, (long long)t->total, (long long)t->tokens_seen, t->elapsed,
+            (long long)st[0], (long long)st[1], (long long)st[2], (long long)es[0], (long long)es[1], (long long)es[2]);
+    for (i = 0; i < 4; i++) fprintf(f, "%s\"%016llx\"", i ? ", " : "", (unsigned long long)t->rng.s[i]);
+    fprintf(f, "], \"optim\": {\"lr\": %.9g, \"beta1\": %.9g, \"beta2\": %.9g, \"eps\": %.9g, \"weight_decay\": %.9g, "
+               "\"decay_embeddings\": %d, \"grad_clip\": %.9g, \"schedule\": %d, \"warmup_steps\": %lld, "
+               "\"warmup_ratio\": %.9g, \"total_steps\": %lld, \"min_lr_ratio\": %.9g}, ",
+            (double)o->lr, (double)o->beta1, (double)o->beta2, (double)o->eps, (double)o->weight_decay,
+            o->decay_embeddings, (double)o->grad_clip, (int)o->schedule, (long long)o->warmup_steps,
+            (double)o->warmup_ratio, (long long)o->total_steps, (double)o->min_lr_ratio);
+    fprintf(f, "\"grad_accum\": %d, \"kd\": %d, \"kd_alpha\": %.9g, \"kd_beta\": %.9g, \"kd_temperature\": %.9g, "
+               "\"seed\": %llu, \"config\": %s, \"manifest\": %s}",
+            t->tc.grad_accum, t->tc.kd, (double)t->tc.kdc.alpha, (double)t->tc.kdc.beta, (double)t->tc.kdc.temperature,
+            (unsigned long long)t->tc.seed, t->tc.config_json ? t->tc.config_json : "null",
+            t->tc.manifest_json ? t->tc.manifest_json : "null");
+    n = ftell(f);
+    if (n > 0) {
+        s = (char *)DISTILL_MALLOC((size_t)n + 1);
+        rewind(f);
+        if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { DISTILL_FREE(s); s = NULL; }
+        if (s) s[n] = 0;
+    }
+    fclose(f);
+    return s;
+}
+
+DISTILL_API int distill_trainer_save(distill_trainer *t, const char *path, distill_error *err) {
+    char *js = distill__train_json(t);
+    int rc;
+    if (!js) return distill__err(err, "%s: out of memory formatting the training state", path);
+    rc = distill_checkpoint_write(path, t->m, 1, js, NULL, 0, err);
+    DISTILL_FREE(js);
+    return rc;
+}
+
+/* Checkpoints in a directory, newest first: ckpt-<step>.dstl. Returns the count (<= cap). */
+static int distill__list_ckpts(const char *dir, int64_t *steps, int cap) {
+    int n = 0;
+#if !defined(_WIN32)
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (!d) return 0;
+    while ((e = readdir(d)) != NULL) {
+        long long s;
+        char tail[8];
+        if (sscanf(e->d_name, "ckpt-%lld.dst%1s", &s, tail) == 2 && tail[0] == 'l' && strlen(e->d_name) > 10 &&
+            !strcmp(e->d_name + strlen(e->d_name) - 5, ".dstl")) {
+            int i;
+            if (n < cap) steps[n++] = s;
+            else continue;
+            for (i = n - 1; i > 0 && steps[i] > steps[i - 1]; i--) { int64_t x = steps[i]; steps[i] = steps[i - 1]; steps[i - 1] = x; }
+        }
+    }
+    closedir(d);
+#else
+    (void)dir; (void)steps; (void)cap;
+#endif
+    return n;
+}
+
+static void distill__ckpt_name(char *buf, size_t cap, const char *dir, int64_t step) {
+    snprintf(buf, cap, "%s/ckpt-%09lld.dstl", dir, (long long)step);
+}
+
+static int distill__save_rotate(distill_trainer *t, distill_error *err) {
+    char path[1024];
+    int64_t steps[256];
+    int n, i;
+    distill__ckpt_name(path, sizeof path, t->tc.out_dir, t->step);
+    if (distill_trainer_save(t, path, err) != 0) return -1;
+    n = distill__list_ckpts(t->tc.out_dir, steps, 256);
+    for (i = t->tc.keep_last; i < n; i++) {
+        distill__ckpt_name(path, sizeof path, t->tc.out_dir, steps[i]);
+        remove(path);
+    }
+    return 0;
+}
+
+static int distill__json_i64(const distill_json *o, const char *key, int64_t *out) {
+    const distill_json *v = distill_json_get(o, key);
+    if (!v || v->type != DISTILL_JSON_NUMBER || !v->is_int) return -1;
+    *out = v->i64;
+    return 0;
+}
+
+static int distill__resume_file(distill_trainer *t, const char *path, distill_error *err) {
+    distill_checkpoint *ck = distill_checkpoint_read(path, err);
+    const distill_json *tr, *ss, *rng, *el;
+    int64_t st[3];
+    int i;
+    if (!ck) return -1;
+    tr = ck->train;
+    if (!tr) { distill_checkpoint_free(ck); return distill__err(err, "%s: a model checkpoint without training state: cannot resume (load it as initial weights instead)", path); }
+    if (distill_checkpoint_restore(ck, t->m, 1, err) != 0) { distill_checkpoint_free(ck); return -1; }
+    ss = distill_json_get(tr, "source_state");
+    rng = distill_json_get(tr, "rng");
+    if (distill__json_i64(tr, "step", &t->step) != 0 || distill__json_i64(tr, "tokens_seen", &t->tokens_seen) != 0 ||
+        !ss || ss->type != DISTILL_JSON_ARRAY || ss->len != 3 || !rng || rng->type != DISTILL_JSON_ARRAY || rng->len != 4) {
+        distill_checkpoint_free(ck);
+        return distill__err(err, "%s: field 'train': malformed training state", path);
+    }
+    for (i = 0; i < 3; i++) {
+        if (!ss->items[i].is_int) { distill_checkpoint_free(ck); return distill__err(err, "%s: field 'train.source_state': expected integers", path); }
+        st[i] = ss->items[i].i64;
+    }
+    for (i = 0; i < 4; i++) {
+        unsigned long long x;
+        if (rng->items[i].type != DISTILL_JSON_STRING || sscanf(rng->items[i].str, "%llx", &x) != 1) {
+            distill_checkpoint_free(ck);
+            return distill__err(err, "%s: field 'train.rng': expected 4 hex strings", path);
+        }
+        t->rng.s[i] = (uint64_t)x;
+    }
+    el = distill_json_get(tr, "elapsed");
+    t->elapsed = el && el->type == DISTILL_JSON_NUMBER ? el->num : 0.0;
+    if (t->train.set_state(t->train.ctx, st, err) != 0) { distill_checkpoint_free(ck); return -1; }
+    t->elapsed_at_start = t->elapsed;
+    t->tokens_at_start = t->tokens_seen;
+    t->step_at_start = t->step;
+    distill_checkpoint_free(ck);
+    return 0;
+}
+
+DISTILL_API int distill_trainer_resume(distill_trainer *t, const char *path, distill_error *err) {
+    struct stat sb;
+    int64_t steps[256];
+    int n, i;
+    char p[1024];
+    if (stat(path, &sb) != 0) return distill__err(err, "%s: cannot resume: %s", path, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) return distill__resume_file(t, path, err);
+    n = distill__list_ckpts(path, steps, 256);
+    if (n == 0) return distill__err(err, "%s: no checkpoint (ckpt-<step>.dstl) to resume from", path);
+    distill__ckpt_name(p, sizeof p, path, steps[0]);
+    if (distill__resume_file(t, p, err) == 0) return 0;
+    /* the newest is unusable: name it and offer the newest intact one, without silently
+       training from an older state */
+    for (i = 1; i < n; i++) {
+        char q[1024];
+        distill_error e2;
+        distill_checkpoint *ck;
+        distill__ckpt_name(q, sizeof q, path, steps[i]);
+        ck = distill_checkpoint_read(q, &e2);
+        if (ck) {
+            char msg[2048];
+            distill_checkpoint_free(ck);
+            snprintf(msg, sizeof msg, "%s; the previous checkpoint %s is intact: resume from it explicitly", err->msg, q);
+            memcpy(err->msg, msg, sizeof err->msg - 1);
+            err->msg[sizeof err->msg - 1] = 0;
+            return -1;
+        }
+    }
+    return -1;
+}
+
+/* ---- progress and metrics ------------------------------------------------------------------- */
+static void distill__fmt_dur(char *b, size_t n, double s) {
+    long x = (long)(s + 0.5);
+    if (x >= 3600) snprintf(b, n, "%ldh%02ldm", x / 3600, (x / 60) % 60);
+    else if (x >= 60) snprintf(b, n, "%ldm%02lds", x / 60, x % 60);
+    else snprintf(b, n, "%lds", x);
+}
+
+static void distill__progress(distill_trainer *t, const distill_step_info *in, int last) {
+    char eta[32], el[32];
+    distill__fmt_dur(eta, sizeof eta, in->eta);
+    distill__fmt_dur(el, sizeof el, in->elapsed);
+    if (t->tty) {
+        int w = 24, fill = (int)((double)w * (double)in->step / (double)(in->total_steps > 0 ? in->total_steps : 1)), i;
+        char bar[32];
+        if (fill > w) fill = w;
+        for (i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+        bar[w] = 0;
+        printf("\rstep %lld/%lld [%s] loss %.4f lr %.2e %.0f tok/s ETA %s   ", (long long)in->step,
+               (long long)in->total_steps, bar, in->loss, in->lr, in->tokens_per_sec, eta);
+        if (last) printf("\n");
+        fflush(stdout);
+    } else if (last || in->step % t->tc.log_every == 0 || in->step == 1) {
+        printf("step %lld/%lld epoch %.2f loss %.4f acc %.3f lr %.2e gnorm %.3f %.0f tok/s elapsed %s ETA %s\n",
+               (long long)in->step, (long long)in->total_steps, in->epoch, in->loss, in->accuracy, in->lr,
+               in->grad_norm, in->tokens_per_sec, el, eta);
+        fflush(stdout);
+    }
+}
+
+static void distill__metrics_line(distill_trainer *t, const distill_step_info *in) {
+    if (!t->metrics) return;
+    fprintf(t->metrics, "{\"step\": %lld, \"epoch\": %.6g, \"loss\": %.9g, \"accuracy\": %.6g, \"entropy\": %.6g, "
+                        "\"grad_norm\": %.6g, \"lr\": %.6g, \"tokens\": %lld, \"tokens_per_sec\": %.1f, \"elapsed\": %.3f",
+            (long long)in->step, in->epoch, in->loss, in->accuracy, in->entropy, in->grad_norm, in->lr,
+            (long long)in->tokens_seen, in->tokens_per_sec, in->elapsed);
+    if (in->eval_loss == in->eval_loss) fprintf(t->metrics, ", \"eval_loss\": %.9g", in->eval_loss);
+    fprintf(t->metrics, "}\n");
+    fflush(t->metrics);
+}
+
+DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
+    distill_step_info in;
+    int stop = 0;
+    memset(&in, 0, sizeof in);
+    t->elapsed_at_start = t->elapsed;
+    t->tokens_at_start = t->tokens_seen;
+    t->step_at_start = t->step;
+    while (t->step < t->total && !stop) {
+        int last;
+        if (distill_trainer_step(t, &in, err) != 0) {
+            if (t->tc.progress && t->tty) printf("\n");
+            return -1;
+        }
+        if (t->tc.max_steps <= 0 && t->train.epoch && t->train.epoch(t->train.ctx) >= t->tc.epochs - 1e-12) {
+            t->total = t->step;   /* the epoch estimate was off: the data decides */
+            in.total_steps = t->total;
+        }
+        last = t->step >= t->total;
+        if (t->has_eval && t->tc.eval_every > 0 && (t->step % t->tc.eval_every == 0 || last)) {
+            distill_stats es;
+            if (distill_trainer_evaluate(t, &es, err) != 0) return -1;
+            in.eval_loss = es.loss;
+            if (t->tc.progress) {
+                if (t->tty) printf("\n");
+                printf("eval at step %lld: loss %.4f accuracy %.3f (%.0f tokens)\n", (long long)t->step, es.loss,
+                       es.accuracy, es.weight_sum);
+            }
+        }
+        if (t->cb && t->cb(t->cb_ctx, &in) != 0) { stop = 1; last = 1; }
+        if (t->tc.progress) distill__progress(t, &in, last);
+        distill__metrics_line(t, &in);
+        if (t->tc.out_dir && ((t->tc.save_every > 0 && t->step % t->tc.save_every == 0) || last))
+            if (distill__save_rotate(t, err) != 0) return -1;
+    }
+    return 0;
 }
