@@ -9,6 +9,7 @@ ARCH    ?=
 WARN    ?= -Wall -Wextra -pedantic
 CSTD    ?= -std=c99
 BUILD   ?= build
+FUZZ_SECONDS ?= 10
 CFLAGS  += $(CSTD) $(OPT) $(ARCH) $(WARN) -g $(XCFLAGS)
 LDLIBS  += -lm -lpthread
 ifeq ($(BLAS),1)
@@ -21,7 +22,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 CLI_SRC  := examples/distill.c $(wildcard examples/cli/*.c)
 
-.PHONY: all test asan fixtures bench demo valley clean help compile-check test-long test-blas test-aarch64
+.PHONY: all test asan fixtures bench demo valley clean help compile-check test-long fuzz test-blas test-aarch64 fuzz-tokenizer bench-tokenizer
 all: distill
 
 distill: $(CLI_SRC) $(wildcard examples/cli/*.h) $(HDR)
@@ -64,6 +65,29 @@ test-aarch64:
 bench:
 	sh bench/run.sh
 
+## make fuzz-tokenizer: libFuzzer on the three tokenizer loaders for FUZZ_SECONDS (default 60)
+fuzz-tokenizer:
+	@mkdir -p build/fuzz/corpus_fuzz_tokenizer build/fuzz/crashes_fuzz_tokenizer
+	@cp tests/fuzz/seeds/fuzz_tokenizer/* build/fuzz/corpus_fuzz_tokenizer/
+	$${FUZZ_CC:-clang} -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o build/fuzz/fuzz_tokenizer tests/fuzz/fuzz_tokenizer.c -lm -lpthread
+	build/fuzz/fuzz_tokenizer -max_total_time=$${FUZZ_SECONDS:-60} -max_len=65536 -timeout=10 \
+	  -rss_limit_mb=2048 -artifact_prefix=build/fuzz/crashes_fuzz_tokenizer/ build/fuzz/corpus_fuzz_tokenizer
+
+## make bench-tokenizer: GPT-2 encode MB/s vs npm tiktoken, BPE training time (bench/RESULTS.md)
+bench-tokenizer:
+	@mkdir -p build/bench
+	$(CC) $(CFLAGS) -o build/bench/bench_tokenizer bench/bench_tokenizer.c $(LDLIBS)
+	@[ -f build/bench/tok_corpus.jsonl ] || python3 bench/make_tokenizer_corpus.py --mb 4 --out build/bench/tok_corpus.jsonl
+	@[ -f build/bench/tok_corpus10.jsonl ] || python3 bench/make_tokenizer_corpus.py --mb 10 --out build/bench/tok_corpus10.jsonl
+	build/bench/bench_tokenizer encode build/bench/tok_corpus.jsonl ../shared/data/gpt2/tokenizer.json 3
+	@[ -d tools/node_modules/tiktoken ] && node bench/tiktoken_bench.js build/bench/tok_corpus.jsonl 3 || echo "(cd tools && npm install) for the tiktoken comparison"
+	build/bench/bench_tokenizer train build/bench/tok_corpus10.jsonl 8192
+
+## make fuzz: every libFuzzer harness in tests/fuzz/ (JSON, data loader, tokenizer, model files) for FUZZ_SECONDS each (default 10)
+fuzz:
+	sh tests/fuzz/run_all.sh $(FUZZ_SECONDS)
+
 ## make demo: the Valley of Code Reasoning in miniature, reduced (1 seed, 4 sizes; <= 5 min on 2 cores)
 demo: distill
 	./distill sweep --preset demo
@@ -75,6 +99,25 @@ valley: distill
 ## make test-long: slow checks (sweep: 1 vs 2 threads identical, kill + resume identical)
 test-long: distill
 	sh tests/test_sweep_long.sh
+
+## make fuzz-all: every libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS each (default 60), one at a
+## time, seeds from tests/fuzz/corpus/<name>/, findings in build/fuzz/art_<name>/ (never part of make test)
+.PHONY: fuzz-all tsan matrix
+fuzz-all:
+	sh tests/fuzz/run_all.sh $(or $(FUZZ_SECONDS),60)
+
+## make tsan: the thread pool (test_threads) and threaded SFT + KD steps (test_tsan_step) under
+## ThreadSanitizer, checked bit-identical to 1 thread
+TSAN_TESTS := build/tsan/tests/test_threads build/tsan/tests/test_tsan_step
+tsan:
+	$(MAKE) CC=clang BUILD=build/tsan OPT="-O1 -fsanitize=thread" LDLIBS="-lm -lpthread -fsanitize=thread" $(TSAN_TESTS)
+	TSAN_OPTIONS="halt_on_error=1 $(TSAN_OPTIONS)" sh tests/run.sh $(TSAN_TESTS)
+
+## make matrix: the build matrix (gcc/clang C99/C11, g++/clang++, DISTILL_STATIC x2, DISTILL_NO_THREADS,
+## scalar kernels, BLAS=1, -m32 and aarch64/qemu when installed), each -Werror, each running
+## tests/matrix_check.c and comparing its numbers with the default build's
+matrix:
+	sh tests/compile_check.sh --run
 
 clean:
 	rm -rf build distill

@@ -433,11 +433,12 @@ enum { DISTILL__KIND_BPE = 0, DISTILL__KIND_LLAMA = 1 };
 
 /* The chunk cache: real text repeats its words, so the ids of short chunks are remembered in a
    direct-mapped table. Slots are guarded by striped mutexes so that several threads can encode
-   with one tokenizer (a slot is copied out under its lock; a miss computes outside any lock). */
+   with one tokenizer: a slot is copied out under its lock, a miss computes outside any lock, and
+   nobody ever waits (a busy stripe is just a miss), so contention costs no sleeping. */
 #define DISTILL__CACHE_SLOTS 16384
 #define DISTILL__CACHE_KEY 22
 #define DISTILL__CACHE_IDS 10
-#define DISTILL__CACHE_LOCKS 64
+#define DISTILL__CACHE_LOCKS 256
 typedef struct distill__tk_cslot {
     uint32_t hash;
     unsigned char klen, nids;
@@ -942,6 +943,22 @@ static int distill__tk_bpe_merge(const distill_tokenizer *t, distill__tk_scratch
     }
 }
 
+static int distill__tk_trylock(distill__tk_tcache *c, uint32_t h) {
+#ifdef DISTILL__TOK_LOCKS
+    return pthread_mutex_trylock(&c->locks[h % DISTILL__CACHE_LOCKS]) == 0;
+#else
+    (void)c; (void)h;
+    return 1;
+#endif
+}
+static void distill__tk_unlock(distill__tk_tcache *c, uint32_t h) {
+#ifdef DISTILL__TOK_LOCKS
+    pthread_mutex_unlock(&c->locks[h % DISTILL__CACHE_LOCKS]);
+#else
+    (void)c; (void)h;
+#endif
+}
+
 /* One pre-tokenized chunk: through the cache, else bytes -> byte tokens -> merges. */
 static int distill__tk_encode_chunk(const distill_tokenizer *t, distill__tk_scratch *s,
                                  const unsigned char *p, size_t n, distill_ids *out,
@@ -955,28 +972,18 @@ static int distill__tk_encode_chunk(const distill_tokenizer *t, distill__tk_scra
         if (id >= 0) return distill_ids_push(out, id);
     }
     if (n <= DISTILL__CACHE_KEY && t->cache) {
-        int hit = 0;
         h = (uint32_t)distill__tk_hash_bytes(p, n);
         slot = &t->cache->slots[h & (DISTILL__CACHE_SLOTS - 1)];
-#ifdef DISTILL__TOK_LOCKS
-        pthread_mutex_lock(&t->cache->locks[h % DISTILL__CACHE_LOCKS]);
-#endif
-        if (slot->klen == n && slot->hash == h && !memcmp(slot->key, p, n)) {
+        if (!distill__tk_trylock(t->cache, h)) slot = NULL;   /* busy: a miss, never a wait */
+        else if (slot->klen == n && slot->hash == h && !memcmp(slot->key, p, n)) {
             int32_t tmp[DISTILL__CACHE_IDS];
             size_t k = slot->nids;
             memcpy(tmp, slot->ids, k * sizeof(int32_t));
-            hit = 1;
-#ifdef DISTILL__TOK_LOCKS
-            pthread_mutex_unlock(&t->cache->locks[h % DISTILL__CACHE_LOCKS]);
-#endif
+            distill__tk_unlock(t->cache, h);
             for (i = 0; i < k; i++)
                 if (distill_ids_push(out, tmp[i])) return distill__err(err, "tokenizer: out of memory");
             return 0;
-        }
-#ifdef DISTILL__TOK_LOCKS
-        pthread_mutex_unlock(&t->cache->locks[h % DISTILL__CACHE_LOCKS]);
-#endif
-        (void)hit;
+        } else distill__tk_unlock(t->cache, h);
     }
     if (distill__tk_scratch_need(s, n)) return distill__err(err, "tokenizer: out of memory");
     for (i = 0; i < n; i++) {
@@ -986,18 +993,13 @@ static int distill__tk_encode_chunk(const distill_tokenizer *t, distill__tk_scra
         s->ids[i] = id;
     }
     if (distill__tk_bpe_merge(t, s, n, out)) return distill__err(err, "tokenizer: out of memory");
-    if (slot && out->n - before <= DISTILL__CACHE_IDS) {
-#ifdef DISTILL__TOK_LOCKS
-        pthread_mutex_lock(&t->cache->locks[h % DISTILL__CACHE_LOCKS]);
-#endif
+    if (slot && out->n - before <= DISTILL__CACHE_IDS && distill__tk_trylock(t->cache, h)) {
         slot->hash = h;
         slot->klen = (unsigned char)n;
         slot->nids = (unsigned char)(out->n - before);
         memcpy(slot->key, p, n);
         memcpy(slot->ids, out->ids + before, (out->n - before) * sizeof(int32_t));
-#ifdef DISTILL__TOK_LOCKS
-        pthread_mutex_unlock(&t->cache->locks[h % DISTILL__CACHE_LOCKS]);
-#endif
+        distill__tk_unlock(t->cache, h);
     }
     return 0;
 }
@@ -1910,16 +1912,100 @@ static long distill__tk_header(distill__tk_lines *L, const char *kw, long hi, di
     return v;
 }
 
+/* Give every merge result its bytes (left's then right's) and register the merges in rank
+   order. A result may be needed before its own line (its parts defined further down), so each
+   token is resolved depth-first with an explicit stack: linear time, cycles and undefined
+   tokens are errors naming the merge's line. buf has room for the longest token. */
+static int distill__tk_resolve_merges(distill_tokenizer *t, const char *path, const int32_t *m,
+                                      const int *line, long n, int32_t vocab, char *buf,
+                                      size_t file_size, distill_error *err) {
+    size_t limit = file_size * 16 + (1u << 20);
+    int32_t *of = NULL, *stack = NULL;           /* of[id] = the merge that makes id, or -1 */
+    unsigned char *state = NULL;                 /* 0 new, 1 on the stack, 2 done */
+    long i;
+    int32_t id, sp;
+    int rc = -1;
+    if (n == 0) return 0;
+    of = (int32_t *)DISTILL_MALLOC((size_t)vocab * sizeof(int32_t));
+    stack = (int32_t *)DISTILL_MALLOC(((size_t)n + 1) * sizeof(int32_t));
+    state = (unsigned char *)DISTILL_MALLOC((size_t)vocab);
+    if (!of || !stack || !state) { distill__err(err, "%s: out of memory", path); goto done; }
+    for (id = 0; id < vocab; id++) { of[id] = -1; state[id] = 0; }
+    for (i = 0; i < n; i++) {
+        id = m[3 * i + 2];
+        if (of[id] >= 0 || (id < t->n_vocab && t->tok_flag[id])) {
+            distill__err(err, "%s:%d: token id %d defined twice", path, line[i], (int)id);
+            goto done;
+        }
+        of[id] = (int32_t)i;
+    }
+    for (i = 0; i < n; i++) {
+        stack[0] = m[3 * i + 2];
+        sp = 1;
+        while (sp > 0) {
+            int32_t top = stack[sp - 1], r = of[top], k, pending = -1;
+            if (state[top] == 2) { sp--; continue; }
+            state[top] = 1;
+            for (k = 0; k < 2 && pending < 0; k++) {
+                int32_t c = m[3 * r + k];
+                if (c < t->n_vocab && t->tok_flag[c]) continue;          /* defined */
+                if (of[c] < 0) {
+                    distill__err(err, "%s:%d: merge uses token %d, which nothing defines", path, line[r], (int)c);
+                    goto done;
+                }
+                if (state[c] == 1) {
+                    distill__err(err, "%s:%d: merges form a cycle through token %d", path, line[r], (int)c);
+                    goto done;
+                }
+                pending = c;
+            }
+            if (pending >= 0) { stack[sp++] = pending; continue; }
+            {
+                int32_t a = m[3 * r], b = m[3 * r + 1];
+                size_t la = t->tok_len[a], lb = t->tok_len[b];
+                /* doubling chains could otherwise grow exponentially from a small file */
+                if (la + lb > 65536 || t->pool_n > limit) {
+                    distill__err(err, "%s:%d: merged tokens too long (a token over 64 KB, or all "
+                                 "together over 16x the file size)", path, line[r]);
+                    goto done;
+                }
+                memcpy(buf, t->pool + t->tok_off[a], la);
+                memcpy(buf + la, t->pool + t->tok_off[b], lb);
+                if (distill__tk_set(t, top, buf, la + lb, DISTILL__TK_MERGE)) {
+                    distill__err(err, "%s: out of memory", path);
+                    goto done;
+                }
+            }
+            state[top] = 2;
+            sp--;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        int r2 = distill__tk_add_merge(t, m[3 * i], m[3 * i + 1], m[3 * i + 2]);
+        if (r2 == -2) {
+            distill__err(err, "%s:%d: duplicate merge %d %d", path, line[i], (int)m[3 * i], (int)m[3 * i + 1]);
+            goto done;
+        }
+        if (r2) { distill__err(err, "%s: out of memory", path); goto done; }
+    }
+    rc = 0;
+done:
+    DISTILL_FREE(of); DISTILL_FREE(stack); DISTILL_FREE(state);
+    return rc;
+}
+
 static distill_tokenizer *distill__tk_load_own(const char *path, const char *data, size_t size,
                                                distill_error *err) {
     distill__tk_lines L;
     distill_tokenizer *t = NULL;
     const char *s, *e;
     char *buf = NULL;
-    long vocab, n, i, v;
+    long vocab, n, i, v, n_m = 0;
+    int32_t *mtrip = NULL;
+    int *mline = NULL;
     int pattern;
     L.p = data; L.end = data + size; L.path = path; L.line = 0;
-    buf = (char *)DISTILL_MALLOC(size + 1);
+    buf = (char *)DISTILL_MALLOC(size + 131072 + 1);   /* a line, or a merged token (<= 64 KB each) */
     if (!buf) { distill__err(err, "%s: out of memory", path); return NULL; }
     distill__tk_next_line(&L, &s, &e);
     if ((size_t)(e - s) != 19 || memcmp(s, "distill-tokenizer 1", 19)) {
@@ -1984,10 +2070,17 @@ static distill_tokenizer *distill__tk_load_own(const char *path, const char *dat
             if (distill__tk_set(t, (int32_t)id, &c, 1, DISTILL__TK_BYTE)) goto oom;
         }
     }
+    /* merges: read now, their tokens' bytes are resolved once every section is in (a merge may
+       use a special or plain token, or, in files converted from elsewhere, a later merge) */
     if ((n = distill__tk_header(&L, "merges", 1 << 24, err)) < 0) goto fail;
+    n_m = n;
+    if (n_m) {
+        mtrip = (int32_t *)DISTILL_MALLOC((size_t)n_m * 3 * sizeof(int32_t));
+        mline = (int *)DISTILL_MALLOC((size_t)n_m * sizeof(int));
+        if (!mtrip || !mline) goto oom;
+    }
     for (i = 0; i < n; i++) {
         long a, b, id;
-        int rc;
         if (!distill__tk_next_line(&L, &s, &e)) {
             distill__err(err, "%s:%d: truncated: expected %ld merges, got %ld", path, L.line, n, i);
             goto fail;
@@ -1997,31 +2090,8 @@ static distill_tokenizer *distill__tk_load_own(const char *path, const char *dat
             distill__err(err, "%s:%d: expected '<left> <right> <id>' with ids < vocab_size %ld", path, L.line, vocab);
             goto fail;
         }
-        if (a >= t->n_vocab || b >= t->n_vocab || !t->tok_flag[a] || !t->tok_flag[b]) {
-            distill__err(err, "%s:%d: merge uses token %ld before it is defined", path, L.line,
-                         a >= t->n_vocab || !t->tok_flag[a] ? a : b);
-            goto fail;
-        }
-        if (id < t->n_vocab && t->tok_flag[id]) {
-            distill__err(err, "%s:%d: token id %ld defined twice", path, L.line, id);
-            goto fail;
-        }
-        {
-            size_t la = t->tok_len[a], lb = t->tok_len[b];
-            if (la + lb > size + 1024) {  /* cannot happen with honest files; keeps memory bounded */
-                distill__err(err, "%s:%d: merge result too long", path, L.line);
-                goto fail;
-            }
-            memcpy(buf, t->pool + t->tok_off[a], la);
-            memcpy(buf + la, t->pool + t->tok_off[b], lb);
-            if (distill__tk_set(t, (int32_t)id, buf, la + lb, DISTILL__TK_MERGE)) goto oom;
-        }
-        rc = distill__tk_add_merge(t, (int32_t)a, (int32_t)b, (int32_t)id);
-        if (rc == -2) {
-            distill__err(err, "%s:%d: duplicate merge %ld %ld", path, L.line, a, b);
-            goto fail;
-        }
-        if (rc) goto oom;
+        mtrip[3 * i] = (int32_t)a; mtrip[3 * i + 1] = (int32_t)b; mtrip[3 * i + 2] = (int32_t)id;
+        mline[i] = L.line;
     }
     for (v = 0; v < 2; v++) {
         const char *kw = v == 0 ? "specials" : "plain";
@@ -2050,18 +2120,19 @@ static distill_tokenizer *distill__tk_load_own(const char *path, const char *dat
         distill__err(err, "%s:%d: expected 'end' (file truncated or counts wrong)", path, L.line);
         goto fail;
     }
+    if (distill__tk_resolve_merges(t, path, mtrip, mline, n_m, (int32_t)vocab, buf, size, err)) goto fail;
     if (t->n_vocab != vocab) {
         distill__err(err, "%s: vocab_size says %ld but the file defines ids up to %d", path, vocab,
                      (int)t->n_vocab - 1);
         goto fail;
     }
     if (distill__tk_finalize(t)) goto oom;
-    DISTILL_FREE(buf);
+    DISTILL_FREE(buf); DISTILL_FREE(mtrip); DISTILL_FREE(mline);
     return t;
 oom:
     distill__err(err, "%s: out of memory", path);
 fail:
-    DISTILL_FREE(buf);
+    DISTILL_FREE(buf); DISTILL_FREE(mtrip); DISTILL_FREE(mline);
     distill_tokenizer_free(t);
     return NULL;
 }
@@ -2204,6 +2275,8 @@ static int distill__tk_json_vocab(distill_tokenizer *t, const char *path, const 
         if (v->i64 < t->n_vocab && t->tok_flag[v->i64])
             return distill__err(err, "%s:%d:%d: vocab: id %d used twice", path, v->line, v->col,
                                 (int)v->i64);
+        if (vocab->key_lens[i] == 0)
+            return distill__err(err, "%s:%d:%d: vocab: empty token (id %d)", path, v->line, v->col, (int)v->i64);
         n = distill__tk_gpt2_decode(vocab->keys[i], vocab->key_lens[i], buf);
         if (n < 0)       /* not byte-level text: keep its UTF-8 bytes as they are */
             n = (long)vocab->key_lens[i], memcpy(buf, vocab->keys[i], (size_t)n);
@@ -2492,6 +2565,10 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
             goto fail;
         }
         n = distill__tk_gpt2_decode(vocab->keys[i], vocab->key_lens[i], buf);
+        if (n == 0) {
+            distill__err(err, "%s:%d:%d: field 'model.vocab': empty token (id %d)", path, x->line, x->col, (int)x->i64);
+            goto fail;
+        }
         if (n < 0) {
             distill__err(err, "%s:%d:%d: field 'model.vocab': token '%s' is not byte-level text", path,
                          x->line, x->col, vocab->keys[i]);

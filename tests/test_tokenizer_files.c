@@ -238,6 +238,21 @@ static void test_hostile_own(void) {
     own_variant("258 <|endoftext|>", "257 <|endoftext|>", "id defined twice", "twice");
     own_variant("258 <|endoftext|>", "258 bad\\q", "bad escape", NULL);
     own_variant("vocab_size 259", "vocab_size 300", "vocab_size larger than the ids", "vocab_size");
+    own_variant("97 97 256", "257 97 256", "merges forming a cycle", "cycle");
+    {   /* a merge may use the result of a later line (files converted from elsewhere) */
+        const char *fwd = "distill-tokenizer 1\npattern gpt2\nvocab_size 258\nbytes identity\nmerges 2\n"
+                          "256 98 257\n97 97 256\nspecials 0\nplain 0\nend\n";
+        distill_ids ids = {NULL, 0, 0};
+        write_file("build/hostile_own.txt", fwd, strlen(fwd));
+        t = distill_tokenizer_load("build/hostile_own.txt", NULL, &err);
+        CHECK(t != NULL, "forward reference: %s", err.msg);
+        if (t) {
+            distill_tokenizer_encode(t, "aab", 3, 0, &ids, &err);
+            CHECK(ids.n == 1 && ids.ids[0] == 257, "aab -> 257 (aa first, then (aa)b)");
+        }
+        distill_ids_free(&ids);
+        distill_tokenizer_free(t);
+    }
 }
 
 static void put_i32(unsigned char *p, int32_t v) { memcpy(p, &v, 4); }
