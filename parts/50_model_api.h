@@ -158,6 +158,19 @@ DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *
 
 /* ---- additions by the core part (beyond the integrator's contract) ---- */
 
+/* Notes on the contract above, as implemented:
+   - The LM head (and so the head_loss callback) runs only on the positions that can carry
+     loss: t < lengths[b], targets >= 0 and weight > 0. `pos` lists them in increasing order;
+     the callback is invoked on blocks of 4 positions, each with its own zeroed stats slot, and
+     the slots are summed in a fixed order (so 1 and N threads agree bit for bit). `thread` is
+     in [0, distill_get_threads()).
+   - stats: accuracy and entropy are weighted by the loss weights (for 0/1 masks: the share /
+     mean over supervised tokens). With grad_scale > 0, loss = sum(w * loss_token) * grad_scale,
+     i.e. this micro-batch's share of the accumulated mean.
+   - backward reads the batch's arrays again (targets, weights for the recomputed head): keep
+     them alive and unchanged between forward and backward.
+   - A segment (packing) is a maximal run of equal segment ids within a row. */
+
 /* Positions per chunk of the fused LM head: the head holds (DISTILL_HEAD_CHUNK, V) logits at a
    time. Define before including the implementation to trade memory for fewer, larger GEMMs. */
 #ifndef DISTILL_HEAD_CHUNK

@@ -1,0 +1,114 @@
+/* Activation memory: the formula in the header (distill_model_activation_bytes) against what
+   the implementation really allocates, counted through a DISTILL_MALLOC that records every
+   byte; and a check that forward/backward/train steps allocate nothing beyond the AdamW moments
+   on the first optimizer step. */
+#define _POSIX_C_SOURCE 200809L /* before any system header, as distill.h requires */
+#include <stdlib.h>
+#include <string.h>
+
+static size_t mem_live, mem_total, mem_calls;
+static void *mem_malloc(size_t n) {
+    size_t *p = (size_t *)malloc(n + 16);
+    if (!p) return NULL;
+    p[0] = n;
+    mem_live += n; mem_total += n; mem_calls++;
+    return (char *)p + 16;
+}
+static void mem_free(void *q) {
+    size_t *p;
+    if (!q) return;
+    p = (size_t *)((char *)q - 16);
+    mem_live -= p[0];
+    free(p);
+}
+static void *mem_realloc(void *q, size_t n) {
+    void *r = mem_malloc(n);
+    if (r && q) {
+        size_t old = ((size_t *)((char *)q - 16))[0];
+        memcpy(r, q, old < n ? old : n);
+        mem_free(q);
+    }
+    return r;
+}
+#define DISTILL_MALLOC(sz) mem_malloc(sz)
+#define DISTILL_REALLOC(p, sz) mem_realloc(p, sz)
+#define DISTILL_FREE(p) mem_free(p)
+#define DISTILL_IMPLEMENTATION
+#include "../distill.h"
+#include "harness.h"
+
+static void check_config(const char *what, distill_config c, int B, int T) {
+    distill_error e;
+    distill_model *m;
+    size_t before = mem_live, created, formula = distill_model_activation_bytes(&c, B, T), params, acts, calls;
+    distill_optim_config o = distill_optim_default();
+    distill_batch b;
+    distill_stats st;
+    int32_t *tok = (int32_t *)malloc(sizeof(int32_t) * (size_t)B * T), *tgt = (int32_t *)malloc(sizeof(int32_t) * (size_t)B * T);
+    int i;
+    double gn;
+    m = distill_model_create(&c, B, T, 1, &e);
+    CHECK(m != NULL, "%s: create: %s", what, e.msg);
+    if (!m) { free(tok); free(tgt); return; }
+    created = mem_live - before;
+    params = 2 * (m->num_floats * sizeof(float) + 64 + sizeof(void *));
+    acts = created - params;
+    /* the rest: the activation block (+ its 64-byte alignment slack and 64-byte rounding of each
+       of ~30 sub-buffers) plus the size table, layer views and norm partials (small) */
+    printf("    %s: formula %.3f MB, allocated for activations %.3f MB (params+grads %.3f MB)\n", what,
+           formula / 1e6, acts / 1e6, params / 1e6);
+    CHECK(acts >= formula, "%s: allocation %zu below the formula %zu", what, acts, formula);
+    CHECK(acts - formula <= 32 * 64 + 64 + (size_t)m->n_tensors * sizeof(distill_tensor_info) +
+                            (size_t)c.n_layers * sizeof(distill_layer_params) + 4096 + sizeof(double) * (m->num_floats / 65536 + 1),
+          "%s: allocation %zu exceeds the formula %zu by %zu bytes", what, acts, formula, acts - formula);
+    /* running steps allocates only the AdamW moments, once */
+    for (i = 0; i < B * T; i++) { tok[i] = i % c.vocab_size; tgt[i] = (i * 7) % c.vocab_size; }
+    memset(&b, 0, sizeof b);
+    b.B = B; b.T = T; b.tokens = tok; b.targets = tgt;
+    /* the first pass may size the kernels' per-thread matmul scratch (10_kernels, persistent);
+       the model itself allocates nothing after create */
+    CHECK(distill_model_forward(m, &b, NULL, 0, &st, &e) == 0, "forward: %s", e.msg);
+    distill_model_backward(m);
+    calls = mem_calls; before = mem_live;
+    CHECK(distill_model_forward(m, &b, NULL, 0, &st, &e) == 0, "forward: %s", e.msg);
+    distill_model_backward(m);
+    CHECK(mem_calls == calls, "%s: forward/backward allocated %zu times", what, mem_calls - calls);
+    CHECK(distill_train_step(m, &b, &o, 0, &st, &gn, &e) == 0, "train step: %s", e.msg);
+    CHECK(mem_live - before == 2 * (m->num_floats * sizeof(float) + 64 + sizeof(void *)),
+          "%s: first step allocates exactly m and v (%zu bytes)", what, mem_live - before);
+    calls = mem_calls;
+    CHECK(distill_train_step(m, &b, &o, 1, &st, &gn, &e) == 0, "train step: %s", e.msg);
+    CHECK(mem_calls == calls, "%s: later steps allocate nothing", what);
+    distill_model_free(m);
+    free(tok); free(tgt);
+}
+
+static distill_config cfg(int V, int C, int L, int NH, int NKV, int F, int bias, int tie) {
+    distill_config c = distill_config_default();
+    c.vocab_size = V; c.dim = C; c.n_layers = L; c.n_heads = NH; c.n_kv_heads = NKV; c.hidden_dim = F;
+    c.qkv_bias = bias; c.tie_embeddings = tie;
+    return c;
+}
+
+static void test_formula_matches_allocation(void) {
+    check_config("tiny", cfg(50, 16, 2, 4, 2, 24, 1, 0), 2, 8);
+    check_config("small gqa", cfg(300, 64, 3, 8, 2, 160, 0, 1), 3, 100);
+    check_config("wide ffn, chunked head", cfg(1000, 32, 1, 2, 1, 200, 1, 1), 2, 300);
+}
+
+/* The formula has no T^2 and no B*T*V term: doubling T at most doubles it. */
+static void test_formula_scaling(void) {
+    distill_config c = cfg(32000, 512, 8, 8, 4, 1408, 0, 1);
+    double a = (double)distill_model_activation_bytes(&c, 4, 1024), b2 = (double)distill_model_activation_bytes(&c, 4, 2048);
+    double c8 = (double)distill_model_activation_bytes(&c, 4, 8192);
+    printf("    dim 512, 8 layers, V 32000, B 4: T 1024 %.1f MB, T 2048 %.1f MB, T 8192 %.1f MB\n", a / 1e6, b2 / 1e6, c8 / 1e6);
+    CHECK(b2 <= 2.0 * a, "linear in T");
+    CHECK(c8 <= 8.0 * a, "linear in T up to 8192");
+    /* llm.c-style attention would add L*B*NH*T*T*4 bytes twice: 2 * 8*4*8*8192^2*4 = 69 GB */
+}
+
+int main(void) {
+    RUN(test_formula_matches_allocation);
+    RUN(test_formula_scaling);
+    return harness_done("test_model_memory");
+}
