@@ -63,7 +63,8 @@ typedef struct distill_kd_result {
 /* The loss of ONE position, in double, with its gradient d loss / d s written to grad (V
    doubles, may be NULL). The teacher is either full logits t (V) with topk_ids == NULL, or a
    top-k entry: topk_ids (k), topk_logp (k log-probabilities at tau = 1), tail_logp = log of the
-   remaining mass (-INFINITY when none). target < 0 drops the CE term. scratch: 4*V doubles.
+   remaining mass (-INFINITY when none), k <= 4096. target < 0 drops the CE term. scratch is
+   unused (kept for compatibility; may be NULL): the function allocates its work space.
    This is the reference the fused chunked head and the gradient checks build on. */
 DISTILL_API distill_kd_result distill_kd_position(const double *s, int V, const double *t,
                                                   const int32_t *topk_ids, const float *topk_logp,
@@ -255,3 +256,4 @@ DISTILL_API int  distill_trainer_evaluate(distill_trainer *t, distill_stats *out
 DISTILL_API int  distill_trainer_save(distill_trainer *t, const char *path, distill_error *err);
 DISTILL_API int64_t distill_trainer_steps_done(const distill_trainer *t);
 DISTILL_API int64_t distill_trainer_total_steps(const distill_trainer *t);
+

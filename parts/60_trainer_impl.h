@@ -159,48 +159,60 @@ DISTILL_API int distill_kd_validate(const distill_kd_config *kc, distill_error *
     return 0;
 }
 
-static double distill__lse(const double *x, int n) {
-    double mx = -INFINITY, s = 0.0;
+/* Softmax in log space with one exp per element: lp[j] = x[j]/tau - logsumexp(x/tau) and
+   p[j] = exp(lp[j]) (p may be NULL). Returns the logsumexp. */
+static double distill__log_softmax(const double *x, int n, double tau, double *lp, double *p) {
+    double mx = -INFINITY, sum = 0.0, lse;
     int i;
-    for (i = 0; i < n; i++) if (x[i] > mx) mx = x[i];
-    if (mx == -INFINITY) return -INFINITY;
-    for (i = 0; i < n; i++) s += exp(x[i] - mx);
-    return mx + log(s);
+    for (i = 0; i < n; i++) if (x[i] / tau > mx) mx = x[i] / tau;
+    if (mx == -INFINITY || mx == INFINITY || mx != mx) mx = 0.0;
+    for (i = 0; i < n; i++) {
+        double e = exp(x[i] / tau - mx);
+        if (p) p[i] = e;
+        sum += e;
+    }
+    lse = mx + log(sum);
+    for (i = 0; i < n; i++) {
+        lp[i] = x[i] / tau - lse;
+        if (p) p[i] /= sum;
+    }
+    return lse;
 }
 
-/* The divergence over nb bins given log q (student) and log p (teacher), and for each bin
+/* The divergence over nb bins given log q, q (student) and log p, p (teacher), and for each bin
    r_b = q_b * dD/dq_b, from which the logit gradient follows (see distill_kd_position):
      forward KL  D = sum p (log p - log q)                 r_b = -p_b
      reverse KL  D = sum q (log q - log p)                 r_b = q_b (log q_b - log p_b + 1)
      JSD_beta    D = beta sum p log(p/m) + (1-beta) sum q log(q/m),   m = beta p + (1-beta) q
                  dD/dq_b = (1-beta) log(q_b/m_b)  (the other terms cancel since sum m = 1)
                                                            r_b = (1-beta) q_b log(q_b/m_b)
-   Everything is in log space, so a probability that underflows never gives 0 * log 0. */
-static double distill__kd_bins(const double *lq, const double *lp, int nb, double beta, double *r) {
+   Terms with a zero probability contribute 0 (the limit of x log x), never 0 * log 0. */
+static double distill__kd_bins(const double *lq, const double *q, const double *lp, const double *p,
+                               int nb, double beta, double *r) {
     double D = 0.0;
     int b;
     if (beta <= 0.0) {
         for (b = 0; b < nb; b++) {
-            double p = exp(lp[b]);
-            D += p > 0.0 ? p * (lp[b] - lq[b]) : 0.0;
-            r[b] = -p;
+            D += p[b] > 0.0 ? p[b] * (lp[b] - lq[b]) : 0.0;
+            r[b] = -p[b];
         }
     } else if (beta >= 1.0) {
         for (b = 0; b < nb; b++) {
-            double q = exp(lq[b]);
-            D += q > 0.0 ? q * (lq[b] - lp[b]) : 0.0;
-            r[b] = q > 0.0 ? q * (lq[b] - lp[b] + 1.0) : 0.0;
+            D += q[b] > 0.0 ? q[b] * (lq[b] - lp[b]) : 0.0;
+            r[b] = q[b] > 0.0 ? q[b] * (lq[b] - lp[b] + 1.0) : 0.0;
         }
     } else {
         double lb = log(beta), l1b = log(1.0 - beta);
         for (b = 0; b < nb; b++) {
-            double x = lb + lp[b], y = l1b + lq[b];
-            double mx = x > y ? x : y;
-            double lm = mx == -INFINITY ? -INFINITY : mx + log(exp(x - mx) + exp(y - mx));
-            double p = exp(lp[b]), q = exp(lq[b]);
-            if (p > 0.0) D += beta * p * (lp[b] - lm);
-            if (q > 0.0) D += (1.0 - beta) * q * (lq[b] - lm);
-            r[b] = q > 0.0 ? (1.0 - beta) * q * (lq[b] - lm) : 0.0;
+            double lm, m = beta * p[b] + (1.0 - beta) * q[b];
+            if (m > 0.0 && m < INFINITY) lm = log(m);
+            else {   /* both underflowed: log-space logaddexp */
+                double x = lb + lp[b], y = l1b + lq[b], mx = x > y ? x : y;
+                lm = mx == -INFINITY ? -INFINITY : mx + log(exp(x - mx) + exp(y - mx));
+            }
+            if (p[b] > 0.0) D += beta * p[b] * (lp[b] - lm);
+            if (q[b] > 0.0) D += (1.0 - beta) * q[b] * (lq[b] - lm);
+            r[b] = q[b] > 0.0 ? (1.0 - beta) * q[b] * (lq[b] - lm) : 0.0;
         }
     }
     return D;
@@ -216,85 +228,108 @@ static int distill__cmp_i32(const void *a, const void *b) {
        dq_B/dz_j = q_j (1[j in B] - q_B)
        dD/dz_j  = sum_B dD/dq_B dq_B/dz_j = (q_j / q_b(j)) r_b(j) - q_j R,    R = sum_B r_B
    and dD/ds_j = dD/dz_j / tau. With one token per bin q_j/q_b(j) = 1. The CE term adds
-   (1-alpha)(softmax(s)_j - 1[j = target]). */
-DISTILL_API distill_kd_result distill_kd_position(const double *s, int V, const double *t,
-                                                  const int32_t *topk_ids, const float *topk_logp,
-                                                  int k, float tail_logp, int32_t target,
-                                                  const distill_kd_config *kc, double *grad,
-                                                  double *scratch) {
+   (1-alpha)(softmax(s)_j - 1[j = target]). Cost: about three exp per vocabulary entry. */
+static distill_kd_result distill__kd_position(const double *s, int V, const double *t,
+                                             const int32_t *topk_ids, const float *topk_logp,
+                                             int k, float tail_logp, int32_t target,
+                                             const distill_kd_config *kc, double *grad,
+                                             double *scratch /* 9*V */) {
     distill_kd_result res;
     double alpha = kc->alpha, beta = kc->beta, tau = kc->temperature;
-    double *z = scratch, *lq = scratch + V, *lp = scratch + 2 * (size_t)V, *r = scratch + 3 * (size_t)V;
+    size_t Vz = (size_t)V;
+    double *ls1 = scratch, *p1 = scratch + Vz;              /* log softmax(s), softmax(s) */
+    double *lq = scratch + 2 * Vz, *q = scratch + 3 * Vz;    /* at temperature tau         */
+    double *lp = scratch + 4 * Vz, *p = scratch + 5 * Vz;    /* teacher (or its k+1 bins)  */
+    double *r = grad ? grad : scratch + 6 * Vz;              /* bins' r, reused as output  */
     double lse1, mx = -INFINITY, ent = 0.0;
     int j, b;
 
     /* CE, entropy and argmax of the untempered student distribution */
     res.argmax = 0;
     for (j = 0; j < V; j++) if (s[j] > mx) { mx = s[j]; res.argmax = j; }
-    lse1 = distill__lse(s, V);
-    for (j = 0; j < V; j++) {
-        double pj = exp(s[j] - lse1);
-        ent -= pj > 0.0 ? pj * (s[j] - lse1) : 0.0;
-        if (grad) grad[j] = 0.0;
-    }
+    lse1 = distill__log_softmax(s, V, 1.0, ls1, p1);
+    for (j = 0; j < V; j++) ent -= p1[j] > 0.0 ? p1[j] * ls1[j] : 0.0;
+    (void)lse1;
     res.entropy = ent;
-    res.ce = target >= 0 && target < V ? lse1 - s[target] : 0.0;
+    res.ce = target >= 0 && target < V ? -ls1[target] : 0.0;
     res.kd = 0.0;
-    if (grad && alpha < 1.0 && target >= 0 && target < V) {
-        for (j = 0; j < V; j++) grad[j] = (1.0 - alpha) * exp(s[j] - lse1);
-        grad[target] -= 1.0 - alpha;
-    }
 
     if (alpha > 0.0) {
-        double lse_s, R = 0.0, D, c = alpha * tau; /* alpha tau^2 * (1/tau) */
-        for (j = 0; j < V; j++) z[j] = s[j] / tau;
-        lse_s = distill__lse(z, V);
+        double R = 0.0, D, c = alpha * tau; /* alpha tau^2 * (1/tau) */
+        if (tau == 1.0) { lq = ls1; q = p1; }
+        else distill__log_softmax(s, V, tau, lq, q);
         if (!topk_ids) {
-            /* full teacher: one bin per token */
-            double lse_t;
-            for (j = 0; j < V; j++) lp[j] = t[j] / tau;
-            lse_t = distill__lse(lp, V);
-            for (j = 0; j < V; j++) { lp[j] -= lse_t; lq[j] = z[j] - lse_s; }
-            D = distill__kd_bins(lq, lp, V, beta, r);
+            /* full teacher: one bin per token; r lives in the gradient array */
+            distill__log_softmax(t, V, tau, lp, p);
+            D = distill__kd_bins(lq, q, lp, p, V, beta, r);
             for (j = 0; j < V; j++) R += r[j];
             if (grad)
-                for (j = 0; j < V; j++) grad[j] += c * (r[j] - exp(lq[j]) * R);
+                for (j = 0; j < V; j++) grad[j] = c * (r[j] - q[j] * R);
+        } else if (k < 1 || k > 4096 || k >= V) {
+            D = NAN;   /* not a valid top-k entry */
         } else {
             /* top-k teacher: bins 0..k-1 are the listed tokens, bin k the tail */
-            int32_t *sorted = (int32_t *)(void *)(scratch + 4 * (size_t)V);
-            double lse_t, tail = 0.0, ltail;
+            int32_t sorted[4096];
+            double *blq = scratch + 6 * Vz, *bq_all = scratch + 7 * Vz, *rb = scratch + 8 * Vz, tail = 0.0, ltail;
             int si = 0;
             for (b = 0; b < k; b++) {
                 sorted[b] = topk_ids[b];
-                lq[b] = z[topk_ids[b]] - lse_s;
+                blq[b] = lq[topk_ids[b]];
+                bq_all[b] = q[topk_ids[b]];
                 lp[b] = (double)topk_logp[b] / tau;
             }
             lp[k] = (tail_logp > -87.0f ? (double)tail_logp : -87.0) / tau;
-            lse_t = distill__lse(lp, k + 1);
-            for (b = 0; b <= k; b++) lp[b] -= lse_t;
+            distill__log_softmax(lp, k + 1, 1.0, lp, p);   /* renormalise the k+1 teacher bins */
             qsort(sorted, (size_t)k, sizeof *sorted, distill__cmp_i32);
             for (j = 0; j < V; j++) {
                 if (si < k && sorted[si] == j) { si++; continue; }
-                tail += exp(z[j] - lse_s);
+                tail += q[j];
             }
             ltail = tail > 0.0 ? log(tail) : -700.0;
-            lq[k] = ltail;
-            D = distill__kd_bins(lq, lp, k + 1, beta, r);
-            for (b = 0; b <= k; b++) R += r[b];
+            blq[k] = ltail;
+            bq_all[k] = tail;
+            D = distill__kd_bins(blq, bq_all, lp, p, k + 1, beta, rb);
+            for (b = 0; b <= k; b++) R += rb[b];
             if (grad) {
                 /* r of the listed tokens lands on their ids; tail tokens share r_tail by q_j/q_tail */
-                for (j = 0; j < V; j++) grad[j] -= c * exp(z[j] - lse_s) * R;
-                for (b = 0; b < k; b++) grad[topk_ids[b]] += c * r[b];
+                double share = tail > 0.0 ? rb[k] / tail : 0.0;
                 si = 0;
                 for (j = 0; j < V; j++) {
-                    if (si < k && sorted[si] == j) { si++; continue; }
-                    grad[j] += c * exp(z[j] - lse_s - ltail) * r[k];
+                    if (si < k && sorted[si] == j) { si++; grad[j] = -c * q[j] * R; continue; }
+                    grad[j] = c * (q[j] * share - q[j] * R);
                 }
+                for (b = 0; b < k; b++) grad[topk_ids[b]] += c * rb[b];
             }
         }
         res.kd = D;
+    } else if (grad) {
+        for (j = 0; j < V; j++) grad[j] = 0.0;
+    }
+    if (grad && alpha < 1.0 && target >= 0 && target < V) {
+        for (j = 0; j < V; j++) grad[j] += (1.0 - alpha) * p1[j];
+        grad[target] -= 1.0 - alpha;
     }
     res.loss = alpha * tau * tau * res.kd + (1.0 - alpha) * res.ce;
+    return res;
+}
+
+DISTILL_API distill_kd_result distill_kd_position(const double *s, int V, const double *t,
+                                                  const int32_t *topk_ids, const float *topk_logp,
+                                                  int k, float tail_logp, int32_t target,
+                                                  const distill_kd_config *kc, double *grad,
+                                                  double *scratch) {
+    /* the reference entry point allocates its own 9*V work space (the fused head keeps one per
+       thread); `scratch` is accepted for compatibility and not used */
+    double *w = (double *)DISTILL_MALLOC(sizeof(double) * 9 * (size_t)(V > 0 ? V : 1));
+    distill_kd_result res;
+    (void)scratch;
+    if (!w) {
+        memset(&res, 0, sizeof res);
+        res.loss = res.kd = NAN;
+        return res;
+    }
+    res = distill__kd_position(s, V, t, topk_ids, topk_logp, k, tail_logp, target, kc, grad, w);
+    DISTILL_FREE(w);
     return res;
 }
 
@@ -612,7 +647,7 @@ DISTILL_API int distill_topk_cache_check_row(const distill_topk_cache *c, int64_
 struct distill_kd_head {
     distill_kd_config kc;
     int V, nthreads;
-    double *scratch;                /* per thread: s (V), t (V), grad (V), position scratch (5V) */
+    double *scratch;                /* per thread: s (V), t (V), grad (V), position scratch (9V) */
     float *teacher;                 /* in-process teacher: logits (n_supervised, V), or NULL */
     size_t teacher_cap;             /* floats allocated */
     int64_t n_captured;
@@ -628,7 +663,7 @@ static int distill__kd_head_threads(distill_kd_head *h) {
     if (nt > h->nthreads) {
         size_t n;
         double *s;
-        if (!distill__mul_size((size_t)nt * 8, (size_t)h->V, &n)) return -1;
+        if (!distill__mul_size((size_t)nt * 12, (size_t)h->V, &n)) return -1;
         s = (double *)distill_alloc_aligned(n * sizeof(double), 64);
         if (!s) return -1;
         distill_free_aligned(h->scratch);
@@ -669,7 +704,7 @@ static void distill__kd_head_fn(void *ctx, const int64_t *pos, int n, float *lg,
                                 const int32_t *targets, const float *weights, float grad_scale,
                                 int compute_grad, distill_stats *st, int thread) {
     distill_kd_head *h = (distill_kd_head *)ctx;
-    double *s = h->scratch + (size_t)thread * 8 * (size_t)V, *t = s + V, *g = t + V, *scr = g + V;
+    double *s = h->scratch + (size_t)thread * 12 * (size_t)V, *t = s + V, *g = t + V, *scr = g + V;
     int i, j;
     for (i = 0; i < n; i++) {
         int64_t p = pos[i];
@@ -689,12 +724,12 @@ static void distill__kd_head_fn(void *ctx, const int64_t *pos, int n, float *lg,
             int32_t *ids = (int32_t *)(void *)t;
             float *lp = (float *)(void *)(ids + k);
             for (j = 0; j < k; j++) { ids[j] = (int32_t)distill__get_u32(e + 4 * (size_t)j); lp[j] = distill__get_f32(e + 4 * (size_t)(k + j)); }
-            res = distill_kd_position(s, V, NULL, ids, lp, k, distill__get_f32(e + 8 * (size_t)k), tgt, &h->kc,
+            res = distill__kd_position(s, V, NULL, ids, lp, k, distill__get_f32(e + 8 * (size_t)k), tgt, &h->kc,
                                       compute_grad ? g : NULL, scr);
         } else {
             const float *tl = h->teacher + (size_t)h->entry[p] * V;
             for (j = 0; j < V; j++) t[j] = tl[j];
-            res = distill_kd_position(s, V, t, NULL, NULL, 0, 0.0f, tgt, &h->kc, compute_grad ? g : NULL, scr);
+            res = distill__kd_position(s, V, t, NULL, NULL, 0, 0.0f, tgt, &h->kc, compute_grad ? g : NULL, scr);
         }
         st->loss += w * res.loss;
         st->weight_sum += w;
@@ -2079,3 +2114,4 @@ DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
     }
     return 0;
 }
+

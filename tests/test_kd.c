@@ -33,7 +33,7 @@ static double ref_loss(const double *s, const double *t, int V, int target, doub
 
 static void test_values_match_formulas(void) {
     static const double betas[] = {0.0, 0.1, 0.5, 0.9, 1.0}, taus[] = {0.5, 1.0, 2.0}, alphas[] = {1.0, 0.3};
-    double s[VV], t[VV], scratch[5 * VV];
+    double s[VV], t[VV], scratch[9 * VV];
     distill_rng r;
     size_t bi, ti, ai;
     distill_rng_seed(&r, 7);
@@ -62,7 +62,7 @@ static void test_values_match_formulas(void) {
 /* central differences of the loss against the analytic gradient */
 static void fd_check(const double *s0, const double *t, int V, const int32_t *ids, const float *lp,
                      int k, float tail, int target, const distill_kd_config *kc, const char *what) {
-    double s[VV], g[VV], scratch[5 * VV], h = 1e-5, maxerr = 0, maxg = 0;
+    double s[VV], g[VV], scratch[9 * VV], h = 1e-5, maxerr = 0, maxg = 0;
     int j;
     memcpy(s, s0, sizeof(double) * V);
     distill_kd_position(s, V, t, ids, lp, k, tail, target, kc, g, scratch);
@@ -126,7 +126,7 @@ static void test_gradients_topk_teacher(void) {
     {
         int32_t all[VV - 1];
         float lpa[VV - 1];
-        double scratch[5 * VV];
+        double scratch[9 * VV];
         distill_kd_config kc = distill_kd_default();
         for (j = 0; j < VV - 1; j++) { all[j] = VV - 1 - j; lpa[j] = (float)(t[all[j]] - lse); }
         for (bi = 0; bi < 4; bi++) {

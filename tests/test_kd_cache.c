@@ -44,7 +44,7 @@ static void test_roundtrip_and_head(void) {
     distill_stats st;
     static float lg[NR * NT * NV];
     static int32_t bt[NR * NT], btg[NR * NT];
-    double want = 0, s[NV], g[NV], scratch[5 * NV], wsum = 0;
+    double want = 0, s[NV], g[NV], scratch[9 * NV], wsum = 0;
     int i, t, j;
     make_data();
     CHECK(write_cache("build/test_kd_cache.topk", NK) == 0, "write");

@@ -254,7 +254,7 @@ static void test_kd_in_process_and_cache(void) {
     const int64_t *rows;
     int nr, r, t, j, V = c.vocab_size;
     static float lt[ST * 32], ls[ST * 32];
-    double num = 0, den = 0, sd[32], td[32], scratch[5 * 32];
+    double num = 0, den = 0, sd[32], td[32], scratch[9 * 32];
     distill_topk_writer *w;
     distill_topk_cache *cache;
     distill_model *bad;
