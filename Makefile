@@ -9,7 +9,6 @@ ARCH    ?=
 WARN    ?= -Wall -Wextra -pedantic
 CSTD    ?= -std=c99
 BUILD   ?= build
-FUZZ_SECONDS ?= 10
 CFLAGS  += $(CSTD) $(OPT) $(ARCH) $(WARN) -g $(XCFLAGS)
 LDLIBS  += -lm -lpthread
 ifeq ($(BLAS),1)
@@ -86,7 +85,7 @@ bench-tokenizer:
 
 ## make fuzz: every libFuzzer harness in tests/fuzz/ (JSON, data loader, tokenizer, model files) for FUZZ_SECONDS each (default 10)
 fuzz:
-	sh tests/fuzz/run_all.sh $(FUZZ_SECONDS)
+	sh tests/fuzz/run_all.sh $(or $(FUZZ_SECONDS),10)
 
 ## make demo: the Valley of Code Reasoning in miniature, reduced (1 seed, 4 sizes; <= 5 min on 2 cores)
 demo: distill
