@@ -1110,23 +1110,20 @@ typedef struct distill__tk_batch_ctx {
     const distill_tokenizer *tok;
     const char *const *texts;
     const size_t *lens;
-    int flags, failed;
+    int flags;
     distill_ids *outs;
-    distill_error err;
+    int64_t *failed;                   /* per thread: 1 + index of a text that failed, or 0 */
 } distill__tk_batch_ctx;
 
 static void distill__tk_batch_task(void *ctx, int64_t b, int64_t e, int thread) {
     distill__tk_batch_ctx *c = (distill__tk_batch_ctx *)ctx;
     distill_error err;
     int64_t i;
-    (void)thread;
     for (i = b; i < e; i++) {
         const char *s = c->texts[i];
         size_t n = c->lens ? c->lens[i] : strlen(s);
-        if (distill_tokenizer_encode_ex(c->tok, s, n, c->flags, &c->outs[i], &err)) {
-            c->failed = 1;   /* any failure fails the batch; which message survives is moot */
-            c->err = err;
-        }
+        if (distill_tokenizer_encode_ex(c->tok, s, n, c->flags, &c->outs[i], &err) && !c->failed[thread])
+            c->failed[thread] = i + 1;
     }
 }
 
@@ -1135,11 +1132,25 @@ DISTILL_API int distill_tokenizer_encode_batch(const distill_tokenizer *t,
                                                size_t n, int allow_special, distill_ids *outs,
                                                distill_error *err) {
     distill__tk_batch_ctx c;
-    c.tok = t; c.texts = texts; c.lens = lens; c.outs = outs; c.failed = 0;
+    int nt = distill_get_threads(), k;
+    if (nt < 1) nt = 1;
+    c.tok = t; c.texts = texts; c.lens = lens; c.outs = outs;
     c.flags = allow_special ? DISTILL_ENC_ALLOW_SPECIAL : 0;
-    c.err.msg[0] = 0;
+    c.failed = (int64_t *)DISTILL_MALLOC((size_t)nt * sizeof(int64_t));
+    if (!c.failed) return distill__err(err, "tokenizer: out of memory");
+    for (k = 0; k < nt; k++) c.failed[k] = 0;
     distill_parallel_for((int64_t)n, 1, distill__tk_batch_task, &c);
-    if (c.failed) return distill__err(err, "%s", c.err.msg);
+    for (k = 0; k < nt; k++)
+        if (c.failed[k]) {
+            /* encode once more on this thread, for the message */
+            int64_t i = c.failed[k] - 1;
+            distill_ids tmp = {NULL, 0, 0};
+            distill_tokenizer_encode_ex(t, texts[i], lens ? lens[i] : strlen(texts[i]), c.flags, &tmp, err);
+            distill_ids_free(&tmp);
+            DISTILL_FREE(c.failed);
+            return -1;
+        }
+    DISTILL_FREE(c.failed);
     return 0;
 }
 
