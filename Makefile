@@ -96,8 +96,9 @@ valley: distill
 	./distill sweep --preset valley
 
 ## make test-long: slow checks (sweep: 1 vs 2 threads identical, kill + resume identical)
-test-long: distill
+test-long: distill $(BUILD)/tests/test_interop
 	sh tests/test_sweep_long.sh
+	DISTILL_TEST_LONG=1 $(BUILD)/tests/test_interop
 
 ## make fuzz-all: every libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS each (default 60), one at a
 ## time, seeds from tests/fuzz/corpus/<name>/, findings in build/fuzz/art_<name>/ (never part of make test)
@@ -123,3 +124,17 @@ clean:
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
+
+## make examples: build examples/sft.c and examples/kd.c into build/examples/
+.PHONY: examples bench-kd
+examples: $(BUILD)/examples/sft $(BUILD)/examples/kd
+$(BUILD)/examples/%: examples/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+## make bench-kd: KD step cost vs teacher forward + student step, top-k cache path
+bench-kd: $(BUILD)/bench_kd
+	$(BUILD)/bench_kd
+$(BUILD)/bench_kd: bench/bench_kd.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)

@@ -1340,7 +1340,7 @@ static distill_model *distill__load_llama2c(const unsigned char *buf, size_t siz
     if (hdr[0] <= 0 || hdr[1] <= 0 || hdr[2] <= 0 || hdr[3] <= 0 || hdr[4] <= 0 || hdr[5] == 0 || hdr[6] <= 0 ||
         hdr[0] > 65536 || hdr[1] > (1 << 20) || hdr[2] > 1024 || hdr[3] > 4096 || hdr[5] < -(1 << 24) ||
         hdr[5] > (1 << 24) || hdr[6] > (1 << 24) || hdr[0] % hdr[3] != 0 || (hdr[0] / hdr[3]) % 2 != 0) {
-        distill__err(err, "%s: not a llama2.c checkpoint: implausible header (dim %d, hidden %d, layers %d, "
+        distill__err(err, "%s: unrecognised model file: not a distill checkpoint or safetensors, and not a llama2.c .bin either (implausible header: dim %d, hidden %d, layers %d, "
                      "heads %d, kv_heads %d, vocab %d, seq_len %d)", path, hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6]);
         return NULL;
     }
