@@ -14,6 +14,7 @@ static const command commands[] = {
     {"tokenizer", cli_tokenizer, "train, encode and decode byte-level BPE tokenizers"},
     {"json", cli_json, "validate a JSON document (FILE:line:col: message on error)"},
     {"data", cli_data, "dataset stats, rendering with the loss mask, nested subsets"},
+    {"generate", cli_generate, "continue a prompt with a model (greedy or sampled, KV cache)"},
     {"eval", cli_eval, "score generations: completion, think tags, pass@k (--generations or --model)"},
     {"world", cli_world, "the miniature programming world: generate problems, traces; verify"},
     {"sweep", cli_sweep, "the Valley of Code Reasoning experiment: data sweep, plots (make demo)"},

@@ -262,3 +262,36 @@ DISTILL_API int distill_generate(distill_generator *g, const distill_tokenizer *
                                  const int32_t *const *prompts, const int *prompt_lens, int n,
                                  const distill_gen_options *o, distill_gen_result *out,
                                  distill_error *err);
+
+/* ---- Evaluating a model on an eval set ----------------------------------------------------
+
+   For every record of a JSONL eval set: build the prompt, generate n samples, verify each, and
+   score them all with the metrics above. The prompt is, in this order:
+     - the string field `prompt_field` if given, else the first string among "prompt",
+       "question", "problem", "instruction": the user turn, rendered by the chat template
+       (distill_chat_prompt_ids, the trainer's own rendering) or fed as is with `raw`;
+     - else a conversation (messages / conversations / ...: distill_conv_from_json) whose
+       trailing assistant turns are dropped and the rest rendered with add_generation_prompt,
+       i.e. exactly the prefix of the training row that precedes the answer.
+   Generation stops at the template's end-of-turn token and the tokenizer's EOS (raw: EOS and
+   BOS). Sample j of problem p draws from the RNG stream p*n + j, so results do not depend on
+   the batch size. Record fields read: "question_id"/"id"/"task_id", "difficulty_label" or
+   "difficulty" (string or number) or "meta.difficulty". */
+typedef struct distill_eval_model_options {
+    const distill_chat_template *tmpl;  /* NULL: "chatml" */
+    int raw;                            /* 1: no chat template */
+    const char *prompt_field;           /* NULL: automatic (see above) */
+    const char *system;                 /* system text for string prompts (NULL: none) */
+    int n_samples;                      /* samples per problem (>= 1) */
+    const int *ks; int nk;              /* pass@k (NULL: k = 1) */
+    int batch;                          /* sequences generated together (>= 1) */
+    distill_gen_options gen;            /* max_new_tokens, temperature, top_p, top_k, seed */
+    const distill_verifier *verifier;   /* NULL: no pass metrics */
+    const char *out_jsonl;              /* NULL: no per-sample output */
+    int64_t max_problems;               /* 0: all */
+    int progress;                       /* 1: a progress line per batch on stderr */
+} distill_eval_model_options;
+DISTILL_API distill_eval_model_options distill_eval_model_options_default(void);
+DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *tok,
+                                   const char *data_path, const distill_eval_model_options *o,
+                                   FILE *results, distill_error *err);

@@ -525,6 +525,23 @@ static const char *distill__json_scalar_text(const distill_json *v, char *buf, s
     return NULL;
 }
 
+/* The difficulty label of a record: "difficulty_label", "difficulty" (string, or a number
+   written as text) or "meta.difficulty"; NULL when none. */
+static const char *distill__record_difficulty(const distill_json *rec, char *buf, size_t cap) {
+    const distill_json *v = distill_json_get(rec, "difficulty_label");
+    if (!v || v->type != DISTILL_JSON_STRING) v = distill_json_get(rec, "difficulty");
+    if (!v) v = distill_json_path(rec, "meta.difficulty");
+    return distill__json_scalar_text(v, buf, cap);
+}
+
+/* The question id of a record, or NULL. */
+static const char *distill__record_id(const distill_json *rec, char *buf, size_t cap) {
+    const char *q = distill__json_scalar_text(distill_json_get(rec, "question_id"), buf, cap);
+    if (!q) q = distill__json_scalar_text(distill_json_get(rec, "id"), buf, cap);
+    if (!q) q = distill__json_scalar_text(distill_json_get(rec, "task_id"), buf, cap);
+    return q;
+}
+
 DISTILL_API int distill_eval_generations_file(const char *path, const distill_eval_file_options *o,
                                               FILE *results, distill_error *err) {
     static const int k1 = 1;
@@ -558,7 +575,7 @@ DISTILL_API int distill_eval_generations_file(const char *path, const distill_ev
         distill_gen_analysis a;
         distill_sample_result *s;
         distill_generation_record g;
-        char idbuf[64], reason[512];
+        char idbuf[64], diffbuf[64], reason[512];
         const char *qid, *d = NULL, *prompt = NULL;
         size_t plen = 0, k;
         int64_t prob;
@@ -582,18 +599,14 @@ DISTILL_API int distill_eval_generations_file(const char *path, const distill_ev
             goto done;
         }
         /* the problem this sample answers */
-        qid = distill__json_scalar_text(distill_json_get(rec, "question_id"), idbuf, sizeof idbuf);
-        if (!qid) qid = distill__json_scalar_text(distill_json_get(rec, "id"), idbuf, sizeof idbuf);
-        if (!qid) qid = distill__json_scalar_text(distill_json_get(rec, "task_id"), idbuf, sizeof idbuf);
+        qid = distill__record_id(rec, idbuf, sizeof idbuf);
         if (qid) {
             prob = distill__strmap_get_or_add(&ids, qid, nprob);
             if (prob < 0) { distill__err(err, "eval: out of memory"); distill_json_free(rec); goto done; }
         } else {
             prob = nprob;
         }
-        v = distill_json_get(rec, "difficulty");
-        if (!v) v = distill_json_path(rec, "meta.difficulty");
-        if (v && v->type == DISTILL_JSON_STRING) d = v->str;
+        d = distill__record_difficulty(rec, diffbuf, sizeof diffbuf);
         if (prob == nprob) {   /* a new problem: remember its difficulty */
             if (ndiff == capdiff) {
                 size_t nc = capdiff ? 2 * capdiff : 64;
@@ -1229,5 +1242,308 @@ done:
         if (slot && tok) for (i = 0; i < g->B && i < n; i++) if (slot[i].dec.tok) distill_decoder_free(&slot[i].dec);
     }
     DISTILL_FREE(slot); DISTILL_FREE(work); DISTILL_FREE(idx); DISTILL_FREE(feed); DISTILL_FREE(feed_seq);
+    return rc;
+}
+
+/* ---- Evaluating a model on an eval set ---------------------------------------------------- */
+
+DISTILL_API distill_eval_model_options distill_eval_model_options_default(void) {
+    distill_eval_model_options o;
+    memset(&o, 0, sizeof o);
+    o.n_samples = 1;
+    o.batch = 8;
+    o.gen = distill_gen_options_default();
+    o.gen.max_new_tokens = 512;
+    return o;
+}
+
+typedef struct distill__eval_problem {
+    distill_json *rec;
+    char *qid, *diff;
+    distill_ids ids;
+    char *prompt_text;
+    size_t prompt_len;
+    int64_t index;
+} distill__eval_problem;
+
+static void distill__eval_problem_free(distill__eval_problem *p) {
+    distill_json_free(p->rec);
+    DISTILL_FREE(p->qid);
+    DISTILL_FREE(p->diff);
+    distill_ids_free(&p->ids);
+    DISTILL_FREE(p->prompt_text);
+    memset(p, 0, sizeof *p);
+}
+
+/* Build the prompt ids of one record (see distill_eval_model). */
+static int distill__eval_prompt(const distill_json *rec, const distill_tokenizer *tok,
+                                const distill_eval_model_options *o,
+                                const distill_chat_template *tmpl, const char *where,
+                                distill_ids *ids, distill_error *err) {
+    static const char *const fields[4] = {"prompt", "question", "problem", "instruction"};
+    const distill_json *v = NULL;
+    int i;
+    if (o->prompt_field) {
+        v = distill_json_path(rec, o->prompt_field);
+        if (!v || v->type != DISTILL_JSON_STRING)
+            return distill__err(err, "%s: field '%s': %s", where, o->prompt_field, v ? "expected a string" : "missing");
+    } else {
+        for (i = 0; i < 4 && !(v && v->type == DISTILL_JSON_STRING); i++) v = distill_json_get(rec, fields[i]);
+        if (v && v->type != DISTILL_JSON_STRING) v = NULL;
+    }
+    if (v && o->raw) {
+        int flags = DISTILL_ENC_ALLOW_SPECIAL | (distill_tokenizer_bos_id(tok) >= 0 ? DISTILL_ENC_BOS : 0);
+        if (distill_tokenizer_encode_ex(tok, v->str, v->len, flags, ids, err)) return -1;
+    } else if (v) {
+        if (distill_chat_prompt_ids(tmpl, tok, o->system, v->str, ids, err)) return -1;
+    } else {
+        /* a conversation: everything before the final assistant turn(s) */
+        distill_data_options dopt = distill_data_options_default();
+        distill_data_format fmt = DISTILL_FORMAT_AUTO;
+        distill_conv conv;
+        int rc;
+        memset(&conv, 0, sizeof conv);
+        dopt.tmpl = tmpl;
+        if (distill_conv_from_json(rec, &dopt, &fmt, where, &conv, err)) {
+            distill_conv_free(&conv);
+            return -1;
+        }
+        while (conv.n > 0 && conv.msgs[conv.n - 1].role == DISTILL_ROLE_ASSISTANT) conv.n--;
+        if (conv.n == 0) {
+            distill_conv_free(&conv);
+            return distill__err(err, "%s: no prompt: no \"prompt\"/\"question\" field and no user turn", where);
+        }
+        if (o->raw) {
+            /* raw: the concatenated turn texts, as plain text */
+            int flags = DISTILL_ENC_ALLOW_SPECIAL | (distill_tokenizer_bos_id(tok) >= 0 ? DISTILL_ENC_BOS : 0);
+            rc = distill_tokenizer_encode_ex(tok, conv.msgs[conv.n - 1].content, conv.msgs[conv.n - 1].len, flags, ids, err);
+        } else {
+            rc = distill_chat_encode(tmpl, tok, &conv, DISTILL_LOSS_LAST, 1, ids, NULL, err);
+        }
+        distill_conv_free(&conv);
+        if (rc) return -1;
+    }
+    if (ids->n == 0) return distill__err(err, "%s: the prompt encodes to no tokens", where);
+    return 0;
+}
+
+/* Grow-only array of sample results. */
+static int distill__push_result(distill_sample_result **a, size_t *n, size_t *cap,
+                                const distill_sample_result *r) {
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 256;
+        distill_sample_result *p = (distill_sample_result *)DISTILL_REALLOC(*a, nc * sizeof *p);
+        if (!p) return -1;
+        *a = p; *cap = nc;
+    }
+    (*a)[(*n)++] = *r;
+    return 0;
+}
+
+DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *tok,
+                                   const char *data_path, const distill_eval_model_options *opt,
+                                   FILE *results, distill_error *err) {
+    static const int k1 = 1;
+    distill_eval_model_options o = opt ? *opt : distill_eval_model_options_default();
+    const distill_chat_template *tmpl = o.tmpl ? o.tmpl : distill_chat_template_get("chatml");
+    distill_line_reader *lr = NULL;
+    distill__eval_problem *pend = NULL;
+    distill_generator *g = NULL;
+    distill_sample_result *res = NULL;
+    char **diffs = NULL;
+    const int32_t **prompts = NULL;
+    int *lens = NULL;
+    uint64_t *seeds = NULL;
+    distill_gen_result *out = NULL;
+    int32_t stop_ids[3];
+    const char *stop_str[1];
+    size_t nres = 0, capres = 0, ndiffs = 0, capdiffs = 0, i;
+    int npend = 0, cap_pend, n = o.n_samples, g_seq = 0, at_eof = 0, rc = -1, r;
+    int64_t nprob = 0, line_no = 0, gen_tokens = 0;
+    distill_atomic_file af;
+    int have_af = 0;
+    double t0 = distill_time_seconds();
+
+    if (!tok) return distill__err(err, "eval: a tokenizer is needed");
+    if (!tmpl) return distill__err(err, "eval: no chat template");
+    if (n < 1 || n > 100000) return distill__err(err, "eval: n_samples (%d) must be in 1..100000", n);
+    if (o.batch < 1 || o.batch > 65536) return distill__err(err, "eval: batch (%d) must be in 1..65536", o.batch);
+    if (!o.ks) { o.ks = &k1; o.nk = 1; }
+    /* stop tokens: end of turn (a token, or its text) and EOS; raw prompts also BOS */
+    o.gen.n_stop_ids = 0;
+    o.gen.n_stop_strings = 0;
+    if (!o.raw) {
+        int32_t eot = distill_chat_eot_id(tmpl, tok);
+        if (eot >= 0) stop_ids[o.gen.n_stop_ids++] = eot;
+        else if (tmpl->end_of_turn && tmpl->end_of_turn[0]) stop_str[o.gen.n_stop_strings++] = tmpl->end_of_turn;
+    } else if (distill_tokenizer_bos_id(tok) >= 0) {
+        stop_ids[o.gen.n_stop_ids++] = distill_tokenizer_bos_id(tok);
+    }
+    if (distill_tokenizer_eos_id(tok) >= 0) stop_ids[o.gen.n_stop_ids++] = distill_tokenizer_eos_id(tok);
+    o.gen.stop_ids = stop_ids;
+    o.gen.stop_strings = stop_str;
+
+    cap_pend = o.batch / n > 1 ? o.batch / n : 1;   /* problems per generation call */
+    pend = (distill__eval_problem *)DISTILL_MALLOC((size_t)cap_pend * sizeof *pend);
+    prompts = (const int32_t **)DISTILL_MALLOC((size_t)cap_pend * n * sizeof *prompts);
+    lens = (int *)DISTILL_MALLOC((size_t)cap_pend * n * sizeof *lens);
+    seeds = (uint64_t *)DISTILL_MALLOC((size_t)cap_pend * n * sizeof *seeds);
+    out = (distill_gen_result *)DISTILL_MALLOC((size_t)cap_pend * n * sizeof *out);
+    if (!pend || !prompts || !lens || !seeds || !out) { distill__err(err, "eval: out of memory"); goto done; }
+    memset(pend, 0, (size_t)cap_pend * sizeof *pend);
+    lr = distill_line_reader_open(data_path, 0, err);
+    if (!lr) goto done;
+    if (o.out_jsonl) {
+        if (distill_atomic_open(&af, o.out_jsonl, err)) goto done;
+        have_af = 1;
+    }
+
+    while (!at_eof) {
+        const char *line;
+        size_t len;
+        int maxlen = 0, j, ns;
+        /* gather up to cap_pend problems */
+        while (npend < cap_pend && !(o.max_problems > 0 && nprob + npend >= o.max_problems)) {
+            distill__eval_problem *p = &pend[npend];
+            char where[512], buf[64];
+            const char *s;
+            size_t k;
+            int blank = 1;
+            r = distill_line_reader_next(lr, &line, &len, &line_no, err);
+            if (r < 0) goto done;
+            if (r == 0) break;
+            for (k = 0; k < len && blank; k++) blank = line[k] == ' ' || line[k] == '\t' || line[k] == '\r';
+            if (blank) continue;
+            snprintf(where, sizeof where, "%s:%lld", data_path, (long long)line_no);
+            memset(p, 0, sizeof *p);
+            p->rec = distill_json_parse(line, len, data_path, (int)line_no, err);
+            if (!p->rec) goto done;
+            if (p->rec->type != DISTILL_JSON_OBJECT) {
+                distill__err(err, "%s: expected a JSON object per line", where);
+                distill__eval_problem_free(p);
+                goto done;
+            }
+            if (distill__eval_prompt(p->rec, tok, &o, tmpl, where, &p->ids, err)) {
+                distill__eval_problem_free(p);
+                goto done;
+            }
+            s = distill__record_id(p->rec, buf, sizeof buf);
+            if (s) p->qid = distill__strdup(s);
+            else { snprintf(buf, sizeof buf, "line%lld", (long long)line_no); p->qid = distill__strdup(buf); }
+            s = distill__record_difficulty(p->rec, buf, sizeof buf);
+            p->diff = s ? distill__strdup(s) : NULL;
+            p->prompt_text = distill_tokenizer_decode(tok, p->ids.ids, p->ids.n, &p->prompt_len);
+            p->index = nprob + npend;
+            if (!p->qid || !p->prompt_text || (s && !p->diff)) {
+                distill__eval_problem_free(p);
+                distill__err(err, "eval: out of memory");
+                goto done;
+            }
+            if (p->ids.n > (size_t)(1 << 24)) {
+                distill__eval_problem_free(p);
+                distill__err(err, "%s: prompt too long (%zu tokens)", where, p->ids.n);
+                goto done;
+            }
+            npend++;
+        }
+        if (npend < cap_pend) at_eof = 1;
+        if (npend == 0) break;
+        /* the generator: room for the longest prompt of this chunk + the new tokens */
+        for (j = 0; j < npend; j++) if ((int)pend[j].ids.n > maxlen) maxlen = (int)pend[j].ids.n;
+        if (!g || maxlen + o.gen.max_new_tokens + 1 > g_seq) {
+            distill_generator_free(g);
+            g_seq = maxlen + o.gen.max_new_tokens + 1;
+            if (g_seq < 64) g_seq = 64;
+            g = distill_generator_create(m, o.batch < npend * n ? o.batch : npend * n, g_seq, err);
+            if (!g) goto done;
+        }
+        ns = npend * n;
+        for (j = 0; j < ns; j++) {
+            const distill__eval_problem *p = &pend[j / n];
+            prompts[j] = p->ids.ids;
+            lens[j] = (int)p->ids.n;
+            seeds[j] = (uint64_t)p->index * (uint64_t)n + (uint64_t)(j % n);
+        }
+        o.gen.seeds = seeds;
+        if (distill_generate(g, tok, prompts, lens, ns, &o.gen, out, err)) goto done;
+        for (j = 0; j < ns; j++) {
+            const distill__eval_problem *p = &pend[j / n];
+            distill_gen_result *gr = &out[j];
+            distill_gen_analysis a;
+            distill_sample_result sr;
+            char reason[512];
+            const char *text = gr->text ? gr->text : "";
+            memset(&sr, 0, sizeof sr);
+            reason[0] = 0;
+            distill_analyze_generation(p->prompt_text, p->prompt_len, text, gr->len, &a);
+            distill_sample_result_from_analysis(&sr, &a);
+            sr.problem = p->index;
+            sr.finish = gr->finish;
+            sr.think_tokens = a.think_open ? (double)distill_count_tokens(tok, text + a.think_begin, a.think_end - a.think_begin) : -1.0;
+            sr.pass = -1;
+            if (o.verifier && o.verifier->fn) {
+                int v = o.verifier->fn(o.verifier->ctx, p->rec, text, gr->len, reason, sizeof reason);
+                reason[sizeof reason - 1] = 0;
+                sr.pass = v == 1;
+            }
+            gen_tokens += (int64_t)gr->n;
+            if (distill__push_result(&res, &nres, &capres, &sr)) { distill__err(err, "eval: out of memory"); goto done; }
+            if (have_af) {
+                distill_generation_record rec;
+                memset(&rec, 0, sizeof rec);
+                rec.question_id = p->qid;
+                rec.sample = j % n;
+                rec.difficulty = p->diff;
+                rec.prompt = p->prompt_text; rec.prompt_len = p->prompt_len;
+                rec.text = text; rec.text_len = gr->len;
+                rec.finish = gr->finish;
+                rec.pass = sr.pass;
+                rec.reason = reason[0] ? reason : NULL;
+                rec.output_tokens = (int64_t)gr->n;
+                rec.think_tokens = sr.think_tokens;
+                distill_write_generation_jsonl(af.f, &rec);
+            }
+            distill_gen_result_free(gr);
+        }
+        /* keep each problem's difficulty (indexed by problem) for the per-difficulty split */
+        for (j = 0; j < npend; j++) {
+            if (ndiffs == capdiffs) {
+                size_t nc = capdiffs ? 2 * capdiffs : 64;
+                char **nd = (char **)DISTILL_REALLOC(diffs, nc * sizeof *nd);
+                if (!nd) { distill__err(err, "eval: out of memory"); goto done; }
+                diffs = nd; capdiffs = nc;
+            }
+            diffs[ndiffs++] = pend[j].diff;
+            pend[j].diff = NULL;
+            distill__eval_problem_free(&pend[j]);
+        }
+        nprob += npend;
+        npend = 0;
+        if (o.progress) {
+            double dt = distill_time_seconds() - t0;
+            int64_t pass = 0;
+            for (i = 0; i < nres; i++) pass += res[i].pass > 0;
+            fprintf(stderr, "eval: %lld problems, %zu samples, %.1f s, %.1f tok/s%s",
+                    (long long)nprob, nres, dt, dt > 0 ? (double)gen_tokens / dt : 0.0,
+                    o.verifier ? "" : "\n");
+            if (o.verifier) fprintf(stderr, ", %lld passed\n", (long long)pass);
+        }
+        if (o.max_problems > 0 && nprob >= o.max_problems) break;
+    }
+    if (nres == 0) { distill__err(err, "%s: no records", data_path); goto done; }
+    if (distill_eval_write_json(results, res, nres, (const char *const *)diffs, ndiffs, o.ks, o.nk,
+                                "tokens", err))
+        goto done;
+    if (have_af) { have_af = 0; if (distill_atomic_commit(&af, err)) goto done; }
+    rc = 0;
+done:
+    if (have_af) distill_atomic_abort(&af);
+    if (pend) for (r = 0; r < npend; r++) distill__eval_problem_free(&pend[r]);
+    for (i = 0; i < ndiffs; i++) DISTILL_FREE(diffs[i]);
+    DISTILL_FREE(diffs);
+    DISTILL_FREE(pend); DISTILL_FREE(prompts); DISTILL_FREE(lens); DISTILL_FREE(seeds); DISTILL_FREE(out);
+    DISTILL_FREE(res);
+    distill_generator_free(g);
+    if (lr) distill_line_reader_close(lr);
     return rc;
 }

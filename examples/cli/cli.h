@@ -7,6 +7,7 @@
 int cli_tokenizer(int argc, char **argv);   /* cli_tokenizer.c */
 int cli_json(int argc, char **argv);        /* cli_json.c */
 int cli_data(int argc, char **argv);        /* cli_data.c */
+int cli_generate(int argc, char **argv);   /* cli_generate.c */
 int cli_eval(int argc, char **argv);       /* cli_eval.c */
 int cli_world(int argc, char **argv);       /* cli_world.c (world.c: the miniature world) */
 int cli_sweep(int argc, char **argv);       /* cli_sweep.c: the Valley experiment */

@@ -299,11 +299,23 @@ static int gens_results(void *ctx, FILE *f, distill_error *err) {
     return distill_eval_generations_file(j->path, &j->o, f, err);
 }
 
+typedef struct model_job {
+    distill_model *m;
+    const distill_tokenizer *tok;
+    const char *data;
+    distill_eval_model_options o;
+} model_job;
+static int model_results(void *ctx, FILE *f, distill_error *err) {
+    model_job *j = (model_job *)ctx;
+    return distill_eval_model(j->m, j->tok, j->data, &j->o, f, err);
+}
+
 int cli_eval(int argc, char **argv) {
     const char *gens = NULL, *field = NULL, *prompt_field = NULL, *tok_path = NULL;
     const char *verifier = NULL, *verifier_cmd = NULL, *out_dir = NULL;
-    const char *model_path = NULL, *data_path = NULL;
-    int think_in_prompt = 0, ks[DISTILL_EVAL_MAX_K], nk = 1, i, rc = 1;
+    const char *model_path = NULL, *data_path = NULL, *tmpl_name = "chatml", *system = NULL;
+    int think_in_prompt = 0, ks[DISTILL_EVAL_MAX_K], nk = 1, i, rc = 1, raw = 0, quiet = 0;
+    distill_eval_model_options mo = distill_eval_model_options_default();
     double timeout = 30.0;
     distill_error err;
     distill_tokenizer *tok = NULL;
@@ -319,6 +331,8 @@ int cli_eval(int argc, char **argv) {
         int takes = 1;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { eval_usage(stdout); return 0; }
         else if (!strcmp(a, "--think-in-prompt")) { think_in_prompt = 1; takes = 0; }
+        else if (!strcmp(a, "--raw")) { raw = 1; takes = 0; }
+        else if (!strcmp(a, "--quiet")) { quiet = 1; takes = 0; }
         else if (!val) { fprintf(stderr, "distill eval: %s needs a value\n", a); return 2; }
         else if (!strcmp(a, "--generations")) gens = val;
         else if (!strcmp(a, "--field")) field = val;
@@ -330,6 +344,16 @@ int cli_eval(int argc, char **argv) {
         else if (!strcmp(a, "--out")) out_dir = val;
         else if (!strcmp(a, "--model")) model_path = val;
         else if (!strcmp(a, "--data")) data_path = val;
+        else if (!strcmp(a, "--template")) tmpl_name = val;
+        else if (!strcmp(a, "--system")) system = val;
+        else if (!strcmp(a, "--n")) mo.n_samples = atoi(val);
+        else if (!strcmp(a, "--batch")) mo.batch = atoi(val);
+        else if (!strcmp(a, "--max-problems")) mo.max_problems = atoll(val);
+        else if (!strcmp(a, "--max-new-tokens")) mo.gen.max_new_tokens = atoi(val);
+        else if (!strcmp(a, "--temperature")) mo.gen.temperature = (float)atof(val);
+        else if (!strcmp(a, "--top-p")) mo.gen.top_p = (float)atof(val);
+        else if (!strcmp(a, "--top-k")) mo.gen.top_k = atoi(val);
+        else if (!strcmp(a, "--seed")) mo.gen.seed = strtoull(val, NULL, 10);
         else if (!strcmp(a, "--k")) {
             nk = parse_ks(val, ks, DISTILL_EVAL_MAX_K);
             if (nk < 1) { fprintf(stderr, "distill eval: --k wants a list like 1,5,10 (at most %d values)\n", DISTILL_EVAL_MAX_K); return 2; }
@@ -374,9 +398,40 @@ int cli_eval(int argc, char **argv) {
         j.o.out_jsonl = out_dir ? gens_path : NULL;
         rc = write_results(out_dir ? results_path : NULL, gens_results, &j, &err);
     } else {
-        (void)data_path;
-        snprintf(err.msg, sizeof err.msg, "--model: generation is not built yet");
+        model_job j;
+        distill_tokenizer *mtok = NULL;
+        memset(&j, 0, sizeof j);
         rc = -1;
+        if (!data_path) { fprintf(stderr, "distill eval: --model needs --data EVAL.jsonl\n"); distill_tokenizer_free(tok); return 2; }
+        if (mo.n_samples < 1 || mo.batch < 1 || mo.gen.max_new_tokens < 1 || mo.gen.temperature < 0 ||
+            mo.gen.top_k < 0 || !(mo.gen.top_p > 0 && mo.gen.top_p <= 1)) {
+            fprintf(stderr, "distill eval: need --n >= 1, --batch >= 1, --max-new-tokens >= 1, --temperature >= 0, --top-k >= 0, 0 < --top-p <= 1\n");
+            distill_tokenizer_free(tok);
+            return 2;
+        }
+        for (i = 0; i < nk; i++)
+            if (ks[i] > mo.n_samples)
+                fprintf(stderr, "distill eval: warning: pass@%d needs --n >= %d (it will be null)\n", ks[i], ks[i]);
+        mo.tmpl = distill_chat_template_get(tmpl_name);
+        if (!mo.tmpl) { fprintf(stderr, "distill eval: unknown chat template '%s'\n", tmpl_name); distill_tokenizer_free(tok); return 2; }
+        mo.raw = raw;
+        mo.system = system;
+        mo.prompt_field = prompt_field;
+        mo.ks = ks; mo.nk = nk;
+        mo.verifier = cv.kind ? &v : NULL;
+        mo.out_jsonl = out_dir ? gens_path : NULL;
+        mo.progress = !quiet;
+        j.m = distill_model_load(model_path, 1, 1, tok ? NULL : &mtok, &err);
+        if (j.m && !tok && !mtok)
+            snprintf(err.msg, sizeof err.msg, "no tokenizer: give --tokenizer FILE (none found next to %.300s)", model_path);
+        else if (j.m) {
+            j.tok = tok ? tok : mtok;
+            j.data = data_path;
+            j.o = mo;
+            rc = write_results(out_dir ? results_path : NULL, model_results, &j, &err);
+        }
+        distill_model_free(j.m);
+        distill_tokenizer_free(mtok);
     }
     if (rc) fprintf(stderr, "distill eval: %s\n", err.msg);
     distill_tokenizer_free(tok);
