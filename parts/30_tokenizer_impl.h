@@ -2009,7 +2009,7 @@ static distill_tokenizer *distill__tk_load_own(const char *path, const char *dat
                                                distill_error *err) {
     distill__tk_lines L;
     distill_tokenizer *t = NULL;
-    const char *s, *e;
+    const char *s = NULL, *e = NULL;   /* stay NULL (length 0, refused) when there is no first line */
     char *buf = NULL;
     long vocab, n, i, v, n_m = 0;
     int32_t *mtrip = NULL;
