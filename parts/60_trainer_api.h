@@ -257,3 +257,17 @@ DISTILL_API int  distill_trainer_save(distill_trainer *t, const char *path, dist
 DISTILL_API int64_t distill_trainer_steps_done(const distill_trainer *t);
 DISTILL_API int64_t distill_trainer_total_steps(const distill_trainer *t);
 
+/* The data layer's loader as a batch source (its cursor is the saved position; the dataset
+   row indices of each batch feed the top-k cache). s must outlive the trainer. */
+typedef struct distill_loader_source {
+    distill_batch_source src;   /* pass &s.src to distill_trainer_create */
+    distill_loader *loader;
+    int64_t n_rows;
+} distill_loader_source;
+DISTILL_API void distill_loader_source_init(distill_loader_source *s, distill_loader *L,
+                                            const distill_dataset *ds);
+
+/* Compute a top-k teacher cache for every row of a dataset, in dataset order (rows as the loader
+   builds them: targets are the next supervised tokens). batch_rows rows per teacher forward. */
+DISTILL_API int distill_topk_cache_build(distill_model *teacher, const distill_dataset *ds, int k,
+                                         int batch_rows, const char *path, distill_error *err);

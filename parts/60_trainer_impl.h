@@ -1806,11 +1806,23 @@ DISTILL_API int distill_trainer_step(distill_trainer *t, distill_step_info *info
         }
     /* 3. stop before a non-finite update reaches the weights */
     gn = distill__grad_norm(t->m);
-    if (!(loss == loss && fabs(loss) < INFINITY) || !(gn == gn && gn < INFINITY))
-        return distill__err(err, "step %lld: %s is %s; training stopped before the update (the weights are those "
-                            "after step %lld; lower the learning rate or check the data)", (long long)(t->step + 1),
+    if (!(loss == loss && fabs(loss) < INFINITY) || !(gn == gn && gn < INFINITY)) {
+        /* name the first tensor (in table order) whose weights, else whose gradient, is not finite */
+        const distill_tensor_info *bad = NULL;
+        int pass, ti;
+        size_t k;
+        for (pass = 0; pass < 2 && !bad; pass++)
+            for (ti = 0; ti < t->m->n_tensors && !bad; ti++) {
+                const float *x = (pass ? t->m->grads : t->m->params) + t->m->tensors[ti].offset;
+                for (k = 0; k < t->m->tensors[ti].numel && !bad; k++)
+                    if (!(fabsf(x[k]) < INFINITY)) bad = &t->m->tensors[ti];
+            }
+        return distill__err(err, "step %lld: %s is %s (first non-finite tensor: %s %s); training stopped before the update "
+                            "(the weights are those after step %lld; lower the learning rate or check the data)", (long long)(t->step + 1),
                             !(loss == loss && fabs(loss) < INFINITY) ? "the loss" : "the gradient norm",
-                            (loss != loss || gn != gn) ? "NaN" : "infinite", (long long)t->step);
+                            (loss != loss || gn != gn) ? "NaN" : "infinite", bad ? bad->name : "none",
+                            !bad ? "" : pass == 1 ? "(weights)" : "(gradient)", (long long)t->step);
+    }
     if (info) info->lr = distill_lr_at(&t->tc.optim, t->step);
     if (wsum > 0.0) distill_adamw_step(t->m, &t->tc.optim, t->step);
     t->step++;
@@ -2088,7 +2100,16 @@ DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
     while (t->step < t->total && !stop) {
         int last;
         if (distill_trainer_step(t, &in, err) != 0) {
+            int64_t saved[256];
             if (t->tc.progress && t->tty) printf("\n");
+            /* name the newest checkpoint: the state to resume from after fixing the cause */
+            if (err && t->tc.out_dir && distill__list_ckpts(t->tc.out_dir, saved, 256) > 0) {
+                char p[1024], msg[sizeof err->msg + 1100];
+                distill__ckpt_name(p, sizeof p, t->tc.out_dir, saved[0]);
+                snprintf(msg, sizeof msg, "%s; the last checkpoint is %s", err->msg, p);
+                memcpy(err->msg, msg, sizeof err->msg - 1);
+                err->msg[sizeof err->msg - 1] = 0;
+            }
             return -1;
         }
         if (t->tc.max_steps <= 0 && t->train.epoch && t->train.epoch(t->train.ctx) >= t->tc.epochs - 1e-12) {
@@ -2115,3 +2136,95 @@ DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
     return 0;
 }
 
+/* ---- the data layer's loader as a batch source ---------------------------------------------- */
+static int distill__ls_next(void *ctx, distill_batch *b, const int64_t **rows, int *n_rows, distill_error *err) {
+    distill_loader_source *s = (distill_loader_source *)ctx;
+    if (distill_loader_next(s->loader, b, err) != 0) return -1;
+    *rows = distill_loader_last_rows(s->loader, n_rows);
+    return 0;
+}
+static void distill__ls_get(void *ctx, int64_t st[3]) {
+    distill_loader_source *s = (distill_loader_source *)ctx;
+    distill_loader_cursor c = distill_loader_get_cursor(s->loader);
+    st[0] = c.epoch;
+    st[1] = c.pos;
+    st[2] = (int64_t)c.fingerprint;
+}
+static int distill__ls_set(void *ctx, const int64_t st[3], distill_error *err) {
+    distill_loader_source *s = (distill_loader_source *)ctx;
+    distill_loader_cursor c;
+    c.epoch = st[0];
+    c.pos = st[1];
+    c.fingerprint = (uint64_t)st[2];
+    return distill_loader_set_cursor(s->loader, &c, err);
+}
+static double distill__ls_epoch(void *ctx) {
+    distill_loader_source *s = (distill_loader_source *)ctx;
+    distill_loader_cursor c = distill_loader_get_cursor(s->loader);
+    return (double)c.epoch + (s->n_rows > 0 ? (double)c.pos / (double)s->n_rows : 0.0);
+}
+
+DISTILL_API void distill_loader_source_init(distill_loader_source *s, distill_loader *L,
+                                            const distill_dataset *ds) {
+    memset(s, 0, sizeof *s);
+    s->loader = L;
+    s->n_rows = distill_dataset_size(ds);
+    s->src.ctx = s;
+    s->src.next = distill__ls_next;
+    s->src.get_state = distill__ls_get;
+    s->src.set_state = distill__ls_set;
+    s->src.epoch = distill__ls_epoch;
+    s->src.rows_per_epoch = s->n_rows;
+}
+
+DISTILL_API int distill_topk_cache_build(distill_model *teacher, const distill_dataset *ds, int k,
+                                         int batch_rows, const char *path, distill_error *err) {
+    int64_t n = distill_dataset_size(ds), r0;
+    int V = teacher->cfg.vocab_size, Tm = teacher->max_seq, Bm = teacher->max_batch;
+    distill_topk_writer *w = distill_topk_writer_open(path, k, V, err);
+    int32_t *tok = NULL, *tgt = NULL;
+    int *len = NULL;
+    float *lg = NULL;
+    if (!w) return -1;
+    if (batch_rows < 1) batch_rows = 1;
+    if (batch_rows > Bm) batch_rows = Bm;
+    tok = (int32_t *)DISTILL_MALLOC(sizeof(int32_t) * (size_t)batch_rows * Tm);
+    tgt = (int32_t *)DISTILL_MALLOC(sizeof(int32_t) * (size_t)batch_rows * Tm);
+    len = (int *)DISTILL_MALLOC(sizeof(int) * (size_t)batch_rows);
+    lg = (float *)DISTILL_MALLOC(sizeof(float) * (size_t)Tm * V);
+    if (!tok || !tgt || !len || !lg) { distill__err(err, "out of memory"); goto fail; }
+    for (r0 = 0; r0 < n; r0 += batch_rows) {
+        int B = (int)(n - r0 < batch_rows ? n - r0 : batch_rows), T = 1, b, t;
+        distill_batch bt;
+        for (b = 0; b < B; b++) {
+            distill_row row;
+            distill_dataset_row(ds, r0 + b, &row);
+            if (row.n > Tm) { distill__err(err, "row %lld has %d tokens, more than the teacher's capacity %d", (long long)(r0 + b), row.n, Tm); goto fail; }
+            if (row.n > T) T = row.n;
+        }
+        for (b = 0; b < B; b++) {
+            distill_row row;
+            distill_dataset_row(ds, r0 + b, &row);
+            len[b] = row.n;
+            /* as the loader places a row: target = next token where that token is supervised */
+            for (t = 0; t < T; t++) {
+                size_t p = (size_t)b * T + t;
+                tok[p] = t < row.n ? row.tokens[t] : 0;
+                tgt[p] = t + 1 < row.n && row.weights[t + 1] > 0 ? row.tokens[t + 1] : -1;
+            }
+        }
+        memset(&bt, 0, sizeof bt);
+        bt.B = B; bt.T = T; bt.tokens = tok; bt.lengths = len;
+        if (distill_model_forward(teacher, &bt, NULL, 0.0f, NULL, err) != 0) goto fail;
+        for (b = 0; b < B; b++) {
+            distill_model_logits(teacher, b, lg);
+            if (distill_topk_writer_add_row(w, tok + (size_t)b * T, tgt + (size_t)b * T, len[b], lg, err) != 0) goto fail;
+        }
+    }
+    DISTILL_FREE(tok); DISTILL_FREE(tgt); DISTILL_FREE(len); DISTILL_FREE(lg);
+    return distill_topk_writer_close(w, err);
+fail:
+    DISTILL_FREE(tok); DISTILL_FREE(tgt); DISTILL_FREE(len); DISTILL_FREE(lg);
+    distill_topk_writer_abort(w);
+    return -1;
+}
