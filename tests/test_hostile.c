@@ -268,6 +268,56 @@ static void test_checkpoint_truncations_and_flips(void) {
     distill_free(b);
 }
 
+/* ---- numerical faults: a NaN stops training naming the step, the tensor and the checkpoint ---- */
+typedef struct { distill_model *m; int calls; int32_t tok[2 * 8], tg[2 * 8]; int64_t pos; } nan_src;
+static int nan_next(void *ctx, distill_batch *b, const int64_t **rows, int *n_rows, distill_error *err) {
+    nan_src *s = (nan_src *)ctx;
+    int i;
+    (void)err;
+    /* the 3rd batch arrives with a corrupted weight, as a bad kernel or a cosmic ray would leave it */
+    if (++s->calls == 3) s->m->layers[0].w_up[5] = NAN;
+    for (i = 0; i < 16; i++) { s->tok[i] = (int32_t)((i * 3 + s->calls) % 16); s->tg[i] = i % 8 == 0 ? -1 : (int32_t)((i * 5) % 16); }
+    memset(b, 0, sizeof *b);
+    b->B = 2; b->T = 8; b->tokens = s->tok; b->targets = s->tg;
+    *rows = NULL; *n_rows = 0;
+    s->pos++;
+    return 0;
+}
+static void nan_get(void *ctx, int64_t st[3]) { st[0] = ((nan_src *)ctx)->pos; st[1] = st[2] = 0; }
+static int nan_set(void *ctx, const int64_t st[3], distill_error *err) { (void)err; ((nan_src *)ctx)->pos = st[0]; return 0; }
+
+static void test_nan_names_step_tensor_and_checkpoint(void) {
+    distill_config c = distill_config_default();
+    distill_train_config tc = distill_train_default();
+    distill_batch_source q;
+    distill_error err;
+    distill_trainer *T;
+    nan_src s;
+    c.vocab_size = 16; c.dim = 8; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 2; c.hidden_dim = 12;
+    memset(&s, 0, sizeof s);
+    s.m = distill_model_create(&c, 2, 8, 1, &err);
+    CHECK(s.m != NULL, "model: %s", err.msg);
+    if (!s.m) return;
+    memset(&q, 0, sizeof q);
+    q.ctx = &s; q.next = nan_next; q.get_state = nan_get; q.set_state = nan_set;
+    mkdir("build/hostile/nan", 0755);
+    remove("build/hostile/nan/ckpt-000000001.dstl");
+    remove("build/hostile/nan/ckpt-000000002.dstl");
+    tc.max_steps = 6; tc.save_every = 1; tc.out_dir = "build/hostile/nan"; tc.progress = 0;
+    T = distill_trainer_create(s.m, &q, NULL, &tc, &err);
+    CHECK(T != NULL, "trainer: %s", err.msg);
+    if (T) {
+        CHECK(distill_trainer_run(T, &err) != 0, "training must stop at the NaN");
+        printf("    %s\n", err.msg);
+        CHECK(strstr(err.msg, "step 3") != NULL, "names the step: %s", err.msg);
+        CHECK(strstr(err.msg, "model.layers.0.mlp.up_proj.weight") != NULL, "names the tensor: %s", err.msg);
+        CHECK(strstr(err.msg, "ckpt-000000002.dstl") != NULL, "names the last good checkpoint: %s", err.msg);
+        CHECK(distill_trainer_steps_done(T) == 2, "no step after the NaN (%lld done)", (long long)distill_trainer_steps_done(T));
+    }
+    distill_trainer_free(T);
+    distill_model_free(s.m);
+}
+
 int main(void) {
     mkdir("build", 0755);
     mkdir("build/hostile", 0755);
@@ -278,5 +328,6 @@ int main(void) {
     RUN(test_topk_cache_bad_values_refused);
     RUN(test_checkpoint_bad_sections);
     RUN(test_checkpoint_truncations_and_flips);
+    RUN(test_nan_names_step_tensor_and_checkpoint);
     return harness_done("test_hostile");
 }
