@@ -56,3 +56,15 @@ DISTILL_API float distill_vec_max(const float *x, int n);                       
 /* y[i] = exp(x[i] - shift); returns the sum of the y[i] (y may equal x). exp is a polynomial
    approximation with max relative error < 2e-7 (measured 1.0e-7) for results >= FLT_MIN. */
 DISTILL_API float distill_vec_exp_sum(float *y, const float *x, float shift, int n);
+
+/* Blocked flash attention: the same contract as distill_attention_forward/backward (causal
+   grouped-query attention; q (B,T,NH,HS), k/v (B,T,NKV,HS), out (B,T,NH,HS), lse (B,NH,T);
+   lengths (B) or NULL; kstart (B,T) or NULL = first key a query may see; dq/dk/dv overwritten),
+   computed on 64x64 blocks with the matmul micro-kernel. */
+DISTILL_API void distill_flash_attention_forward(float *out, float *lse, const float *q, const float *k,
+                                                 const float *v, const int *lengths, const int *kstart,
+                                                 int B, int T, int NH, int NKV, int HS);
+DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                                  const float *q, const float *k, const float *v,
+                                                  const float *out, const float *lse, const int *lengths,
+                                                  const int *kstart, int B, int T, int NH, int NKV, int HS);

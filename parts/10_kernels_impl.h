@@ -825,7 +825,7 @@ DISTILL_API void distill_matmul_backward_ref(float *dinp, float *dweight, float 
    which tile do not change it. So results are bit-identical for any thread count. */
 #define DISTILL__KC 256
 #define DISTILL__MC 96   /* multiple of 6 */
-#define DISTILL__NC 256  /* multiple of every nr (2, 8, 16, 32) */
+#define DISTILL__NC 1024 /* multiple of every nr (2, 8, 16, 32); the B block (KC x NC, 1 MB) sits in L2/L3 */
 
 typedef struct distill__gemm {
     int M, N, K;
@@ -838,24 +838,38 @@ typedef struct distill__gemm {
     const distill__isa_ops *ops;
 } distill__gemm;
 
-/* dst[k*w + r] = src[r*rs + k*cs] for r < h, and 0 for h <= r < w (the zero padding). */
+/* dst[k*w + r] = src[r*rs + k*cs] for r < h, and 0 for h <= r < w (the zero padding).
+   Packing is pure data movement, but with the small K of attention blocks it costs about as
+   much as the FMAs, so the common cases get loops the compiler turns into plain copies:
+   writes always go sequentially through dst. */
 static void distill__pack(float *dst, const float *src, size_t rs, size_t cs, int h, int w, int kb) {
     int r, k;
-    if (cs == 1) {
-        for (r = 0; r < h; r++) {
-            const float *s = src + (size_t)r * rs;
-            for (k = 0; k < kb; k++) dst[(size_t)k * w + r] = s[k];
+    if (cs == 1 && h == 6) {            /* 6 source rows, each contiguous along k (A panels) */
+        const float *s0 = src, *s1 = src + rs, *s2 = src + 2 * rs, *s3 = src + 3 * rs;
+        const float *s4 = src + 4 * rs, *s5 = src + 5 * rs;
+        for (k = 0; k < kb; k++, dst += w) {
+            dst[0] = s0[k]; dst[1] = s1[k]; dst[2] = s2[k]; dst[3] = s3[k]; dst[4] = s4[k]; dst[5] = s5[k];
+            for (r = 6; r < w; r++) dst[r] = 0.0f;
         }
-    } else {
-        for (k = 0; k < kb; k++) {
+    } else if (cs == 1) {               /* a transpose: gather across rows, write sequentially */
+        for (k = 0; k < kb; k++, dst += w) {
+            for (r = 0; r < h; r++) dst[r] = src[(size_t)r * rs + k];
+            for (; r < w; r++) dst[r] = 0.0f;
+        }
+    } else if (rs == 1 && h == 6 && w == 6) { /* 6 contiguous floats per k (A panels of dW) */
+        for (k = 0; k < kb; k++, dst += 6) {
             const float *s = src + (size_t)k * cs;
-            float *d = dst + (size_t)k * w;
-            for (r = 0; r < h; r++) d[r] = s[(size_t)r * rs];
+            dst[0] = s[0]; dst[1] = s[1]; dst[2] = s[2]; dst[3] = s[3]; dst[4] = s[4]; dst[5] = s[5];
+        }
+    } else if (rs == 1 && h == w) {     /* contiguous rows of w floats: copies */
+        for (k = 0; k < kb; k++, dst += w) memcpy(dst, src + (size_t)k * cs, sizeof(float) * (size_t)w);
+    } else {
+        for (k = 0; k < kb; k++, dst += w) {
+            const float *s = src + (size_t)k * cs;
+            for (r = 0; r < h; r++) dst[r] = s[(size_t)r * rs];
+            for (; r < w; r++) dst[r] = 0.0f;
         }
     }
-    if (h < w)
-        for (k = 0; k < kb; k++)
-            for (r = h; r < w; r++) dst[(size_t)k * w + r] = 0.0f;
 }
 
 /* The tile without packing (only if the scratch could not be allocated): same math, slower. */
@@ -940,6 +954,26 @@ static void distill__gemm_run(distill__gemm *g) {
     g->tiles_n = blocks_n;
     tasks = ((g->M + g->mc - 1) / g->mc) * blocks_n;
     distill_parallel_for((int64_t)tasks, 1, distill__gemm_task, g);
+}
+
+/* The same product on the calling thread only (from inside a task; `thread` picks the
+   scratch). Used by the attention kernels on their small blocks. */
+static void distill__gemm_serial(int M, int N, int K, const float *a, size_t rsa, size_t csa,
+                                 const float *b, size_t rsb, size_t csb, float *c, size_t ldc,
+                                 int accumulate, int thread) {
+    distill__gemm g;
+    if (M <= 0 || N <= 0 || (K <= 0 && accumulate)) return;
+    memset(&g, 0, sizeof g);
+    g.M = M; g.N = N; g.K = K;
+    g.a = a; g.rsa = rsa; g.csa = csa;
+    g.b = b; g.rsb = rsb; g.csb = csb;
+    g.c = c; g.ldc = ldc;
+    g.accumulate = accumulate;
+    g.ops = distill__ops();
+    g.nc = DISTILL__NC;
+    g.mc = (M + DISTILL__MC - 1) / DISTILL__MC * DISTILL__MC;
+    g.tiles_n = (N + g.nc - 1) / g.nc;
+    distill__gemm_task(&g, 0, (int64_t)g.tiles_n, thread);
 }
 
 /* dbias (OC) += sum over BT of dout (BT,OC), columns split across threads, rows summed in
@@ -1081,4 +1115,184 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
         d.dbias = dbias; d.dout = dout; d.BT = BT; d.OC = OC;
         distill_parallel_for((int64_t)OC, 256, distill__dbias_task, &d);
     }
+}
+
+/* ===================================================================================== */
+/* Blocked flash attention                                                                */
+/* ===================================================================================== */
+/* Same contract as distill_attention_forward/backward in the model part (causal GQA, lengths,
+   kstart for packed segments, lse saved, dq/dk/dv overwritten), but computed on blocks of 64
+   queries x 64 keys with the matmul engine, so the FLOPs run in the FMA micro-kernel instead
+   of one dot product per (query, key) pair:
+     forward, per (b, h, query block):   for each key block
+         S = Q K^T * scale   (masked: j < kstart[t] or j > t  ->  -inf)
+         online softmax per row: m' = max(m, rowmax S), O *= exp(m - m'), l = l exp(m - m') + sum P,
+         P = exp(S - m'),  O += P V
+       then O /= l, lse = m + log l.
+     backward, per (b, kv head g) (the task owns dk, dv of g and dq of g's query heads),
+       D_t = dout_t . out_t, and for each query block and each key block before it:
+         P = exp(S - lse),  dP = dO V^T,  dS = P (dP - D) * scale
+         dV += P^T dO,  dK += dS^T Q,  dQ += dS K
+   Every float is produced by one task in a fixed order: identical for any thread count. */
+#define DISTILL__FA_Q 64
+#define DISTILL__FA_K 64
+
+typedef struct {
+    float *out, *lse, *dq, *dk, *dv;
+    const float *q, *k, *v, *dout, *cout, *clse;
+    const int *lengths, *kstart;
+    int B, T, NH, NKV, HS;
+} distill__fa_ctx;
+
+/* Scale row i of the S block, mask keys outside [kstart, t], return 0 if none is visible. */
+static int distill__fa_mask_row(float *srow, int nk, int j0, int ks, int t, float scale) {
+    int j, lo = ks - j0, hi = t - j0;
+    if (lo < 0) lo = 0;
+    if (hi > nk - 1) hi = nk - 1;
+    if (lo > hi) return 0;
+    for (j = 0; j < lo; j++) srow[j] = -INFINITY;
+    for (j = lo; j <= hi; j++) srow[j] *= scale;
+    for (j = hi + 1; j < nk; j++) srow[j] = -INFINITY;
+    return 1;
+}
+
+static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
+    const distill__fa_ctx *c = (const distill__fa_ctx *)p;
+    const int T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, rep = NH / NKV;
+    const int nqb = (T + DISTILL__FA_Q - 1) / DISTILL__FA_Q;
+    const size_t qs = (size_t)NH * HS, ks = (size_t)NKV * HS;
+    const float scale = 1.0f / sqrtf((float)HS);
+    float S[DISTILL__FA_Q * DISTILL__FA_K], mrow[DISTILL__FA_Q], lrow[DISTILL__FA_Q]; /* 16.5 KB of stack */
+    int64_t task;
+    for (task = b0; task < e0; task++) {
+        int b = (int)(task / ((int64_t)NH * nqb)), h = (int)(task / nqb % NH), qb = (int)(task % nqb);
+        int g = h / rep, t0 = qb * DISTILL__FA_Q, t1 = t0 + DISTILL__FA_Q < T ? t0 + DISTILL__FA_Q : T;
+        int len = c->lengths ? c->lengths[b] : T, tv1 = t1 < len ? t1 : len, nq = tv1 - t0, i, j0, ksmin;
+        const float *qblk = c->q + ((size_t)b * T + t0) * qs + (size_t)h * HS;
+        float *oblk = c->out + ((size_t)b * T + t0) * qs + (size_t)h * HS;
+        float *lse = c->lse + ((size_t)b * NH + h) * T;
+        for (i = 0; i < t1 - t0; i++) memset(oblk + (size_t)i * qs, 0, sizeof(float) * (size_t)HS);
+        for (i = (nq > 0 ? nq : 0); i < t1 - t0; i++) lse[t0 + i] = 0.0f;   /* past the length */
+        if (nq <= 0) continue;
+        ksmin = tv1 - 1;
+        for (i = 0; i < nq; i++) {
+            int kst = c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0;
+            if (kst < ksmin) ksmin = kst;
+            mrow[i] = -INFINITY;
+            lrow[i] = 0.0f;
+        }
+        for (j0 = ksmin; j0 < tv1; j0 += DISTILL__FA_K) {
+            int nk = tv1 - j0 < DISTILL__FA_K ? tv1 - j0 : DISTILL__FA_K;
+            const float *kblk = c->k + ((size_t)b * T + j0) * ks + (size_t)g * HS;
+            const float *vblk = c->v + ((size_t)b * T + j0) * ks + (size_t)g * HS;
+            /* S (nq, nk) = Q (nq, HS) . K (nk, HS)^T */
+            distill__gemm_serial(nq, nk, HS, qblk, qs, 1, kblk, 1, ks, S, DISTILL__FA_K, 0, th);
+            for (i = 0; i < nq; i++) {
+                float *srow = S + (size_t)i * DISTILL__FA_K, mb;
+                int t = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + t] : 0;
+                if (!distill__fa_mask_row(srow, nk, j0, kst, t, scale)) {
+                    memset(srow, 0, sizeof(float) * (size_t)nk);
+                    continue;
+                }
+                mb = distill_vec_max(srow, nk);
+                if (mb > mrow[i]) { /* rescale what was accumulated under the old max */
+                    float corr = expf(mrow[i] - mb);
+                    distill_vec_scale(oblk + (size_t)i * qs, corr, HS);
+                    lrow[i] *= corr;
+                    mrow[i] = mb;
+                }
+                lrow[i] += distill_vec_exp_sum(srow, srow, mrow[i], nk);
+            }
+            /* O (nq, HS) += P (nq, nk) . V (nk, HS) */
+            distill__gemm_serial(nq, HS, nk, S, DISTILL__FA_K, 1, vblk, ks, 1, oblk, qs, 1, th);
+        }
+        for (i = 0; i < nq; i++) {
+            distill_vec_scale(oblk + (size_t)i * qs, 1.0f / lrow[i], HS);
+            lse[t0 + i] = mrow[i] + logf(lrow[i]);
+        }
+    }
+}
+
+DISTILL_API void distill_flash_attention_forward(float *out, float *lse, const float *q, const float *k,
+                                                 const float *v, const int *lengths, const int *kstart,
+                                                 int B, int T, int NH, int NKV, int HS) {
+    distill__fa_ctx c;
+    int64_t nqb = (T + DISTILL__FA_Q - 1) / DISTILL__FA_Q;
+    if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
+    memset(&c, 0, sizeof c);
+    c.out = out; c.lse = lse; c.q = q; c.k = k; c.v = v; c.lengths = lengths; c.kstart = kstart;
+    c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
+    distill_parallel_for((int64_t)B * NH * nqb, 1, distill__fa_fwd_task, &c);
+}
+
+static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
+    const distill__fa_ctx *c = (const distill__fa_ctx *)p;
+    const int T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, rep = NH / NKV;
+    const size_t qs = (size_t)NH * HS, ks = (size_t)NKV * HS;
+    const float scale = 1.0f / sqrtf((float)HS);
+    float P[DISTILL__FA_Q * DISTILL__FA_K], dS[DISTILL__FA_Q * DISTILL__FA_K], D[DISTILL__FA_Q]; /* 33 KB */
+    int64_t task;
+    for (task = b0; task < e0; task++) {
+        int b = (int)(task / NKV), g = (int)(task % NKV), h, t, t0, j0, i, j;
+        int len = c->lengths ? c->lengths[b] : T;
+        for (t = 0; t < T; t++) {
+            size_t n = (size_t)b * T + t;
+            memset(c->dk + n * ks + (size_t)g * HS, 0, sizeof(float) * (size_t)HS);
+            memset(c->dv + n * ks + (size_t)g * HS, 0, sizeof(float) * (size_t)HS);
+            for (h = g * rep; h < (g + 1) * rep; h++) memset(c->dq + n * qs + (size_t)h * HS, 0, sizeof(float) * (size_t)HS);
+        }
+        for (h = g * rep; h < (g + 1) * rep; h++) {
+            const float *lse = c->clse + ((size_t)b * NH + h) * T;
+            for (t0 = 0; t0 < len && t0 < T; t0 += DISTILL__FA_Q) {
+                int tv1 = t0 + DISTILL__FA_Q < len ? t0 + DISTILL__FA_Q : len, nq, ksmin = tv1 - 1;
+                const float *qblk, *doblk;
+                float *dqblk;
+                if (tv1 > T) tv1 = T;
+                nq = tv1 - t0;
+                qblk = c->q + ((size_t)b * T + t0) * qs + (size_t)h * HS;
+                doblk = c->dout + ((size_t)b * T + t0) * qs + (size_t)h * HS;
+                dqblk = c->dq + ((size_t)b * T + t0) * qs + (size_t)h * HS;
+                for (i = 0; i < nq; i++) {
+                    int kst = c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0;
+                    if (kst < ksmin) ksmin = kst;
+                    D[i] = distill_vec_dot(doblk + (size_t)i * qs, c->cout + ((size_t)b * T + t0 + i) * qs + (size_t)h * HS, HS);
+                }
+                for (j0 = ksmin; j0 < tv1; j0 += DISTILL__FA_K) {
+                    int nk = tv1 - j0 < DISTILL__FA_K ? tv1 - j0 : DISTILL__FA_K;
+                    size_t kvoff = ((size_t)b * T + j0) * ks + (size_t)g * HS;
+                    /* P = exp(Q K^T * scale - lse), dP = dO V^T */
+                    distill__gemm_serial(nq, nk, HS, qblk, qs, 1, c->k + kvoff, 1, ks, P, DISTILL__FA_K, 0, th);
+                    distill__gemm_serial(nq, nk, HS, doblk, qs, 1, c->v + kvoff, 1, ks, dS, DISTILL__FA_K, 0, th);
+                    for (i = 0; i < nq; i++) {
+                        float *prow = P + (size_t)i * DISTILL__FA_K, *drow = dS + (size_t)i * DISTILL__FA_K;
+                        int tt = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + tt] : 0;
+                        if (!distill__fa_mask_row(prow, nk, j0, kst, tt, scale)) {
+                            memset(prow, 0, sizeof(float) * (size_t)nk);
+                            memset(drow, 0, sizeof(float) * (size_t)nk);
+                            continue;
+                        }
+                        distill_vec_exp_sum(prow, prow, lse[tt], nk);
+                        /* dS = P (dP - D) * scale; masked entries have P = 0 */
+                        for (j = 0; j < nk; j++) drow[j] = prow[j] * (drow[j] - D[i]) * scale;
+                    }
+                    /* dV (nk, HS) += P^T dO;  dK (nk, HS) += dS^T Q;  dQ (nq, HS) += dS K */
+                    distill__gemm_serial(nk, HS, nq, P, 1, DISTILL__FA_K, doblk, qs, 1, c->dv + kvoff, ks, 1, th);
+                    distill__gemm_serial(nk, HS, nq, dS, 1, DISTILL__FA_K, qblk, qs, 1, c->dk + kvoff, ks, 1, th);
+                    distill__gemm_serial(nq, HS, nk, dS, DISTILL__FA_K, 1, c->k + kvoff, ks, 1, dqblk, qs, 1, th);
+                }
+            }
+        }
+    }
+}
+
+DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                                  const float *q, const float *k, const float *v,
+                                                  const float *out, const float *lse, const int *lengths,
+                                                  const int *kstart, int B, int T, int NH, int NKV, int HS) {
+    distill__fa_ctx c;
+    if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
+    memset(&c, 0, sizeof c);
+    c.dq = dq; c.dk = dk; c.dv = dv; c.dout = dout; c.q = q; c.k = k; c.v = v; c.cout = out; c.clse = lse;
+    c.lengths = lengths; c.kstart = kstart; c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
+    distill_parallel_for((int64_t)B * NKV, 1, distill__fa_bwd_task, &c);
 }
