@@ -73,6 +73,13 @@ fuzz-tokenizer:
 	build/fuzz/fuzz_tokenizer -max_total_time=$${FUZZ_SECONDS:-60} -max_len=65536 -timeout=10 \
 	  -rss_limit_mb=2048 -artifact_prefix=build/fuzz/crashes_fuzz_tokenizer/ build/fuzz/corpus_fuzz_tokenizer
 
+## make bench-generate: generation tokens/s with the KV cache, batch 1 and 8 (bench/RESULTS.md)
+.PHONY: bench-generate
+bench-generate:
+	@mkdir -p build/bench
+	$(CC) $(CFLAGS) -o build/bench/bench_generate bench/bench_generate.c $(LDLIBS)
+	build/bench/bench_generate 128 64
+
 ## make bench-tokenizer: GPT-2 encode MB/s vs npm tiktoken, BPE training time (bench/RESULTS.md)
 bench-tokenizer:
 	@mkdir -p build/bench

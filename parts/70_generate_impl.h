@@ -848,6 +848,40 @@ static void distill__gen_att_task(void *p, int64_t b0, int64_t e0, int th) {
     }
 }
 
+/* Matrix-vector products for decoding: out (r,OC) = inp (r,C) . weight (OC,C)^T + bias, for a
+   few rows. The general matmul packs the weight for its blocked kernel, which pays off for
+   many rows but for one row per sequence costs more than the product itself; here each weight
+   row is streamed once and dotted with the r inputs, split over threads by output columns
+   (each output written by one thread: the same result for any thread count). */
+#define DISTILL__GEN_GEMV_ROWS 16
+typedef struct {
+    float *out;
+    const float *inp, *weight, *bias;
+    int r, C, OC;
+} distill__gemv_ctx;
+static void distill__gemv_task(void *p, int64_t b, int64_t e, int th) {
+    const distill__gemv_ctx *c = (const distill__gemv_ctx *)p;
+    int64_t o;
+    int i;
+    (void)th;
+    for (o = b; o < e; o++) {
+        const float *w = c->weight + (size_t)o * c->C;
+        float bo = c->bias ? c->bias[o] : 0.0f;
+        for (i = 0; i < c->r; i++)
+            c->out[(size_t)i * c->OC + o] = distill_vec_dot(c->inp + (size_t)i * c->C, w, c->C) + bo;
+    }
+}
+static void distill__gen_matmul(float *out, const float *inp, const float *weight, const float *bias,
+                                int r, int C, int OC) {
+    distill__gemv_ctx c;
+    if (r > DISTILL__GEN_GEMV_ROWS) {
+        distill_matmul_forward(out, inp, weight, bias, r, C, OC);
+        return;
+    }
+    c.out = out; c.inp = inp; c.weight = weight; c.bias = bias; c.r = r; c.C = C; c.OC = OC;
+    distill_parallel_for(OC, 64, distill__gemv_task, &c);
+}
+
 /* One chunk of r rows whose positions and sequences are in g->pos / g->rowseq and whose
    embeddings are in g->x. Leaves the final-norm output in g->xb. */
 static void distill__gen_chunk(distill_generator *g, int r) {
@@ -861,9 +895,9 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         float *kc = g->kc + (size_t)l * g->B * g->S * KVD, *vc = g->vc + (size_t)l * g->B * g->S * KVD;
         /* attention block: x += Wo . attention(rope(Wq a), rope(Wk a), Wv a),  a = rmsnorm(x) */
         distill_rmsnorm_forward(g->xb, g->rstd, g->x, p->attn_norm, r, C, c->norm_eps);
-        distill_matmul_forward(g->q, g->xb, p->wq, p->bq, r, C, NH * HS);
-        distill_matmul_forward(g->k, g->xb, p->wk, p->bk, r, C, KVD);
-        distill_matmul_forward(g->v, g->xb, p->wv, p->bv, r, C, KVD);
+        distill__gen_matmul(g->q, g->xb, p->wq, p->bq, r, C, NH * HS);
+        distill__gen_matmul(g->k, g->xb, p->wk, p->bk, r, C, KVD);
+        distill__gen_matmul(g->v, g->xb, p->wv, p->bv, r, C, KVD);
         distill_rope_forward(g->q, g->pos, r, NH, HS, c->rope_theta);
         distill_rope_forward(g->k, g->pos, r, NKV, HS, c->rope_theta);
         for (i = 0; i < r; i++) {   /* append this chunk's keys and values to the cache */
@@ -874,14 +908,14 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         ac.out = g->att; ac.q = g->q; ac.kc = kc; ac.vc = vc; ac.pos = g->pos; ac.seq = g->rowseq;
         ac.NH = NH; ac.NKV = NKV; ac.HS = HS; ac.S = g->S;
         distill_parallel_for((int64_t)r * NH, 1, distill__gen_att_task, &ac);
-        distill_matmul_forward(g->tmp, g->att, p->wo, NULL, r, NH * HS, C);
+        distill__gen_matmul(g->tmp, g->att, p->wo, NULL, r, NH * HS, C);
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);   /* x = o + x, the model's residual order */
         /* MLP block: x += Wd (silu(Wg f) * (Wu f)),  f = rmsnorm(x) */
         distill_rmsnorm_forward(g->xb, g->rstd, g->x, p->ffn_norm, r, C, c->norm_eps);
-        distill_matmul_forward(g->gate, g->xb, p->w_gate, NULL, r, C, F);
-        distill_matmul_forward(g->up, g->xb, p->w_up, NULL, r, C, F);
+        distill__gen_matmul(g->gate, g->xb, p->w_gate, NULL, r, C, F);
+        distill__gen_matmul(g->up, g->xb, p->w_up, NULL, r, C, F);
         distill_swiglu_forward(g->gate, g->gate, g->up, (size_t)r * F);
-        distill_matmul_forward(g->tmp, g->gate, p->w_down, NULL, r, F, C);
+        distill__gen_matmul(g->tmp, g->gate, p->w_down, NULL, r, F, C);
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);
     }
     distill_rmsnorm_forward(g->xb, g->rstd, g->x, m->final_norm, r, C, c->norm_eps);
@@ -920,9 +954,9 @@ DISTILL_API int distill_generator_forward(distill_generator *g, const int *seq,
         }
         distill__gen_chunk(g, r);
         if (logits && all_rows) {
-            distill_matmul_forward(logits + (size_t)i0 * V, g->xb, m->lm_head, NULL, r, C, V);
+            distill__gen_matmul(logits + (size_t)i0 * V, g->xb, m->lm_head, NULL, r, C, V);
         } else if (logits && i0 + r == n) {
-            distill_matmul_forward(logits, g->xb + (size_t)(r - 1) * C, m->lm_head, NULL, 1, C, V);
+            distill__gen_matmul(logits, g->xb + (size_t)(r - 1) * C, m->lm_head, NULL, 1, C, V);
         }
     }
     return 0;
