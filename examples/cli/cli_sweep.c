@@ -53,6 +53,7 @@ typedef struct sweep_cfg {
     int n_seeds;
     int64_t split_size;        /* easy/hard and right/wrong subsets; 0: no second experiments */
     int second_seeds;          /* run the second experiments for the first k seeds */
+    int report_only;           /* 1: train nothing; report the runs that have finished */
     /* evaluation */
     int eval_n, max_new, gen_batch;
     int threads;
@@ -114,6 +115,7 @@ static void sweep_usage(FILE *f) {
         "  --batch B --lr X --stage0-epochs N --stage0-lr X   training\n"
         "  --eval-n N --max-new N --gen-batch N   evaluation\n"
         "  --threads N           worker threads (default 1; 0: one per core)\n"
+        "  --report-only 1       train nothing: write the report from the runs finished so far\n"
         "  A config file is one JSON object with the same names (underscores), e.g.\n"
         "  {\"sizes\": [30, 100, 300], \"seeds\": [1, 2], \"epochs\": 5, \"dim\": 96}\n");
 }
@@ -181,6 +183,7 @@ static int sweep_set(sweep_cfg *c, const char *key, const char *val, const disti
     SWEEP_I64("split_size", split_size, 0, 1e7) SWEEP_INT("second_seeds", second_seeds, 0, SWEEP_MAX_SEEDS)
     SWEEP_INT("eval_n", eval_n, 1, 1000000) SWEEP_INT("max_new", max_new, 8, 8192)
     SWEEP_INT("gen_batch", gen_batch, 1, 1024) SWEEP_INT("threads", threads, 0, 256)
+    SWEEP_INT("report_only", report_only, 0, 1)
     if (!strcmp(k, "world_seed")) { if (d != floor(d) || d < 0) return -1; c->world_seed = (uint64_t)d; return 0; }
 #undef SWEEP_INT
 #undef SWEEP_I64
@@ -619,6 +622,10 @@ static int sweep_run(sweep_ctx *x, const char *name, const char *group, const ch
         printf("  %-22s reused (%s)\n", name, rpath);
         return 0;
     }
+    if (x->cfg.report_only) {
+        printf("  %-22s not finished: left out of the report\n", name);
+        return 1;
+    }
     memset(res, 0, sizeof *res);
     snprintf(res->name, sizeof res->name, "%s", name);
     snprintf(res->group, sizeof res->group, "%s", group);
@@ -974,7 +981,10 @@ int cli_sweep(int argc, char **argv) {
 
     /* 3. stage 0: the non-reasoning student */
     printf("stage 0: training the direct-answer student\n");
-    if (sweep_run(&x, "stage0", "stage0", "scratch", 0, 0, x.direct, NULL, c->stage0_epochs, c->stage0_lr, 0, 1, &stage0) != 0) goto done;
+    if (sweep_run(&x, "stage0", "stage0", "scratch", 0, 0, x.direct, NULL, c->stage0_epochs, c->stage0_lr, 0, 1, &stage0) != 0) {
+        fprintf(stderr, "distill sweep: no stage-0 student\n");
+        goto done;
+    }
     res[nr++] = stage0;
     snprintf(ck0, sizeof ck0, "%s/stage0/model.ckpt", x.runs_dir);
 
@@ -990,13 +1000,12 @@ int cli_sweep(int argc, char **argv) {
             sub = distill_dataset_select(x.train_all, &so, &err);
             if (!sub) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
             snprintf(name, sizeof name, "s%llu_n%lld", (unsigned long long)c->seeds[s], (long long)c->sizes[k]);
-            if (sweep_run(&x, name, "sweep", "stage0", (int64_t)c->seeds[s], c->sizes[k], sub, ck0, c->epochs, c->lr, 1,
-                          k == c->n_sizes - 1 && c->split_size > 0 && s < c->second_seeds, &res[nr]) != 0) {
-                distill_dataset_free(sub);
-                goto done;
-            }
-            nr++;
+            rc = sweep_run(&x, name, "sweep", "stage0", (int64_t)c->seeds[s], c->sizes[k], sub, ck0, c->epochs, c->lr, 1,
+                           k == c->n_sizes - 1 && c->split_size > 0 && s < c->second_seeds, &res[nr]);
             distill_dataset_free(sub);
+            if (rc < 0) { rc = 1; goto done; }
+            if (rc == 0) nr++;
+            rc = 1;
         }
     }
 
