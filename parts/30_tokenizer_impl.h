@@ -2041,6 +2041,16 @@ static distill_tokenizer *distill__tk_load_own(const char *path, const char *dat
         t->whole_first = 1;
     }
     if ((vocab = distill__tk_header(&L, "vocab_size", 1 << 24, err)) < 0) goto fail;
+    {   /* every id but the 256 bytes takes a line: a bigger vocab_size cannot be honest */
+        long lines = 0;
+        const char *q;
+        for (q = data; q < data + size; q++) lines += *q == '\n';
+        if (vocab > lines + 256) {
+            distill__err(err, "%s:%d: vocab_size %ld is more than the file's %ld lines can define", path,
+                         L.line, vocab, lines);
+            goto fail;
+        }
+    }
     if (!distill__tk_next_line(&L, &s, &e)) {
         distill__err(err, "%s:%d: truncated: expected 'bytes'", path, L.line);
         goto fail;
@@ -2280,9 +2290,9 @@ static int distill__tk_json_vocab(distill_tokenizer *t, const char *path, const 
     for (i = 0; i < vocab->len; i++) {
         const distill_json *v = &vocab->items[i];
         long n;
-        if (v->type != DISTILL_JSON_NUMBER || !v->is_int || v->i64 < 0 || v->i64 >= (int64_t)vocab->len * 2 + 1024)
-            return distill__err(err, "%s:%d:%d: vocab: id of token '%s' is not an integer in range",
-                                path, v->line, v->col, vocab->keys[i]);
+        if (v->type != DISTILL_JSON_NUMBER || !v->is_int || v->i64 < 0 || v->i64 >= (int64_t)vocab->len)
+            return distill__err(err, "%s:%d:%d: vocab: id of token '%s' is not an integer in 0..%zu "
+                                "(ids must be contiguous)", path, v->line, v->col, vocab->keys[i], vocab->len - 1);
         if (v->i64 < t->n_vocab && t->tok_flag[v->i64])
             return distill__err(err, "%s:%d:%d: vocab: id %d used twice", path, v->line, v->col,
                                 (int)v->i64);
@@ -2472,6 +2482,7 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
     distill_tokenizer *t = NULL;
     unsigned char *buf = NULL;
     size_t i, maxkey = 0;
+    int64_t max_id;
     int pattern;
     int32_t id;
     if (!model || model->type != DISTILL_JSON_OBJECT) {
@@ -2535,6 +2546,9 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
             const distill_json *c = distill_json_get(&added->items[i], "content");
             if (c && c->type == DISTILL_JSON_STRING && c->len > maxkey) maxkey = c->len;
         }
+    /* ids must be contiguous, so none can reach the number of entries */
+    max_id = (int64_t)vocab->len + (added && added->type == DISTILL_JSON_ARRAY ? (int64_t)added->len : 0);
+    if (max_id > (1 << 24)) max_id = 1 << 24;
     buf = (unsigned char *)DISTILL_MALLOC(maxkey * 2 + 16);
     t = distill__tk_new(DISTILL__KIND_BPE, pattern);
     if (!buf || !t) { distill__err(err, "%s: out of memory", path); goto fail; }
@@ -2545,7 +2559,7 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
         for (i = 0; i < added->len; i++) {
             const distill_json *a = &added->items[i];
             const distill_json *aid = distill_json_get(a, "id"), *c = distill_json_get(a, "content");
-            if (!aid || aid->type != DISTILL_JSON_NUMBER || !aid->is_int || aid->i64 < 0 || aid->i64 >= (1 << 24) ||
+            if (!aid || aid->type != DISTILL_JSON_NUMBER || !aid->is_int || aid->i64 < 0 || aid->i64 >= max_id ||
                 !c || c->type != DISTILL_JSON_STRING || c->len == 0) {
                 distill__err(err, "%s:%d: added_tokens[%zu]: expected 'id' (integer) and 'content' "
                              "(non-empty string)", path, a->line, i);
@@ -2564,9 +2578,9 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
     for (i = 0; i < vocab->len; i++) {
         const distill_json *x = &vocab->items[i];
         long n;
-        if (x->type != DISTILL_JSON_NUMBER || !x->is_int || x->i64 < 0 || x->i64 >= (1 << 24)) {
-            distill__err(err, "%s:%d:%d: field 'model.vocab': id of '%s' is not an integer in 0..2^24",
-                         path, x->line, x->col, vocab->keys[i]);
+        if (x->type != DISTILL_JSON_NUMBER || !x->is_int || x->i64 < 0 || x->i64 >= max_id) {
+            distill__err(err, "%s:%d:%d: field 'model.vocab': id of '%s' is not an integer in 0..%ld "
+                         "(ids must be contiguous)", path, x->line, x->col, vocab->keys[i], (long)max_id - 1);
             goto fail;
         }
         if (x->i64 < t->n_vocab && t->tok_flag[x->i64] == DISTILL__TK_SPECIAL) continue;
