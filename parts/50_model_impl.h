@@ -901,7 +901,9 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
         distill_matmul_forward(v, ln1, p->wv, p->bv, (int)BT, C, KVD);
         distill_rope_forward(q, s->pos, (int)BT, NH, HS, c->rope_theta);
         distill_rope_forward(k, s->pos, (int)BT, NKV, HS, c->rope_theta);
-        distill_attention_forward(att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
+        /* the blocked kernel of 10_kernels: same contract and math as distill_attention_forward
+           above (the readable version, checked against finite differences in the tests) */
+        distill_flash_attention_forward(att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
         distill_matmul_forward(xmid, att, p->wo, NULL, (int)BT, NH * HS, C);
         distill__residual_add(xmid, x, (int)BT, C);
         /* MLP block; h = silu(gate)*up lives in scratch (recomputed in the backward) */
@@ -1002,7 +1004,7 @@ DISTILL_API void distill_model_backward(distill_model *m) {
         /* attention: dres is now d(xmid); xmid = x + o(att) */
         memset(A, 0, sizeof(float) * BT * C);
         distill_matmul_backward(A, g.wo, NULL, dres, att, p->wo, (int)BT, NH * HS, C);
-        distill_attention_backward(DQ, DK, DV, A, q, k, v, att, lse, s->len, s->kstart, B, T, NH, NKV, HS);
+        distill_flash_attention_backward(DQ, DK, DV, A, q, k, v, att, lse, s->len, s->kstart, B, T, NH, NKV, HS);
         distill_rope_backward(DQ, s->pos, (int)BT, NH, HS, c->rope_theta);
         distill_rope_backward(DK, s->pos, (int)BT, NKV, HS, c->rope_theta);
         memset(A, 0, sizeof(float) * BT * C);
