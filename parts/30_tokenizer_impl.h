@@ -10,7 +10,10 @@
    lowest-ranked adjacent pair first (leftmost on ties), until none applies.
    llama2.c's tokenizer.bin is a different model on the same machinery: the pieces have scores,
    the highest-scoring adjacent pair whose concatenation is a piece merges first, and code points
-   missing from the vocabulary fall back to byte tokens <0xXX>. */
+   missing from the vocabulary fall back to byte tokens <0xXX>.
+   In order below: Unicode classes and the pre-tokenizers; the tokenizer object; encoding;
+   decoding (and the streaming decoder); training; files (own text format, llama2.c .bin,
+   Hugging Face tokenizer.json, GPT-2 vocab.json + merges.txt). */
 
 #include <ctype.h>
 #if !defined(DISTILL_NO_THREADS) && !defined(_WIN32)
@@ -322,9 +325,8 @@ static size_t distill__tk_ws_chunk(const unsigned char *s, size_t n, size_t i) {
 
 /* GPT-2:  's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
    Returns the end of the chunk that starts at i. */
-static size_t distill__tk_pregpt2(const unsigned char *s, size_t n, size_t i) {
+static size_t distill__tk_pretok_gpt2(const unsigned char *s, size_t n, size_t i) {
     int c;
-    size_t j = i, k;
     if (s[i] == '\'' && i + 1 < n) {
         unsigned c1 = s[i + 1], c2 = i + 2 < n ? s[i + 2] : 0;
         if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') return i + 2;
@@ -336,10 +338,9 @@ static size_t distill__tk_pregpt2(const unsigned char *s, size_t n, size_t i) {
         if (c != DISTILL__C_WS) return distill__tk_run(s, n, i + 1, c, (size_t)-1);
         return distill__tk_ws_chunk(s, n, i);
     }
-    k = distill__tk_char(s, n, j, &c);
-    (void)k;
+    distill__tk_char(s, n, i, &c);
     if (c == DISTILL__C_WS) return distill__tk_ws_chunk(s, n, i);
-    return distill__tk_run(s, n, j, c, (size_t)-1);
+    return distill__tk_run(s, n, i, c, (size_t)-1);   /* letters, numbers or other */
 }
 
 /* The optional case-insensitive contraction of cl100k: '(?i:[sdmt]|ll|ve|re). Returns its end
@@ -358,7 +359,7 @@ static size_t distill__tk_contraction_ci(const unsigned char *s, size_t n, size_
 
 /* cl100k:  '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*
             |\s*[\r\n]|\s+(?!\S)|\s+            (QWEN2: \p{N} one digit at a time) */
-static size_t distill__tk_precl100k(const unsigned char *s, size_t n, size_t i, size_t max_digits) {
+static size_t distill__tk_pretok_cl100k(const unsigned char *s, size_t n, size_t i, size_t max_digits) {
     int c, c2 = -1;
     size_t k, e;
     unsigned b = s[i];
@@ -394,9 +395,9 @@ static size_t distill__tk_precl100k(const unsigned char *s, size_t n, size_t i, 
 /* End of the chunk starting at i < n. */
 static size_t distill__tk_pretok(int pattern, const unsigned char *s, size_t n, size_t i) {
     switch (pattern) {
-    case DISTILL_PATTERN_GPT2: return distill__tk_pregpt2(s, n, i);
-    case DISTILL_PATTERN_CL100K: return distill__tk_precl100k(s, n, i, 3);
-    case DISTILL_PATTERN_QWEN2: return distill__tk_precl100k(s, n, i, 1);
+    case DISTILL_PATTERN_GPT2: return distill__tk_pretok_gpt2(s, n, i);
+    case DISTILL_PATTERN_CL100K: return distill__tk_pretok_cl100k(s, n, i, 3);
+    case DISTILL_PATTERN_QWEN2: return distill__tk_pretok_cl100k(s, n, i, 1);
     default: return n;
     }
 }

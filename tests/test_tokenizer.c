@@ -354,6 +354,56 @@ static void test_batch_matches_single(void) {
     distill_tokenizer_free(t);
 }
 
+#ifndef DISTILL_NO_THREADS
+#include <pthread.h>
+typedef struct enc_job { const distill_tokenizer *t; const char *s; size_t n; distill_ids ids; } enc_job;
+static void *enc_thread(void *arg) {
+    enc_job *j = (enc_job *)arg;
+    distill_error err;
+    int r;
+    for (r = 0; r < 3; r++) { j->ids.n = 0; distill_tokenizer_encode(j->t, j->s, j->n, 1, &j->ids, &err); }
+    return NULL;
+}
+#endif
+
+/* Four threads encode the same text at once on one tokenizer (shared chunk cache, cold at first):
+   every thread gets the ids a lone encode gets. */
+static void test_concurrent_encode(void) {
+#ifndef DISTILL_NO_THREADS
+    distill_tokenizer *t = train_default(800, DISTILL_PATTERN_CL100K), *u;
+    distill_error err;
+    size_t len;
+    char *text = big_corpus(&len);
+    enc_job jobs[4];
+    pthread_t th[4];
+    distill_ids ref = {NULL, 0, 0};
+    int k;
+    if (!t) { free(text); return; }
+    /* the reference from a fresh copy, so its cache is independent */
+    distill_tokenizer_save(t, "build/test_tok_conc.txt", &err);
+    u = distill_tokenizer_load("build/test_tok_conc.txt", NULL, &err);
+    CHECK(u != NULL, "%s", err.msg);
+    if (u) distill_tokenizer_encode(u, text, len, 1, &ref, &err);
+    for (k = 0; k < 4; k++) {
+        jobs[k].t = t; jobs[k].s = text; jobs[k].n = len;
+        memset(&jobs[k].ids, 0, sizeof jobs[k].ids);
+        pthread_create(&th[k], NULL, enc_thread, &jobs[k]);
+    }
+    for (k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        CHECK(jobs[k].ids.n == ref.n && ref.n > 0 && !memcmp(jobs[k].ids.ids, ref.ids, ref.n * sizeof(int32_t)),
+              "thread %d got different ids", k);
+        distill_ids_free(&jobs[k].ids);
+    }
+    distill_ids_free(&ref);
+    distill_tokenizer_free(u);
+    distill_tokenizer_free(t);
+    free(text);
+#else
+    SKIP("DISTILL_NO_THREADS");
+#endif
+}
+
 static void test_bad_arguments(void) {
     distill_error err;
     const char *texts[1] = {"abc"};
@@ -377,6 +427,7 @@ int main(void) {
     RUN(test_save_load);
     RUN(test_stream_decoder);
     RUN(test_batch_matches_single);
+    RUN(test_concurrent_encode);
     RUN(test_bad_arguments);
     return harness_done("test_tokenizer");
 }
