@@ -20,3 +20,73 @@ for cxx in g++ clang++; do
 done
 echo "$CC DISTILL_NO_THREADS"; gcc -std=c99 $W -O2 -DDISTILL_NO_THREADS $d/impl.c -o $d/a.out -lm
 echo "compile-check: ok"
+
+# ---- make matrix (--run): every configuration also builds and RUNS tests/matrix_check.c (two
+# training steps, a JSON parse, a CRC) and must print the default build's numbers (floats within
+# a relative 1e-4). Optional toolchains (-m32 multilib, aarch64 cross + qemu) are skipped with a
+# message when absent. Prints one line per configuration and a summary; exit 1 on any failure.
+[ "$1" = "--run" ] || exit 0
+printf '#define DISTILL_IMPLEMENTATION\n#include "../../distill.h"\nint matrix_tu_b(void){ distill_error e; distill_json *j = distill_json_parse("[7]", 3, "b", 1, &e); int v = j ? (int)j->items[0].i64 : -1; distill_json_free(j); return v; }\n' > $d/matrix_b.c
+M=tests/matrix_check.c
+L="-lm -lpthread"
+P=0; F=0; S=0
+ref=""
+# same NAME "numbers": compare every numeric field with the reference line
+same() {
+  printf '%s\n%s\n' "$ref" "$1" | awk '
+    NR == 1 { for (i = 1; i <= NF; i++) r[i] = $i; n = NF; next }
+    { if (NF != n) { print "field count"; exit 1 }
+      for (i = 1; i <= NF; i++) {
+        if (r[i - 1] == "simd" || r[i - 1] == "extra") continue
+        if (r[i] ~ /^-?[0-9.]+(e[-+]?[0-9]+)?$/ && r[i] ~ /\./) {
+          d = r[i] - $i; if (d < 0) d = -d; a = r[i] < 0 ? -r[i] : r[i]
+          if (d > 1e-4 * a + 1e-7) { print r[i - 1] " " r[i] " vs " $i; exit 1 }
+        } else if (r[i] != $i) { print r[i - 1] " " r[i] " vs " $i; exit 1 }
+      } }'
+}
+# run NAME BUILD-COMMAND... (the command builds $d/m.out); RUNNER / SIMD env may wrap the run
+run() {
+  name=$1; shift
+  t0=$(date +%s)
+  if ! "$@" > $d/build.log 2>&1; then
+    echo "FAIL  $name: build failed"; sed -n 1,15p $d/build.log; F=$((F + 1)); return
+  fi
+  out=$($RUNNER $d/m.out 2>&1); rc=$?
+  t1=$(date +%s)
+  if [ $rc -ne 0 ]; then echo "FAIL  $name: exit $rc: $out"; F=$((F + 1)); return; fi
+  if [ -z "$ref" ]; then ref=$out; fi
+  why=$(same "$out")
+  if [ -n "$why" ]; then echo "FAIL  $name: differs from the default build: $why"; echo "      $out"; F=$((F + 1)); return; fi
+  echo "ok    $name ($((t1 - t0))s): $out"; P=$((P + 1))
+}
+skip() { echo "skip  $1"; S=$((S + 1)); }
+RUNNER=
+run "gcc -std=c99 -O2 (reference)" gcc -std=c99 $W -O2 $M -o $d/m.out $L
+run "gcc -std=c11 -O2" gcc -std=c11 $W -O2 $M -o $d/m.out $L
+run "clang -std=c99 -O2" clang -std=c99 $W -O2 $M -o $d/m.out $L
+run "clang -std=c11 -O0" clang -std=c11 $W -O0 $M -o $d/m.out $L
+run "g++ -x c++ -O2" g++ -x c++ $W -O2 $M -o $d/m.out $L
+run "clang++ -x c++ -O2" clang++ -x c++ $W -O2 $M -o $d/m.out $L
+run "gcc DISTILL_STATIC, two translation units (-DDISTILL_STATIC)" gcc -std=c99 $W -O2 -DDISTILL_STATIC -DMATRIX_TWO_TU $M $d/matrix_b.c -o $d/m.out $L
+run "gcc DISTILL_NO_THREADS (no -lpthread)" gcc -std=c99 $W -O2 -DDISTILL_NO_THREADS $M -o $d/m.out -lm
+run "gcc -O3 -march=native" gcc -std=c99 $W -O3 -march=native $M -o $d/m.out $L
+# scalar-only: the kernels pick their instruction set at run time; DISTILL_SIMD=scalar forces the
+# portable C kernels (there is no compile-time switch)
+RUNNER="env DISTILL_SIMD=scalar"
+run "gcc, scalar kernels (DISTILL_SIMD=scalar)" gcc -std=c99 $W -O2 $M -o $d/m.out $L
+RUNNER="env DISTILL_THREADS=1"
+run "gcc, 1 thread (DISTILL_THREADS=1)" gcc -std=c99 $W -O2 $M -o $d/m.out $L
+RUNNER=
+if [ -f /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ]; then
+  run "gcc BLAS=1 (OpenBLAS)" gcc -std=c99 $W -O2 -DDISTILL_OPENBLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread $M -o $d/m.out -lopenblas $L
+else skip "BLAS=1: libopenblas-dev not installed"; fi
+if echo 'int main(void){return 0;}' | gcc -m32 -x c - -o $d/m32probe >/dev/null 2>&1; then
+  run "gcc -m32" gcc -m32 -std=c99 $W -O2 $M -o $d/m.out $L
+else skip "gcc -m32: no 32-bit libc/libgcc (apt-get install gcc-multilib)"; fi
+if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
+  RUNNER=qemu-aarch64
+  run "aarch64-linux-gnu-gcc -static under qemu-aarch64 (NEON)" aarch64-linux-gnu-gcc -std=c99 $W -O2 -static $M -o $d/m.out $L
+  RUNNER=
+else skip "aarch64: gcc-aarch64-linux-gnu / qemu-user not installed"; fi
+echo "matrix: $P passed, $F failed, $S skipped"
+[ "$F" -eq 0 ]
