@@ -126,25 +126,6 @@ tsan:
 matrix:
 	sh tests/compile_check.sh --run
 
-## make fuzz-all: every libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS each (default 60), one at a
-## time, seeds from tests/fuzz/corpus/<name>/, findings in build/fuzz/art_<name>/ (never part of make test)
-.PHONY: fuzz-all tsan matrix
-fuzz-all:
-	sh tests/fuzz/run_all.sh $(or $(FUZZ_SECONDS),60)
-
-## make tsan: the thread pool (test_threads) and threaded SFT + KD steps (test_tsan_step) under
-## ThreadSanitizer, checked bit-identical to 1 thread
-TSAN_TESTS := build/tsan/tests/test_threads build/tsan/tests/test_tsan_step
-tsan:
-	$(MAKE) CC=clang BUILD=build/tsan OPT="-O1 -fsanitize=thread" LDLIBS="-lm -lpthread -fsanitize=thread" $(TSAN_TESTS)
-	TSAN_OPTIONS="halt_on_error=1 $(TSAN_OPTIONS)" sh tests/run.sh $(TSAN_TESTS)
-
-## make matrix: the build matrix (gcc/clang C99/C11, g++/clang++, DISTILL_STATIC x2, DISTILL_NO_THREADS,
-## scalar kernels, BLAS=1, -m32 and aarch64/qemu when installed), each -Werror, each running
-## tests/matrix_check.c and comparing its numbers with the default build's
-matrix:
-	sh tests/compile_check.sh --run
-
 clean:
 	rm -rf build distill
 
