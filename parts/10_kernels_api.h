@@ -53,6 +53,13 @@ DISTILL_API float distill_vec_dot(const float *a, const float *b, int n);       
 DISTILL_API void  distill_vec_axpy(float *y, float a, const float *x, int n);      /* y += a*x */
 DISTILL_API void  distill_vec_scale(float *y, float a, int n);                     /* y *= a */
 DISTILL_API float distill_vec_max(const float *x, int n);                          /* -INFINITY if n == 0 */
+/* SwiGLU on n floats, serial (for the model's per-chunk tasks):
+     out = silu(gate) * up,  silu(g) = g * sigmoid(g)
+     dgate = dout * up * s * (1 + g * (1 - s)),  dup = dout * g * s,  s = sigmoid(g)
+   dup may alias dout. sigmoid uses the vectorised exp (relative error ~1e-7). */
+DISTILL_API void  distill_vec_swiglu_forward(float *out, const float *gate, const float *up, int n);
+DISTILL_API void  distill_vec_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                                              const float *up, int n);
 /* y[i] = exp(x[i] - shift); returns the sum of the y[i] (y may equal x). exp is a polynomial
    approximation with max relative error < 2e-7 (measured 1.0e-7) for results >= FLT_MIN. */
 DISTILL_API float distill_vec_exp_sum(float *y, const float *x, float shift, int n);

@@ -453,6 +453,51 @@ static ATTR float distill__exp_sum_##SFX(float *y, const float *x, float shift, 
         for (j = 0; i + j < n; j++) { y[i + j] = buf[j]; s += buf[j]; }                      \
     }                                                                                        \
     return s;                                                                                \
+}                                                                                            \
+                                                                                             \
+/* SwiGLU on n floats: out = silu(g) u, silu(g) = g sigmoid(g), sigmoid(g) = 1/(1 + exp(-g)) \
+   backward: dg = d u s (1 + g (1 - s)), du = d g s   (du may alias d). Tails go through a    \
+   small buffer so every element sees the same arithmetic. */                                \
+static ATTR void distill__swiglu_fwd_##SFX(float *out, const float *gate, const float *up, int n) { \
+    float bg[DV_W], bu[DV_W];                                                                \
+    int i = 0, j;                                                                            \
+    for (;; i += DV_W) {                                                                     \
+        const float *g = gate + i, *u = up + i;                                              \
+        float *o = out + i;                                                                  \
+        DV_T gv, s;                                                                          \
+        int m = n - i < DV_W ? n - i : DV_W;                                                 \
+        if (m <= 0) break;                                                                   \
+        if (m < DV_W) {                                                                      \
+            for (j = 0; j < DV_W; j++) { bg[j] = j < m ? g[j] : 0.0f; bu[j] = j < m ? u[j] : 0.0f; } \
+            g = bg; u = bu; o = bg;                                                          \
+        }                                                                                    \
+        gv = DV_LOAD(g);                                                                     \
+        s = DV_ADD(DV_SET1(1.0f), distill__vexp_##SFX(DV_SUB(DV_ZERO(), gv)));               \
+        DV_STORE(o, DV_MUL(DV_MUL(gv, DV_LOAD(u)), DV_DIVONE(s)));                           \
+        if (m < DV_W) { for (j = 0; j < m; j++) out[i + j] = bg[j]; break; }                 \
+    }                                                                                        \
+}                                                                                            \
+static ATTR void distill__swiglu_bwd_##SFX(float *dgate, float *dup, const float *dout,     \
+                                           const float *gate, const float *up, int n) {     \
+    float bg[DV_W], bu[DV_W], bd[DV_W], bdg[DV_W];                                           \
+    int i = 0, j;                                                                            \
+    for (;; i += DV_W) {                                                                     \
+        const float *g = gate + i, *u = up + i, *d = dout + i;                               \
+        float *dg = dgate + i, *du = dup + i;                                                \
+        DV_T gv, uv, dv, s, one = DV_SET1(1.0f);                                             \
+        int m = n - i < DV_W ? n - i : DV_W;                                                 \
+        if (m <= 0) break;                                                                   \
+        if (m < DV_W) {                                                                      \
+            for (j = 0; j < DV_W; j++) { bg[j] = j < m ? g[j] : 0.0f; bu[j] = j < m ? u[j] : 0.0f; \
+                                         bd[j] = j < m ? d[j] : 0.0f; }                      \
+            g = bg; u = bu; d = bd; dg = bdg; du = bd;                                       \
+        }                                                                                    \
+        gv = DV_LOAD(g); uv = DV_LOAD(u); dv = DV_LOAD(d);                                   \
+        s = DV_DIVONE(DV_ADD(one, distill__vexp_##SFX(DV_SUB(DV_ZERO(), gv))));              \
+        DV_STORE(dg, DV_MUL(DV_MUL(DV_MUL(dv, uv), s), DV_FMA(gv, DV_SUB(one, s), one)));    \
+        DV_STORE(du, DV_MUL(DV_MUL(dv, gv), s));                                             \
+        if (m < DV_W) { for (j = 0; j < m; j++) { dgate[i + j] = bdg[j]; dup[i + j] = bd[j]; } break; } \
+    }                                                                                        \
 }
 
 /* The table of one kernel set. nr = 2 * DV_W columns per micro-tile, 6 rows. */
@@ -465,9 +510,12 @@ struct distill__isa_ops {
     void (*scale)(float *y, float a, int n);
     float (*max)(const float *x, int n);
     float (*exp_sum)(float *y, const float *x, float shift, int n);
+    void (*swiglu_fwd)(float *out, const float *gate, const float *up, int n);
+    void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
 };
 #define DISTILL__OPS_TABLE(SFX, NAME) { NAME, 6, 2 * DV_W, distill__ukernel_##SFX, distill__dot_##SFX, \
-    distill__axpy_##SFX, distill__scale_##SFX, distill__max_##SFX, distill__exp_sum_##SFX }
+    distill__axpy_##SFX, distill__scale_##SFX, distill__max_##SFX, distill__exp_sum_##SFX, \
+    distill__swiglu_fwd_##SFX, distill__swiglu_bwd_##SFX }
 
 /* --- scalar: always compiled; the fallback on CPUs without SIMD, and for other compilers - */
 static float distill__i2f(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }
@@ -496,6 +544,7 @@ static int32_t distill__f2i(float v) { return v == v ? (int32_t)v : 0; } /* NaN:
 #define DVI_SRA1(a) distill__sra1(a)
 #define DVI_SHL23(a) ((int32_t)((uint32_t)(a) << 23))
 #define DV_CASTI(i) distill__i2f(i)
+#define DV_DIVONE(x) (1.0f / (x))
 DISTILL__SIMD_TEMPLATE(scalar, )
 static const distill__isa_ops distill__ops_scalar = DISTILL__OPS_TABLE(scalar, "scalar");
 #undef DV_T
@@ -521,6 +570,7 @@ static const distill__isa_ops distill__ops_scalar = DISTILL__OPS_TABLE(scalar, "
 #undef DVI_SRA1
 #undef DVI_SHL23
 #undef DV_CASTI
+#undef DV_DIVONE
 
 #if defined(DISTILL__X86)
 /* --- AVX2 + FMA (x86-64-v3), compiled with a per-function target attribute ----------- */
@@ -560,6 +610,7 @@ static DISTILL__AVX2_ATTR float distill__hmax_avx2(__m256 v) {
 #define DVI_SRA1(a) _mm256_srai_epi32((a), 1)
 #define DVI_SHL23(a) _mm256_slli_epi32((a), 23)
 #define DV_CASTI(i) _mm256_castsi256_ps(i)
+#define DV_DIVONE(x) _mm256_div_ps(_mm256_set1_ps(1.0f), (x))
 DISTILL__SIMD_TEMPLATE(avx2, DISTILL__AVX2_ATTR)
 static const distill__isa_ops distill__ops_avx2 = DISTILL__OPS_TABLE(avx2, "avx2");
 #undef DV_T
@@ -585,6 +636,7 @@ static const distill__isa_ops distill__ops_avx2 = DISTILL__OPS_TABLE(avx2, "avx2
 #undef DVI_SRA1
 #undef DVI_SHL23
 #undef DV_CASTI
+#undef DV_DIVONE
 
 /* --- AVX-512F ------------------------------------------------------------------------ */
 #define DISTILL__AVX512_ATTR __attribute__((target("avx512f")))
@@ -633,6 +685,7 @@ static DISTILL__AVX512_ATTR float distill__hmax_avx512(__m512 v) {
 #define DVI_SRA1(a) _mm512_mask_srai_epi32((a), DISTILL__K16, (a), 1)
 #define DVI_SHL23(a) _mm512_mask_slli_epi32((a), DISTILL__K16, (a), 23)
 #define DV_CASTI(i) _mm512_castsi512_ps(i)
+#define DV_DIVONE(x) _mm512_div_ps(_mm512_set1_ps(1.0f), (x))
 DISTILL__SIMD_TEMPLATE(avx512, DISTILL__AVX512_ATTR)
 static const distill__isa_ops distill__ops_avx512 = DISTILL__OPS_TABLE(avx512, "avx512");
 #undef DV_T
@@ -658,6 +711,7 @@ static const distill__isa_ops distill__ops_avx512 = DISTILL__OPS_TABLE(avx512, "
 #undef DVI_SRA1
 #undef DVI_SHL23
 #undef DV_CASTI
+#undef DV_DIVONE
 #undef DISTILL__K16
 #endif /* DISTILL__X86 */
 
@@ -686,6 +740,7 @@ static const distill__isa_ops distill__ops_avx512 = DISTILL__OPS_TABLE(avx512, "
 #define DVI_SRA1(a) vshrq_n_s32((a), 1)
 #define DVI_SHL23(a) vshlq_n_s32((a), 23)
 #define DV_CASTI(i) vreinterpretq_f32_s32(i)
+#define DV_DIVONE(x) vdivq_f32(vdupq_n_f32(1.0f), (x))
 DISTILL__SIMD_TEMPLATE(neon, )
 static const distill__isa_ops distill__ops_neon = DISTILL__OPS_TABLE(neon, "neon");
 #undef DV_T
@@ -711,6 +766,7 @@ static const distill__isa_ops distill__ops_neon = DISTILL__OPS_TABLE(neon, "neon
 #undef DVI_SRA1
 #undef DVI_SHL23
 #undef DV_CASTI
+#undef DV_DIVONE
 #endif /* DISTILL__NEON */
 
 /* Kernel set by name if this build and this CPU support it, else NULL. */
@@ -768,6 +824,15 @@ DISTILL_API void distill_vec_scale(float *y, float a, int n) { distill__ops()->s
 DISTILL_API float distill_vec_max(const float *x, int n) { return distill__ops()->max(x, n); }
 DISTILL_API float distill_vec_exp_sum(float *y, const float *x, float shift, int n) {
     return distill__ops()->exp_sum(y, x, shift, n);
+}
+
+/* SwiGLU on a range (call it from the model's tasks on their chunk), see the template. */
+DISTILL_API void distill_vec_swiglu_forward(float *out, const float *gate, const float *up, int n) {
+    distill__ops()->swiglu_fwd(out, gate, up, n);
+}
+DISTILL_API void distill_vec_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                                             const float *up, int n) {
+    distill__ops()->swiglu_bwd(dgate, dup, dout, gate, up, n);
 }
 
 /* ===================================================================================== */

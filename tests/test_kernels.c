@@ -284,6 +284,49 @@ static void test_exp_error_bound(void) {
     CHECK(tried >= 1, "no kernel set");
 }
 
+/* SwiGLU primitives against the formulas in double, every kernel set, tails, dup aliasing dout. */
+static void test_vec_swiglu(void) {
+    int k, n, i, tried = 0;
+    distill_rng r;
+    float *g, *u, *d, *o, *dg, *du;
+    distill_rng_seed(&r, 12);
+    g = rand_buf(&r, 1100); u = rand_buf(&r, 1100); d = rand_buf(&r, 1100);
+    o = rand_buf(&r, 1100); dg = rand_buf(&r, 1100); du = rand_buf(&r, 1100);
+    for (i = 0; i < 1100; i++) g[i] *= 12.0f; /* sigmoid saturating both ways */
+    for (k = 0; k < N_ISAS; k++) {
+        if (distill_set_simd(isas[k]) != 0) continue;
+        tried++;
+        for (n = 0; n <= 1100; n += (n < 40 ? 1 : 353)) {
+            int bad = 0, alias;
+            distill_vec_swiglu_forward(o, g, u, n);
+            for (i = 0; i < n && !bad; i++) {
+                double s = 1.0 / (1.0 + exp(-(double)g[i])), want = g[i] * s * u[i];
+                if (fabs(o[i] - want) > 1e-6 * (1 + fabs(want))) {
+                    bad = 1;
+                    CHECK(0, "%s swiglu fwd n=%d i=%d: %.9g vs %.9g", isas[k], n, i, o[i], want);
+                }
+            }
+            for (alias = 0; alias < 2; alias++) {
+                float *dd = alias ? du : d;
+                if (alias) memcpy(du, d, (size_t)n * sizeof(float));
+                distill_vec_swiglu_backward(dg, du, dd, g, u, n);
+                for (i = 0; i < n && !bad; i++) {
+                    double s = 1.0 / (1.0 + exp(-(double)g[i]));
+                    double wg = d[i] * u[i] * s * (1 + g[i] * (1 - s)), wu = d[i] * g[i] * s;
+                    if (fabs(dg[i] - wg) > 1e-6 * (1 + fabs(wg)) || fabs(du[i] - wu) > 1e-6 * (1 + fabs(wu))) {
+                        bad = 1;
+                        CHECK(0, "%s swiglu bwd n=%d i=%d alias=%d: %.9g %.9g vs %.9g %.9g", isas[k], n, i, alias,
+                              dg[i], du[i], wg, wu);
+                    }
+                }
+            }
+        }
+    }
+    distill_set_simd(NULL);
+    CHECK(tried >= 1, "no kernel set");
+    free(g); free(u); free(d); free(o); free(dg); free(du);
+}
+
 int main(void) {
     RUN(test_matmul_ref_matches_double);
     RUN(test_matmul_every_isa);
@@ -291,6 +334,7 @@ int main(void) {
     RUN(test_matmul_threads_bit_exact);
     RUN(test_blas_matches_own);
     RUN(test_vec_primitives);
+    RUN(test_vec_swiglu);
     RUN(test_exp_error_bound);
     return harness_done("test_kernels");
 }
