@@ -1,8 +1,9 @@
 #!/bin/sh
 # Build and run every libFuzzer harness tests/fuzz/fuzz_*.c for FUZZ_SECONDS each (make fuzz-all),
 # one at a time at low priority. Each harness starts from its committed seeds
-# tests/fuzz/corpus/<name>/ (name = file name without fuzz_ and .c) plus the corpus it grew in
-# earlier runs (build/fuzz/corpus_<name>/); findings are written to build/fuzz/art_<name>/ as
+# tests/fuzz/corpus/<name>/ or tests/fuzz/seeds/fuzz_<name>/ (name = file name without fuzz_ and
+# .c; json and data also get tests/fixtures/json and data) plus the corpus it grew in earlier
+# runs (build/fuzz/corpus_<name>/); findings are written to build/fuzz/art_<name>/ as
 # crash-*, oom-*, leak-*, timeout-* files. -malloc_limit_mb flags any single allocation larger
 # than a loader could justify for a <= 1 MB input. Prints one line per harness and exits 1 when
 # any harness found something. Needs clang with libFuzzer (Debian: libclang-rt-14-dev).
@@ -23,7 +24,12 @@ for n in $names; do
   src=tests/fuzz/fuzz_$n.c
   $FCC $FLAGS -o $out/fuzz_$n $src -lm -lpthread || { echo "fuzz_$n: build failed"; bad=1; continue; }
   mkdir -p $out/corpus_$n $out/art_$n
-  [ -d tests/fuzz/corpus/$n ] && cp -n tests/fuzz/corpus/$n/* $out/corpus_$n/ 2>/dev/null
+  for dd in tests/fuzz/corpus/$n tests/fuzz/seeds/fuzz_$n; do
+    [ -d $dd ] && cp -n $dd/* $out/corpus_$n/ 2>/dev/null
+  done
+  # the JSON and data harnesses start from the committed JSON/JSONL fixtures
+  case $n in json|data) for dd in tests/fixtures/json tests/fixtures/data; do
+    [ -d $dd ] && cp -n $dd/* $out/corpus_$n/ 2>/dev/null; done ;; esac
   before=$(ls $out/art_$n | wc -l)
   # from the repo root, so harnesses find ../shared/data like the tests do
   nice -n 10 $out/fuzz_$n -max_total_time="$SECS" -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=20 \
