@@ -215,6 +215,28 @@ static const uint32_t distill__tk_uni_ln[796][3] = {
 static const uint32_t distill__tk_uni_ws[11][2] = {
     {0x9,0xD},{0x20,0x20},{0x85,0x85},{0xA0,0xA0},{0x1680,0x1680},{0x2000,0x200A},{0x2028,0x2028},{0x2029,0x2029},{0x202F,0x202F},{0x205F,0x205F},{0x3000,0x3000},
 };
+/* NFC_Quick_Check = No or Maybe (DerivedNormalizationProps.txt): text without these is NFC. */
+static const uint32_t distill__tk_uni_nfcqc[112][2] = {
+    {0x300,0x304},{0x306,0x30C},{0x30F,0x30F},{0x311,0x311},{0x313,0x314},{0x31B,0x31B},
+    {0x323,0x328},{0x32D,0x32E},{0x330,0x331},{0x338,0x338},{0x340,0x345},{0x374,0x374},
+    {0x37E,0x37E},{0x387,0x387},{0x653,0x655},{0x93C,0x93C},{0x958,0x95F},{0x9BE,0x9BE},
+    {0x9D7,0x9D7},{0x9DC,0x9DD},{0x9DF,0x9DF},{0xA33,0xA33},{0xA36,0xA36},{0xA59,0xA5B},
+    {0xA5E,0xA5E},{0xB3E,0xB3E},{0xB56,0xB57},{0xB5C,0xB5D},{0xBBE,0xBBE},{0xBD7,0xBD7},
+    {0xC56,0xC56},{0xCC2,0xCC2},{0xCD5,0xCD6},{0xD3E,0xD3E},{0xD57,0xD57},{0xDCA,0xDCA},
+    {0xDCF,0xDCF},{0xDDF,0xDDF},{0xF43,0xF43},{0xF4D,0xF4D},{0xF52,0xF52},{0xF57,0xF57},
+    {0xF5C,0xF5C},{0xF69,0xF69},{0xF73,0xF73},{0xF75,0xF76},{0xF78,0xF78},{0xF81,0xF81},
+    {0xF93,0xF93},{0xF9D,0xF9D},{0xFA2,0xFA2},{0xFA7,0xFA7},{0xFAC,0xFAC},{0xFB9,0xFB9},
+    {0x102E,0x102E},{0x1161,0x1175},{0x11A8,0x11C2},{0x1B35,0x1B35},{0x1F71,0x1F71},{0x1F73,0x1F73},
+    {0x1F75,0x1F75},{0x1F77,0x1F77},{0x1F79,0x1F79},{0x1F7B,0x1F7B},{0x1F7D,0x1F7D},{0x1FBB,0x1FBB},
+    {0x1FBE,0x1FBE},{0x1FC9,0x1FC9},{0x1FCB,0x1FCB},{0x1FD3,0x1FD3},{0x1FDB,0x1FDB},{0x1FE3,0x1FE3},
+    {0x1FEB,0x1FEB},{0x1FEE,0x1FEF},{0x1FF9,0x1FF9},{0x1FFB,0x1FFB},{0x1FFD,0x1FFD},{0x2000,0x2001},
+    {0x2126,0x2126},{0x212A,0x212B},{0x2329,0x232A},{0x2ADC,0x2ADC},{0x3099,0x309A},{0xF900,0xFA0D},
+    {0xFA10,0xFA10},{0xFA12,0xFA12},{0xFA15,0xFA1E},{0xFA20,0xFA20},{0xFA22,0xFA22},{0xFA25,0xFA26},
+    {0xFA2A,0xFA6D},{0xFA70,0xFAD9},{0xFB1D,0xFB1D},{0xFB1F,0xFB1F},{0xFB2A,0xFB36},{0xFB38,0xFB3C},
+    {0xFB3E,0xFB3E},{0xFB40,0xFB41},{0xFB43,0xFB44},{0xFB46,0xFB4E},{0x110BA,0x110BA},{0x11127,0x11127},
+    {0x1133E,0x1133E},{0x11357,0x11357},{0x114B0,0x114B0},{0x114BA,0x114BA},{0x114BD,0x114BD},{0x115AF,0x115AF},
+    {0x11930,0x11930},{0x1D15E,0x1D164},{0x1D1BB,0x1D1C0},{0x2F800,0x2FA1D},
+};
 /* END GENERATED UNICODE TABLES */
 
 static const unsigned char distill__tk_ascii_class[128] = {
@@ -476,6 +498,7 @@ struct distill_tokenizer {
     int32_t bos_id, eos_id, space_id;
     uint32_t max_piece;                /* longest token in bytes                                */
     int whole_first;                   /* HF ignore_merges: a chunk that is a token stays whole */
+    int nfc;                           /* HF NFC normalizer: encode refuses text not proven NFC */
     distill__tk_tcache *cache;
 };
 
@@ -1071,6 +1094,29 @@ static int distill__tk_encode_text(const distill_tokenizer *t, distill__tk_scrat
     return 0;
 }
 
+/* Tokenizers with an NFC normalizer (Qwen2's tokenizer.json) expect normalized text. Instead of
+   carrying composition tables, check that the text is already NFC: a text with no code point
+   whose NFC_Quick_Check is No or Maybe is NFC. Such code points start at U+0300 (lead byte 0xCC),
+   so ASCII and most text pass with one byte compare each. Returns the byte offset of the first
+   suspicious code point, or (size_t)-1. */
+static size_t distill__tk_not_nfc(const unsigned char *p, size_t n, uint32_t *cp_out) {
+    size_t i = 0;
+    while (i < n) {
+        uint32_t cp;
+        size_t k, lo = 0, hi = sizeof distill__tk_uni_nfcqc / sizeof distill__tk_uni_nfcqc[0];
+        if (p[i] < 0xCC) { i++; continue; }
+        k = distill__tk_utf8(p + i, n - i, &cp);
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (cp < distill__tk_uni_nfcqc[mid][0]) hi = mid;
+            else if (cp > distill__tk_uni_nfcqc[mid][1]) lo = mid + 1;
+            else { *cp_out = cp; return i; }
+        }
+        i += k;
+    }
+    return (size_t)-1;
+}
+
 DISTILL_API int distill_tokenizer_encode_ex(const distill_tokenizer *t, const char *text,
                                             size_t len, int flags, distill_ids *out,
                                             distill_error *err) {
@@ -1081,6 +1127,14 @@ DISTILL_API int distill_tokenizer_encode_ex(const distill_tokenizer *t, const ch
     memset(&s, 0, sizeof s);
     if (!text && len) return distill__err(err, "tokenizer: encode: NULL text");
     if (len >= 0xFFFFFFFFu) return distill__err(err, "tokenizer: encode: text longer than 4 GB");
+    if (t->nfc && len) {
+        uint32_t cp = 0;
+        size_t at = distill__tk_not_nfc(p, len, &cp);
+        if (at != (size_t)-1)
+            return distill__err(err, "tokenizer: encode: U+%04X at byte %zu may need NFC normalization, "
+                                "which this tokenizer requires and distill.h does not implement: "
+                                "normalize the text to NFC first", (unsigned)cp, at);
+    }
     if ((flags & DISTILL_ENC_BOS) && t->bos_id >= 0 && distill_ids_push(out, t->bos_id))
         return distill__err(err, "tokenizer: out of memory");
     if ((flags & DISTILL_ENC_ALLOW_SPECIAL) && t->n_special) {
@@ -1766,7 +1820,8 @@ DISTILL_API distill_tokenizer *distill_tokenizer_train(const char *const *texts,
 
    Text is escaped: backslash as \\, and bytes <= 0x20, 0x7F and '"' as \xHH; bytes >= 0x80 stay
    raw when the token is valid UTF-8 (so CJK reads as CJK), else \xHH. "ignore_merges 1" after
-   the pattern line marks Hugging Face's ignore_merges behaviour. */
+   the pattern line marks Hugging Face's ignore_merges behaviour, "normalizer nfc" after it a
+   tokenizer that requires NFC text (encode checks it). */
 
 static int distill__tk_valid_utf8(const unsigned char *p, size_t n) {
     size_t i = 0;
@@ -1804,6 +1859,7 @@ DISTILL_API int distill_tokenizer_save(const distill_tokenizer *t, const char *p
     for (id = 0; id < t->n_vocab; id++) if (t->tok_flag[id] == DISTILL__TK_PLAIN) n_plain++;
     fprintf(f, "distill-tokenizer 1\npattern %s\n", distill_pattern_name(t->pattern));
     if (t->whole_first) fprintf(f, "ignore_merges 1\n");
+    if (t->nfc) fprintf(f, "normalizer nfc\n");
     fprintf(f, "vocab_size %d\n", (int)t->n_vocab);
     if (identity) fprintf(f, "bytes identity\n");
     else {
@@ -2040,6 +2096,10 @@ static distill_tokenizer *distill__tk_load_own(const char *path, const char *dat
     if (L.p + 15 <= L.end && !memcmp(L.p, "ignore_merges 1", 15)) {
         distill__tk_next_line(&L, &s, &e);
         t->whole_first = 1;
+    }
+    if (L.p + 14 <= L.end && !memcmp(L.p, "normalizer nfc", 14)) {
+        distill__tk_next_line(&L, &s, &e);
+        t->nfc = 1;
     }
     if ((vocab = distill__tk_header(&L, "vocab_size", 1 << 24, err)) < 0) goto fail;
     {   /* every id but the 256 bytes takes a line: a bigger vocab_size cannot be honest */
@@ -2484,7 +2544,7 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
     unsigned char *buf = NULL;
     size_t i, maxkey = 0;
     int64_t max_id;
-    int pattern;
+    int pattern, nfc = 0;
     int32_t id;
     if (!model || model->type != DISTILL_JSON_OBJECT) {
         distill__err(err, "%s: field 'model': expected an object", path);
@@ -2513,9 +2573,12 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
     v = distill_json_get(root, "normalizer");
     if (v && v->type != DISTILL_JSON_NULL) {
         const distill_json *ty = distill_json_get(v, "type");
-        distill__err(err, "%s:%d: field 'normalizer': '%s' is not supported (only null)", path, v->line,
-                     ty && ty->type == DISTILL_JSON_STRING ? ty->str : "?");
-        return NULL;
+        if (!ty || ty->type != DISTILL_JSON_STRING || strcmp(ty->str, "NFC")) {
+            distill__err(err, "%s:%d: field 'normalizer': '%s' is not supported (null, or NFC with text "
+                         "that is already NFC)", path, v->line, ty && ty->type == DISTILL_JSON_STRING ? ty->str : "?");
+            return NULL;
+        }
+        nfc = 1;
     }
     pattern = distill__tk_json_pretok(path, distill_json_get(root, "pre_tokenizer"), err);
     if (pattern < 0) return NULL;
@@ -2555,6 +2618,7 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
     if (!buf || !t) { distill__err(err, "%s: out of memory", path); goto fail; }
     v = distill_json_get(model, "ignore_merges");
     t->whole_first = distill__tk_json_true(v);
+    t->nfc = nfc;
     /* added tokens first, so their ids are taken before the vocab loader sees them */
     if (added && added->type == DISTILL_JSON_ARRAY)
         for (i = 0; i < added->len; i++) {

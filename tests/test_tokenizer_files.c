@@ -343,9 +343,29 @@ static void test_hostile_json(void) {
     expect_fail("build/hostile_tok.json", NULL, "truncated tokenizer.json", NULL);
     write_file("build/hostile_tok.json", "{\"model\": {\"type\": \"WordPiece\"}}", 32);
     expect_fail("build/hostile_tok.json", NULL, "WordPiece", "WordPiece");
-    snprintf(buf, sizeof buf, "{\"normalizer\": {\"type\": \"NFC\"}, %s[]}}", hf_head + 1);
+    snprintf(buf, sizeof buf, "{\"normalizer\": {\"type\": \"NFKC\"}, %s[]}}", hf_head + 1);
     write_file("build/hostile_tok.json", buf, strlen(buf));
-    expect_fail("build/hostile_tok.json", NULL, "normalizer", "NFC");
+    expect_fail("build/hostile_tok.json", NULL, "normalizer", "NFKC");
+    {   /* NFC (Qwen2): accepted, and encode refuses text it cannot prove to be NFC */
+        distill_ids ids = {NULL, 0, 0};
+        distill_tokenizer *u;
+        snprintf(buf, sizeof buf, "{\"normalizer\": {\"type\": \"NFC\"}, %s[\"a b\"]}}", hf_head + 1);
+        write_file("build/hostile_tok.json", buf, strlen(buf));
+        t = distill_tokenizer_load("build/hostile_tok.json", NULL, &err);
+        CHECK(t != NULL, "NFC normalizer: %s", err.msg);
+        if (t) {
+            CHECK(distill_tokenizer_encode(t, "abba", 4, 0, &ids, &err) == 0, "ASCII is NFC: %s", err.msg);
+            err.msg[0] = 0;
+            CHECK(distill_tokenizer_encode(t, "ab\xcc\x81", 4, 0, &ids, &err) == -1 && strstr(err.msg, "U+0301"),
+                  "combining acute must be refused: %s", err.msg);
+            CHECK(distill_tokenizer_save(t, "build/hostile_nfc.txt", &err) == 0, "save");
+            u = distill_tokenizer_load("build/hostile_nfc.txt", NULL, &err);
+            CHECK(u && distill_tokenizer_encode(u, "a\xcc\x81", 3, 0, &ids, &err) == -1, "NFC flag survives save/load");
+            distill_tokenizer_free(u);
+        }
+        distill_ids_free(&ids);
+        distill_tokenizer_free(t);
+    }
     snprintf(buf, sizeof buf, "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\w+\"}, "
              "\"behavior\": \"Isolated\"}, %s[]}}", hf_head + 1);
     write_file("build/hostile_tok.json", buf, strlen(buf));

@@ -6,7 +6,9 @@ parts/30_tokenizer_impl.h between the BEGIN/END GENERATED UNICODE TABLES markers
 The regexes of GPT-2 and cl100k/Qwen use three classes: \\p{L} (general category L*: Lu Ll Lt Lm
 Lo), \\p{N} (Nd Nl No) and \\s (the White_Space property in Rust's regex crate, which tiktoken
 uses). Letters and numbers become one sorted table of code point ranges with a class each; the
-short White_Space list is written out as ranges too.
+short White_Space list is written out as ranges too. A third table lists the code points whose
+NFC_Quick_Check is No or Maybe, so that tokenizers with an NFC normalizer can prove that a text
+is already NFC (distill.h does not implement normalization itself).
 
     python3 tools/gen_unicode_tables.py [UnicodeData.txt PropList.txt]
 """
@@ -62,9 +64,32 @@ def white_space():
             out.append((int(a, 16), int(b or a, 16)))
     return sorted(out)
 
+def nfc_maybe_or_no():
+    """Code points whose NFC_Quick_Check is No or Maybe (DerivedNormalizationProps.txt): text
+    without any of them is already in NFC."""
+    out = []
+    with open(os.path.join(os.path.dirname(UDATA), "DerivedNormalizationProps.txt"), encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#")[0].strip()
+            if not line:
+                continue
+            parts = [x.strip() for x in line.split(";")]
+            if len(parts) == 3 and parts[1] == "NFC_QC" and parts[2] in ("N", "M"):
+                a, _, b = parts[0].partition("..")
+                out.append([int(a, 16), int(b or a, 16)])
+    out.sort()
+    merged = []
+    for a, b in out:
+        if merged and merged[-1][1] + 1 >= a:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return merged
+
 def main():
     ln = ranges(classes())
     ws = white_space()
+    nfc = nfc_maybe_or_no()
     version = "unknown"
     readme = os.path.join(os.path.dirname(UDATA), "ReadMe.txt")
     if os.path.exists(readme):
@@ -86,6 +111,16 @@ def main():
     lines.append("static const uint32_t distill__tk_uni_ws[%d][2] = {" % len(ws))
     lines.append("    " + "".join("{0x%X,0x%X}," % r for r in ws))
     lines.append("};")
+    lines.append("/* NFC_Quick_Check = No or Maybe (DerivedNormalizationProps.txt): text without these is NFC. */")
+    lines.append("static const uint32_t distill__tk_uni_nfcqc[%d][2] = {" % len(nfc))
+    row = []
+    for a, b in nfc:
+        row.append("{0x%X,0x%X}," % (a, b))
+        if len(row) == 6:
+            lines.append("    " + "".join(row)); row = []
+    if row:
+        lines.append("    " + "".join(row))
+    lines.append("};")
     lines.append(END)
     block = "\n".join(lines)
     src = open(TARGET, encoding="utf-8").read()
@@ -94,7 +129,8 @@ def main():
         sys.exit("markers not found in " + TARGET)
     src = src[:i] + block + src[j + len(END):]
     open(TARGET, "w", encoding="utf-8").write(src)
-    print("wrote %d letter/number ranges, %d white-space ranges into %s" % (len(ln), len(ws), TARGET))
+    print("wrote %d letter/number ranges, %d white-space ranges, %d NFC quick-check ranges into %s"
+          % (len(ln), len(ws), len(nfc), TARGET))
 
 if __name__ == "__main__":
     main()
