@@ -574,7 +574,7 @@ static int distill__tk_set(distill_tokenizer *t, int32_t id, const void *bytes, 
             return -1;
         t->cap = cap;
     }
-    if (t->pool_n + len > t->pool_cap) {
+    if (t->pool_n + len > t->pool_cap || !t->pool) {   /* never NULL, even for empty tokens */
         size_t cap = t->pool_cap ? t->pool_cap : 4096;
         while (cap < t->pool_n + len) cap *= 2;
         if (cap > 0xFFFFFFFFu) return -1;

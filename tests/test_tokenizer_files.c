@@ -291,6 +291,19 @@ static void test_hostile_llama(void) {
     expect_fail("build/hostile_llama.bin", NULL, "max_token_length 0", "max_token_length");
     write_file("build/hostile_llama.bin", "", 0);
     expect_fail("build/hostile_llama.bin", NULL, "empty file", NULL);
+    {   /* found by the fuzzer: every piece empty (a NULL pool once) */
+        unsigned char e[4 + 8 * 4];
+        distill_error err;
+        distill_tokenizer *t;
+        distill_ids ids = {NULL, 0, 0};
+        memset(e, 0, sizeof e);
+        put_i32(e, 4);
+        write_file("build/hostile_llama.bin", e, sizeof e);
+        t = distill_tokenizer_load("build/hostile_llama.bin", NULL, &err);
+        if (t) distill_tokenizer_encode(t, "abc", 3, 1, &ids, &err);
+        distill_ids_free(&ids);
+        distill_tokenizer_free(t);
+    }
 }
 
 static void test_hostile_json(void) {
