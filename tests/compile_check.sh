@@ -51,8 +51,9 @@ run() {
   if ! "$@" > $d/build.log 2>&1; then
     echo "FAIL  $name: build failed"; sed -n 1,15p $d/build.log; F=$((F + 1)); return
   fi
-  out=$($RUNNER $d/m.out 2>&1); rc=$?
+  out=$(timeout ${MATRIX_TIMEOUT:-300} $RUNNER $d/m.out 2>&1); rc=$?
   t1=$(date +%s)
+  if [ $rc -eq 124 ]; then echo "FAIL  $name: no result after ${MATRIX_TIMEOUT:-300}s (hang)"; F=$((F + 1)); return; fi
   if [ $rc -ne 0 ]; then echo "FAIL  $name: exit $rc: $out"; F=$((F + 1)); return; fi
   if [ -z "$ref" ]; then ref=$out; fi
   why=$(same "$out")
