@@ -4,9 +4,9 @@
                   [--think-in-prompt] [--tokenizer FILE] [--k 1,5]
                   [--verifier NAME | --verifier-cmd CMD] [--verifier-timeout SEC] [--out DIR]
      distill eval --model FILE --data EVAL.jsonl [--n N] [--k 1,5] [--max-new-tokens N]
-                  [--temperature T] [--top-p P] [--top-k K] [--seed S] [--batch B]
-                  [--tokenizer FILE] [--prompt-field F] [--verifier NAME | --verifier-cmd CMD]
-                  [--out DIR]
+                  [--temperature T] [--top-p P] [--top-k K] [--seed S] [--batch B] [--raw]
+                  [--tokenizer FILE] [--template NAME] [--system TEXT] [--prompt-field F]
+                  [--max-problems N] [--quiet] [--verifier NAME | --verifier-cmd CMD] [--out DIR]
 
    The results JSON object goes to stdout (and DIR/results.json with --out); the scored samples
    go to DIR/generations.jsonl.
@@ -253,17 +253,30 @@ static void eval_usage(FILE *f) {
         "usage: distill eval --generations FILE.jsonl [--field text] [--prompt-field prompt]\n"
         "                    [--think-in-prompt] [--tokenizer FILE] [--k 1,5]\n"
         "                    [--verifier NAME | --verifier-cmd CMD] [--verifier-timeout SEC] [--out DIR]\n"
-        "       distill eval --model FILE --data EVAL.jsonl [--n N] [--k 1,5] [--max-new-tokens N]\n"
-        "                    [--temperature T] [--top-p P] [--top-k K] [--seed S] [--batch B]\n"
-        "                    [--tokenizer FILE] [--prompt-field F] [--raw]\n"
+        "       distill eval --model FILE --data EVAL.jsonl [--tokenizer FILE] [--n N] [--k 1,5]\n"
+        "                    [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
+        "                    [--batch B] [--template NAME] [--system TEXT] [--prompt-field F] [--raw]\n"
+        "                    [--max-problems N] [--quiet]\n"
         "                    [--verifier NAME | --verifier-cmd CMD] [--verifier-timeout SEC] [--out DIR]\n"
         "\n"
         "Scores generations with the same definitions for any model: completion_rate,\n"
         "strict_completion_rate, think_open/close/both_rate, think_tokens_mean/median, and with a\n"
         "verifier pass_at_1, pass_at_k, accuracy_completed/truncated (per difficulty too).\n"
-        "Verifiers: --verifier world (the miniature programming world), --verifier-cmd CMD (CMD\n"
-        "reads {record,text,code} JSON on stdin, prints {\"pass\":bool,\"reason\":str}).\n"
-        "Without a verifier a boolean \"pass\" field in --generations lines is used.\n");
+        "The results JSON goes to stdout (and DIR/results.json); the samples to DIR/generations.jsonl.\n"
+        "\n"
+        "--generations: one JSON object per line with the text in --field (default text); read when\n"
+        "  present: finish_reason, question_id (or id, task_id), difficulty, pass, and the prompt in\n"
+        "  --prompt-field (its think tag counts). --think-in-prompt: every prompt opened <think>.\n"
+        "  Think lengths are tokens with --tokenizer, else whitespace-separated words.\n"
+        "--model: the prompt is --prompt-field or the first of prompt/question/problem/instruction\n"
+        "  (rendered by the chat template, or as is after BOS with --raw), else the record's\n"
+        "  conversation up to its final assistant turn. Defaults: --n 1, --k 1, --max-new-tokens 512,\n"
+        "  --temperature 0 (greedy), --batch 8, --seed 1.\n"
+        "Verifiers: --verifier world (the miniature programming world: record's hidden_tests),\n"
+        "  --verifier-cmd CMD (run under /bin/sh per sample; reads {\"record\",\"text\",\"code\"} JSON on\n"
+        "  stdin, prints {\"pass\": bool, \"reason\": str}; non-zero exit, no verdict or more than\n"
+        "  --verifier-timeout seconds (default 30) = fail). Without a verifier, --generations uses a\n"
+        "  boolean \"pass\" field when every line has one.\n");
 }
 
 /* Parse "1,5,10" into ks; returns the count or -1. */
