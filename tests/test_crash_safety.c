@@ -17,7 +17,8 @@
 #include <sys/select.h>
 #include <sys/time.h>
 
-#define DIR_ "build/crash_safety"
+/* per process, so concurrent make test / make asan runs do not share it */
+static char DIR_[64], RESULTS_[96], REF_[96];
 #define STEPS 60
 #define SAVE_EVERY 2
 #define KILLS 8
@@ -52,7 +53,7 @@ typedef struct { int fd; } cs_cb;
 static int cs_callback(void *ctx, const distill_step_info *in) {
     char buf[128];
     int n = snprintf(buf, sizeof buf, "{\"step\": %lld, \"loss\": %.9g}\n", (long long)in->step, in->loss);
-    distill_write_file_atomic(DIR_ "/results.json", buf, (size_t)n, NULL);
+    distill_write_file_atomic(RESULTS_, buf, (size_t)n, NULL);
     n = snprintf(buf, sizeof buf, "%lld\n", (long long)in->step);
     if (write(((cs_cb *)ctx)->fd, buf, (size_t)n) < 0) return 1;
     return 0;
@@ -151,6 +152,9 @@ static void test_kill_during_training_loop(void) {
     distill_rng r;
     int k, bad = 0, tmp_files = 0, resumed_ok = 0, lost_max = 0;
     mkdir("build", 0755);
+    snprintf(DIR_, sizeof DIR_, "build/crash_safety.%ld", (long)getpid());
+    snprintf(RESULTS_, sizeof RESULTS_, "%s/results.json", DIR_);
+    snprintf(REF_, sizeof REF_, "%s/ref", DIR_);
     mkdir(DIR_, 0755);
     rm_dir(DIR_);
     /* the parent must not start the thread pool before forking: a forked child has no pool
@@ -217,10 +221,11 @@ static void test_kill_during_training_loop(void) {
     CHECK(bad == 0, "%d corrupt or torn files after the kills", bad);
     /* finish without a kill: resumes from the newest checkpoint; must equal the uninterrupted run */
     CHECK(cs_train(DIR_, -1, got, &err) == 0, "final resume: %s", err.msg);
-    mkdir(DIR_ "/ref", 0755);
-    rm_dir(DIR_ "/ref");
-    CHECK(cs_train(DIR_ "/ref", -1, ref, &err) == 0, "uninterrupted run: %s", err.msg);
+    mkdir(REF_, 0755);
+    rm_dir(REF_);
+    CHECK(cs_train(REF_, -1, ref, &err) == 0, "uninterrupted run: %s", err.msg);
     CHECK(!strcmp(ref, got), "weights after %d kills and resumes differ from the uninterrupted run", KILLS);
+    if (!harness_cur_failed) { rm_dir(REF_); remove(REF_); rm_dir(DIR_); remove(DIR_); }   /* kept for a look when failing */
     printf("    %d kills, %d with a checkpoint to resume, at most %d steps lost, %d temp files left by killed writes\n",
            KILLS, resumed_ok, lost_max, tmp_files);
 }
