@@ -145,6 +145,7 @@ int cli_generate(int argc, char **argv) {
     } else {
         printf("\n");
     }
+    fflush(stdout);
     fprintf(stderr, "[finish: %s, %d prompt + %zu new tokens, %.1f tok/s]\n",
             distill_finish_name(res.finish), plen, res.n, dt > 0 ? (double)res.n / dt : 0.0);
     rc = 0;
