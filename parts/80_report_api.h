@@ -41,7 +41,10 @@ typedef struct distill_plot_panel {
     double y_min, y_max;     /* y_min >= y_max: fitted to the data */
     const distill_plot_series *series;
     int n_series;
+    int legend_pos;          /* DISTILL_LEGEND_*: where the legend box goes inside the plot area */
 } distill_plot_panel;
+enum { DISTILL_LEGEND_TOP_RIGHT = 0, DISTILL_LEGEND_TOP_LEFT, DISTILL_LEGEND_TOP_CENTER,
+       DISTILL_LEGEND_BOTTOM_RIGHT, DISTILL_LEGEND_BOTTOM_LEFT, DISTILL_LEGEND_BOTTOM_CENTER };
 
 /* Write an SVG document: a title line over n_panels panels side by side, each panel_w x panel_h
    pixels. 0 ok, -1 on invalid input (err says which). */

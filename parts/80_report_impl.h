@@ -230,7 +230,7 @@ static void distill__fmt_num(char *buf, size_t cap, double v) {
 }
 
 static void distill__panel(FILE *f, const distill_plot_panel *p, double ox, double oy, int w, int h) {
-    double xlo = HUGE_VAL, xhi = -HUGE_VAL, ylo = HUGE_VAL, yhi = -HUGE_VAL, step, v;
+    double xlo = HUGE_VAL, xhi = -HUGE_VAL, ylo = HUGE_VAL, yhi = -HUGE_VAL, step, ystep, v;
     int s, i, any_zero = 0, legend_n = 0;
     char num[64];
     /* data ranges (x in log10 units on a log axis) */
@@ -248,15 +248,19 @@ static void distill__panel(FILE *f, const distill_plot_panel *p, double ox, doub
         if (se->label) legend_n++;
     }
     if (xlo > xhi) { xlo = 0; xhi = 1; }
-    if (p->log_x) { xlo = floor(xlo); xhi = ceil(xhi); if (xhi <= xlo) xhi = xlo + 1; }
+    if (p->log_x) {   /* the data's span plus a small margin, in decades */
+        double pad = xhi - xlo < 1 ? 0.1 : 0.06 * (xhi - xlo);
+        xlo -= pad;
+        xhi += pad;
+    }
     else if (xhi <= xlo) { xlo -= 0.5; xhi += 0.5; }
-    if (p->y_min < p->y_max) { ylo = p->y_min; yhi = p->y_max; }
+    if (p->y_min < p->y_max) { ylo = p->y_min; yhi = p->y_max; ystep = distill__nice_step(yhi - ylo, 5); }
     else {
         if (ylo > yhi) { ylo = 0; yhi = 1; }
         if (yhi - ylo < 1e-9) { ylo -= 0.5; yhi += 0.5; }
-        step = distill__nice_step(yhi - ylo, 5);
-        ylo = floor(ylo / step + 1e-9) * step;
-        yhi = ceil(yhi / step - 1e-9) * step;
+        ystep = distill__nice_step(yhi - ylo, 5);
+        ylo = floor(ylo / ystep + 1e-9) * ystep;
+        yhi = ceil(yhi / ystep - 1e-9) * ystep;
     }
     fprintf(f, "<g transform=\"translate(%.1f,%.1f)\">\n", ox, oy);
     /* frame, title, axis labels */
@@ -272,8 +276,7 @@ static void distill__panel(FILE *f, const distill_plot_panel *p, double ox, doub
     distill__xml_text(f, p->ylabel);
     fputs("</text>\n", f);
     /* y grid and ticks */
-    step = distill__nice_step(yhi - ylo, 5);
-    for (v = ylo; v <= yhi + step * 1e-6; v += step) {
+    for (v = ceil(ylo / ystep - 1e-9) * ystep; v <= yhi + ystep * 1e-6; v += ystep) {
         double py = distill_plot_px_y(v, ylo, yhi, h);
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n",
                 DISTILL__PL_ML, py, (double)w - DISTILL__PL_MR, py);
@@ -283,15 +286,16 @@ static void distill__panel(FILE *f, const distill_plot_panel *p, double ox, doub
     /* x ticks: decades on a log axis (with 2 and 5 between when there are few), else nice steps */
     if (p->log_x) {
         double d;
-        for (d = xlo; d <= xhi + 1e-9; d += 1) {
+        for (d = floor(xlo); d <= xhi + 1e-9; d += 1) {
             int mlt;
             for (mlt = 1; mlt <= 5; mlt += (mlt == 1 ? 1 : 3)) {
                 double xv = pow(10.0, d) * mlt, px;
                 if (log10(xv) > xhi + 1e-9) break;
+                if (log10(xv) < xlo - 1e-9) continue;
                 px = distill_plot_px_x(xv, xlo, xhi, 1, w);
                 fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", px, DISTILL__PL_MT,
                         px, (double)h - DISTILL__PL_MB, mlt == 1 ? "#ddd" : "#f0f0f0");
-                if (mlt == 1 || xhi - xlo <= 2) {
+                if (mlt == 1 || xhi - xlo <= 2.6) {
                     distill__fmt_num(num, sizeof num, xv);
                     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">%s</text>\n", px,
                             (double)h - DISTILL__PL_MB + 15, num);
@@ -354,10 +358,14 @@ static void distill__panel(FILE *f, const distill_plot_panel *p, double ox, doub
     }
     /* legend, top right inside the plot area */
     if (legend_n) {
+        double boxh = 6 + 15 * legend_n, left = DISTILL__PL_ML + (p->log_x ? DISTILL__PL_ZG : 0);
         double lx = (double)w - DISTILL__PL_MR - 150, ly = DISTILL__PL_MT + 6;
-        int k = 0;
-        fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"144\" height=\"%d\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#bbb\"/>\n",
-                lx, ly, 6 + 15 * legend_n);
+        int k = 0, pos = p->legend_pos;
+        if (pos == DISTILL_LEGEND_TOP_LEFT || pos == DISTILL_LEGEND_BOTTOM_LEFT) lx = left + 6;
+        if (pos == DISTILL_LEGEND_TOP_CENTER || pos == DISTILL_LEGEND_BOTTOM_CENTER) lx = (left + (double)w - DISTILL__PL_MR) / 2 - 72;
+        if (pos >= DISTILL_LEGEND_BOTTOM_RIGHT) ly = (double)h - DISTILL__PL_MB - 6 - boxh;
+        fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"144\" height=\"%.0f\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#bbb\"/>\n",
+                lx, ly, boxh);
         for (s = 0; s < p->n_series; s++) {
             const distill_plot_series *se = &p->series[s];
             const char *col = se->color ? se->color : distill__palette[s % 10];

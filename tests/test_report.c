@@ -165,15 +165,17 @@ static void test_svg(void) {
     s = slurp(f, &n);
     CHECK(xml_ok(s, why, sizeof why), "not well-formed: %s", why);
     CHECK(strstr(s, "seed &lt;1&gt; &amp; mean") && strstr(s, "A &amp; B"), "text escaped");
-    /* Panel 0: log axis over decades 1..3 (10..1000) on [62+40, 400-16] = [102, 384]; y in
-       [0, 1] on [34, 300-46] = [34, 254]. x=10 -> 102, x=100 -> 243, x=1000 -> 384;
+    /* Panel 0: the data span decades 1..3 (10..1000), padded by 6% (0.12 decade) each side, on
+       pixels [62+40, 400-16] = [102, 384]; y in [0, 1] on [34, 300-46] = [34, 254].
+       x=10 -> 102 + 0.12/2.24*282 = 117.1, x=1000 -> 102 + 2.12/2.24*282 = 368.9;
        y=0.25 -> 34 + 0.75*220 = 199; the x=0 point sits at 62 + 12 = 74, y=0.5 -> 144. */
-    snprintf(want, sizeof want, "74.0,144.0 102.0,199.0\"");
+    snprintf(want, sizeof want, "74.0,144.0 117.1,199.0\"");
     CHECK(strstr(s, want) != NULL, "first segment (break at NaN) '%s' missing", want);
-    CHECK(strstr(s, "points=\"384.0,89.0\"") != NULL, "segment after the NaN gap (y=.75 -> 89)");
+    CHECK(strstr(s, "points=\"368.9,89.0\"") != NULL, "segment after the NaN gap (y=.75 -> 89)");
     CHECK(strstr(s, "stroke-dasharray") != NULL, "dashed series");
     CHECK(strstr(s, ">0</text>") != NULL, "zero tick label");
     CHECK_CLOSE(distill_plot_px_x(100, 1, 3, 1, 400), 243.0, 0, 1e-9, "log x of 100");
+    CHECK(strstr(s, ">10</text>") && strstr(s, ">1000</text>") && !strstr(s, ">10000</text>"), "decade labels inside the span only");
     CHECK_CLOSE(distill_plot_px_x(5, 0, 10, 0, 400), 62 + 0.5 * 322, 0, 1e-9, "linear x");
     CHECK_CLOSE(distill_plot_px_y(0.25, 0, 1, 300), 199.0, 0, 1e-9, "y");
     free(s);

@@ -797,6 +797,17 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr, const sweep
     pan[0].log_x = 1;
     pan[0].series = ser;
     pan[0].n_series = c->n_seeds + 1;
+    pan[0].legend_pos = DISTILL_LEGEND_TOP_CENTER;   /* the valley is below it, the climb to the right */
+    {   /* pass@1 from 0 to a tenth above the highest point (bars may be clipped at 0) */
+        double top = 0;
+        for (k = 0; k < n_pts; k++) {
+            if (mean[k] == mean[k] && mean[k] + (sd[k] == sd[k] ? sd[k] : 0) > top) top = mean[k] + (sd[k] == sd[k] ? sd[k] : 0);
+            for (s = 0; s < c->n_seeds; s++) if (ys[s][k] == ys[s][k] && ys[s][k] > top) top = ys[s][k];
+        }
+        pan[0].y_min = 0;
+        pan[0].y_max = top > 0.9 ? 1 : ceil(top * 10 + 1e-9) / 10 + (top * 10 - floor(top * 10) > 0.7 ? 0.1 : 0);
+        if (pan[0].y_max <= 0) pan[0].y_max = 0.1;
+    }
     ser[c->n_seeds + 1].label = "completion rate";
     ser[c->n_seeds + 1].x = xs; ser[c->n_seeds + 1].y = comp; ser[c->n_seeds + 1].y_err = c->n_seeds > 1 ? compsd : NULL;
     ser[c->n_seeds + 1].n = n_pts; ser[c->n_seeds + 1].width = 2.5; ser[c->n_seeds + 1].color = "#2ca02c"; ser[c->n_seeds + 1].markers = 1;
@@ -811,6 +822,7 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr, const sweep
     pan[1].y_min = 0; pan[1].y_max = 1;
     pan[1].series = ser + c->n_seeds + 1;
     pan[1].n_series = 2;
+    pan[1].legend_pos = DISTILL_LEGEND_BOTTOM_RIGHT;
     snprintf(title, sizeof title, "Valley of Code Reasoning, miniature: %d seed%s, %s", c->n_seeds, c->n_seeds > 1 ? "s" : "",
              c->token_budget > 0 ? "fixed token budget" : "fixed epochs");
     snprintf(path, sizeof path, "%s/valley.svg", c->out);
