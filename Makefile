@@ -21,7 +21,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 CLI_SRC  := examples/distill.c $(wildcard examples/cli/*.c)
 
-.PHONY: all test asan fixtures bench demo valley clean help compile-check test-long fuzz test-blas test-aarch64 fuzz-tokenizer bench-tokenizer
+.PHONY: all test asan fixtures bench demo valley clean help compile-check test-long fuzz bench-data test-blas test-aarch64 fuzz-tokenizer bench-tokenizer
 all: distill
 
 distill: $(CLI_SRC) $(wildcard examples/cli/*.h) $(HDR)
@@ -89,6 +89,12 @@ bench-tokenizer:
 	build/bench/bench_tokenizer encode build/bench/tok_corpus.jsonl ../shared/data/gpt2/tokenizer.json 3
 	@[ -d tools/node_modules/tiktoken ] && node bench/tiktoken_bench.js build/bench/tok_corpus.jsonl 3 || echo "(cd tools && npm install) for the tiktoken comparison"
 	build/bench/bench_tokenizer train build/bench/tok_corpus10.jsonl 8192
+
+## make bench-data: JSONL load + tokenise MB/s and the JSON layer's share of the time (bench/RESULTS.md)
+bench-data:
+	@mkdir -p build/bench
+	$(CC) $(CFLAGS) -o build/bench/bench_data bench/bench_data.c $(LDLIBS)
+	build/bench/bench_data $(or $(DATA_MB),32)
 
 ## make fuzz: every libFuzzer harness in tests/fuzz/ (JSON, data loader, tokenizer, model files) for FUZZ_SECONDS each (default 10)
 fuzz:

@@ -186,7 +186,22 @@ static int distill__jp_string(distill__jp *jp, const char **out, size_t *out_len
     char *dst;
     size_t rawlen, n = 0;
     while (q < end) {
-        unsigned char c = (unsigned char)*q;
+        unsigned char c;
+        /* 8 bytes at a time while none is '"', '\\', a control character or non-ASCII
+           (SWAR: a byte b is zero iff (b - 1) & ~b has its high bit set) */
+        while (end - q >= 8) {
+            uint64_t w, quote, bslash, ctrl;
+            memcpy(&w, q, 8);
+            quote = w ^ 0x2222222222222222ull;
+            bslash = w ^ 0x5C5C5C5C5C5C5C5Cull;
+            quote = (quote - 0x0101010101010101ull) & ~quote;
+            bslash = (bslash - 0x0101010101010101ull) & ~bslash;
+            ctrl = (w - 0x2020202020202020ull) & ~w;
+            if ((quote | bslash | ctrl | w) & 0x8080808080808080ull) break;
+            q += 8;
+        }
+        if (q >= end) break;
+        c = (unsigned char)*q;
         if (c == '"') break;
         if (c == '\\') {
             has_esc = 1;
@@ -215,7 +230,20 @@ static int distill__jp_string(distill__jp *jp, const char **out, size_t *out_len
         const char *s = start;
         while (s < q) {
             unsigned char c = (unsigned char)*s;
-            if (c == '\\') {
+            if (c != '\\') {
+                /* a run up to the next escape: validate once, copy once */
+                const char *bs = (const char *)memchr(s, '\\', (size_t)(q - s));
+                size_t run = bs ? (size_t)(bs - s) : (size_t)(q - s);
+                if (has_hi) {
+                    size_t bad = distill__utf8_check(s, run);
+                    if (bad != run) return distill__jp_fail(jp, s + bad, "invalid UTF-8 in string");
+                }
+                memcpy(dst + n, s, run);
+                n += run;
+                s += run;
+                continue;
+            }
+            {
                 char e = s[1];
                 switch (e) {
                 case '"': dst[n++] = '"'; s += 2; break;
@@ -250,15 +278,6 @@ static int distill__jp_string(distill__jp *jp, const char **out, size_t *out_len
                                             distill__jp_describe(jp, s + 1, b, sizeof b));
                 }
                 }
-            } else if (c < 0x80) {
-                dst[n++] = (char)c;
-                s++;
-            } else {
-                size_t k = distill__utf8_seq((const unsigned char *)s, (size_t)(q - s));
-                if (!k) return distill__jp_fail(jp, s, "invalid UTF-8 in string");
-                memcpy(dst + n, s, k);
-                n += k;
-                s += k;
             }
         }
     }

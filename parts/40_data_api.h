@@ -154,7 +154,9 @@ DISTILL_API distill_data_options distill_data_options_default(void);
    (the file name) prefixes error messages, which give the line and column of the offending
    value and name the field, e.g.
    "d.jsonl:17:12: field 'messages.1.content': expected a string or a list of parts, got number".
-   *format (may be NULL) gets the format used (AUTO resolves from the record). */
+   *format (may be NULL) gets the format used (AUTO resolves from the record). A conversation
+   without an assistant turn is returned as it is (a prompt for evaluation); the dataset loader
+   rejects it as a training row. */
 DISTILL_API int distill_conv_from_json(const distill_json *row, const distill_data_options *opt,
                                        distill_data_format *format, const char *name,
                                        distill_conv *out, distill_error *err);

@@ -487,7 +487,7 @@ DISTILL_API int distill_conv_from_json(const distill_json *row, const distill_da
                                        distill_conv *out, distill_error *err) {
     distill__data_adapt a;
     distill_data_format f = opt ? opt->format : DISTILL_FORMAT_AUTO;
-    int rc = -1, has_asst = 0, i;
+    int rc = -1;
     a.opt = opt;
     a.name = name;
     a.row = row;
@@ -533,11 +533,7 @@ DISTILL_API int distill_conv_from_json(const distill_json *row, const distill_da
     case DISTILL_FORMAT_MAPPED: rc = distill__data_adapt_mapped(&a); break;
     default: rc = distill__err(err, "%s: unknown format %d", name ? name : "<data>", (int)f);
     }
-    if (rc != 0) return -1;
-    for (i = 0; i < out->n; i++)
-        if (out->msgs[i].role == DISTILL_ROLE_ASSISTANT || out->msgs[i].role == DISTILL_ROLE_TEXT) has_asst = 1;
-    if (!has_asst) return distill__data_field_err(err, name, row, NULL, "no assistant turn to learn from");
-    return 0;
+    return rc != 0 ? -1 : 0;
 }
 
 /* ---- filters ------------------------------------------------------------------------------ */
@@ -974,93 +970,141 @@ static int distill__data_pool_append(distill__data_pool *p, const int32_t *ids, 
     return 0;
 }
 
-/* Load state shared by the JSONL and the .json-array paths. */
+/* Load state shared by the JSONL and the .json-array paths. Records go through in batches:
+     A. serially, in file order: parse, filters, schema adapter -> conversation;
+     B. in parallel on the thread pool: chat template + tokenizer -> ids and weights (the
+        tokenizer is the expensive part, and it is thread-safe);
+     C. serially, in file order: length policy, checks, stats, append to the dataset.
+   File order in A and C makes the result (and the first error under the strict policy)
+   independent of the number of threads. */
+#define DISTILL__DATA_BATCH 256
+#define DISTILL__DATA_BATCH_BYTES ((size_t)32 << 20)
+
+typedef struct distill__data_job {
+    distill_json *doc;           /* owned (JSONL line) or NULL (item of a .json array) */
+    const distill_json *rec;
+    int64_t line;
+    int status;                  /* 0 ok, 1 filtered, -1 error (err) */
+    distill_conv conv;
+    distill_ids ids;
+    distill_floats w;
+    int64_t think_end;
+    int flags;
+    distill_error err;
+} distill__data_job;
+
 typedef struct distill__data_load {
     distill_dataset *ds;
     distill_data_options opt;
     const distill_tokenizer *tok;
     const char *path;
     distill__data_filter *filters;
-    distill_ids ids, eot;
-    distill_floats w;
+    distill_ids eot;
     distill_data_format format;      /* resolved on the first record */
+    distill__data_job *jobs;
+    int n_jobs;
+    int stop;                        /* max_rows reached */
 } distill__data_load;
 
-/* One record -> one row (or a counted skip/filter/drop). Returns 0 to continue, -1 to stop
-   with err (strict policy, or a fatal error). */
-static int distill__data_record(distill__data_load *L, const distill_json *rec, int64_t line, distill_error *err) {
-    distill_data_stats *st = &L->ds->stats;
-    distill_conv conv;
+/* A: one record into a job (the record is a parsed JSON value, or NULL with a parse error). */
+static void distill__data_prepare(distill__data_load *L, distill__data_job *J) {
     distill_data_options o = L->opt;
-    distill_error e2;
-    distill__data_enc enc;
-    distill__data_row row;
-    int i, rc;
-    int64_t k;
+    int i, has_target = 0;
+    J->status = 0;
+    J->flags = 0;
+    J->think_end = -1;
+    if (!J->rec) { J->status = -1; return; }
     for (i = 0; i < o.n_filters; i++)
-        if (!distill__data_filter_match(&L->filters[i], rec)) { st->filtered++; return 0; }
-    memset(&conv, 0, sizeof conv);
+        if (!distill__data_filter_match(&L->filters[i], J->rec)) { J->status = 1; return; }
     o.format = L->format;
-    rc = distill_conv_from_json(rec, &o, L->format == DISTILL_FORMAT_AUTO ? &L->format : NULL, L->path, &conv, &e2);
+    if (distill_conv_from_json(J->rec, &o, L->format == DISTILL_FORMAT_AUTO ? &L->format : NULL, L->path, &J->conv,
+                               &J->err) != 0) {
+        J->status = -1;
+        return;
+    }
+    for (i = 0; i < J->conv.n; i++)
+        if (J->conv.msgs[i].role == DISTILL_ROLE_ASSISTANT || J->conv.msgs[i].role == DISTILL_ROLE_TEXT) {
+            has_target = 1;
+            if (distill__data_find(J->conv.msgs[i].content, J->conv.msgs[i].len, "<think>")) J->flags |= DISTILL_ROW_THINK;
+        }
+    if (!has_target) {
+        distill__data_field_err(&J->err, L->path, J->rec, NULL, "no assistant turn to learn from");
+        J->status = -1;
+    }
+}
+
+/* B: template + tokenizer, on worker threads. */
+static void distill__data_encode_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    distill__data_load *L = (distill__data_load *)ctx;
+    int64_t k;
+    (void)thread;
+    for (k = begin; k < end; k++) {
+        distill__data_job *J = &L->jobs[k];
+        distill__data_enc enc;
+        if (J->status != 0) continue;
+        memset(&enc, 0, sizeof enc);
+        J->ids.n = 0;
+        J->w.n = 0;
+        enc.tok = L->tok;
+        enc.ids = &J->ids;
+        enc.weights = &J->w;
+        enc.err = &J->err;
+        enc.think_end = -1;
+        if (distill__data_walk(L->opt.tmpl, &J->conv, L->opt.loss, 0, distill__data_emit_ids, &enc) != 0) J->status = -1;
+        else if (J->ids.n > (size_t)INT32_MAX) J->status = distill__err(&J->err, "%s:%lld: row too long", L->path, (long long)J->line);
+        J->think_end = enc.think_end;
+    }
+}
+
+/* C: one encoded job into the dataset (or a counted skip/filter/drop). Returns 0 to go on,
+   -1 to stop with err (strict policy, or out of memory). */
+static int distill__data_finish(distill__data_load *L, distill__data_job *J, distill_error *err) {
+    distill_data_stats *st = &L->ds->stats;
+    distill_data_options o = L->opt;
+    distill__data_row row;
+    int64_t k;
+    int rc = J->status;
+    st->records++;
+    if (rc == 1) { st->filtered++; return 0; }
     memset(&row, 0, sizeof row);
     row.id = st->records - 1;
-    row.line = line;
-    if (rc == 0) {
-        for (i = 0; i < conv.n; i++)
-            if ((conv.msgs[i].role == DISTILL_ROLE_ASSISTANT || conv.msgs[i].role == DISTILL_ROLE_TEXT) &&
-                distill__data_find(conv.msgs[i].content, conv.msgs[i].len, "<think>"))
-                row.flags |= DISTILL_ROW_THINK;
-    }
+    row.line = J->line;
+    row.flags = J->flags;
     if (rc == 0 && L->tok) {
-        const distill_chat_template *t = L->opt.tmpl ? L->opt.tmpl : distill_chat_template_get(NULL);
-        memset(&enc, 0, sizeof enc);
-        L->ids.n = 0;
-        L->w.n = 0;
-        enc.tok = L->tok;
-        enc.ids = &L->ids;
-        enc.weights = &L->w;
-        enc.err = &e2;
-        enc.think_end = -1;
-        rc = distill__data_walk(t, &conv, o.loss, 0, distill__data_emit_ids, &enc);
-        if (rc == 0 && L->ids.n > (size_t)INT32_MAX) rc = distill__err(&e2, "%s:%lld: row too long", L->path, (long long)line);
-        if (rc == 0 && o.max_seq > 0 && L->ids.n > (size_t)o.max_seq) {
-            if (!o.truncate) {
-                st->dropped++;
-                distill_conv_free(&conv);
-                return 0;
-            }
+        size_t n = J->ids.n;
+        if (o.max_seq > 0 && n > (size_t)o.max_seq) {
+            if (!o.truncate) { st->dropped++; return 0; }
             row.flags |= DISTILL_ROW_TRUNCATED;
-            if (enc.think_end > o.max_seq) row.flags |= DISTILL_ROW_LOST_THINK;
-            L->ids.n = (size_t)o.max_seq;
-            L->w.n = (size_t)o.max_seq;
+            if (J->think_end > o.max_seq) row.flags |= DISTILL_ROW_LOST_THINK;
+            n = (size_t)o.max_seq;
         }
-        if (rc == 0) {
+        {
             int64_t last_sup = -1;
-            row.n = (int32_t)L->ids.n;
-            for (k = 1; k < (int64_t)L->ids.n; k++)    /* token 0 is never a target */
-                if (L->w.v[k] > 0) { row.n_sup++; last_sup = k; }
+            row.n = (int32_t)n;
+            for (k = 1; k < (int64_t)n; k++)    /* token 0 is never a target */
+                if (J->w.v[k] > 0) { row.n_sup++; last_sup = k; }
             if (row.n_sup == 0)
-                rc = distill__err(&e2, "%s:%lld: no supervised token in this row%s", L->path, (long long)line,
+                rc = distill__err(&J->err, "%s:%lld: no supervised token in this row%s", L->path, (long long)J->line,
                                   row.flags & DISTILL_ROW_TRUNCATED ? " after truncation to max_seq" : " (no assistant turn?)");
             /* ends with the end-of-turn token(s): the supervised part's last tokens equal them */
-            if (rc == 0 && L->eot.n > 0 && last_sup + 1 >= (int64_t)L->eot.n &&
-                memcmp(L->ids.ids + last_sup + 1 - (int64_t)L->eot.n, L->eot.ids, L->eot.n * sizeof(int32_t)) == 0)
+            else if (L->eot.n > 0 && last_sup + 1 >= (int64_t)L->eot.n &&
+                     memcmp(J->ids.ids + last_sup + 1 - (int64_t)L->eot.n, L->eot.ids, L->eot.n * sizeof(int32_t)) == 0)
                 row.flags |= DISTILL_ROW_EOT;
         }
     }
-    distill_conv_free(&conv);
     if (rc != 0) {
         if (o.policy == DISTILL_POLICY_STRICT) {
-            if (err) *err = e2;
+            if (err) *err = J->err;
             return -1;
         }
-        if (!st->first_error[0]) memcpy(st->first_error, e2.msg, sizeof st->first_error);
+        if (!st->first_error[0]) memcpy(st->first_error, J->err.msg, sizeof st->first_error);
         st->skipped++;
         return 0;
     }
     if (L->tok) {
+        int b = 0;
         row.off = L->ds->pool->n;
-        if (distill__data_pool_append(L->ds->pool, L->ids.ids, L->w.v, L->ids.n) != 0)
+        if (distill__data_pool_append(L->ds->pool, J->ids.ids, J->w.v, (size_t)row.n) != 0)
             return distill__err(err, "%s: out of memory after %lld rows", L->path, (long long)L->ds->n_rows);
         st->tokens += row.n;
         st->supervised_tokens += row.n_sup;
@@ -1069,16 +1113,30 @@ static int distill__data_record(distill__data_load *L, const distill_json *rec, 
         if (row.flags & DISTILL_ROW_EOT) st->eot_rows++;
         if (st->rows == 0 || row.n < st->min_len) st->min_len = row.n;
         if (row.n > st->max_len) st->max_len = row.n;
-        {
-            int b = 0;
-            while (b + 1 < DISTILL_DATA_HIST && ((int64_t)1 << (b + 1)) <= row.n) b++;
-            st->hist[b]++;
-        }
+        while (b + 1 < DISTILL_DATA_HIST && ((int64_t)1 << (b + 1)) <= row.n) b++;
+        st->hist[b]++;
     }
     if (row.flags & DISTILL_ROW_THINK) st->think_rows++;
     if (distill__data_add_row(L->ds, &row) != 0) return distill__err(err, "%s: out of memory", L->path);
     st->rows++;
+    if (L->opt.max_rows > 0 && st->rows >= L->opt.max_rows) L->stop = 1;
     return 0;
+}
+
+/* Run phases B and C over the n_jobs prepared jobs, then release their documents. */
+static int distill__data_flush(distill__data_load *L, distill_error *err) {
+    int i, rc = 0;
+    if (L->tok && L->n_jobs > 0) distill_parallel_for(L->n_jobs, 1, distill__data_encode_task, L);
+    for (i = 0; i < L->n_jobs; i++) {
+        distill__data_job *J = &L->jobs[i];
+        if (rc == 0 && !L->stop && distill__data_finish(L, J, err) != 0) rc = -1;
+        distill_conv_free(&J->conv);
+        distill_json_free(J->doc);
+        J->doc = NULL;
+        J->rec = NULL;
+    }
+    L->n_jobs = 0;
+    return rc;
 }
 
 DISTILL_API distill_dataset *distill_dataset_load(const char *path, const distill_data_options *opt,
@@ -1102,8 +1160,10 @@ DISTILL_API distill_dataset *distill_dataset_load(const char *path, const distil
     L.ds = ds;
     st = &ds->stats;
     ds->pool = (distill__data_pool *)DISTILL_MALLOC(sizeof *ds->pool);
-    if (!ds->pool) { distill__err(err, "%s: out of memory", path); goto done; }
+    L.jobs = (distill__data_job *)DISTILL_MALLOC(DISTILL__DATA_BATCH * sizeof *L.jobs);
+    if (!ds->pool || !L.jobs) { distill__err(err, "%s: out of memory", path); goto done; }
     memset(ds->pool, 0, sizeof *ds->pool);
+    memset(L.jobs, 0, DISTILL__DATA_BATCH * sizeof *L.jobs);
     ds->pool->refs = 1;
     ds->has_tokens = tok != NULL;
     if (L.opt.n_filters > 0) {
@@ -1132,49 +1192,45 @@ DISTILL_API distill_dataset *distill_dataset_load(const char *path, const distil
         size_t k;
         tj += distill_time_seconds() - tp;
         if (!doc) goto done;
-        for (k = 0; k < doc->len; k++) {
-            st->records++;
-            if (distill__data_record(&L, &doc->items[k], doc->items[k].line, err) != 0) { distill_json_free(doc); goto done; }
-            if (L.opt.max_rows > 0 && st->rows >= L.opt.max_rows) break;
+        for (k = 0; k < doc->len && !L.stop; k++) {
+            distill__data_job *J = &L.jobs[L.n_jobs++];
+            J->rec = &doc->items[k];
+            J->line = doc->items[k].line;
+            distill__data_prepare(&L, J);
+            if (L.n_jobs == DISTILL__DATA_BATCH && distill__data_flush(&L, err) != 0) { distill_json_free(doc); goto done; }
         }
-        st->bytes = 0;
+        if (distill__data_flush(&L, err) != 0) { distill_json_free(doc); goto done; }
+        st->bytes = (int64_t)0;
         distill_json_free(doc);
     } else {
         distill_line_reader *r = distill_line_reader_open(path, L.opt.max_line, err);
         const char *line;
-        size_t len;
+        size_t len, batch_bytes = 0;
         int64_t no;
         int rc;
         if (!r) goto done;
         for (;;) {
             double tp = distill_time_seconds();
-            distill_json *j;
+            distill__data_job *J;
             size_t s = 0;
             rc = distill_line_reader_next(r, &line, &len, &no, err);
             if (rc <= 0) { tj += distill_time_seconds() - tp; break; }
             while (s < len && (line[s] == ' ' || line[s] == '\t')) s++;
             if (s == len) { tj += distill_time_seconds() - tp; continue; }     /* blank line */
-            st->records++;
-            {
-                distill_error e3;
-                j = distill_json_parse(line, len, path, no > INT_MAX ? INT_MAX : (int)no, &e3);
-                tj += distill_time_seconds() - tp;
-                if (!j) {
-                    if (L.opt.policy == DISTILL_POLICY_STRICT) {
-                        if (err) *err = e3;
-                        rc = -1;
-                        break;
-                    }
-                    if (!st->first_error[0]) memcpy(st->first_error, e3.msg, sizeof st->first_error);
-                    st->skipped++;
-                    continue;
-                }
+            J = &L.jobs[L.n_jobs++];
+            J->line = no;
+            J->doc = distill_json_parse(line, len, path, no > INT_MAX ? INT_MAX : (int)no, &J->err);
+            J->rec = J->doc;
+            tj += distill_time_seconds() - tp;
+            distill__data_prepare(&L, J);
+            batch_bytes += len;
+            if (L.n_jobs == DISTILL__DATA_BATCH || batch_bytes >= DISTILL__DATA_BATCH_BYTES) {
+                batch_bytes = 0;
+                if (distill__data_flush(&L, err) != 0) { rc = -1; break; }
+                if (L.stop) break;
             }
-            rc = distill__data_record(&L, j, no, err);
-            distill_json_free(j);
-            if (rc != 0) break;
-            if (L.opt.max_rows > 0 && st->rows >= L.opt.max_rows) break;
         }
+        if (rc >= 0 && distill__data_flush(&L, err) != 0) rc = -1;
         st->bytes = distill_line_reader_offset(r);
         distill_line_reader_close(r);
         if (rc < 0) goto done;
@@ -1189,11 +1245,14 @@ DISTILL_API distill_dataset *distill_dataset_load(const char *path, const distil
     }
     ok = 1;
 done:
+    if (L.jobs) {
+        for (i = 0; i < L.n_jobs; i++) { distill_conv_free(&L.jobs[i].conv); distill_json_free(L.jobs[i].doc); }
+        for (i = 0; i < DISTILL__DATA_BATCH; i++) { distill_ids_free(&L.jobs[i].ids); distill_floats_free(&L.jobs[i].w); }
+        DISTILL_FREE(L.jobs);
+    }
     for (i = 0; L.filters && i < L.opt.n_filters; i++) distill__data_filter_free(&L.filters[i]);
     DISTILL_FREE(L.filters);
-    distill_ids_free(&L.ids);
     distill_ids_free(&L.eot);
-    distill_floats_free(&L.w);
     if (!ok) { distill_dataset_free(ds); return NULL; }
     st->seconds = distill_time_seconds() - t0;
     st->json_seconds = tj;

@@ -83,6 +83,9 @@ static void test_adapters(void) {
           msg_is(&c, 0, DISTILL_ROLE_SYSTEM, "S") && msg_is(&c, 1, DISTILL_ROLE_USER, "I\n\nX") && msg_is(&c, 2, DISTILL_ROLE_ASSISTANT, "O"),
           "alpaca: %s", err.msg);
     distill_conv_free(&c);
+    /* a prompt without an answer converts (evaluation prompts); the loader rejects it as a row */
+    CHECK(conv_of("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", &o, &c, &err) == 0 && c.n == 1, "prompt only: %s", err.msg);
+    distill_conv_free(&c);
     CHECK(conv_of("{\"text\":\"T\"}", &o, &c, &err) == 0 && c.n == 1 && msg_is(&c, 0, DISTILL_ROLE_TEXT, "T"), "text");
     distill_conv_free(&c);
     /* field mapping with a separate reasoning field */
@@ -118,7 +121,6 @@ static void test_adapter_errors(void) {
         {"{\"messages\":[]}", "field 'messages': empty conversation"},
         {"{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", "field 'messages.0.role': unsupported role 'tool'"},
         {"{\"messages\":[{\"content\":\"x\"}]}", "field 'messages.0.role': missing"},
-        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", "no assistant turn"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\"}]},{\"role\":\"assistant\",\"content\":\"a\"}]}",
          "only text parts are supported (got type 'image')"},
         {"{\"prompt\":\"p\",\"completion\":null}", "field 'completion': expected a string, got null"},
@@ -336,6 +338,12 @@ static void test_bad_input(void) {
     ds = distill_dataset_load(FIX "bad.jsonl", &o, NULL, &err);
     CHECK(ds && distill_dataset_stats(ds)->rows == 2 && distill_dataset_stats(ds)->skipped == 5 && distill_dataset_stats(ds)->records == 7,
           "skip: %s", ds ? "wrong counts" : err.msg);
+    distill_dataset_free(ds);
+    write_file("build/data_noanswer.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"only a question\"}]}\n");
+    o.policy = DISTILL_POLICY_STRICT;
+    ds = distill_dataset_load("build/data_noanswer.jsonl", &o, NULL, &err);
+    CHECK(!ds && strstr(err.msg, "data_noanswer.jsonl:1:1: no assistant turn to learn from"), "no answer: %s", err.msg);
+    o.policy = DISTILL_POLICY_SKIP;
     distill_dataset_free(ds);
     /* empty, blank-only, not JSON, zero usable rows */
     write_file("build/data_empty.jsonl", "");
@@ -762,6 +770,32 @@ static void test_packed_equals_unpacked(void) {
     distill_tokenizer_free(tok);
 }
 
+static void test_threads_identical(void) {
+    /* the loader tokenises on the thread pool: 1 and 2 threads give the same dataset */
+    distill_tokenizer *tok = minimind();
+    distill_error err;
+    distill_dataset *a, *b;
+    int64_t i;
+    int same = 1;
+    if (!tok) SKIP("%s not available", MINIMIND);
+    distill_set_threads(1);
+    a = synthetic(tok, 600, &err);
+    distill_set_threads(2);
+    b = synthetic(tok, 600, &err);
+    CHECK(a && b && distill_dataset_size(a) == 600 && distill_dataset_size(b) == 600, "sizes");
+    for (i = 0; a && b && i < 600; i++) {
+        distill_row ra, rb;
+        distill_dataset_row(a, i, &ra);
+        distill_dataset_row(b, i, &rb);
+        if (ra.n != rb.n || ra.id != rb.id || memcmp(ra.tokens, rb.tokens, (size_t)ra.n * 4) != 0 ||
+            memcmp(ra.weights, rb.weights, (size_t)ra.n * 4) != 0) same = 0;
+    }
+    CHECK(same, "identical rows");
+    distill_dataset_free(a);
+    distill_dataset_free(b);
+    distill_tokenizer_free(tok);
+}
+
 int main(void) {
     RUN(test_adapters);
     RUN(test_adapter_errors);
@@ -777,5 +811,6 @@ int main(void) {
     RUN(test_select);
     RUN(test_loader);
     RUN(test_packed_equals_unpacked);
+    RUN(test_threads_identical);
     return harness_done("test_data");
 }
