@@ -2198,7 +2198,7 @@ DISTILL_API int distill_topk_cache_build(distill_model *teacher, const distill_d
         distill_batch bt;
         for (b = 0; b < B; b++) {
             distill_row row;
-            distill_dataset_row(ds, r0 + b, &row);
+            if (distill_dataset_row(ds, r0 + b, &row) != 0) { distill__err(err, "row %lld: not in the dataset", (long long)(r0 + b)); goto fail; }
             if (row.n > Tm) { distill__err(err, "row %lld has %d tokens, more than the teacher's capacity %d", (long long)(r0 + b), row.n, Tm); goto fail; }
             if (row.n > T) T = row.n;
         }
