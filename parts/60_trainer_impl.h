@@ -2204,7 +2204,7 @@ DISTILL_API int distill_topk_cache_build(distill_model *teacher, const distill_d
         }
         for (b = 0; b < B; b++) {
             distill_row row;
-            distill_dataset_row(ds, r0 + b, &row);
+            if (distill_dataset_row(ds, r0 + b, &row) != 0) { distill__err(err, "row %lld: not in the dataset", (long long)(r0 + b)); goto fail; }
             len[b] = row.n;
             /* as the loader places a row: target = next token where that token is supervised */
             for (t = 0; t < T; t++) {
