@@ -1588,6 +1588,7 @@ struct distill_trainer {
     distill_step_callback cb;
     void *cb_ctx;
     FILE *metrics;
+    char metrics_path[1024];
     int tty;
     double last_eval;
 };
@@ -1697,6 +1698,7 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
         char buf[1024];
         const char *mp = tc->metrics_path;
         if (!mp) { snprintf(buf, sizeof buf, "%s/metrics.jsonl", tc->out_dir); mp = buf; }
+        snprintf(t->metrics_path, sizeof t->metrics_path, "%s", mp);
         t->metrics = fopen(mp, "a");
         if (!t->metrics) {
             distill__err(err, "%s: cannot open the metrics log: %s", mp, strerror(errno));
@@ -1980,6 +1982,35 @@ static int distill__json_i64(const distill_json *o, const char *key, int64_t *ou
     return 0;
 }
 
+/* After a resume the log may hold steps past the checkpoint (written before the process died):
+   drop them so the log reads as one run. */
+static void distill__metrics_truncate(distill_trainer *t) {
+    size_t n;
+    char *buf, *line, *out;
+    size_t o = 0;
+    if (!t->metrics || !t->metrics_path[0]) return;
+    fclose(t->metrics);
+    t->metrics = NULL;
+    buf = (char *)distill_read_file(t->metrics_path, &n, NULL);
+    out = buf ? (char *)DISTILL_MALLOC(n + 1) : NULL;
+    if (buf && out) {
+        for (line = buf; line < buf + n;) {
+            char *nl = strchr(line, '\n');
+            size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
+            long long st = -1;
+            if (sscanf(line, "{\"step\": %lld", &st) != 1 || st <= (long long)t->step) {
+                memcpy(out + o, line, len);
+                o += len;
+            }
+            line += len;
+        }
+        distill_write_file_atomic(t->metrics_path, out, o, NULL);
+    }
+    DISTILL_FREE(out);
+    DISTILL_FREE(buf);
+    t->metrics = fopen(t->metrics_path, "a");
+}
+
 static int distill__resume_file(distill_trainer *t, const char *path, distill_error *err) {
     distill_checkpoint *ck = distill_checkpoint_read(path, err);
     const distill_json *tr, *ss, *rng, *el;
@@ -2015,6 +2046,7 @@ static int distill__resume_file(distill_trainer *t, const char *path, distill_er
     t->tokens_at_start = t->tokens_seen;
     t->step_at_start = t->step;
     distill_checkpoint_free(ck);
+    distill__metrics_truncate(t);
     return 0;
 }
 
