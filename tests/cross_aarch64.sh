@@ -5,13 +5,20 @@
 cd "$(dirname "$0")/.." || exit 1
 CC=${AARCH64_CC:-aarch64-linux-gnu-gcc}
 QEMU=${QEMU_AARCH64:-qemu-aarch64}
-if ! command -v "$CC" >/dev/null 2>&1 || ! command -v "$QEMU" >/dev/null 2>&1; then
+GX=/usr/lib/gcc-cross/aarch64-linux-gnu/12
+if ! command -v "$CC" >/dev/null 2>&1 && command -v clang >/dev/null 2>&1 && [ -d /usr/aarch64-linux-gnu/include ] \
+   && [ -x /usr/bin/aarch64-linux-gnu-ld ] && [ -f $GX/libgcc.a ]; then
+  # gcc-aarch64-linux-gnu conflicts with gcc-multilib on Debian and may have been removed; clang
+  # with the leftover cross sysroot, binutils and libgcc does the same job
+  CC="clang --target=aarch64-linux-gnu --sysroot=/usr/aarch64-linux-gnu -isystem /usr/aarch64-linux-gnu/include -B$GX -L$GX -fuse-ld=/usr/bin/aarch64-linux-gnu-ld"
+fi
+if ! command -v ${CC%% *} >/dev/null 2>&1 || ! command -v "$QEMU" >/dev/null 2>&1; then
   echo "cross_aarch64: $CC or $QEMU not found (apt-get install gcc-aarch64-linux-gnu qemu-user)"
   exit 2
 fi
 d=build/aarch64; mkdir -p $d/tests
 bins=""
-for t in test_kernels test_threads; do
+for t in test_kernels test_kernels_attention test_threads; do
   echo "== $CC tests/$t.c"
   $CC -std=c99 -O2 -Wall -Wextra -pedantic -static -o $d/tests/$t tests/$t.c -lm -lpthread || exit 1
   bins="$bins $d/tests/$t"
