@@ -135,7 +135,8 @@ typedef struct distill_data_options {
     /* Filters, all must hold: "FIELD OP VALUE", OP one of == != < <= > >= in, VALUE a JSON
        value or a bare word, for `in` a set {A, B} or [A, B]. E.g. "difficulty in {EASY, MEDIUM}",
        "pass_rate == 1", "judgement == \"right\"", "meta.len < 4000". A row whose field is missing
-       does not match. Filtered rows are counted, not errors. */
+       does not match. Filtered rows are counted, not errors. Filters run while loading (the
+       records are not kept); load again with other filters for another split. */
     const char *const *filters;
     int n_filters;
     int normalize_think;               /* 1: <|begin_of_thought|>..<|end_of_thought|> -> <think>..</think>,
@@ -251,7 +252,8 @@ DISTILL_API distill_loader *distill_loader_create(const distill_dataset *ds, con
    position of a row and in padding; weights likewise (0 where target is -1). lengths[b] = valid
    positions; with packing, segments (0, 1, 2... per row in a sequence) and positions (restarting
    at 0 per row). When an epoch ends the next call starts the next one (reshuffled); the last
-   batch of an epoch may be smaller. Returns 0, or -1 with err. */
+   batch of an epoch may be smaller. Sets B, T, tokens, targets, weights, lengths, segments and
+   positions (NULL without packing); other fields of *b are left as they are. 0, or -1 with err. */
 struct distill_batch;   /* declared in the model part (50_model_api.h), which comes later */
 DISTILL_API int distill_loader_next(distill_loader *L, struct distill_batch *b, distill_error *err);
 DISTILL_API distill_loader_cursor distill_loader_get_cursor(const distill_loader *L);
