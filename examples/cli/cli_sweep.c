@@ -564,8 +564,7 @@ static int sweep_write_result(const char *path, const sweep_result *r) {
     sweep_num(af.f, "think_open_rate", r->think_open, 0);
     sweep_num(af.f, "think_tokens_mean", r->think_tokens, 0);
     sweep_num(af.f, "train_loss", r->train_loss, 0);
-    sweep_num(af.f, "train_tokens", (double)r->train_tokens, 0);
-    sweep_num(af.f, "train_steps", (double)r->train_steps, 0);
+    fprintf(af.f, "\"train_tokens\": %lld, \"train_steps\": %lld, ", (long long)r->train_tokens, (long long)r->train_steps);
     sweep_num(af.f, "train_seconds", r->train_seconds, 0);
     sweep_num(af.f, "eval_seconds", r->eval_seconds, 1);
     fputs("}\n", af.f);
