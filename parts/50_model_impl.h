@@ -269,25 +269,37 @@ DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const flo
        y_i = x_i cos a - x_j sin a,     y_j = x_j cos a + x_i sin a
    A rotation, so the backward is the transposed rotation (angle -a):
        dx_i = dy_i cos a + dy_j sin a,  dx_j = dy_j cos a - dy_i sin a
-   Angles are formed in double (positions up to millions stay accurate), sin/cos once per
-   (position, i) and applied to every head. */
+   Angles are formed in double (positions up to millions stay accurate). The frequencies
+   theta^(-2i/hs) are computed once per task chunk, sin/cos once per (position, i) into a small
+   stack table, and the rotation then runs over every head as contiguous loops. Pairs are taken
+   in blocks of DISTILL__ROPE_BLOCK so any head size works without allocating. */
+#define DISTILL__ROPE_BLOCK 64
 typedef struct { float *x; const int32_t *pos; int nh, hs; double theta; float sign; } distill__rope_ctx;
 
 static void distill__rope_task(void *p, int64_t b, int64_t e, int th) {
     const distill__rope_ctx *c = (const distill__rope_ctx *)p;
-    int half = c->hs / 2, h, i;
+    double freq[DISTILL__ROPE_BLOCK];
+    float cs[DISTILL__ROPE_BLOCK], sn[DISTILL__ROPE_BLOCK];
+    int half = c->hs / 2, h, i, i0, nb;
     int64_t n;
     (void)th;
-    for (n = b; n < e; n++) {
-        double pos = c->pos ? (double)c->pos[n] : (double)n;
-        for (i = 0; i < half; i++) {
-            double a = pos * pow(c->theta, -2.0 * (double)i / (double)c->hs);
-            float cs = (float)cos(a), sn = c->sign * (float)sin(a);
+    for (i0 = 0; i0 < half; i0 += nb) {
+        nb = half - i0 < DISTILL__ROPE_BLOCK ? half - i0 : DISTILL__ROPE_BLOCK;
+        for (i = 0; i < nb; i++) freq[i] = pow(c->theta, -2.0 * (double)(i0 + i) / (double)c->hs);
+        for (n = b; n < e; n++) {
+            double pos = c->pos ? (double)c->pos[n] : (double)n;
+            for (i = 0; i < nb; i++) {
+                double a = pos * freq[i];
+                cs[i] = (float)cos(a);
+                sn[i] = c->sign * (float)sin(a);
+            }
             for (h = 0; h < c->nh; h++) {
-                float *x = c->x + ((size_t)n * c->nh + h) * c->hs;
-                float xi = x[i], xj = x[i + half];
-                x[i] = xi * cs - xj * sn;
-                x[i + half] = xj * cs + xi * sn;
+                float *xi = c->x + ((size_t)n * c->nh + h) * c->hs + i0, *xj = xi + half;
+                for (i = 0; i < nb; i++) {
+                    float u = xi[i], v = xj[i];
+                    xi[i] = u * cs[i] - v * sn[i];
+                    xj[i] = v * cs[i] + u * sn[i];
+                }
             }
         }
     }

@@ -103,6 +103,19 @@ static void test_rope_grad(void) {
         distill_rope_forward(bb, p4, 4, 2, 4, 500.0f);
         CHECK(memcmp(a, bb, sizeof a) == 0, "rope with NULL positions == 0..N-1");
     }
+    /* a head size whose hs/2 pairs span several blocks of the implementation's sin/cos table
+       (100 = 64 + 36), forward against the double reference */
+    {
+        enum { N2 = 3, NH2 = 2, HS2 = 200 };
+        static float xb[N2 * NH2 * HS2];
+        static double xr[N2 * NH2 * HS2];
+        int32_t p3[N2] = {3, 77, 40000};
+        int pi3[N2] = {3, 77, 40000};
+        for (i = 0; i < N2 * NH2 * HS2; i++) { xb[i] = (float)rnd(); xr[i] = xb[i]; }
+        distill_rope_forward(xb, p3, N2, NH2, HS2, 10000.0f);
+        ref_rope(xr, pi3, N2, NH2, HS2, 10000.0);
+        for (i = 0; i < N2 * NH2 * HS2; i++) CHECK_CLOSE(xb[i], xr[i], 1e-5, 1e-5, "rope forward, hs 200");
+    }
 }
 
 static void test_swiglu_grad(void) {
