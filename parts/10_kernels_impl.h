@@ -82,6 +82,12 @@ static int64_t distill__atomic_rmw(int64_t *p, int64_t add, int store, int64_t v
 /* ------------------------------------------------------------------------------------- */
 typedef struct distill__isa_ops distill__isa_ops;
 
+#if defined(__GNUC__) || defined(__clang__)
+#define DISTILL__ALIGN64 __attribute__((aligned(64)))
+#else
+#define DISTILL__ALIGN64
+#endif
+
 typedef struct distill__pool {
     int n_threads;                  /* resolved thread count, 0 = not yet resolved */
     int running;                    /* workers 1..running-1 exist */
@@ -100,15 +106,15 @@ typedef struct distill__pool {
     void *ctx;
     int64_t n, chunk, n_chunks;
     int64_t start_gen;              /* gen when the workers were created */
-    /* the counters the workers hammer, each on its own cache line */
+    int atfork_registered;
+    /* the counters the workers hammer, each on its own cache line. They must also be 8-byte
+       aligned: on i386 an int64_t member may sit at 4 mod 8, and a 64-bit atomic that
+       straddles a cache line is not atomic there (the -m32 build deadlocked). */
     char pad0[64];
-    int64_t next;
-    char pad1[64];
-    int64_t pending;
-    char pad2[64];
-    int64_t gen;
-    char pad3[64];
-    int64_t busy;                   /* 1 while a job runs: parallel_for calls now are nested */
+    DISTILL__ALIGN64 int64_t next;
+    DISTILL__ALIGN64 int64_t pending;
+    DISTILL__ALIGN64 int64_t gen;
+    DISTILL__ALIGN64 int64_t busy;  /* 1 while a job runs: parallel_for calls now are nested */
     int64_t quit;
 #endif
 } distill__pool;
@@ -207,11 +213,23 @@ static void distill__pool_stop(distill__pool *P) {
     P->running = 0;
 }
 
+/* A child created by fork() has only the thread that called fork: forget the parent's
+   workers (without joining them) so the child's first parallel_for starts its own. */
+static void distill__pool_atfork_child(void) {
+    distill__pool *P = &distill__the_pool;
+    P->running = 0;
+    DISTILL__STORE(&P->busy, 0);
+}
+
 /* Start the workers; on failure the pool runs with as many as could be created. */
 static void distill__pool_start(distill__pool *P) {
     int i;
     P->running = 1;
     if (P->n_threads <= 1) return;
+    if (!P->atfork_registered) {
+        pthread_atfork(NULL, NULL, distill__pool_atfork_child);
+        P->atfork_registered = 1;
+    }
     pthread_mutex_init(&P->mu, NULL);
     pthread_cond_init(&P->wake, NULL);
     pthread_cond_init(&P->done, NULL);

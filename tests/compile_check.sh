@@ -81,7 +81,7 @@ RUNNER=
 if [ -f /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ]; then
   run "gcc BLAS=1 (OpenBLAS)" gcc -std=c99 $W -O2 -DDISTILL_OPENBLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread $M -o $d/m.out -lopenblas $L
 else skip "BLAS=1: libopenblas-dev not installed"; fi
-if echo 'int main(void){return 0;}' | gcc -m32 -x c - -o $d/m32probe >/dev/null 2>&1; then
+if printf '#include <errno.h>\n#include <pthread.h>\n#include <math.h>\nint main(void){return errno;}\n' | gcc -m32 -x c - -o $d/m32probe -lm -lpthread >/dev/null 2>&1; then
   run "gcc -m32" gcc -m32 -std=c99 $W -O2 $M -o $d/m.out $L
 else skip "gcc -m32: no 32-bit libc/libgcc (apt-get install gcc-multilib)"; fi
 if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
