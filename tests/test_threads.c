@@ -114,10 +114,44 @@ static void test_env_and_default(void) {
     distill_set_threads(0);
 }
 
+#if !defined(DISTILL_NO_THREADS)
+#include <sys/wait.h>
+/* A child forked after the pool started must start its own workers (the parent's do not exist
+   in the child): before the pthread_atfork handler its first parallel_for hung forever. */
+static void fork_sum_task(void *ctx, int64_t b, int64_t e, int th) {
+    int64_t *acc = (int64_t *)ctx, i, s = 0;
+    (void)th;
+    for (i = b; i < e; i++) s += i;
+    __atomic_fetch_add(acc, s, __ATOMIC_RELAXED);
+}
+static void test_fork_after_start(void) {
+    int64_t acc = 0;
+    pid_t pid;
+    int status = 0, waited = 0;
+    distill_set_threads(2);
+    distill_parallel_for(1000, 10, fork_sum_task, &acc);
+    CHECK(acc == 499500, "parent sum %lld", (long long)acc);
+    pid = fork();
+    if (pid == 0) {
+        int64_t a2 = 0;
+        alarm(20); /* a hang becomes a failure */
+        distill_parallel_for(1000, 10, fork_sum_task, &a2);
+        _exit(a2 == 499500 ? 0 : 3);
+    }
+    CHECK(pid > 0, "fork failed");
+    if (pid > 0) { waitpid(pid, &status, 0); waited = 1; }
+    CHECK(waited && WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    distill_set_threads(0);
+}
+#endif
+
 int main(void) {
     RUN(test_cover_exactly_once);
     RUN(test_nested_runs_serially);
     RUN(test_many_small_jobs);
     RUN(test_env_and_default);
+#if !defined(DISTILL_NO_THREADS)
+    RUN(test_fork_after_start);
+#endif
     return harness_done("test_threads");
 }
