@@ -12,9 +12,9 @@ int cli_eval(int argc, char **argv);       /* cli_eval.c */
 int cli_world(int argc, char **argv);       /* cli_world.c (world.c: the miniature world) */
 int cli_sweep(int argc, char **argv);       /* cli_sweep.c: the Valley experiment */
 int cli_bench(int argc, char **argv);       /* cli_bench.c: distill bench train */
-
 int cli_train(int argc, char **argv);       /* cli_train.c: SFT / logit distillation */
 int cli_export(int argc, char **argv);      /* cli_export.c */
 int cli_import(int argc, char **argv);      /* cli_import.c */
 int cli_info(int argc, char **argv);        /* cli_info.c */
+
 #endif
