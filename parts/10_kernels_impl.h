@@ -107,6 +107,7 @@ typedef struct distill__pool {
     int64_t n, chunk, n_chunks;
     int64_t start_gen;              /* gen when the workers were created */
     int atfork_registered;
+    int scratch_reserved;           /* slots 0..scratch_reserved-1 hold full-size scratch */
     /* the counters the workers hammer, each on its own cache line. They must also be 8-byte
        aligned: on i386 an int64_t member may sit at 4 mod 8, and a 64-bit atomic that
        straddles a cache line is not atomic there (the -m32 build deadlocked). */
@@ -251,6 +252,7 @@ static int distill__self_index(distill__pool *P) {
 #endif /* !DISTILL_NO_THREADS */
 
 static void distill__blas_init(void);
+static void distill__reserve_scratch(distill__pool *P);
 
 DISTILL_API void distill_set_threads(int n) {
     distill__pool *P = &distill__the_pool;
@@ -279,6 +281,7 @@ DISTILL_API void distill_parallel_for(int64_t n, int64_t chunk, distill_task_fn 
     if (P->n_threads == 0) distill_set_threads(0);
     distill__blas_init();
 #if !defined(DISTILL_NO_THREADS)
+    if (!DISTILL__LOAD(&P->busy) && P->scratch_reserved < P->n_threads) distill__reserve_scratch(P);
     if (DISTILL__LOAD(&P->busy)) { /* nested: run serially on this worker */
         int self = distill__self_index(P);
         for (b = 0; b < n; b += chunk) fn(ctx, b, b + chunk < n ? b + chunk : n, self);
@@ -307,6 +310,7 @@ DISTILL_API void distill_parallel_for(int64_t n, int64_t chunk, distill_task_fn 
     DISTILL__STORE(&P->busy, 0);
 #else
     (void)n_chunks;
+    if (P->scratch_reserved < 1) distill__reserve_scratch(P);
     for (b = 0; b < n; b += chunk) fn(ctx, b, b + chunk < n ? b + chunk : n, 0);
 #endif
 }
@@ -1017,6 +1021,17 @@ static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread
                     *c = g->K == 0 ? bj : *c + bj;
                 }
     }
+}
+
+/* Every thread's packing scratch is sized once for the largest tile (an A panel MC x KC, a B
+   block NC x KC, one MR x NR tile), on the calling thread before the first job, so no worker
+   ever allocates inside a training step (which thread meets the largest tile first depends on
+   scheduling, and the model promises no allocation after create + one warm-up step). */
+static void distill__reserve_scratch(distill__pool *P) {
+    size_t need = (size_t)DISTILL__MC * DISTILL__KC + (size_t)DISTILL__NC * DISTILL__KC + 64 * 64;
+    int t;
+    for (t = 0; t < P->n_threads && t < DISTILL__MAX_THREADS; t++) distill__thread_scratch(t, need);
+    P->scratch_reserved = P->n_threads;
 }
 
 /* Split C into tasks of (mc rows) x (nc columns), mc a multiple of MC: few big tasks (the B
