@@ -16,7 +16,7 @@ CFLAGS  += -DDISTILL_OPENBLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread
 LDLIBS  += -lopenblas
 endif
 
-HDR      := distill.h $(wildcard parts/*.h)
+HDR      := distill.h
 TEST_SRC := $(wildcard tests/test_*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 CLI_SRC  := examples/distill.c $(wildcard examples/cli/*.c)
@@ -87,7 +87,7 @@ bench-tokenizer:
 	@[ -f build/bench/tok_corpus.jsonl ] || python3 bench/make_tokenizer_corpus.py --mb 4 --out build/bench/tok_corpus.jsonl
 	@[ -f build/bench/tok_corpus10.jsonl ] || python3 bench/make_tokenizer_corpus.py --mb 10 --out build/bench/tok_corpus10.jsonl
 	build/bench/bench_tokenizer encode build/bench/tok_corpus.jsonl ../shared/data/gpt2/tokenizer.json 3
-	@[ -d tools/node_modules/tiktoken ] && node bench/tiktoken_bench.js build/bench/tok_corpus.jsonl 3 || echo "(cd tools && npm install) for the tiktoken comparison"
+	@[ -d tests/node_modules/tiktoken ] && node bench/tiktoken_bench.js build/bench/tok_corpus.jsonl 3 || echo "(cd tests && npm install) for the tiktoken comparison"
 	build/bench/bench_tokenizer train build/bench/tok_corpus10.jsonl 8192
 
 ## make bench-data: JSONL load + tokenise MB/s and the JSON layer's share of the time (bench/RESULTS.md)

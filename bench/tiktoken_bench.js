@@ -5,7 +5,7 @@
 "use strict";
 const path = require("path");
 const fs = require("fs");
-const { get_encoding } = require(path.join(__dirname, "..", "tools", "node_modules", "tiktoken"));
+const { get_encoding } = require(path.join(__dirname, "..", "tests", "node_modules", "tiktoken"));
 
 const file = process.argv[2] || "build/bench/tok_corpus.jsonl";
 const reps = parseInt(process.argv[3] || "3", 10);

@@ -4,11 +4,11 @@
 // tokenizer.json loader. Added tokens in the text become their ids (Hugging Face's default, i.e.
 // our allow_special = 1).
 //
-//   cd tools && npm install && cd .. && node tests/gen_minimind_fixture.js
+//   cd tests && npm install && cd .. && node tests/gen_minimind_fixture.js
 "use strict";
 const path = require("path");
 const fs = require("fs");
-const { Tokenizer } = require(path.join(__dirname, "..", "tools", "node_modules", "@huggingface", "tokenizers"));
+const { Tokenizer } = require(path.join(__dirname, "node_modules", "@huggingface", "tokenizers"));
 
 const src = path.join(__dirname, "..", "..", "shared", "data", "minimind", "tokenizer.json");
 const tok = new Tokenizer(JSON.parse(fs.readFileSync(src, "utf8")), {});

@@ -4,7 +4,7 @@
 // regex engine (an independent implementation of \p{L}, \p{N}), to check the hand-written
 // pre-tokenizers.
 //
-//   cd tools && npm install && cd .. && node tests/gen_tiktoken_fixture.js
+//   cd tests && npm install && cd .. && node tests/gen_tiktoken_fixture.js
 //
 // Each output line: {"text": ..., "ids": [...] (encode_ordinary: <|endoftext|> is plain text),
 // "ids_special": [...] (encode with <|endoftext|> allowed), "split": {"gpt2": [byte lengths],
@@ -13,7 +13,7 @@
 "use strict";
 const path = require("path");
 const fs = require("fs");
-const { get_encoding } = require(path.join(__dirname, "..", "tools", "node_modules", "tiktoken"));
+const { get_encoding } = require(path.join(__dirname, "node_modules", "tiktoken"));
 
 const enc = get_encoding("gpt2");
 

@@ -1,4 +1,4 @@
-/* Reports (parts/80_report): CSV quoting per RFC 4180, Markdown escaping and alignment, JSON
+/* Reports (distill.h, reports section): CSV quoting per RFC 4180, Markdown escaping and alignment, JSON
    output parsed back by the JSON part, and SVG plots checked for well-formed XML and for the
    pixel positions of known points computed independently here. */
 #define DISTILL_IMPLEMENTATION

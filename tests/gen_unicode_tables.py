@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the Unicode tables the tokenizer's hand-written pre-tokenizers need, from Debian's
 unicode-data package (apt-get install unicode-data), and splice them into
-parts/30_tokenizer_impl.h between the BEGIN/END GENERATED UNICODE TABLES markers.
+distill.h (tokenizer section) between the BEGIN/END GENERATED UNICODE TABLES markers.
 
 The regexes of GPT-2 and cl100k/Qwen use three classes: \\p{L} (general category L*: Lu Ll Lt Lm
 Lo), \\p{N} (Nd Nl No) and \\s (the White_Space property in Rust's regex crate, which tiktoken
@@ -10,15 +10,15 @@ short White_Space list is written out as ranges too. A third table lists the cod
 NFC_Quick_Check is No or Maybe, so that tokenizers with an NFC normalizer can prove that a text
 is already NFC (distill.h does not implement normalization itself).
 
-    python3 tools/gen_unicode_tables.py [UnicodeData.txt PropList.txt]
+    python3 tests/gen_unicode_tables.py [UnicodeData.txt PropList.txt]
 """
 import sys, os, re
 
 UDATA = sys.argv[1] if len(sys.argv) > 1 else "/usr/share/unicode/UnicodeData.txt"
 PROPS = sys.argv[2] if len(sys.argv) > 2 else "/usr/share/unicode/PropList.txt"
 HERE = os.path.dirname(os.path.abspath(__file__))
-TARGET = os.path.join(HERE, "..", "parts", "30_tokenizer_impl.h")
-BEGIN = "/* BEGIN GENERATED UNICODE TABLES (tools/gen_unicode_tables.py; do not edit by hand) */"
+TARGET = os.path.join(HERE, "..", "distill.h")
+BEGIN = "/* BEGIN GENERATED UNICODE TABLES (tests/gen_unicode_tables.py; do not edit by hand) */"
 END = "/* END GENERATED UNICODE TABLES */"
 
 def classes():
