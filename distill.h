@@ -1954,6 +1954,7 @@ typedef struct distill__pool {
     /* per-thread packing scratch of the matmul (each thread only touches its own slot) */
     float *scratch[DISTILL__MAX_THREADS];
     size_t scratch_floats[DISTILL__MAX_THREADS];
+    int scratch_reserved;           /* slots 0..scratch_reserved-1 hold full-size scratch */
 #if !defined(DISTILL_NO_THREADS)
     pthread_t tid[DISTILL__MAX_THREADS];
     pthread_mutex_t mu;
@@ -1964,7 +1965,6 @@ typedef struct distill__pool {
     int64_t n, chunk, n_chunks;
     int64_t start_gen;              /* gen when the workers were created */
     int atfork_registered;
-    int scratch_reserved;           /* slots 0..scratch_reserved-1 hold full-size scratch */
     /* the counters the workers hammer, each on its own cache line. They must also be 8-byte
        aligned: on i386 an int64_t member may sit at 4 mod 8, and a 64-bit atomic that
        straddles a cache line is not atomic there (the -m32 build deadlocked). */
