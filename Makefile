@@ -140,7 +140,7 @@ help:
 
 ## make examples: build examples/sft.c and examples/kd.c into build/examples/
 .PHONY: examples bench-kd
-examples: $(BUILD)/examples/sft $(BUILD)/examples/kd
+examples: $(BUILD)/examples/hello_train $(BUILD)/examples/sft $(BUILD)/examples/kd
 $(BUILD)/examples/%: examples/%.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
