@@ -767,13 +767,20 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr, const sweep
             think[k + 1] = sweep_mean(tmp2, c->n_seeds, &thinksd[k + 1]);
             snprintf(cells[0], CW, "%lld", (long long)c->sizes[k]);
             snprintf(cells[1], CW, "%d", got);
-            snprintf(cells[2], CW, "%.3f ± %.3f", mean[k + 1], sd[k + 1]);
+            /* a standard deviation needs two seeds: with one, print the value alone */
+            if (got > 1) snprintf(cells[2], CW, "%.3f ± %.3f", mean[k + 1], sd[k + 1]);
+            else snprintf(cells[2], CW, "%.3f", mean[k + 1]);
             cells[3][0] = 0;
             for (s = 0; s < c->n_seeds && off + 8 < CW; s++)
                 off += (size_t)snprintf(cells[3] + off, CW - off, "%s%.2f", s ? " " : "", ys[s][k + 1]);
             snprintf(cells[4], CW, "%.2f / %.2f", sweep_mean(easy, c->n_seeds, NULL), sweep_mean(hard, c->n_seeds, NULL));
-            snprintf(cells[5], CW, "%.2f ± %.2f", comp[k + 1], compsd[k + 1]);
-            snprintf(cells[6], CW, "%.2f ± %.2f", think[k + 1], thinksd[k + 1]);
+            if (got > 1) {
+                snprintf(cells[5], CW, "%.2f ± %.2f", comp[k + 1], compsd[k + 1]);
+                snprintf(cells[6], CW, "%.2f ± %.2f", think[k + 1], thinksd[k + 1]);
+            } else {
+                snprintf(cells[5], CW, "%.2f", comp[k + 1]);
+                snprintf(cells[6], CW, "%.2f", think[k + 1]);
+            }
             distill_table_add_row(&agg, cp);
         }
     }
