@@ -138,6 +138,8 @@ static void test_fork_after_start(void) {
 #ifdef UNDER_TSAN
     SKIP("ThreadSanitizer does not support starting threads after a multi-threaded fork");
 #endif
+    if (getenv("DISTILL_TEST_NO_FORK"))
+        SKIP("DISTILL_TEST_NO_FORK is set (qemu-user cannot start threads after a threaded fork)");
     distill_set_threads(2);
     distill_parallel_for(1000, 10, fork_sum_task, &acc);
     CHECK(acc == 499500, "parent sum %lld", (long long)acc);
