@@ -11,6 +11,11 @@ CSTD    ?= -std=c99
 BUILD   ?= build
 CFLAGS  += $(CSTD) $(OPT) $(ARCH) $(WARN) -g $(XCFLAGS)
 LDLIBS  += -lm -lpthread
+# make MPI=1: data-parallel training and distributed sweeps over MPI (Debian: libopenmpi-dev)
+ifeq ($(MPI),1)
+CC      := mpicc
+CFLAGS  += -DDISTILL_MPI
+endif
 ifeq ($(BLAS),1)
 CFLAGS  += -DDISTILL_OPENBLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread
 LDLIBS  += -lopenblas
@@ -24,7 +29,14 @@ CLI_SRC  := examples/distill.c $(wildcard examples/cli/*.c)
 .PHONY: all test asan fixtures bench demo valley clean help compile-check test-long fuzz bench-data test-blas test-aarch64 fuzz-tokenizer bench-tokenizer
 all: distill
 
-distill: $(CLI_SRC) $(wildcard examples/cli/*.h) $(HDR)
+# the tool is rebuilt when the compiler or flags change (make MPI=1 / BLAS=1 after a plain make)
+FLAGS_STAMP := build/.flags-distill
+$(FLAGS_STAMP): FORCE
+	@mkdir -p build; echo '$(CC) $(CFLAGS) $(LDLIBS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDLIBS)' > $@
+.PHONY: FORCE
+FORCE:
+
+distill: $(CLI_SRC) $(wildcard examples/cli/*.h) $(HDR) $(FLAGS_STAMP)
 	$(CC) $(CFLAGS) -o $@ $(CLI_SRC) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(HDR)

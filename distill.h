@@ -58,6 +58,8 @@
        DISTILL_OPENBLAS        the large matrix products through cblas_sgemm (-lopenblas);
                                OpenBLAS then runs single-threaded inside our workers
        DISTILL_NO_THREADS      no pthreads: everything runs on the calling thread
+       DISTILL_MPI             data-parallel training and distributed sweeps over MPI
+                               (mpicc, or -lmpi); see distill_comm below
        DISTILL_HEAD_CHUNK      positions per LM-head chunk (memory vs speed of the fused loss)
    ENVIRONMENT
        DISTILL_THREADS=n       worker threads (default: one per core)
@@ -104,6 +106,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#ifdef DISTILL_MPI
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1      /* the C API only, also when compiled as C++ */
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+#endif
 
 #ifndef DISTILL_API
 #ifdef DISTILL_STATIC
@@ -1148,6 +1159,9 @@ typedef struct distill_train_config {
     const char *config_json;  /* the whole run's configuration as a JSON object, stored in
                                  every checkpoint (NULL: none)                                 */
     const char *manifest_json;/* the subset manifest as JSON, stored in checkpoints           */
+    size_t comm_bucket_bytes; /* data parallel: gradient all-reduce bucket (0: 4 MiB)        */
+    int comm_overlap;         /* 1 (default): start buckets while backward runs; 0: one
+                                 all-reduce after the backward pass                           */
 } distill_train_config;
 DISTILL_API distill_train_config distill_train_default(void);
 
@@ -1199,6 +1213,65 @@ DISTILL_API void distill_loader_source_init(distill_loader_source *s, distill_lo
    builds them: targets are the next supervised tokens). batch_rows rows per teacher forward. */
 DISTILL_API int distill_topk_cache_build(distill_model *teacher, const distill_dataset *ds, int k,
                                          int batch_rows, const char *path, distill_error *err);
+
+/* ---- data parallelism and distributed runs ----------------------------------------------------
+   A communicator is a small table of collectives the trainer calls; it knows nothing about how
+   they are carried out. distill_comm_local() is the one-process communicator (rank 0 of 1).
+   With DISTILL_MPI defined (and -lmpi, e.g. `make MPI=1` or mpicc), distill_comm_mpi() wraps an
+   MPI communicator; users with another transport (NCCL, gloo, sockets) fill in the table.
+
+   Data-parallel training (distill_trainer_set_comm): every rank reads the SAME global batch from
+   its own batch source (same data, same seed), keeps rows [B*r/P, B*(r+1)/P) of each micro-batch,
+   and runs forward/backward on them with grad_scale = 1/(supervised weight of the global batch),
+   so the summed gradient is exactly the gradient of the global batch's mean loss. Gradients are
+   summed with allreduce in buckets (layer by layer, started while the backward pass is still
+   running when the communicator has iallreduce), then every rank clips and applies AdamW to
+   identical gradients, so the weights stay identical without ever being broadcast. Rank 0 alone
+   writes checkpoints, metrics and progress; resume reads the same checkpoint on every rank. */
+typedef enum distill_dtype { DISTILL_F32 = 0, DISTILL_F64 = 1, DISTILL_I64 = 2 } distill_dtype;
+
+typedef struct distill_comm distill_comm;
+struct distill_comm {
+    int rank, size;
+    void *ctx;                 /* the transport's own state */
+    const char *name;          /* "local", "mpi", ... for logs */
+    /* Sum n elements of buf across ranks, in place, blocking. 0 ok, -1 error (message in err). */
+    int (*allreduce)(const distill_comm *c, void *buf, size_t n, distill_dtype type, distill_error *err);
+    /* Optional (may be NULL): start a non-blocking float sum in place; *req is waited on with
+       wait(), and test() may be called meanwhile to let the transport make progress. */
+    int (*iallreduce)(const distill_comm *c, float *buf, size_t n, void **req, distill_error *err);
+    int (*test)(const distill_comm *c, void *req);
+    int (*wait)(const distill_comm *c, void *req, distill_error *err);
+    int (*barrier)(const distill_comm *c, distill_error *err);
+    /* Copy `bytes` of buf from rank `root` to every rank. */
+    int (*bcast)(const distill_comm *c, void *buf, size_t bytes, int root, distill_error *err);
+    /* End the whole job (every rank) with exit status `code`: used after an unrecoverable error
+       on one rank, so the others do not wait forever in a collective. */
+    void (*abort)(const distill_comm *c, int code);
+};
+DISTILL_API const distill_comm *distill_comm_local(void);
+
+/* Number of processes the environment says were launched together (OMPI_COMM_WORLD_SIZE,
+   PMI_SIZE, PMIX_SIZE... ; 1 when none): lets a build without DISTILL_MPI refuse to run as N
+   uncoordinated copies under mpirun. *rank gets this process's rank (may be NULL). */
+DISTILL_API int distill_launcher_size(int *rank);
+
+/* Train data-parallel over c (NULL or a size-1 communicator: one process). Call before the first
+   step; c must outlive the trainer. */
+DISTILL_API int distill_trainer_set_comm(distill_trainer *t, const distill_comm *c, distill_error *err);
+/* Time spent in gradient all-reduce (seconds, total) and bytes reduced per optimizer step. */
+DISTILL_API void distill_trainer_comm_stats(const distill_trainer *t, double *allreduce_seconds,
+                                            double *wait_seconds, size_t *bytes_per_step);
+
+#ifdef DISTILL_MPI
+/* Initialise MPI (MPI_Init_thread, FUNNELED: only the calling thread talks to MPI) unless it
+   already is, and describe MPI_COMM_WORLD in *out. Sets the worker threads of each rank to
+   cores / ranks-on-this-node unless DISTILL_THREADS is set. */
+DISTILL_API int  distill_mpi_init(int *argc, char ***argv, distill_comm *out, distill_error *err);
+/* Describe an existing MPI communicator (no initialisation). */
+DISTILL_API int  distill_comm_mpi(distill_comm *out, MPI_Comm comm, distill_error *err);
+DISTILL_API void distill_mpi_finalize(void);
+#endif
 /* ===================================================================================== */
 /* PUBLIC API: generation and evaluation                                                  */
 /* ===================================================================================== */
@@ -8959,6 +9032,10 @@ typedef struct distill__state {
     distill_batch batch;
     distill_head_loss hl;
     float grad_scale;
+    /* data parallelism: called during backward each time a suffix [lo, num_floats) of the
+       gradient buffer is final, so its all-reduce can start while lower layers still compute */
+    void (*grad_ready)(void *ctx, size_t lo);
+    void *grad_ready_ctx;
 } distill__state;
 
 #define DISTILL__CE_BLOCK 4          /* rows per loss-callback call (one statistics slot each) */
@@ -9412,6 +9489,9 @@ DISTILL_API void distill_model_backward(distill_model *m) {
     /* A holds dlnf (BT,C): rows of unsupervised positions are zero */
     memset(dres, 0, sizeof(float) * BT * C);
     distill_rmsnorm_backward(dres, distill__grad_of(m, m->final_norm), A, s->xL, m->final_norm, s->rstdf, (int)BT, C);
+    /* the layout is embedding | layer 0 | ... | layer L-1 | final norm | lm_head, so the final
+       part of the gradient grows from the end downwards, one contiguous suffix at a time */
+    if (s->grad_ready) s->grad_ready(s->grad_ready_ctx, (size_t)(m->final_norm - m->params));
     for (l = c->n_layers - 1; l >= 0; l--) {
         const distill_layer_params *p = &m->layers[l];
         distill_layer_params g;
@@ -9446,8 +9526,10 @@ DISTILL_API void distill_model_backward(distill_model *m) {
         distill_matmul_backward(A, g.wk, g.bk, DK, ln1, p->wk, (int)BT, C, KVD);
         distill_matmul_backward(A, g.wv, g.bv, DV, ln1, p->wv, (int)BT, C, KVD);
         distill_rmsnorm_backward(dres, g.attn_norm, A, x, p->attn_norm, s->rstd1 + l * cap, (int)BT, C);
+        if (s->grad_ready) s->grad_ready(s->grad_ready_ctx, (size_t)(p->attn_norm - m->params));
     }
     distill_embedding_backward(distill__grad_of(m, m->tok_emb), dres, s->tok, (int)BT, C);
+    if (s->grad_ready) s->grad_ready(s->grad_ready_ctx, 0);
 }
 
 DISTILL_API int distill_model_forward_backward(distill_model *m, const distill_batch *batch,
@@ -11164,8 +11246,159 @@ DISTILL_API distill_train_config distill_train_default(void) {
     tc.log_every = 10;
     tc.kdc = distill_kd_default();
     tc.seed = 1;
+    tc.comm_overlap = 1;
     return tc;
 }
+
+/* ---- communicators: one process, and MPI ------------------------------------------------------
+   The trainer and the sweep talk to other processes only through a distill_comm. The one-process
+   communicator makes every collective the identity, so the data-parallel code path is the same
+   code with P = 1. */
+static int distill__local_allreduce(const distill_comm *c, void *buf, size_t n, distill_dtype type, distill_error *err) {
+    (void)c; (void)buf; (void)n; (void)type; (void)err;
+    return 0;
+}
+static int distill__local_barrier(const distill_comm *c, distill_error *err) { (void)c; (void)err; return 0; }
+static int distill__local_bcast(const distill_comm *c, void *buf, size_t bytes, int root, distill_error *err) {
+    (void)c; (void)buf; (void)bytes; (void)root; (void)err;
+    return 0;
+}
+static void distill__local_abort(const distill_comm *c, int code) { (void)c; exit(code); }
+static const distill_comm distill__comm_one = {0, 1, NULL, "local", distill__local_allreduce, NULL, NULL, NULL,
+                                               distill__local_barrier, distill__local_bcast, distill__local_abort};
+DISTILL_API const distill_comm *distill_comm_local(void) { return &distill__comm_one; }
+
+DISTILL_API int distill_launcher_size(int *rank) {
+    /* Open MPI's mpirun, MPICH/Hydra and Slurm's PMI, MVAPICH */
+    static const char *const size_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"};
+    static const char *const rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK"};
+    int i;
+    if (rank) *rank = 0;
+    for (i = 0; i < 3; i++) {
+        const char *s = getenv(size_vars[i]), *r = getenv(rank_vars[i]);
+        long n = s ? strtol(s, NULL, 10) : 0;
+        if (n >= 1 && n < (1L << 24)) {
+            long k = r ? strtol(r, NULL, 10) : 0;
+            if (rank) *rank = k >= 0 && k < n ? (int)k : 0;
+            return (int)n;
+        }
+    }
+    return 1;
+}
+
+#ifdef DISTILL_MPI
+/* The MPI communicator travels in ctx as its Fortran handle (an integer), so describing one
+   allocates nothing and there is nothing to free. Errors return to us (MPI_ERRORS_RETURN) and
+   are reported with the rank and MPI's own message. */
+static MPI_Comm distill__mpi_of(const distill_comm *c) { return MPI_Comm_f2c((MPI_Fint)(intptr_t)c->ctx); }
+
+static int distill__mpi_err(const distill_comm *c, int rc, const char *what, distill_error *err) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (rc == MPI_SUCCESS) return 0;
+    MPI_Error_string(rc, msg, &len);
+    return distill__err(err, "rank %d of %d: %s failed: %.*s", c->rank, c->size, what, len, msg);
+}
+
+static int distill__mpi_allreduce(const distill_comm *c, void *buf, size_t n, distill_dtype type, distill_error *err) {
+    MPI_Datatype dt = type == DISTILL_F32 ? MPI_FLOAT : type == DISTILL_F64 ? MPI_DOUBLE : MPI_INT64_T;
+    size_t es = type == DISTILL_F32 ? 4 : 8, done = 0;
+    while (done < n) {   /* MPI counts are int: large buffers go in pieces */
+        size_t k = n - done < ((size_t)1 << 28) ? n - done : ((size_t)1 << 28);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + done * es, (int)k, dt, MPI_SUM, distill__mpi_of(c));
+        if (rc != MPI_SUCCESS) return distill__mpi_err(c, rc, "MPI_Allreduce", err);
+        done += k;
+    }
+    return 0;
+}
+
+static int distill__mpi_iallreduce(const distill_comm *c, float *buf, size_t n, void **req, distill_error *err) {
+    MPI_Request *r;
+    int rc;
+    *req = NULL;
+    if (n > (size_t)INT_MAX) return distill__mpi_allreduce(c, buf, n, DISTILL_F32, err);
+    r = (MPI_Request *)DISTILL_MALLOC(sizeof *r);
+    if (!r) return distill__err(err, "out of memory");
+    rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, distill__mpi_of(c), r);
+    if (rc != MPI_SUCCESS) { DISTILL_FREE(r); return distill__mpi_err(c, rc, "MPI_Iallreduce", err); }
+    *req = r;
+    return 0;
+}
+static int distill__mpi_test(const distill_comm *c, void *req) {
+    int flag = 0;
+    (void)c;
+    if (req) MPI_Test((MPI_Request *)req, &flag, MPI_STATUS_IGNORE);
+    return flag;
+}
+static int distill__mpi_wait(const distill_comm *c, void *req, distill_error *err) {
+    int rc;
+    if (!req) return 0;
+    rc = MPI_Wait((MPI_Request *)req, MPI_STATUS_IGNORE);
+    DISTILL_FREE(req);
+    return distill__mpi_err(c, rc, "MPI_Wait (gradient all-reduce)", err);
+}
+static int distill__mpi_barrier(const distill_comm *c, distill_error *err) {
+    return distill__mpi_err(c, MPI_Barrier(distill__mpi_of(c)), "MPI_Barrier", err);
+}
+static int distill__mpi_bcast(const distill_comm *c, void *buf, size_t bytes, int root, distill_error *err) {
+    size_t done = 0;
+    while (done < bytes) {
+        size_t k = bytes - done < ((size_t)1 << 30) ? bytes - done : ((size_t)1 << 30);
+        int rc = MPI_Bcast((char *)buf + done, (int)k, MPI_BYTE, root, distill__mpi_of(c));
+        if (rc != MPI_SUCCESS) return distill__mpi_err(c, rc, "MPI_Bcast", err);
+        done += k;
+    }
+    return 0;
+}
+static void distill__mpi_abort(const distill_comm *c, int code) { MPI_Abort(distill__mpi_of(c), code); }
+
+DISTILL_API int distill_comm_mpi(distill_comm *out, MPI_Comm comm, distill_error *err) {
+    int rank = 0, size = 1, rc;
+    memset(out, 0, sizeof *out);
+    if ((rc = MPI_Comm_rank(comm, &rank)) != MPI_SUCCESS || (rc = MPI_Comm_size(comm, &size)) != MPI_SUCCESS)
+        return distill__err(err, "MPI_Comm_rank/size failed (error %d)", rc);
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    out->rank = rank;
+    out->size = size;
+    out->ctx = (void *)(intptr_t)MPI_Comm_c2f(comm);
+    out->name = "mpi";
+    out->allreduce = distill__mpi_allreduce;
+    out->iallreduce = distill__mpi_iallreduce;
+    out->test = distill__mpi_test;
+    out->wait = distill__mpi_wait;
+    out->barrier = distill__mpi_barrier;
+    out->bcast = distill__mpi_bcast;
+    out->abort = distill__mpi_abort;
+    return 0;
+}
+
+DISTILL_API int distill_mpi_init(int *argc, char ***argv, distill_comm *out, distill_error *err) {
+    int inited = 0, provided = 0;
+    MPI_Initialized(&inited);
+    if (!inited && MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return distill__err(err, "MPI_Init_thread failed");
+    if (distill_comm_mpi(out, MPI_COMM_WORLD, err) != 0) return -1;
+    if (!getenv("DISTILL_THREADS")) {
+        /* ranks sharing a node share its cores: P ranks x all cores each would oversubscribe */
+        MPI_Comm node;
+        int local = 1;
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+            MPI_Comm_size(node, &local);
+            MPI_Comm_free(&node);
+        }
+        distill_set_threads(cores / local > 1 ? (int)(cores / local) : 1);
+    }
+    return 0;
+}
+
+DISTILL_API void distill_mpi_finalize(void) {
+    int fin = 0, inited = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&fin);
+    if (inited && !fin) MPI_Finalize();
+}
+#endif /* DISTILL_MPI */
 
 /* One micro-batch copied out of the source (sources reuse their arrays between calls, and a
    whole accumulated step must be in hand before its first forward to know its total weight). */
@@ -11197,6 +11430,14 @@ struct distill_trainer {
     char metrics_path[1024];
     int tty;
     double last_eval;
+    /* data parallelism */
+    const distill_comm *comm;     /* never NULL after create: the one-process communicator */
+    int comm_checked;             /* ranks compared their weights since the last (re)start */
+    size_t dp_sent;               /* gradient floats [dp_sent, end) handed to all-reduce */
+    void *dp_reqs[64];            /* outstanding bucket requests */
+    int dp_nreq, dp_failed;
+    distill_error dp_err;
+    double comm_seconds, comm_wait_seconds;
 };
 
 static int distill__mb_copy(distill__mb *d, const distill_batch *b, const int64_t *rows, int n_rows) {
@@ -11288,6 +11529,7 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
     if (!t->mbs) { DISTILL_FREE(t); distill__err(err, "out of memory"); return NULL; }
     memset(t->mbs, 0, sizeof(distill__mb) * (size_t)tc->grad_accum);
     distill_rng_seed(&t->rng, tc->seed);
+    t->comm = distill_comm_local();
     if (tc->kd) {
         t->kd = distill_kd_head_create(&tc->kdc, student->cfg.vocab_size, err);
         if (!t->kd) { distill_trainer_free(t); return NULL; }
@@ -11360,11 +11602,126 @@ static double distill__grad_norm(const distill_model *m) {
     return sqrt(s);
 }
 
+/* ---- data parallelism -------------------------------------------------------------------------
+   P ranks, one global micro-batch of B rows: rank r keeps rows [B*r/P, B*(r+1)/P). With
+   W = the supervised weight of the whole accumulated global batch (every rank computes it from
+   the full batch it read), each rank's loss is sum_{its tokens} w_i*l_i / W, so
+       sum over ranks of grad(rank's loss) = grad( sum_all w_i*l_i / W ) = the global batch's gradient,
+   and one all-reduce (sum) of the gradient buffer gives every rank the same gradient. */
+static distill_batch distill__shard(const distill_batch *b, int lo, int hi) {
+    distill_batch s = *b;
+    size_t o = (size_t)lo * (size_t)b->T;
+    s.B = hi - lo;
+    s.tokens = b->tokens + o;
+    if (b->targets) s.targets = b->targets + o;
+    if (b->weights) s.weights = b->weights + o;
+    if (b->segments) s.segments = b->segments + o;
+    if (b->positions) s.positions = b->positions + o;
+    if (b->lengths) s.lengths = b->lengths + lo;
+    return s;
+}
+
+DISTILL_API int distill_trainer_set_comm(distill_trainer *t, const distill_comm *c, distill_error *err) {
+    if (!c) c = distill_comm_local();
+    if (c->size < 1 || c->rank < 0 || c->rank >= c->size || !c->allreduce)
+        return distill__err(err, "set_comm: invalid communicator (rank %d of %d%s)", c->rank, c->size,
+                            c->allreduce ? "" : ", no allreduce");
+    if ((c->iallreduce != NULL) != (c->wait != NULL))
+        return distill__err(err, "set_comm: iallreduce and wait must be given together");
+    if (t->step > 0) return distill__err(err, "set_comm: call it before training starts (or before resume)");
+    t->comm = c;
+    t->comm_checked = 0;
+    if (c->rank != 0 && t->metrics) {   /* rank 0 alone keeps the log */
+        fclose(t->metrics);
+        t->metrics = NULL;
+        t->metrics_path[0] = 0;
+    }
+    return 0;
+}
+
+DISTILL_API void distill_trainer_comm_stats(const distill_trainer *t, double *allreduce_seconds, double *wait_seconds,
+                                            size_t *bytes_per_step) {
+    if (allreduce_seconds) *allreduce_seconds = t->comm_seconds;
+    if (wait_seconds) *wait_seconds = t->comm_wait_seconds;
+    if (bytes_per_step) *bytes_per_step = t->comm->size > 1 ? t->m->num_floats * sizeof(float) : 0;
+}
+
+/* Every rank must start from the same weights (same init seed or the same checkpoint): compare a
+   CRC of the parameters and the step with rank 0's before the first update. */
+static int distill__dp_check(distill_trainer *t, distill_error *err) {
+    uint64_t mine[2], root[2];
+    int64_t bad;
+    mine[0] = (uint64_t)t->step;
+    mine[1] = distill_crc32(0, t->m->params, t->m->num_floats * sizeof(float));
+    memcpy(root, mine, sizeof root);
+    if (t->comm->bcast(t->comm, root, sizeof root, 0, err) != 0) return -1;
+    bad = memcmp(root, mine, sizeof root) != 0;
+    if (t->comm->allreduce(t->comm, &bad, 1, DISTILL_I64, err) != 0) return -1;
+    if (bad) {
+        if (memcmp(root, mine, sizeof root) != 0)
+            return distill__err(err, "rank %d: weights or step (%llu) differ from rank 0's (step %llu): every rank must "
+                                "start from the same seed or checkpoint", t->comm->rank, (unsigned long long)mine[0],
+                                (unsigned long long)root[0]);
+        return distill__err(err, "rank %d: another rank's weights or step differ from rank 0's", t->comm->rank);
+    }
+    t->comm_checked = 1;
+    return 0;
+}
+
+/* Backward hook: gradients [lo, end) are final. Hand them to the all-reduce once the pending part
+   reaches a bucket (or at the end); between buckets, poll the requests so the transport progresses. */
+static void distill__dp_ready(void *ctx, size_t lo) {
+    distill_trainer *t = (distill_trainer *)ctx;
+    const distill_comm *c = t->comm;
+    size_t bucket = (t->tc.comm_bucket_bytes ? t->tc.comm_bucket_bytes : ((size_t)4 << 20)) / sizeof(float);
+    int i;
+    double t0;
+    if (t->dp_failed) return;
+    t0 = distill_time_seconds();
+    if (t->dp_sent - lo >= bucket || (lo == 0 && t->dp_sent > 0)) {
+        if (t->dp_nreq == 64) {   /* too many in flight: finish the oldest */
+            if (c->wait(c, t->dp_reqs[0], &t->dp_err) != 0) t->dp_failed = 1;
+            memmove(t->dp_reqs, t->dp_reqs + 1, sizeof(void *) * 63);
+            t->dp_nreq--;
+        }
+        if (!t->dp_failed && c->iallreduce(c, t->m->grads + lo, t->dp_sent - lo, &t->dp_reqs[t->dp_nreq], &t->dp_err) != 0)
+            t->dp_failed = 1;
+        else if (!t->dp_failed) t->dp_nreq++;
+        t->dp_sent = lo;
+    } else if (c->test) {
+        for (i = 0; i < t->dp_nreq; i++) c->test(c, t->dp_reqs[i]);
+    }
+    t->comm_seconds += distill_time_seconds() - t0;
+}
+
+/* After the last micro-batch: every bucket summed on every rank. */
+static int distill__dp_finish(distill_trainer *t, distill_error *err) {
+    const distill_comm *c = t->comm;
+    double t0 = distill_time_seconds();
+    int i, rc = 0;
+    distill__state *s = (distill__state *)t->m->internal;
+    s->grad_ready = NULL;
+    for (i = 0; i < t->dp_nreq; i++)
+        if (c->wait(c, t->dp_reqs[i], rc ? NULL : &t->dp_err) != 0) { rc = -1; t->dp_failed = 1; }
+    t->dp_nreq = 0;
+    if (!t->dp_failed && t->dp_sent > 0 && c->allreduce(c, t->m->grads, t->dp_sent, DISTILL_F32, &t->dp_err) != 0)
+        t->dp_failed = 1;
+    t->dp_sent = 0;
+    t->comm_wait_seconds += distill_time_seconds() - t0;
+    t->comm_seconds += distill_time_seconds() - t0;
+    if (t->dp_failed) {
+        t->dp_failed = 0;
+        if (err) *err = t->dp_err;
+        return -1;
+    }
+    return 0;
+}
+
 DISTILL_API int distill_trainer_step(distill_trainer *t, distill_step_info *info, distill_error *err) {
     double wsum = 0.0, loss = 0.0, acc = 0.0, ent = 0.0, w_seen = 0.0, gn;
     int64_t tokens = 0;
     float grad_scale;
-    int a;
+    int a, P = t->comm->size;
     double t0 = distill_time_seconds();
     if (t->kd && !t->teacher && !t->cache)
         return distill__err(err, "kd = 1 but neither a teacher nor a top-k cache is set");
@@ -11382,29 +11739,46 @@ DISTILL_API int distill_trainer_step(distill_trainer *t, distill_step_info *info
           accumulated gradient is that of the mean over all supervised tokens, however the tokens
           fall into micro-batches (not a mean of per-micro-batch means) */
     grad_scale = wsum > 0.0 ? (float)(1.0 / wsum) : 0.0f;
+    if (P > 1 && !t->comm_checked && distill__dp_check(t, err) != 0) return -1;
     distill_model_zero_grad(t->m);
     for (a = 0; a < t->tc.grad_accum && wsum > 0.0; a++) {
         distill__mb *mb = &t->mbs[a];
         distill_stats st;
         distill_head_loss hl;
         const distill_head_loss *hlp = NULL;
-        if (t->kd) {
-            if (t->teacher) {
-                if (distill_kd_head_run_teacher(t->kd, t->teacher, &mb->b, err) != 0) return -1;
-            } else {
-                if (mb->n_rows != mb->b.B)
-                    return distill__err(err, "top-k cache: the batch source does not report dataset rows (packing is not supported with a cache)");
-                if (distill_kd_head_set_cache_rows(t->kd, t->cache, mb->rows, &mb->b, err) != 0) return -1;
+        /* this rank's rows of the global micro-batch (all of them when P = 1) */
+        int lo = (int)((int64_t)mb->b.B * t->comm->rank / P), hi = (int)((int64_t)mb->b.B * (t->comm->rank + 1) / P);
+        distill_batch sb = distill__shard(&mb->b, lo, hi);
+        int last = a == t->tc.grad_accum - 1;
+        if (P > 1 && last) {   /* the gradient is final during this backward: reduce as it appears */
+            distill__state *ms = (distill__state *)t->m->internal;
+            t->dp_sent = t->m->num_floats;
+            t->dp_nreq = 0;
+            if (t->comm->iallreduce && t->tc.comm_overlap) {
+                ms->grad_ready = distill__dp_ready;
+                ms->grad_ready_ctx = t;
             }
-            hl = distill_kd_head_loss(t->kd);
-            hlp = &hl;
         }
-        if (distill_model_forward_backward(t->m, &mb->b, hlp, grad_scale, &st, err) != 0) return -1;
-        loss += st.loss;
-        acc += st.accuracy * st.weight_sum;
-        ent += st.entropy * st.weight_sum;
-        w_seen += st.weight_sum;
-        tokens += st.tokens;
+        if (sb.B > 0) {
+            if (t->kd) {
+                if (t->teacher) {
+                    if (distill_kd_head_run_teacher(t->kd, t->teacher, &sb, err) != 0) return -1;
+                } else {
+                    if (mb->n_rows != mb->b.B)
+                        return distill__err(err, "top-k cache: the batch source does not report dataset rows (packing is not supported with a cache)");
+                    if (distill_kd_head_set_cache_rows(t->kd, t->cache, mb->rows + lo, &sb, err) != 0) return -1;
+                }
+                hl = distill_kd_head_loss(t->kd);
+                hlp = &hl;
+            }
+            if (distill_model_forward_backward(t->m, &sb, hlp, grad_scale, &st, err) != 0) return -1;
+            loss += st.loss;
+            acc += st.accuracy * st.weight_sum;
+            ent += st.entropy * st.weight_sum;
+            w_seen += st.weight_sum;
+            tokens += st.tokens;
+        }
+        if (P > 1 && last && distill__dp_finish(t, err) != 0) return -1;
     }
     if (wsum <= 0.0)
         for (a = 0; a < t->tc.grad_accum; a++) {
@@ -11412,6 +11786,12 @@ DISTILL_API int distill_trainer_step(distill_trainer *t, distill_step_info *info
             int r;
             for (r = 0; r < b->B; r++) tokens += b->lengths ? b->lengths[r] : b->T;
         }
+    else if (P > 1) {   /* the step's statistics over the global batch */
+        double v[5];
+        v[0] = loss; v[1] = acc; v[2] = ent; v[3] = w_seen; v[4] = (double)tokens;
+        if (t->comm->allreduce(t->comm, v, 5, DISTILL_F64, err) != 0) return -1;
+        loss = v[0]; acc = v[1]; ent = v[2]; w_seen = v[3]; tokens = (int64_t)v[4];
+    }
     /* 3. stop before a non-finite update reaches the weights */
     gn = distill__grad_norm(t->m);
     if (!(loss == loss && fabs(loss) < INFINITY) || !(gn == gn && gn < INFINITY)) {
@@ -11474,7 +11854,13 @@ DISTILL_API int distill_trainer_evaluate(distill_trainer *t, distill_stats *out,
         memset(&b, 0, sizeof b);
         if (i > 0 && t->eval.epoch && t->eval.epoch(t->eval.ctx) >= 1.0) break;
         if (t->eval.next(t->eval.ctx, &b, &rows, &n_rows, err) != 0) return -1;
-        if (distill_model_forward(t->m, &b, NULL, 0.0f, &st, err) != 0) return -1;
+        {   /* each rank scores its rows of the batch; the sums are combined below */
+            int P = t->comm->size, lo = (int)((int64_t)b.B * t->comm->rank / P);
+            int hi = (int)((int64_t)b.B * (t->comm->rank + 1) / P);
+            distill_batch sb = distill__shard(&b, lo, hi);
+            if (sb.B == 0) continue;
+            if (distill_model_forward(t->m, &sb, NULL, 0.0f, &st, err) != 0) return -1;
+        }
         lsum += st.loss * st.weight_sum;   /* forward reports the mean over this batch */
         wsum += st.weight_sum;
         acc += st.accuracy * st.weight_sum;
@@ -11482,6 +11868,12 @@ DISTILL_API int distill_trainer_evaluate(distill_trainer *t, distill_stats *out,
         tok += st.tokens;
     }
     if (t->eval.set_state(t->eval.ctx, saved, err) != 0) return -1;
+    if (t->comm->size > 1) {
+        double v[5];
+        v[0] = lsum; v[1] = wsum; v[2] = acc; v[3] = ent; v[4] = (double)tok;
+        if (t->comm->allreduce(t->comm, v, 5, DISTILL_F64, err) != 0) return -1;
+        lsum = v[0]; wsum = v[1]; acc = v[2]; ent = v[3]; tok = (int64_t)v[4];
+    }
     memset(out, 0, sizeof *out);
     out->loss = wsum > 0 ? lsum / wsum : 0.0;
     out->weight_sum = wsum;
@@ -11651,6 +12043,7 @@ static int distill__resume_file(distill_trainer *t, const char *path, distill_er
     t->elapsed_at_start = t->elapsed;
     t->tokens_at_start = t->tokens_seen;
     t->step_at_start = t->step;
+    t->comm_checked = 0;
     distill_checkpoint_free(ck);
     distill__metrics_truncate(t);
     return 0;
@@ -11730,7 +12123,7 @@ static void distill__metrics_line(distill_trainer *t, const distill_step_info *i
 
 DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
     distill_step_info in;
-    int stop = 0;
+    int stop = 0, lead = t->comm->rank == 0;   /* rank 0 alone prints and writes checkpoints */
     memset(&in, 0, sizeof in);
     t->elapsed_at_start = t->elapsed;
     t->tokens_at_start = t->tokens_seen;
@@ -11739,7 +12132,7 @@ DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
         int last;
         if (distill_trainer_step(t, &in, err) != 0) {
             int64_t saved[256];
-            if (t->tc.progress && t->tty) printf("\n");
+            if (lead && t->tc.progress && t->tty) printf("\n");
             /* name the newest checkpoint: the state to resume from after fixing the cause */
             if (err && t->tc.out_dir && distill__list_ckpts(t->tc.out_dir, saved, 256) > 0) {
                 char p[1024], msg[sizeof err->msg + 1100];
@@ -11759,16 +12152,16 @@ DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
             distill_stats es;
             if (distill_trainer_evaluate(t, &es, err) != 0) return -1;
             in.eval_loss = es.loss;
-            if (t->tc.progress) {
+            if (lead && t->tc.progress) {
                 if (t->tty) printf("\n");
                 printf("eval at step %lld: loss %.4f accuracy %.3f (%.0f tokens)\n", (long long)t->step, es.loss,
                        es.accuracy, es.weight_sum);
             }
         }
         if (t->cb && t->cb(t->cb_ctx, &in) != 0) { stop = 1; last = 1; }
-        if (t->tc.progress) distill__progress(t, &in, last);
+        if (lead && t->tc.progress) distill__progress(t, &in, last);
         distill__metrics_line(t, &in);
-        if (t->tc.out_dir && ((t->tc.save_every > 0 && t->step % t->tc.save_every == 0) || last))
+        if (lead && t->tc.out_dir && ((t->tc.save_every > 0 && t->step % t->tc.save_every == 0) || last))
             if (distill__save_rotate(t, err) != 0) return -1;
     }
     return 0;

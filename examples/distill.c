@@ -32,15 +32,57 @@ static void usage(FILE *f) {
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
 }
 
+/* The communicator of this process: MPI_COMM_WORLD when built with DISTILL_MPI and started by
+   mpirun/srun, else the one-process communicator. `train` and `sweep` use it. */
+static distill_comm the_comm;
+static int have_comm;
+const distill_comm *cli_comm(void) { return have_comm ? &the_comm : distill_comm_local(); }
+
+/* On an error under MPI, end every rank: the others may be waiting in a collective. */
+void cli_fail_all(int code) {
+    const distill_comm *c = cli_comm();
+    if (c->size > 1 && c->abort) { fflush(stdout); fflush(stderr); c->abort(c, code); }
+}
+
 int main(int argc, char **argv) {
     size_t i;
+    int ranks, rank = 0, rc;
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "distill: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
-    return 2;
+        if (!strcmp(argv[1], commands[i].name)) break;
+    if (i == sizeof commands / sizeof commands[0]) {
+        fprintf(stderr, "distill: unknown command '%s'\n\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    ranks = distill_launcher_size(&rank);
+    if (ranks > 1 && (!strcmp(argv[1], "train") || !strcmp(argv[1], "sweep"))) {
+#ifdef DISTILL_MPI
+        distill_error err;
+        if (distill_mpi_init(&argc, &argv, &the_comm, &err) != 0) {
+            fprintf(stderr, "distill %s: %s\n", argv[1], err.msg);
+            return 1;
+        }
+        have_comm = 1;
+#else
+        if (rank == 0)
+            fprintf(stderr, "distill %s: started as %d processes (mpirun/srun) but this build has no MPI; every copy would "
+                            "do the whole job. Rebuild with `make MPI=1` (needs libopenmpi-dev), or run one process.\n",
+                    argv[1], ranks);
+        return 2;
+#endif
+    } else if (ranks > 1 && rank > 0) {
+        return 0;   /* a one-process command started N times: rank 0 alone does it */
+    }
+    rc = commands[i].run(argc - 1, argv + 1);
+#ifdef DISTILL_MPI
+    if (have_comm) {
+        if (rc != 0) cli_fail_all(rc);
+        distill_mpi_finalize();
+    }
+#endif
+    return rc;
 }

@@ -17,4 +17,9 @@ int cli_export(int argc, char **argv);      /* cli_export.c */
 int cli_import(int argc, char **argv);      /* cli_import.c */
 int cli_info(int argc, char **argv);        /* cli_info.c */
 
+/* examples/distill.c: the process's communicator (MPI_COMM_WORLD under `make MPI=1` + mpirun,
+   else one process), and ending every rank after an error. */
+const distill_comm *cli_comm(void);
+void cli_fail_all(int code);
+
 #endif
