@@ -26,7 +26,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 CLI_SRC  := examples/distill.c $(wildcard examples/cli/*.c)
 
-.PHONY: all test asan fixtures bench demo valley clean help compile-check test-long fuzz bench-data test-blas test-aarch64 fuzz-tokenizer bench-tokenizer
+.PHONY: test-mpi all test asan fixtures bench demo valley clean help compile-check test-long fuzz bench-data test-blas test-aarch64 fuzz-tokenizer bench-tokenizer
 all: distill
 
 # the tool is rebuilt when the compiler or flags change (make MPI=1 / BLAS=1 after a plain make)
@@ -67,6 +67,14 @@ fixtures:
 test-blas:
 	$(MAKE) BLAS=1 BUILD=build/blas build/blas/tests/test_kernels build/blas/tests/test_threads
 	@sh tests/run.sh build/blas/tests/test_kernels build/blas/tests/test_threads
+
+## make test-mpi: data-parallel training and distributed sweeps under mpirun -np 2 (libopenmpi-dev)
+MPICC ?= mpicc
+test-mpi:
+	@mkdir -p build/mpi
+	$(MPICC) $(CSTD) $(OPT) $(WARN) -g -DDISTILL_MPI -o build/distill-mpi $(CLI_SRC) $(LDLIBS)
+	$(MPICC) $(CSTD) $(OPT) $(WARN) -g -DDISTILL_MPI -o build/mpi/test_mpi_dp tests/mpi/test_mpi_dp.c $(LDLIBS)
+	@sh tests/run.sh tests/mpi/run_dp.sh tests/mpi/mpi_train.sh $(wildcard tests/mpi_sweep.sh tests/mpi/mpi_sweep.sh)
 
 ## make test-aarch64: the kernel tests cross-compiled for aarch64 (NEON) and run under qemu-user
 test-aarch64:

@@ -1,6 +1,38 @@
-/* distill info FILE: what a model file holds (any format distill_model_load reads). */
+/* distill info FILE: what a model file holds (any format distill_model_load reads).
+   distill info A --diff B: how far apart two models' weights are. */
 #include "cli.h"
 #include <string.h>
+#include <math.h>
+
+/* The largest absolute weight difference, where it is, and relative to the largest weight. */
+static int info_diff(const char *a, const char *b) {
+    distill_error err;
+    distill_model *ma = distill_model_load(a, 1, 1, NULL, &err), *mb = NULL;
+    double mx = 0.0, scale = 0.0;
+    int i, worst = -1;
+    if (!ma) { fprintf(stderr, "distill info: %s\n", err.msg); return 1; }
+    mb = distill_model_load(b, 1, 1, NULL, &err);
+    if (!mb) { fprintf(stderr, "distill info: %s\n", err.msg); distill_model_free(ma); return 1; }
+    if (memcmp(&ma->cfg, &mb->cfg, sizeof ma->cfg) != 0 || ma->num_floats != mb->num_floats) {
+        fprintf(stderr, "distill info: %s and %s have different configs\n", a, b);
+        distill_model_free(ma); distill_model_free(mb);
+        return 1;
+    }
+    for (i = 0; i < ma->n_tensors; i++) {
+        const distill_tensor_info *ti = &ma->tensors[i];
+        size_t k;
+        for (k = 0; k < ti->numel; k++) {
+            double x = ma->params[ti->offset + k], y = mb->params[ti->offset + k], d = fabs(x - y);
+            if (!(d <= mx)) { mx = d; worst = i; }
+            if (fabs(y) > scale) scale = fabs(y);
+        }
+    }
+    printf("max_abs_diff %.9g\nmax_rel_diff %.9g\nworst_tensor %s\nidentical    %s\n", mx, scale > 0 ? mx / scale : mx,
+           worst >= 0 && mx > 0 ? ma->tensors[worst].name : "-", mx == 0 ? "yes" : "no");
+    distill_model_free(ma);
+    distill_model_free(mb);
+    return 0;
+}
 
 int cli_info(int argc, char **argv) {
     distill_error err;
@@ -8,13 +40,16 @@ int cli_info(int argc, char **argv) {
     const char *fmt;
     char sha[65];
     const distill_config *c;
+    if (argc == 4 && !strcmp(argv[2], "--diff")) return info_diff(argv[1], argv[3]);
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fprintf(argc == 2 ? stdout : stderr,
-                "usage: distill info FILE\n"
+                "usage: distill info FILE            distill info FILE --diff OTHER\n"
                 "  FILE: a distill checkpoint (.dstl), a safetensors file (config.json beside it) or a llama2.c .bin.\n"
                 "  Prints the format, the model config, the parameter count and the SHA-256 of the weights\n"
                 "  (float32 little-endian, tensors in size-table order: equal weights give equal hashes\n"
-                "  whatever the file format).\n");
+                "  whatever the file format).\n"
+                "  --diff OTHER: the largest absolute weight difference (and relative to the largest\n"
+                "  weight of OTHER), the tensor where it is, and whether the weights are identical.\n");
         return argc == 2 ? 0 : 2;
     }
     fmt = distill_model_file_format(argv[1], &err);

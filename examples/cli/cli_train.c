@@ -44,6 +44,11 @@ static void train_usage(FILE *f) {
 "  --log-every N          plain progress line period when stdout is not a terminal (10)\n"
 "  --resume [DIR|FILE]    continue exactly from the newest checkpoint in --out (or the given one)\n"
 "  --quiet                no progress output\n"
+"data parallel (a build with `make MPI=1`, started by mpirun/srun; see docs/cluster.md)\n"
+"  mpirun -np P distill train ...   each rank takes B/P rows of every --batch-rows B batch;\n"
+"                         gradients are summed with MPI_Allreduce; rank 0 writes the files\n"
+"  --bucket-mb X          gradient all-reduce bucket size in MiB (4)\n"
+"  --no-overlap           one all-reduce after the backward pass instead of buckets during it\n"
 "logit distillation (teacher and student share the tokenizer)\n"
 "  --teacher FILE         teacher model in process      --teacher-cache FILE   or a top-k cache\n"
 "  --kd-loss fkl|rkl|jsd  forward KL, reverse KL, JSD (sets --kd-beta 0, 1, 0.5)\n"
@@ -59,11 +64,11 @@ typedef struct {
     const char *teacher, *teacher_cache, *build_cache, *schedule, *kd_loss;
     const char *filters[32], *maps[32];
     int n_filters, n_maps, max_seq, truncate, pack, grad_accum, batch_rows, threads, keep, quiet, top_k;
-    int dim, layers, heads, kv_heads, hidden, qkv_bias, untied, resume_flag;
+    int dim, layers, heads, kv_heads, hidden, qkv_bias, untied, resume_flag, no_overlap;
     int64_t subset, steps, batch_tokens, warmup, eval_every, eval_batches, save_every, log_every;
     uint64_t seed, subset_seed;
     double epochs, lr, min_lr_ratio, warmup_ratio, weight_decay, grad_clip, beta1, beta2, rope_theta;
-    double kd_beta, kd_temperature, kd_alpha;
+    double kd_beta, kd_temperature, kd_alpha, bucket_mb;
 } train_opts;
 
 static int parse_opt(train_opts *o, const char *name, const char *val, int *used_val) {
@@ -84,8 +89,8 @@ static int parse_opt(train_opts *o, const char *name, const char *val, int *used
     L("eval-every", eval_every) L("eval-batches", eval_batches) L("save-every", save_every) L("log-every", log_every)
     D("epochs", epochs) D("lr", lr) D("min-lr-ratio", min_lr_ratio) D("warmup-ratio", warmup_ratio)
     D("weight-decay", weight_decay) D("grad-clip", grad_clip) D("beta1", beta1) D("beta2", beta2)
-    D("rope-theta", rope_theta) D("kd-beta", kd_beta) D("kd-temperature", kd_temperature) D("kd-alpha", kd_alpha)
-    F("truncate", truncate) F("pack", pack) F("qkv-bias", qkv_bias) F("untied", untied) F("quiet", quiet)
+    D("rope-theta", rope_theta) D("kd-beta", kd_beta) D("kd-temperature", kd_temperature) D("kd-alpha", kd_alpha) D("bucket-mb", bucket_mb)
+    F("truncate", truncate) F("pack", pack) F("qkv-bias", qkv_bias) F("untied", untied) F("quiet", quiet) F("no-overlap", no_overlap)
     if (!strcmp(name, "seed")) { *used_val = 1; if (!val) return -1; o->seed = strtoull(val, NULL, 10); return 0; }
     if (!strcmp(name, "subset-seed")) { *used_val = 1; if (!val) return -1; o->subset_seed = strtoull(val, NULL, 10); return 0; }
     if (!strcmp(name, "map")) {
@@ -200,7 +205,8 @@ int cli_train(int argc, char **argv) {
     distill_loader_options lopt;
     distill_train_config tc;
     char *cj = NULL, path[1024];
-    int i, rc = 1;
+    int i, rc = 1, shard_rows;
+    const distill_comm *comm = cli_comm();
 
     memset(&o, 0, sizeof o);
     o.max_seq = 512; o.grad_accum = 1; o.batch_rows = 8; o.keep = 3; o.top_k = 32;
@@ -232,6 +238,18 @@ int cli_train(int argc, char **argv) {
         goto done2;
     }
     if (o.threads > 0) distill_set_threads(o.threads);
+    if (comm->size > 1) {
+        if (o.batch_rows < comm->size) {
+            fprintf(stderr, "distill train: --batch-rows (%d) must be at least the number of ranks (%d): every rank "
+                            "takes its share of each batch\n", o.batch_rows, comm->size);
+            goto done2;
+        }
+        if (o.build_cache) { fprintf(stderr, "distill train: --build-cache runs in one process (without mpirun)\n"); goto done2; }
+        if (!(o.bucket_mb >= 0.0 && o.bucket_mb <= 65536.0)) { fprintf(stderr, "distill train: --bucket-mb must be in [0, 65536]\n"); goto done2; }
+        if (comm->rank != 0) o.quiet = 1;   /* rank 0 speaks for the job */
+    }
+    /* the model holds activations for this rank's share of a batch only */
+    shard_rows = ((o.batch_rows > 0 ? o.batch_rows : 64) + comm->size - 1) / comm->size;
 
     /* data */
     tok = distill_tokenizer_load(o.tokenizer, NULL, &err);
@@ -253,7 +271,7 @@ int cli_train(int argc, char **argv) {
     if (o.subset > 0) {
         distill_select_options so;
         memset(&so, 0, sizeof so);
-        so.seed = o.subset_seed; so.n = o.subset; so.manifest = o.manifest;
+        so.seed = o.subset_seed; so.n = o.subset; so.manifest = comm->rank == 0 ? o.manifest : NULL;
         ds = distill_dataset_select(full, &so, &err);
         if (!ds) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
     } else ds = full;
@@ -262,7 +280,7 @@ int cli_train(int argc, char **argv) {
 
     /* teacher */
     if (o.teacher) {
-        teacher = distill_model_load(o.teacher, o.batch_rows > 0 ? o.batch_rows : 8, o.max_seq, NULL, &err);
+        teacher = distill_model_load(o.teacher, o.batch_rows > 0 ? shard_rows : 8, o.max_seq, NULL, &err);
         if (!teacher) { fprintf(stderr, "distill train: teacher: %s\n", err.msg); goto done; }
         if (teacher->cfg.vocab_size != distill_tokenizer_vocab_size(tok) && teacher->cfg.vocab_size < distill_tokenizer_vocab_size(tok)) {
             fprintf(stderr, "distill train: the teacher's vocabulary (%d) is smaller than the tokenizer's (%d)\n",
@@ -285,14 +303,14 @@ int cli_train(int argc, char **argv) {
 
     /* student */
     if (o.init) {
-        m = distill_model_load(o.init, o.batch_rows > 0 ? o.batch_rows : 64, o.max_seq, NULL, &err);
+        m = distill_model_load(o.init, shard_rows, o.max_seq, NULL, &err);
         if (!m) { fprintf(stderr, "distill train: --init: %s\n", err.msg); goto done; }
     } else {
         distill_config mc = distill_config_default();
         mc.vocab_size = teacher ? teacher->cfg.vocab_size : distill_tokenizer_vocab_size(tok);
         mc.dim = o.dim; mc.n_layers = o.layers; mc.n_heads = o.heads; mc.n_kv_heads = o.kv_heads; mc.hidden_dim = o.hidden;
         mc.qkv_bias = o.qkv_bias; mc.tie_embeddings = !o.untied; mc.rope_theta = (float)o.rope_theta;
-        m = distill_model_create(&mc, o.batch_rows > 0 ? o.batch_rows : 64, o.max_seq, o.seed, &err);
+        m = distill_model_create(&mc, shard_rows, o.max_seq, o.seed, &err);
         if (!m) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
     }
     if (m->cfg.vocab_size < distill_tokenizer_vocab_size(tok)) {
@@ -348,10 +366,16 @@ int cli_train(int argc, char **argv) {
     tc.kd = teacher || cache;
     tc.kdc.alpha = (float)o.kd_alpha; tc.kdc.beta = (float)o.kd_beta; tc.kdc.temperature = (float)o.kd_temperature;
     tc.seed = o.seed;
+    tc.comm_overlap = !o.no_overlap;
+    tc.comm_bucket_bytes = (size_t)(o.bucket_mb * 1048576.0);
     cj = config_json(&o, &m->cfg);
     tc.config_json = cj;
     T = distill_trainer_create(m, &ls.src, EL ? &els.src : NULL, &tc, &err);
     if (!T) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
+    if (distill_trainer_set_comm(T, comm, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
+    if (comm->size > 1 && !o.quiet)
+        printf("data parallel: %d ranks (%s), %d rows per batch = %d..%d per rank, %d threads per rank\n", comm->size,
+               comm->name, o.batch_rows, o.batch_rows / comm->size, shard_rows, distill_get_threads());
     if (teacher && distill_trainer_set_teacher(T, teacher, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
     if (cache && distill_trainer_set_cache(T, cache, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
     if (o.resume_flag) {
@@ -364,9 +388,20 @@ int cli_train(int argc, char **argv) {
                teacher ? "logit distillation from an in-process teacher" : cache ? "logit distillation from a top-k cache"
                                                                          : "SFT on the data (sequence-level distillation)",
                (long long)distill_trainer_total_steps(T));
-    if (distill_trainer_run(T, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
+    if (distill_trainer_run(T, &err) != 0) {
+        if (comm->size > 1) fprintf(stderr, "distill train: rank %d: %s\n", comm->rank, err.msg);
+        else fprintf(stderr, "distill train: %s\n", err.msg);
+        goto done;
+    }
+    if (comm->size > 1 && !o.quiet) {
+        double ar, wait;
+        size_t bytes;
+        distill_trainer_comm_stats(T, &ar, &wait, &bytes);
+        printf("all-reduce: %.2f MB per step, %.3f s in all-reduce (%.3f s waiting after backward) over %lld steps\n",
+               (double)bytes / 1e6, ar, wait, (long long)distill_trainer_steps_done(T));
+    }
     snprintf(path, sizeof path, "%s/model.dstl", o.out);
-    if (distill_checkpoint_write(path, m, 0, NULL, NULL, 0, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
+    if (comm->rank == 0 && distill_checkpoint_write(path, m, 0, NULL, NULL, 0, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
     if (!o.quiet) printf("wrote %s\n", path);
     rc = 0;
 done:
