@@ -19,6 +19,15 @@ for cxx in g++ clang++; do
   echo "$cxx (C++)"; $cxx -x c++ $W -O2 $d/impl.cpp -o $d/a.out -lm -lpthread
 done
 echo "$CC DISTILL_NO_THREADS"; gcc -std=c99 $W -O2 -DDISTILL_NO_THREADS $d/impl.c -o $d/a.out -lm
+if command -v mpicc >/dev/null && command -v mpicxx >/dev/null; then
+  printf '#define DISTILL_IMPLEMENTATION\n#include "../../distill.h"\nint main(int argc, char **argv){ distill_comm c; distill_error e; if (distill_mpi_init(&argc, &argv, &c, &e)) return 1; distill_mpi_finalize(); return 0; }\n' > $d/mpi.c
+  cp $d/mpi.c $d/mpi.cpp
+  echo "mpicc DISTILL_MPI (gcc, clang)"; mpicc -std=c99 $W -O2 -DDISTILL_MPI $d/mpi.c -o $d/a.out -lm -lpthread
+  OMPI_CC=clang mpicc -std=c99 $W -O2 -DDISTILL_MPI $d/mpi.c -o $d/a.out -lm -lpthread
+  echo "mpicxx DISTILL_MPI (C++)"; mpicxx -x c++ $W -O2 -DDISTILL_MPI $d/mpi.cpp -o $d/a.out -lm -lpthread
+else
+  echo "mpicc/mpicxx absent: the DISTILL_MPI build is not checked (apt-get install libopenmpi-dev)"
+fi
 echo "compile-check: ok"
 
 # ---- make matrix (--run): every configuration also builds and RUNS tests/matrix_check.c (two
