@@ -68,6 +68,11 @@ test-blas:
 	$(MAKE) BLAS=1 BUILD=build/blas build/blas/tests/test_kernels build/blas/tests/test_threads
 	@sh tests/run.sh build/blas/tests/test_kernels build/blas/tests/test_threads
 
+## make bench-mpi: data-parallel step and all-reduce time, 1 vs 2 ranks (bench/RESULTS.md)
+.PHONY: bench-mpi
+bench-mpi:
+	sh bench/run_mpi.sh
+
 ## make test-mpi: data-parallel training and distributed sweeps under mpirun -np 2 (libopenmpi-dev)
 MPICC ?= mpicc
 test-mpi:
