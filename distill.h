@@ -1252,7 +1252,7 @@ struct distill_comm {
 DISTILL_API const distill_comm *distill_comm_local(void);
 
 /* Number of processes the environment says were launched together (OMPI_COMM_WORLD_SIZE,
-   PMI_SIZE, PMIX_SIZE... ; 1 when none): lets a build without DISTILL_MPI refuse to run as N
+   PMI_SIZE, MV2_COMM_WORLD_SIZE, or PMIX_RANK with SLURM_STEP_NUM_TASKS; 1 when none): lets a build without DISTILL_MPI refuse to run as N
    uncoordinated copies under mpirun. *rank gets this process's rank (may be NULL). */
 DISTILL_API int distill_launcher_size(int *rank);
 
@@ -11274,8 +11274,10 @@ DISTILL_API int distill_launcher_size(int *rank) {
     static const char *const rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK"};
     int i;
     if (rank) *rank = 0;
-    for (i = 0; i < 3; i++) {
-        const char *s = getenv(size_vars[i]), *r = getenv(rank_vars[i]);
+    for (i = 0; i < 4; i++) {
+        /* srun --mpi=pmix gives PMIX_RANK but no size variable: the step's task count is Slurm's */
+        const char *s = i < 3 ? getenv(size_vars[i]) : getenv("PMIX_RANK") ? getenv("SLURM_STEP_NUM_TASKS") : NULL;
+        const char *r = i < 3 ? getenv(rank_vars[i]) : getenv("PMIX_RANK");
         long n = s ? strtol(s, NULL, 10) : 0;
         if (n >= 1 && n < (1L << 24)) {
             long k = r ? strtol(r, NULL, 10) : 0;

@@ -7,6 +7,7 @@
      - P ranks vs one process with grad_accum P and B/P rows per micro-batch: the same grouping;
      - bucketed all-reduce during backward vs one all-reduce after it: bit-identical;
      - every rank holds bit-identical weights after every step;
+     - the same for logit distillation from an in-process teacher;
      - unequal supervised tokens per shard: the loss is normalised over the global batch (a
        mean of per-rank means would fail the comparison);
      - rank 0 writes the checkpoint; resuming it on every rank continues bit-identically. */
@@ -115,6 +116,8 @@ static distill_train_config tcfg(int64_t steps, int accum, int rows) {
 
 /* Train `steps` steps with `rows` rows per micro-batch and `accum` micro-batches per step over
    communicator c; returns the model (NULL on error). */
+static distill_model *kd_teacher;   /* non-NULL: logit distillation from this teacher (forward KL + CE) */
+
 static distill_model *train(const distill_comm *c, int rows, int accum, int64_t steps, int overlap, const char *out_dir,
                             const char *resume, distill_trainer **keep) {
     distill_config mc = cfg();
@@ -130,8 +133,13 @@ static distill_model *train(const distill_comm *c, int rows, int accum, int64_t 
     tc.comm_overlap = overlap;
     tc.out_dir = out_dir;
     tc.save_every = out_dir ? 3 : 0;
+    if (kd_teacher) {
+        tc.kd = 1;
+        tc.kdc.alpha = 0.7f;
+        tc.kdc.temperature = 2.0f;
+    }
     t = distill_trainer_create(m, &bs, NULL, &tc, &err);
-    if (!t || distill_trainer_set_comm(t, c, &err) != 0 || (resume && distill_trainer_resume(t, resume, &err) != 0) ||
+    if (!t || distill_trainer_set_comm(t, c, &err) != 0 || (kd_teacher && distill_trainer_set_teacher(t, kd_teacher, &err) != 0) || (resume && distill_trainer_resume(t, resume, &err) != 0) ||
         distill_trainer_run(t, &err) != 0) {
         fprintf(stderr, "rank %d: %s\n", c->rank, err.msg);
         distill_trainer_free(t);
@@ -196,6 +204,31 @@ static void test_equivalence(void) {
         distill_model_free(dp);
         distill_model_free(dp_sync);
     }
+}
+
+/* Logit distillation from an in-process teacher: the teacher runs on each rank's rows only. */
+static void test_kd_equivalence(void) {
+    distill_config mc = cfg();
+    distill_error err;
+    int rows = 2 * world.size + 1;
+    distill_model *dp, *one;
+    mc.dim = 48;   /* a bigger teacher, same vocabulary */
+    kd_teacher = distill_model_create(&mc, rows, TT, 99, &err);
+    CHECK(kd_teacher != NULL, "teacher: %s", err.msg);
+    if (!kd_teacher) return;
+    dp = train(&world, rows, 1, 5, 1, NULL, NULL, NULL);
+    CHECK(dp && same_on_all_ranks(&world, dp), "KD data-parallel run, same weights on every rank");
+    if (world.rank == 0 && dp) {
+        double d;
+        one = train(distill_comm_local(), rows, 1, 5, 1, NULL, NULL, NULL);
+        d = one ? max_rel_diff(dp, one) : 1.0;
+        printf("  KD B %d: %d ranks vs one process: max rel diff %.3g\n", rows, world.size, d);
+        CHECK(one && d < 1e-5, "KD: %d ranks == one process within 1e-5 (got %.3g)", world.size, d);
+        distill_model_free(one);
+    }
+    distill_model_free(dp);
+    distill_model_free(kd_teacher);
+    kd_teacher = NULL;
 }
 
 /* Wrong normalisation would show here: a mean of per-rank means weights the ranks' few and many
@@ -284,6 +317,7 @@ int main(int argc, char **argv) {
     if (world.size < 2 && world.rank == 0) printf("note: run under mpirun -np 2 (one rank tests nothing distributed)\n");
     distill_set_threads(1);
     RUN(test_equivalence);
+    RUN(test_kd_equivalence);
     RUN(test_loss_normalisation);
     RUN(test_checkpoint_resume);
     RUN(test_mismatch_refused);
