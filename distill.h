@@ -1160,8 +1160,11 @@ typedef struct distill_train_config {
                                  every checkpoint (NULL: none)                                 */
     const char *manifest_json;/* the subset manifest as JSON, stored in checkpoints           */
     size_t comm_bucket_bytes; /* data parallel: gradient all-reduce bucket (0: 4 MiB)        */
-    int comm_overlap;         /* 1 (default): start buckets while backward runs; 0: one
-                                 all-reduce after the backward pass                           */
+    int comm_overlap;         /* 1: all-reduce bucket by bucket (MPI_Iallreduce) while the
+                                 backward pass runs; 0 (default): one blocking all-reduce after
+                                 it. Overlap only pays where the transport progresses on its own
+                                 (a NIC, a progress thread); with every core computing it was
+                                 slower (bench/RESULTS.md). The results are bit-identical.      */
 } distill_train_config;
 DISTILL_API distill_train_config distill_train_default(void);
 
@@ -1224,8 +1227,8 @@ DISTILL_API int distill_topk_cache_build(distill_model *teacher, const distill_d
    its own batch source (same data, same seed), keeps rows [B*r/P, B*(r+1)/P) of each micro-batch,
    and runs forward/backward on them with grad_scale = 1/(supervised weight of the global batch),
    so the summed gradient is exactly the gradient of the global batch's mean loss. Gradients are
-   summed with allreduce in buckets (layer by layer, started while the backward pass is still
-   running when the communicator has iallreduce), then every rank clips and applies AdamW to
+   summed with one allreduce after the backward pass, or (comm_overlap) in buckets started layer
+   by layer while the backward pass is still running, then every rank clips and applies AdamW to
    identical gradients, so the weights stay identical without ever being broadcast. Rank 0 alone
    writes checkpoints, metrics and progress; resume reads the same checkpoint on every rank. */
 typedef enum distill_dtype { DISTILL_F32 = 0, DISTILL_F64 = 1, DISTILL_I64 = 2 } distill_dtype;
@@ -11246,7 +11249,6 @@ DISTILL_API distill_train_config distill_train_default(void) {
     tc.log_every = 10;
     tc.kdc = distill_kd_default();
     tc.seed = 1;
-    tc.comm_overlap = 1;
     return tc;
 }
 

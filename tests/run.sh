@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.." || exit 1
 P=0; F=0; S=0; crashed=""
 for t in "$@"; do
   echo "== $t"
-  out=$("$t" 2>&1); rc=$?
+  case "$t" in
+    *.sh) out=$(sh "$t" 2>&1); rc=$? ;;   # scripts need not be executable
+    *) out=$("$t" 2>&1); rc=$? ;;
+  esac
   printf '%s\n' "$out"
   line=$(printf '%s\n' "$out" | grep -E '^[A-Za-z0-9_]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
   if [ -z "$line" ]; then

@@ -47,8 +47,9 @@ static void train_usage(FILE *f) {
 "data parallel (a build with `make MPI=1`, started by mpirun/srun; see docs/cluster.md)\n"
 "  mpirun -np P distill train ...   each rank takes B/P rows of every --batch-rows B batch;\n"
 "                         gradients are summed with MPI_Allreduce; rank 0 writes the files\n"
-"  --bucket-mb X          gradient all-reduce bucket size in MiB (4)\n"
-"  --no-overlap           one all-reduce after the backward pass instead of buckets during it\n"
+"  --overlap              all-reduce the gradient in buckets while the backward pass runs\n"
+"                         (default: one all-reduce after it; see docs/cluster.md)\n"
+"  --bucket-mb X          bucket size in MiB for --overlap (4)\n"
 "logit distillation (teacher and student share the tokenizer)\n"
 "  --teacher FILE         teacher model in process      --teacher-cache FILE   or a top-k cache\n"
 "  --kd-loss fkl|rkl|jsd  forward KL, reverse KL, JSD (sets --kd-beta 0, 1, 0.5)\n"
@@ -64,7 +65,7 @@ typedef struct {
     const char *teacher, *teacher_cache, *build_cache, *schedule, *kd_loss;
     const char *filters[32], *maps[32];
     int n_filters, n_maps, max_seq, truncate, pack, grad_accum, batch_rows, threads, keep, quiet, top_k;
-    int dim, layers, heads, kv_heads, hidden, qkv_bias, untied, resume_flag, no_overlap;
+    int dim, layers, heads, kv_heads, hidden, qkv_bias, untied, resume_flag, overlap, no_overlap;
     int64_t subset, steps, batch_tokens, warmup, eval_every, eval_batches, save_every, log_every;
     uint64_t seed, subset_seed;
     double epochs, lr, min_lr_ratio, warmup_ratio, weight_decay, grad_clip, beta1, beta2, rope_theta;
@@ -90,7 +91,7 @@ static int parse_opt(train_opts *o, const char *name, const char *val, int *used
     D("epochs", epochs) D("lr", lr) D("min-lr-ratio", min_lr_ratio) D("warmup-ratio", warmup_ratio)
     D("weight-decay", weight_decay) D("grad-clip", grad_clip) D("beta1", beta1) D("beta2", beta2)
     D("rope-theta", rope_theta) D("kd-beta", kd_beta) D("kd-temperature", kd_temperature) D("kd-alpha", kd_alpha) D("bucket-mb", bucket_mb)
-    F("truncate", truncate) F("pack", pack) F("qkv-bias", qkv_bias) F("untied", untied) F("quiet", quiet) F("no-overlap", no_overlap)
+    F("truncate", truncate) F("pack", pack) F("qkv-bias", qkv_bias) F("untied", untied) F("quiet", quiet) F("overlap", overlap) F("no-overlap", no_overlap)
     if (!strcmp(name, "seed")) { *used_val = 1; if (!val) return -1; o->seed = strtoull(val, NULL, 10); return 0; }
     if (!strcmp(name, "subset-seed")) { *used_val = 1; if (!val) return -1; o->subset_seed = strtoull(val, NULL, 10); return 0; }
     if (!strcmp(name, "map")) {
@@ -366,7 +367,7 @@ int cli_train(int argc, char **argv) {
     tc.kd = teacher || cache;
     tc.kdc.alpha = (float)o.kd_alpha; tc.kdc.beta = (float)o.kd_beta; tc.kdc.temperature = (float)o.kd_temperature;
     tc.seed = o.seed;
-    tc.comm_overlap = !o.no_overlap;
+    tc.comm_overlap = o.overlap && !o.no_overlap;
     tc.comm_bucket_bytes = (size_t)(o.bucket_mb * 1048576.0);
     cj = config_json(&o, &m->cfg);
     tc.config_json = cj;

@@ -42,6 +42,10 @@ loss8() { grep '^{"step": 8,' $1/metrics.jsonl | sed 's/.*"loss": \([0-9.e-]*\),
 l1=$(loss8 $W/one); l2=$(loss8 $W/two)
 check '[ -n "$l1" ] && awk -v a="$l1" -v b="$l2" "BEGIN { d = a - b; exit !(d < 1e-5 * a && d > -1e-5 * a) }"' "same loss at step 8 in metrics.jsonl ($l1 vs $l2)"
 
+$MPIRUN -np 2 $D train $ARGS --steps 8 --out $W/two_ov --overlap --bucket-mb 0.05 > $W/two_ov.log 2>&1
+$D info $W/two_ov/model.dstl --diff $W/two/model.dstl > $W/diff_ov.txt 2>&1
+check 'grep -q "identical    yes" $W/diff_ov.txt' "--overlap (50 KB buckets during backward) == one all-reduce after it, bit for bit"
+
 # 2. kill a rank, then resume
 $MPIRUN -np 2 $D train $ARGS --steps 300 --save-every 10 --out $W/full > $W/full.log 2>&1
 check '[ $? -eq 0 ]' "unbroken 2-rank run of 300 steps"
