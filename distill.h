@@ -46,6 +46,15 @@
            if (!tr || distill_trainer_run(tr, &err) != 0) fprintf(stderr, "%s\n", err.msg);
 
        (every call can fail: check each NULL / -1 and print err.msg, as examples/sft.c does).
+
+       On several processes (built with -DDISTILL_MPI, e.g. mpicc, started by mpirun -np P):
+           distill_comm comm;
+           distill_mpi_init(&argc, &argv, &comm, &err);      before anything else
+           ... the same as above, every rank with the same data, seed and model ...
+           distill_trainer_set_comm(tr, &comm, &err);         right after distill_trainer_create
+           distill_trainer_run(tr, &err);                     each rank: B/P rows of every batch
+           distill_mpi_finalize();
+       Rank 0 writes the checkpoints and logs; docs/cluster.md has mpirun and Slurm recipes.
        examples/ has one short program per idea; examples/distill.c is the `distill` tool.
 
    CONFIGURATION MACROS (define before the #include)
@@ -88,7 +97,8 @@
        6. Model           config, size table, every op forward next to its backward, fused
                           LM head + cross-entropy, the activation-memory formula, AdamW
        7. Trainer         logit distillation, top-k teacher cache, checkpoints, safetensors,
-                          llama2.c, the training loop
+                          llama2.c, communicators (one process, MPI), the training loop
+                          with data parallelism
        8. Generation      KV cache, sampling, evaluation metrics, pass@k
        9. Reports         results tables, SVG plots
       10. License
