@@ -12173,6 +12173,11 @@ DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
             }
         }
         if (t->cb && t->cb(t->cb_ctx, &in) != 0) { stop = 1; last = 1; }
+        if (t->comm->size > 1 && t->cb) {   /* one rank's callback stops every rank */
+            int64_t any = stop;
+            if (t->comm->allreduce(t->comm, &any, 1, DISTILL_I64, err) != 0) return -1;
+            if (any) { stop = 1; last = 1; }
+        }
         if (lead && t->tc.progress) distill__progress(t, &in, last);
         distill__metrics_line(t, &in);
         if (lead && t->tc.out_dir && ((t->tc.save_every > 0 && t->step % t->tc.save_every == 0) || last))

@@ -10,7 +10,8 @@
      - the same for logit distillation from an in-process teacher;
      - unequal supervised tokens per shard: the loss is normalised over the global batch (a
        mean of per-rank means would fail the comparison);
-     - rank 0 writes the checkpoint; resuming it on every rank continues bit-identically. */
+     - rank 0 writes the checkpoint; resuming it on every rank continues bit-identically;
+     - a callback stopping one rank stops all; ranks with different weights are refused. */
 #define DISTILL_IMPLEMENTATION
 #include "../../distill.h"
 #include "../harness.h"
@@ -290,6 +291,33 @@ static void test_checkpoint_resume(void) {
     distill_model_free(full); distill_model_free(part); distill_model_free(resumed);
 }
 
+/* A callback that stops training on one rank stops every rank (no rank left in a collective). */
+static int stop_on_last_rank(void *ctx, const distill_step_info *in) {
+    (void)ctx;
+    return world.rank == world.size - 1 && in->step == 2;
+}
+static void test_callback_stop(void) {
+    distill_config mc = cfg();
+    distill_error err;
+    static mem_src a;
+    distill_batch_source sa;
+    distill_train_config tc = tcfg(10, 1, 2 * world.size);
+    distill_model *m = distill_model_create(&mc, 2, TT, 5, &err);
+    distill_trainer *t;
+    mem_init(&a, 2 * world.size);
+    sa = mem_source(&a);
+    t = distill_trainer_create(m, &sa, NULL, &tc, &err);
+    CHECK(t && distill_trainer_set_comm(t, &world, &err) == 0, "trainer");
+    if (!t) return;
+    distill_trainer_set_callback(t, stop_on_last_rank, NULL);
+    CHECK(distill_trainer_run(t, &err) == 0, "run: %s", err.msg);
+    CHECK(distill_trainer_steps_done(t) == 2, "rank %d stopped after step %lld (want 2)", world.rank,
+          (long long)distill_trainer_steps_done(t));
+    CHECK(same_on_all_ranks(&world, m), "same weights after the stop");
+    distill_trainer_free(t);
+    distill_model_free(m);
+}
+
 /* Ranks that start from different weights are refused before the first update. */
 static void test_mismatch_refused(void) {
     distill_config mc = cfg();
@@ -320,6 +348,7 @@ int main(int argc, char **argv) {
     RUN(test_kd_equivalence);
     RUN(test_loss_normalisation);
     RUN(test_checkpoint_resume);
+    RUN(test_callback_stop);
     RUN(test_mismatch_refused);
     {   /* the suite passes only if it passed on every rank */
         int64_t fails = harness_failed;
