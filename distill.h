@@ -11957,7 +11957,9 @@ static int distill__list_ckpts(const char *dir, int64_t *steps, int cap) {
         if (sscanf(e->d_name, "ckpt-%lld.dst%1s", &s, tail) == 2 && tail[0] == 'l' && strlen(e->d_name) > 10 &&
             !strcmp(e->d_name + strlen(e->d_name) - 5, ".dstl")) {
             int i;
+            /* keep the newest `cap` (a directory may hold more than cap checkpoints) */
             if (n < cap) steps[n++] = s;
+            else if (s > steps[cap - 1]) steps[cap - 1] = s;
             else continue;
             for (i = n - 1; i > 0 && steps[i] > steps[i - 1]; i--) { int64_t x = steps[i]; steps[i] = steps[i - 1]; steps[i - 1] = x; }
         }
@@ -11984,6 +11986,23 @@ static int distill__save_rotate(distill_trainer *t, distill_error *err) {
         distill__ckpt_name(path, sizeof path, t->tc.out_dir, steps[i]);
         remove(path);
     }
+#if !defined(_WIN32)
+    {   /* a process killed while saving leaves ckpt-<step>.dstl.tmp.<pid>: one trainer writes to a
+           directory, so any temp file not of this process is such a leftover */
+        DIR *d = opendir(t->tc.out_dir);
+        struct dirent *e;
+        char own[32];
+        snprintf(own, sizeof own, ".tmp.%ld", (long)getpid());
+        while (d && (e = readdir(d)) != NULL) {
+            const char *tmp = strstr(e->d_name, ".dstl.tmp.");
+            if (!strncmp(e->d_name, "ckpt-", 5) && tmp && strcmp(tmp + 5, own) != 0) {
+                snprintf(path, sizeof path, "%s/%s", t->tc.out_dir, e->d_name);
+                remove(path);
+            }
+        }
+        if (d) closedir(d);
+    }
+#endif
     return 0;
 }
 

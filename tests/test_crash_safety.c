@@ -220,7 +220,21 @@ static void test_kill_during_training_loop(void) {
     }
     CHECK(bad == 0, "%d corrupt or torn files after the kills", bad);
     /* finish without a kill: resumes from the newest checkpoint; must equal the uninterrupted run */
+    {   /* and one planted for sure: what a save killed before its rename leaves */
+        char stale[600];
+        FILE *sf;
+        snprintf(stale, sizeof stale, "%s/ckpt-000000001.dstl.tmp.999999999", DIR_);
+        if ((sf = fopen(stale, "wb")) != NULL) { fputs("half a checkpoint", sf); fclose(sf); }
+    }
     CHECK(cs_train(DIR_, -1, got, &err) == 0, "final resume: %s", err.msg);
+    {   /* the next save removes checkpoint temp files left by killed saves */
+        DIR *d = opendir(DIR_);
+        struct dirent *e;
+        int left = 0;
+        while (d && (e = readdir(d)) != NULL) left += !strncmp(e->d_name, "ckpt-", 5) && strstr(e->d_name, ".tmp.") != NULL;
+        if (d) closedir(d);
+        CHECK(left == 0, "%d checkpoint temp files left after the final run's saves", left);
+    }
     mkdir(REF_, 0755);
     rm_dir(REF_);
     CHECK(cs_train(REF_, -1, ref, &err) == 0, "uninterrupted run: %s", err.msg);

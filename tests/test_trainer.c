@@ -393,6 +393,22 @@ static void test_rotation_metrics_and_corruption(void) {
         distill_free(log);
     }
     CHECK(lines == 8, "metrics.jsonl after resuming at step 8 has %d lines", lines);
+    /* more checkpoints than the listing holds (256): resume still finds the newest */
+    {
+        int k;
+        snprintf(p, sizeof p, "%s/ckpt-%09d.dstl", dir, 8);
+        buf = (unsigned char *)distill_read_file(p, &n, &err);
+        for (k = 20; buf && k < 320; k++) {   /* decoys with higher numbers than 8, but corrupt */
+            snprintf(p, sizeof p, "%s/ckpt-%09d.dstl", dir, k);
+            f = fopen(p, "wb");
+            if (f) { fwrite(buf, 1, k == 319 ? n : n / 2, f); fclose(f); }
+        }
+        distill_free(buf);
+        T = distill_trainer_create(m, &q, NULL, &tc, &err);
+        CHECK(T && distill_trainer_resume(T, dir, &err) == 0 && distill_trainer_steps_done(T) == 8,
+              "300 checkpoints: resume takes the newest, ckpt-000000319 (a copy of step 8): %s", err.msg);
+        distill_trainer_free(T);
+    }
     distill_model_free(m);
 }
 
