@@ -207,6 +207,22 @@ static void test_equivalence(void) {
     }
 }
 
+/* Gradient accumulation on top of data parallelism: the all-reduce happens once, after the last
+   micro-batch, and the loss is normalised over all micro-batches of all ranks. */
+static void test_accumulation(void) {
+    int rows = 2 * world.size;
+    distill_model *dp = train(&world, rows, 3, 4, 0, NULL, NULL, NULL);
+    CHECK(dp && same_on_all_ranks(&world, dp), "grad_accum 3 data parallel");
+    if (world.rank == 0 && dp) {
+        distill_model *one = train(distill_comm_local(), rows, 3, 4, 0, NULL, NULL, NULL);
+        double d = one ? max_rel_diff(dp, one) : 1.0;
+        printf("  grad_accum 3 x B %d: %d ranks vs one process: max rel diff %.3g\n", rows, world.size, d);
+        CHECK(one && d < 1e-5, "grad_accum 3: %d ranks == one process within 1e-5 (got %.3g)", world.size, d);
+        distill_model_free(one);
+    }
+    distill_model_free(dp);
+}
+
 /* Logit distillation from an in-process teacher: the teacher runs on each rank's rows only. */
 static void test_kd_equivalence(void) {
     distill_config mc = cfg();
@@ -345,6 +361,7 @@ int main(int argc, char **argv) {
     if (world.size < 2 && world.rank == 0) printf("note: run under mpirun -np 2 (one rank tests nothing distributed)\n");
     distill_set_threads(1);
     RUN(test_equivalence);
+    RUN(test_accumulation);
     RUN(test_kd_equivalence);
     RUN(test_loss_normalisation);
     RUN(test_checkpoint_resume);
