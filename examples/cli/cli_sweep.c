@@ -15,17 +15,23 @@
         token cap), think-tag rate (<think> ... </think> both present)
      7. OUT/results.{csv,json,md} and OUT/valley.svg
 
+   Distributed (docs/cluster.md): the runs of steps 3-5 are a fixed list that MPI ranks or job
+   array tasks share (--task-id/--num-tasks); rank 0 or a `--merge` step writes step 7.
+
    Training uses the data layer's loader (packed sequences) and the core's distill_train_step
    with AdamW, linear warmup (10%) and cosine decay; checkpoints through the trainer part. */
-#define _POSIX_C_SOURCE 200809L   /* mkdir */
+#define _POSIX_C_SOURCE 200809L   /* mkdir, opendir, nanosleep */
 #include "cli.h"
 #include "world.h"
 #include <string.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <dirent.h>
+#include <time.h>
 
 #define SWEEP_MAX_SIZES 32
 #define SWEEP_MAX_SEEDS 16
@@ -54,6 +60,11 @@ typedef struct sweep_cfg {
     int64_t split_size;        /* easy/hard and right/wrong subsets; 0: no second experiments */
     int second_seeds;          /* run the second experiments for the first k seeds */
     int report_only;           /* 1: train nothing; report the runs that have finished */
+    /* distributed sweeps (docs/cluster.md) */
+    int task_id, num_tasks;    /* this worker, of how many (-1, 0: unset; Slurm's array or 0 of 1) */
+    int merge;                 /* 1: train nothing; report, every run must have finished */
+    int plan;                  /* 1: print which task does which run, and stop */
+    double wait_timeout;       /* seconds to wait for a run another worker owns */
     /* evaluation */
     int eval_n, max_new, gen_batch;
     int threads;
@@ -74,6 +85,7 @@ static void sweep_preset(sweep_cfg *c, const char *name) {
        library default (one per core). */
     c->threads = 1;
     c->split_size = 500; c->second_seeds = 1;
+    c->task_id = -1; c->num_tasks = 0; c->wait_timeout = 86400;
     if (!strcmp(name, "smoke")) {           /* CI: seconds */
         snprintf(c->out, sizeof c->out, "build/sweep-smoke");
         c->n_train = 120; c->n_direct = 120; c->n_eval = 10; c->vocab = 300;
@@ -117,7 +129,21 @@ static void sweep_usage(FILE *f) {
         "  --threads N           worker threads (default 1; 0: one per core)\n"
         "  --report-only 1       train nothing: write the report from the runs finished so far\n"
         "  A config file is one JSON object with the same names (underscores), e.g.\n"
-        "  {\"sizes\": [30, 100, 300], \"seeds\": [1, 2], \"epochs\": 5, \"dim\": 96}\n");
+        "  {\"sizes\": [30, 100, 300], \"seeds\": [1, 2], \"epochs\": 5, \"dim\": 96}\n"
+        "Distributed (docs/cluster.md; OUT on a filesystem every worker shares):\n"
+        "  mpirun -np N distill sweep ...   (built with make MPI=1) ranks share the runs; rank 0 writes\n"
+        "                        the report when every run has finished\n"
+        "  --task-id K --num-tasks N   run task K's share of the runs (0 <= K < N) and no report;\n"
+        "                        defaults: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN and\n"
+        "                        SLURM_ARRAY_TASK_COUNT in a Slurm job array, else 0 and 1\n"
+        "  --merge               after every task: write the report from OUT/runs/*/result.json, with\n"
+        "                        the options the sweep recorded in OUT/sweep-config.json (only --out\n"
+        "                        is needed; flags override); fails, naming them, if runs are missing\n"
+        "  --plan                print which task does which run (with --num-tasks N) and stop\n"
+        "  --wait-timeout S      an array task gives up after S seconds waiting for a run that\n"
+        "                        another task owns (default 86400)\n"
+        "  Every worker skips finished runs, so rerunning a killed task (or the whole job) resumes.\n");
+
 }
 
 /* Parse a comma-separated list of integers. */
@@ -184,6 +210,8 @@ static int sweep_set(sweep_cfg *c, const char *key, const char *val, const disti
     SWEEP_INT("eval_n", eval_n, 1, 1000000) SWEEP_INT("max_new", max_new, 8, 8192)
     SWEEP_INT("gen_batch", gen_batch, 1, 1024) SWEEP_INT("threads", threads, 0, 256)
     SWEEP_INT("report_only", report_only, 0, 1)
+    SWEEP_INT("task_id", task_id, 0, 1000000) SWEEP_INT("num_tasks", num_tasks, 1, 1000000)
+    SWEEP_INT("merge", merge, 0, 1) SWEEP_INT("plan", plan, 0, 1) SWEEP_DBL("wait_timeout", wait_timeout, 0, 1e9)
     if (!strcmp(k, "world_seed")) { if (d != floor(d) || d < 0) return -1; c->world_seed = (uint64_t)d; return 0; }
 #undef SWEEP_INT
 #undef SWEEP_I64
@@ -222,6 +250,28 @@ static int sweep_mkdir(const char *path) {
     return mkdir(path, 0777) == 0 || errno == EEXIST ? 0 : -1;
 }
 
+/* A run redone after a kill: drop what the killed process left (temporary files of atomic
+   writes, a failure note); a half-written model.ckpt cannot exist, it is renamed into place whole. */
+static void sweep_clean_run_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[1600];
+    if (!d) return;
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, ".tmp.") || !strcmp(e->d_name, "failed.txt")) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            remove(path);
+        }
+    closedir(d);
+}
+
+static void sweep_sleep(double seconds) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)seconds;
+    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
 /* ---- one trained student: the shared state of the sweep -------------------------------------- */
 typedef struct sweep_ctx {
     sweep_cfg cfg;
@@ -236,6 +286,8 @@ typedef struct sweep_ctx {
     int32_t eot;
     char world_dir[1100], tok_path[1100], runs_dir[1100];
     double t_start;
+    char who[32];                      /* "" or "task K: " before each progress line */
+    const char *unit;                  /* "task" or, under MPI, "rank" */
 } sweep_ctx;
 
 typedef struct sweep_result {
@@ -618,12 +670,8 @@ static int sweep_run(sweep_ctx *x, const char *name, const char *group, const ch
     snprintf(cpath, sizeof cpath, "%s/model.ckpt", dir);
     snprintf(gpath, sizeof gpath, "%s/generations.jsonl", dir);
     if (sweep_exists(rpath) && (!keep_ckpt || sweep_exists(cpath)) && sweep_read_result(rpath, res) == 0) {
-        printf("  %-22s reused (%s)\n", name, rpath);
+        printf("  %s%-22s reused (%s)\n", x->who, name, rpath);
         return 0;
-    }
-    if (x->cfg.report_only) {
-        printf("  %-22s not finished: left out of the report\n", name);
-        return 1;
     }
     memset(res, 0, sizeof *res);
     snprintf(res->name, sizeof res->name, "%s", name);
@@ -632,6 +680,7 @@ static int sweep_run(sweep_ctx *x, const char *name, const char *group, const ch
     res->seed = seed;
     res->size = size;
     if (sweep_mkdir(dir) != 0) { fprintf(stderr, "distill sweep: cannot create %s\n", dir); return -1; }
+    sweep_clean_run_dir(dir);
     if (ds) {
         m = sweep_train(x, ds, init_path, (uint64_t)seed * 1000003u + (uint64_t)size, epochs, lr, use_budget, res);
     } else {
@@ -649,9 +698,9 @@ static int sweep_run(sweep_ctx *x, const char *name, const char *group, const ch
     if (sweep_eval(x, m, gpath, res) != 0) { distill_model_free(m); return -1; }
     distill_model_free(m);
     res->ok = 1;
-    printf("  %-22s %5lld rows %5lld steps %8lld tok  loss %.3f  %5.1fs | pass@1 %.3f (easy %.2f hard %.2f)  "
+    printf("  %s%-22s %5lld rows %5lld steps %8lld tok  loss %.3f  %5.1fs | pass@1 %.3f (easy %.2f hard %.2f)  "
            "complete %.2f  think %.2f  %4.1fs   [%.0fs]\n",
-           name, (long long)(ds ? distill_dataset_size(ds) : 0), (long long)res->train_steps, (long long)res->train_tokens,
+           x->who, name, (long long)(ds ? distill_dataset_size(ds) : 0), (long long)res->train_steps, (long long)res->train_tokens,
            res->train_loss, res->train_seconds, res->pass1, res->pass_easy, res->pass_hard, res->completion,
            res->think_rate, res->eval_seconds, distill_time_seconds() - x->t_start);
     fflush(stdout);
@@ -897,15 +946,378 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr, const sweep
     return 0;
 }
 
+/* ---- the run list, and which worker runs what -------------------------------------------------
+   The sweep is a fixed list of runs derived from the configuration alone: stage 0, then every
+   seed x size, then the second experiments. A run starts from at most one other run's checkpoint
+   (stage 0's, or the largest subset of its seed). Each worker w of n (an MPI rank, or a Slurm
+   array task) runs the runs assigned to it, in list order, and before a run whose checkpoint
+   comes from another worker it waits for that run's result.json (written last, atomically).
+
+   The assignment is a greedy list schedule over estimated costs (training tokens plus
+   generation). Runs are placed stage 0 first, then the runs that start from stage 0 (largest
+   first), then those that start from a largest subset; each goes to the worker that would finish
+   it first, among the workers whose id is not below its dependency's owner. Stage 0 therefore
+   goes to worker 0, and a worker only ever waits for workers with a lower id: no cycle of
+   waits, and when a job array is throttled (Slurm starts array tasks in id order) the lowest
+   running task never waits for a task that has not started, so the sweep always progresses.
+   Each worker runs its share in the order of the simulated start times. The estimates only
+   balance the work: the results do not depend on the assignment (each run is deterministic
+   given its inputs, whichever process runs it). */
+enum { SWEEP_STAGE0, SWEEP_SUBSET, SWEEP_SECOND };
+
+typedef struct sweep_job {
+    char name[96];
+    const char *group, *from;
+    int kind, s, k, g, from_largest;   /* seed index, size index, second-experiment group */
+    int64_t seed, size;
+    int keep_ckpt;                     /* a later run starts from its checkpoint */
+    int dep;                           /* the run whose checkpoint it starts from; -1: none */
+    int owner;                         /* the worker that runs it */
+    int level;                         /* 0 stage 0, 1 starts from stage 0, 2 from a largest subset */
+    int64_t cost, start, end;          /* estimated work; its span in the simulated schedule */
+} sweep_job;
+
+static const char *const sweep_groups[4] = {"easy", "hard", "right", "wrong"};
+static const char *const sweep_filters[4] = {"difficulty_label == \"EASY\"", "difficulty_label == \"HARD\"",
+                                             "judgement == \"right\"", "judgement == \"wrong\""};
+
+/* Rough work of one run in tokens: training (a direct answer ~50 tokens, a trace ~100) plus
+   greedy generation (a generated token costs ~4 trained ones: one row at a time). */
+static int64_t sweep_cost(const sweep_cfg *c, int64_t rows, int tokens_per_row, int epochs, int use_budget) {
+    int64_t train = use_budget && c->token_budget > 0 ? c->token_budget : rows * tokens_per_row * epochs;
+    return train + 4 * (int64_t)c->eval_n * c->max_new;
+}
+
+/* Sort idx[0..n) by key(a) < key(b) (insertion sort: a sweep has at most a few hundred runs). */
+static int sweep_sched_before(const sweep_job *jb, int a, int b) {   /* the order runs are placed in */
+    if (jb[a].level != jb[b].level) return jb[a].level < jb[b].level;
+    if (jb[a].cost != jb[b].cost) return jb[a].cost > jb[b].cost;
+    return a < b;
+}
+static int sweep_exec_before(const sweep_job *jb, int a, int b) {    /* the order a worker runs them */
+    if (jb[a].start != jb[b].start) return jb[a].start < jb[b].start;
+    return a < b;
+}
+static void sweep_sort(const sweep_job *jb, int *idx, int n, int (*before)(const sweep_job *, int, int)) {
+    int i, j, v;
+    for (i = 1; i < n; i++) {
+        v = idx[i];
+        for (j = i; j > 0 && before(jb, v, idx[j - 1]); j--) idx[j] = idx[j - 1];
+        idx[j] = v;
+    }
+}
+
+/* The run list (in report order) with each run's worker; *order gets the execution order. */
+static sweep_job *sweep_plan(const sweep_cfg *c, int n_workers, int *n_jobs, int **order) {
+    int cap = 1 + c->n_seeds * (c->n_sizes + 8), n = 0, s, k, g, from, w, i, j;
+    sweep_job *jb = (sweep_job *)calloc((size_t)cap, sizeof *jb);
+    int64_t *busy = (int64_t *)calloc((size_t)n_workers, sizeof(int64_t));
+    int *idx = (int *)calloc((size_t)cap, sizeof(int));
+    if (!jb || !busy || !idx) { free(jb); free(busy); free(idx); return NULL; }
+    snprintf(jb[0].name, sizeof jb[0].name, "stage0");
+    jb[0].group = "stage0"; jb[0].from = "scratch"; jb[0].kind = SWEEP_STAGE0;
+    jb[0].keep_ckpt = 1; jb[0].dep = -1;
+    jb[0].cost = sweep_cost(c, c->n_direct, 50, c->stage0_epochs, 0);
+    n = 1;
+    for (s = 0; s < c->n_seeds; s++)
+        for (k = 0; k < c->n_sizes; k++, n++) {
+            snprintf(jb[n].name, sizeof jb[n].name, "s%llu_n%lld", (unsigned long long)c->seeds[s], (long long)c->sizes[k]);
+            jb[n].group = "sweep"; jb[n].from = "stage0"; jb[n].kind = SWEEP_SUBSET;
+            jb[n].s = s; jb[n].k = k; jb[n].seed = (int64_t)c->seeds[s]; jb[n].size = c->sizes[k];
+            jb[n].keep_ckpt = k == c->n_sizes - 1 && c->split_size > 0 && s < c->second_seeds;
+            jb[n].dep = 0; jb[n].level = 1;
+            jb[n].cost = sweep_cost(c, c->sizes[k], 100, c->epochs, 1);
+        }
+    if (c->split_size > 0)
+        for (s = 0; s < c->n_seeds && s < c->second_seeds; s++)
+            for (from = 0; from < 2; from++)
+                for (g = 0; g < 4; g++, n++) {
+                    snprintf(jb[n].name, sizeof jb[n].name, "s%llu_%s_from%s", (unsigned long long)c->seeds[s],
+                             sweep_groups[g], from ? "L" : "0");
+                    jb[n].group = sweep_groups[g]; jb[n].from = from ? "largest" : "stage0"; jb[n].kind = SWEEP_SECOND;
+                    jb[n].s = s; jb[n].g = g; jb[n].from_largest = from;
+                    jb[n].seed = (int64_t)c->seeds[s]; jb[n].size = c->split_size;
+                    jb[n].dep = from ? 1 + s * c->n_sizes + c->n_sizes - 1 : 0;
+                    jb[n].level = 1 + from;
+                    jb[n].cost = sweep_cost(c, c->split_size, 100, c->epochs, 1);
+                }
+    for (i = 0; i < n; i++) idx[i] = i;
+    sweep_sort(jb, idx, n, sweep_sched_before);
+    for (i = 0; i < n; i++) {
+        sweep_job *r = &jb[idx[i]];
+        int64_t ready = r->dep >= 0 ? jb[r->dep].end : 0, best_end = 0;
+        int lo = r->dep >= 0 ? jb[r->dep].owner : 0, best = -1;
+        for (w = lo; w < n_workers; w++) {
+            int64_t e = (busy[w] > ready ? busy[w] : ready) + r->cost;
+            if (best < 0 || e < best_end) { best = w; best_end = e; }
+        }
+        r->owner = best;
+        r->start = best_end - r->cost;
+        r->end = busy[best] = best_end;
+    }
+    for (j = 0; j < n; j++) idx[j] = j;
+    if (n_workers > 1) sweep_sort(jb, idx, n, sweep_exec_before);   /* one process: the list order */
+    free(busy);
+    *n_jobs = n;
+    *order = idx;
+    return jb;
+}
+
+static void sweep_run_path(const sweep_ctx *x, const sweep_job *jb, const char *file, char *out, size_t cap) {
+    snprintf(out, cap, "%s/%s/%s", x->runs_dir, jb->name, file);
+}
+
+/* Finished: its result.json, and its checkpoint when a later run starts from it. */
+static int sweep_done(const sweep_ctx *x, const sweep_job *jb) {
+    char p[1400];
+    sweep_run_path(x, jb, "result.json", p, sizeof p);
+    if (!sweep_exists(p)) return 0;
+    sweep_run_path(x, jb, "model.ckpt", p, sizeof p);
+    return !jb->keep_ckpt || sweep_exists(p);
+}
+
+/* Wait (polling once a second) until a run another worker owns has finished. Array tasks
+   (mpi == 0) give up after --wait-timeout, or at once when the owner left a failure note; MPI
+   ranks wait as long as it takes (a rank that fails ends the whole job). */
+static int sweep_wait(const sweep_ctx *x, const sweep_job *jb, int mpi) {
+    double t0 = distill_time_seconds();
+    int said = 0;
+    char note[1400], rpath[1400];
+    sweep_run_path(x, jb, "failed.txt", note, sizeof note);
+    sweep_run_path(x, jb, "result.json", rpath, sizeof rpath);
+    while (!sweep_done(x, jb)) {
+        if (!mpi && sweep_exists(note)) {
+            fprintf(stderr, "distill sweep: %srun %s failed on task %d (see %s and that task's log); fix that, then "
+                            "rerun task %d and this task (finished runs are reused)\n", x->who, jb->name, jb->owner, note, jb->owner);
+            return -1;
+        }
+        if (!mpi && distill_time_seconds() - t0 > x->cfg.wait_timeout) {
+            fprintf(stderr, "distill sweep: %sgave up after %.0f s waiting for run %s (%s %d): %s%s does not exist. "
+                            "Is %s %d running? Run it (finished runs are reused), or raise --wait-timeout.\n",
+                    x->who, x->cfg.wait_timeout, jb->name, x->unit, jb->owner, rpath, jb->keep_ckpt ? " or its model.ckpt" : "",
+                    x->unit, jb->owner);
+            return -1;
+        }
+        if (!said) { printf("  %swaiting for run %s (%s %d)\n", x->who, jb->name, x->unit, jb->owner); said = 1; }
+        sweep_sleep(1.0);
+    }
+    if (said) printf("  %s%s is done (waited %.0f s)\n", x->who, jb->name, distill_time_seconds() - t0);
+    return 0;
+}
+
+/* Run job j: its training set, the checkpoint it starts from, then sweep_run. The second
+   experiments' filtered sets are loaded on first use (gds[g]). */
+static int sweep_do(sweep_ctx *x, const sweep_job *jobs, int j, distill_dataset **gds) {
+    const sweep_cfg *c = &x->cfg;
+    const sweep_job *jb = &jobs[j];
+    distill_select_options so;
+    distill_dataset *sub;
+    distill_error err;
+    sweep_result r;
+    char ck[1400];
+    int rc;
+    if (jb->kind == SWEEP_STAGE0)
+        return sweep_run(x, jb->name, jb->group, jb->from, 0, 0, x->direct, NULL, c->stage0_epochs, c->stage0_lr, 0, 1, &r);
+    sweep_run_path(x, &jobs[jb->dep], "model.ckpt", ck, sizeof ck);
+    if (jb->kind == SWEEP_SECOND && !gds[jb->g]) {
+        gds[jb->g] = sweep_load_data(x, "train.jsonl", sweep_filters[jb->g]);
+        if (!gds[jb->g]) return -1;
+        if (distill_dataset_size(gds[jb->g]) < c->split_size) {
+            fprintf(stderr, "distill sweep: only %lld '%s' traces for split size %lld\n",
+                    (long long)distill_dataset_size(gds[jb->g]), jb->group, (long long)c->split_size);
+            return -1;
+        }
+    }
+    memset(&so, 0, sizeof so);
+    so.seed = (uint64_t)jb->seed;
+    so.n = jb->size;
+    sub = distill_dataset_select(jb->kind == SWEEP_SUBSET ? x->train_all : gds[jb->g], &so, &err);
+    if (!sub) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    rc = sweep_run(x, jb->name, jb->group, jb->from, jb->seed, jb->size, sub, ck, c->epochs, c->lr, 1, jb->keep_ckpt, &r);
+    distill_dataset_free(sub);
+    return rc;
+}
+
+/* Leave a note in a failed run's directory, for the array tasks waiting for it. */
+static void sweep_note_failure(const sweep_ctx *x, const sweep_job *jb) {
+    char p[1400], msg[160];
+    distill_error err;
+    sweep_run_path(x, jb, "failed.txt", p, sizeof p);
+    snprintf(msg, sizeof msg, "task %d failed in this run; see its log\n", jb->owner);
+    (void)distill_write_file_atomic(p, msg, strlen(msg), &err);
+}
+
+/* The workers: MPI ranks, or array tasks (--task-id/--num-tasks, by default from Slurm's
+   SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN, over SLURM_ARRAY_TASK_STEP, of
+   SLURM_ARRAY_TASK_COUNT). Returns 0, or 2 after a message. */
+static int sweep_env(const char *name, long *v) {
+    const char *s = getenv(name);
+    char *end;
+    if (!s || !*s) return 0;
+    *v = strtol(s, &end, 10);
+    if (*end) {
+        fprintf(stderr, "distill sweep: %s=%s is not an integer\n", name, s);
+        return -1;
+    }
+    return 1;
+}
+
+static int sweep_workers(sweep_cfg *c, const distill_comm *comm, int *w, int *n) {
+    long id = 0, min = 0, step = 1, count = 0;
+    int got;
+    char origin[200] = "";
+    if (comm->size > 1) {
+        if (c->task_id >= 0 || c->num_tasks > 1) {
+            fprintf(stderr, "distill sweep: under mpirun the ranks are the workers: no --task-id/--num-tasks\n");
+            return 2;
+        }
+        if (c->merge || c->report_only || c->plan) {
+            fprintf(stderr, "distill sweep: --merge, --report-only and --plan run as one process, not under mpirun\n");
+            return 2;
+        }
+        *w = comm->rank;
+        *n = comm->size;
+        return 0;
+    }
+    if (!c->merge && !c->report_only) {   /* a report is one process: Slurm's array variables do not apply */
+        if (c->num_tasks <= 0) {
+            if ((got = sweep_env("SLURM_ARRAY_TASK_COUNT", &count)) < 0) return 2;
+            if (got && (count < 1 || count > 1000000)) {
+                fprintf(stderr, "distill sweep: SLURM_ARRAY_TASK_COUNT=%ld\n", count);
+                return 2;
+            }
+            if (got) c->num_tasks = (int)count;
+        }
+        if (c->task_id < 0) {
+            if ((got = sweep_env("SLURM_ARRAY_TASK_ID", &id)) < 0 || sweep_env("SLURM_ARRAY_TASK_MIN", &min) < 0 ||
+                sweep_env("SLURM_ARRAY_TASK_STEP", &step) < 0)
+                return 2;
+            if (step < 1) step = 1;
+            if (got && (id < min || (id - min) % step || (id - min) / step > 1000000)) {
+                fprintf(stderr, "distill sweep: SLURM_ARRAY_TASK_ID=%ld is not MIN + k * STEP (MIN %ld, STEP %ld): "
+                                "use a regular array (--array=0-7) or pass --task-id/--num-tasks\n", id, min, step);
+                return 2;
+            }
+            if (got) {
+                c->task_id = (int)((id - min) / step);
+                snprintf(origin, sizeof origin, " (from SLURM_ARRAY_TASK_ID=%ld, SLURM_ARRAY_TASK_MIN=%ld)", id, min);
+            }
+        }
+    }
+    if (c->num_tasks <= 0) c->num_tasks = 1;
+    if (c->task_id < 0) {
+        if (c->num_tasks > 1 && !c->merge && !c->report_only && !c->plan) {
+            fprintf(stderr, "distill sweep: --num-tasks %d needs --task-id K (0 <= K < %d), one per task\n", c->num_tasks, c->num_tasks);
+            return 2;
+        }
+        c->task_id = 0;
+    }
+    if (c->task_id >= c->num_tasks) {
+        fprintf(stderr, "distill sweep: task id %d%s is out of range for %d task%s (ids 0..%d)\n", c->task_id, origin,
+                c->num_tasks, c->num_tasks > 1 ? "s" : "", c->num_tasks - 1);
+        return 2;
+    }
+    *w = c->task_id;
+    *n = c->num_tasks;
+    return 0;
+}
+
+/* The command an array task prints for the merge step: its own, without the task options. */
+static void sweep_print_merge(int argc, char **argv) {
+    int a;
+    printf("when every task has finished:\n  distill sweep");
+    for (a = 1; a < argc; a++) {
+        const char *p;
+        if ((!strcmp(argv[a], "--task-id") || !strcmp(argv[a], "--num-tasks")) && a + 1 < argc) { a++; continue; }
+        for (p = argv[a]; *p && (isalnum((unsigned char)*p) || strchr("_./,=:+-", *p)); p++) {}
+        printf(*p || !argv[a][0] ? " '%s'" : " %s", argv[a]);
+    }
+    printf(" --merge\n");
+}
+
+/* The command line's options over *c (after the preset and config file). 0, or 2 after a message. */
+static int sweep_flags(sweep_cfg *c, int argc, char **argv) {
+    int a, rc;
+    for (a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "--preset") || !strcmp(argv[a], "--config")) { a++; continue; }
+        if (!strcmp(argv[a], "--merge") || !strcmp(argv[a], "--plan")) {   /* switches; "--merge 1" works too */
+            int v = a + 1 < argc && (!strcmp(argv[a + 1], "0") || !strcmp(argv[a + 1], "1"));
+            (void)sweep_set(c, argv[a] + 2, v ? argv[a + 1] : "1", NULL);
+            a += v;
+            continue;
+        }
+        if (strncmp(argv[a], "--", 2) || a + 1 >= argc) {
+            fprintf(stderr, "distill sweep: unexpected argument '%s'\n", argv[a]);
+            sweep_usage(stderr);
+            return 2;
+        }
+        rc = sweep_set(c, argv[a] + 2, argv[a + 1], NULL);
+        if (rc) {
+            if (rc == -2) fprintf(stderr, "distill sweep: unknown option '%s' (see distill sweep --help)\n", argv[a]);
+            else fprintf(stderr, "distill sweep: %s: invalid value '%s'\n", argv[a], argv[a + 1]);
+            return 2;
+        }
+        a++;
+    }
+    return 0;
+}
+
+/* v with the fewest digits that read back exactly (%.17g always would, but prints 0.1 as
+   0.10000000000000001). */
+static void sweep_put_num(FILE *f, const char *key, double v, const char *after) {
+    char buf[64];
+    int digits;
+    for (digits = 15; digits < 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    if (digits == 17) snprintf(buf, sizeof buf, "%.17g", v);
+    fprintf(f, "\"%s\": %s%s", key, buf, after);
+}
+
+/* OUT/sweep-config.json: every option that shapes the runs and the report, in the config-file
+   format, so that `--merge` and `--report-only` need only --out. */
+static int sweep_save_config(const sweep_cfg *c, const char *path) {
+    distill_atomic_file af;
+    distill_error err;
+    int i;
+    if (distill_atomic_open(&af, path, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    fprintf(af.f, "{\"train\": %lld, \"direct\": %lld, \"eval\": %lld, ", (long long)c->n_train, (long long)c->n_direct,
+            (long long)c->n_eval);
+    sweep_put_num(af.f, "error_rate", c->error_rate, ", ");
+    fprintf(af.f, "\"world_seed\": %llu,\n", (unsigned long long)c->world_seed);
+    fprintf(af.f, " \"vocab\": %d, \"dim\": %d, \"layers\": %d, \"heads\": %d, \"kv_heads\": %d, \"hidden\": %d, \"seq\": %d,\n",
+            c->vocab, c->dim, c->layers, c->heads, c->kv_heads, c->hidden, c->seq);
+    fprintf(af.f, " \"batch\": %d, ", c->batch);
+    sweep_put_num(af.f, "lr", c->lr, ", ");
+    sweep_put_num(af.f, "warmup", c->warmup, ", ");
+    fprintf(af.f, "\"epochs\": %d, \"token_budget\": %lld, \"stage0_epochs\": %d, ", c->epochs, (long long)c->token_budget,
+            c->stage0_epochs);
+    sweep_put_num(af.f, "stage0_lr", c->stage0_lr, ",\n");
+    fprintf(af.f, " \"sizes\": [");
+    for (i = 0; i < c->n_sizes; i++) fprintf(af.f, "%s%lld", i ? ", " : "", (long long)c->sizes[i]);
+    fprintf(af.f, "], \"seeds\": [");
+    for (i = 0; i < c->n_seeds; i++) fprintf(af.f, "%s%llu", i ? ", " : "", (unsigned long long)c->seeds[i]);
+    fprintf(af.f, "], \"split_size\": %lld, \"second_seeds\": %d,\n", (long long)c->split_size, c->second_seeds);
+    fprintf(af.f, " \"eval_n\": %d, \"max_new\": %d, \"gen_batch\": %d}\n", c->eval_n, c->max_new, c->gen_batch);
+    if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    return 0;
+}
+
 /* ---- the driver ----------------------------------------------------------------------------- */
 int cli_sweep(int argc, char **argv) {
     sweep_ctx x;
     sweep_cfg *c = &x.cfg;
     sweep_result *res = NULL, stage0;
+    sweep_job *jobs = NULL;
+    int *order = NULL;
+    distill_dataset *gds[4] = {NULL, NULL, NULL, NULL};
     distill_error err;
+    const distill_comm *comm;
     const char *preset = "demo", *config = NULL;
-    char path[1200], ck0[1300], cklast[1300], name[96], filt[64];
-    int a, s, k, nr = 0, cap, rc = 1;
+    char path[1200];
+    int a, j, nr = 0, nj = 0, rc = 1, w = 0, nw = 1, mpi, reporting, mine = 0, done_before = 0, missing = 0;
+    int said[3] = {0, 0, 0};
     memset(&x, 0, sizeof x);
     x.t_start = distill_time_seconds();
     setvbuf(stdout, NULL, _IOLBF, 0);   /* progress lines appear as they happen, also in logs */
@@ -920,48 +1332,114 @@ int cli_sweep(int argc, char **argv) {
         return 2;
     }
     sweep_preset(c, preset);
-    if (config && sweep_load_config(c, config) != 0) return 2;
-    for (a = 1; a < argc; a++) {
-        int r2;
-        if (!strcmp(argv[a], "--preset") || !strcmp(argv[a], "--config")) { a++; continue; }
-        if (strncmp(argv[a], "--", 2) || a + 1 >= argc) {
-            fprintf(stderr, "distill sweep: unexpected argument '%s'\n", argv[a]);
-            sweep_usage(stderr);
-            return 2;
+    if ((config && sweep_load_config(c, config) != 0) || sweep_flags(c, argc, argv) != 0) return 2;
+    if ((c->merge || c->report_only) && !c->plan) {
+        /* a report takes the options the sweep recorded (the merge step then needs only --out);
+           a config file and flags still override them */
+        char saved[1100];
+        snprintf(saved, sizeof saved, "%s/sweep-config.json", c->out);
+        if (sweep_exists(saved)) {
+            sweep_preset(c, preset);
+            if (sweep_load_config(c, saved) != 0 || (config && sweep_load_config(c, config) != 0) ||
+                sweep_flags(c, argc, argv) != 0)
+                return 2;
+            printf("options: %s, then the command line\n", saved);
+            preset = "as recorded";
         }
-        r2 = sweep_set(c, argv[a] + 2, argv[a + 1], NULL);
-        if (r2) {
-            if (r2 == -2) fprintf(stderr, "distill sweep: unknown option '%s' (see distill sweep --help)\n", argv[a]);
-            else fprintf(stderr, "distill sweep: %s: invalid value '%s'\n", argv[a], argv[a + 1]);
-            return 2;
-        }
-        a++;
     }
     if (c->heads % c->kv_heads || c->dim % c->heads) {
         fprintf(stderr, "distill sweep: dim (%d) must divide by heads (%d), heads by kv_heads (%d)\n", c->dim, c->heads, c->kv_heads);
         return 2;
     }
-    for (k = 0; k < c->n_sizes; k++)
-        if (c->sizes[k] > c->n_train || (k && c->sizes[k] <= c->sizes[k - 1])) {
+    for (a = 0; a < c->n_sizes; a++)
+        if (c->sizes[a] > c->n_train || (a && c->sizes[a] <= c->sizes[a - 1])) {
             fprintf(stderr, "distill sweep: sizes must increase and not exceed --train (%lld)\n", (long long)c->n_train);
             return 2;
         }
     if (c->eval_n > c->n_eval) c->eval_n = (int)c->n_eval;
+#ifdef DISTILL_MPI
+    comm = cli_comm();
+#else
+    comm = distill_comm_local();   /* without MPI cli_comm() is always this one */
+#endif
+    mpi = comm->size > 1;
+    if (sweep_workers(c, comm, &w, &nw) != 0) return 2;
+    reporting = c->merge || c->report_only;
+    jobs = sweep_plan(c, nw, &nj, &order);
+    if (!jobs) { fprintf(stderr, "distill sweep: out of memory\n"); return 1; }
+    if (c->plan) {
+        int64_t total = 0;
+        printf("%d runs over %d task%s (work in estimated tokens):\n  %-22s %5s  %-22s %10s %10s %10s\n", nj, nw,
+               nw > 1 ? "s" : "", "run", "task", "starts from", "work", "start", "end");
+        for (j = 0; j < nj; j++) {
+            printf("  %-22s %5d  %-22s %10lld %10lld %10lld\n", jobs[j].name, jobs[j].owner,
+                   jobs[j].dep >= 0 ? jobs[jobs[j].dep].name : "-", (long long)jobs[j].cost, (long long)jobs[j].start,
+                   (long long)jobs[j].end);
+            total += jobs[j].cost;
+        }
+        for (a = 0; a < nw; a++) {
+            int64_t sum = 0, end = 0;
+            for (j = 0; j < nj; j++)
+                if (jobs[j].owner == a) { sum += jobs[j].cost; mine++; if (jobs[j].end > end) end = jobs[j].end; }
+            printf("task %d: %d runs, work %lld, done at %lld\n", a, mine, (long long)sum, (long long)end);
+            mine = 0;
+        }
+        printf("one process: %lld\n", (long long)total);
+        free(jobs);
+        free(order);
+        return 0;
+    }
     if (c->threads > 0) distill_set_threads(c->threads);
     x.tmpl = distill_chat_template_get("chatml");
     snprintf(x.world_dir, sizeof x.world_dir, "%s/world", c->out);
     snprintf(x.tok_path, sizeof x.tok_path, "%s/tokenizer.bin", c->out);
     snprintf(x.runs_dir, sizeof x.runs_dir, "%s/runs", c->out);
-    if (sweep_mkdir(c->out) || sweep_mkdir(x.world_dir) || sweep_mkdir(x.runs_dir)) {
+    x.unit = mpi ? "rank" : "task";
+    if (nw > 1) snprintf(x.who, sizeof x.who, "%s %d: ", x.unit, w);
+    for (j = 0; j < nj; j++) mine += jobs[j].owner == w;
+    if (reporting) {
+        snprintf(path, sizeof path, "%s/eval.jsonl", x.world_dir);
+        if (!sweep_exists(path) || !sweep_exists(x.tok_path)) {
+            fprintf(stderr, "distill sweep: %s: no sweep to report (no %s or %s): run the sweep first\n", c->out, path, x.tok_path);
+            goto done;
+        }
+    } else if (sweep_mkdir(c->out) || sweep_mkdir(x.world_dir) || sweep_mkdir(x.runs_dir)) {
         fprintf(stderr, "distill sweep: cannot create %s\n", c->out);
-        return 1;
+        goto done;
+    } else if (w == 0) {
+        snprintf(path, sizeof path, "%s/sweep-config.json", c->out);
+        if (sweep_save_config(c, path) != 0) goto done;
     }
     printf("distill sweep -> %s  (preset %s; %d sizes x %d seeds, %s, %d threads)\n", c->out, preset, c->n_sizes,
            c->n_seeds, c->token_budget > 0 ? "fixed token budget" : "fixed epochs", distill_get_threads());
+    if (nw > 1 && !reporting)
+        printf("%s %d of %d%s: %d of the %d runs\n", mpi ? "rank" : "task", w, nw, mpi ? " (MPI)" : "", mine, nj);
+    if (nw > 1 && !mpi && !reporting && mine == 0) {
+        printf("task %d: no runs for this task (%d runs over %d tasks)\n", w, nj, nw);
+        sweep_print_merge(argc, argv);
+        rc = 0;
+        goto done;
+    }
+    if (nw > 1 && !mpi && !reporting)   /* notes from an earlier attempt of this task's runs */
+        for (j = 0; j < nj; j++)
+            if (jobs[j].owner == w) { sweep_run_path(&x, &jobs[j], "failed.txt", path, sizeof path); remove(path); }
 
-    /* 1. the world */
+    /* 1. the world and 2. the tokenizer: worker 0 makes them; the others wait for the tokenizer,
+       written last (every file is renamed into place whole) */
     snprintf(path, sizeof path, "%s/eval.jsonl", x.world_dir);
-    if (!sweep_exists(path)) {
+    if (reporting) {
+        /* checked above: both exist */
+    } else if (w > 0) {
+        if (!sweep_exists(x.tok_path)) printf("%swaiting for %s 0 to write the world and %s\n", x.who, x.unit, x.tok_path);
+        while (!sweep_exists(x.tok_path)) {
+            if (!mpi && distill_time_seconds() - x.t_start > c->wait_timeout) {
+                fprintf(stderr, "distill sweep: %sgave up after %.0f s waiting for %s (%s 0 writes it). Is %s 0 running?\n",
+                        x.who, c->wait_timeout, x.tok_path, x.unit, x.unit);
+                goto done;
+            }
+            sweep_sleep(1.0);
+        }
+    } else if (!sweep_exists(path)) {
         world_gen_options wo = world_gen_options_default();
         world_gen_summary sum;
         wo.n_train = (uint64_t)c->n_train;
@@ -969,112 +1447,95 @@ int cli_sweep(int argc, char **argv) {
         wo.n_eval = (uint64_t)c->n_eval;
         wo.seed = c->world_seed;
         wo.error_rate = c->error_rate;
-        if (world_write_files(x.world_dir, &wo, &sum, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); return 1; }
+        if (world_write_files(x.world_dir, &wo, &sum, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
         world_print_summary(stdout, &wo, &sum);
     } else printf("world: reusing %s\n", x.world_dir);
-
-    /* 2. the tokenizer */
-    if (sweep_tokenizer(&x) != 0) return 1;
+    if (sweep_tokenizer(&x) != 0) goto done;
     x.eot = distill_chat_eot_id(x.tmpl, x.tok);
     printf("tokenizer: %d tokens (%s)  [%.0fs]\n", distill_tokenizer_vocab_size(x.tok), x.tok_path, distill_time_seconds() - x.t_start);
 
     /* data */
-    x.train_all = sweep_load_data(&x, "train.jsonl", NULL);
-    x.direct = sweep_load_data(&x, "direct.jsonl", NULL);
-    if (!x.train_all || !x.direct || sweep_load_eval(&x) != 0) goto done;
-    {
-        const distill_data_stats *st = distill_dataset_stats(x.train_all), *sd = distill_dataset_stats(x.direct);
+    if (sweep_load_eval(&x) != 0) goto done;
+    if (!reporting && mine > 0) {
+        const distill_data_stats *st, *sd;
+        x.train_all = sweep_load_data(&x, "train.jsonl", NULL);
+        x.direct = sweep_load_data(&x, "direct.jsonl", NULL);
+        if (!x.train_all || !x.direct) goto done;
+        st = distill_dataset_stats(x.train_all);
+        sd = distill_dataset_stats(x.direct);
         printf("data: %lld traces (%.1f tokens/row, max %lld, %lld dropped > %d), %lld direct answers (%.1f tokens/row), %d eval problems\n",
                (long long)st->rows, (double)st->tokens / (double)(st->rows ? st->rows : 1), (long long)st->max_len,
                (long long)st->dropped, c->seq, (long long)sd->rows, (double)sd->tokens / (double)(sd->rows ? sd->rows : 1), x.n_eval);
+        if (distill_dataset_size(x.train_all) < c->sizes[c->n_sizes - 1]) {
+            fprintf(stderr, "distill sweep: only %lld traces fit in %d tokens; the largest size is %lld\n",
+                    (long long)distill_dataset_size(x.train_all), c->seq, (long long)c->sizes[c->n_sizes - 1]);
+            goto done;
+        }
     }
-    if (distill_dataset_size(x.train_all) < c->sizes[c->n_sizes - 1]) {
-        fprintf(stderr, "distill sweep: only %lld traces fit in %d tokens; the largest size is %lld\n",
-                (long long)distill_dataset_size(x.train_all), c->seq, (long long)c->sizes[c->n_sizes - 1]);
+
+    /* 3.-5. this worker's runs: stage 0, the data-quantity sweep, the second experiments */
+    for (a = 0; a < nj && !reporting; a++) {
+        const sweep_job *jb = &jobs[order[a]];
+        if (jb->owner != w) continue;
+        if (!said[jb->kind]) {
+            said[jb->kind] = 1;
+            if (jb->kind == SWEEP_STAGE0) printf("stage 0: training the direct-answer student\n");
+            else if (jb->kind == SWEEP_SUBSET) printf("sweep: nested subsets of the teacher's traces, fine-tuned from stage 0\n");
+            else printf("second experiments: %lld traces per subset, from stage 0 and from the largest\n", (long long)c->split_size);
+        }
+        done_before += sweep_done(&x, jb);
+        if (jb->dep >= 0 && jobs[jb->dep].owner != w && sweep_wait(&x, &jobs[jb->dep], mpi) != 0) goto done;
+        if (sweep_do(&x, jobs, order[a], gds) != 0) {
+            fprintf(stderr, "distill sweep: %srun %s failed\n", x.who, jb->name);
+            if (nw > 1 && !mpi) sweep_note_failure(&x, jb);
+            goto done;
+        }
+    }
+    if (nw > 1 && !mpi && !reporting) {   /* an array task: no report; the merge step writes it */
+        printf("\n%sdone: %d runs (%d finished earlier)  (%.0f s)\n", x.who, mine, done_before, distill_time_seconds() - x.t_start);
+        sweep_print_merge(argc, argv);
+        rc = 0;
         goto done;
     }
-    cap = 2 + c->n_seeds * (c->n_sizes + 8);
-    res = (sweep_result *)calloc((size_t)cap, sizeof *res);
+    if (mpi) {   /* every rank waits (sleeping, not spinning in MPI) for all runs, then one barrier */
+        for (j = 0; j < nj; j++)
+            if (jobs[j].owner != w && sweep_wait(&x, &jobs[j], 1) != 0) goto done;
+        if (comm->barrier(comm, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
+        if (w != 0) { rc = 0; goto done; }
+    }
+
+    /* 6. the report (one process: the single sweep, MPI rank 0, or --merge / --report-only),
+       from every run's result.json so that it never depends on who ran what */
+    res = (sweep_result *)calloc((size_t)nj, sizeof *res);
     if (!res) goto done;
-
-    /* 3. stage 0: the non-reasoning student */
-    printf("stage 0: training the direct-answer student\n");
-    if (sweep_run(&x, "stage0", "stage0", "scratch", 0, 0, x.direct, NULL, c->stage0_epochs, c->stage0_lr, 0, 1, &stage0) != 0) {
-        fprintf(stderr, "distill sweep: no stage-0 student\n");
+    if (c->merge) printf("merge: %d runs in %s\n", nj, x.runs_dir);
+    for (j = 0; j < nj; j++) {
+        sweep_run_path(&x, &jobs[j], "result.json", path, sizeof path);
+        if (sweep_read_result(path, &res[nr]) == 0) { nr++; continue; }
+        if (!missing++ && c->merge) fprintf(stderr, "distill sweep: unfinished runs (no %s/<run>/result.json):\n", x.runs_dir);
+        if (c->merge) {
+            if (nw > 1) fprintf(stderr, "  %s (task %d)\n", jobs[j].name, jobs[j].owner);
+            else fprintf(stderr, "  %s\n", jobs[j].name);
+        } else if (c->report_only) printf("  %-22s not finished: left out of the report\n", jobs[j].name);
+        else fprintf(stderr, "distill sweep: run %s has no result (%s)\n", jobs[j].name, path);
+        if (j == 0 && !c->merge) { fprintf(stderr, "distill sweep: no stage-0 student\n"); goto done; }
+    }
+    if (missing && !c->report_only) {
+        if (c->merge)
+            fprintf(stderr, "distill sweep: %d of %d runs are not finished: run (or rerun) the tasks that own them, then "
+                            "--merge again\n", missing, nj);
         goto done;
     }
-    res[nr++] = stage0;
-    snprintf(ck0, sizeof ck0, "%s/stage0/model.ckpt", x.runs_dir);
-
-    /* 4. the data-quantity sweep */
-    printf("sweep: nested subsets of the teacher's traces, fine-tuned from stage 0\n");
-    for (s = 0; s < c->n_seeds; s++) {
-        for (k = 0; k < c->n_sizes; k++) {
-            distill_select_options so;
-            distill_dataset *sub;
-            memset(&so, 0, sizeof so);
-            so.seed = c->seeds[s];
-            so.n = c->sizes[k];
-            sub = distill_dataset_select(x.train_all, &so, &err);
-            if (!sub) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
-            snprintf(name, sizeof name, "s%llu_n%lld", (unsigned long long)c->seeds[s], (long long)c->sizes[k]);
-            rc = sweep_run(&x, name, "sweep", "stage0", (int64_t)c->seeds[s], c->sizes[k], sub, ck0, c->epochs, c->lr, 1,
-                           k == c->n_sizes - 1 && c->split_size > 0 && s < c->second_seeds, &res[nr]);
-            distill_dataset_free(sub);
-            if (rc < 0) { rc = 1; goto done; }
-            if (rc == 0) nr++;
-            rc = 1;
-        }
-    }
-
-    /* 5. the second experiments: easy vs hard, right vs wrong, from stage 0 and from the largest */
-    if (c->split_size > 0 && c->second_seeds > 0) {
-        static const char *groups[4] = {"easy", "hard", "right", "wrong"};
-        static const char *filters[4] = {"difficulty_label == \"EASY\"", "difficulty_label == \"HARD\"",
-                                         "judgement == \"right\"", "judgement == \"wrong\""};
-        distill_dataset *gds[4];
-        int g;
-        printf("second experiments: %lld traces per subset\n", (long long)c->split_size);
-        for (g = 0; g < 4; g++) {
-            gds[g] = sweep_load_data(&x, "train.jsonl", filters[g]);
-            if (!gds[g]) { while (g-- > 0) distill_dataset_free(gds[g]); goto done; }
-            if (distill_dataset_size(gds[g]) < c->split_size) {
-                fprintf(stderr, "distill sweep: only %lld '%s' traces for split size %lld\n",
-                        (long long)distill_dataset_size(gds[g]), groups[g], (long long)c->split_size);
-                for (; g >= 0; g--) distill_dataset_free(gds[g]);
-                goto done;
-            }
-        }
-        (void)filt;
-        for (s = 0; s < c->n_seeds && s < c->second_seeds; s++) {
-            int from;
-            snprintf(cklast, sizeof cklast, "%s/s%llu_n%lld/model.ckpt", x.runs_dir, (unsigned long long)c->seeds[s],
-                     (long long)c->sizes[c->n_sizes - 1]);
-            for (from = 0; from < 2; from++)
-                for (g = 0; g < 4; g++) {
-                    distill_select_options so;
-                    distill_dataset *sub;
-                    memset(&so, 0, sizeof so);
-                    so.seed = c->seeds[s];
-                    so.n = c->split_size;
-                    sub = distill_dataset_select(gds[g], &so, &err);
-                    if (!sub) { fprintf(stderr, "distill sweep: %s\n", err.msg); break; }
-                    snprintf(name, sizeof name, "s%llu_%s_from%s", (unsigned long long)c->seeds[s], groups[g], from ? "L" : "0");
-                    if (sweep_run(&x, name, groups[g], from ? "largest" : "stage0", (int64_t)c->seeds[s], c->split_size, sub,
-                                  from ? cklast : ck0, c->epochs, c->lr, 1, 0, &res[nr]) == 0) nr++;
-                    distill_dataset_free(sub);
-                }
-        }
-        for (g = 0; g < 4; g++) distill_dataset_free(gds[g]);
-    }
-
-    /* 6. the report */
+    stage0 = res[0];
     if (sweep_report(&x, res, nr, &stage0) != 0) goto done;
     printf("\nresults: %s/results.md  %s/results.csv  %s/results.json  plot: %s/valley.svg  (%.0f s)\n", c->out, c->out,
            c->out, c->out, distill_time_seconds() - x.t_start);
     rc = 0;
 done:
     free(res);
+    free(jobs);
+    free(order);
+    for (a = 0; a < 4; a++) if (gds[a]) distill_dataset_free(gds[a]);
     if (x.eval_recs) { for (a = 0; a < x.n_eval; a++) { distill_json_free(x.eval_recs[a]); distill_ids_free(&x.prompt_ids[a]); } }
     free(x.eval_recs);
     free(x.prompts);
