@@ -11792,6 +11792,14 @@ DISTILL_API int distill_trainer_step(distill_trainer *t, distill_step_info *info
             w_seen += st.weight_sum;
             tokens += st.tokens;
         }
+        if (P > 1 && last && sb.B == 0 && ((distill__state *)t->m->internal)->grad_ready) {
+            /* no rows here (a short last batch): issue the same buckets as the other ranks, in the
+               same order, with this rank's zero gradient, or the collectives would not match */
+            int l;
+            distill__dp_ready(t, (size_t)(t->m->final_norm - t->m->params));
+            for (l = t->m->cfg.n_layers - 1; l >= 0; l--) distill__dp_ready(t, (size_t)(t->m->layers[l].attn_norm - t->m->params));
+            distill__dp_ready(t, 0);
+        }
         if (P > 1 && last && distill__dp_finish(t, err) != 0) return -1;
     }
     if (wsum <= 0.0)
