@@ -79,7 +79,8 @@ test-mpi:
 	@mkdir -p build/mpi
 	$(MPICC) $(CSTD) $(OPT) $(WARN) -g -DDISTILL_MPI -o build/distill-mpi $(CLI_SRC) $(LDLIBS)
 	$(MPICC) $(CSTD) $(OPT) $(WARN) -g -DDISTILL_MPI -o build/mpi/test_mpi_dp tests/mpi/test_mpi_dp.c $(LDLIBS)
-	@sh tests/run.sh tests/mpi/run_dp.sh tests/mpi/mpi_train.sh $(wildcard tests/mpi_sweep.sh tests/mpi/mpi_sweep.sh)
+	$(MPICC) $(CSTD) $(OPT) $(WARN) -g -DDISTILL_MPI -o build/mpi/data_parallel examples/data_parallel.c $(LDLIBS)
+	@sh tests/run.sh tests/mpi/run_dp.sh tests/mpi/example_dp.sh tests/mpi/mpi_train.sh $(wildcard tests/mpi_sweep.sh tests/mpi/mpi_sweep.sh)
 
 ## make test-aarch64: the kernel tests cross-compiled for aarch64 (NEON) and run under qemu-user
 test-aarch64:
