@@ -11983,6 +11983,28 @@ static void distill__ckpt_name(char *buf, size_t cap, const char *dir, int64_t s
     snprintf(buf, cap, "%s/ckpt-%09lld.dstl", dir, (long long)step);
 }
 
+/* A process killed while saving leaves ckpt-<step>.dstl.tmp.<pid>. One trainer writes to a
+   directory at a time, so any such temp file not of this process is a leftover: remove it (at
+   the start of a run and after every save). */
+static void distill__clean_tmp(const char *dir) {
+#if !defined(_WIN32)
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char own[32], path[1024];
+    snprintf(own, sizeof own, ".tmp.%ld", (long)getpid());
+    while (d && (e = readdir(d)) != NULL) {
+        const char *tmp = strstr(e->d_name, ".dstl.tmp.");
+        if (!strncmp(e->d_name, "ckpt-", 5) && tmp && strcmp(tmp + 5, own) != 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            remove(path);
+        }
+    }
+    if (d) closedir(d);
+#else
+    (void)dir;
+#endif
+}
+
 static int distill__save_rotate(distill_trainer *t, distill_error *err) {
     char path[1024];
     int64_t steps[256];
@@ -11994,23 +12016,7 @@ static int distill__save_rotate(distill_trainer *t, distill_error *err) {
         distill__ckpt_name(path, sizeof path, t->tc.out_dir, steps[i]);
         remove(path);
     }
-#if !defined(_WIN32)
-    {   /* a process killed while saving leaves ckpt-<step>.dstl.tmp.<pid>: one trainer writes to a
-           directory, so any temp file not of this process is such a leftover */
-        DIR *d = opendir(t->tc.out_dir);
-        struct dirent *e;
-        char own[32];
-        snprintf(own, sizeof own, ".tmp.%ld", (long)getpid());
-        while (d && (e = readdir(d)) != NULL) {
-            const char *tmp = strstr(e->d_name, ".dstl.tmp.");
-            if (!strncmp(e->d_name, "ckpt-", 5) && tmp && strcmp(tmp + 5, own) != 0) {
-                snprintf(path, sizeof path, "%s/%s", t->tc.out_dir, e->d_name);
-                remove(path);
-            }
-        }
-        if (d) closedir(d);
-    }
-#endif
+    distill__clean_tmp(t->tc.out_dir);
     return 0;
 }
 
@@ -12165,6 +12171,7 @@ static void distill__metrics_line(distill_trainer *t, const distill_step_info *i
 DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
     distill_step_info in;
     int stop = 0, lead = t->comm->rank == 0;   /* rank 0 alone prints and writes checkpoints */
+    if (lead && t->tc.out_dir) distill__clean_tmp(t->tc.out_dir);
     memset(&in, 0, sizeof in);
     t->elapsed_at_start = t->elapsed;
     t->tokens_at_start = t->tokens_seen;

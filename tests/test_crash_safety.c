@@ -227,7 +227,7 @@ static void test_kill_during_training_loop(void) {
         if ((sf = fopen(stale, "wb")) != NULL) { fputs("half a checkpoint", sf); fclose(sf); }
     }
     CHECK(cs_train(DIR_, -1, got, &err) == 0, "final resume: %s", err.msg);
-    {   /* the next save removes checkpoint temp files left by killed saves */
+    {   /* the next run removes checkpoint temp files left by killed saves */
         DIR *d = opendir(DIR_);
         struct dirent *e;
         int left = 0;
