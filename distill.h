@@ -1062,10 +1062,11 @@ DISTILL_API int distill_topk_cache_check_row(const distill_topk_cache *c, int64_
 /* ---- the distillation head loss -------------------------------------------------------------
    A distill_head_loss (see the model part) that computes the loss above chunk by chunk inside
    the student's fused LM head. The teacher signal for a batch is set before each forward:
-   - in-process teacher: distill_kd_head_run_teacher() runs the teacher on the batch and keeps
-     its logits for the supervised positions only (captured through the teacher's own fused
-     head, so unsupervised prompt positions cost nothing); memory n_supervised * V floats per
-     micro-batch: the trainer bounds it by splitting a batch into micro-batches;
+   - in-process teacher: distill_kd_head_run_teacher() runs the teacher's layers on the batch
+     and keeps its final hidden states at the supervised positions only (n_supervised * C_teacher
+     floats); the teacher's logits are computed chunk by chunk inside the student's head, just
+     before the loss needs them, so teacher logits for at most one head chunk (DISTILL_HEAD_CHUNK
+     positions * V) exist at a time, never n_supervised * V;
    - cache: distill_kd_head_set_cache_rows() gives the dataset row of each batch row. */
 typedef struct distill_kd_head distill_kd_head;
 DISTILL_API distill_kd_head *distill_kd_head_create(const distill_kd_config *kc, int V,
@@ -9364,6 +9365,13 @@ static void distill__head_task(void *p, int64_t b, int64_t e, int th) {
     }
 }
 
+/* Logit distillation (section 7) computes the teacher's logits for each head chunk just before
+   the chunk's loss: the head calls it when the loss is the distillation head's. */
+static void distill__kd_head_fn(void *ctx, const int64_t *pos, int n, float *lg, int V,
+                                const int32_t *targets, const float *weights, float grad_scale,
+                                int compute_grad, distill_stats *st, int thread);
+static void distill__kd_prepare(void *ctx, const int64_t *pos, int n);
+
 static void distill__head(distill_model *m, int compute_grad, distill_stats *acc) {
     distill__state *s = (distill__state *)m->internal;
     int C = m->cfg.dim, V = m->cfg.vocab_size;
@@ -9376,6 +9384,7 @@ static void distill__head(distill_model *m, int compute_grad, distill_stats *acc
         for (i = 0; i < n; i++)
             memcpy(s->head_x + (size_t)i * C, s->lnf + (size_t)s->sup[c0 + i] * C, sizeof(float) * (size_t)C);
         distill_matmul_forward(s->head_logits, s->head_x, m->lm_head, NULL, n, C, V);
+        if (s->hl.fn == distill__kd_head_fn) distill__kd_prepare(s->hl.ctx, s->sup + c0, n);   /* its teacher's logits */
         hc.hl = &s->hl; hc.bt = &s->batch; hc.pos = s->sup + c0; hc.logits = s->head_logits;
         hc.slots = s->slots; hc.n = n; hc.V = V; hc.compute_grad = compute_grad; hc.grad_scale = s->grad_scale;
         nb = (n + DISTILL__CE_BLOCK - 1) / DISTILL__CE_BLOCK;
@@ -10349,9 +10358,13 @@ struct distill_kd_head {
     distill_kd_config kc;
     int V, nthreads;
     double *scratch;                /* per thread: s (V), t (V), grad (V), position scratch (9V) */
-    float *teacher;                 /* in-process teacher: logits (n_supervised, V), or NULL */
+    const distill_model *tmodel;    /* in-process teacher (its lm_head), or NULL */
+    float *teacher;                 /* its final hidden states (n_supervised, C_teacher) */
     size_t teacher_cap;             /* floats allocated */
     int64_t n_captured;
+    float *tlogits, *tx;            /* one head chunk: teacher logits (n, V), gathered hidden (n, C) */
+    size_t tlogits_cap, tx_cap;
+    const int64_t *chunk_pos;       /* the positions of the chunk tlogits holds */
     const distill_topk_cache *cache;
     int64_t *entry;                 /* per flat position b*T+t: the row in `teacher` or the cache
                                        entry, -1 if unsupervised */
@@ -10395,6 +10408,8 @@ DISTILL_API void distill_kd_head_free(distill_kd_head *h) {
     if (!h) return;
     distill_free_aligned(h->scratch);
     distill_free_aligned(h->teacher);
+    distill_free_aligned(h->tlogits);
+    distill_free_aligned(h->tx);
     DISTILL_FREE(h->entry);
     DISTILL_FREE(h);
 }
@@ -10427,8 +10442,8 @@ static void distill__kd_head_fn(void *ctx, const int64_t *pos, int n, float *lg,
             for (j = 0; j < k; j++) { ids[j] = (int32_t)distill__get_u32(e + 4 * (size_t)j); lp[j] = distill__get_f32(e + 4 * (size_t)(k + j)); }
             res = distill__kd_position(s, V, NULL, ids, lp, k, distill__get_f32(e + 8 * (size_t)k), tgt, &h->kc,
                                       compute_grad ? g : NULL, scr);
-        } else {
-            const float *tl = h->teacher + (size_t)h->entry[p] * V;
+        } else {   /* this position's row of the chunk distill__kd_prepare computed */
+            const float *tl = h->tlogits + (size_t)(pos + i - h->chunk_pos) * V;
             for (j = 0; j < V; j++) t[j] = tl[j];
             res = distill__kd_position(s, V, t, NULL, NULL, 0, 0.0f, tgt, &h->kc, compute_grad ? g : NULL, scr);
         }
@@ -10446,6 +10461,31 @@ DISTILL_API distill_head_loss distill_kd_head_loss(distill_kd_head *h) {
     hl.fn = distill__kd_head_fn;
     hl.ctx = h;
     return hl;
+}
+
+/* Called by the student's head (on the calling thread, before the chunk's parallel loss) with
+   the chunk's n supervised positions: the teacher's logits of exactly these positions,
+       tlogits (n,V) = hidden_teacher[positions] (n,C_t) . lm_head_teacher (V,C_t)^T,
+   one parallel matmul, as the teacher's own fused head would compute them. */
+static void distill__kd_prepare(void *ctx, const int64_t *pos, int n) {
+    distill_kd_head *h = (distill_kd_head *)ctx;
+    int Ct, i;
+    if (!h->tmodel || n <= 0) return;
+    Ct = h->tmodel->cfg.dim;
+    if ((size_t)n * (size_t)h->V > h->tlogits_cap || (size_t)n * (size_t)Ct > h->tx_cap) {
+        distill_free_aligned(h->tlogits);
+        distill_free_aligned(h->tx);
+        h->tlogits = (float *)distill_alloc_aligned((size_t)n * (size_t)h->V * sizeof(float), 64);
+        h->tx = (float *)distill_alloc_aligned((size_t)n * (size_t)Ct * sizeof(float), 64);
+        h->tlogits_cap = h->tlogits ? (size_t)n * (size_t)h->V : 0;
+        h->tx_cap = h->tx ? (size_t)n * (size_t)Ct : 0;
+        /* reserved by distill_kd_head_run_teacher for the largest chunk: cannot fail here */
+        DISTILL_ASSERT(h->tlogits && h->tx);
+    }
+    for (i = 0; i < n; i++)
+        memcpy(h->tx + (size_t)i * Ct, h->teacher + (size_t)h->entry[pos[i]] * Ct, sizeof(float) * (size_t)Ct);
+    distill_matmul_forward(h->tlogits, h->tx, h->tmodel->lm_head, NULL, n, Ct, h->V);
+    h->chunk_pos = pos;
 }
 
 
@@ -10476,6 +10516,7 @@ DISTILL_API int distill_kd_head_set_cache_rows(distill_kd_head *h, const distill
         }
     }
     h->cache = c;
+    h->tmodel = NULL;
     return 0;
 }
 
@@ -10502,25 +10543,13 @@ static int64_t distill__kd_map(distill_kd_head *h, const distill_batch *batch) {
     return n;
 }
 
-/* The teacher's head hands us its logits chunk by chunk: keep them (no gradient). */
-static void distill__kd_capture_fn(void *ctx, const int64_t *pos, int n, float *lg, int V,
-                                   const int32_t *targets, const float *weights, float grad_scale,
-                                   int compute_grad, distill_stats *st, int thread) {
-    distill_kd_head *h = (distill_kd_head *)ctx;
-    int i;
-    (void)targets; (void)weights; (void)grad_scale; (void)compute_grad; (void)st; (void)thread;
-    for (i = 0; i < n; i++) {
-        int64_t e = h->entry[pos[i]];
-        if (e >= 0 && e < h->n_captured)
-            memcpy(h->teacher + (size_t)e * V, lg + (size_t)i * V, sizeof(float) * (size_t)V);
-    }
-}
-
 DISTILL_API int distill_kd_head_run_teacher(distill_kd_head *h, distill_model *teacher,
                                             const distill_batch *batch, distill_error *err) {
-    distill_head_loss cap;
-    size_t need;
+    distill_batch nb;
+    distill__state *ts = (distill__state *)teacher->internal;
+    size_t need, chunk, BT = (size_t)batch->B * (size_t)batch->T, p;
     int64_t n;
+    int Ct = teacher->cfg.dim;
     if (teacher->cfg.vocab_size != h->V)
         return distill__err(err, "teacher vocabulary (%d tokens) differs from the student's (%d): logit "
                             "distillation needs a shared tokenizer (use sequence-level distillation, i.e. "
@@ -10528,20 +10557,38 @@ DISTILL_API int distill_kd_head_run_teacher(distill_kd_head *h, distill_model *t
     if (!batch->targets) return distill__err(err, "distill_kd_head_run_teacher: the batch has no targets");
     if (distill__kd_head_threads(h) != 0 || (n = distill__kd_map(h, batch)) < 0)
         return distill__err(err, "out of memory");
-    if (!distill__mul_size((size_t)n, (size_t)h->V, &need)) return distill__err(err, "teacher logits: size overflow");
+    if (!distill__mul_size((size_t)n, (size_t)Ct, &need)) return distill__err(err, "teacher hidden states: size overflow");
     if (need > h->teacher_cap) {
         float *t = (float *)distill_alloc_aligned(need * sizeof(float), 64);
-        if (!t) return distill__err(err, "out of memory for the teacher's logits (%lld positions x %d); use smaller micro-batches",
-                                    (long long)n, h->V);
+        if (!t) return distill__err(err, "out of memory for the teacher's hidden states (%lld positions x %d); use smaller micro-batches",
+                                    (long long)n, Ct);
         distill_free_aligned(h->teacher);
         h->teacher = t;
         h->teacher_cap = need;
     }
+    /* one head chunk of teacher logits, reserved now so the head never allocates */
+    chunk = (size_t)(n < (int64_t)DISTILL_HEAD_CHUNK ? n : (int64_t)DISTILL_HEAD_CHUNK);
+    if (chunk > 0 && (chunk * (size_t)h->V > h->tlogits_cap || chunk * (size_t)Ct > h->tx_cap)) {
+        distill_free_aligned(h->tlogits);
+        distill_free_aligned(h->tx);
+        h->tlogits = (float *)distill_alloc_aligned(chunk * (size_t)h->V * sizeof(float), 64);
+        h->tx = (float *)distill_alloc_aligned(chunk * (size_t)Ct * sizeof(float), 64);
+        h->tlogits_cap = h->tlogits ? chunk * (size_t)h->V : 0;
+        h->tx_cap = h->tx ? chunk * (size_t)Ct : 0;
+        if (!h->tlogits || !h->tx) return distill__err(err, "out of memory for a chunk of teacher logits (%zu x %d)", chunk, h->V);
+    }
     h->n_captured = n;
     h->cache = NULL;
-    cap.fn = distill__kd_capture_fn;
-    cap.ctx = h;
-    return distill_model_forward(teacher, batch, &cap, 0.0f, NULL, err);
+    h->tmodel = teacher;
+    /* the teacher's layers and final norm only (no targets: no head, no loss) */
+    nb = *batch;
+    nb.targets = NULL;
+    nb.weights = NULL;
+    if (distill_model_forward(teacher, &nb, NULL, 0.0f, NULL, err) != 0) return -1;
+    for (p = 0; p < BT; p++)
+        if (h->entry[p] >= 0)
+            memcpy(h->teacher + (size_t)h->entry[p] * Ct, ts->lnf + p * (size_t)Ct, sizeof(float) * (size_t)Ct);
+    return 0;
 }
 
 /* ======================================================================================= */
