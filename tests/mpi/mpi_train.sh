@@ -46,6 +46,24 @@ $MPIRUN -np 2 $D train $ARGS --steps 8 --out $W/two_ov --overlap --bucket-mb 0.0
 $D info $W/two_ov/model.dstl --diff $W/two/model.dstl > $W/diff_ov.txt 2>&1
 check 'grep -q "identical    yes" $W/diff_ov.txt' "--overlap (50 KB buckets during backward) == one all-reduce after it, bit for bit"
 
+# logit distillation from a top-k cache (rows of each rank's shard map to cache entries) and
+# sharded evaluation: 2 ranks == 1 process
+head -n 24 $W/d.jsonl > $W/e.jsonl
+$D train $ARGS --steps 1 --out $W/cache_b --build-cache $W/topk.bin --teacher $W/one/model.dstl --top-k 8 > $W/cache.log 2>&1
+check '[ $? -eq 0 ] && [ -f $W/topk.bin ]' "top-k cache built from the 8-step model"
+KD="$ARGS --steps 6 --teacher-cache $W/topk.bin --kd-alpha 0.5 --eval-data $W/e.jsonl --eval-every 3 --eval-batches 2"
+$D train $KD --out $W/kd1 --threads 1 > $W/kd1.log 2>&1
+check '[ $? -eq 0 ]' "KD from the cache, one process"
+$MPIRUN -np 2 $D train $KD --out $W/kd2 > $W/kd2.log 2>&1
+check '[ $? -eq 0 ]' "KD from the cache, 2 ranks"
+$D info $W/kd2/model.dstl --diff $W/kd1/model.dstl > $W/diff_kd.txt 2>&1
+relkd=$(awk '/max_rel_diff/ {print $2}' $W/diff_kd.txt)
+check 'awk -v r="$relkd" "BEGIN { exit !(r != \"\" && r + 0 < 1e-5) }"' "KD from the cache: 2 ranks == 1 process within 1e-5 (got $relkd)"
+ev1=$(grep -o '"eval_loss": [0-9.e-]*' $W/kd1/metrics.jsonl | tail -1 | awk '{print $2}')
+ev2=$(grep -o '"eval_loss": [0-9.e-]*' $W/kd2/metrics.jsonl | tail -1 | awk '{print $2}')
+check '[ -n "$ev1" ] && awk -v a="$ev1" -v b="$ev2" "BEGIN { d = a - b; exit !(d < 1e-5 * a && d > -1e-5 * a) }"' "sharded eval loss $ev2 == one process $ev1"
+check '[ $(grep -c "^eval at step" $W/kd2.log) -eq 2 ]' "eval printed once per evaluation (rank 0)"
+
 # 2. kill a rank, then resume
 $MPIRUN -np 2 $D train $ARGS --steps 300 --save-every 10 --out $W/full > $W/full.log 2>&1
 check '[ $? -eq 0 ]' "unbroken 2-rank run of 300 steps"
