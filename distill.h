@@ -10057,8 +10057,12 @@ struct distill_topk_writer {
     unsigned char *rows, *entries;          /* the row table and the entries, little-endian */
     size_t rows_len, rows_cap, ent_len, ent_cap;
     uint64_t n_rows, n_positions;
-    double *lp;                              /* scratch: V log-probabilities */
-    int32_t *ids;                            /* scratch: k ids */
+    double *lp;                              /* scratch per thread: V log-probabilities */
+    int32_t *ids;                            /* scratch per thread: k ids */
+    int nthreads;                            /* threads the scratch is sized for */
+    int32_t *pos;                            /* a row's supervised positions */
+    unsigned char *bad;                      /* per position: 1 = non-finite logits */
+    size_t pos_cap;
 };
 
 struct distill_topk_cache {
@@ -10098,9 +10102,7 @@ DISTILL_API distill_topk_writer *distill_topk_writer_open(const char *path, int 
     w->path = distill__strdup(path);
     w->k = k;
     w->V = vocab_size;
-    w->lp = (double *)DISTILL_MALLOC(sizeof(double) * (size_t)vocab_size);
-    w->ids = (int32_t *)DISTILL_MALLOC(sizeof(int32_t) * (size_t)k);
-    if (!w->path || !w->lp || !w->ids) {
+    if (!w->path) {
         distill_topk_writer_abort(w);
         distill__err(err, "%s: out of memory", path);
         return NULL;
@@ -10111,7 +10113,7 @@ DISTILL_API distill_topk_writer *distill_topk_writer_open(const char *path, int 
 DISTILL_API void distill_topk_writer_abort(distill_topk_writer *w) {
     if (!w) return;
     DISTILL_FREE(w->path); DISTILL_FREE(w->rows); DISTILL_FREE(w->entries);
-    DISTILL_FREE(w->lp); DISTILL_FREE(w->ids);
+    DISTILL_FREE(w->lp); DISTILL_FREE(w->ids); DISTILL_FREE(w->pos); DISTILL_FREE(w->bad);
     DISTILL_FREE(w);
 }
 
@@ -10143,44 +10145,81 @@ static void distill__topk_select(const double *x, int n, int k, int32_t *ids) {
     }
 }
 
+/* One supervised position's entry: log-softmax of the teacher's logits in double, the top k
+   (ids, log-probabilities) and the log of the tail's total probability. Positions are
+   independent, so a row's positions run in parallel, each writing its own entry slot. */
+typedef struct {
+    distill_topk_writer *w;
+    const float *logits;
+    unsigned char *out;       /* the row's first entry */
+} distill__topk_row_ctx;
+
+static void distill__topk_pos_task(void *p, int64_t b, int64_t e, int th) {
+    const distill__topk_row_ctx *c = (const distill__topk_row_ctx *)p;
+    distill_topk_writer *w = c->w;
+    int V = w->V, k = w->k, j;
+    size_t eb = (size_t)k * 8 + 4;
+    double *lp = w->lp + (size_t)th * (size_t)V;
+    int32_t *ids = w->ids + (size_t)th * (size_t)k;
+    int64_t i;
+    for (i = b; i < e; i++) {
+        const float *x = c->logits + (size_t)w->pos[i] * V;
+        unsigned char *en = c->out + (size_t)i * eb;
+        double mx = -INFINITY, sum = 0.0, tail = 0.0, lim, ls;
+        for (j = 0; j < V; j++) if ((double)x[j] > mx) mx = x[j];
+        w->bad[i] = !(mx > -INFINITY && mx < INFINITY);
+        if (w->bad[i]) continue;
+        for (j = 0; j < V; j++) sum += exp((double)x[j] - mx);
+        ls = log(sum);
+        for (j = 0; j < V; j++) lp[j] = (double)x[j] - mx - ls;
+        distill__topk_select(lp, V, k, ids);
+        /* the tail summed directly (not 1 - top) so a tiny tail keeps its digits; tokens tied
+           with the k-th but not selected also belong to it */
+        lim = lp[ids[k - 1]];
+        for (j = 0; j < V; j++) if (lp[j] < lim) tail += exp(lp[j]);
+        for (j = 0; j < V; j++) if (lp[j] == lim) tail += exp(lp[j]);
+        for (j = 0; j < k; j++) if (lp[ids[j]] == lim) tail -= exp(lim);
+        if (tail < 0.0) tail = 0.0;
+        for (j = 0; j < k; j++) distill__put_u32(en + 4 * (size_t)j, (uint32_t)ids[j]);
+        for (j = 0; j < k; j++) distill__put_f32(en + 4 * (size_t)(k + j), (float)lp[ids[j]]);
+        distill__put_f32(en + 8 * (size_t)k, tail > 0.0 ? (float)log(tail) : -INFINITY);
+    }
+}
+
 DISTILL_API int distill_topk_writer_add_row(distill_topk_writer *w, const int32_t *tokens,
                                             const int32_t *targets, int T, const float *logits,
                                             distill_error *err) {
-    int t, j, V = w->V, k = w->k, npos = 0;
-    size_t eb = (size_t)k * 8 + 4;
+    int t, npos = 0, nt = distill_get_threads();
+    size_t eb = (size_t)w->k * 8 + 4;
     unsigned char *rp;
-    for (t = 0; t < T; t++) {
-        const float *x = logits + (size_t)t * V;
-        double mx = -INFINITY, s = 0.0, top = 0.0, tail;
-        unsigned char *e;
-        if (targets[t] < 0) continue;
-        for (j = 0; j < V; j++) if ((double)x[j] > mx) mx = x[j];
-        for (j = 0; j < V; j++) s += exp((double)x[j] - mx);
-        for (j = 0; j < V; j++) w->lp[j] = (double)x[j] - mx - log(s);
-        if (!(mx > -INFINITY && mx < INFINITY))
-            return distill__err(err, "%s: row %llu position %d: teacher logits are not finite", w->path, (unsigned long long)w->n_rows, t);
-        distill__topk_select(w->lp, V, k, w->ids);
-        for (j = 0; j < k; j++) top += exp(w->lp[w->ids[j]]);
-        /* the tail summed directly (not 1 - top) so a tiny tail keeps its digits */
-        tail = 0.0;
-        {
-            double lim = w->lp[w->ids[k - 1]];
-            for (j = 0; j < V; j++) if (w->lp[j] < lim) tail += exp(w->lp[j]);
-            /* tokens tied with the k-th but not selected also belong to the tail */
-            for (j = 0; j < V; j++) if (w->lp[j] == lim) tail += exp(w->lp[j]);
-            for (j = 0; j < k; j++) if (w->lp[w->ids[j]] == lim) tail -= exp(lim);
-            if (tail < 0.0) tail = 0.0;
-        }
-        (void)top;
-        if (distill__grow(&w->entries, &w->ent_cap, w->ent_len + eb) != 0)
-            return distill__err(err, "%s: out of memory", w->path);
-        e = w->entries + w->ent_len;
-        for (j = 0; j < k; j++) distill__put_u32(e + 4 * (size_t)j, (uint32_t)w->ids[j]);
-        for (j = 0; j < k; j++) distill__put_f32(e + 4 * (size_t)(k + j), (float)w->lp[w->ids[j]]);
-        distill__put_f32(e + 8 * (size_t)k, tail > 0.0 ? (float)log(tail) : -INFINITY);
-        w->ent_len += eb;
-        npos++;
+    distill__topk_row_ctx c;
+    if (nt < 1) nt = 1;
+    if (nt > w->nthreads) {   /* per-thread scratch for as many workers as the pool has */
+        DISTILL_FREE(w->lp); DISTILL_FREE(w->ids);
+        w->lp = (double *)DISTILL_MALLOC(sizeof(double) * (size_t)nt * (size_t)w->V);
+        w->ids = (int32_t *)DISTILL_MALLOC(sizeof(int32_t) * (size_t)nt * (size_t)w->k);
+        w->nthreads = w->lp && w->ids ? nt : 0;
+        if (!w->nthreads) return distill__err(err, "%s: out of memory", w->path);
     }
+    if (T > 0 && (size_t)T > w->pos_cap) {
+        DISTILL_FREE(w->pos); DISTILL_FREE(w->bad);
+        w->pos = (int32_t *)DISTILL_MALLOC(sizeof(int32_t) * (size_t)T);
+        w->bad = (unsigned char *)DISTILL_MALLOC((size_t)T);
+        w->pos_cap = w->pos && w->bad ? (size_t)T : 0;
+        if (!w->pos_cap) return distill__err(err, "%s: out of memory", w->path);
+    }
+    for (t = 0; t < T; t++) if (targets[t] >= 0) w->pos[npos++] = t;
+    if (distill__grow(&w->entries, &w->ent_cap, w->ent_len + (size_t)npos * eb) != 0)
+        return distill__err(err, "%s: out of memory", w->path);
+    c.w = w;
+    c.logits = logits;
+    c.out = w->entries + w->ent_len;
+    distill_parallel_for(npos, 1 + 16384 / w->V, distill__topk_pos_task, &c);
+    for (t = 0; t < npos; t++)
+        if (w->bad[t])
+            return distill__err(err, "%s: row %llu position %d: teacher logits are not finite", w->path,
+                                (unsigned long long)w->n_rows, (int)w->pos[t]);
+    w->ent_len += (size_t)npos * eb;
     if (distill__grow(&w->rows, &w->rows_cap, w->rows_len + DISTILL__TOPK_ROW) != 0)
         return distill__err(err, "%s: out of memory", w->path);
     rp = w->rows + w->rows_len;
