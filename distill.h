@@ -1276,6 +1276,13 @@ DISTILL_API int distill_trainer_set_comm(distill_trainer *t, const distill_comm 
 /* Time spent in gradient all-reduce (seconds, total) and bytes reduced per optimizer step. */
 DISTILL_API void distill_trainer_comm_stats(const distill_trainer *t, double *allreduce_seconds,
                                             double *wait_seconds, size_t *bytes_per_step);
+/* distill_topk_cache_build over the ranks of c: rank r takes every P-th block of batch_rows rows
+   and writes "<path>.part<r>of<P>"; rank 0 joins the parts in dataset order into path (the
+   same bytes as a one-process build) and removes them. Collective: every rank calls it with the
+   same arguments; every rank returns the same status. */
+DISTILL_API int distill_topk_cache_build_comm(distill_model *teacher, const distill_dataset *ds, int k,
+                                              int batch_rows, const char *path, const distill_comm *c,
+                                              distill_error *err);
 
 #ifdef DISTILL_MPI
 /* Initialise MPI (MPI_Init_thread, FUNNELED: only the calling thread talks to MPI) unless it
@@ -12347,8 +12354,9 @@ DISTILL_API void distill_loader_source_init(distill_loader_source *s, distill_lo
     s->src.rows_per_epoch = s->n_rows;
 }
 
-DISTILL_API int distill_topk_cache_build(distill_model *teacher, const distill_dataset *ds, int k,
-                                         int batch_rows, const char *path, distill_error *err) {
+/* The rows of blocks number part, part + parts, ... (blocks of batch_rows rows) into path. */
+static int distill__topk_build_part(distill_model *teacher, const distill_dataset *ds, int k, int batch_rows,
+                                    const char *path, int part, int parts, distill_error *err) {
     int64_t n = distill_dataset_size(ds), r0;
     int V = teacher->cfg.vocab_size, Tm = teacher->max_seq, Bm = teacher->max_batch;
     distill_topk_writer *w = distill_topk_writer_open(path, k, V, err);
@@ -12363,7 +12371,7 @@ DISTILL_API int distill_topk_cache_build(distill_model *teacher, const distill_d
     len = (int *)DISTILL_MALLOC(sizeof(int) * (size_t)batch_rows);
     lg = (float *)DISTILL_MALLOC(sizeof(float) * (size_t)Tm * V);
     if (!tok || !tgt || !len || !lg) { distill__err(err, "out of memory"); goto fail; }
-    for (r0 = 0; r0 < n; r0 += batch_rows) {
+    for (r0 = (int64_t)part * batch_rows; r0 < n; r0 += (int64_t)parts * batch_rows) {
         int B = (int)(n - r0 < batch_rows ? n - r0 : batch_rows), T = 1, b, t;
         distill_batch bt;
         for (b = 0; b < B; b++) {
@@ -12397,6 +12405,89 @@ fail:
     DISTILL_FREE(tok); DISTILL_FREE(tgt); DISTILL_FREE(len); DISTILL_FREE(lg);
     distill_topk_writer_abort(w);
     return -1;
+}
+
+DISTILL_API int distill_topk_cache_build(distill_model *teacher, const distill_dataset *ds, int k,
+                                         int batch_rows, const char *path, distill_error *err) {
+    if (batch_rows < 1) batch_rows = 1;
+    if (batch_rows > teacher->max_batch) batch_rows = teacher->max_batch;
+    return distill__topk_build_part(teacher, ds, k, batch_rows, path, 0, 1, err);
+}
+
+/* Append row `row` of cache c to w as it is (its entries and its row record, renumbered). */
+static int distill__topk_copy_row(distill_topk_writer *w, const distill_topk_cache *c, int64_t row, distill_error *err) {
+    const unsigned char *rp = c->rows + (size_t)row * DISTILL__TOPK_ROW;
+    uint64_t first = distill__get_u64(rp);
+    uint32_t npos = distill__get_u32(rp + 8);
+    unsigned char *o;
+    if (distill__grow(&w->entries, &w->ent_cap, w->ent_len + (size_t)npos * c->entry_bytes) != 0 ||
+        distill__grow(&w->rows, &w->rows_cap, w->rows_len + DISTILL__TOPK_ROW) != 0)
+        return distill__err(err, "%s: out of memory", w->path);
+    memcpy(w->entries + w->ent_len, c->entries + (size_t)first * c->entry_bytes, (size_t)npos * c->entry_bytes);
+    w->ent_len += (size_t)npos * c->entry_bytes;
+    o = w->rows + w->rows_len;
+    memcpy(o, rp, DISTILL__TOPK_ROW);
+    distill__put_u64(o, w->n_positions);
+    w->rows_len += DISTILL__TOPK_ROW;
+    w->n_rows++;
+    w->n_positions += npos;
+    return 0;
+}
+
+DISTILL_API int distill_topk_cache_build_comm(distill_model *teacher, const distill_dataset *ds, int k,
+                                              int batch_rows, const char *path, const distill_comm *c,
+                                              distill_error *err) {
+    int P, r, rc;
+    int64_t failed, n = distill_dataset_size(ds), row;
+    char part[1100];
+    distill_error e2;
+    if (!c) c = distill_comm_local();
+    P = c->size;
+    if (batch_rows < 1) batch_rows = 1;
+    if (batch_rows > teacher->max_batch) batch_rows = teacher->max_batch;
+    if (P == 1) return distill__topk_build_part(teacher, ds, k, batch_rows, path, 0, 1, err);
+    snprintf(part, sizeof part, "%s.part%dof%d", path, c->rank, P);
+    rc = distill__topk_build_part(teacher, ds, k, batch_rows, part, c->rank, P, err);
+    failed = rc != 0;
+    if (c->allreduce(c, &failed, 1, DISTILL_I64, rc ? &e2 : err) != 0) return -1;
+    if (failed) {
+        if (rc == 0) distill__err(err, "%s: another rank failed to build its part of the cache", path);
+        remove(part);
+        return -1;
+    }
+    rc = 0;
+    if (c->rank == 0) {   /* join: row i is in part (i / batch_rows) % P, in order */
+        distill_topk_cache **pc = (distill_topk_cache **)DISTILL_MALLOC(sizeof(*pc) * (size_t)P);
+        int64_t *next = (int64_t *)DISTILL_MALLOC(sizeof(int64_t) * (size_t)P);
+        distill_topk_writer *w = distill_topk_writer_open(path, k, teacher->cfg.vocab_size, err);
+        if (!pc || !next || !w) { rc = -1; if (pc || next) distill__err(err, "out of memory"); }
+        else {
+            memset(pc, 0, sizeof(*pc) * (size_t)P);
+            memset(next, 0, sizeof(int64_t) * (size_t)P);
+            for (r = 0; r < P && rc == 0; r++) {
+                snprintf(part, sizeof part, "%s.part%dof%d", path, r, P);
+                if (!(pc[r] = distill_topk_cache_open(part, teacher->cfg.vocab_size, 0, err))) rc = -1;
+            }
+            for (row = 0; row < n && rc == 0; row++) {
+                int q = (int)((row / batch_rows) % P);
+                if (next[q] >= pc[q]->n_rows) rc = distill__err(err, "%s.part%dof%d: fewer rows than expected", path, q, P);
+                else rc = distill__topk_copy_row(w, pc[q], next[q]++, err);
+            }
+            if (rc == 0) { rc = distill_topk_writer_close(w, err); w = NULL; }
+        }
+        if (w) distill_topk_writer_abort(w);
+        for (r = 0; pc && r < P; r++) {
+            distill_topk_cache_free(pc[r]);
+            snprintf(part, sizeof part, "%s.part%dof%d", path, r, P);
+            remove(part);
+        }
+        DISTILL_FREE(pc);
+        DISTILL_FREE(next);
+    }
+    failed = rc != 0;
+    if (c->allreduce(c, &failed, 1, DISTILL_I64, rc ? &e2 : err) != 0) return -1;
+    if (failed && rc == 0) distill__err(err, "%s: rank 0 failed to join the parts of the cache", path);
+    return failed ? -1 : 0;
 }
 /* ===================================================================================== */
 /* GENERATION AND EVALUATION                                                              */

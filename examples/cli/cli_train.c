@@ -55,7 +55,8 @@ static void train_usage(FILE *f) {
 "  --kd-loss fkl|rkl|jsd  forward KL, reverse KL, JSD (sets --kd-beta 0, 1, 0.5)\n"
 "  --kd-beta X            generalised JSD: 0 forward KL ... 1 reverse KL (TRL GKD convention)\n"
 "  --kd-temperature X (1) --kd-alpha X (1: pure KD; loss = a*T^2*D + (1-a)*CE)\n"
-"  --build-cache FILE     compute the teacher's top-k cache over --data and exit\n"
+"  --build-cache FILE     compute the teacher's top-k cache over --data and exit (under\n"
+"                         mpirun the ranks share the rows; the file is the same)\n"
 "  --top-k K              entries per position in the cache (32)\n");
 }
 
@@ -245,7 +246,6 @@ int cli_train(int argc, char **argv) {
                             "takes its share of each batch\n", o.batch_rows, comm->size);
             goto done2;
         }
-        if (o.build_cache) { fprintf(stderr, "distill train: --build-cache runs in one process (without mpirun)\n"); goto done2; }
         if (!(o.bucket_mb >= 0.0 && o.bucket_mb <= 65536.0)) { fprintf(stderr, "distill train: --bucket-mb must be in [0, 65536]\n"); goto done2; }
         if (comm->rank != 0) o.quiet = 1;   /* rank 0 speaks for the job */
     }
@@ -292,12 +292,14 @@ int cli_train(int argc, char **argv) {
     if (o.build_cache) {
         double t0 = distill_time_seconds();
         if (!teacher) { fprintf(stderr, "distill train: --build-cache needs --teacher\n"); goto done; }
-        if (distill_topk_cache_build(teacher, ds, o.top_k, o.batch_rows, o.build_cache, &err) != 0) {
+        /* under mpirun each rank computes every P-th block of rows; rank 0 joins them */
+        if (distill_topk_cache_build_comm(teacher, ds, o.top_k, o.batch_rows, o.build_cache, comm, &err) != 0) {
             fprintf(stderr, "distill train: %s\n", err.msg);
             goto done;
         }
-        printf("wrote %s: top-%d teacher cache for %lld rows in %.1fs\n", o.build_cache, o.top_k,
-               (long long)distill_dataset_size(ds), distill_time_seconds() - t0);
+        if (comm->rank == 0)
+            printf("wrote %s: top-%d teacher cache for %lld rows in %.1fs%s\n", o.build_cache, o.top_k,
+                   (long long)distill_dataset_size(ds), distill_time_seconds() - t0, comm->size > 1 ? " (all ranks)" : "");
         rc = 0;
         goto done;
     }

@@ -51,6 +51,9 @@ check 'grep -q "identical    yes" $W/diff_ov.txt' "--overlap (50 KB buckets duri
 head -n 24 $W/d.jsonl > $W/e.jsonl
 $D train $ARGS --steps 1 --out $W/cache_b --build-cache $W/topk.bin --teacher $W/one/model.dstl --top-k 8 > $W/cache.log 2>&1
 check '[ $? -eq 0 ] && [ -f $W/topk.bin ]' "top-k cache built from the 8-step model"
+$MPIRUN -np 2 $D train $ARGS --steps 1 --out $W/cache_b2 --build-cache $W/topk2.bin --teacher $W/one/model.dstl --top-k 8 > $W/cache2.log 2>&1
+check '[ $? -eq 0 ] && cmp -s $W/topk.bin $W/topk2.bin' "top-k cache built by 2 ranks == one process, byte for byte"
+check '[ -z "$(ls $W/topk2.bin.part* 2>/dev/null)" ]' "no part files left behind"
 KD="$ARGS --steps 6 --teacher-cache $W/topk.bin --kd-alpha 0.5 --eval-data $W/e.jsonl --eval-every 3 --eval-batches 2"
 $D train $KD --out $W/kd1 --threads 1 > $W/kd1.log 2>&1
 check '[ $? -eq 0 ]' "KD from the cache, one process"
