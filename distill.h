@@ -1123,6 +1123,10 @@ DISTILL_API int distill_checkpoint_restore(const distill_checkpoint *ck, distill
    is written beside it (LlamaForCausalLM, or Qwen2ForCausalLM when qkv_bias). Import reads
    F32/F16/BF16 and config.json from the same directory (through distill_model_load). */
 DISTILL_API int distill_safetensors_save(const distill_model *m, const char *path, distill_error *err);
+/* The same with the tensors stored as "F32", "F16" or "BF16" (rounded to nearest, ties to even;
+   half the file size). F16 fails, naming the tensor, if a weight is beyond its range (65504). */
+DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *path, const char *dtype,
+                                            distill_error *err);
 /* llama2.c legacy .bin (7 x int32 header, weights in llama2.c order, RoPE rows permuted back to
    the interleaved-pairs convention). Needs rope_theta 10000, norm_eps 1e-5, no qkv bias. */
 DISTILL_API int distill_llama2c_save(const distill_model *m, const char *path, distill_error *err);
@@ -10896,7 +10900,8 @@ static char *distill__sibling(const char *path, const char *name) {
     return s;
 }
 
-static int distill__write_hf_config(const distill_model *m, const char *path, distill_error *err) {
+static int distill__write_hf_config(const distill_model *m, const char *path, const char *torch_dtype,
+                                    distill_error *err) {
     const distill_config *c = &m->cfg;
     char *cp = distill__sibling(path, "config.json");
     distill_atomic_file af;
@@ -10908,35 +10913,93 @@ static int distill__write_hf_config(const distill_model *m, const char *path, di
             "  \"intermediate_size\": %d,\n  \"num_attention_heads\": %d,\n  \"num_hidden_layers\": %d,\n"
             "  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n  \"vocab_size\": %d,\n  \"rms_norm_eps\": %.9g,\n"
             "  \"rope_theta\": %.9g,\n  \"tie_word_embeddings\": %s,\n  \"max_position_embeddings\": %d,\n"
-            "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"torch_dtype\": \"float32\"\n}\n",
+            "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"torch_dtype\": \"%s\"\n}\n",
             c->qkv_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM", c->qkv_bias ? "qwen2" : "llama",
             c->dim, c->hidden_dim, c->n_heads, c->n_layers, c->n_kv_heads, c->dim / c->n_heads,
             c->vocab_size, (double)c->norm_eps, (double)c->rope_theta,
-            c->tie_embeddings ? "true" : "false", m->max_seq > 0 ? m->max_seq : 2048);
+            c->tie_embeddings ? "true" : "false", m->max_seq > 0 ? m->max_seq : 2048, torch_dtype);
     rc = distill_atomic_commit(&af, err);
     DISTILL_FREE(cp);
     return rc;
 }
 
+/* float -> bfloat16 and float -> float16, round to nearest with ties to even, on the bits:
+     bf16 keeps the top 16 bits of the float; add 0x7fff + (bit 16) before truncating;
+     f16 normal: exponent rebiased 127 -> 15, mantissa cut from 23 to 10 bits with the same
+     rounding; below 2^-14, f16 is subnormal: m * 2^-24 with m = round(|x| * 2^24).  */
+static uint16_t distill__float_to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);   /* NaN stays a (quiet) NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static uint16_t distill__float_to_half(float x) {
+    uint32_t u, a, sign, e, m, rem, h;
+    memcpy(&u, &x, 4);
+    sign = (u >> 16) & 0x8000u;
+    a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);       /* NaN */
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);      /* >= 65520: rounds to infinity */
+    e = a >> 23;
+    if (e < 113) {                                                /* |x| < 2^-14: subnormal or zero */
+        int shift = 126 - (int)e;
+        uint32_t full = (a & 0x7fffffu) | 0x800000u, half;
+        if (e < 102) return (uint16_t)sign;                       /* < 2^-25: rounds to zero */
+        m = full >> shift;
+        rem = full & ((1u << shift) - 1u);
+        half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (m & 1u))) m++;         /* may become the smallest normal */
+        return (uint16_t)(sign | m);
+    }
+    h = ((e - 112) << 10) | ((a & 0x7fffffu) >> 13);
+    rem = a & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;      /* a carry rounds up the exponent */
+    return (uint16_t)(sign | h);
+}
+
 DISTILL_API int distill_safetensors_save(const distill_model *m, const char *path, distill_error *err) {
-    FILE *mf = tmpfile();
+    return distill_safetensors_save_as(m, path, "F32", err);
+}
+
+DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *path, const char *dtype,
+                                            distill_error *err) {
+    FILE *mf;
     char *hj;
-    size_t hl, padded, off = 0;
+    size_t hl, padded, off = 0, esz;
     unsigned char n8[8];
+    unsigned char *buf = NULL;
     distill_atomic_file af;
-    int i, first = 1;
+    int i, kind;   /* 0 F32, 1 F16, 2 BF16 */
+    if (!dtype || !strcmp(dtype, "F32")) kind = 0;
+    else if (!strcmp(dtype, "F16")) kind = 1;
+    else if (!strcmp(dtype, "BF16")) kind = 2;
+    else return distill__err(err, "%s: dtype '%s' is not supported (F32, F16, BF16)", path, dtype);
+    esz = kind ? 2 : 4;
+    if (kind == 1)   /* refuse before writing anything: F16 cannot hold large weights */
+        for (i = 0; i < m->n_tensors; i++) {
+            const distill_tensor_info *t = &m->tensors[i];
+            size_t k;
+            for (k = 0; k < t->numel; k++) {
+                float w = m->params[t->offset + k];
+                if (w == w && (w >= 65520.0f || w <= -65520.0f))
+                    return distill__err(err, "%s: tensor '%s' element %zu (%g) is beyond float16's range: export F32 or BF16",
+                                        path, t->name, k, (double)w);
+            }
+        }
+    mf = tmpfile();
     if (!mf) return distill__err(err, "%s: cannot create a temporary buffer", path);
     fprintf(mf, "{\"__metadata__\": {\"format\": \"pt\"}");
     for (i = 0; i < m->n_tensors; i++) {
         const distill_tensor_info *t = &m->tensors[i];
-        fprintf(mf, ", \"%s\": {\"dtype\": \"F32\", \"shape\": [%d", t->name, t->shape[0]);
+        fprintf(mf, ", \"%s\": {\"dtype\": \"%s\", \"shape\": [%d", t->name, kind == 0 ? "F32" : kind == 1 ? "F16" : "BF16",
+                t->shape[0]);
         if (t->ndim == 2) fprintf(mf, ", %d", t->shape[1]);
         fprintf(mf, "], \"data_offsets\": [%llu, %llu]}", (unsigned long long)off,
-                (unsigned long long)(off + t->numel * 4));
-        off += t->numel * 4;
-        first = 0;
+                (unsigned long long)(off + t->numel * esz));
+        off += t->numel * esz;
     }
-    (void)first;
     fprintf(mf, "}");
     hl = (size_t)ftell(mf);
     padded = (hl + 7) & ~(size_t)7;     /* data 8-byte aligned, padding with spaces as the spec allows */
@@ -10950,15 +11013,31 @@ DISTILL_API int distill_safetensors_save(const distill_model *m, const char *pat
     if (distill__fwrite_all(af.f, n8, 8) || distill__fwrite_all(af.f, hj, padded)) goto wfail;
     for (i = 0; i < m->n_tensors; i++) {
         const distill_tensor_info *t = &m->tensors[i];
-        if (distill__fwrite_all(af.f, m->params + t->offset, t->numel * sizeof(float))) goto wfail;
+        const float *w = m->params + t->offset;
+        size_t k;
+        if (!buf) buf = (unsigned char *)DISTILL_MALLOC(4 * 65536);
+        if (!buf) { distill__err(err, "%s: out of memory", path); distill_atomic_abort(&af); DISTILL_FREE(hj); return -1; }
+        for (k = 0; k < t->numel; k += 65536) {   /* little-endian on any host, 64K elements at a time */
+            size_t n = t->numel - k < 65536 ? t->numel - k : 65536, j;
+            for (j = 0; j < n; j++) {
+                uint16_t h;
+                if (kind == 0) { distill__put_f32(buf + 4 * j, w[k + j]); continue; }
+                h = kind == 1 ? distill__float_to_half(w[k + j]) : distill__float_to_bf16(w[k + j]);
+                buf[2 * j] = (unsigned char)(h & 0xff);
+                buf[2 * j + 1] = (unsigned char)(h >> 8);
+            }
+            if (distill__fwrite_all(af.f, buf, esz * n)) goto wfail;
+        }
     }
     DISTILL_FREE(hj);
+    DISTILL_FREE(buf);
     if (distill_atomic_commit(&af, err) != 0) return -1;
-    return distill__write_hf_config(m, path, err);
+    return distill__write_hf_config(m, path, kind == 0 ? "float32" : kind == 1 ? "float16" : "bfloat16", err);
 wfail:
     distill__err(err, "%s: write failed: %s", path, strerror(errno));
     distill_atomic_abort(&af);
     DISTILL_FREE(hj);
+    DISTILL_FREE(buf);
     return -1;
 }
 

@@ -298,7 +298,75 @@ static void test_write_export_for_python(void) {
     distill_model_free(m);
 }
 
+/* The nearest value of a 16-bit float format, by double arithmetic (independent of the bit
+   tricks of the exporter): mbits mantissa bits, smallest normal exponent emin; ties to even via
+   nearbyint in the default rounding mode. */
+static double nearest16(double x, int mbits, int emin) {
+    int e;
+    double ulp;
+    if (x == 0.0) return 0.0;
+    e = (int)floor(log2(fabs(x)));
+    if (e < emin) e = emin;                         /* subnormal range: fixed spacing */
+    ulp = ldexp(1.0, e - mbits);
+    return nearbyint(x / ulp) * ulp;
+}
+
+static void test_safetensors_half_exports(void) {
+    distill_config c = distill_config_default();
+    distill_error err;
+    distill_model *m, *b16, *f16;
+    size_t i, bad_b = 0, bad_h = 0, nsub = 0;
+    char *cfg;
+    c.vocab_size = 64; c.dim = 32; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 1; c.hidden_dim = 48; c.qkv_bias = 1;
+    m = distill_model_create(&c, 1, 8, 3, &err);
+    CHECK(m != NULL, "model: %s", err.msg);
+    if (!m) return;
+    mkdir("build", 0755);
+    /* edge values among the weights: ties, the f16 subnormal range and its limits */
+    m->params[0] = 1.0f + 1.0f / 2048.0f;            /* f16 tie between 1 and 1+2^-10: to even (1) */
+    m->params[1] = 1.0f + 3.0f / 2048.0f;            /* tie: to even (1 + 2^-9) */
+    m->params[2] = 65504.0f;                          /* largest f16 */
+    m->params[3] = 3.0e-6f;                           /* f16 subnormal */
+    m->params[4] = -2.9802322e-8f;                    /* exactly 2^-25: tie between 0 and 2^-24, to even (0) */
+    m->params[5] = 6.1e-5f;                           /* just below the smallest f16 normal */
+    m->params[6] = 1.0f + 1.0f / 256.0f;             /* bf16 tie: to even (1) */
+    m->params[7] = 1.0e4f;
+    m->params[8] = 8.940696716308594e-08f;           /* 1.5 x 2^-24: subnormal tie, to even (2^-23) */
+    CHECK(distill_safetensors_save_as(m, "build/half_bf16.safetensors", "BF16", &err) == 0, "BF16 export: %s", err.msg);
+    b16 = distill_model_load("build/half_bf16.safetensors", 1, 8, NULL, &err);
+    CHECK(b16 != NULL, "BF16 import: %s", err.msg);
+    CHECK(distill_safetensors_save_as(m, "build/half_f16.safetensors", "F16", &err) == 0, "F16 export: %s", err.msg);
+    cfg = (char *)distill_read_file("build/config.json", NULL, NULL);
+    CHECK(cfg && strstr(cfg, "\"torch_dtype\": \"float16\""), "config.json says float16");
+    distill_free(cfg);
+    f16 = distill_model_load("build/half_f16.safetensors", 1, 8, NULL, &err);
+    CHECK(f16 != NULL, "F16 import: %s", err.msg);
+    if (!b16 || !f16) { distill_model_free(b16); distill_model_free(f16); distill_model_free(m); return; }
+    for (i = 0; i < m->num_floats; i++) {
+        double w = m->params[i];
+        if ((double)b16->params[i] != nearest16(w, 7, -126)) {
+            if (bad_b++ < 3) printf("    bf16 [%zu] %.9g -> %.9g, want %.9g\n", i, w, (double)b16->params[i], nearest16(w, 7, -126));
+        }
+        if ((double)f16->params[i] != nearest16(w, 10, -14)) {
+            if (bad_h++ < 3) printf("    f16 [%zu] %.9g -> %.9g, want %.9g\n", i, w, (double)f16->params[i], nearest16(w, 10, -14));
+        }
+        nsub += w != 0.0 && fabs(w) < 6.103515625e-05;
+    }
+    CHECK(bad_b == 0, "%zu of %zu weights not the nearest bfloat16", bad_b, m->num_floats);
+    CHECK(bad_h == 0, "%zu of %zu weights not the nearest float16 (%zu in its subnormal range)", bad_h, m->num_floats, nsub);
+    CHECK(f16->params[0] == 1.0f && f16->params[1] == 1.0f + 2.0f / 1024.0f && f16->params[4] == 0.0f &&
+          f16->params[2] == 65504.0f && b16->params[6] == 1.0f && f16->params[8] == 1.1920928955078125e-07f, "ties to even");
+    m->params[9] = 70000.0f;
+    CHECK(distill_safetensors_save_as(m, "build/half_f16b.safetensors", "F16", &err) != 0 && strstr(err.msg, "float16's range") &&
+          strstr(err.msg, "model.embed_tokens.weight"), "F16 overflow refused naming the tensor: %s", err.msg);
+    CHECK(distill_safetensors_save_as(m, "build/half_x.safetensors", "F8", &err) != 0 && strstr(err.msg, "F8"), "unknown dtype: %s", err.msg);
+    distill_model_free(b16);
+    distill_model_free(f16);
+    distill_model_free(m);
+}
+
 int main(void) {
+    RUN(test_safetensors_half_exports);
     RUN(test_stories260k_greedy_matches_run_c);
     RUN(test_roundtrips);
     RUN(test_hostile_model_files);

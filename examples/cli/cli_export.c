@@ -3,19 +3,21 @@
 #include <string.h>
 
 int cli_export(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *fmt = "safetensors";
+    const char *in = NULL, *out = NULL, *fmt = "safetensors", *dtype = "f32", *st_dtype = NULL;
     distill_error err;
     distill_model *m;
     int i, rc;
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: distill export MODEL --format safetensors|llama2c -o OUT\n"
-                   "  safetensors: OUT gets the tensors with Hugging Face Llama/Qwen2 names (float32) and\n"
-                   "               config.json is written beside it (LlamaForCausalLM or Qwen2ForCausalLM),\n"
-                   "               so transformers' from_pretrained(dir) loads it.\n"
+            printf("usage: distill export MODEL --format safetensors|llama2c [--dtype f32|bf16|f16] -o OUT\n"
+                   "  safetensors: OUT gets the tensors with Hugging Face Llama/Qwen2 names and config.json is\n"
+                   "               written beside it (LlamaForCausalLM or Qwen2ForCausalLM, torch_dtype set),\n"
+                   "               so transformers' from_pretrained(dir) loads it. --dtype bf16 or f16 halves\n"
+                   "               the file (rounded to nearest even; f16 refuses weights beyond 65504).\n"
                    "  llama2c:     llama2.c's .bin (run.c reads it); needs a Llama model with rope_theta 10000.\n");
             return 0;
         } else if (!strcmp(argv[i], "--format") && i + 1 < argc) fmt = argv[++i];
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype = argv[++i];
         else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--out")) && i + 1 < argc) out = argv[++i];
         else if (argv[i][0] != '-' && !in) in = argv[i];
         else { fprintf(stderr, "distill export: unexpected argument '%s' (see --help)\n", argv[i]); return 2; }
@@ -25,11 +27,18 @@ int cli_export(int argc, char **argv) {
         fprintf(stderr, "distill export: --format must be safetensors or llama2c\n");
         return 2;
     }
+    if (!strcmp(dtype, "f32") || !strcmp(dtype, "float32")) st_dtype = "F32";
+    else if (!strcmp(dtype, "bf16") || !strcmp(dtype, "bfloat16")) st_dtype = "BF16";
+    else if (!strcmp(dtype, "f16") || !strcmp(dtype, "fp16") || !strcmp(dtype, "float16")) st_dtype = "F16";
+    if (!st_dtype || (strcmp(st_dtype, "F32") && strcmp(fmt, "safetensors"))) {
+        fprintf(stderr, "distill export: --dtype must be f32, bf16 or f16 (bf16/f16: safetensors only)\n");
+        return 2;
+    }
     m = distill_model_load(in, 1, 256, NULL, &err);
     if (!m) { fprintf(stderr, "distill export: %s\n", err.msg); return 1; }
-    rc = !strcmp(fmt, "safetensors") ? distill_safetensors_save(m, out, &err) : distill_llama2c_save(m, out, &err);
+    rc = !strcmp(fmt, "safetensors") ? distill_safetensors_save_as(m, out, st_dtype, &err) : distill_llama2c_save(m, out, &err);
     if (rc != 0) fprintf(stderr, "distill export: %s\n", err.msg);
-    else printf("wrote %s (%s, %zu parameters)%s\n", out, fmt, m->num_params,
+    else printf("wrote %s (%s %s, %zu parameters)%s\n", out, fmt, st_dtype, m->num_params,
                 !strcmp(fmt, "safetensors") ? " and config.json beside it" : "");
     distill_model_free(m);
     return rc ? 1 : 0;
