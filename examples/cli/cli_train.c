@@ -1,10 +1,26 @@
 /* distill train: supervised fine-tuning on teacher traces (sequence-level distillation) or logit
    distillation from a teacher model / a top-k teacher cache. Every option is a flag; a JSON
    config file (--config) gives the same options by name, and flags after it override it. */
+#define _POSIX_C_SOURCE 200809L   /* opendir */
 #include "cli.h"
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <dirent.h>
+
+/* 1 if dir holds a checkpoint file (ckpt-<step>.dstl), intact or not */
+static int has_checkpoint(const char *dir) {
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *e;
+    int n = 0;
+    if (!d) return 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        n += l > 10 && !strncmp(e->d_name, "ckpt-", 5) && !strcmp(e->d_name + l - 5, ".dstl");
+    }
+    closedir(d);
+    return n > 0;
+}
 
 static void train_usage(FILE *f) {
     fprintf(f,
@@ -42,7 +58,8 @@ static void train_usage(FILE *f) {
 "  --out DIR              checkpoints ckpt-<step>.dstl, metrics.jsonl, final model.dstl\n"
 "  --eval-every N (0) --eval-batches N (16) --save-every N (0: at the end) --keep K (3)\n"
 "  --log-every N          plain progress line period when stdout is not a terminal (10)\n"
-"  --resume [DIR|FILE]    continue exactly from the newest checkpoint in --out (or the given one)\n"
+"  --resume [DIR|FILE]    continue exactly from the newest checkpoint in --out (or the given one);\n"
+"                         bare --resume with no checkpoint in --out yet starts from scratch\n"
 "  --quiet                no progress output\n"
 "data parallel (a build with `make MPI=1`, started by mpirun/srun; see docs/cluster.md)\n"
 "  mpirun -np P distill train ...   each rank takes B/P rows of every --batch-rows B batch;\n"
@@ -382,8 +399,14 @@ int cli_train(int argc, char **argv) {
     if (teacher && distill_trainer_set_teacher(T, teacher, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
     if (cache && distill_trainer_set_cache(T, cache, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
     if (o.resume_flag) {
-        if (distill_trainer_resume(T, o.resume ? o.resume : o.out, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
-        if (!o.quiet) printf("resumed at step %lld\n", (long long)distill_trainer_steps_done(T));
+        /* bare --resume in a job script that both starts and continues a run: with no checkpoint
+           in --out yet, start from scratch; an explicit --resume PATH must exist */
+        if (!o.resume && !has_checkpoint(o.out)) {
+            if (!o.quiet) printf("no checkpoint in %s yet: starting from scratch\n", o.out);
+        } else {
+            if (distill_trainer_resume(T, o.resume ? o.resume : o.out, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
+            if (!o.quiet) printf("resumed at step %lld\n", (long long)distill_trainer_steps_done(T));
+        }
     }
     if (!o.quiet)
         printf("model: %zu parameters (dim %d, layers %d, heads %d/%d, vocab %d); %s; %lld steps\n", m->num_params,

@@ -67,6 +67,10 @@ ev2=$(grep -o '"eval_loss": [0-9.e-]*' $W/kd2/metrics.jsonl | tail -1 | awk '{pr
 check '[ -n "$ev1" ] && awk -v a="$ev1" -v b="$ev2" "BEGIN { d = a - b; exit !(d < 1e-5 * a && d > -1e-5 * a) }"' "sharded eval loss $ev2 == one process $ev1"
 check '[ $(grep -c "^eval at step" $W/kd2.log) -eq 2 ]' "eval printed once per evaluation (rank 0)"
 
+# a job script that both starts and continues: bare --resume with no checkpoint yet starts fresh
+$MPIRUN -np 2 $D train $ARGS --steps 2 --out $W/fresh --resume > $W/fresh.log 2>&1
+check '[ $? -eq 0 ] && grep -q "no checkpoint in $W/fresh yet: starting from scratch" $W/fresh.log' "bare --resume on a new directory starts from scratch"
+
 # 2. kill a rank, then resume
 $MPIRUN -np 2 $D train $ARGS --steps 300 --save-every 10 --out $W/full > $W/full.log 2>&1
 check '[ $? -eq 0 ]' "unbroken 2-rank run of 300 steps"
