@@ -313,24 +313,34 @@ static void test_checkpoint_resume(void) {
     distill_model_free(full); distill_model_free(part); distill_model_free(resumed);
 }
 
+/* A data-parallel trainer over its own in-memory source (src must outlive it): the model from
+   `seed`, `steps` steps of 2P rows. */
+static distill_trainer *small_trainer(uint64_t seed, int64_t steps, distill_model **m, mem_src *src, distill_error *err) {
+    distill_config mc = cfg();
+    distill_batch_source bs;
+    distill_train_config tc = tcfg(steps, 1, 2 * world.size);
+    distill_trainer *t;
+    *m = distill_model_create(&mc, 2, TT, seed, err);
+    if (!*m) return NULL;
+    mem_init(src, 2 * world.size);
+    bs = mem_source(src);
+    t = distill_trainer_create(*m, &bs, NULL, &tc, err);
+    if (t && distill_trainer_set_comm(t, &world, err) != 0) { distill_trainer_free(t); t = NULL; }
+    return t;
+}
+
 /* A callback that stops training on one rank stops every rank (no rank left in a collective). */
 static int stop_on_last_rank(void *ctx, const distill_step_info *in) {
     (void)ctx;
     return world.rank == world.size - 1 && in->step == 2;
 }
 static void test_callback_stop(void) {
-    distill_config mc = cfg();
     distill_error err;
     static mem_src a;
-    distill_batch_source sa;
-    distill_train_config tc = tcfg(10, 1, 2 * world.size);
-    distill_model *m = distill_model_create(&mc, 2, TT, 5, &err);
-    distill_trainer *t;
-    mem_init(&a, 2 * world.size);
-    sa = mem_source(&a);
-    t = distill_trainer_create(m, &sa, NULL, &tc, &err);
-    CHECK(t && distill_trainer_set_comm(t, &world, &err) == 0, "trainer");
-    if (!t) return;
+    distill_model *m = NULL;
+    distill_trainer *t = small_trainer(5, 10, &m, &a, &err);
+    CHECK(t != NULL, "trainer: %s", err.msg);
+    if (!t) { distill_model_free(m); return; }
     distill_trainer_set_callback(t, stop_on_last_rank, NULL);
     CHECK(distill_trainer_run(t, &err) == 0, "run: %s", err.msg);
     CHECK(distill_trainer_steps_done(t) == 2, "rank %d stopped after step %lld (want 2)", world.rank,
@@ -342,18 +352,13 @@ static void test_callback_stop(void) {
 
 /* Ranks that start from different weights are refused before the first update. */
 static void test_mismatch_refused(void) {
-    distill_config mc = cfg();
     distill_error err;
     static mem_src a;
-    distill_batch_source sa;
-    distill_train_config tc = tcfg(1, 1, 2 * world.size);
-    distill_model *m = distill_model_create(&mc, 2, TT, (uint64_t)(5 + world.rank), &err);
-    distill_trainer *t;
+    distill_model *m = NULL;
+    distill_trainer *t = small_trainer((uint64_t)(5 + world.rank), 1, &m, &a, &err);
     int rc;
-    mem_init(&a, 2 * world.size);
-    sa = mem_source(&a);
-    t = distill_trainer_create(m, &sa, NULL, &tc, &err);
-    distill_trainer_set_comm(t, &world, &err);
+    CHECK(t != NULL, "trainer: %s", err.msg);
+    if (!t) { distill_model_free(m); return; }
     err.msg[0] = 0;
     rc = distill_trainer_step(t, NULL, &err);
     CHECK(rc == -1 && strstr(err.msg, "differ from rank 0"), "different initial weights refused: %s", err.msg);
