@@ -4,21 +4,8 @@
 #define DISTILL_IMPLEMENTATION
 #include "../distill.h"
 #include "harness.h"
+#include "cli_harness.h"
 #include <stdlib.h>
-
-static int have_cli(void) {
-    FILE *f = fopen("distill", "rb");
-    if (!f) return 0;
-    fclose(f);
-    return 1;
-}
-
-/* Run a shell command; returns its exit status. */
-static int sh(const char *cmd) {
-    int st = system(cmd);
-    if (st == -1) return -1;
-    return (st >> 8) & 0xff;
-}
 
 static distill_json *load(const char *path) {
     distill_error err;

@@ -9,6 +9,7 @@
 #define DISTILL_IMPLEMENTATION
 #include "../distill.h"
 #include "harness.h"
+#include "cli_harness.h"
 #include <stdlib.h>
 
 #define DIR_ "build/test_sweep_dist"
@@ -20,22 +21,6 @@
 static const char *const runs[] = {"stage0", "s1_n8", "s1_n16", "s1_easy_from0", "s1_hard_from0", "s1_right_from0",
                                    "s1_wrong_from0", "s1_easy_fromL", "s1_hard_fromL", "s1_right_fromL", "s1_wrong_fromL"};
 #define N_RUNS (int)(sizeof runs / sizeof runs[0])
-
-static int have_cli(void) {
-    FILE *f = fopen("distill", "rb");
-    if (!f) return 0;
-    fclose(f);
-    return 1;
-}
-
-/* Run a shell command; returns its exit status. */
-static int sh(const char *cmd) {
-    int st;
-    fflush(stdout);
-    st = system(cmd);
-    if (st == -1) return -1;
-    return (st >> 8) & 0xff;
-}
 
 static char *slurp(const char *path, size_t *n) {
     distill_error err;

@@ -4,18 +4,13 @@
 #define DISTILL_IMPLEMENTATION
 #include "../distill.h"
 #include "harness.h"
+#include "cli_harness.h"
 #include <stdlib.h>
 
 static int have(const char *path) {
     FILE *f = fopen(path, "rb");
     if (f) fclose(f);
     return f != NULL;
-}
-
-static int sh(const char *cmd) {
-    int st = system(cmd);
-    if (st == -1) return -1;
-    return (st >> 8) & 0xff;
 }
 
 static void write_text(const char *path, const char *s) {
@@ -38,7 +33,7 @@ static const char *input =
 
 static void test_train_encode_decode(void) {
     char *a, *b;
-    if (!have("distill")) SKIP("./distill not built (make)");
+    if (!have_cli()) SKIP("./distill not built (make)");
     write_text("build/tokcli_in.jsonl", input);
     CHECK(sh("./distill tokenizer train --data build/tokcli_in.jsonl --field text --vocab-size 300 "
              "--out build/tokcli_tok.txt 2> build/tokcli_train.log") == 0, "train failed");
@@ -84,7 +79,7 @@ static void test_train_encode_decode(void) {
 
 static void test_gpt2_files(void) {
     char *a;
-    if (!have("distill")) SKIP("./distill not built (make)");
+    if (!have_cli()) SKIP("./distill not built (make)");
     if (!have("../shared/data/gpt2/vocab.json")) SKIP("../shared/data/gpt2 not present");
     write_text("build/tokcli_gpt2.jsonl", "{\"text\": \"Hello world<|endoftext|>\"}\n");
     CHECK(sh("./distill tokenizer encode --tokenizer ../shared/data/gpt2/vocab.json --merges "
@@ -96,7 +91,7 @@ static void test_gpt2_files(void) {
 }
 
 static void test_errors(void) {
-    if (!have("distill")) SKIP("./distill not built (make)");
+    if (!have_cli()) SKIP("./distill not built (make)");
     write_text("build/tokcli_bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": 5}\n");
     CHECK(sh("./distill tokenizer encode --tokenizer build/tokcli_tok.txt < build/tokcli_bad.jsonl "
              "> /dev/null 2> build/tokcli_err.log") == 1, "non-string text must fail with 1");

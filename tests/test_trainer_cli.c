@@ -5,16 +5,12 @@
 #define DISTILL_IMPLEMENTATION
 #include "../distill.h"
 #include "harness.h"
+#include "cli_harness.h"
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #define TOK "../shared/data/stories260K/tok512.bin"
 #define D "build/test_trainer_cli"
-
-static int sh(const char *cmd) {
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 static char *slurp(const char *path) { return (char *)distill_read_file(path, NULL, NULL); }
 
@@ -24,8 +20,7 @@ static void test_train_export_info(void) {
     char *a, *b, *ha, *hb;
     if (!(f = fopen(TOK, "rb"))) SKIP("%s absent", TOK);
     fclose(f);
-    if (!(f = fopen("distill", "rb"))) SKIP("./distill not built (make)");
-    fclose(f);
+    if (!have_cli()) SKIP("./distill not built (make)");
     if (sh("rm -rf " D " && mkdir -p " D) != 0) return;
     f = fopen(D "/d.jsonl", "w");
     for (i = 0; i < 12; i++) fprintf(f, "{\"prompt\": \"Tell me a story %d.\", \"completion\": \"Once upon a time there was a cat number %d.\"}\n", i, i);
