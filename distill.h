@@ -10517,21 +10517,27 @@ DISTILL_API distill_head_loss distill_kd_head_loss(distill_kd_head *h) {
    the chunk's n supervised positions: the teacher's logits of exactly these positions,
        tlogits (n,V) = hidden_teacher[positions] (n,C_t) . lm_head_teacher (V,C_t)^T,
    one parallel matmul, as the teacher's own fused head would compute them. */
+/* Room for n positions of teacher logits (n,V) and gathered hidden states (n,Ct). */
+static int distill__kd_reserve_chunk(distill_kd_head *h, size_t n, int Ct) {
+    if (n * (size_t)h->V <= h->tlogits_cap && n * (size_t)Ct <= h->tx_cap) return 0;
+    distill_free_aligned(h->tlogits);
+    distill_free_aligned(h->tx);
+    h->tlogits = (float *)distill_alloc_aligned(n * (size_t)h->V * sizeof(float), 64);
+    h->tx = (float *)distill_alloc_aligned(n * (size_t)Ct * sizeof(float), 64);
+    h->tlogits_cap = h->tlogits ? n * (size_t)h->V : 0;
+    h->tx_cap = h->tx ? n * (size_t)Ct : 0;
+    return h->tlogits && h->tx ? 0 : -1;
+}
+
 static void distill__kd_prepare(void *ctx, const int64_t *pos, int n) {
     distill_kd_head *h = (distill_kd_head *)ctx;
-    int Ct, i;
+    int Ct, i, rc;
     if (!h->tmodel || n <= 0) return;
     Ct = h->tmodel->cfg.dim;
-    if ((size_t)n * (size_t)h->V > h->tlogits_cap || (size_t)n * (size_t)Ct > h->tx_cap) {
-        distill_free_aligned(h->tlogits);
-        distill_free_aligned(h->tx);
-        h->tlogits = (float *)distill_alloc_aligned((size_t)n * (size_t)h->V * sizeof(float), 64);
-        h->tx = (float *)distill_alloc_aligned((size_t)n * (size_t)Ct * sizeof(float), 64);
-        h->tlogits_cap = h->tlogits ? (size_t)n * (size_t)h->V : 0;
-        h->tx_cap = h->tx ? (size_t)n * (size_t)Ct : 0;
-        /* reserved by distill_kd_head_run_teacher for the largest chunk: cannot fail here */
-        DISTILL_ASSERT(h->tlogits && h->tx);
-    }
+    rc = distill__kd_reserve_chunk(h, (size_t)n, Ct);
+    /* distill_kd_head_run_teacher reserved the largest chunk: this cannot fail */
+    DISTILL_ASSERT(rc == 0);
+    (void)rc;
     for (i = 0; i < n; i++)
         memcpy(h->tx + (size_t)i * Ct, h->teacher + (size_t)h->entry[pos[i]] * Ct, sizeof(float) * (size_t)Ct);
     distill_matmul_forward(h->tlogits, h->tx, h->tmodel->lm_head, NULL, n, Ct, h->V);
@@ -10618,15 +10624,8 @@ DISTILL_API int distill_kd_head_run_teacher(distill_kd_head *h, distill_model *t
     }
     /* one head chunk of teacher logits, reserved now so the head never allocates */
     chunk = (size_t)(n < (int64_t)DISTILL_HEAD_CHUNK ? n : (int64_t)DISTILL_HEAD_CHUNK);
-    if (chunk > 0 && (chunk * (size_t)h->V > h->tlogits_cap || chunk * (size_t)Ct > h->tx_cap)) {
-        distill_free_aligned(h->tlogits);
-        distill_free_aligned(h->tx);
-        h->tlogits = (float *)distill_alloc_aligned(chunk * (size_t)h->V * sizeof(float), 64);
-        h->tx = (float *)distill_alloc_aligned(chunk * (size_t)Ct * sizeof(float), 64);
-        h->tlogits_cap = h->tlogits ? chunk * (size_t)h->V : 0;
-        h->tx_cap = h->tx ? chunk * (size_t)Ct : 0;
-        if (!h->tlogits || !h->tx) return distill__err(err, "out of memory for a chunk of teacher logits (%zu x %d)", chunk, h->V);
-    }
+    if (chunk > 0 && distill__kd_reserve_chunk(h, chunk, Ct) != 0)
+        return distill__err(err, "out of memory for a chunk of teacher logits (%zu x %d)", chunk, h->V);
     h->n_captured = n;
     h->cache = NULL;
     h->tmodel = teacher;
@@ -12433,18 +12432,17 @@ DISTILL_API void distill_loader_source_init(distill_loader_source *s, distill_lo
     s->src.rows_per_epoch = s->n_rows;
 }
 
-/* The rows of blocks number part, part + parts, ... (blocks of batch_rows rows) into path. */
+/* The rows of blocks number part, part + parts, ... (blocks of batch_rows rows, 1 <= batch_rows
+   <= the teacher's max_batch, as the callers clamp it) into path. */
 static int distill__topk_build_part(distill_model *teacher, const distill_dataset *ds, int k, int batch_rows,
                                     const char *path, int part, int parts, distill_error *err) {
     int64_t n = distill_dataset_size(ds), r0;
-    int V = teacher->cfg.vocab_size, Tm = teacher->max_seq, Bm = teacher->max_batch;
+    int V = teacher->cfg.vocab_size, Tm = teacher->max_seq;
     distill_topk_writer *w = distill_topk_writer_open(path, k, V, err);
     int32_t *tok = NULL, *tgt = NULL;
     int *len = NULL;
     float *lg = NULL;
     if (!w) return -1;
-    if (batch_rows < 1) batch_rows = 1;
-    if (batch_rows > Bm) batch_rows = Bm;
     tok = (int32_t *)DISTILL_MALLOC(sizeof(int32_t) * (size_t)batch_rows * Tm);
     tgt = (int32_t *)DISTILL_MALLOC(sizeof(int32_t) * (size_t)batch_rows * Tm);
     len = (int *)DISTILL_MALLOC(sizeof(int) * (size_t)batch_rows);
