@@ -696,6 +696,9 @@ typedef struct distill_select_options {
     int n_splits, split;  /* > 0: cut the permutation into n_splits equal parts (the remainder
                              is left out) and take part `split` (0-based) before applying n */
     const char *manifest; /* non-NULL: write {"seed", "n", "rows": [ids]} there, atomically */
+    const int64_t *exclude; /* record ids (distill_row.id) left out before the permutation, e.g.
+                             the rows other runs trained on: a disjoint pool */
+    int64_t n_exclude;
 } distill_select_options;
 /* A new dataset holding the chosen rows (in file order; sharing the parent's tokens, so free
    both, in any order). */
@@ -1151,6 +1154,8 @@ typedef struct distill_batch_source {
     /* Epochs completed so far, fractional (for epoch-based stopping and logs). */
     double (*epoch)(void *ctx);
     int64_t rows_per_epoch;          /* for estimating the number of steps of an epoch run */
+    int64_t batches_per_epoch;       /* > 0: batches in one epoch (exact when packing puts several
+                                        rows in a sequence; rows_per_epoch / batch_rows is not) */
 } distill_batch_source;
 
 typedef struct distill_train_config {
@@ -1226,6 +1231,10 @@ typedef struct distill_loader_source {
 } distill_loader_source;
 DISTILL_API void distill_loader_source_init(distill_loader_source *s, distill_loader *L,
                                             const distill_dataset *ds);
+/* Batches (and, in *tokens if non-NULL, tokens) in one epoch of ds with loader options o, from
+   a dry run of the loader: what an epoch- or token-budgeted schedule needs. 0 if ds is empty. */
+DISTILL_API int64_t distill_loader_epoch_batches(const distill_dataset *ds, const distill_loader_options *o,
+                                                 int64_t *tokens);
 
 /* Compute a top-k teacher cache for every row of a dataset, in dataset order (rows as the loader
    builds them: targets are the next supervised tokens). batch_rows rows per teacher forward. */
@@ -1589,11 +1598,12 @@ typedef struct distill_eval_model_options {
     const char *out_jsonl;              /* NULL: no per-sample output */
     int64_t max_problems;               /* 0: all */
     int progress;                       /* 1: a progress line per batch on stderr */
+    distill_eval_metrics *metrics;      /* non-NULL: the aggregates are also stored here */
 } distill_eval_model_options;
 DISTILL_API distill_eval_model_options distill_eval_model_options_default(void);
 DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *tok,
                                    const char *data_path, const distill_eval_model_options *o,
-                                   FILE *results, distill_error *err);
+                                   FILE *results, distill_error *err);   /* results may be NULL */
 /* ===================================================================================== */
 /* PUBLIC API: reports: results tables and SVG plots                                     */
 /* ===================================================================================== */
@@ -8174,11 +8184,27 @@ static int distill__data_cmp_i64(const void *a, const void *b) {
 
 DISTILL_API distill_dataset *distill_dataset_select(const distill_dataset *ds, const distill_select_options *sel,
                                                     distill_error *err) {
-    int64_t n = ds->n_rows, from = 0, count = n, i;
-    int64_t *perm;
+    int64_t n = ds->n_rows, from = 0, count, i;
+    int64_t *perm, *keep = NULL, *ex = NULL;
     distill_dataset *out;
+    if (sel->n_exclude < 0 || (sel->n_exclude > 0 && !sel->exclude)) { distill__err(err, "select: bad exclude list"); return NULL; }
+    if (sel->n_exclude > 0) {
+        /* the rows that stay: those whose id is not in the (sorted) exclude list */
+        int64_t m = 0;
+        ex = (int64_t *)DISTILL_MALLOC((size_t)sel->n_exclude * sizeof *ex);
+        keep = (int64_t *)DISTILL_MALLOC((size_t)(n ? n : 1) * sizeof *keep);
+        if (!ex || !keep) { DISTILL_FREE(ex); DISTILL_FREE(keep); distill__err(err, "select: out of memory"); return NULL; }
+        memcpy(ex, sel->exclude, (size_t)sel->n_exclude * sizeof *ex);
+        qsort(ex, (size_t)sel->n_exclude, sizeof *ex, distill__data_cmp_i64);
+        for (i = 0; i < n; i++)
+            if (!bsearch(&ds->rows[i].id, ex, (size_t)sel->n_exclude, sizeof *ex, distill__data_cmp_i64)) keep[m++] = i;
+        DISTILL_FREE(ex);
+        n = m;
+    }
+    count = n;
     if (sel->n_splits < 0 || (sel->n_splits > 0 && (sel->split < 0 || sel->split >= sel->n_splits))) {
         distill__err(err, "select: split %d of %d is out of range", sel->split, sel->n_splits);
+        DISTILL_FREE(keep);
         return NULL;
     }
     if (sel->n_splits > 0) {
@@ -8186,8 +8212,9 @@ DISTILL_API distill_dataset *distill_dataset_select(const distill_dataset *ds, c
         from = count * sel->split;
     }
     if (sel->n < 0 || sel->n > count) {
-        distill__err(err, "select: asked for %lld rows, only %lld available%s", (long long)sel->n, (long long)count,
-                     sel->n_splits > 0 ? " in this split" : "");
+        distill__err(err, "select: asked for %lld rows, only %lld available%s%s", (long long)sel->n, (long long)count,
+                     sel->n_splits > 0 ? " in this split" : "", sel->n_exclude > 0 ? " after the excluded rows" : "");
+        DISTILL_FREE(keep);
         return NULL;
     }
     if (sel->n > 0) count = sel->n;
@@ -8196,10 +8223,12 @@ DISTILL_API distill_dataset *distill_dataset_select(const distill_dataset *ds, c
     if (!perm || !out) {
         DISTILL_FREE(perm);
         DISTILL_FREE(out);
+        DISTILL_FREE(keep);
         distill__err(err, "select: out of memory");
         return NULL;
     }
     distill__data_permute(perm, n, sel->seed);
+    if (keep) { for (i = 0; i < n; i++) perm[i] = keep[perm[i]]; DISTILL_FREE(keep); }
     qsort(perm + from, (size_t)count, sizeof *perm, distill__data_cmp_i64);   /* back to file order */
     memset(out, 0, sizeof *out);
     out->pool = ds->pool;
@@ -11684,8 +11713,12 @@ static int64_t distill__estimate_steps(const distill_trainer *t) {
     const distill_train_config *tc = &t->tc;
     double per, n;
     if (tc->max_steps > 0) return tc->max_steps;
-    per = (double)(tc->batch_rows > 0 ? tc->batch_rows : 1) * (double)(tc->grad_accum > 0 ? tc->grad_accum : 1);
-    n = ceil(tc->epochs * (double)(t->train.rows_per_epoch > 0 ? t->train.rows_per_epoch : 1) / per);
+    if (t->train.batches_per_epoch > 0)
+        n = ceil(tc->epochs * (double)t->train.batches_per_epoch / (double)(tc->grad_accum > 0 ? tc->grad_accum : 1));
+    else {
+        per = (double)(tc->batch_rows > 0 ? tc->batch_rows : 1) * (double)(tc->grad_accum > 0 ? tc->grad_accum : 1);
+        n = ceil(tc->epochs * (double)(t->train.rows_per_epoch > 0 ? t->train.rows_per_epoch : 1) / per);
+    }
     return n < 1 ? 1 : (int64_t)n;
 }
 
@@ -12430,6 +12463,32 @@ DISTILL_API void distill_loader_source_init(distill_loader_source *s, distill_lo
     s->src.set_state = distill__ls_set;
     s->src.epoch = distill__ls_epoch;
     s->src.rows_per_epoch = s->n_rows;
+    s->src.batches_per_epoch = distill_loader_epoch_batches(ds, &L->o, NULL);
+}
+
+/* Batches in one epoch: a dry run of a second loader with the same options over the rows (no
+   copying of tokens matters here: packing decides the count, and packed epochs differ by at most
+   a few batches between shuffles). 0 when it cannot be counted. */
+DISTILL_API int64_t distill_loader_epoch_batches(const distill_dataset *ds, const distill_loader_options *o,
+                                                 int64_t *tokens) {
+    distill_loader *L;
+    distill_batch b;
+    distill_error err;
+    int64_t rows = 0, n_rows = distill_dataset_size(ds), batches = 0, tok = 0;
+    if (tokens) *tokens = 0;
+    if (n_rows <= 0 || !(L = distill_loader_create(ds, o, &err))) return 0;
+    while (rows < n_rows) {
+        int i, nb = 0;
+        if (distill_loader_next(L, &b, &err) != 0) { batches = 0; break; }
+        (void)distill_loader_last_rows(L, &nb);
+        if (nb <= 0) { batches = 0; break; }
+        rows += nb;
+        batches++;
+        for (i = 0; i < b.B; i++) tok += b.lengths ? b.lengths[i] : b.T;
+    }
+    distill_loader_free(L);
+    if (tokens) *tokens = batches ? tok : 0;
+    return batches;
 }
 
 /* The rows of blocks number part, part + parts, ... (blocks of batch_rows rows, 1 <= batch_rows
@@ -12787,6 +12846,27 @@ DISTILL_API void distill_sample_result_from_analysis(distill_sample_result *r,
     r->strict = a->strict;
 }
 
+/* Score one sample: the sequence every evaluator runs (a model's generations here, generations
+   read from a file, the sweep through distill_eval_model). Analyse the structure (think markers,
+   code), count the think span's tokens, and ask the verifier when there is one (its 1 = pass).
+   The caller sets s->problem and s->finish afterwards; reason gets the verifier's words or "". */
+static void distill__score_sample(const char *prompt, size_t plen, const char *text, size_t len,
+                                  const distill_tokenizer *tok, const distill_verifier *v,
+                                  const distill_json *rec, distill_sample_result *s,
+                                  char *reason, size_t reason_cap) {
+    distill_gen_analysis a;
+    memset(s, 0, sizeof *s);
+    distill_analyze_generation(prompt, plen, text, len, &a);
+    distill_sample_result_from_analysis(s, &a);
+    s->think_tokens = a.think_open ? (double)distill_count_tokens(tok, text + a.think_begin, a.think_end - a.think_begin) : -1.0;
+    s->pass = -1;
+    reason[0] = 0;
+    if (v && v->fn) {
+        s->pass = v->fn(v->ctx, rec, text, len, reason, reason_cap) == 1;
+        reason[reason_cap - 1] = 0;
+    }
+}
+
 static int distill__cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y ? 1 : 0;
@@ -13140,7 +13220,6 @@ DISTILL_API int distill_eval_generations_file(const char *path, const distill_ev
     while ((r = distill_line_reader_next(lr, &line, &len, &line_no, err)) == 1) {
         distill_json *rec;
         const distill_json *t, *v;
-        distill_gen_analysis a;
         distill_sample_result *s;
         distill_generation_record g;
         char idbuf[64], diffbuf[64], reason[512];
@@ -13193,7 +13272,6 @@ DISTILL_API int distill_eval_generations_file(const char *path, const distill_ev
         v = distill_json_path(rec, prompt_field);
         if (v && v->type == DISTILL_JSON_STRING) { prompt = v->str; plen = v->len; }
         if (o && o->think_in_prompt) { prompt = "<think>"; plen = 7; }
-        distill_analyze_generation(prompt, plen, t->str, t->len, &a);
 
         if (nres == capres) {
             size_t nc = capres ? 2 * capres : 256;
@@ -13202,20 +13280,12 @@ DISTILL_API int distill_eval_generations_file(const char *path, const distill_ev
             res = nr; capres = nc;
         }
         s = &res[nres++];
-        memset(s, 0, sizeof *s);
-        distill_sample_result_from_analysis(s, &a);
+        distill__score_sample(prompt, plen, t->str, t->len, o ? o->tok : NULL, o ? o->verifier : NULL, rec, s,
+                              reason, sizeof reason);
         s->problem = prob;
         v = distill_json_get(rec, "finish_reason");
         s->finish = distill_finish_parse(v && v->type == DISTILL_JSON_STRING ? v->str : NULL);
-        s->think_tokens = a.think_open ? (double)distill_count_tokens(o ? o->tok : NULL,
-                              t->str + a.think_begin, a.think_end - a.think_begin) : -1.0;
-        s->pass = -1;
-        reason[0] = 0;
-        if (o && o->verifier && o->verifier->fn) {
-            int p = o->verifier->fn(o->verifier->ctx, rec, t->str, t->len, reason, sizeof reason);
-            reason[sizeof reason - 1] = 0;
-            s->pass = p == 1;
-        } else {
+        if (!(o && o->verifier && o->verifier->fn)) {
             v = distill_json_get(rec, "pass");
             if (v && (v->type == DISTILL_JSON_TRUE || v->type == DISTILL_JSON_FALSE))
                 s->pass = v->type == DISTILL_JSON_TRUE;
@@ -14071,23 +14141,13 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
         for (j = 0; j < ns; j++) {
             const distill__eval_problem *p = &pend[j / n];
             distill_gen_result *gr = &out[j];
-            distill_gen_analysis a;
             distill_sample_result sr;
             char reason[512];
             const char *text = gr->text ? gr->text : "";
-            memset(&sr, 0, sizeof sr);
-            reason[0] = 0;
-            distill_analyze_generation(p->prompt_text, p->prompt_len, text, gr->len, &a);
-            distill_sample_result_from_analysis(&sr, &a);
+            distill__score_sample(p->prompt_text, p->prompt_len, text, gr->len, tok, o.verifier, p->rec, &sr,
+                                  reason, sizeof reason);
             sr.problem = p->index;
             sr.finish = gr->finish;
-            sr.think_tokens = a.think_open ? (double)distill_count_tokens(tok, text + a.think_begin, a.think_end - a.think_begin) : -1.0;
-            sr.pass = -1;
-            if (o.verifier && o.verifier->fn) {
-                int v = o.verifier->fn(o.verifier->ctx, p->rec, text, gr->len, reason, sizeof reason);
-                reason[sizeof reason - 1] = 0;
-                sr.pass = v == 1;
-            }
             gen_tokens += (int64_t)gr->n;
             if (distill__push_result(&res, &nres, &capres, &sr)) { distill__err(err, "eval: out of memory"); goto done; }
             if (have_af) {
@@ -14133,9 +14193,10 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
         if (o.max_problems > 0 && nprob >= o.max_problems) break;
     }
     if (nres == 0) { distill__err(err, "%s: no records", data_path); goto done; }
-    if (distill_eval_write_json(results, res, nres, (const char *const *)diffs, ndiffs, o.ks, o.nk,
-                                "tokens", err))
+    if (results && distill_eval_write_json(results, res, nres, (const char *const *)diffs, ndiffs, o.ks, o.nk,
+                                           "tokens", err))
         goto done;
+    if (o.metrics && distill_eval_compute(res, nres, o.ks, o.nk, o.metrics, err)) goto done;
     if (have_af) { have_af = 0; if (distill_atomic_commit(&af, err)) goto done; }
     rc = 0;
 done:
