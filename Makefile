@@ -24,7 +24,7 @@ endif
 HDR      := distill.h
 TEST_SRC := $(wildcard tests/test_*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
-CLI_SRC  := examples/distill.c $(wildcard examples/cli/*.c)
+CLI_SRC  := examples/distill.c $(wildcard examples/cli/*.c) $(wildcard examples/valley/*.c)
 
 .PHONY: test-mpi all test asan fixtures bench demo valley clean help compile-check test-long fuzz bench-data test-blas test-aarch64 fuzz-tokenizer bench-tokenizer
 all: distill
@@ -36,12 +36,17 @@ $(FLAGS_STAMP): FORCE
 .PHONY: FORCE
 FORCE:
 
-distill: $(CLI_SRC) $(wildcard examples/cli/*.h) $(HDR) $(FLAGS_STAMP)
+distill: $(CLI_SRC) $(wildcard examples/cli/*.h) $(wildcard examples/valley/*.h) $(HDR) $(FLAGS_STAMP)
 	$(CC) $(CFLAGS) -o $@ $(CLI_SRC) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+# the world's tests link the world's code (examples/valley/world.c) rather than #include it
+$(BUILD)/tests/test_world: tests/test_world.c examples/valley/world.c examples/valley/world.h tests/harness.h $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ tests/test_world.c examples/valley/world.c $(LDLIBS)
 
 ## make test: build and run the whole suite (one closing line "N passed, N failed")
 test: $(TESTS) distill

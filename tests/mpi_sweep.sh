@@ -10,20 +10,20 @@ DISTILL=${1:-build/distill-mpi}
 MPIRUN=${MPIRUN:-"mpirun --oversubscribe --allow-run-as-root"}
 D=build/mpi_sweep
 ARGS="--preset smoke --dim 16 --hidden 32 --seq 256 --train 80 --direct 60 --eval 8 --max-new 40 --sizes 8,16 --split-size 6"
-RUNS="stage0 s1_n8 s1_n16 s1_easy_from0 s1_hard_from0 s1_right_from0 s1_wrong_from0 s1_easy_fromL s1_hard_fromL s1_right_fromL s1_wrong_fromL"
+RUNS="stage0 s1_n8 s1_n16 s1_easy_from0 s1_hard_from0 s1_correct_from0 s1_incorrect_from0 s1_easy_fromL s1_hard_fromL s1_correct_fromL s1_incorrect_fromL"
 P=0; F=0
 pass() { echo "  ok: $1"; P=$((P + 1)); }
 fail() { echo "  FAIL: $1"; F=$((F + 1)); }
 done_() { echo "mpi_sweep: $P passed, $F failed, $1 skipped"; [ "$F" -eq 0 ]; exit $?; }
 
-if [ ! -x "$DISTILL" ]; then echo "  skip: no $DISTILL (mpicc -std=c99 -O2 -DDISTILL_MPI -o $DISTILL examples/distill.c examples/cli/*.c -lm -lpthread)"; done_ 1; fi
+if [ ! -x "$DISTILL" ]; then echo "  skip: no $DISTILL (mpicc -std=c99 -O2 -DDISTILL_MPI -o $DISTILL examples/distill.c examples/cli/*.c examples/valley/*.c -lm -lpthread)"; done_ 1; fi
 if ! command -v "${MPIRUN%% *}" >/dev/null 2>&1; then echo "  skip: no ${MPIRUN%% *}"; done_ 1; fi
 rm -rf $D && mkdir -p $D || exit 1
 
 # the results must agree: all but the timing columns (train_seconds, eval_seconds: the last two)
 same() {   # same DIR_A DIR_B WHAT
-  cut -d, -f1-15 "$1/results.csv" > "$1/strip.csv" 2>/dev/null
-  cut -d, -f1-15 "$2/results.csv" > "$2/strip.csv" 2>/dev/null
+  rev "$1/results.csv" 2>/dev/null | cut -d, -f3- | rev > "$1/strip.csv"
+  rev "$2/results.csv" 2>/dev/null | cut -d, -f3- | rev > "$2/strip.csv"
   if [ "$(wc -l < "$1/strip.csv")" -ne 12 ]; then fail "$3: $1/results.csv has $(wc -l < "$1/strip.csv") lines, want 12"; return; fi
   if ! cmp -s "$1/strip.csv" "$2/strip.csv"; then fail "$3: results.csv differs"; diff "$1/strip.csv" "$2/strip.csv"; return; fi
   if ! cmp -s "$1/results.md" "$2/results.md"; then fail "$3: results.md differs"; return; fi

@@ -1,78 +1,277 @@
-/* The sweep end to end in miniature (the CI smoke version of `make demo`): a world, a
-   tokenizer, a stage-0 student, two nested subset sizes and the second experiments, with tiny
-   models and few eval problems. Checks the outputs a person reads, that a killed sweep resumes
-   by reusing finished runs and re-creates a missing one identically, and that bad
-   configurations are refused with a message. */
+/* distill sweep end to end, through the ./distill tool.
+
+   1. The generic path on a dataset in a schema the world does not write (a tiny "colour of item
+      k" task with <think> traces, fields problem/solution/level/verdict; eval: id/problem/answer/difficulty), a verifier that is a
+      shell script (tests/sweep_verifier.sh), stage 0 from --init (a safetensors file written
+      here) and from --stage0-data. Every run's pass@1 in results.csv is checked against a
+      recomputation from its generations.jsonl that applies the task's rule itself (the answer
+      occurs in the text), and each sample's stored verdict against the same rule.
+   2. --second-pool disjoint: no second-stage manifest shares a row with any sweep manifest (of
+      any seed); a pool too small for --split-size fails before training, with a message.
+   3. The world preset (smoke) through the same path: the table's shape, the report, and a killed
+      sweep that resumes by reusing finished runs and recreating a missing one identically.
+   4. Bad configurations are refused with exit status 2. */
 #define DISTILL_IMPLEMENTATION
 #include "../distill.h"
 #include "harness.h"
-#include "../examples/cli/world.c"
-#include "../examples/cli/cli_sweep.c"
-#ifdef DISTILL_MPI   /* the tool's main() provides these; this test runs the sweep in one process */
-const distill_comm *cli_comm(void) { return distill_comm_local(); }
-void cli_fail_all(int code) { (void)code; }
-#endif
+#include "cli_harness.h"
+#include <string.h>
 
+#define GEN "build/test_sweep_gen"
 #define OUT "build/test_sweep"
 
-static int run_sweep(const char *extra_key, const char *extra_val) {
-    const char *argv[40];
-    int argc = 0;
-    argv[argc++] = "sweep";
-    argv[argc++] = "--preset"; argv[argc++] = "smoke";
-    argv[argc++] = "--out"; argv[argc++] = OUT;
-    argv[argc++] = "--dim"; argv[argc++] = "16";
-    argv[argc++] = "--hidden"; argv[argc++] = "32";
-    argv[argc++] = "--seq"; argv[argc++] = "256";
-    argv[argc++] = "--train"; argv[argc++] = "80";
-    argv[argc++] = "--direct"; argv[argc++] = "60";
-    argv[argc++] = "--eval"; argv[argc++] = "6";
-    argv[argc++] = "--max-new"; argv[argc++] = "40";
-    argv[argc++] = "--sizes"; argv[argc++] = "8,16";
-    argv[argc++] = "--split-size"; argv[argc++] = "6";
-    if (extra_key) { argv[argc++] = extra_key; argv[argc++] = extra_val; }
-    fflush(stdout);
-    return cli_sweep(argc, (char **)argv);
-}
+static const char *const colours[5] = {"RED", "GREEN", "BLUE", "BLACK", "WHITE"};
 
 static char *read_all(const char *path, size_t *n) {
     distill_error err;
     return (char *)distill_read_file(path, n, &err);
 }
 
-static void test_sweep_end_to_end(void) {
+/* The task's files: traces (30 % of them "bad": a wrong colour), direct answers, eval problems. */
+static int write_task(void) {
+    FILE *tr = fopen(GEN "/train.jsonl", "wb"), *di = fopen(GEN "/direct.jsonl", "wb"), *ev = fopen(GEN "/eval.jsonl", "wb");
+    int i;
+    if (!tr || !di || !ev) { if (tr) fclose(tr); if (di) fclose(di); if (ev) fclose(ev); return -1; }
+    for (i = 0; i < 220; i++) {
+        int k = (i * 37 + 11) % 400, bad = i % 10 < 3;
+        const char *ans = colours[k % 5], *said = bad ? colours[(k + 1) % 5] : ans;
+        fprintf(tr, "{\"problem\": \"What colour is item %d?\", \"solution\": \"<think>\\nitem %d: %d mod 5 = %d, so %s\\n</think>\\n\\n```\\n%s\\n```\", "
+                    "\"level\": \"%s\", \"verdict\": \"%s\"}\n", k, k, k, bad ? (k + 1) % 5 : k % 5, said, said,
+                k < 200 ? "easy" : "hard", bad ? "bad" : "ok");
+    }
+    for (i = 0; i < 120; i++) {
+        int k = 400 + i;
+        fprintf(di, "{\"problem\": \"What colour is item %d?\", \"solution\": \"```\\n%s\\n```\"}\n", k, colours[k % 5]);
+    }
+    for (i = 0; i < 12; i++) {
+        int k = 600 + 7 * i;
+        fprintf(ev, "{\"id\": \"q%d\", \"problem\": \"What colour is item %d?\", \"answer\": \"%s\", \"difficulty\": \"%s\"}\n", i, k,
+                colours[k % 5], i % 2 ? "hard" : "easy");
+    }
+    fclose(tr);
+    fclose(di);
+    fclose(ev);
+    return 0;
+}
+
+/* pass@1 of a run recomputed from its generations.jsonl: per problem, the share of samples whose
+   text holds the eval record's answer; then the mean over problems. Also checks every stored
+   verdict against that rule. -1 when the file is unreadable. */
+static double recompute_pass1(const char *gens, int *bad_verdicts, int *samples) {
+    distill_error err;
+    distill_line_reader *rd = distill_line_reader_open(gens, 0, &err);
+    const char *line;
+    size_t len;
+    int64_t ln;
+    int pass[12] = {0}, n[12] = {0}, i, np = 0;
+    double sum = 0;
+    if (!rd) return -1;
+    *bad_verdicts = 0;
+    *samples = 0;
+    while (distill_line_reader_next(rd, &line, &len, &ln, &err) == 1) {
+        distill_json *j = distill_json_parse(line, len, gens, (int)ln, &err);
+        const distill_json *q = j ? distill_json_get(j, "question_id") : NULL, *t = j ? distill_json_get(j, "text") : NULL;
+        const distill_json *p = j ? distill_json_get(j, "pass") : NULL;
+        int qi, ok;
+        if (!q || !t || q->type != DISTILL_JSON_STRING || t->type != DISTILL_JSON_STRING || q->str[0] != 'q') {
+            distill_json_free(j);
+            distill_line_reader_close(rd);
+            return -1;
+        }
+        qi = atoi(q->str + 1);
+        if (qi < 0 || qi >= 12) { distill_json_free(j); distill_line_reader_close(rd); return -1; }
+        ok = strstr(t->str, colours[(600 + 7 * qi) % 5]) != NULL;
+        if (!p || p->type != (ok ? DISTILL_JSON_TRUE : DISTILL_JSON_FALSE)) (*bad_verdicts)++;
+        pass[qi] += ok;
+        n[qi]++;
+        (*samples)++;
+        distill_json_free(j);
+    }
+    distill_line_reader_close(rd);
+    for (i = 0; i < 12; i++) if (n[i]) { sum += (double)pass[i] / n[i]; np++; }
+    return np ? sum / np : -1;
+}
+
+/* Check every row of results.csv against its run's generations. Returns the number of runs. */
+static int check_results(const char *out, int want_samples_per_problem) {
+    char path[512], *csv, *p;
+    size_t n;
+    int runs = 0, col_pass = -1, col_run = -1, col_samples = -1, c;
+    snprintf(path, sizeof path, "%s/results.csv", out);
+    csv = read_all(path, &n);
+    CHECK(csv != NULL, "no %s", path);
+    if (!csv) return 0;
+    /* header: find the columns */
+    {
+        char *line = csv, *e = strchr(csv, '\n'), *tok;
+        if (e) *e = 0;
+        for (c = 0, tok = strtok(line, ","); tok; tok = strtok(NULL, ","), c++) {
+            if (!strcmp(tok, "pass_at_1")) col_pass = c;
+            if (!strcmp(tok, "run")) col_run = c;
+            if (!strcmp(tok, "eval_samples")) col_samples = c;
+        }
+        p = e ? e + 1 : csv + n;
+    }
+    CHECK(col_pass >= 0 && col_run >= 0 && col_samples >= 0, "results.csv lacks run/pass_at_1/eval_samples");
+    while (col_pass >= 0 && col_run >= 0 && col_samples >= 0 && p < csv + n && *p) {
+        char *e = strchr(p, '\n'), *cell[64], gens[512];
+        int nc = 0, bad = -1, samples = -1;
+        double want;
+        if (e) *e = 0;
+        cell[nc++] = p;
+        for (; *p && nc < 64; p++) if (*p == ',') { *p = 0; cell[nc++] = p + 1; }
+        if (nc > col_pass) {
+            snprintf(gens, sizeof gens, "%s/runs/%s/generations.jsonl", out, cell[col_run]);
+            want = recompute_pass1(gens, &bad, &samples);
+            CHECK(want >= 0, "%s: cannot recompute", gens);
+            CHECK(fabs(atof(cell[col_pass]) - want) < 1e-4, "%s: pass_at_1 %s, recomputed %.4f", cell[col_run], cell[col_pass], want);
+            CHECK(bad == 0, "%s: %d stored verdicts disagree with the task's rule", cell[col_run], bad);
+            CHECK(samples == 12 * want_samples_per_problem && atoi(cell[col_samples]) == samples,
+                  "%s: %d samples (results say %s)", cell[col_run], samples, cell[col_samples]);
+            runs++;
+        }
+        p = e ? e + 1 : csv + n;
+    }
+    distill_free(csv);
+    return runs;
+}
+
+/* The row ids of a manifest. */
+static int manifest_ids(const char *path, int64_t *ids, int cap) {
+    distill_error err;
+    distill_json *j = distill_json_parse_file(path, &err);
+    const distill_json *rows = j ? distill_json_get(j, "rows") : NULL;
+    int n = 0;
+    size_t i;
+    if (!rows || rows->type != DISTILL_JSON_ARRAY) { distill_json_free(j); return -1; }
+    for (i = 0; i < rows->len && n < cap; i++) ids[n++] = rows->items[i].i64;
+    distill_json_free(j);
+    return n;
+}
+
+#define SWEEP_ARGS "./distill sweep --data " GEN "/train.jsonl --map problem=prompt --map solution=response " \
+    "--eval-data " GEN "/eval.jsonl --tokenizer " GEN "/tok.json --verifier-cmd 'sh tests/sweep_verifier.sh' " \
+    "--sizes 20,60 --seeds 1,2 --epochs 2 --lr 3e-3 --batch-rows 4 --max-seq 96 --dim 32 --layers 1 --heads 2 " \
+    "--kv-heads 1 --hidden 64 --easy 'level == \"easy\"' --hard 'level == \"hard\"' --correct 'verdict == \"ok\"' " \
+    "--incorrect 'verdict == \"bad\"' --split-size 8 --second-seeds 2 --eval-n 2 --temperature 1 --k 1,2 " \
+    "--max-new-tokens 24 --threads 1"
+
+static void test_generic_sweep(void) {
+    distill_error err;
+    distill_tokenizer *tok;
+    distill_model *m;
+    distill_config mc = distill_config_default();
+    int runs, s, g, a, b, shared = 0, nsweep = 0;
+    int64_t sweep_ids[4][64], ids[64];
+    int nsw[4];
+    static const char *const sweep_runs[4] = {"s1_n20", "s1_n60", "s2_n20", "s2_n60"};
+    static const char *const groups[4] = {"easy", "hard", "correct", "incorrect"};
+    if (!have_cli()) { CHECK(0, "./distill is not built"); return; }
+    CHECK(sh("rm -rf " GEN " && mkdir -p " GEN) == 0, "cannot make " GEN);
+    CHECK(write_task() == 0, "cannot write the task's files");
+    CHECK(sh("./distill tokenizer train --data " GEN "/train.jsonl --field solution --vocab-size 300 --pattern none --out "
+             GEN "/tok.json 2> " GEN "/tok.log") == 0, "tokenizer training failed (" GEN "/tok.log)");
+    /* the user's non-reasoning student, as a safetensors file */
+    tok = distill_tokenizer_load(GEN "/tok.json", NULL, &err);
+    CHECK(tok != NULL, "tokenizer: %s", err.msg);
+    if (!tok) return;
+    mc.vocab_size = distill_tokenizer_vocab_size(tok);
+    mc.dim = 32; mc.n_layers = 1; mc.n_heads = 2; mc.n_kv_heads = 1; mc.hidden_dim = 64;
+    distill_tokenizer_free(tok);
+    m = distill_model_create(&mc, 1, 32, 7, &err);
+    CHECK(m && sh("mkdir -p " GEN "/init") == 0 && distill_safetensors_save(m, GEN "/init/model.safetensors", &err) == 0,
+          "init model: %s", err.msg);
+    distill_model_free(m);
+
+    /* stage 0 from --init */
+    CHECK(sh(SWEEP_ARGS " --init " GEN "/init/model.safetensors --out " GEN "/A > " GEN "/A.log 2>&1") == 0,
+          "the generic sweep with --init failed (" GEN "/A.log)");
+    runs = check_results(GEN "/A", 2);
+    /* stage 0 + 2 seeds x 2 sizes + 2 seeds x 2 froms x 4 groups */
+    CHECK(runs == 1 + 4 + 16, "results.csv has %d runs", runs);
+    {
+        size_t n;
+        char *md = read_all(GEN "/A/results.md", &n), *csv = read_all(GEN "/A/results.csv", &n);
+        CHECK(md && strstr(md, "easy minus hard") && strstr(md, "correct minus incorrect") && strstr(md, "paired bootstrap"),
+              "results.md lacks the paired comparisons");
+        CHECK(csv && strstr(csv, "truncation_rate") && strstr(csv, "ci_low") && strstr(csv, "ci_high") &&
+              strstr(csv, "pass_at_2") && strstr(csv, "pass_at_1_easy") && strstr(csv, "eval_problems"),
+              "results.csv lacks columns");
+        distill_free(md);
+        distill_free(csv);
+    }
+
+    /* disjoint pools: no second-stage row was in any sweep subset (of either seed) */
+    for (s = 0; s < 4; s++) {
+        char p[256];
+        snprintf(p, sizeof p, GEN "/A/runs/%s/manifest.json", sweep_runs[s]);
+        nsw[s] = manifest_ids(p, sweep_ids[s], 64);
+        CHECK(nsw[s] == (s % 2 ? 60 : 20), "%s: %d manifest rows", p, nsw[s]);
+        nsweep += nsw[s] > 0;
+    }
+    for (s = 1; s <= 2; s++)
+        for (g = 0; g < 4; g++)
+            for (a = 0; a < 2; a++) {
+                char p[256];
+                int n;
+                snprintf(p, sizeof p, GEN "/A/runs/s%d_%s_from%s/manifest.json", s, groups[g], a ? "L" : "0");
+                n = manifest_ids(p, ids, 64);
+                CHECK(n == 8, "%s: %d rows", p, n);
+                for (b = 0; b < n; b++) {
+                    int t, q;
+                    for (t = 0; t < 4; t++)
+                        for (q = 0; q < nsw[t]; q++) shared += ids[b] == sweep_ids[t][q];
+                }
+            }
+    CHECK(nsweep == 4 && shared == 0, "%d second-stage rows were in sweep subsets", shared);
+
+    /* stage 0 trained on --stage0-data, one seed, no second stage */
+    CHECK(sh(SWEEP_ARGS " --stage0-data " GEN "/direct.jsonl --stage0-epochs 2 --seeds 1 --split-size 0 --out " GEN
+             "/B > " GEN "/B.log 2>&1") == 0, "the generic sweep with --stage0-data failed (" GEN "/B.log)");
+    runs = check_results(GEN "/B", 2);
+    CHECK(runs == 3, "results.csv (stage0-data) has %d runs", runs);
+
+    /* a disjoint pool too small for --split-size: refused before any training */
+    CHECK(sh(SWEEP_ARGS " --init " GEN "/init/model.safetensors --split-size 500 --out " GEN "/C > " GEN "/C.log 2>&1") == 1,
+          "an impossible --split-size was accepted");
+    {
+        size_t n;
+        char *log = read_all(GEN "/C.log", &n);
+        CHECK(log && strstr(log, "pool") && strstr(log, "--split-size"), "no clear message for a small pool");
+        CHECK(!log || !strstr(log, "stage0 "), "training started before the pool check");
+        distill_free(log);
+    }
+}
+
+#define SMOKE "./distill sweep --preset smoke --out " OUT " --dim 16 --hidden 32 --seq 256 --train 100 --direct 60 " \
+              "--eval 6 --max-new 40 --sizes 8,16 --split-size 6"
+
+static void test_world_preset(void) {
     size_t n;
     char *csv, *svg, *md, *before, *again, *other_before, *other_after;
     distill_json *j;
     distill_error err;
     int rows = 0, i;
-    if (system("rm -rf " OUT) != 0) SKIP("cannot clear " OUT);
-    CHECK(run_sweep(NULL, NULL) == 0, "the smoke sweep failed");
+    if (!have_cli()) { CHECK(0, "./distill is not built"); return; }
+    CHECK(sh("rm -rf " OUT) == 0, "cannot clear " OUT);
+    CHECK(sh(SMOKE " > " OUT ".log 2>&1") == 0, "the smoke sweep failed (" OUT ".log)");
     csv = read_all(OUT "/results.csv", &n);
     CHECK(csv != NULL, "no results.csv");
     if (csv) {
         for (i = 0; i < (int)n; i++) rows += csv[i] == '\n';
-        /* header + stage 0 + 2 sizes + (easy, hard, right, wrong) x (from stage 0, from largest) */
+        /* header + stage 0 + 2 sizes + (easy, hard, correct, incorrect) x (from stage 0, from largest) */
         CHECK(rows == 1 + 1 + 2 + 8, "results.csv has %d lines", rows);
-        CHECK(strstr(csv, "s1_n16") && strstr(csv, "s1_wrong_fromL"), "run names");
+        CHECK(strstr(csv, "s1_n16") && strstr(csv, "s1_incorrect_fromL"), "run names");
         distill_free(csv);
     }
     j = distill_json_parse_file(OUT "/results.json", &err);
     CHECK(j && j->type == DISTILL_JSON_ARRAY && j->len == 11, "results.json: %s", j ? "wrong shape" : err.msg);
-    if (j) {
-        for (i = 0; i < (int)j->len; i++) {
-            const distill_json *p = distill_json_get(&j->items[i], "pass_at_1");
-            const distill_json *c = distill_json_get(&j->items[i], "completion_rate");
-            CHECK(p && p->type == DISTILL_JSON_NUMBER && p->num >= 0 && p->num <= 1, "row %d pass_at_1", i);
-            CHECK(c && (c->type == DISTILL_JSON_NULL || (c->num >= 0 && c->num <= 1)), "row %d completion", i);
-        }
-        distill_json_free(j);
-    }
+    distill_json_free(j);
     svg = read_all(OUT "/valley.svg", &n);
     CHECK(svg && strstr(svg, "<svg") && strstr(svg, "</svg>") && strstr(svg, "pass@1"), "valley.svg");
     distill_free(svg);
     md = read_all(OUT "/results.md", &n);
-    CHECK(md && strstr(md, "Data-quantity sweep") && strstr(md, "0 (stage 0)") && strstr(md, "Second experiments"), "results.md");
+    CHECK(md && strstr(md, "Data-quantity sweep") && strstr(md, "0 (stage 0)") && strstr(md, "Second-stage"), "results.md");
     distill_free(md);
 
     /* A killed sweep: one finished run lost its result; rerunning reuses everything else (the
@@ -83,7 +282,7 @@ static void test_sweep_end_to_end(void) {
     CHECK(before && other_before, "run results missing");
     remove(OUT "/runs/s1_n8/result.json");
     remove(OUT "/results.csv");
-    CHECK(run_sweep(NULL, NULL) == 0, "resumed sweep failed");
+    CHECK(sh(SMOKE " > " OUT ".log2 2>&1") == 0, "resumed sweep failed");
     again = read_all(OUT "/runs/s1_n8/result.json", &n);
     other_after = read_all(OUT "/runs/s1_easy_from0/result.json", &n);
     CHECK(again != NULL, "run not recreated");
@@ -94,7 +293,7 @@ static void test_sweep_end_to_end(void) {
               "recreated run differs:\n%s\n%s", before, again);
     }
     CHECK(other_before && other_after && !strcmp(other_before, other_after), "a finished run was redone");
-    CHECK(sweep_exists(OUT "/results.csv"), "report not rewritten");
+    CHECK(read_all(OUT "/results.csv", &n) != NULL, "report not rewritten");
     distill_free(before);
     distill_free(again);
     distill_free(other_before);
@@ -103,30 +302,35 @@ static void test_sweep_end_to_end(void) {
 
 static void test_sweep_bad_config(void) {
     FILE *f;
-    const char *argv[4];
-    CHECK(run_sweep("--sizes", "16,8") == 2, "decreasing sizes accepted");
-    CHECK(run_sweep("--sizes", "8,1000") == 2, "size above --train accepted");
-    CHECK(run_sweep("--dim", "-3") == 2, "negative dim accepted");
-    CHECK(run_sweep("--bogus", "1") == 2, "unknown flag accepted");
-    CHECK(run_sweep("--heads", "3") == 2, "dim 16 with 3 heads accepted");
+    if (!have_cli()) { CHECK(0, "./distill is not built"); return; }
+    CHECK(sh(SMOKE " --sizes 16,8 > /dev/null 2>&1") == 2, "decreasing sizes accepted");
+    CHECK(sh(SMOKE " --sizes 8,1000 > /dev/null 2>&1") == 2, "size above --train accepted");
+    CHECK(sh(SMOKE " --dim -3 > /dev/null 2>&1") == 2, "negative dim accepted");
+    CHECK(sh(SMOKE " --bogus 1 > /dev/null 2>&1") == 2, "unknown flag accepted");
+    CHECK(sh(SMOKE " --heads 3 > /dev/null 2>&1") == 2, "dim 16 with 3 heads accepted");
+    CHECK(sh(SMOKE " --second-pool sideways > /dev/null 2>&1") == 2, "unknown --second-pool accepted");
+    CHECK(sh("./distill sweep --data x.jsonl --eval-data y.jsonl --tokenizer t.json --verifier world > /dev/null 2>&1") == 2,
+          "a custom sweep without --init or --stage0-data accepted");
+    CHECK(sh("./distill sweep --data x.jsonl > /dev/null 2>&1") == 2, "a custom sweep without --eval-data accepted");
     f = fopen("build/test_sweep_bad.json", "wb");
-    if (!f) SKIP("cannot write a config file");
+    CHECK(f != NULL, "cannot write a config file");
+    if (!f) return;
     fputs("{\"sizes\": [10, 20], \"epochs\": \"five\"}", f);
     fclose(f);
-    argv[0] = "sweep"; argv[1] = "--config"; argv[2] = "build/test_sweep_bad.json";
-    CHECK(cli_sweep(3, (char **)argv) == 2, "string epochs accepted");
+    CHECK(sh("./distill sweep --config build/test_sweep_bad.json > /dev/null 2>&1") == 2, "string epochs accepted");
     f = fopen("build/test_sweep_bad.json", "wb");
     fputs("{\"sizes\": [10, 20], \"epochz\": 3}", f);
     fclose(f);
-    CHECK(cli_sweep(3, (char **)argv) == 2, "unknown key accepted");
+    CHECK(sh("./distill sweep --config build/test_sweep_bad.json > /dev/null 2>&1") == 2, "unknown key accepted");
     f = fopen("build/test_sweep_bad.json", "wb");
     fputs("{\"sizes\": [10, 20", f);
     fclose(f);
-    CHECK(cli_sweep(3, (char **)argv) == 2, "truncated JSON accepted");
+    CHECK(sh("./distill sweep --config build/test_sweep_bad.json > /dev/null 2>&1") == 2, "truncated JSON accepted");
 }
 
 int main(void) {
-    RUN(test_sweep_end_to_end);
+    RUN(test_generic_sweep);
+    RUN(test_world_preset);
     RUN(test_sweep_bad_config);
     return harness_done("test_sweep");
 }

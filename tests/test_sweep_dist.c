@@ -18,8 +18,8 @@
 #define SWEEP "./distill sweep " ARGS " --out "
 
 /* the runs of this configuration, in the table's order */
-static const char *const runs[] = {"stage0", "s1_n8", "s1_n16", "s1_easy_from0", "s1_hard_from0", "s1_right_from0",
-                                   "s1_wrong_from0", "s1_easy_fromL", "s1_hard_fromL", "s1_right_fromL", "s1_wrong_fromL"};
+static const char *const runs[] = {"stage0", "s1_n8", "s1_n16", "s1_easy_from0", "s1_hard_from0", "s1_correct_from0",
+                                   "s1_incorrect_from0", "s1_easy_fromL", "s1_hard_fromL", "s1_correct_fromL", "s1_incorrect_fromL"};
 #define N_RUNS (int)(sizeof runs / sizeof runs[0])
 
 static char *slurp(const char *path, size_t *n) {

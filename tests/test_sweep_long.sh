@@ -11,7 +11,7 @@ args="--preset smoke --train 300 --direct 300 --eval 20 --sizes 25,100,250 --spl
 ./distill sweep $args --out $D.1 --threads 1 > $D.1.log
 ./distill sweep $args --out $D.2 --threads 2 > $D.2.log
 # drop the timing columns (train_seconds, eval_seconds: the last two)
-strip() { cut -d, -f1-15 "$1"; }
+strip() { rev "$1" | cut -d, -f3- | rev; }
 strip $D.1/results.csv > $D.1/strip.csv
 strip $D.2/results.csv > $D.2/strip.csv
 if ! cmp -s $D.1/strip.csv $D.2/strip.csv; then
@@ -22,9 +22,13 @@ echo "ok: identical results with 1 and 2 threads"
 rm -rf $D.3
 ./distill sweep $args --out $D.3 --threads 2 > $D.3.log 2>&1 &
 pid=$!
-sleep 8
-kill $pid 2>/dev/null || true
+# kill it once the sweep runs have started (stage 0 finished) and while it is still running
+i=0
+while [ ! -f $D.3/runs/stage0/result.json ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done
+sleep 2
+if ! kill -9 $pid 2>/dev/null; then echo "FAIL: the sweep ended before it could be killed (raise the sizes)"; exit 1; fi
 wait $pid 2>/dev/null || true
+if [ -f $D.3/results.csv ]; then echo "FAIL: the killed sweep had already finished"; exit 1; fi
 ./distill sweep $args --out $D.3 --threads 2 > $D.3.resume.log
 strip $D.3/results.csv > $D.3/strip.csv
 if ! cmp -s $D.2/strip.csv $D.3/strip.csv; then echo "FAIL: killed + resumed sweep differs"; exit 1; fi

@@ -1,11 +1,19 @@
-/* The miniature programming world (examples/cli/world.c): interpreter semantics against
+/* The miniature programming world (examples/valley/world.c): interpreter semantics against
    hand-computed values, safety limits, parse errors, generator determinism, the teacher's
    traces re-checked line by line against real execution, and the right/wrong labels against an
    independent re-run of the final code. */
 #define DISTILL_IMPLEMENTATION
 #include "../distill.h"
 #include "harness.h"
-#include "../examples/cli/world.c"
+/* linked with examples/valley/world.c (see the Makefile) */
+#include "../examples/valley/world.h"
+
+/* 1 when p produces the test's output on its input (errors count as a mismatch) */
+static int world__passes(const world_program *p, const world_test *t) {
+    world_value got;
+    if (world_run(p, &t->in, &got, NULL, NULL, 0) != 0) return 0;
+    return world_value_equal(&got, &t->out);
+}
 
 /* Run program text on input text; returns the formatted result or "ERR". */
 static const char *run_text(const char *prog, const char *input, char *out, size_t cap) {

@@ -4,7 +4,7 @@
      show      print one problem and the teacher's trace
      run       run a program on an input and print every intermediate value */
 #define _POSIX_C_SOURCE 200809L   /* mkdir */
-#include "cli.h"
+#include "../cli/cli.h"
 #include "world.h"
 #include <sys/stat.h>
 #include <sys/types.h>

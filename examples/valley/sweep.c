@@ -1,0 +1,2059 @@
+/* distill sweep: the Valley of Code Reasoning experiment design (arXiv 2510.06101) over any
+   dataset, model and verifier -- and, with --preset demo|valley|smoke, over the miniature world.
+
+   The design, run by one process, MPI ranks or a Slurm job array (docs/cluster.md):
+     stage 0    the non-reasoning student: --init MODEL as it is, or a fresh model trained on
+                --stage0-data (direct answers, no <think>)
+     sweep      for every seed and size, a nested subset of the teacher's traces (--data; the
+                subset of size n is a prefix of the seed's permutation, so it lies inside every
+                larger one) fine-tuned from stage 0 for --epochs or a --token-budget
+     second     at equal size (--split-size), traces filtered by --easy/--hard and by
+                --correct/--incorrect, from stage 0 and/or the largest subset's model; by
+                default (--second-pool disjoint) drawn only from rows no sweep subset used
+     eval       every model on --eval-data: --eval-n samples per problem, scored by the verifier
+                (--verifier world or --verifier-cmd CMD): pass@k, completion and think-tag rates,
+                truncation rate, per difficulty; runs/<run>/generations.jsonl keeps every sample
+     report     results.{csv,json,md} with paired bootstrap intervals, and valley.svg
+
+   Each run is the library's trainer (distill_trainer: checkpoints, resume inside a run, NaN
+   stop, metrics.jsonl) followed by the library's evaluator (distill_eval_model with the verifier
+   as its callback). This file only decides what to train on, from what, and writes the report.
+   The miniature world (world.c) is one data provider: it writes train/direct/eval JSONL files in
+   the shape real datasets have and the generic path runs on them. */
+#define _POSIX_C_SOURCE 200809L   /* mkdir, opendir, nanosleep */
+#include "../cli/cli.h"
+#include "world.h"
+#include <string.h>
+#include <stdlib.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <dirent.h>
+#include <time.h>
+
+#define SWEEP_MAX_SIZES 32
+#define SWEEP_MAX_SEEDS 16
+#define SWEEP_MAX_LIST 16    /* --map, --filter */
+#define SWEEP_STR 1200
+#define CW 160               /* report cell width */
+
+typedef struct sweep_cfg {
+    char out[1024];
+    /* data (a world preset fills these with the files it generates) */
+    char data[SWEEP_STR], eval_data[SWEEP_STR], tokenizer[SWEEP_STR], init[SWEEP_STR], stage0_data[SWEEP_STR];
+    char verifier[32], verifier_cmd[SWEEP_STR];
+    double verifier_timeout;
+    char format[32], tmpl[32], loss[16];
+    char maps[SWEEP_MAX_LIST][256], filters[SWEEP_MAX_LIST][256];
+    int n_maps, n_filters;
+    int max_seq, truncate, normalize_think;
+    /* second-stage experiments */
+    char easy[256], hard[256], correct[256], incorrect[256];
+    char second_from[16], second_pool[16];
+    int64_t split_size;
+    int second_seeds;          /* run them for the first k seeds */
+    /* the world (a preset's data provider) */
+    int world;                 /* 1: generate OUT/world/{train,direct,eval}.jsonl and a tokenizer */
+    int64_t n_train, n_direct, n_eval;
+    uint64_t world_seed;
+    double error_rate;
+    int vocab;
+    /* a fresh stage-0 model */
+    int dim, layers, heads, kv_heads, hidden;
+    /* training (the same meaning as in distill train) */
+    int batch_rows, grad_accum, pack;
+    int64_t batch_tokens, token_budget, save_every;
+    double lr, warmup_ratio, weight_decay, epochs, stage0_epochs, stage0_lr;
+    /* the sweep */
+    int64_t sizes[SWEEP_MAX_SIZES];
+    int n_sizes;
+    uint64_t seeds[SWEEP_MAX_SEEDS];
+    int n_seeds;
+    /* evaluation */
+    int eval_n, top_k, max_new, gen_batch, nk;
+    int ks[DISTILL_EVAL_MAX_K];
+    double temperature, top_p;
+    int64_t eval_max_problems;
+    /* process */
+    int threads, report_only, task_id, num_tasks, merge, plan;
+    double wait_timeout;
+} sweep_cfg;
+
+/* ---- presets ----------------------------------------------------------------------------- */
+static void sweep_defaults(sweep_cfg *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->out, sizeof c->out, "build/sweep");
+    snprintf(c->tmpl, sizeof c->tmpl, "chatml");
+    snprintf(c->second_from, sizeof c->second_from, "both");
+    snprintf(c->second_pool, sizeof c->second_pool, "disjoint");
+    c->verifier_timeout = 30;
+    c->max_seq = 512;
+    c->split_size = 0; c->second_seeds = 1;
+    c->n_train = 4000; c->n_direct = 3000; c->n_eval = 200; c->world_seed = 1; c->error_rate = 0.3; c->vocab = 512;
+    c->dim = 96; c->layers = 3; c->heads = 4; c->kv_heads = 2; c->hidden = 256;
+    c->batch_rows = 8; c->grad_accum = 1;
+    c->lr = 1e-4; c->warmup_ratio = 0.1; c->weight_decay = 0.01; c->epochs = 5; c->stage0_epochs = 3; c->stage0_lr = 1e-3;
+    c->sizes[0] = 1000; c->n_sizes = 1;
+    c->seeds[0] = 1; c->n_seeds = 1;
+    c->eval_n = 1; c->top_p = 1; c->max_new = 512; c->gen_batch = 32; c->ks[0] = 1; c->nk = 1;
+    c->threads = 0;
+    c->task_id = -1; c->wait_timeout = 86400;
+}
+
+/* The world presets: the generic path on the miniature world's files. */
+static void sweep_preset(sweep_cfg *c, const char *name) {
+    sweep_defaults(c);
+    if (!strcmp(name, "custom")) return;
+    c->world = 1;
+    snprintf(c->maps[0], sizeof c->maps[0], "question=prompt");
+    snprintf(c->maps[1], sizeof c->maps[1], "response=response");
+    c->n_maps = 2;
+    snprintf(c->loss, sizeof c->loss, "last");
+    snprintf(c->verifier, sizeof c->verifier, "world");
+    snprintf(c->easy, sizeof c->easy, "difficulty_label == \"EASY\"");
+    snprintf(c->hard, sizeof c->hard, "difficulty_label == \"HARD\"");
+    snprintf(c->correct, sizeof c->correct, "judgement == \"right\"");
+    snprintf(c->incorrect, sizeof c->incorrect, "judgement == \"wrong\"");
+    c->max_seq = 320; c->pack = 1; c->batch_rows = 4;
+    c->lr = 1e-3; c->stage0_epochs = 6; c->stage0_lr = 3e-3;
+    c->max_new = 192; c->gen_batch = 50;
+    /* One thread: these students are so small (B*T*C ~ 10^5) that a second worker mostly waits
+       at barriers (measured: the smoke preset 14.2 s with 2 threads vs 1.9 s with 1 at load 11). */
+    c->threads = 1;
+    c->second_seeds = 1;
+    /* the second-stage pools are disjoint from every sweep subset: n_train leaves room for them
+       (a quarter to a third of the traces are wrong, two fifths easy) */
+    if (!strcmp(name, "smoke")) {           /* CI: seconds */
+        snprintf(c->out, sizeof c->out, "build/sweep-smoke");
+        c->n_train = 160; c->n_direct = 120; c->n_eval = 10; c->vocab = 300;
+        c->dim = 32; c->layers = 1; c->heads = 2; c->kv_heads = 1; c->hidden = 64;
+        c->stage0_epochs = 1; c->epochs = 1; c->max_new = 64;
+        c->sizes[0] = 10; c->sizes[1] = 40; c->n_sizes = 2;
+        c->split_size = 10;
+    } else if (!strcmp(name, "valley")) {   /* the full miniature */
+        snprintf(c->out, sizeof c->out, "build/valley");
+        c->n_train = 5000; c->n_direct = 2000; c->n_eval = 200;
+        c->sizes[0] = 20; c->sizes[1] = 50; c->sizes[2] = 100; c->sizes[3] = 200; c->sizes[4] = 500;
+        c->sizes[5] = 1000; c->sizes[6] = 2000; c->n_sizes = 7;
+        c->seeds[0] = 1; c->seeds[1] = 2; c->seeds[2] = 3; c->n_seeds = 3;
+        c->split_size = 200; c->second_seeds = 3;
+    } else {                                /* demo: <= 5 min */
+        snprintf(c->out, sizeof c->out, "build/demo");
+        c->n_train = 1500; c->n_direct = 1500; c->n_eval = 100; c->stage0_epochs = 5;
+        c->sizes[0] = 30; c->sizes[1] = 100; c->sizes[2] = 300; c->sizes[3] = 1000; c->n_sizes = 4;
+        c->split_size = 100;
+    }
+}
+
+static void sweep_usage(FILE *f) {
+    fprintf(f,
+"usage: distill sweep --data TRACES --eval-data PROBLEMS --tokenizer TOK (--init MODEL | --stage0-data FILE)\n"
+"                     (--verifier-cmd CMD | --verifier world) [options]\n"
+"       distill sweep --preset demo|valley|smoke [options]    (the miniature world, docs/valley.md)\n"
+"  The Valley of Code Reasoning design: stage 0, a data-quantity sweep of nested subsets, second-stage\n"
+"  experiments (easy/hard, correct/incorrect), every model evaluated with a verifier. Resumable: rerun\n"
+"  the same command after a kill; finished runs are reused, an unfinished one resumes from its checkpoint.\n"
+"data (as in distill train)\n"
+"  --data FILE            teacher traces (any format distill data reads)\n"
+"  --map SRC=DST --filter EXPR (repeatable) --format NAME --template NAME --loss assistant|last|all\n"
+"  --max-seq N --truncate --normalize-think\n"
+"  --tokenizer FILE       any tokenizer format the library reads\n"
+"stage 0 (one of the two)\n"
+"  --init MODEL           the non-reasoning student (own checkpoint, safetensors, llama2.c .bin)\n"
+"  --stage0-data FILE     train a fresh student on it first (--dim --layers --heads --kv-heads --hidden,\n"
+"                         --stage0-epochs E, --stage0-lr X)\n"
+"the sweep\n"
+"  --sizes 1000,3000,10000  nested subset sizes    --seeds 1,2,3   permutation seeds\n"
+"  --epochs E | --token-budget N   per run         --lr X --warmup-ratio X --weight-decay X\n"
+"  --batch-rows B | --batch-tokens N   --grad-accum K   --pack   --save-every N (checkpoint period)\n"
+"second-stage experiments (filter expressions as in --filter)\n"
+"  --easy EXPR --hard EXPR   --correct EXPR --incorrect EXPR   --split-size N (0: none)\n"
+"  --second-from largest|stage0|both (both)   --second-seeds K (first K seeds)\n"
+"  --second-pool disjoint|overlap   disjoint (default): only rows no sweep subset used\n"
+"evaluation\n"
+"  --eval-data FILE       held-out problems (the prompt found as distill eval --model finds it)\n"
+"  --verifier world | --verifier-cmd CMD   (protocol of distill eval)  --verifier-timeout SEC (30)\n"
+"  --eval-n N (samples per problem, 1) --temperature T (0) --top-p P --top-k K --k 1,4\n"
+"  --max-new-tokens N --eval-max-problems N --gen-batch N\n"
+"the world (presets)\n"
+"  --train N --direct N --eval N --error-rate R --world-seed S --vocab V\n"
+"process\n"
+"  --out DIR   --threads N (0: one per core)   --report-only 1   --config FILE.json (the flag names,\n"
+"  '-' or '_'; lists as arrays: {\"sizes\": [30, 100], \"map\": [\"question=prompt\"]})\n"
+"distributed (docs/cluster.md; OUT on a filesystem every worker shares)\n"
+"  mpirun -np N distill sweep ...   ranks share the runs; rank 0 writes the report\n"
+"  --task-id K --num-tasks N   task K's share (defaults from SLURM_ARRAY_TASK_ID/COUNT), no report\n"
+"  --merge      the report from every run's result.json (options from OUT/sweep-config.json)\n"
+"  --plan       print which task does which run and stop   --wait-timeout S (86400)\n"
+"outputs: OUT/results.{csv,json,md} (pass@k, completion, think tags, truncation, paired 95%% bootstrap\n"
+"  intervals), OUT/valley.svg, OUT/runs/<run>/{result.json,generations.jsonl,manifest.json,metrics.jsonl}\n");
+}
+
+/* ---- options: one setter for flags and config files ---------------------------------------- */
+static int sweep_parse_list(const char *s, int64_t *out, int cap) {
+    int n = 0;
+    while (*s) {
+        char *end;
+        long long v;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (end == s || errno || v < 0 || n == cap) return -1;
+        out[n++] = v;
+        s = end;
+        if (*s == ',') s++;
+        else if (*s) return -1;
+    }
+    return n;
+}
+
+static int sweep_str(char *dst, size_t cap, const char *val) {
+    if (!val || strlen(val) >= cap) return -1;
+    memcpy(dst, val, strlen(val) + 1);
+    return 0;
+}
+
+/* Set option `key` (a flag name without "--"; '-' and '_' are the same) from text (val) or a
+   JSON value (jv). 0 ok, -1 invalid value, -2 unknown option. */
+static int sweep_set(sweep_cfg *c, const char *key, const char *val, const distill_json *jv) {
+    static const char *const strs[] = {"out", "data", "eval_data", "tokenizer", "init", "stage0_data", "verifier",
+                                       "verifier_cmd", "format", "template", "loss", "easy", "hard", "correct",
+                                       "incorrect", "second_from", "second_pool"};
+    char k[64], num[64];
+    size_t i;
+    double d = 0;
+    char *end = NULL;
+    for (i = 0; key[i] && i + 1 < sizeof k; i++) k[i] = key[i] == '-' ? '_' : key[i];
+    k[i] = 0;
+    /* aliases kept from the first version of the tool */
+    if (!strcmp(k, "seq")) snprintf(k, sizeof k, "max_seq");
+    if (!strcmp(k, "batch")) snprintf(k, sizeof k, "batch_rows");
+    if (!strcmp(k, "max_new")) snprintf(k, sizeof k, "max_new_tokens");
+    if (!strcmp(k, "map") || !strcmp(k, "filter")) {
+        int *n = k[0] == 'm' ? &c->n_maps : &c->n_filters;
+        char (*dst)[256] = k[0] == 'm' ? c->maps : c->filters;
+        if (jv) {
+            if (jv->type != DISTILL_JSON_ARRAY || jv->len > SWEEP_MAX_LIST) return -1;
+            *n = 0;
+            for (i = 0; i < jv->len; i++)
+                if (jv->items[i].type != DISTILL_JSON_STRING || sweep_str(dst[(*n)++], 256, jv->items[i].str)) return -1;
+            return 0;
+        }
+        if (*n == SWEEP_MAX_LIST) return -1;
+        return sweep_str(dst[(*n)++], 256, val);
+    }
+    for (i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (!strcmp(k, strs[i])) {
+            const char *v = val;
+            char *dst;
+            size_t cap;
+            if (jv && jv->type != DISTILL_JSON_STRING) return -1;
+            if (jv) v = jv->str;
+#define SW(name, f) if (!strcmp(k, name)) { dst = c->f; cap = sizeof c->f; } else
+            SW("out", out) SW("data", data) SW("eval_data", eval_data) SW("tokenizer", tokenizer) SW("init", init)
+            SW("stage0_data", stage0_data) SW("verifier", verifier) SW("verifier_cmd", verifier_cmd)
+            SW("format", format) SW("template", tmpl) SW("loss", loss) SW("easy", easy) SW("hard", hard)
+            SW("correct", correct) SW("incorrect", incorrect) SW("second_from", second_from)
+            { dst = c->second_pool; cap = sizeof c->second_pool; }
+#undef SW
+            if (sweep_str(dst, cap, v)) return -1;
+            if (!strcmp(k, "second_from") && strcmp(v, "largest") && strcmp(v, "stage0") && strcmp(v, "both")) return -1;
+            if (!strcmp(k, "second_pool") && strcmp(v, "disjoint") && strcmp(v, "overlap")) return -1;
+            if (!strcmp(k, "data")) c->world = 0;   /* the user's data: no world */
+            return 0;
+        }
+    if (!strcmp(k, "sizes") || !strcmp(k, "seeds") || !strcmp(k, "k")) {
+        int64_t tmp[SWEEP_MAX_SIZES];
+        int n, cap = k[1] == 'i' ? SWEEP_MAX_SIZES : k[0] == 'k' ? DISTILL_EVAL_MAX_K : SWEEP_MAX_SEEDS, j;
+        if (jv) {
+            if (jv->type != DISTILL_JSON_ARRAY || jv->len > (size_t)cap) return -1;
+            for (n = 0; n < (int)jv->len; n++) {
+                if (!jv->items[n].is_int || jv->items[n].i64 < 0) return -1;
+                tmp[n] = jv->items[n].i64;
+            }
+        } else if ((n = sweep_parse_list(val, tmp, cap)) < 0) return -1;
+        if (n < 1) return -1;
+        if (k[0] == 'k') {
+            for (j = 0; j < n; j++) { if (tmp[j] < 1 || tmp[j] > 100000) return -1; c->ks[j] = (int)tmp[j]; }
+            c->nk = n;
+        } else if (k[1] == 'i') {
+            for (j = 0; j < n; j++) { if (tmp[j] < 1 || (j && tmp[j] <= tmp[j - 1])) return -1; c->sizes[j] = tmp[j]; }
+            c->n_sizes = n;
+        } else {
+            for (j = 0; j < n; j++) c->seeds[j] = (uint64_t)tmp[j];
+            c->n_seeds = n;
+        }
+        return 0;
+    }
+    if (jv) {
+        if (jv->type == DISTILL_JSON_TRUE || jv->type == DISTILL_JSON_FALSE) d = jv->type == DISTILL_JSON_TRUE;
+        else if (jv->type != DISTILL_JSON_NUMBER) return -1;
+        else d = jv->num;
+    } else {
+        if (!val) return -1;
+        snprintf(num, sizeof num, "%s", val);
+        errno = 0;
+        d = strtod(num, &end);
+        if (!num[0] || *end || errno) return -1;
+    }
+#define SWEEP_INT(name, field, lo, hi) if (!strcmp(k, name)) { if (d != floor(d) || d < (lo) || d > (hi)) return -1; c->field = (int)d; return 0; }
+#define SWEEP_I64(name, field, lo, hi) if (!strcmp(k, name)) { if (d != floor(d) || d < (lo) || d > (hi)) return -1; c->field = (int64_t)d; return 0; }
+#define SWEEP_DBL(name, field, lo, hi) if (!strcmp(k, name)) { if (!(d >= (lo) && d <= (hi))) return -1; c->field = d; return 0; }
+    SWEEP_I64("train", n_train, 1, 1e7) SWEEP_I64("direct", n_direct, 1, 1e7) SWEEP_I64("eval", n_eval, 1, 1e6)
+    SWEEP_DBL("error_rate", error_rate, 0, 1) SWEEP_INT("vocab", vocab, 260, 65536)
+    SWEEP_INT("dim", dim, 8, 16384) SWEEP_INT("layers", layers, 1, 256) SWEEP_INT("heads", heads, 1, 256)
+    SWEEP_INT("kv_heads", kv_heads, 1, 256) SWEEP_INT("hidden", hidden, 8, 65536)
+    SWEEP_INT("max_seq", max_seq, 16, 1 << 20) SWEEP_INT("truncate", truncate, 0, 1)
+    SWEEP_INT("normalize_think", normalize_think, 0, 1) SWEEP_INT("pack", pack, 0, 1)
+    SWEEP_INT("batch_rows", batch_rows, 1, 65536) SWEEP_I64("batch_tokens", batch_tokens, 0, 1e9)
+    SWEEP_INT("grad_accum", grad_accum, 1, 65536) SWEEP_I64("save_every", save_every, 0, 1e12)
+    SWEEP_DBL("lr", lr, 1e-9, 1) SWEEP_DBL("warmup_ratio", warmup_ratio, 0, 0.9) SWEEP_DBL("warmup", warmup_ratio, 0, 0.9)
+    SWEEP_DBL("weight_decay", weight_decay, 0, 10) SWEEP_DBL("epochs", epochs, 1e-3, 1e5)
+    SWEEP_I64("token_budget", token_budget, 0, 1e15)
+    SWEEP_DBL("stage0_epochs", stage0_epochs, 1e-3, 1e5) SWEEP_DBL("stage0_lr", stage0_lr, 1e-9, 1)
+    SWEEP_I64("split_size", split_size, 0, 1e9) SWEEP_INT("second_seeds", second_seeds, 0, SWEEP_MAX_SEEDS)
+    SWEEP_INT("eval_n", eval_n, 1, 100000) SWEEP_DBL("temperature", temperature, 0, 100) SWEEP_DBL("top_p", top_p, 1e-6, 1)
+    SWEEP_INT("top_k", top_k, 0, 1 << 20) SWEEP_INT("max_new_tokens", max_new, 1, 1 << 20)
+    SWEEP_I64("eval_max_problems", eval_max_problems, 0, 1e12) SWEEP_INT("gen_batch", gen_batch, 1, 4096)
+    SWEEP_DBL("verifier_timeout", verifier_timeout, 1e-3, 1e6)
+    SWEEP_INT("threads", threads, 0, 1024) SWEEP_INT("report_only", report_only, 0, 1)
+    SWEEP_INT("task_id", task_id, 0, 1000000) SWEEP_INT("num_tasks", num_tasks, 1, 1000000)
+    SWEEP_INT("merge", merge, 0, 1) SWEEP_INT("plan", plan, 0, 1) SWEEP_DBL("wait_timeout", wait_timeout, 0, 1e9)
+    if (!strcmp(k, "world_seed")) { if (d != floor(d) || d < 0 || d > 9e15) return -1; c->world_seed = (uint64_t)d; return 0; }
+#undef SWEEP_INT
+#undef SWEEP_I64
+#undef SWEEP_DBL
+    return -2;
+}
+
+/* Switches may stand alone on the command line ("--pack"), or take 0/1. */
+static int sweep_is_switch(const char *flag) {
+    static const char *const sw[] = {"--merge", "--plan", "--pack", "--truncate", "--normalize-think", "--report-only"};
+    size_t i;
+    for (i = 0; i < sizeof sw / sizeof sw[0]; i++) if (!strcmp(flag, sw[i])) return 1;
+    return 0;
+}
+
+static int sweep_load_config(sweep_cfg *c, const char *path) {
+    distill_error err;
+    distill_json *j = distill_json_parse_file(path, &err);
+    size_t i;
+    if (!j) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    if (j->type != DISTILL_JSON_OBJECT) { fprintf(stderr, "distill sweep: %s: expected a JSON object\n", path); distill_json_free(j); return -1; }
+    for (i = 0; i < j->len; i++) {
+        int rc;
+        if (!strcmp(j->keys[i], "preset")) continue;
+        rc = sweep_set(c, j->keys[i], NULL, &j->items[i]);
+        if (rc) {
+            fprintf(stderr, "distill sweep: %s:%d:%d: field '%s': %s\n", path, j->items[i].line, j->items[i].col,
+                    j->keys[i], rc == -2 ? "unknown option" : "invalid value");
+            distill_json_free(j);
+            return -1;
+        }
+    }
+    distill_json_free(j);
+    return 0;
+}
+
+/* The command line's options over *c (after the preset and config file). 0, or 2 after a message. */
+static int sweep_flags(sweep_cfg *c, int argc, char **argv) {
+    int a, rc;
+    for (a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "--preset") || !strcmp(argv[a], "--config")) { a++; continue; }
+        if (sweep_is_switch(argv[a])) {
+            int v = a + 1 < argc && (!strcmp(argv[a + 1], "0") || !strcmp(argv[a + 1], "1"));
+            (void)sweep_set(c, argv[a] + 2, v ? argv[a + 1] : "1", NULL);
+            a += v;
+            continue;
+        }
+        if (strncmp(argv[a], "--", 2) || a + 1 >= argc) {
+            fprintf(stderr, "distill sweep: %s '%s' (see distill sweep --help)\n",
+                    strncmp(argv[a], "--", 2) ? "unexpected argument" : "a value is missing after", argv[a]);
+            return 2;
+        }
+        rc = sweep_set(c, argv[a] + 2, argv[a + 1], NULL);
+        if (rc) {
+            if (rc == -2) fprintf(stderr, "distill sweep: unknown option '%s' (see distill sweep --help)\n", argv[a]);
+            else fprintf(stderr, "distill sweep: %s: invalid value '%s'\n", argv[a], argv[a + 1]);
+            return 2;
+        }
+        a++;
+    }
+    return 0;
+}
+
+/* ---- small file helpers -------------------------------------------------------------------- */
+static int sweep_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+static int sweep_mkdir(const char *path) {
+    return mkdir(path, 0777) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/* A run redone after a kill: drop what the killed process left (temporary files of atomic
+   writes, a failure note); a half-written model.ckpt cannot exist, it is renamed into place whole. */
+static void sweep_clean_run_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[1600];
+    if (!d) return;
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, ".tmp.") || !strcmp(e->d_name, "failed.txt")) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            remove(path);
+        }
+    closedir(d);
+}
+
+static void sweep_sleep(double seconds) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)seconds;
+    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+static int sweep_cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+static int sweep_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- the shared state of the sweep --------------------------------------------------------- */
+#define SWEEP_MAX_LEVELS 8
+typedef struct sweep_ctx {
+    sweep_cfg cfg;
+    distill_tokenizer *tok;
+    const distill_chat_template *tmpl;
+    distill_data_options dopt;
+    const char *maps[SWEEP_MAX_LIST], *filters[SWEEP_MAX_LIST + 1];
+    distill_dataset *train_all, *stage0_ds;
+    distill_dataset *pools[4];          /* easy, hard, correct, incorrect (loaded on first use) */
+    int64_t *used_ids;                  /* ids of the rows any sweep subset trains on (sorted) */
+    int64_t n_used;
+    cli_verifier cv;
+    distill_verifier verifier;
+    char world_dir[1100], tok_path[SWEEP_STR], runs_dir[1100];
+    double t_start;
+    char who[32];                      /* "" or "task K: " before each progress line */
+    const char *unit;                  /* "task" or, under MPI, "rank" */
+} sweep_ctx;
+
+/* One run's numbers (runs/<run>/result.json). */
+typedef struct sweep_result {
+    char name[96], group[32], from[32];
+    int64_t seed, size;
+    int64_t eval_problems, eval_samples;
+    double pass1, pass_k[DISTILL_EVAL_MAX_K], completion, strict_completion, think_rate, think_open, think_tokens;
+    double truncation;
+    int n_levels;
+    char level_name[SWEEP_MAX_LEVELS][32];
+    double level_pass[SWEEP_MAX_LEVELS];
+    double train_loss, train_seconds, eval_seconds;
+    int64_t train_tokens, train_steps;
+    int ok;
+} sweep_result;
+
+/* Per-problem outcomes of a run, from its generations.jsonl (sorted by question id). */
+typedef struct sweep_outcome { char *qid, *level; int n, pass; } sweep_outcome;
+typedef struct sweep_outcomes { sweep_outcome *p; int n; } sweep_outcomes;
+
+static const char *const sweep_groups[4] = {"easy", "hard", "correct", "incorrect"};
+
+static const char *sweep_group_expr(const sweep_cfg *c, int g) {
+    const char *e = g == 0 ? c->easy : g == 1 ? c->hard : g == 2 ? c->correct : c->incorrect;
+    return e[0] ? e : NULL;
+}
+
+static distill_dataset *sweep_load(sweep_ctx *x, const char *path, const char *filter) {
+    distill_data_options o = x->dopt;
+    distill_error err;
+    distill_dataset *ds;
+    if (filter) {
+        x->filters[x->cfg.n_filters] = filter;
+        o.n_filters = x->cfg.n_filters + 1;
+    }
+    ds = distill_dataset_load(path, &o, x->tok, &err);
+    if (!ds) fprintf(stderr, "distill sweep: %s\n", err.msg);
+    return ds;
+}
+
+/* The data options of distill train, from the sweep's flags. 0, or -1 after a message. */
+static int sweep_data_options(sweep_ctx *x) {
+    const sweep_cfg *c = &x->cfg;
+    int i;
+    x->dopt = distill_data_options_default();
+    if (c->format[0] && distill_data_format_parse(c->format, &x->dopt.format) != 0) {
+        fprintf(stderr, "distill sweep: unknown --format '%s'\n", c->format);
+        return -1;
+    }
+    x->tmpl = distill_chat_template_get(c->tmpl);
+    if (!x->tmpl) { fprintf(stderr, "distill sweep: unknown --template '%s'\n", c->tmpl); return -1; }
+    x->dopt.tmpl = x->tmpl;
+    if (c->loss[0]) {
+        if (!strcmp(c->loss, "assistant")) x->dopt.loss = DISTILL_LOSS_ASSISTANT;
+        else if (!strcmp(c->loss, "last")) x->dopt.loss = DISTILL_LOSS_LAST;
+        else if (!strcmp(c->loss, "all")) x->dopt.loss = DISTILL_LOSS_ALL;
+        else { fprintf(stderr, "distill sweep: --loss must be assistant, last or all\n"); return -1; }
+    }
+    for (i = 0; i < c->n_maps; i++) x->maps[i] = c->maps[i];
+    for (i = 0; i < c->n_filters; i++) x->filters[i] = c->filters[i];
+    x->dopt.map = x->maps;
+    x->dopt.n_map = c->n_maps;
+    x->dopt.filters = x->filters;
+    x->dopt.n_filters = c->n_filters;
+    x->dopt.max_seq = c->max_seq;
+    x->dopt.truncate = c->truncate;
+    x->dopt.normalize_think = c->normalize_think;
+    return 0;
+}
+
+/* ---- the world as a data provider ------------------------------------------------------------ */
+/* The world's tokenizer: a byte-level BPE trained on the questions and responses of its
+   train.jsonl and direct.jsonl (a user brings a tokenizer with --tokenizer). */
+static int sweep_world_tokenizer(sweep_ctx *x) {
+    static const char *files[2] = {"train.jsonl", "direct.jsonl"};
+    char **texts = NULL, path[1200];
+    size_t n = 0, cap = 0, i;
+    int f, ns, rc = -1;
+    distill_tokenizer *tok = NULL;
+    distill_error err;
+    const char *const *specials = distill_tokenizer_default_specials(&ns);
+    for (f = 0; f < 2; f++) {
+        distill_line_reader *rd;
+        const char *line;
+        size_t len;
+        int64_t ln;
+        snprintf(path, sizeof path, "%s/%s", x->world_dir, files[f]);
+        rd = distill_line_reader_open(path, 0, &err);
+        if (!rd) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
+        while (distill_line_reader_next(rd, &line, &len, &ln, &err) == 1) {
+            distill_json *j = distill_json_parse(line, len, path, (int)ln, &err);
+            const distill_json *q, *r;
+            if (!j) { fprintf(stderr, "distill sweep: %s\n", err.msg); distill_line_reader_close(rd); goto done; }
+            q = distill_json_get(j, "question");
+            r = distill_json_get(j, "response");
+            if (q && r && q->type == DISTILL_JSON_STRING && r->type == DISTILL_JSON_STRING) {
+                if (n == cap) {
+                    char **nt;
+                    cap = cap ? cap * 2 : 1024;
+                    nt = (char **)realloc(texts, cap * sizeof(char *));
+                    if (!nt) { distill_json_free(j); distill_line_reader_close(rd); goto done; }
+                    texts = nt;
+                }
+                texts[n] = (char *)malloc(q->len + r->len + 2);
+                if (!texts[n]) { distill_json_free(j); distill_line_reader_close(rd); goto done; }
+                memcpy(texts[n], q->str, q->len);
+                texts[n][q->len] = '\n';
+                memcpy(texts[n] + q->len + 1, r->str, r->len + 1);
+                n++;
+            }
+            distill_json_free(j);
+        }
+        distill_line_reader_close(rd);
+    }
+    /* No pre-split pattern: merges may cross spaces and punctuation, which suits this small,
+       regular language (traces are ~2x shorter than with the GPT-2 split). */
+    tok = distill_tokenizer_train((const char *const *)texts, NULL, n, x->cfg.vocab, DISTILL_PATTERN_NONE,
+                                     specials, ns, &err);
+    if (!tok || distill_tokenizer_save(tok, x->tok_path, &err) != 0) {
+        fprintf(stderr, "distill sweep: tokenizer: %s\n", err.msg);
+        goto done;
+    }
+    printf("tokenizer: trained %d tokens on the world's text -> %s\n", distill_tokenizer_vocab_size(tok), x->tok_path);
+    rc = 0;
+done:
+    if (tok) distill_tokenizer_free(tok);
+    for (i = 0; i < n; i++) free(texts[i]);
+    free(texts);
+    return rc;
+}
+
+/* ---- one run: the library's trainer, then the library's evaluator ---------------------------- */
+static distill_config sweep_model_config(const sweep_ctx *x) {
+    distill_config mc = distill_config_default();
+    mc.vocab_size = distill_tokenizer_vocab_size(x->tok);
+    mc.dim = x->cfg.dim;
+    mc.n_layers = x->cfg.layers;
+    mc.n_heads = x->cfg.heads;
+    mc.n_kv_heads = x->cfg.kv_heads;
+    mc.hidden_dim = x->cfg.hidden;
+    mc.tie_embeddings = 1;
+    return mc;
+}
+
+/* 1 if dir holds a trainer checkpoint (ckpt-<step>.dstl); remove = 1 deletes them instead. */
+static int sweep_ckpts(const char *dir, int remove_them) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[1600];
+    int n = 0;
+    if (!d) return 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l > 10 && !strncmp(e->d_name, "ckpt-", 5) && !strcmp(e->d_name + l - 5, ".dstl")) {
+            n++;
+            if (remove_them) { snprintf(p, sizeof p, "%s/%s", dir, e->d_name); remove(p); }
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* The training loss a run ends with: the mean over the last quarter of the steps in its
+   metrics.jsonl (the trainer keeps that file consistent with the checkpoint it resumed from);
+   *tokens gets the tokens trained on. */
+static double sweep_final_loss(const char *dir, int64_t *tokens) {
+    char p[1400];
+    distill_line_reader *rd;
+    distill_error err;
+    const char *line;
+    size_t len, n = 0, cap = 0, i;
+    int64_t ln;
+    double *v = NULL, s = 0;
+    snprintf(p, sizeof p, "%s/metrics.jsonl", dir);
+    if (!(rd = distill_line_reader_open(p, 0, &err))) return NAN;
+    while (distill_line_reader_next(rd, &line, &len, &ln, &err) == 1) {
+        distill_json *j = distill_json_parse(line, len, p, (int)ln, &err);
+        const distill_json *l = j ? distill_json_get(j, "loss") : NULL, *t = j ? distill_json_get(j, "tokens") : NULL;
+        if (t && t->type == DISTILL_JSON_NUMBER) *tokens = (int64_t)t->num;
+        if (l && l->type == DISTILL_JSON_NUMBER) {
+            if (n == cap) {
+                double *nv = (double *)realloc(v, (cap = cap ? 2 * cap : 256) * sizeof *v);
+                if (!nv) { distill_json_free(j); break; }
+                v = nv;
+            }
+            v[n++] = l->num;
+        }
+        distill_json_free(j);
+    }
+    distill_line_reader_close(rd);
+    for (i = n - (n + 3) / 4; i < n; i++) s += v[i];
+    free(v);
+    return n ? s / (double)((n + 3) / 4) : NAN;
+}
+
+/* Train on ds from init_path (NULL: a fresh model seeded with `seed`) for `epochs`, or for the
+   token budget when use_budget, with the trainer writing checkpoints and metrics into dir (a
+   killed run resumes from its newest checkpoint). Returns the model, or NULL after a message. */
+static distill_model *sweep_train(sweep_ctx *x, const distill_dataset *ds, const char *init_path, uint64_t seed,
+                                  double epochs, double lr, int use_budget, const char *dir, sweep_result *res) {
+    const sweep_cfg *c = &x->cfg;
+    distill_error err;
+    distill_model *m = NULL;
+    distill_loader *L = NULL;
+    distill_loader_source ls;
+    distill_loader_options lo = distill_loader_options_default();
+    distill_train_config tc = distill_train_default();
+    distill_trainer *T = NULL;
+    const distill_data_stats *st = distill_dataset_stats(ds);
+    int seq = c->pack ? c->max_seq : (int)(st->max_len > 0 ? st->max_len : 1);
+    char cj[512];
+    double t0 = distill_time_seconds();
+    if (init_path) m = distill_model_load(init_path, c->batch_rows, seq, NULL, &err);
+    else {
+        distill_config mc = sweep_model_config(x);
+        m = distill_model_create(&mc, c->batch_rows, seq, seed, &err);
+    }
+    if (!m) { fprintf(stderr, "distill sweep: model: %s\n", err.msg); return NULL; }
+    if (m->cfg.vocab_size < distill_tokenizer_vocab_size(x->tok)) {
+        fprintf(stderr, "distill sweep: the model's vocabulary (%d) is smaller than the tokenizer's (%d)\n",
+                m->cfg.vocab_size, distill_tokenizer_vocab_size(x->tok));
+        goto fail;
+    }
+    lo.batch_rows = c->batch_rows;
+    lo.token_budget = c->batch_tokens;
+    lo.seq_len = c->pack ? c->max_seq : 0;
+    lo.pack = c->pack;
+    lo.shuffle = 1;
+    lo.seed = seed;
+    if (!(L = distill_loader_create(ds, &lo, &err))) { fprintf(stderr, "distill sweep: loader: %s\n", err.msg); goto fail; }
+    distill_loader_source_init(&ls, L, ds);
+    if (use_budget && c->token_budget > 0) {
+        /* a fixed number of training tokens: steps of the epoch's mean tokens per batch */
+        double per_batch = (double)st->tokens / (double)(ls.src.batches_per_epoch > 0 ? ls.src.batches_per_epoch : 1);
+        tc.max_steps = (int64_t)ceil((double)c->token_budget / (per_batch * c->grad_accum));
+        if (tc.max_steps < 1) tc.max_steps = 1;
+    } else tc.epochs = epochs;
+    tc.batch_rows = c->batch_rows;
+    tc.grad_accum = c->grad_accum;
+    tc.optim.lr = (float)lr;
+    tc.optim.warmup_steps = -1;
+    tc.optim.warmup_ratio = (float)c->warmup_ratio;
+    tc.optim.schedule = DISTILL_SCHED_COSINE;
+    tc.optim.min_lr_ratio = 0.1f;
+    tc.optim.weight_decay = (float)c->weight_decay;
+    tc.out_dir = dir;
+    tc.save_every = c->save_every;
+    tc.keep_last = 1;
+    tc.progress = 0;
+    tc.seed = seed;
+    snprintf(cj, sizeof cj, "{\"sweep_run\": \"%s\", \"rows\": %lld, \"epochs\": %.9g, \"token_budget\": %lld, \"lr\": %.9g}",
+             res->name, (long long)distill_dataset_size(ds), epochs, (long long)(use_budget ? c->token_budget : 0), lr);
+    tc.config_json = cj;
+    if (!(T = distill_trainer_create(m, &ls.src, NULL, &tc, &err))) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto fail; }
+    if (sweep_ckpts(dir, 0)) {
+        if (distill_trainer_resume(T, dir, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto fail; }
+        printf("  %s%-22s resumed at step %lld of %lld\n", x->who, res->name, (long long)distill_trainer_steps_done(T),
+               (long long)distill_trainer_total_steps(T));
+    }
+    if (distill_trainer_run(T, &err) != 0) { fprintf(stderr, "distill sweep: %s: %s\n", res->name, err.msg); goto fail; }
+    res->train_steps = distill_trainer_steps_done(T);
+    distill_trainer_free(T);
+    distill_loader_free(L);
+    res->train_loss = sweep_final_loss(dir, &res->train_tokens);
+    res->train_seconds = distill_time_seconds() - t0;
+    return m;
+fail:
+    distill_trainer_free(T);
+    distill_loader_free(L);
+    distill_model_free(m);
+    return NULL;
+}
+
+/* ---- per-problem outcomes (runs/<run>/generations.jsonl) ------------------------------------- */
+static int sweep_outcome_cmp(const void *a, const void *b) {
+    return strcmp(((const sweep_outcome *)a)->qid, ((const sweep_outcome *)b)->qid);
+}
+
+static void sweep_outcomes_free(sweep_outcomes *o) {
+    int i;
+    for (i = 0; i < o->n; i++) { free(o->p[i].qid); free(o->p[i].level); }
+    free(o->p);
+    o->p = NULL;
+    o->n = 0;
+}
+
+static char *sweep_dup(const char *s) {
+    char *d = (char *)malloc(strlen(s) + 1);
+    if (d) memcpy(d, s, strlen(s) + 1);
+    return d;
+}
+
+/* One entry per problem (samples n, passes), sorted by question id. 0, or -1 after a message. */
+static int sweep_read_outcomes(const char *path, sweep_outcomes *o) {
+    distill_line_reader *rd;
+    distill_error err;
+    const char *line;
+    size_t len;
+    int64_t ln;
+    int cap = 0, i, k;
+    memset(o, 0, sizeof *o);
+    if (!(rd = distill_line_reader_open(path, 0, &err))) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    while (distill_line_reader_next(rd, &line, &len, &ln, &err) == 1) {
+        distill_json *j = distill_json_parse(line, len, path, (int)ln, &err);
+        const distill_json *q, *d, *p;
+        char buf[32];
+        if (!j) { fprintf(stderr, "distill sweep: %s\n", err.msg); distill_line_reader_close(rd); sweep_outcomes_free(o); return -1; }
+        q = distill_json_get(j, "question_id");
+        d = distill_json_get(j, "difficulty");
+        p = distill_json_get(j, "pass");
+        if (o->n == cap) {
+            sweep_outcome *np = (sweep_outcome *)realloc(o->p, (size_t)(cap = cap ? 2 * cap : 256) * sizeof *np);
+            if (!np) { distill_json_free(j); break; }
+            o->p = np;
+        }
+        snprintf(buf, sizeof buf, "line%lld", (long long)ln);
+        o->p[o->n].qid = sweep_dup(q && q->type == DISTILL_JSON_STRING ? q->str : buf);
+        o->p[o->n].level = sweep_dup(d && d->type == DISTILL_JSON_STRING ? d->str : "");
+        o->p[o->n].n = 1;
+        o->p[o->n].pass = p && p->type == DISTILL_JSON_TRUE;
+        o->n++;
+        distill_json_free(j);
+    }
+    distill_line_reader_close(rd);
+    qsort(o->p, (size_t)o->n, sizeof *o->p, sweep_outcome_cmp);
+    for (i = 0, k = 0; i < o->n; i++) {   /* the samples of one problem into one entry */
+        if (k > 0 && !strcmp(o->p[k - 1].qid, o->p[i].qid)) {
+            o->p[k - 1].n += o->p[i].n;
+            o->p[k - 1].pass += o->p[i].pass;
+            free(o->p[i].qid);
+            free(o->p[i].level);
+        } else o->p[k++] = o->p[i];
+    }
+    o->n = k;
+    return 0;
+}
+
+/* Paired bootstrap over problems: mean over the problems both runs answered of
+   (passes_a / n_a - passes_b / n_b), and the 2.5 % and 97.5 % quantiles of that mean over
+   `reps` resamples of the problems with replacement (fixed seed: the report is reproducible).
+   Returns the number of problems paired (0: *diff etc. are NaN). */
+static int sweep_paired_bootstrap(const sweep_outcomes *a, const sweep_outcomes *b, int reps, double *diff,
+                                  double *lo, double *hi) {
+    double *d = (double *)malloc((size_t)(a->n ? a->n : 1) * sizeof *d), *means, s = 0;
+    int n = 0, i, r;
+    uint64_t state = 0x9E3779B97F4A7C15ull;
+    *diff = *lo = *hi = NAN;
+    if (!d) return 0;
+    for (i = 0; i < a->n; i++) {
+        sweep_outcome key, *m;
+        key.qid = a->p[i].qid;
+        m = (sweep_outcome *)bsearch(&key, b->p, (size_t)b->n, sizeof *b->p, sweep_outcome_cmp);
+        if (m && m->n > 0 && a->p[i].n > 0) d[n++] = (double)a->p[i].pass / a->p[i].n - (double)m->pass / m->n;
+    }
+    if (n == 0 || !(means = (double *)malloc((size_t)reps * sizeof *means))) { free(d); return 0; }
+    for (i = 0; i < n; i++) s += d[i];
+    *diff = s / n;
+    for (r = 0; r < reps; r++) {
+        double t = 0;
+        for (i = 0; i < n; i++) {
+            /* splitmix64 */
+            uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            z ^= z >> 31;
+            t += d[z % (uint64_t)n];
+        }
+        means[r] = t / n;
+    }
+    qsort(means, (size_t)reps, sizeof *means, sweep_cmp_double);
+    *lo = means[(int)floor(0.025 * (reps - 1))];
+    *hi = means[(int)ceil(0.975 * (reps - 1))];
+    free(means);
+    free(d);
+    return n;
+}
+
+/* ---- evaluation: distill_eval_model with the sweep's verifier ------------------------------- */
+static int sweep_eval(sweep_ctx *x, distill_model *m, const char *dir, sweep_result *res) {
+    const sweep_cfg *c = &x->cfg;
+    distill_eval_model_options eo = distill_eval_model_options_default();
+    distill_eval_metrics em;
+    distill_error err;
+    sweep_outcomes oc;
+    char gpath[1400];
+    double t0 = distill_time_seconds(), sum[SWEEP_MAX_LEVELS];
+    int cnt[SWEEP_MAX_LEVELS], i, j;
+    snprintf(gpath, sizeof gpath, "%s/generations.jsonl", dir);
+    eo.tmpl = x->tmpl;
+    eo.n_samples = c->eval_n;
+    eo.ks = c->ks;
+    eo.nk = c->nk;
+    eo.batch = c->gen_batch;
+    eo.gen.max_new_tokens = c->max_new;
+    eo.gen.temperature = (float)c->temperature;
+    eo.gen.top_p = (float)c->top_p;
+    eo.gen.top_k = c->top_k;
+    eo.gen.seed = 1;
+    eo.verifier = x->verifier.fn ? &x->verifier : NULL;
+    eo.out_jsonl = gpath;
+    eo.max_problems = c->eval_max_problems;
+    eo.metrics = &em;
+    if (distill_eval_model(m, x->tok, c->eval_data, &eo, NULL, &err) != 0) {
+        fprintf(stderr, "distill sweep: eval: %s\n", err.msg);
+        return -1;
+    }
+    res->pass1 = em.verified ? em.pass_at_1 : NAN;
+    for (i = 0; i < em.nk && i < DISTILL_EVAL_MAX_K; i++) res->pass_k[i] = em.verified ? em.pass_at_k[i] : NAN;
+    res->completion = em.completion_rate;
+    res->strict_completion = em.strict_completion_rate;
+    res->think_rate = em.think_both_rate;
+    res->think_open = em.think_open_rate;
+    res->think_tokens = em.think_tokens_mean;
+    res->eval_problems = em.n_problems;
+    res->eval_samples = em.n;
+    res->truncation = em.n ? (double)em.n_truncated / (double)em.n : NAN;
+    /* pass@1 per difficulty: the mean over that level's problems of passes / samples */
+    if (sweep_read_outcomes(gpath, &oc) != 0) return -1;
+    res->n_levels = 0;
+    for (i = 0; i < oc.n; i++) {
+        if (!oc.p[i].level[0]) continue;
+        for (j = 0; j < res->n_levels && strcmp(res->level_name[j], oc.p[i].level); j++) {}
+        if (j == res->n_levels) {
+            if (j == SWEEP_MAX_LEVELS) continue;
+            snprintf(res->level_name[j], sizeof res->level_name[j], "%s", oc.p[i].level);
+            sum[j] = 0;
+            cnt[j] = 0;
+            res->n_levels++;
+        }
+        sum[j] += (double)oc.p[i].pass / oc.p[i].n;
+        cnt[j]++;
+    }
+    for (j = 0; j < res->n_levels; j++) res->level_pass[j] = em.verified ? sum[j] / cnt[j] : NAN;
+    sweep_outcomes_free(&oc);
+    res->eval_seconds = distill_time_seconds() - t0;
+    return 0;
+}
+
+/* ---- result.json ------------------------------------------------------------------------------ */
+static void sweep_num(FILE *f, const char *key, double v, int last) {
+    fprintf(f, "\"%s\": ", key);
+    if (v == v) fprintf(f, "%.6g", v);
+    else fputs("null", f);
+    fputs(last ? "" : ", ", f);
+}
+
+static int sweep_write_result(const sweep_ctx *x, const char *path, const sweep_result *r) {
+    distill_atomic_file af;
+    distill_error err;
+    int i;
+    if (distill_atomic_open(&af, path, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    fprintf(af.f, "{\"name\": \"%s\", \"group\": \"%s\", \"from\": \"%s\", \"seed\": %lld, \"size\": %lld, "
+                  "\"eval_problems\": %lld, \"eval_samples\": %lld, ",
+            r->name, r->group, r->from, (long long)r->seed, (long long)r->size, (long long)r->eval_problems,
+            (long long)r->eval_samples);
+    sweep_num(af.f, "pass_at_1", r->pass1, 0);
+    fputs("\"pass_at_k\": {", af.f);
+    for (i = 0; i < x->cfg.nk; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "%d", x->cfg.ks[i]);
+        sweep_num(af.f, k, r->pass_k[i], i == x->cfg.nk - 1);
+    }
+    fputs("}, \"pass_at_1_by_difficulty\": {", af.f);
+    for (i = 0; i < r->n_levels; i++) {
+        distill_json_write_string(af.f, r->level_name[i], strlen(r->level_name[i]));
+        fprintf(af.f, ": ");
+        if (r->level_pass[i] == r->level_pass[i]) fprintf(af.f, "%.6g", r->level_pass[i]);
+        else fputs("null", af.f);
+        if (i + 1 < r->n_levels) fputs(", ", af.f);
+    }
+    fputs("}, ", af.f);
+    sweep_num(af.f, "completion_rate", r->completion, 0);
+    sweep_num(af.f, "strict_completion_rate", r->strict_completion, 0);
+    sweep_num(af.f, "think_rate", r->think_rate, 0);
+    sweep_num(af.f, "think_open_rate", r->think_open, 0);
+    sweep_num(af.f, "think_tokens_mean", r->think_tokens, 0);
+    sweep_num(af.f, "truncation_rate", r->truncation, 0);
+    sweep_num(af.f, "train_loss", r->train_loss, 0);
+    fprintf(af.f, "\"train_tokens\": %lld, \"train_steps\": %lld, ", (long long)r->train_tokens, (long long)r->train_steps);
+    sweep_num(af.f, "train_seconds", r->train_seconds, 0);
+    sweep_num(af.f, "eval_seconds", r->eval_seconds, 1);
+    fputs("}\n", af.f);
+    if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    return 0;
+}
+
+static double sweep_jnum(const distill_json *j, const char *k) {
+    const distill_json *v = distill_json_get(j, k);
+    return v && v->type == DISTILL_JSON_NUMBER ? v->num : NAN;
+}
+
+static int sweep_read_result(const sweep_ctx *x, const char *path, sweep_result *r) {
+    distill_error err;
+    distill_json *j = distill_json_parse_file(path, &err);
+    const distill_json *v;
+    size_t i;
+    if (!j) return -1;
+    memset(r, 0, sizeof *r);
+    if ((v = distill_json_get(j, "name")) && v->type == DISTILL_JSON_STRING) snprintf(r->name, sizeof r->name, "%s", v->str);
+    if ((v = distill_json_get(j, "group")) && v->type == DISTILL_JSON_STRING) snprintf(r->group, sizeof r->group, "%s", v->str);
+    if ((v = distill_json_get(j, "from")) && v->type == DISTILL_JSON_STRING) snprintf(r->from, sizeof r->from, "%s", v->str);
+    r->seed = (int64_t)sweep_jnum(j, "seed");
+    r->size = (int64_t)sweep_jnum(j, "size");
+    r->eval_problems = (int64_t)sweep_jnum(j, "eval_problems");
+    r->eval_samples = (int64_t)sweep_jnum(j, "eval_samples");
+    r->pass1 = sweep_jnum(j, "pass_at_1");
+    for (i = 0; i < (size_t)x->cfg.nk; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "%d", x->cfg.ks[i]);
+        r->pass_k[i] = (v = distill_json_get(j, "pass_at_k")) ? sweep_jnum(v, k) : NAN;
+    }
+    if ((v = distill_json_get(j, "pass_at_1_by_difficulty")) && v->type == DISTILL_JSON_OBJECT)
+        for (i = 0; i < v->len && r->n_levels < SWEEP_MAX_LEVELS; i++, r->n_levels++) {
+            snprintf(r->level_name[r->n_levels], sizeof r->level_name[0], "%s", v->keys[i]);
+            r->level_pass[r->n_levels] = v->items[i].type == DISTILL_JSON_NUMBER ? v->items[i].num : NAN;
+        }
+    r->completion = sweep_jnum(j, "completion_rate");
+    r->strict_completion = sweep_jnum(j, "strict_completion_rate");
+    r->think_rate = sweep_jnum(j, "think_rate");
+    r->think_open = sweep_jnum(j, "think_open_rate");
+    r->think_tokens = sweep_jnum(j, "think_tokens_mean");
+    r->truncation = sweep_jnum(j, "truncation_rate");
+    r->train_loss = sweep_jnum(j, "train_loss");
+    r->train_tokens = (int64_t)sweep_jnum(j, "train_tokens");
+    r->train_steps = (int64_t)sweep_jnum(j, "train_steps");
+    r->train_seconds = sweep_jnum(j, "train_seconds");
+    r->eval_seconds = sweep_jnum(j, "eval_seconds");
+    r->ok = 1;
+    distill_json_free(j);
+    return 0;
+}
+
+/* ---- the run list, and which worker runs what -------------------------------------------------
+   The sweep is a fixed list of runs derived from the configuration alone: stage 0, then every
+   seed x size, then the second experiments. A run starts from at most one other run's model
+   (stage 0's, or the largest subset of its seed). Each worker w of n (an MPI rank, or a Slurm
+   array task) runs the runs assigned to it, in list order, and before a run whose model comes
+   from another worker it waits for that run's result.json (written last, atomically).
+
+   The assignment is a greedy list schedule over estimated costs (training tokens plus
+   generation). Runs are placed stage 0 first, then the runs that start from stage 0 (largest
+   first), then those that start from a largest subset; each goes to the worker that would finish
+   it first, among the workers whose id is not below its dependency's owner. Stage 0 therefore
+   goes to worker 0, and a worker only ever waits for workers with a lower id: no cycle of
+   waits, and when a job array is throttled (Slurm starts array tasks in id order) the lowest
+   running task never waits for a task that has not started, so the sweep always progresses.
+   The estimates only balance the work: the results do not depend on the assignment (each run
+   is deterministic given its inputs, whichever process runs it). */
+enum { SWEEP_STAGE0, SWEEP_SUBSET, SWEEP_SECOND };
+
+typedef struct sweep_job {
+    char name[96];
+    const char *group, *from;
+    int kind, s, k, g, from_largest;   /* seed index, size index, second-experiment group */
+    int64_t seed, size;
+    int keep_model;                    /* a later run starts from its model.dstl */
+    int dep;                           /* the run whose model it starts from; -1: none */
+    int owner;                         /* the worker that runs it */
+    int level;                         /* 0 stage 0, 1 starts from stage 0, 2 from a largest subset */
+    int64_t cost, start, end;          /* estimated work; its span in the simulated schedule */
+} sweep_job;
+
+/* Stage 0 is trained (from --stage0-data) or is the --init model as it is. */
+static int sweep_stage0_trained(const sweep_cfg *c) { return c->stage0_data[0] != 0; }
+
+/* The second-stage groups that run: both members of a pair must be given. */
+static int sweep_group_on(const sweep_cfg *c, int g) {
+    return c->split_size > 0 && sweep_group_expr(c, g) && sweep_group_expr(c, g ^ 1);
+}
+
+/* Rough work of one run in tokens: training (a trace ~100 tokens) plus generation (a generated
+   token costs ~4 trained ones). */
+static int64_t sweep_cost(const sweep_cfg *c, int64_t rows, double epochs, int use_budget) {
+    double train = use_budget && c->token_budget > 0 ? (double)c->token_budget : (double)rows * 100.0 * epochs;
+    double problems = c->eval_max_problems > 0 ? (double)c->eval_max_problems : (double)c->n_eval;
+    return (int64_t)(train + 4.0 * problems * c->eval_n * c->max_new);
+}
+
+/* The order runs are placed in, and the order a worker runs them (insertion sorts: a sweep has
+   at most a few hundred runs). */
+static int sweep_sched_before(const sweep_job *jb, int a, int b) {
+    if (jb[a].level != jb[b].level) return jb[a].level < jb[b].level;
+    if (jb[a].cost != jb[b].cost) return jb[a].cost > jb[b].cost;
+    return a < b;
+}
+static int sweep_exec_before(const sweep_job *jb, int a, int b) {
+    if (jb[a].start != jb[b].start) return jb[a].start < jb[b].start;
+    return a < b;
+}
+static void sweep_sort(const sweep_job *jb, int *idx, int n, int (*before)(const sweep_job *, int, int)) {
+    int i, j, v;
+    for (i = 1; i < n; i++) {
+        v = idx[i];
+        for (j = i; j > 0 && before(jb, v, idx[j - 1]); j--) idx[j] = idx[j - 1];
+        idx[j] = v;
+    }
+}
+
+/* The run list (in report order) with each run's worker; *order gets the execution order. */
+static sweep_job *sweep_plan(const sweep_cfg *c, int n_workers, int *n_jobs, int **order) {
+    int cap = 1 + c->n_seeds * (c->n_sizes + 8), n = 0, s, k, g, from, w, i, j;
+    sweep_job *jb = (sweep_job *)calloc((size_t)cap, sizeof *jb);
+    int64_t *busy = (int64_t *)calloc((size_t)n_workers, sizeof(int64_t));
+    int *idx = (int *)calloc((size_t)cap, sizeof(int));
+    int from_lo = strcmp(c->second_from, "largest") ? 0 : 1, from_hi = strcmp(c->second_from, "stage0") ? 1 : 0;
+    if (!jb || !busy || !idx) { free(jb); free(busy); free(idx); return NULL; }
+    snprintf(jb[0].name, sizeof jb[0].name, "stage0");
+    jb[0].group = "stage0"; jb[0].from = sweep_stage0_trained(c) ? "scratch" : "init"; jb[0].kind = SWEEP_STAGE0;
+    jb[0].keep_model = sweep_stage0_trained(c); jb[0].dep = -1;
+    jb[0].cost = sweep_stage0_trained(c) ? sweep_cost(c, c->n_direct / 2, c->stage0_epochs, 0) : sweep_cost(c, 0, 0, 0);
+    n = 1;
+    for (s = 0; s < c->n_seeds; s++)
+        for (k = 0; k < c->n_sizes; k++, n++) {
+            snprintf(jb[n].name, sizeof jb[n].name, "s%llu_n%lld", (unsigned long long)c->seeds[s], (long long)c->sizes[k]);
+            jb[n].group = "sweep"; jb[n].from = "stage0"; jb[n].kind = SWEEP_SUBSET;
+            jb[n].s = s; jb[n].k = k; jb[n].seed = (int64_t)c->seeds[s]; jb[n].size = c->sizes[k];
+            jb[n].keep_model = k == c->n_sizes - 1 && from_hi == 1 && s < c->second_seeds &&
+                               (sweep_group_on(c, 0) || sweep_group_on(c, 2));
+            jb[n].dep = 0; jb[n].level = 1;
+            jb[n].cost = sweep_cost(c, c->sizes[k], c->epochs, 1);
+        }
+    for (s = 0; s < c->n_seeds && s < c->second_seeds; s++)
+        for (from = from_lo; from <= from_hi; from++)
+            for (g = 0; g < 4; g++) {
+                if (!sweep_group_on(c, g)) continue;
+                snprintf(jb[n].name, sizeof jb[n].name, "s%llu_%s_from%s", (unsigned long long)c->seeds[s],
+                         sweep_groups[g], from ? "L" : "0");
+                jb[n].group = sweep_groups[g]; jb[n].from = from ? "largest" : "stage0"; jb[n].kind = SWEEP_SECOND;
+                jb[n].s = s; jb[n].g = g; jb[n].from_largest = from;
+                jb[n].seed = (int64_t)c->seeds[s]; jb[n].size = c->split_size;
+                jb[n].dep = from ? 1 + s * c->n_sizes + c->n_sizes - 1 : 0;
+                jb[n].level = 1 + from;
+                jb[n].cost = sweep_cost(c, c->split_size, c->epochs, 1);
+                n++;
+            }
+    for (i = 0; i < n; i++) idx[i] = i;
+    sweep_sort(jb, idx, n, sweep_sched_before);
+    for (i = 0; i < n; i++) {
+        sweep_job *r = &jb[idx[i]];
+        int64_t ready = r->dep >= 0 ? jb[r->dep].end : 0, best_end = 0;
+        int lo = r->dep >= 0 ? jb[r->dep].owner : 0, best = -1;
+        for (w = lo; w < n_workers; w++) {
+            int64_t e = (busy[w] > ready ? busy[w] : ready) + r->cost;
+            if (best < 0 || e < best_end) { best = w; best_end = e; }
+        }
+        r->owner = best;
+        r->start = best_end - r->cost;
+        r->end = busy[best] = best_end;
+    }
+    for (j = 0; j < n; j++) idx[j] = j;
+    if (n_workers > 1) sweep_sort(jb, idx, n, sweep_exec_before);   /* one process: the list order */
+    free(busy);
+    *n_jobs = n;
+    *order = idx;
+    return jb;
+}
+
+static void sweep_run_path(const sweep_ctx *x, const sweep_job *jb, const char *file, char *out, size_t cap) {
+    snprintf(out, cap, "%s/%s/%s", x->runs_dir, jb->name, file);
+}
+
+/* Finished: its result.json, and its model when a later run starts from it. */
+static int sweep_done(const sweep_ctx *x, const sweep_job *jb) {
+    char p[1400];
+    sweep_run_path(x, jb, "result.json", p, sizeof p);
+    if (!sweep_exists(p)) return 0;
+    sweep_run_path(x, jb, "model.dstl", p, sizeof p);
+    return !jb->keep_model || sweep_exists(p);
+}
+
+/* Wait (polling once a second) until a run another worker owns has finished. Array tasks
+   (mpi == 0) give up after --wait-timeout, or at once when the owner left a failure note; MPI
+   ranks wait as long as it takes (a rank that fails ends the whole job). */
+static int sweep_wait(const sweep_ctx *x, const sweep_job *jb, int mpi) {
+    double t0 = distill_time_seconds();
+    int said = 0;
+    char note[1400], rpath[1400];
+    sweep_run_path(x, jb, "failed.txt", note, sizeof note);
+    sweep_run_path(x, jb, "result.json", rpath, sizeof rpath);
+    while (!sweep_done(x, jb)) {
+        if (!mpi && sweep_exists(note)) {
+            fprintf(stderr, "distill sweep: %srun %s failed on task %d (see %s and that task's log); fix that, then "
+                            "rerun task %d and this task (finished runs are reused)\n", x->who, jb->name, jb->owner, note, jb->owner);
+            return -1;
+        }
+        if (!mpi && distill_time_seconds() - t0 > x->cfg.wait_timeout) {
+            fprintf(stderr, "distill sweep: %sgave up after %.0f s waiting for run %s (%s %d): %s%s does not exist. "
+                            "Is %s %d running? Run it (finished runs are reused), or raise --wait-timeout.\n",
+                    x->who, x->cfg.wait_timeout, jb->name, x->unit, jb->owner, rpath, jb->keep_model ? " or its model.dstl" : "",
+                    x->unit, jb->owner);
+            return -1;
+        }
+        if (!said) { printf("  %swaiting for run %s (%s %d)\n", x->who, jb->name, x->unit, jb->owner); said = 1; }
+        sweep_sleep(1.0);
+    }
+    if (said) printf("  %s%s is done (waited %.0f s)\n", x->who, jb->name, distill_time_seconds() - t0);
+    return 0;
+}
+
+/* The rows every sweep subset trains on (the largest subset of each seed holds all smaller
+   ones): the second stage's disjoint pools leave them out. */
+static int sweep_used_ids(sweep_ctx *x) {
+    const sweep_cfg *c = &x->cfg;
+    distill_error err;
+    int s;
+    int64_t i, n = 0, k = 0, max = c->sizes[c->n_sizes - 1];
+    if (x->used_ids) return 0;
+    x->used_ids = (int64_t *)malloc((size_t)(max * c->n_seeds + 1) * sizeof(int64_t));
+    if (!x->used_ids) return -1;
+    for (s = 0; s < c->n_seeds; s++) {
+        distill_select_options so;
+        distill_dataset *sub;
+        memset(&so, 0, sizeof so);
+        so.seed = c->seeds[s];
+        so.n = max;
+        if (!(sub = distill_dataset_select(x->train_all, &so, &err))) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+        for (i = 0; i < distill_dataset_size(sub); i++) {
+            distill_row row;
+            distill_dataset_row(sub, i, &row);
+            x->used_ids[n++] = row.id;
+        }
+        distill_dataset_free(sub);
+    }
+    /* sorted, each id once */
+    qsort(x->used_ids, (size_t)n, sizeof(int64_t), sweep_cmp_i64);
+    for (i = 0; i < n; i++) if (k == 0 || x->used_ids[k - 1] != x->used_ids[i]) x->used_ids[k++] = x->used_ids[i];
+    x->n_used = k;
+    return 0;
+}
+
+/* A second-stage pool: the rows of --data matching the group's expression, minus the rows the
+   sweep used when --second-pool disjoint. Checks it holds --split-size rows. */
+static int sweep_pool(sweep_ctx *x, int g) {
+    const sweep_cfg *c = &x->cfg;
+    distill_select_options so;
+    distill_dataset *avail;
+    distill_error err;
+    int disjoint = !strcmp(c->second_pool, "disjoint");
+    int64_t n;
+    if (x->pools[g]) return 0;
+    if (!(x->pools[g] = sweep_load(x, c->data, sweep_group_expr(c, g)))) return -1;
+    if (disjoint && sweep_used_ids(x) != 0) return -1;
+    memset(&so, 0, sizeof so);
+    so.exclude = disjoint ? x->used_ids : NULL;
+    so.n_exclude = disjoint ? x->n_used : 0;
+    if (!(avail = distill_dataset_select(x->pools[g], &so, &err))) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    n = distill_dataset_size(avail);
+    distill_dataset_free(avail);
+    if (n < c->split_size) {
+        fprintf(stderr, "distill sweep: the '%s' pool (%s) has %lld traces%s, fewer than --split-size %lld. Give more data, "
+                        "smaller --sizes or --split-size%s.\n", sweep_groups[g], sweep_group_expr(c, g), (long long)n,
+                disjoint ? " that no sweep subset uses (--second-pool disjoint)" : "", (long long)c->split_size,
+                disjoint ? ", or --second-pool overlap" : "");
+        return -1;
+    }
+    return 0;
+}
+
+/* The model a run starts from. */
+static void sweep_init_path(const sweep_ctx *x, const sweep_job *jobs, const sweep_job *jb, char *out, size_t cap) {
+    if (jb->kind == SWEEP_STAGE0) snprintf(out, cap, "%s", x->cfg.init);
+    else if (jb->dep > 0 || sweep_stage0_trained(&x->cfg)) sweep_run_path(x, &jobs[jb->dep], "model.dstl", out, cap);
+    else snprintf(out, cap, "%s", x->cfg.init);
+}
+
+/* Run job j (or reuse its result): its training set, the model it starts from, the trainer,
+   the evaluator, result.json. */
+static int sweep_do(sweep_ctx *x, const sweep_job *jobs, int j, sweep_result *res) {
+    const sweep_cfg *c = &x->cfg;
+    const sweep_job *jb = &jobs[j];
+    distill_dataset *sub = NULL;
+    distill_model *m = NULL;
+    distill_error err;
+    char dir[1300], rpath[1400], mpath[1400], mani[1400], init[1400];
+    int rc = -1, train = jb->kind != SWEEP_STAGE0 || sweep_stage0_trained(c);
+    snprintf(dir, sizeof dir, "%s/%s", x->runs_dir, jb->name);
+    snprintf(rpath, sizeof rpath, "%s/result.json", dir);
+    snprintf(mpath, sizeof mpath, "%s/model.dstl", dir);
+    snprintf(mani, sizeof mani, "%s/manifest.json", dir);
+    if (sweep_done(x, jb) && sweep_read_result(x, rpath, res) == 0) {
+        printf("  %s%-22s reused (%s)\n", x->who, jb->name, rpath);
+        return 0;
+    }
+    memset(res, 0, sizeof *res);
+    snprintf(res->name, sizeof res->name, "%s", jb->name);
+    snprintf(res->group, sizeof res->group, "%s", jb->group);
+    snprintf(res->from, sizeof res->from, "%s", jb->from);
+    res->seed = jb->seed;
+    res->size = jb->kind == SWEEP_STAGE0 ? 0 : jb->size;
+    res->train_loss = NAN;
+    if (sweep_mkdir(dir) != 0) { fprintf(stderr, "distill sweep: cannot create %s\n", dir); return -1; }
+    sweep_clean_run_dir(dir);
+    sweep_init_path(x, jobs, jb, init, sizeof init);
+    if (jb->kind == SWEEP_SUBSET || jb->kind == SWEEP_SECOND) {
+        distill_select_options so;
+        int disjoint = jb->kind == SWEEP_SECOND && !strcmp(c->second_pool, "disjoint");
+        if (jb->kind == SWEEP_SECOND && sweep_pool(x, jb->g) != 0) return -1;
+        memset(&so, 0, sizeof so);
+        so.seed = (uint64_t)jb->seed;
+        so.n = jb->size;
+        so.manifest = mani;
+        so.exclude = disjoint ? x->used_ids : NULL;
+        so.n_exclude = disjoint ? x->n_used : 0;
+        sub = distill_dataset_select(jb->kind == SWEEP_SUBSET ? x->train_all : x->pools[jb->g], &so, &err);
+        if (!sub) { fprintf(stderr, "distill sweep: %s: %s\n", jb->name, err.msg); return -1; }
+    }
+    if (train)
+        m = sweep_train(x, sub ? sub : x->stage0_ds, jb->kind == SWEEP_STAGE0 ? NULL : init,
+                        (uint64_t)jb->seed * 1000003u + (uint64_t)jb->size, jb->kind == SWEEP_STAGE0 ? c->stage0_epochs : c->epochs,
+                        jb->kind == SWEEP_STAGE0 ? c->stage0_lr : c->lr, jb->kind != SWEEP_STAGE0, dir, res);
+    else if (!(m = distill_model_load(init, 1, 1, NULL, &err)))
+        fprintf(stderr, "distill sweep: --init: %s\n", err.msg);
+    if (!m) goto done;
+    if (jb->keep_model && distill_checkpoint_write(mpath, m, 0, NULL, NULL, 0, &err) != 0) {
+        fprintf(stderr, "distill sweep: %s\n", err.msg);
+        goto done;
+    }
+    if (sweep_eval(x, m, dir, res) != 0 || sweep_write_result(x, rpath, res) != 0) goto done;
+    sweep_ckpts(dir, 1);   /* the run is finished: its training checkpoints are not needed */
+    res->ok = 1;
+    printf("  %s%-22s %6lld rows %6lld steps %9lld tok  loss %.3f %6.1fs | pass@1 %.3f  complete %.2f  think %.2f  "
+           "trunc %.2f %5.1fs  [%.0fs]\n",
+           x->who, jb->name, (long long)(sub ? distill_dataset_size(sub) : train ? distill_dataset_size(x->stage0_ds) : 0),
+           (long long)res->train_steps, (long long)res->train_tokens, res->train_loss, res->train_seconds, res->pass1,
+           res->completion, res->think_rate, res->truncation, res->eval_seconds, distill_time_seconds() - x->t_start);
+    fflush(stdout);
+    rc = 0;
+done:
+    distill_model_free(m);
+    distill_dataset_free(sub);
+    return rc;
+}
+
+/* Leave a note in a failed run's directory, for the array tasks waiting for it. */
+static void sweep_note_failure(const sweep_ctx *x, const sweep_job *jb) {
+    char p[1400], msg[160];
+    distill_error err;
+    sweep_run_path(x, jb, "failed.txt", p, sizeof p);
+    snprintf(msg, sizeof msg, "task %d failed in this run; see its log\n", jb->owner);
+    (void)distill_write_file_atomic(p, msg, strlen(msg), &err);
+}
+
+/* The workers: MPI ranks, or array tasks (--task-id/--num-tasks, by default from Slurm's
+   SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN, over SLURM_ARRAY_TASK_STEP, of
+   SLURM_ARRAY_TASK_COUNT). Returns 0, or 2 after a message. */
+static int sweep_env(const char *name, long *v) {
+    const char *s = getenv(name);
+    char *end;
+    if (!s || !*s) return 0;
+    *v = strtol(s, &end, 10);
+    if (*end) {
+        fprintf(stderr, "distill sweep: %s=%s is not an integer\n", name, s);
+        return -1;
+    }
+    return 1;
+}
+
+static int sweep_workers(sweep_cfg *c, const distill_comm *comm, int *w, int *n) {
+    long id = 0, min = 0, step = 1, count = 0;
+    int got;
+    char origin[200] = "";
+    if (comm->size > 1) {
+        if (c->task_id >= 0 || c->num_tasks > 1) {
+            fprintf(stderr, "distill sweep: under mpirun the ranks are the workers: no --task-id/--num-tasks\n");
+            return 2;
+        }
+        if (c->merge || c->report_only || c->plan) {
+            fprintf(stderr, "distill sweep: --merge, --report-only and --plan run as one process, not under mpirun\n");
+            return 2;
+        }
+        *w = comm->rank;
+        *n = comm->size;
+        return 0;
+    }
+    if (!c->merge && !c->report_only) {   /* a report is one process: Slurm's array variables do not apply */
+        if (c->num_tasks <= 0) {
+            if ((got = sweep_env("SLURM_ARRAY_TASK_COUNT", &count)) < 0) return 2;
+            if (got && (count < 1 || count > 1000000)) {
+                fprintf(stderr, "distill sweep: SLURM_ARRAY_TASK_COUNT=%ld\n", count);
+                return 2;
+            }
+            if (got) c->num_tasks = (int)count;
+        }
+        if (c->task_id < 0) {
+            if ((got = sweep_env("SLURM_ARRAY_TASK_ID", &id)) < 0 || sweep_env("SLURM_ARRAY_TASK_MIN", &min) < 0 ||
+                sweep_env("SLURM_ARRAY_TASK_STEP", &step) < 0)
+                return 2;
+            if (step < 1) step = 1;
+            if (got && (id < min || (id - min) % step || (id - min) / step > 1000000)) {
+                fprintf(stderr, "distill sweep: SLURM_ARRAY_TASK_ID=%ld is not MIN + k * STEP (MIN %ld, STEP %ld): "
+                                "use a regular array (--array=0-7) or pass --task-id/--num-tasks\n", id, min, step);
+                return 2;
+            }
+            if (got) {
+                c->task_id = (int)((id - min) / step);
+                snprintf(origin, sizeof origin, " (from SLURM_ARRAY_TASK_ID=%ld, SLURM_ARRAY_TASK_MIN=%ld)", id, min);
+            }
+        }
+    }
+    if (c->num_tasks <= 0) c->num_tasks = 1;
+    if (c->task_id < 0) {
+        if (c->num_tasks > 1 && !c->merge && !c->report_only && !c->plan) {
+            fprintf(stderr, "distill sweep: --num-tasks %d needs --task-id K (0 <= K < %d), one per task\n", c->num_tasks, c->num_tasks);
+            return 2;
+        }
+        c->task_id = 0;
+    }
+    if (c->task_id >= c->num_tasks) {
+        fprintf(stderr, "distill sweep: task id %d%s is out of range for %d task%s (ids 0..%d)\n", c->task_id, origin,
+                c->num_tasks, c->num_tasks > 1 ? "s" : "", c->num_tasks - 1);
+        return 2;
+    }
+    *w = c->task_id;
+    *n = c->num_tasks;
+    return 0;
+}
+
+/* The command an array task prints for the merge step: its own, without the task options. */
+static void sweep_print_merge(int argc, char **argv) {
+    int a;
+    printf("when every task has finished:\n  distill sweep");
+    for (a = 1; a < argc; a++) {
+        const char *p;
+        if ((!strcmp(argv[a], "--task-id") || !strcmp(argv[a], "--num-tasks")) && a + 1 < argc) { a++; continue; }
+        for (p = argv[a]; *p && (isalnum((unsigned char)*p) || strchr("_./,=:+-", *p)); p++) {}
+        printf(*p || !argv[a][0] ? " '%s'" : " %s", argv[a]);
+    }
+    printf(" --merge\n");
+}
+
+
+/* ---- the report -------------------------------------------------------------------------- */
+static double sweep_mean(const double *v, int n, double *sd) {
+    double s = 0, q = 0;
+    int i, k = 0;
+    for (i = 0; i < n; i++) if (v[i] == v[i]) { s += v[i]; k++; }
+    if (!k) { if (sd) *sd = NAN; return NAN; }
+    s /= k;
+    for (i = 0; i < n; i++) if (v[i] == v[i]) q += (v[i] - s) * (v[i] - s);
+    if (sd) *sd = k > 1 ? sqrt(q / (k - 1)) : 0;
+    return s;
+}
+
+static void sweep_fmt(char *buf, size_t cap, double v, int digits) {
+    if (v == v) snprintf(buf, cap, "%.*f", digits, v);
+    else snprintf(buf, cap, "nan");
+}
+
+#define SWEEP_BOOT 2000
+/* A paired comparison as text: "+0.120 [+0.050, +0.190] resolved" (the interval excludes 0). */
+static void sweep_cmp_text(char *buf, size_t cap, double d, double lo, double hi) {
+    if (d != d) { snprintf(buf, cap, "-"); return; }
+    snprintf(buf, cap, "%+.3f [%+.3f, %+.3f]%s", d, lo, hi, lo > 0 || hi < 0 ? " resolved" : "");
+}
+
+typedef struct sweep_report_in {
+    const sweep_result *r;
+    sweep_outcomes *oc;          /* per run */
+    double *delta, *lo, *hi;     /* per run: pass@1 minus stage 0's, paired 95 % interval */
+    int nr;
+} sweep_report_in;
+
+static int sweep_find(const sweep_report_in *in, const char *group, const char *from, int64_t seed) {
+    int i;
+    for (i = 0; i < in->nr; i++)
+        if (!strcmp(in->r[i].group, group) && !strcmp(in->r[i].from, from) && in->r[i].seed == seed) return i;
+    return -1;
+}
+
+static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
+    const sweep_cfg *c = &x->cfg;
+    sweep_report_in in;
+    distill_table t, agg;
+    distill_error err;
+    distill_atomic_file af;
+    char path[1200], (*cells)[CW] = NULL, hdr_buf[40][48];
+    const char *cp[40], *hdr[40];
+    int i, j, k, s, ncol = 0, n_pts = c->n_sizes + 1, rc = -1;
+    const sweep_result *stage0 = &r[0];
+    double xs[SWEEP_MAX_SIZES + 1], ys[SWEEP_MAX_SEEDS][SWEEP_MAX_SIZES + 1], mean[SWEEP_MAX_SIZES + 1],
+           sd[SWEEP_MAX_SIZES + 1], comp[SWEEP_MAX_SIZES + 1], think[SWEEP_MAX_SIZES + 1], tmp[SWEEP_MAX_SEEDS],
+           compsd[SWEEP_MAX_SIZES + 1], thinksd[SWEEP_MAX_SIZES + 1], tmp2[SWEEP_MAX_SEEDS];
+    distill_plot_series ser[SWEEP_MAX_SEEDS + 3];
+    distill_plot_panel pan[2];
+    char labels[SWEEP_MAX_SEEDS][32], title[256];
+
+    memset(&in, 0, sizeof in);
+    in.r = r;
+    in.nr = nr;
+    in.oc = (sweep_outcomes *)calloc((size_t)nr, sizeof *in.oc);
+    in.delta = (double *)calloc((size_t)nr * 3, sizeof(double));
+    cells = (char (*)[CW])calloc(40, CW);
+    if (!in.oc || !in.delta || !cells) goto done;
+    in.lo = in.delta + nr;
+    in.hi = in.delta + 2 * nr;
+    for (i = 0; i < nr; i++) {
+        snprintf(path, sizeof path, "%s/%s/generations.jsonl", x->runs_dir, r[i].name);
+        if (sweep_read_outcomes(path, &in.oc[i]) != 0) goto done;
+    }
+    for (i = 0; i < nr; i++) sweep_paired_bootstrap(&in.oc[i], &in.oc[0], SWEEP_BOOT, &in.delta[i], &in.lo[i], &in.hi[i]);
+    for (i = 0; i < 40; i++) cp[i] = cells[i];
+
+    /* results.csv / results.json: one row per run */
+    {
+        static const char *const head[] = {"run", "group", "from", "seed", "size", "eval_problems", "eval_samples", "pass_at_1"};
+        static const char *const tail[] = {"completion_rate", "strict_completion_rate", "think_rate", "think_open_rate",
+                                           "think_tokens_mean", "truncation_rate", "delta_vs_stage0", "ci_low", "ci_high",
+                                           "train_loss", "train_tokens", "train_steps", "train_seconds", "eval_seconds"};
+        for (i = 0; i < 8; i++) hdr[ncol++] = head[i];
+        for (i = 0; i < c->nk; i++) if (c->ks[i] != 1) { snprintf(hdr_buf[ncol], 48, "pass_at_%d", c->ks[i]); hdr[ncol] = hdr_buf[ncol]; ncol++; }
+        for (i = 0; i < stage0->n_levels && ncol < 24; i++) {
+            size_t q;
+            snprintf(hdr_buf[ncol], 48, "pass_at_1_%s", stage0->level_name[i]);
+            for (q = 0; hdr_buf[ncol][q]; q++) hdr_buf[ncol][q] = (char)tolower((unsigned char)hdr_buf[ncol][q]);
+            hdr[ncol] = hdr_buf[ncol];
+            ncol++;
+        }
+        for (i = 0; i < 14; i++) hdr[ncol++] = tail[i];
+    }
+    if (distill_table_init(&t, hdr, ncol) != 0) goto done;
+    for (i = 0; i < nr; i++) {
+        int col = 0, l;
+        snprintf(cells[col++], CW, "%s", r[i].name);
+        snprintf(cells[col++], CW, "%s", r[i].group);
+        snprintf(cells[col++], CW, "%s", r[i].from);
+        snprintf(cells[col++], CW, "%lld", (long long)r[i].seed);
+        snprintf(cells[col++], CW, "%lld", (long long)r[i].size);
+        snprintf(cells[col++], CW, "%lld", (long long)r[i].eval_problems);
+        snprintf(cells[col++], CW, "%lld", (long long)r[i].eval_samples);
+        sweep_fmt(cells[col++], CW, r[i].pass1, 4);
+        for (j = 0; j < c->nk; j++) if (c->ks[j] != 1) sweep_fmt(cells[col++], CW, r[i].pass_k[j], 4);
+        for (l = 0; l < stage0->n_levels && col < 24; l++) {
+            double v = NAN;
+            for (k = 0; k < r[i].n_levels; k++) if (!strcmp(r[i].level_name[k], stage0->level_name[l])) v = r[i].level_pass[k];
+            sweep_fmt(cells[col++], CW, v, 4);
+        }
+        sweep_fmt(cells[col++], CW, r[i].completion, 4);
+        sweep_fmt(cells[col++], CW, r[i].strict_completion, 4);
+        sweep_fmt(cells[col++], CW, r[i].think_rate, 4);
+        sweep_fmt(cells[col++], CW, r[i].think_open, 4);
+        sweep_fmt(cells[col++], CW, r[i].think_tokens, 1);
+        sweep_fmt(cells[col++], CW, r[i].truncation, 4);
+        sweep_fmt(cells[col++], CW, i ? in.delta[i] : NAN, 4);
+        sweep_fmt(cells[col++], CW, i ? in.lo[i] : NAN, 4);
+        sweep_fmt(cells[col++], CW, i ? in.hi[i] : NAN, 4);
+        sweep_fmt(cells[col++], CW, r[i].train_loss, 4);
+        snprintf(cells[col++], CW, "%lld", (long long)r[i].train_tokens);
+        snprintf(cells[col++], CW, "%lld", (long long)r[i].train_steps);
+        sweep_fmt(cells[col++], CW, r[i].train_seconds, 1);
+        sweep_fmt(cells[col++], CW, r[i].eval_seconds, 1);
+        distill_table_add_row(&t, cp);
+    }
+    snprintf(path, sizeof path, "%s/results.csv", c->out);
+    if (distill_atomic_open(&af, path, &err) == 0) { distill_table_write_csv(af.f, &t); distill_atomic_commit(&af, &err); }
+    snprintf(path, sizeof path, "%s/results.json", c->out);
+    if (distill_atomic_open(&af, path, &err) == 0) { distill_table_write_json(af.f, &t); distill_atomic_commit(&af, &err); }
+
+    /* the aggregated sweep table: mean +- sd over seeds per size */
+    {
+        static const char *ah[9] = {"data size", "seeds", "pass@1 mean ± sd", "per seed", "Δ vs stage 0 [95% CI] (seed 1)",
+                                    "by difficulty", "completion", "think tags", "truncated"};
+        distill_table_init(&agg, ah, 9);
+        xs[0] = 0;
+        mean[0] = stage0->pass1; sd[0] = 0; comp[0] = stage0->completion; think[0] = stage0->think_rate;
+        compsd[0] = thinksd[0] = 0;
+        for (s = 0; s < c->n_seeds; s++) ys[s][0] = stage0->pass1;
+        for (k = -1; k < c->n_sizes; k++) {
+            size_t off = 0;
+            int got = 0, first = -1;
+            double tr[SWEEP_MAX_SEEDS];
+            if (k >= 0) {
+                xs[k + 1] = (double)c->sizes[k];
+                for (s = 0; s < c->n_seeds; s++) {
+                    tmp[s] = tmp2[s] = tr[s] = ys[s][k + 1] = NAN;
+                    for (i = 0; i < nr; i++)
+                        if (!strcmp(r[i].group, "sweep") && r[i].seed == (int64_t)c->seeds[s] && r[i].size == c->sizes[k]) {
+                            ys[s][k + 1] = r[i].pass1;
+                            got++;
+                            if (first < 0) first = i;
+                        }
+                }
+                for (s = 0; s < c->n_seeds; s++) tmp[s] = ys[s][k + 1];
+                mean[k + 1] = sweep_mean(tmp, c->n_seeds, &sd[k + 1]);
+                for (s = 0; s < c->n_seeds; s++) {
+                    tmp[s] = tmp2[s] = tr[s] = NAN;
+                    for (i = 0; i < nr; i++)
+                        if (!strcmp(r[i].group, "sweep") && r[i].seed == (int64_t)c->seeds[s] && r[i].size == c->sizes[k]) {
+                            tmp[s] = r[i].completion;
+                            tmp2[s] = r[i].think_rate;
+                            tr[s] = r[i].truncation;
+                        }
+                }
+                comp[k + 1] = sweep_mean(tmp, c->n_seeds, &compsd[k + 1]);
+                think[k + 1] = sweep_mean(tmp2, c->n_seeds, &thinksd[k + 1]);
+                snprintf(cells[0], CW, "%lld", (long long)c->sizes[k]);
+                snprintf(cells[1], CW, "%d", got);
+                /* a standard deviation needs two seeds: with one, print the value alone */
+                if (got > 1) snprintf(cells[2], CW, "%.3f ± %.3f", mean[k + 1], sd[k + 1]);
+                else snprintf(cells[2], CW, "%.3f", mean[k + 1]);
+                cells[3][0] = 0;
+                for (s = 0; s < c->n_seeds && off + 8 < CW; s++)
+                    off += (size_t)snprintf(cells[3] + off, CW - off, "%s%.2f", s ? " " : "", ys[s][k + 1]);
+                if (first >= 0) sweep_cmp_text(cells[4], CW, in.delta[first], in.lo[first], in.hi[first]);
+                else snprintf(cells[4], CW, "-");
+            } else {
+                first = 0;
+                snprintf(cells[0], CW, "0 (stage 0)");
+                snprintf(cells[1], CW, "-");
+                snprintf(cells[2], CW, "%.3f", stage0->pass1);
+                snprintf(cells[3], CW, "-");
+                snprintf(cells[4], CW, "-");
+            }
+            off = 0;
+            cells[5][0] = 0;
+            if (first >= 0)
+                for (j = 0; j < r[first].n_levels && off + 24 < CW; j++)
+                    off += (size_t)snprintf(cells[5] + off, CW - off, "%s%s %.2f", j ? ", " : "", r[first].level_name[j],
+                                            r[first].level_pass[j]);
+            if (k >= 0 && got > 1) {
+                snprintf(cells[6], CW, "%.2f ± %.2f", comp[k + 1], compsd[k + 1]);
+                snprintf(cells[7], CW, "%.2f ± %.2f", think[k + 1], thinksd[k + 1]);
+                snprintf(cells[8], CW, "%.2f", sweep_mean(tr, c->n_seeds, NULL));
+            } else {
+                snprintf(cells[6], CW, "%.2f", k >= 0 ? comp[k + 1] : stage0->completion);
+                snprintf(cells[7], CW, "%.2f", k >= 0 ? think[k + 1] : stage0->think_rate);
+                snprintf(cells[8], CW, "%.2f", first >= 0 ? r[first].truncation : NAN);
+            }
+            distill_table_add_row(&agg, cp);
+        }
+    }
+
+    /* the plot */
+    memset(ser, 0, sizeof ser);
+    memset(pan, 0, sizeof pan);
+    for (s = 0; s < c->n_seeds; s++) {
+        snprintf(labels[s], sizeof labels[s], "seed %llu", (unsigned long long)c->seeds[s]);
+        ser[s].label = labels[s];
+        ser[s].x = xs; ser[s].y = ys[s]; ser[s].n = n_pts;
+        ser[s].width = 1; ser[s].opacity = 0.55; ser[s].markers = 1;
+    }
+    ser[c->n_seeds].label = c->n_seeds > 1 ? "mean ± sd" : "pass@1";
+    ser[c->n_seeds].x = xs; ser[c->n_seeds].y = mean; ser[c->n_seeds].y_err = c->n_seeds > 1 ? sd : NULL;
+    ser[c->n_seeds].n = n_pts; ser[c->n_seeds].width = 3; ser[c->n_seeds].color = "#111111"; ser[c->n_seeds].markers = 1;
+    pan[0].title = "pass@1 on held-out problems";
+    pan[0].xlabel = "teacher traces in the fine-tuning set (log; 0 = stage-0 student)";
+    pan[0].ylabel = "pass@1";
+    pan[0].log_x = 1;
+    pan[0].series = ser;
+    pan[0].n_series = c->n_seeds + 1;
+    pan[0].legend_pos = DISTILL_LEGEND_TOP_CENTER;   /* the valley is below it, the climb to the right */
+    {   /* pass@1 from 0 to a tenth above the highest point (bars may be clipped at 0) */
+        double top = 0;
+        for (k = 0; k < n_pts; k++) {
+            if (mean[k] == mean[k] && mean[k] + (sd[k] == sd[k] ? sd[k] : 0) > top) top = mean[k] + (sd[k] == sd[k] ? sd[k] : 0);
+            for (s = 0; s < c->n_seeds; s++) if (ys[s][k] == ys[s][k] && ys[s][k] > top) top = ys[s][k];
+        }
+        pan[0].y_min = 0;
+        pan[0].y_max = top > 0.9 ? 1 : ceil(top * 10 + 1e-9) / 10 + (top * 10 - floor(top * 10) > 0.7 ? 0.1 : 0);
+        if (pan[0].y_max <= 0) pan[0].y_max = 0.1;
+    }
+    ser[c->n_seeds + 1].label = "completion rate";
+    ser[c->n_seeds + 1].x = xs; ser[c->n_seeds + 1].y = comp; ser[c->n_seeds + 1].y_err = c->n_seeds > 1 ? compsd : NULL;
+    ser[c->n_seeds + 1].n = n_pts; ser[c->n_seeds + 1].width = 2.5; ser[c->n_seeds + 1].color = "#2ca02c"; ser[c->n_seeds + 1].markers = 1;
+    ser[c->n_seeds + 2].label = "think-tag rate";
+    ser[c->n_seeds + 2].x = xs; ser[c->n_seeds + 2].y = think; ser[c->n_seeds + 2].y_err = c->n_seeds > 1 ? thinksd : NULL;
+    ser[c->n_seeds + 2].n = n_pts; ser[c->n_seeds + 2].width = 2.5; ser[c->n_seeds + 2].color = "#9467bd";
+    ser[c->n_seeds + 2].dashed = 1; ser[c->n_seeds + 2].markers = 1;
+    pan[1].title = "completion and think-tag rates (mean over seeds)";
+    pan[1].xlabel = pan[0].xlabel;
+    pan[1].ylabel = "rate";
+    pan[1].log_x = 1;
+    pan[1].y_min = 0; pan[1].y_max = 1;
+    pan[1].series = ser + c->n_seeds + 1;
+    pan[1].n_series = 2;
+    pan[1].legend_pos = DISTILL_LEGEND_BOTTOM_RIGHT;
+    snprintf(title, sizeof title, "Valley of Code Reasoning%s: %d seed%s, %s", c->world ? ", miniature" : "", c->n_seeds,
+             c->n_seeds > 1 ? "s" : "", c->token_budget > 0 ? "fixed token budget" : "fixed epochs");
+    snprintf(path, sizeof path, "%s/valley.svg", c->out);
+    if (distill_svg_save(path, title, pan, 2, 520, 380, &err) != 0) fprintf(stderr, "distill sweep: %s\n", err.msg);
+
+    /* the Markdown report */
+    snprintf(path, sizeof path, "%s/results.md", c->out);
+    if (distill_atomic_open(&af, path, &err) == 0) {
+        FILE *f = af.f;
+        int n_res = 0, n_cmp = 0;
+        fprintf(f, "# Valley of Code Reasoning%s: results\n\n", c->world ? " in miniature" : "");
+        fprintf(f, "Data: %s (%s). Eval: %s, %lld problems x %d sample%s (%s), at most %d new tokens, verifier %s.\n",
+                c->world ? "world/train.jsonl" : c->data, c->world ? "the miniature world's teacher traces" : "teacher traces",
+                c->world ? "world/eval.jsonl" : c->eval_data,
+                (long long)stage0->eval_problems, c->eval_n, c->eval_n > 1 ? "s" : "",
+                c->temperature > 0 ? "sampled" : "greedy", c->max_new, c->verifier_cmd[0] ? c->verifier_cmd : c->verifier[0] ? c->verifier : "none");
+        fprintf(f, "Stage 0: %s. Training: %s (%s), batch %d rows%s, AdamW lr %g (warmup %.0f%%, cosine).\n\n",
+                sweep_stage0_trained(c) ? "a fresh student trained on the stage-0 data" : c->init,
+                c->token_budget > 0 ? "fixed token budget" : "fixed epochs",
+                c->token_budget > 0 ? "see train_tokens" : "see train_steps", c->batch_rows, c->pack ? " (packed)" : "",
+                c->lr, c->warmup_ratio * 100);
+        fprintf(f, "Intervals: 95 %% paired bootstrap over problems (%d resamples) of the difference in per-problem pass "
+                   "rate; \"resolved\" when the interval excludes 0.\n\n", SWEEP_BOOT);
+        fprintf(f, "## Data-quantity sweep (nested subsets; mean ± sample sd over seeds)\n\n");
+        distill_table_write_markdown(f, &agg);
+        fprintf(f, "\n## Second-stage experiments (equal size, %s pools)\n\n", c->second_pool);
+        {
+            static const char *sh[8] = {"run", "subset", "from", "seed", "size", "pass@1", "Δ vs stage 0 [95% CI]", "think tags"};
+            distill_table st;
+            distill_table_init(&st, sh, 8);
+            for (i = 0; i < nr; i++) {
+                if (!strcmp(r[i].group, "sweep") || !strcmp(r[i].group, "stage0")) continue;
+                snprintf(cells[0], CW, "%s", r[i].name);
+                snprintf(cells[1], CW, "%s", r[i].group);
+                snprintf(cells[2], CW, "%s", r[i].from);
+                snprintf(cells[3], CW, "%lld", (long long)r[i].seed);
+                snprintf(cells[4], CW, "%lld", (long long)r[i].size);
+                snprintf(cells[5], CW, "%.3f", r[i].pass1);
+                sweep_cmp_text(cells[6], CW, in.delta[i], in.lo[i], in.hi[i]);
+                snprintf(cells[7], CW, "%.2f", r[i].think_rate);
+                distill_table_add_row(&st, cp);
+            }
+            if (st.nrow) distill_table_write_markdown(f, &st);
+            else fprintf(f, "(not run)\n");
+            distill_table_free(&st);
+        }
+        fprintf(f, "\n## Paired comparisons\n\n");
+        for (i = 1; i < nr; i++) {   /* every run against stage 0 */
+            if (in.delta[i] != in.delta[i]) continue;
+            n_cmp++;
+            n_res += in.lo[i] > 0 || in.hi[i] < 0;
+        }
+        fprintf(f, "- Against stage 0: %d of %d runs differ by an interval that excludes 0.\n", n_res, n_cmp);
+        for (s = 0; s < c->n_seeds; s++)
+            for (j = 0; j < 2; j++)
+                for (k = 0; k < 4; k += 2) {
+                    const char *from = j ? "largest" : "stage0";
+                    int a = sweep_find(&in, sweep_groups[k], from, (int64_t)c->seeds[s]);
+                    int b = sweep_find(&in, sweep_groups[k + 1], from, (int64_t)c->seeds[s]);
+                    double d, lo, hi;
+                    char txt[CW];
+                    if (a < 0 || b < 0) continue;
+                    sweep_paired_bootstrap(&in.oc[a], &in.oc[b], SWEEP_BOOT, &d, &lo, &hi);
+                    sweep_cmp_text(txt, CW, d, lo, hi);
+                    fprintf(f, "- %s minus %s, from %s, seed %llu: %s — %s\n", sweep_groups[k], sweep_groups[k + 1], from,
+                            (unsigned long long)c->seeds[s], txt,
+                            lo > 0 || hi < 0 ? "the interval resolves the difference"
+                                             : "not resolved: the interval includes 0 (no claim either way)");
+                }
+        fprintf(f, "\nPer-run numbers: results.csv / results.json; per-sample outcomes: runs/<run>/generations.jsonl; "
+                   "training rows: runs/<run>/manifest.json.\n");
+        distill_atomic_commit(&af, &err);
+    }
+    printf("\n");
+    distill_table_write_markdown(stdout, &agg);
+    distill_table_free(&agg);
+    distill_table_free(&t);
+    rc = 0;
+done:
+    if (in.oc) for (i = 0; i < nr; i++) sweep_outcomes_free(&in.oc[i]);
+    free(in.oc);
+    free(in.delta);
+    free(cells);
+    return rc;
+}
+
+/* OUT/sweep-config.json: every option that shapes the runs and the report, in the config-file
+   format, so that `--merge` and `--report-only` need only --out. */
+static void sweep_put_str(FILE *f, const char *key, const char *v) {
+    fprintf(f, "\"%s\": ", key);
+    distill_json_write_string(f, v, strlen(v));
+    fputs(", ", f);
+}
+
+static int sweep_save_config(const sweep_cfg *c, const char *preset, const char *path) {
+    distill_atomic_file af;
+    distill_error err;
+    FILE *f;
+    int i;
+    if (distill_atomic_open(&af, path, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    f = af.f;
+    fputs("{", f);
+    sweep_put_str(f, "preset", preset);
+    if (!c->world) {   /* a world preset derives these from --out */
+        sweep_put_str(f, "data", c->data); sweep_put_str(f, "eval_data", c->eval_data);
+        sweep_put_str(f, "tokenizer", c->tokenizer); sweep_put_str(f, "stage0_data", c->stage0_data);
+    }
+    sweep_put_str(f, "init", c->init);
+    sweep_put_str(f, "verifier", c->verifier); sweep_put_str(f, "verifier_cmd", c->verifier_cmd);
+    sweep_put_str(f, "format", c->format); sweep_put_str(f, "template", c->tmpl); sweep_put_str(f, "loss", c->loss);
+    sweep_put_str(f, "easy", c->easy); sweep_put_str(f, "hard", c->hard); sweep_put_str(f, "correct", c->correct);
+    sweep_put_str(f, "incorrect", c->incorrect); sweep_put_str(f, "second_from", c->second_from);
+    sweep_put_str(f, "second_pool", c->second_pool);
+    fputs("\n \"map\": [", f);
+    for (i = 0; i < c->n_maps; i++) { if (i) fputs(", ", f); distill_json_write_string(f, c->maps[i], strlen(c->maps[i])); }
+    fputs("], \"filter\": [", f);
+    for (i = 0; i < c->n_filters; i++) { if (i) fputs(", ", f); distill_json_write_string(f, c->filters[i], strlen(c->filters[i])); }
+    fprintf(f, "],\n \"train\": %lld, \"direct\": %lld, \"eval\": %lld, \"error_rate\": %.17g, \"world_seed\": %llu, \"vocab\": %d,\n",
+            (long long)c->n_train, (long long)c->n_direct, (long long)c->n_eval, c->error_rate,
+            (unsigned long long)c->world_seed, c->vocab);
+    fprintf(f, " \"dim\": %d, \"layers\": %d, \"heads\": %d, \"kv_heads\": %d, \"hidden\": %d, \"max_seq\": %d, \"truncate\": %d, "
+               "\"normalize_think\": %d,\n", c->dim, c->layers, c->heads, c->kv_heads, c->hidden, c->max_seq, c->truncate,
+            c->normalize_think);
+    fprintf(f, " \"batch_rows\": %d, \"batch_tokens\": %lld, \"grad_accum\": %d, \"pack\": %d, \"lr\": %.17g, \"warmup_ratio\": %.17g, "
+               "\"weight_decay\": %.17g, \"epochs\": %.17g, \"token_budget\": %lld, \"stage0_epochs\": %.17g, \"stage0_lr\": %.17g,\n",
+            c->batch_rows, (long long)c->batch_tokens, c->grad_accum, c->pack, c->lr, c->warmup_ratio, c->weight_decay,
+            c->epochs, (long long)c->token_budget, c->stage0_epochs, c->stage0_lr);
+    fprintf(f, " \"sizes\": [");
+    for (i = 0; i < c->n_sizes; i++) fprintf(f, "%s%lld", i ? ", " : "", (long long)c->sizes[i]);
+    fprintf(f, "], \"seeds\": [");
+    for (i = 0; i < c->n_seeds; i++) fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)c->seeds[i]);
+    fprintf(f, "], \"k\": [");
+    for (i = 0; i < c->nk; i++) fprintf(f, "%s%d", i ? ", " : "", c->ks[i]);
+    fprintf(f, "], \"split_size\": %lld, \"second_seeds\": %d,\n", (long long)c->split_size, c->second_seeds);
+    fprintf(f, " \"eval_n\": %d, \"temperature\": %.17g, \"top_p\": %.17g, \"top_k\": %d, \"max_new_tokens\": %d, "
+               "\"eval_max_problems\": %lld, \"gen_batch\": %d, \"verifier_timeout\": %.17g}\n",
+            c->eval_n, c->temperature, c->top_p, c->top_k, c->max_new, (long long)c->eval_max_problems, c->gen_batch,
+            c->verifier_timeout);
+    if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    return 0;
+}
+
+/* The preset a command line asks for: --preset, else "custom" when the data is the user's
+   (--data on the command line or in the config file), else "demo". */
+static const char *sweep_pick_preset(int argc, char **argv) {
+    const char *config = NULL;
+    int a;
+    for (a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "--preset") && a + 1 < argc) return argv[a + 1];
+        if (!strcmp(argv[a], "--config") && a + 1 < argc) config = argv[a + 1];
+    }
+    for (a = 1; a < argc; a++) if (!strcmp(argv[a], "--data")) return "custom";
+    if (config) {
+        distill_error err;
+        distill_json *j = distill_json_parse_file(config, &err);
+        const distill_json *p = j ? distill_json_get(j, "preset") : NULL;
+        const char *r = p && p->type == DISTILL_JSON_STRING ? (!strcmp(p->str, "smoke") ? "smoke" : !strcmp(p->str, "valley") ? "valley"
+                        : !strcmp(p->str, "custom") ? "custom" : "demo")
+                        : j && distill_json_get(j, "data") ? "custom" : "demo";
+        distill_json_free(j);
+        return r;
+    }
+    return "demo";
+}
+
+/* The configuration is usable: the inputs a custom sweep needs, shapes, sizes. 0 or 2. */
+static int sweep_check(const sweep_cfg *c) {
+    if (c->world) return c->heads % c->kv_heads || c->dim % c->heads
+        ? (fprintf(stderr, "distill sweep: dim (%d) must divide by heads (%d), heads by kv_heads (%d)\n", c->dim, c->heads, c->kv_heads), 2)
+        : c->sizes[c->n_sizes - 1] > c->n_train
+        ? (fprintf(stderr, "distill sweep: the largest size (%lld) exceeds --train (%lld)\n", (long long)c->sizes[c->n_sizes - 1], (long long)c->n_train), 2)
+        : 0;
+    if (!c->data[0] || !c->eval_data[0] || !c->tokenizer[0]) {
+        fprintf(stderr, "distill sweep: --data, --eval-data and --tokenizer are required (or --preset demo|valley|smoke)\n");
+        return 2;
+    }
+    if (!c->init[0] == !c->stage0_data[0]) {
+        fprintf(stderr, "distill sweep: give one of --init MODEL (stage 0 as it is) and --stage0-data FILE (train stage 0)\n");
+        return 2;
+    }
+    if (c->stage0_data[0] && (c->heads % c->kv_heads || c->dim % c->heads)) {
+        fprintf(stderr, "distill sweep: dim (%d) must divide by heads (%d), heads by kv_heads (%d)\n", c->dim, c->heads, c->kv_heads);
+        return 2;
+    }
+    if (!c->verifier_cmd[0] && !c->verifier[0])
+        fprintf(stderr, "distill sweep: warning: no --verifier-cmd or --verifier: pass@k will be null\n");
+    return 0;
+}
+
+/* ---- the driver ----------------------------------------------------------------------------- */
+int cli_sweep(int argc, char **argv) {
+    sweep_ctx x;
+    sweep_cfg *c = &x.cfg;
+    sweep_result *res = NULL, r;
+    sweep_job *jobs = NULL;
+    int *order = NULL;
+    distill_error err;
+    const distill_comm *comm;
+    const char *preset, *config = NULL;
+    char path[1200];
+    int a, j, g, nr = 0, nj = 0, rc = 1, w = 0, nw = 1, mpi, reporting, mine = 0, done_before = 0, missing = 0;
+    int said[3] = {0, 0, 0};
+    memset(&x, 0, sizeof x);
+    x.t_start = distill_time_seconds();
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress lines appear as they happen, also in logs */
+    for (a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) { sweep_usage(stdout); return 0; }
+        if (!strcmp(argv[a], "--config") && a + 1 < argc) config = argv[a + 1];
+    }
+    /* preset, then the config file, then flags */
+    preset = sweep_pick_preset(argc, argv);
+    if (strcmp(preset, "smoke") && strcmp(preset, "demo") && strcmp(preset, "valley") && strcmp(preset, "custom")) {
+        fprintf(stderr, "distill sweep: unknown preset '%s' (smoke, demo, valley, custom)\n", preset);
+        return 2;
+    }
+    sweep_preset(c, preset);
+    if ((config && sweep_load_config(c, config) != 0) || sweep_flags(c, argc, argv) != 0) return 2;
+    if ((c->merge || c->report_only) && !c->plan) {
+        /* a report takes the options the sweep recorded (the merge step then needs only --out);
+           a config file and flags still override them */
+        char saved[1100];
+        snprintf(saved, sizeof saved, "%s/sweep-config.json", c->out);
+        if (sweep_exists(saved)) {
+            static char saved_preset[16];
+            distill_json *sj = distill_json_parse_file(saved, &err);
+            const distill_json *p = sj ? distill_json_get(sj, "preset") : NULL;
+            snprintf(saved_preset, sizeof saved_preset, "%s", p && p->type == DISTILL_JSON_STRING ? p->str : "demo");
+            distill_json_free(sj);
+            preset = saved_preset;
+            sweep_preset(c, preset);
+            if (sweep_load_config(c, saved) != 0 || (config && sweep_load_config(c, config) != 0) ||
+                sweep_flags(c, argc, argv) != 0)
+                return 2;
+            printf("options: %s, then the command line\n", saved);
+        }
+    }
+    reporting = c->merge || c->report_only;
+    snprintf(x.runs_dir, sizeof x.runs_dir, "%s/runs", c->out);
+    snprintf(x.world_dir, sizeof x.world_dir, "%s/world", c->out);
+    if (c->world) {
+        /* the miniature world as a data provider: its files, then the generic path */
+        snprintf(c->eval_data, sizeof c->eval_data, "%s/world/eval.jsonl", c->out);
+        snprintf(c->stage0_data, sizeof c->stage0_data, "%s/world/direct.jsonl", c->out);
+        snprintf(c->data, sizeof c->data, "%s/world/train.jsonl", c->out);
+        if (!c->tokenizer[0]) snprintf(c->tokenizer, sizeof c->tokenizer, "%s/tokenizer.bin", c->out);
+    }
+    snprintf(x.tok_path, sizeof x.tok_path, "%s", c->tokenizer);
+    if (!reporting && sweep_check(c) != 0) return 2;
+#ifdef DISTILL_MPI
+    comm = cli_comm();
+#else
+    comm = distill_comm_local();   /* without MPI cli_comm() is always this one */
+#endif
+    mpi = comm->size > 1;
+    if (sweep_workers(c, comm, &w, &nw) != 0) return 2;
+    jobs = sweep_plan(c, nw, &nj, &order);
+    if (!jobs) { fprintf(stderr, "distill sweep: out of memory\n"); return 1; }
+    if (c->plan) {
+        int64_t total = 0;
+        printf("%d runs over %d task%s (work in estimated tokens):\n  %-22s %5s  %-22s %10s %10s %10s\n", nj, nw,
+               nw > 1 ? "s" : "", "run", "task", "starts from", "work", "start", "end");
+        for (j = 0; j < nj; j++) {
+            printf("  %-22s %5d  %-22s %10lld %10lld %10lld\n", jobs[j].name, jobs[j].owner,
+                   jobs[j].dep >= 0 ? jobs[jobs[j].dep].name : "-", (long long)jobs[j].cost, (long long)jobs[j].start,
+                   (long long)jobs[j].end);
+            total += jobs[j].cost;
+        }
+        for (a = 0; a < nw; a++) {
+            int64_t sum = 0, end = 0;
+            for (j = 0; j < nj; j++)
+                if (jobs[j].owner == a) { sum += jobs[j].cost; mine++; if (jobs[j].end > end) end = jobs[j].end; }
+            printf("task %d: %d runs, work %lld, done at %lld\n", a, mine, (long long)sum, (long long)end);
+            mine = 0;
+        }
+        printf("one process: %lld\n", (long long)total);
+        free(jobs);
+        free(order);
+        return 0;
+    }
+    if (c->threads > 0) distill_set_threads(c->threads);
+    x.unit = mpi ? "rank" : "task";
+    if (nw > 1) snprintf(x.who, sizeof x.who, "%s %d: ", x.unit, w);
+    for (j = 0; j < nj; j++) mine += jobs[j].owner == w;
+    if (reporting) {
+        snprintf(path, sizeof path, "%s/stage0/result.json", x.runs_dir);
+        if (!sweep_exists(path)) {
+            fprintf(stderr, "distill sweep: %s: no sweep to report (no %s): run the sweep first\n", c->out, path);
+            goto done;
+        }
+    } else if (sweep_mkdir(c->out) || sweep_mkdir(x.runs_dir) || (c->world && sweep_mkdir(x.world_dir))) {
+        fprintf(stderr, "distill sweep: cannot create %s\n", c->out);
+        goto done;
+    } else if (w == 0) {
+        snprintf(path, sizeof path, "%s/sweep-config.json", c->out);
+        if (sweep_save_config(c, preset, path) != 0) goto done;
+    }
+    printf("distill sweep -> %s  (%s%s; %d sizes x %d seeds, %s, %d threads)\n", c->out,
+           strcmp(preset, "custom") ? "preset " : "", strcmp(preset, "custom") ? preset : c->data, c->n_sizes, c->n_seeds,
+           c->token_budget > 0 ? "fixed token budget" : "fixed epochs", distill_get_threads());
+    if (nw > 1 && !reporting)
+        printf("%s %d of %d%s: %d of the %d runs\n", mpi ? "rank" : "task", w, nw, mpi ? " (MPI)" : "", mine, nj);
+    if (nw > 1 && !mpi && !reporting && mine == 0) {
+        printf("task %d: no runs for this task (%d runs over %d tasks)\n", w, nj, nw);
+        sweep_print_merge(argc, argv);
+        rc = 0;
+        goto done;
+    }
+    if (nw > 1 && !mpi && !reporting)   /* notes from an earlier attempt of this task's runs */
+        for (j = 0; j < nj; j++)
+            if (jobs[j].owner == w) { sweep_run_path(&x, &jobs[j], "failed.txt", path, sizeof path); remove(path); }
+
+    /* the world's files and tokenizer: worker 0 makes them; the others wait for the tokenizer,
+       written last (every file is renamed into place whole) */
+    if (c->world && !reporting) {
+        if (w > 0) {
+            if (!sweep_exists(x.tok_path)) printf("%swaiting for %s 0 to write the world and %s\n", x.who, x.unit, x.tok_path);
+            while (!sweep_exists(x.tok_path)) {
+                if (!mpi && distill_time_seconds() - x.t_start > c->wait_timeout) {
+                    fprintf(stderr, "distill sweep: %sgave up after %.0f s waiting for %s (%s 0 writes it). Is %s 0 running?\n",
+                            x.who, c->wait_timeout, x.tok_path, x.unit, x.unit);
+                    goto done;
+                }
+                sweep_sleep(1.0);
+            }
+        } else if (!sweep_exists(c->eval_data)) {
+            world_gen_options wo = world_gen_options_default();
+            world_gen_summary sum;
+            wo.n_train = (uint64_t)c->n_train;
+            wo.n_direct = (uint64_t)c->n_direct;
+            wo.n_eval = (uint64_t)c->n_eval;
+            wo.seed = c->world_seed;
+            wo.error_rate = c->error_rate;
+            if (world_write_files(x.world_dir, &wo, &sum, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
+            world_print_summary(stdout, &wo, &sum);
+        } else printf("world: reusing %s\n", x.world_dir);
+        if (w == 0 && !sweep_exists(x.tok_path) && sweep_world_tokenizer(&x) != 0) goto done;
+    }
+
+    /* the inputs of this worker's runs */
+    if (!reporting && mine > 0) {
+        const distill_data_stats *st;
+        if (!(x.tok = distill_tokenizer_load(c->tokenizer, NULL, &err))) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
+        printf("tokenizer: %d tokens (%s)\n", distill_tokenizer_vocab_size(x.tok), c->tokenizer);
+        if (sweep_data_options(&x) != 0) goto done;
+        if (cli_verifier_setup(&x.cv, &x.verifier, c->verifier[0] ? c->verifier : NULL,
+                               c->verifier_cmd[0] ? c->verifier_cmd : NULL, c->verifier_timeout, "distill sweep") != 0) {
+            rc = 2;
+            goto done;
+        }
+        if (!(x.train_all = sweep_load(&x, c->data, NULL))) goto done;
+        st = distill_dataset_stats(x.train_all);
+        printf("data: %s: %lld traces (%.1f tokens/row, max %lld; %lld filtered, %lld dropped > %d tokens)\n", c->data,
+               (long long)st->rows, (double)st->tokens / (double)(st->rows ? st->rows : 1), (long long)st->max_len,
+               (long long)st->filtered, (long long)st->dropped, c->max_seq);
+        if (distill_dataset_size(x.train_all) < c->sizes[c->n_sizes - 1]) {
+            fprintf(stderr, "distill sweep: %s: only %lld usable traces (of at most %d tokens); the largest size is %lld\n",
+                    c->data, (long long)distill_dataset_size(x.train_all), c->max_seq, (long long)c->sizes[c->n_sizes - 1]);
+            goto done;
+        }
+        if (sweep_stage0_trained(c)) {
+            if (!(x.stage0_ds = sweep_load(&x, c->stage0_data, NULL))) goto done;
+            st = distill_dataset_stats(x.stage0_ds);
+            printf("stage-0 data: %s: %lld examples (%.1f tokens each)\n", c->stage0_data, (long long)st->rows,
+                   (double)st->tokens / (double)(st->rows ? st->rows : 1));
+        }
+        /* second-stage pools: checked before any training, so a too-small pool fails at once */
+        for (g = 0; g < 4; g++)
+            if (sweep_group_on(c, g) && sweep_pool(&x, g) != 0) goto done;
+    }
+
+    /* this worker's runs: stage 0, the data-quantity sweep, the second experiments */
+    for (a = 0; a < nj && !reporting; a++) {
+        const sweep_job *jb = &jobs[order[a]];
+        if (jb->owner != w) continue;
+        if (!said[jb->kind]) {
+            said[jb->kind] = 1;
+            if (jb->kind == SWEEP_STAGE0)
+                printf("stage 0: %s\n", sweep_stage0_trained(c) ? "training the direct-answer student" : "evaluating --init as it is");
+            else if (jb->kind == SWEEP_SUBSET) printf("sweep: nested subsets of the teacher's traces, fine-tuned from stage 0\n");
+            else printf("second stage: %lld traces per subset (%s pools)\n", (long long)c->split_size, c->second_pool);
+        }
+        done_before += sweep_done(&x, jb);
+        if (jb->dep >= 0 && jobs[jb->dep].owner != w && sweep_wait(&x, &jobs[jb->dep], mpi) != 0) goto done;
+        if (sweep_do(&x, jobs, order[a], &r) != 0) {
+            fprintf(stderr, "distill sweep: %srun %s failed\n", x.who, jb->name);
+            if (nw > 1 && !mpi) sweep_note_failure(&x, jb);
+            goto done;
+        }
+    }
+    if (nw > 1 && !mpi && !reporting) {   /* an array task: no report; the merge step writes it */
+        printf("\n%sdone: %d runs (%d finished earlier)  (%.0f s)\n", x.who, mine, done_before, distill_time_seconds() - x.t_start);
+        sweep_print_merge(argc, argv);
+        rc = 0;
+        goto done;
+    }
+    if (mpi) {   /* every rank waits (sleeping, not spinning in MPI) for all runs, then one barrier */
+        for (j = 0; j < nj; j++)
+            if (jobs[j].owner != w && sweep_wait(&x, &jobs[j], 1) != 0) goto done;
+        if (comm->barrier(comm, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
+        if (w != 0) { rc = 0; goto done; }
+    }
+
+    /* the report (one process: the single sweep, MPI rank 0, or --merge / --report-only), from
+       every run's result.json and generations.jsonl, so it never depends on who ran what */
+    res = (sweep_result *)calloc((size_t)nj, sizeof *res);
+    if (!res) goto done;
+    if (c->merge) printf("merge: %d runs in %s\n", nj, x.runs_dir);
+    for (j = 0; j < nj; j++) {
+        sweep_run_path(&x, &jobs[j], "result.json", path, sizeof path);
+        if (sweep_read_result(&x, path, &res[nr]) == 0) { nr++; continue; }
+        if (!missing++ && c->merge) fprintf(stderr, "distill sweep: unfinished runs (no %s/<run>/result.json):\n", x.runs_dir);
+        if (c->merge) {
+            if (nw > 1) fprintf(stderr, "  %s (task %d)\n", jobs[j].name, jobs[j].owner);
+            else fprintf(stderr, "  %s\n", jobs[j].name);
+        } else if (c->report_only) printf("  %-22s not finished: left out of the report\n", jobs[j].name);
+        else fprintf(stderr, "distill sweep: run %s has no result (%s)\n", jobs[j].name, path);
+        if (j == 0 && !c->merge) { fprintf(stderr, "distill sweep: no stage-0 result\n"); goto done; }
+    }
+    if (missing && !c->report_only) {
+        if (c->merge)
+            fprintf(stderr, "distill sweep: %d of %d runs are not finished: run (or rerun) the tasks that own them, then "
+                            "--merge again\n", missing, nj);
+        goto done;
+    }
+    if (sweep_report(&x, res, nr) != 0) goto done;
+    printf("\nresults: %s/results.md  %s/results.csv  %s/results.json  plot: %s/valley.svg  (%.0f s)\n", c->out, c->out,
+           c->out, c->out, distill_time_seconds() - x.t_start);
+    rc = 0;
+done:
+    free(res);
+    free(jobs);
+    free(order);
+    for (g = 0; g < 4; g++) distill_dataset_free(x.pools[g]);
+    free(x.used_ids);
+    distill_dataset_free(x.train_all);
+    distill_dataset_free(x.stage0_ds);
+    if (x.tok) distill_tokenizer_free(x.tok);
+    return rc;
+}
