@@ -22,8 +22,8 @@ rm -rf $D && mkdir -p $D || exit 1
 
 # the results must agree: all but the timing columns (train_seconds, eval_seconds: the last two)
 same() {   # same DIR_A DIR_B WHAT
-  rev "$1/results.csv" 2>/dev/null | cut -d, -f3- | rev > "$1/strip.csv"
-  rev "$2/results.csv" 2>/dev/null | cut -d, -f3- | rev > "$2/strip.csv"
+  sed 's/,[^,]*,[^,]*$//' "$1/results.csv" > "$1/strip.csv" 2>/dev/null
+  sed 's/,[^,]*,[^,]*$//' "$2/results.csv" > "$2/strip.csv" 2>/dev/null
   if [ "$(wc -l < "$1/strip.csv")" -ne 12 ]; then fail "$3: $1/results.csv has $(wc -l < "$1/strip.csv") lines, want 12"; return; fi
   if ! cmp -s "$1/strip.csv" "$2/strip.csv"; then fail "$3: results.csv differs"; diff "$1/strip.csv" "$2/strip.csv"; return; fi
   if ! cmp -s "$1/results.md" "$2/results.md"; then fail "$3: results.md differs"; return; fi

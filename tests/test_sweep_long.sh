@@ -11,7 +11,7 @@ args="--preset smoke --train 300 --direct 300 --eval 20 --sizes 25,100,250 --spl
 ./distill sweep $args --out $D.1 --threads 1 > $D.1.log
 ./distill sweep $args --out $D.2 --threads 2 > $D.2.log
 # drop the timing columns (train_seconds, eval_seconds: the last two)
-strip() { rev "$1" | cut -d, -f3- | rev; }
+strip() { sed 's/,[^,]*,[^,]*$//' "$1"; }
 strip $D.1/results.csv > $D.1/strip.csv
 strip $D.2/results.csv > $D.2/strip.csv
 if ! cmp -s $D.1/strip.csv $D.2/strip.csv; then
