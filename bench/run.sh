@@ -21,7 +21,7 @@ echo "== build (plain -O2, no -march: the kernels are chosen at run time)"
 $CC -std=c99 -O2 bench/fma_peak.c -o $B/fma_peak -lpthread
 $CC -std=c99 -O2 $BLASF bench/bench_kernels.c -o $B/bench_kernels -lm -lpthread $BLASL
 if [ -z "$DISTILL" ]; then
-  $CC -std=c99 -O2 $BLASF -o $B/distill examples/distill.c examples/cli/*.c -lm -lpthread $BLASL
+  $CC -std=c99 -O2 $BLASF -o $B/distill examples/distill.c examples/cli/*.c examples/valley/*.c -lm -lpthread $BLASL
   DISTILL=$B/distill
 fi
 echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ($(nproc) cores), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $B/machine.txt

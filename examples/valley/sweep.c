@@ -1402,6 +1402,8 @@ typedef struct sweep_report_in {
     const sweep_result *r;
     sweep_outcomes *oc;          /* per run */
     double *delta, *lo, *hi;     /* per run: pass@1 minus stage 0's, paired 95 % interval */
+    double *pd, *plo, *phi;      /* easy and correct runs: minus their hard / incorrect partner */
+    int *partner;                /* that partner's index, or -1 */
     int nr;
 } sweep_report_in;
 
@@ -1420,7 +1422,7 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
     distill_atomic_file af;
     char path[1200], (*cells)[CW] = NULL, hdr_buf[40][48];
     const char *cp[40], *hdr[40];
-    int i, j, k, s, ncol = 0, n_pts = c->n_sizes + 1, rc = -1;
+    int i, j, k, s, g, ncol = 0, n_pts = c->n_sizes + 1, rc = -1;
     const sweep_result *stage0 = &r[0];
     double xs[SWEEP_MAX_SIZES + 1], ys[SWEEP_MAX_SEEDS][SWEEP_MAX_SIZES + 1], mean[SWEEP_MAX_SIZES + 1],
            sd[SWEEP_MAX_SIZES + 1], comp[SWEEP_MAX_SIZES + 1], think[SWEEP_MAX_SIZES + 1], tmp[SWEEP_MAX_SEEDS],
@@ -1433,16 +1435,29 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
     in.r = r;
     in.nr = nr;
     in.oc = (sweep_outcomes *)calloc((size_t)nr, sizeof *in.oc);
-    in.delta = (double *)calloc((size_t)nr * 3, sizeof(double));
+    in.delta = (double *)calloc((size_t)nr * 6, sizeof(double));
+    in.partner = (int *)calloc((size_t)nr, sizeof(int));
     cells = (char (*)[CW])calloc(40, CW);
-    if (!in.oc || !in.delta || !cells) goto done;
+    if (!in.oc || !in.delta || !in.partner || !cells) goto done;
     in.lo = in.delta + nr;
     in.hi = in.delta + 2 * nr;
+    in.pd = in.delta + 3 * nr;
+    in.plo = in.delta + 4 * nr;
+    in.phi = in.delta + 5 * nr;
     for (i = 0; i < nr; i++) {
         snprintf(path, sizeof path, "%s/%s/generations.jsonl", x->runs_dir, r[i].name);
         if (sweep_read_outcomes(path, &in.oc[i]) != 0) goto done;
     }
-    for (i = 0; i < nr; i++) sweep_paired_bootstrap(&in.oc[i], &in.oc[0], SWEEP_BOOT, &in.delta[i], &in.lo[i], &in.hi[i]);
+    for (i = 0; i < nr; i++) {
+        sweep_paired_bootstrap(&in.oc[i], &in.oc[0], SWEEP_BOOT, &in.delta[i], &in.lo[i], &in.hi[i]);
+        /* the second stage's pairs: easy minus hard, correct minus incorrect (same seed and start) */
+        in.partner[i] = -1;
+        in.pd[i] = in.plo[i] = in.phi[i] = NAN;
+        for (g = 0; g < 4; g += 2)
+            if (!strcmp(r[i].group, sweep_groups[g])) in.partner[i] = sweep_find(&in, sweep_groups[g + 1], r[i].from, r[i].seed);
+        if (in.partner[i] >= 0)
+            sweep_paired_bootstrap(&in.oc[i], &in.oc[in.partner[i]], SWEEP_BOOT, &in.pd[i], &in.plo[i], &in.phi[i]);
+    }
     for (i = 0; i < 40; i++) cp[i] = cells[i];
 
     /* results.csv / results.json: one row per run */
@@ -1450,7 +1465,7 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
         static const char *const head[] = {"run", "group", "from", "seed", "size", "eval_problems", "eval_samples", "pass_at_1"};
         static const char *const tail[] = {"completion_rate", "strict_completion_rate", "think_rate", "think_open_rate",
                                            "think_tokens_mean", "truncation_rate", "delta_vs_stage0", "ci_low", "ci_high",
-                                           "train_loss", "train_tokens", "train_steps", "train_seconds", "eval_seconds"};
+                                           "pair", "pair_delta", "pair_ci_low", "pair_ci_high", "train_loss", "train_tokens", "train_steps", "train_seconds", "eval_seconds"};
         for (i = 0; i < 8; i++) hdr[ncol++] = head[i];
         for (i = 0; i < c->nk; i++) if (c->ks[i] != 1) { snprintf(hdr_buf[ncol], 48, "pass_at_%d", c->ks[i]); hdr[ncol] = hdr_buf[ncol]; ncol++; }
         for (i = 0; i < stage0->n_levels && ncol < 24; i++) {
@@ -1460,7 +1475,7 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
             hdr[ncol] = hdr_buf[ncol];
             ncol++;
         }
-        for (i = 0; i < 14; i++) hdr[ncol++] = tail[i];
+        for (i = 0; i < 18; i++) hdr[ncol++] = tail[i];
     }
     if (distill_table_init(&t, hdr, ncol) != 0) goto done;
     for (i = 0; i < nr; i++) {
@@ -1488,6 +1503,10 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
         sweep_fmt(cells[col++], CW, i ? in.delta[i] : NAN, 4);
         sweep_fmt(cells[col++], CW, i ? in.lo[i] : NAN, 4);
         sweep_fmt(cells[col++], CW, i ? in.hi[i] : NAN, 4);
+        snprintf(cells[col++], CW, "%s", in.partner[i] >= 0 ? r[in.partner[i]].name : "");
+        sweep_fmt(cells[col++], CW, in.pd[i], 4);
+        sweep_fmt(cells[col++], CW, in.plo[i], 4);
+        sweep_fmt(cells[col++], CW, in.phi[i], 4);
         sweep_fmt(cells[col++], CW, r[i].train_loss, 4);
         snprintf(cells[col++], CW, "%lld", (long long)r[i].train_tokens);
         snprintf(cells[col++], CW, "%lld", (long long)r[i].train_steps);
@@ -1676,11 +1695,12 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
                 for (k = 0; k < 4; k += 2) {
                     const char *from = j ? "largest" : "stage0";
                     int a = sweep_find(&in, sweep_groups[k], from, (int64_t)c->seeds[s]);
-                    int b = sweep_find(&in, sweep_groups[k + 1], from, (int64_t)c->seeds[s]);
                     double d, lo, hi;
                     char txt[CW];
-                    if (a < 0 || b < 0) continue;
-                    sweep_paired_bootstrap(&in.oc[a], &in.oc[b], SWEEP_BOOT, &d, &lo, &hi);
+                    if (a < 0 || in.partner[a] < 0) continue;
+                    d = in.pd[a];
+                    lo = in.plo[a];
+                    hi = in.phi[a];
                     sweep_cmp_text(txt, CW, d, lo, hi);
                     fprintf(f, "- %s minus %s, from %s, seed %llu: %s — %s\n", sweep_groups[k], sweep_groups[k + 1], from,
                             (unsigned long long)c->seeds[s], txt,
@@ -1700,6 +1720,7 @@ done:
     if (in.oc) for (i = 0; i < nr; i++) sweep_outcomes_free(&in.oc[i]);
     free(in.oc);
     free(in.delta);
+    free(in.partner);
     free(cells);
     return rc;
 }
