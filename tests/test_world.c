@@ -232,7 +232,7 @@ static int check_trace(const world_problem *pr, const char *resp, int *n_try) {
 }
 
 static void test_teacher_traces_consistent(void) {
-    int s, lv, hasty, n_try, claims, total = 0, backtracks = 0;
+    int s, lv, hasty, n_try, claims, total = 0, backtracks = 0, exec_slips = 0, misreads = 0;
     char resp[8192];
     for (hasty = 0; hasty <= 1; hasty++)
         for (lv = 1; lv <= WORLD_N_LEVELS; lv++)
@@ -246,7 +246,10 @@ static void test_teacher_traces_consistent(void) {
                 world_generate(&pr, (uint64_t)(s * 7 + lv), lv);
                 CHECK(world_teacher(&pr, (uint64_t)s, hasty, resp, sizeof resp, &fin, &kind) > 0, "trace too long");
                 claims = check_trace(&pr, resp, &n_try);
+                /* an execution slip is a wrong value in a check line: the checker must catch it */
+                if (kind == WORLD_TEACHER_EXEC_SLIP) { CHECK(claims == -1, "level %d seed %d: slip not visible:\n%s", lv, s, resp); exec_slips++; continue; }
                 CHECK(claims > 0, "level %d seed %d: inconsistent trace:\n%s", lv, s, resp);
+                misreads += kind == WORLD_TEACHER_MISREAD;
                 total += claims > 0 ? claims : 0;
                 backtracks += n_try > 1;
                 CHECK(world_extract_code(resp, strlen(resp), &c, &cl), "no code in trace");
@@ -256,6 +259,7 @@ static void test_teacher_traces_consistent(void) {
             }
     CHECK(total > 1500, "only %d claims checked", total);
     CHECK(backtracks > 100, "only %d traces backtrack", backtracks);
+    CHECK(exec_slips > 5 && misreads > 5, "the erring teacher made %d execution slips and %d misreads", exec_slips, misreads);
 }
 
 /* The checker above can fail: a trace with one state or verdict altered is rejected. */
@@ -370,6 +374,76 @@ static void test_record_roundtrip(void) {
     free(text);
 }
 
+
+/* The files: eval problems share neither program (the "solution" field) nor statement (the
+   question's first line) with any train/direct row; stage 0's file holds no <think>; it holds
+   execution rows whose states are the interpreter's, and description rows. Checked by reading
+   the files back, independently of the generator's bookkeeping. */
+static int first_line_eq(const char *a, const char *b) {
+    while (*a && *a != '\n' && *a == *b) { a++; b++; }
+    return (*a == 0 || *a == '\n') && (*b == 0 || *b == '\n');
+}
+static void test_files_disjoint(void) {
+    static const char *const files[3] = {"build/test_world_files/train.jsonl", "build/test_world_files/direct.jsonl",
+                                         "build/test_world_files/eval.jsonl"};
+    world_gen_options o = world_gen_options_default();
+    world_gen_summary sum;
+    distill_error err;
+    distill_json *rows[3][1200];
+    int n[3] = {0, 0, 0}, f, i, j, shared_prog = 0, shared_stmt = 0, think = 0, exec_ok = 0, exec_rows = 0, desc_rows = 0;
+    o.n_train = 300; o.n_direct = 300; o.n_eval = 100;
+    CHECK(system("mkdir -p build/test_world_files") == 0, "mkdir");
+    CHECK(world_write_files("build/test_world_files", &o, &sum, &err) == 0, "%s", err.msg);
+    for (f = 0; f < 3; f++) {
+        distill_line_reader *rd = distill_line_reader_open(files[f], 0, &err);
+        const char *line;
+        size_t len;
+        int64_t ln;
+        CHECK(rd != NULL, "%s", err.msg);
+        if (!rd) return;
+        while (n[f] < 1200 && distill_line_reader_next(rd, &line, &len, &ln, &err) == 1)
+            rows[f][n[f]++] = distill_json_parse(line, len, files[f], (int)ln, &err);
+        distill_line_reader_close(rd);
+    }
+    CHECK(n[0] == 300 && n[1] == 900 && n[2] == 100, "rows %d %d %d", n[0], n[1], n[2]);
+    for (i = 0; i < n[2]; i++) {
+        const distill_json *es = distill_json_get(rows[2][i], "solution"), *eq = distill_json_get(rows[2][i], "question");
+        for (f = 0; f < 2; f++)
+            for (j = 0; j < n[f]; j++) {
+                const distill_json *ts = distill_json_get(rows[f][j], "solution"), *tq = distill_json_get(rows[f][j], "question");
+                shared_prog += !strcmp(es->str, ts->str);
+                shared_stmt += first_line_eq(eq->str, tq->str);
+            }
+    }
+    CHECK(shared_prog == 0 && shared_stmt == 0, "eval shares %d programs and %d statements with training rows", shared_prog, shared_stmt);
+    for (j = 0; j < n[1]; j++) {
+        const distill_json *r = distill_json_get(rows[1][j], "response"), *k = distill_json_get(rows[1][j], "teacher");
+        const distill_json *sol = distill_json_get(rows[1][j], "solution"), *q = distill_json_get(rows[1][j], "question");
+        think += strstr(r->str, "<think>") != NULL;
+        if (!strcmp(k->str, "execution")) {
+            /* "Run this program on IN:" ... the response's states must be the interpreter's */
+            world_program p;
+            world_value in, out, trace[WORLD_MAX_OPS];
+            char want[1024], e[128], *colon = strstr(q->str, ":\n");
+            size_t m = 0;
+            int s2;
+            exec_rows++;
+            if (colon && world_parse(sol->str, sol->len, &p, e, sizeof e) == 0 &&
+                world_parse_value(q->str + 20, (size_t)(colon - q->str - 20), &in, e, sizeof e) == 0 &&
+                world_run(&p, &in, &out, trace, NULL, 0) == 0) {
+                m += world_format_value(&in, want, sizeof want);
+                for (s2 = 0; s2 < p.n; s2++) { m += (size_t)snprintf(want + m, sizeof want - m, " -> "); m += world_format_value(&trace[s2], want + m, sizeof want - m); }
+                exec_ok += !strcmp(want, r->str);
+            }
+        }
+        desc_rows += !strcmp(k->str, "describe");
+    }
+    CHECK(think == 0, "%d stage-0 rows hold <think>", think);
+    CHECK(exec_rows == 300 && exec_ok == 300, "%d of %d execution rows match the interpreter", exec_ok, exec_rows);
+    CHECK(desc_rows == 300, "%d description rows", desc_rows);
+    for (f = 0; f < 3; f++) for (i = 0; i < n[f]; i++) distill_json_free(rows[f][i]);
+}
+
 int main(void) {
     RUN(test_semantics);
     RUN(test_parse_errors);
@@ -381,5 +455,6 @@ int main(void) {
     RUN(test_error_labels);
     RUN(test_extract);
     RUN(test_record_roundtrip);
+    RUN(test_files_disjoint);
     return harness_done("test_world");
 }

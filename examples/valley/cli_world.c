@@ -136,7 +136,7 @@ static int world_show_cmd(int argc, char **argv) {
     passed = world_score_text(resp, strlen(resp), pr.hid, WORLD_N_HIDDEN, NULL, 0);
     printf("== question (level %d, %s)\n%s\n== teacher (%s): passes %d/%d hidden tests\n%s\n== direct answer\n%s\n",
            pr.level, world_difficulty_label(pr.level), pr.question,
-           kind == WORLD_TEACHER_CAREFUL ? "careful" : kind == WORLD_TEACHER_HASTY ? "hasty" : "slip",
+           world_teacher_kind_name(kind),
            passed, WORLD_N_HIDDEN, resp, direct);
     return 0;
 }

@@ -54,6 +54,10 @@ typedef struct sweep_cfg {
     char second_from[16], second_pool[16];
     int64_t split_size;
     int second_seeds;          /* run them for the first k seeds */
+    /* controls, for the first arm_seeds seeds */
+    int64_t budget_arm;        /* > 0: every size also trained on this many tokens */
+    char control_maps[SWEEP_MAX_LIST][256];   /* the same rows seen through these maps (answers only) */
+    int n_control_maps, arm_seeds;
     /* the world (a preset's data provider) */
     int world;                 /* 1: generate OUT/world/{train,direct,eval}.jsonl and a tokenizer */
     int64_t n_train, n_direct, n_eval;
@@ -72,7 +76,7 @@ typedef struct sweep_cfg {
     uint64_t seeds[SWEEP_MAX_SEEDS];
     int n_seeds;
     /* evaluation */
-    int eval_n, top_k, max_new, gen_batch, nk;
+    int eval_n, top_k, max_new, gen_batch, nk, eval_greedy;
     int ks[DISTILL_EVAL_MAX_K];
     double temperature, top_p;
     int64_t eval_max_problems;
@@ -90,7 +94,7 @@ static void sweep_defaults(sweep_cfg *c) {
     snprintf(c->second_pool, sizeof c->second_pool, "disjoint");
     c->verifier_timeout = 30;
     c->max_seq = 512;
-    c->split_size = 0; c->second_seeds = 1;
+    c->split_size = 0; c->second_seeds = 1; c->arm_seeds = 1;
     c->n_train = 4000; c->n_direct = 3000; c->n_eval = 200; c->world_seed = 1; c->error_rate = 0.3; c->vocab = 512;
     c->dim = 96; c->layers = 3; c->heads = 4; c->kv_heads = 2; c->hidden = 256;
     c->batch_rows = 8; c->grad_accum = 1;
@@ -123,6 +127,9 @@ static void sweep_preset(sweep_cfg *c, const char *name) {
        at barriers (measured: the smoke preset 14.2 s with 2 threads vs 1.9 s with 1 at load 11). */
     c->threads = 1;
     c->second_seeds = 1;
+    snprintf(c->control_maps[0], sizeof c->control_maps[0], "question=prompt");
+    snprintf(c->control_maps[1], sizeof c->control_maps[1], "answer_only=response");
+    c->n_control_maps = 2;
     /* the second-stage pools are disjoint from every sweep subset: n_train leaves room for them
        (a quarter to a third of the traces are wrong, two fifths easy) */
     if (!strcmp(name, "smoke")) {           /* CI: seconds */
@@ -132,16 +139,21 @@ static void sweep_preset(sweep_cfg *c, const char *name) {
         c->stage0_epochs = 1; c->epochs = 1; c->max_new = 64;
         c->sizes[0] = 10; c->sizes[1] = 40; c->n_sizes = 2;
         c->split_size = 10;
-    } else if (!strcmp(name, "valley")) {   /* the full miniature */
+        c->n_control_maps = 0;   /* no controls: the CI smoke checks the table's shape */
+    } else if (!strcmp(name, "valley")) {   /* the full miniature: 2.5 decades of data, 3 seeds */
         snprintf(c->out, sizeof c->out, "build/valley");
-        c->n_train = 5000; c->n_direct = 2000; c->n_eval = 200;
-        c->sizes[0] = 20; c->sizes[1] = 50; c->sizes[2] = 100; c->sizes[3] = 200; c->sizes[4] = 500;
-        c->sizes[5] = 1000; c->sizes[6] = 2000; c->n_sizes = 7;
+        c->n_train = 20000; c->n_direct = 4000; c->n_eval = 400;
+        c->sizes[0] = 30; c->sizes[1] = 100; c->sizes[2] = 300; c->sizes[3] = 1000; c->sizes[4] = 3000;
+        c->sizes[5] = 10000; c->n_sizes = 6;
         c->seeds[0] = 1; c->seeds[1] = 2; c->seeds[2] = 3; c->n_seeds = 3;
-        c->split_size = 200; c->second_seeds = 3;
+        c->split_size = 300; c->second_seeds = 3;
+        /* sampled evaluation (4 samples at 0.7: pass@1, pass@4) and greedy beside it */
+        c->eval_n = 4; c->temperature = 0.7; c->top_p = 1; c->ks[0] = 1; c->ks[1] = 4; c->nk = 2; c->eval_greedy = 1;
+        c->max_new = 384;
+        c->budget_arm = 1000000;
     } else {                                /* demo: <= 5 min */
         snprintf(c->out, sizeof c->out, "build/demo");
-        c->n_train = 1500; c->n_direct = 1500; c->n_eval = 100; c->stage0_epochs = 5;
+        c->n_train = 1500; c->n_direct = 800; c->n_eval = 100; c->stage0_epochs = 5;
         c->sizes[0] = 30; c->sizes[1] = 100; c->sizes[2] = 300; c->sizes[3] = 1000; c->n_sizes = 4;
         c->split_size = 100;
     }
@@ -172,11 +184,16 @@ static void sweep_usage(FILE *f) {
 "  --easy EXPR --hard EXPR   --correct EXPR --incorrect EXPR   --split-size N (0: none)\n"
 "  --second-from largest|stage0|both (both)   --second-seeds K (first K seeds)\n"
 "  --second-pool disjoint|overlap   disjoint (default): only rows no sweep subset used\n"
+"controls (for the first --arm-seeds K seeds, default 1)\n"
+"  --budget-arm N         every size also trained on N tokens (runs s<seed>_n<size>_budget)\n"
+"  --control-map SRC=DST  (repeatable) the same rows of --data seen through other maps, e.g. an\n"
+"                         answers-only field: the direct-answer control (runs s<seed>_n<size>_direct)\n"
 "evaluation\n"
 "  --eval-data FILE       held-out problems (the prompt found as distill eval --model finds it)\n"
 "  --verifier world | --verifier-cmd CMD   (protocol of distill eval)  --verifier-timeout SEC (30)\n"
 "  --eval-n N (samples per problem, 1) --temperature T (0) --top-p P --top-k K --k 1,4\n"
 "  --max-new-tokens N --eval-max-problems N --gen-batch N\n"
+"  --eval-greedy          with sampling: also one greedy sample per problem (pass_at_1_greedy)\n"
 "the world (presets)\n"
 "  --train N --direct N --eval N --error-rate R --world-seed S --vocab V\n"
 "process\n"
@@ -230,9 +247,9 @@ static int sweep_set(sweep_cfg *c, const char *key, const char *val, const disti
     if (!strcmp(k, "seq")) snprintf(k, sizeof k, "max_seq");
     if (!strcmp(k, "batch")) snprintf(k, sizeof k, "batch_rows");
     if (!strcmp(k, "max_new")) snprintf(k, sizeof k, "max_new_tokens");
-    if (!strcmp(k, "map") || !strcmp(k, "filter")) {
-        int *n = k[0] == 'm' ? &c->n_maps : &c->n_filters;
-        char (*dst)[256] = k[0] == 'm' ? c->maps : c->filters;
+    if (!strcmp(k, "map") || !strcmp(k, "filter") || !strcmp(k, "control_map")) {
+        int *n = k[0] == 'm' ? &c->n_maps : k[0] == 'f' ? &c->n_filters : &c->n_control_maps;
+        char (*dst)[256] = k[0] == 'm' ? c->maps : k[0] == 'f' ? c->filters : c->control_maps;
         if (jv) {
             if (jv->type != DISTILL_JSON_ARRAY || jv->len > SWEEP_MAX_LIST) return -1;
             *n = 0;
@@ -312,8 +329,9 @@ static int sweep_set(sweep_cfg *c, const char *key, const char *val, const disti
     SWEEP_DBL("weight_decay", weight_decay, 0, 10) SWEEP_DBL("epochs", epochs, 1e-3, 1e5)
     SWEEP_I64("token_budget", token_budget, 0, 1e15)
     SWEEP_DBL("stage0_epochs", stage0_epochs, 1e-3, 1e5) SWEEP_DBL("stage0_lr", stage0_lr, 1e-9, 1)
+    SWEEP_I64("budget_arm", budget_arm, 0, 1e15) SWEEP_INT("arm_seeds", arm_seeds, 0, SWEEP_MAX_SEEDS)
     SWEEP_I64("split_size", split_size, 0, 1e9) SWEEP_INT("second_seeds", second_seeds, 0, SWEEP_MAX_SEEDS)
-    SWEEP_INT("eval_n", eval_n, 1, 100000) SWEEP_DBL("temperature", temperature, 0, 100) SWEEP_DBL("top_p", top_p, 1e-6, 1)
+    SWEEP_INT("eval_greedy", eval_greedy, 0, 1) SWEEP_INT("eval_n", eval_n, 1, 100000) SWEEP_DBL("temperature", temperature, 0, 100) SWEEP_DBL("top_p", top_p, 1e-6, 1)
     SWEEP_INT("top_k", top_k, 0, 1 << 20) SWEEP_INT("max_new_tokens", max_new, 1, 1 << 20)
     SWEEP_I64("eval_max_problems", eval_max_problems, 0, 1e12) SWEEP_INT("gen_batch", gen_batch, 1, 4096)
     SWEEP_DBL("verifier_timeout", verifier_timeout, 1e-3, 1e6)
@@ -329,7 +347,8 @@ static int sweep_set(sweep_cfg *c, const char *key, const char *val, const disti
 
 /* Switches may stand alone on the command line ("--pack"), or take 0/1. */
 static int sweep_is_switch(const char *flag) {
-    static const char *const sw[] = {"--merge", "--plan", "--pack", "--truncate", "--normalize-think", "--report-only"};
+    static const char *const sw[] = {"--merge", "--plan", "--pack", "--truncate", "--normalize-think", "--report-only",
+                                     "--eval-greedy"};
     size_t i;
     for (i = 0; i < sizeof sw / sizeof sw[0]; i++) if (!strcmp(flag, sw[i])) return 1;
     return 0;
@@ -431,8 +450,8 @@ typedef struct sweep_ctx {
     distill_tokenizer *tok;
     const distill_chat_template *tmpl;
     distill_data_options dopt;
-    const char *maps[SWEEP_MAX_LIST], *filters[SWEEP_MAX_LIST + 1];
-    distill_dataset *train_all, *stage0_ds;
+    const char *maps[SWEEP_MAX_LIST], *filters[SWEEP_MAX_LIST + 2];
+    distill_dataset *train_all, *stage0_ds, *control_all;
     distill_dataset *pools[4];          /* easy, hard, correct, incorrect (loaded on first use) */
     int64_t *used_ids;                  /* ids of the rows any sweep subset trains on (sorted) */
     int64_t n_used;
@@ -450,7 +469,7 @@ typedef struct sweep_result {
     int64_t seed, size;
     int64_t eval_problems, eval_samples;
     double pass1, pass_k[DISTILL_EVAL_MAX_K], completion, strict_completion, think_rate, think_open, think_tokens;
-    double truncation;
+    double truncation, pass1_greedy, truncation_greedy;
     int n_levels;
     char level_name[SWEEP_MAX_LEVELS][32];
     double level_pass[SWEEP_MAX_LEVELS];
@@ -470,17 +489,19 @@ static const char *sweep_group_expr(const sweep_cfg *c, int g) {
     return e[0] ? e : NULL;
 }
 
-static distill_dataset *sweep_load(sweep_ctx *x, const char *path, const char *filter) {
+static distill_dataset *sweep_load2(sweep_ctx *x, const char *path, const char *filter, const char *filter2) {
     distill_data_options o = x->dopt;
     distill_error err;
     distill_dataset *ds;
-    if (filter) {
-        x->filters[x->cfg.n_filters] = filter;
-        o.n_filters = x->cfg.n_filters + 1;
-    }
+    o.n_filters = x->cfg.n_filters;
+    if (filter) x->filters[o.n_filters++] = filter;
+    if (filter2) x->filters[o.n_filters++] = filter2;
     ds = distill_dataset_load(path, &o, x->tok, &err);
     if (!ds) fprintf(stderr, "distill sweep: %s\n", err.msg);
     return ds;
+}
+static distill_dataset *sweep_load(sweep_ctx *x, const char *path, const char *filter) {
+    return sweep_load2(x, path, filter, NULL);
 }
 
 /* The data options of distill train, from the sweep's flags. 0, or -1 after a message. */
@@ -638,11 +659,11 @@ static double sweep_final_loss(const char *dir, int64_t *tokens) {
     return n ? s / (double)((n + 3) / 4) : NAN;
 }
 
-/* Train on ds from init_path (NULL: a fresh model seeded with `seed`) for `epochs`, or for the
-   token budget when use_budget, with the trainer writing checkpoints and metrics into dir (a
+/* Train on ds from init_path (NULL: a fresh model seeded with `seed`) for `epochs`, or for
+   `budget` tokens when budget > 0, with the trainer writing checkpoints and metrics into dir (a
    killed run resumes from its newest checkpoint). Returns the model, or NULL after a message. */
 static distill_model *sweep_train(sweep_ctx *x, const distill_dataset *ds, const char *init_path, uint64_t seed,
-                                  double epochs, double lr, int use_budget, const char *dir, sweep_result *res) {
+                                  double epochs, double lr, int64_t budget, const char *dir, sweep_result *res) {
     const sweep_cfg *c = &x->cfg;
     distill_error err;
     distill_model *m = NULL;
@@ -674,10 +695,10 @@ static distill_model *sweep_train(sweep_ctx *x, const distill_dataset *ds, const
     lo.seed = seed;
     if (!(L = distill_loader_create(ds, &lo, &err))) { fprintf(stderr, "distill sweep: loader: %s\n", err.msg); goto fail; }
     distill_loader_source_init(&ls, L, ds);
-    if (use_budget && c->token_budget > 0) {
+    if (budget > 0) {
         /* a fixed number of training tokens: steps of the epoch's mean tokens per batch */
         double per_batch = (double)st->tokens / (double)(ls.src.batches_per_epoch > 0 ? ls.src.batches_per_epoch : 1);
-        tc.max_steps = (int64_t)ceil((double)c->token_budget / (per_batch * c->grad_accum));
+        tc.max_steps = (int64_t)ceil((double)budget / (per_batch * c->grad_accum));
         if (tc.max_steps < 1) tc.max_steps = 1;
     } else tc.epochs = epochs;
     tc.batch_rows = c->batch_rows;
@@ -694,7 +715,7 @@ static distill_model *sweep_train(sweep_ctx *x, const distill_dataset *ds, const
     tc.progress = 0;
     tc.seed = seed;
     snprintf(cj, sizeof cj, "{\"sweep_run\": \"%s\", \"rows\": %lld, \"epochs\": %.9g, \"token_budget\": %lld, \"lr\": %.9g}",
-             res->name, (long long)distill_dataset_size(ds), epochs, (long long)(use_budget ? c->token_budget : 0), lr);
+             res->name, (long long)distill_dataset_size(ds), epochs, (long long)budget, lr);
     tc.config_json = cj;
     if (!(T = distill_trainer_create(m, &ls.src, NULL, &tc, &err))) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto fail; }
     if (sweep_ckpts(dir, 0)) {
@@ -845,6 +866,23 @@ static int sweep_eval(sweep_ctx *x, distill_model *m, const char *dir, sweep_res
     eo.out_jsonl = gpath;
     eo.max_problems = c->eval_max_problems;
     eo.metrics = &em;
+    res->pass1_greedy = res->truncation_greedy = NAN;
+    if (c->eval_greedy && c->temperature > 0) {
+        /* the same problems, one greedy sample each, beside the sampled ones */
+        distill_eval_model_options go = eo;
+        char gg[1400];
+        snprintf(gg, sizeof gg, "%s/generations-greedy.jsonl", dir);
+        go.n_samples = 1;
+        go.nk = 1;
+        go.gen.temperature = 0;
+        go.out_jsonl = gg;
+        if (distill_eval_model(m, x->tok, c->eval_data, &go, NULL, &err) != 0) {
+            fprintf(stderr, "distill sweep: eval (greedy): %s\n", err.msg);
+            return -1;
+        }
+        res->pass1_greedy = em.verified ? em.pass_at_1 : NAN;
+        res->truncation_greedy = em.n ? (double)em.n_truncated / (double)em.n : NAN;
+    }
     if (distill_eval_model(m, x->tok, c->eval_data, &eo, NULL, &err) != 0) {
         fprintf(stderr, "distill sweep: eval: %s\n", err.msg);
         return -1;
@@ -920,6 +958,8 @@ static int sweep_write_result(const sweep_ctx *x, const char *path, const sweep_
     sweep_num(af.f, "think_open_rate", r->think_open, 0);
     sweep_num(af.f, "think_tokens_mean", r->think_tokens, 0);
     sweep_num(af.f, "truncation_rate", r->truncation, 0);
+    sweep_num(af.f, "pass_at_1_greedy", r->pass1_greedy, 0);
+    sweep_num(af.f, "truncation_rate_greedy", r->truncation_greedy, 0);
     sweep_num(af.f, "train_loss", r->train_loss, 0);
     fprintf(af.f, "\"train_tokens\": %lld, \"train_steps\": %lld, ", (long long)r->train_tokens, (long long)r->train_steps);
     sweep_num(af.f, "train_seconds", r->train_seconds, 0);
@@ -965,6 +1005,8 @@ static int sweep_read_result(const sweep_ctx *x, const char *path, sweep_result 
     r->think_open = sweep_jnum(j, "think_open_rate");
     r->think_tokens = sweep_jnum(j, "think_tokens_mean");
     r->truncation = sweep_jnum(j, "truncation_rate");
+    r->pass1_greedy = sweep_jnum(j, "pass_at_1_greedy");
+    r->truncation_greedy = sweep_jnum(j, "truncation_rate_greedy");
     r->train_loss = sweep_jnum(j, "train_loss");
     r->train_tokens = (int64_t)sweep_jnum(j, "train_tokens");
     r->train_steps = (int64_t)sweep_jnum(j, "train_steps");
@@ -991,7 +1033,7 @@ static int sweep_read_result(const sweep_ctx *x, const char *path, sweep_result 
    running task never waits for a task that has not started, so the sweep always progresses.
    The estimates only balance the work: the results do not depend on the assignment (each run
    is deterministic given its inputs, whichever process runs it). */
-enum { SWEEP_STAGE0, SWEEP_SUBSET, SWEEP_SECOND };
+enum { SWEEP_STAGE0, SWEEP_SUBSET, SWEEP_SECOND, SWEEP_BUDGET, SWEEP_CONTROL };
 
 typedef struct sweep_job {
     char name[96];
@@ -1015,8 +1057,8 @@ static int sweep_group_on(const sweep_cfg *c, int g) {
 
 /* Rough work of one run in tokens: training (a trace ~100 tokens) plus generation (a generated
    token costs ~4 trained ones). */
-static int64_t sweep_cost(const sweep_cfg *c, int64_t rows, double epochs, int use_budget) {
-    double train = use_budget && c->token_budget > 0 ? (double)c->token_budget : (double)rows * 100.0 * epochs;
+static int64_t sweep_cost(const sweep_cfg *c, int64_t rows, double epochs, int64_t budget) {
+    double train = budget > 0 ? (double)budget : (double)rows * 100.0 * epochs;
     double problems = c->eval_max_problems > 0 ? (double)c->eval_max_problems : (double)c->n_eval;
     return (int64_t)(train + 4.0 * problems * c->eval_n * c->max_new);
 }
@@ -1043,7 +1085,7 @@ static void sweep_sort(const sweep_job *jb, int *idx, int n, int (*before)(const
 
 /* The run list (in report order) with each run's worker; *order gets the execution order. */
 static sweep_job *sweep_plan(const sweep_cfg *c, int n_workers, int *n_jobs, int **order) {
-    int cap = 1 + c->n_seeds * (c->n_sizes + 8), n = 0, s, k, g, from, w, i, j;
+    int cap = 1 + c->n_seeds * (3 * c->n_sizes + 8), n = 0, s, k, g, from, w, i, j;
     sweep_job *jb = (sweep_job *)calloc((size_t)cap, sizeof *jb);
     int64_t *busy = (int64_t *)calloc((size_t)n_workers, sizeof(int64_t));
     int *idx = (int *)calloc((size_t)cap, sizeof(int));
@@ -1062,7 +1104,7 @@ static sweep_job *sweep_plan(const sweep_cfg *c, int n_workers, int *n_jobs, int
             jb[n].keep_model = k == c->n_sizes - 1 && from_hi == 1 && s < c->second_seeds &&
                                (sweep_group_on(c, 0) || sweep_group_on(c, 2));
             jb[n].dep = 0; jb[n].level = 1;
-            jb[n].cost = sweep_cost(c, c->sizes[k], c->epochs, 1);
+            jb[n].cost = sweep_cost(c, c->sizes[k], c->epochs, c->token_budget);
         }
     for (s = 0; s < c->n_seeds && s < c->second_seeds; s++)
         for (from = from_lo; from <= from_hi; from++)
@@ -1075,7 +1117,20 @@ static sweep_job *sweep_plan(const sweep_cfg *c, int n_workers, int *n_jobs, int
                 jb[n].seed = (int64_t)c->seeds[s]; jb[n].size = c->split_size;
                 jb[n].dep = from ? 1 + s * c->n_sizes + c->n_sizes - 1 : 0;
                 jb[n].level = 1 + from;
-                jb[n].cost = sweep_cost(c, c->split_size, c->epochs, 1);
+                jb[n].cost = sweep_cost(c, c->split_size, c->epochs, c->token_budget);
+                n++;
+            }
+    /* the controls: the same subsets trained on a fixed token budget, and seen as answers only */
+    for (s = 0; s < c->n_seeds && s < c->arm_seeds; s++)
+        for (g = 0; g < 2; g++)
+            for (k = 0; k < c->n_sizes; k++) {
+                if (g == 0 ? c->budget_arm <= 0 : c->n_control_maps == 0) continue;
+                snprintf(jb[n].name, sizeof jb[n].name, "s%llu_n%lld_%s", (unsigned long long)c->seeds[s],
+                         (long long)c->sizes[k], g ? "direct" : "budget");
+                jb[n].group = g ? "direct" : "budget"; jb[n].from = "stage0"; jb[n].kind = g ? SWEEP_CONTROL : SWEEP_BUDGET;
+                jb[n].s = s; jb[n].k = k; jb[n].seed = (int64_t)c->seeds[s]; jb[n].size = c->sizes[k];
+                jb[n].dep = 0; jb[n].level = 1;
+                jb[n].cost = g ? sweep_cost(c, c->sizes[k] / 5, c->epochs, 0) : sweep_cost(c, 0, 0, c->budget_arm);
                 n++;
             }
     for (i = 0; i < n; i++) idx[i] = i;
@@ -1140,6 +1195,12 @@ static int sweep_wait(const sweep_ctx *x, const sweep_job *jb, int mpi) {
     }
     if (said) printf("  %s%s is done (waited %.0f s)\n", x->who, jb->name, distill_time_seconds() - t0);
     return 0;
+}
+
+static int64_t sweep_row_id(const distill_dataset *ds, int64_t i) {
+    distill_row r;
+    distill_dataset_row(ds, i, &r);
+    return r.id;
 }
 
 /* The rows every sweep subset trains on (the largest subset of each seed holds all smaller
@@ -1208,6 +1269,52 @@ static void sweep_init_path(const sweep_ctx *x, const sweep_job *jobs, const swe
     else snprintf(out, cap, "%s", x->cfg.init);
 }
 
+/* The direct-answer control's rows: the records of the sweep subset (seed, size), read through
+   --control-map (the same ids; a record whose control view was dropped is missing). */
+static distill_dataset *sweep_control_rows(sweep_ctx *x, const sweep_job *jb, const char *manifest) {
+    distill_select_options so;
+    distill_dataset *sub, *out;
+    distill_error err;
+    int64_t *keep, *ex, i, n_keep, n_ex = 0, n_all;
+    if (!x->control_all) {
+        distill_data_options o = x->dopt;
+        const char *maps[SWEEP_MAX_LIST];
+        int q;
+        for (q = 0; q < x->cfg.n_control_maps; q++) maps[q] = x->cfg.control_maps[q];
+        o.map = maps;
+        o.n_map = x->cfg.n_control_maps;
+        if (!(x->control_all = distill_dataset_load(x->cfg.data, &o, x->tok, &err))) {
+            fprintf(stderr, "distill sweep: --control-map: %s\n", err.msg);
+            return NULL;
+        }
+    }
+    memset(&so, 0, sizeof so);
+    so.seed = (uint64_t)jb->seed;
+    so.n = jb->size;
+    if (!(sub = distill_dataset_select(x->train_all, &so, &err))) { fprintf(stderr, "distill sweep: %s\n", err.msg); return NULL; }
+    n_keep = distill_dataset_size(sub);
+    n_all = distill_dataset_size(x->control_all);
+    keep = (int64_t *)malloc((size_t)(n_keep + 1) * sizeof *keep);
+    ex = (int64_t *)malloc((size_t)(n_all + 1) * sizeof *ex);
+    if (!keep || !ex) { free(keep); free(ex); distill_dataset_free(sub); return NULL; }
+    for (i = 0; i < n_keep; i++) keep[i] = sweep_row_id(sub, i);
+    distill_dataset_free(sub);
+    qsort(keep, (size_t)n_keep, sizeof *keep, sweep_cmp_i64);
+    for (i = 0; i < n_all; i++) {
+        int64_t id = sweep_row_id(x->control_all, i);
+        if (!bsearch(&id, keep, (size_t)n_keep, sizeof *keep, sweep_cmp_i64)) ex[n_ex++] = id;
+    }
+    memset(&so, 0, sizeof so);
+    so.exclude = ex;
+    so.n_exclude = n_ex;
+    so.manifest = manifest;
+    out = distill_dataset_select(x->control_all, &so, &err);
+    if (!out) fprintf(stderr, "distill sweep: %s\n", err.msg);
+    free(keep);
+    free(ex);
+    return out;
+}
+
 /* Run job j (or reuse its result): its training set, the model it starts from, the trainer,
    the evaluator, result.json. */
 static int sweep_do(sweep_ctx *x, const sweep_job *jobs, int j, sweep_result *res) {
@@ -1236,7 +1343,9 @@ static int sweep_do(sweep_ctx *x, const sweep_job *jobs, int j, sweep_result *re
     if (sweep_mkdir(dir) != 0) { fprintf(stderr, "distill sweep: cannot create %s\n", dir); return -1; }
     sweep_clean_run_dir(dir);
     sweep_init_path(x, jobs, jb, init, sizeof init);
-    if (jb->kind == SWEEP_SUBSET || jb->kind == SWEEP_SECOND) {
+    if (jb->kind == SWEEP_CONTROL) {
+        if (!(sub = sweep_control_rows(x, jb, mani))) return -1;
+    } else if (jb->kind != SWEEP_STAGE0) {
         distill_select_options so;
         int disjoint = jb->kind == SWEEP_SECOND && !strcmp(c->second_pool, "disjoint");
         if (jb->kind == SWEEP_SECOND && sweep_pool(x, jb->g) != 0) return -1;
@@ -1246,13 +1355,15 @@ static int sweep_do(sweep_ctx *x, const sweep_job *jobs, int j, sweep_result *re
         so.manifest = mani;
         so.exclude = disjoint ? x->used_ids : NULL;
         so.n_exclude = disjoint ? x->n_used : 0;
-        sub = distill_dataset_select(jb->kind == SWEEP_SUBSET ? x->train_all : x->pools[jb->g], &so, &err);
+        sub = distill_dataset_select(jb->kind == SWEEP_SECOND ? x->pools[jb->g] : x->train_all, &so, &err);
         if (!sub) { fprintf(stderr, "distill sweep: %s: %s\n", jb->name, err.msg); return -1; }
     }
     if (train)
         m = sweep_train(x, sub ? sub : x->stage0_ds, jb->kind == SWEEP_STAGE0 ? NULL : init,
                         (uint64_t)jb->seed * 1000003u + (uint64_t)jb->size, jb->kind == SWEEP_STAGE0 ? c->stage0_epochs : c->epochs,
-                        jb->kind == SWEEP_STAGE0 ? c->stage0_lr : c->lr, jb->kind != SWEEP_STAGE0, dir, res);
+                        jb->kind == SWEEP_STAGE0 ? c->stage0_lr : c->lr,
+                        jb->kind == SWEEP_STAGE0 || jb->kind == SWEEP_CONTROL ? 0 : jb->kind == SWEEP_BUDGET ? c->budget_arm : c->token_budget,
+                        dir, res);
     else if (!(m = distill_model_load(init, 1, 1, NULL, &err)))
         fprintf(stderr, "distill sweep: --init: %s\n", err.msg);
     if (!m) goto done;
@@ -1414,20 +1525,29 @@ static int sweep_find(const sweep_report_in *in, const char *group, const char *
     return -1;
 }
 
+static int sweep_find_size(const sweep_report_in *in, const char *group, int64_t seed, int64_t size) {
+    int i;
+    for (i = 0; i < in->nr; i++)
+        if (!strcmp(in->r[i].group, group) && in->r[i].seed == seed && in->r[i].size == size) return i;
+    return -1;
+}
+
 static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
     const sweep_cfg *c = &x->cfg;
     sweep_report_in in;
     distill_table t, agg;
     distill_error err;
     distill_atomic_file af;
-    char path[1200], (*cells)[CW] = NULL, hdr_buf[40][48];
-    const char *cp[40], *hdr[40];
+    char path[1200], (*cells)[CW] = NULL, hdr_buf[64][48];
+    const char *cp[64], *hdr[64];
     int i, j, k, s, g, ncol = 0, n_pts = c->n_sizes + 1, rc = -1;
     const sweep_result *stage0 = &r[0];
     double xs[SWEEP_MAX_SIZES + 1], ys[SWEEP_MAX_SEEDS][SWEEP_MAX_SIZES + 1], mean[SWEEP_MAX_SIZES + 1],
            sd[SWEEP_MAX_SIZES + 1], comp[SWEEP_MAX_SIZES + 1], think[SWEEP_MAX_SIZES + 1], tmp[SWEEP_MAX_SEEDS],
            compsd[SWEEP_MAX_SIZES + 1], thinksd[SWEEP_MAX_SIZES + 1], tmp2[SWEEP_MAX_SEEDS];
-    distill_plot_series ser[SWEEP_MAX_SEEDS + 3];
+    distill_plot_series ser[SWEEP_MAX_SEEDS + 3], ser0[SWEEP_MAX_SEEDS + 3];
+    double ybud[SWEEP_MAX_SIZES + 1], ydir[SWEEP_MAX_SIZES + 1];
+    int nser0, have_bud = 0, have_dir = 0;
     distill_plot_panel pan[2];
     char labels[SWEEP_MAX_SEEDS][32], title[256];
 
@@ -1437,7 +1557,7 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
     in.oc = (sweep_outcomes *)calloc((size_t)nr, sizeof *in.oc);
     in.delta = (double *)calloc((size_t)nr * 6, sizeof(double));
     in.partner = (int *)calloc((size_t)nr, sizeof(int));
-    cells = (char (*)[CW])calloc(40, CW);
+    cells = (char (*)[CW])calloc(64, CW);
     if (!in.oc || !in.delta || !in.partner || !cells) goto done;
     in.lo = in.delta + nr;
     in.hi = in.delta + 2 * nr;
@@ -1458,7 +1578,7 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
         if (in.partner[i] >= 0)
             sweep_paired_bootstrap(&in.oc[i], &in.oc[in.partner[i]], SWEEP_BOOT, &in.pd[i], &in.plo[i], &in.phi[i]);
     }
-    for (i = 0; i < 40; i++) cp[i] = cells[i];
+    for (i = 0; i < 64; i++) cp[i] = cells[i];
 
     /* results.csv / results.json: one row per run */
     {
@@ -1468,6 +1588,7 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
                                            "pair", "pair_delta", "pair_ci_low", "pair_ci_high", "train_loss", "train_tokens", "train_steps", "train_seconds", "eval_seconds"};
         for (i = 0; i < 8; i++) hdr[ncol++] = head[i];
         for (i = 0; i < c->nk; i++) if (c->ks[i] != 1) { snprintf(hdr_buf[ncol], 48, "pass_at_%d", c->ks[i]); hdr[ncol] = hdr_buf[ncol]; ncol++; }
+        if (c->eval_greedy) { hdr[ncol++] = "pass_at_1_greedy"; hdr[ncol++] = "truncation_rate_greedy"; }
         for (i = 0; i < stage0->n_levels && ncol < 24; i++) {
             size_t q;
             snprintf(hdr_buf[ncol], 48, "pass_at_1_%s", stage0->level_name[i]);
@@ -1489,6 +1610,7 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
         snprintf(cells[col++], CW, "%lld", (long long)r[i].eval_samples);
         sweep_fmt(cells[col++], CW, r[i].pass1, 4);
         for (j = 0; j < c->nk; j++) if (c->ks[j] != 1) sweep_fmt(cells[col++], CW, r[i].pass_k[j], 4);
+        if (c->eval_greedy) { sweep_fmt(cells[col++], CW, r[i].pass1_greedy, 4); sweep_fmt(cells[col++], CW, r[i].truncation_greedy, 4); }
         for (l = 0; l < stage0->n_levels && col < 24; l++) {
             double v = NAN;
             for (k = 0; k < r[i].n_levels; k++) if (!strcmp(r[i].level_name[k], stage0->level_name[l])) v = r[i].level_pass[k];
@@ -1609,8 +1731,34 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
     pan[0].xlabel = "teacher traces in the fine-tuning set (log; 0 = stage-0 student)";
     pan[0].ylabel = "pass@1";
     pan[0].log_x = 1;
-    pan[0].series = ser;
-    pan[0].n_series = c->n_seeds + 1;
+    /* panel 0: the seeds, their mean, and the controls of the first seed (when run) */
+    memcpy(ser0, ser, sizeof(distill_plot_series) * (size_t)(c->n_seeds + 1));
+    nser0 = c->n_seeds + 1;
+    ybud[0] = ydir[0] = stage0->pass1;
+    for (k = 0; k < c->n_sizes; k++) {
+        int b = sweep_find_size(&in, "budget", (int64_t)c->seeds[0], c->sizes[k]);
+        int d2 = sweep_find_size(&in, "direct", (int64_t)c->seeds[0], c->sizes[k]);
+        ybud[k + 1] = b >= 0 ? r[b].pass1 : NAN;
+        ydir[k + 1] = d2 >= 0 ? r[d2].pass1 : NAN;
+        have_bud |= b >= 0;
+        have_dir |= d2 >= 0;
+    }
+    if (have_bud) {
+        memset(&ser0[nser0], 0, sizeof ser0[0]);
+        ser0[nser0].label = "same tokens per size";
+        ser0[nser0].x = xs; ser0[nser0].y = ybud; ser0[nser0].n = n_pts;
+        ser0[nser0].width = 2; ser0[nser0].color = "#d62728"; ser0[nser0].dashed = 1; ser0[nser0].markers = 1;
+        nser0++;
+    }
+    if (have_dir) {
+        memset(&ser0[nser0], 0, sizeof ser0[0]);
+        ser0[nser0].label = "answers only (control)";
+        ser0[nser0].x = xs; ser0[nser0].y = ydir; ser0[nser0].n = n_pts;
+        ser0[nser0].width = 2; ser0[nser0].color = "#ff7f0e"; ser0[nser0].dashed = 1; ser0[nser0].markers = 1;
+        nser0++;
+    }
+    pan[0].series = ser0;
+    pan[0].n_series = nser0;
     pan[0].legend_pos = DISTILL_LEGEND_TOP_CENTER;   /* the valley is below it, the climb to the right */
     {   /* pass@1 from 0 to a tenth above the highest point (bars may be clipped at 0) */
         double top = 0;
@@ -1660,6 +1808,15 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
                 c->lr, c->warmup_ratio * 100);
         fprintf(f, "Intervals: 95 %% paired bootstrap over problems (%d resamples) of the difference in per-problem pass "
                    "rate; \"resolved\" when the interval excludes 0.\n\n", SWEEP_BOOT);
+        {   /* the training traces' lengths, measured before training */
+            size_t tl_n;
+            char tl_path[1200], *tl;
+            snprintf(tl_path, sizeof tl_path, "%s/trace-lengths.md", c->out);
+            if ((tl = (char *)distill_read_file(tl_path, &tl_n, &err)) != NULL) {
+                fprintf(f, "## Trace lengths\n\n%s\n", tl);
+                distill_free(tl);
+            }
+        }
         fprintf(f, "## Data-quantity sweep (nested subsets; mean ± sample sd over seeds)\n\n");
         distill_table_write_markdown(f, &agg);
         fprintf(f, "\n## Second-stage experiments (equal size, %s pools)\n\n", c->second_pool);
@@ -1668,7 +1825,8 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
             distill_table st;
             distill_table_init(&st, sh, 8);
             for (i = 0; i < nr; i++) {
-                if (!strcmp(r[i].group, "sweep") || !strcmp(r[i].group, "stage0")) continue;
+                for (g = 0; g < 4 && strcmp(r[i].group, sweep_groups[g]); g++) {}
+                if (g == 4) continue;
                 snprintf(cells[0], CW, "%s", r[i].name);
                 snprintf(cells[1], CW, "%s", r[i].group);
                 snprintf(cells[2], CW, "%s", r[i].from);
@@ -1682,6 +1840,31 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
             if (st.nrow) distill_table_write_markdown(f, &st);
             else fprintf(f, "(not run)\n");
             distill_table_free(&st);
+        }
+        {   /* the controls, beside the sweep run of the same seed and size */
+            static const char *ch[5] = {"seed", "size", "sweep (epochs)", "same tokens for every size", "answers only"};
+            distill_table ct;
+            distill_table_init(&ct, ch, 5);
+            for (i = 0; i < nr; i++) {
+                int b, d2;
+                if (strcmp(r[i].group, "sweep")) continue;
+                b = sweep_find_size(&in, "budget", r[i].seed, r[i].size);
+                d2 = sweep_find_size(&in, "direct", r[i].seed, r[i].size);
+                if (b < 0 && d2 < 0) continue;
+                snprintf(cells[0], CW, "%lld", (long long)r[i].seed);
+                snprintf(cells[1], CW, "%lld", (long long)r[i].size);
+                snprintf(cells[2], CW, "%.3f (%+.3f [%+.3f, %+.3f])", r[i].pass1, in.delta[i], in.lo[i], in.hi[i]);
+                if (b >= 0) snprintf(cells[3], CW, "%.3f (%+.3f [%+.3f, %+.3f]), %lld tokens", r[b].pass1, in.delta[b], in.lo[b], in.hi[b], (long long)r[b].train_tokens);
+                else snprintf(cells[3], CW, "-");
+                if (d2 >= 0) snprintf(cells[4], CW, "%.3f (%+.3f [%+.3f, %+.3f])", r[d2].pass1, in.delta[d2], in.lo[d2], in.hi[d2]);
+                else snprintf(cells[4], CW, "-");
+                distill_table_add_row(&ct, cp);
+            }
+            if (ct.nrow) {
+                fprintf(f, "\n## Controls (pass@1, and its difference from stage 0 [95%% CI])\n\n");
+                distill_table_write_markdown(f, &ct);
+            }
+            distill_table_free(&ct);
         }
         fprintf(f, "\n## Paired comparisons\n\n");
         for (i = 1; i < nr; i++) {   /* every run against stage 0 */
@@ -1772,7 +1955,8 @@ static int sweep_save_config(const sweep_cfg *c, const char *preset, const char 
     for (i = 0; i < c->n_seeds; i++) fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)c->seeds[i]);
     fprintf(f, "], \"k\": [");
     for (i = 0; i < c->nk; i++) fprintf(f, "%s%d", i ? ", " : "", c->ks[i]);
-    fprintf(f, "], \"split_size\": %lld, \"second_seeds\": %d,\n", (long long)c->split_size, c->second_seeds);
+    fprintf(f, "], \"split_size\": %lld, \"second_seeds\": %d, \"eval_greedy\": %d,\n", (long long)c->split_size, c->second_seeds,
+            c->eval_greedy);
     fprintf(f, " \"eval_n\": %d, \"temperature\": %.17g, \"top_p\": %.17g, \"top_k\": %d, \"max_new_tokens\": %d, "
                "\"eval_max_problems\": %lld, \"gen_batch\": %d, \"verifier_timeout\": %.17g}\n",
             c->eval_n, c->temperature, c->top_p, c->top_k, c->max_new, (long long)c->eval_max_problems, c->gen_batch,
@@ -1828,6 +2012,64 @@ static int sweep_check(const sweep_cfg *c) {
     return 0;
 }
 
+/* ---- trace lengths ------------------------------------------------------------------------------
+   OUT/trace-lengths.md: tokens per training row (prompt and trace, as trained) for all traces
+   and per difficulty x correctness, so a reader can see whether wrong traces differ from right
+   ones in length, and what --max-new-tokens must allow. */
+static int sweep_cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void sweep_length_row(FILE *f, const char *name, const distill_dataset *ds) {
+    int64_t n = ds ? distill_dataset_size(ds) : 0, i;
+    int *len = (int *)malloc((size_t)(n ? n : 1) * sizeof(int));
+    double sum = 0;
+    if (!len) return;
+    for (i = 0; i < n; i++) {
+        distill_row r;
+        distill_dataset_row(ds, i, &r);
+        len[i] = r.n;
+        sum += r.n;
+    }
+    qsort(len, (size_t)n, sizeof *len, sweep_cmp_int);
+    if (n) fprintf(f, "| %s | %lld | %.1f | %d | %d | %d |\n", name, (long long)n, sum / (double)n, len[n / 2],
+                   len[(int64_t)ceil(0.99 * (double)n) - 1], len[n - 1]);
+    else fprintf(f, "| %s | 0 | - | - | - | - |\n", name);
+    free(len);
+}
+
+static int sweep_trace_lengths(sweep_ctx *x) {
+    const sweep_cfg *c = &x->cfg;
+    char path[1200];
+    distill_atomic_file af;
+    distill_error err;
+    int d, k;
+    snprintf(path, sizeof path, "%s/trace-lengths.md", c->out);
+    if (distill_atomic_open(&af, path, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    fprintf(af.f, "Training rows in tokens (prompt + trace, as trained; rows over --max-seq %d %s):\n\n"
+                  "| traces | rows | mean | median | p99 | max |\n|---|---:|---:|---:|---:|---:|\n", c->max_seq,
+            c->truncate ? "cut" : "dropped");
+    sweep_length_row(af.f, "all", x->train_all);
+    for (d = 0; d < 4; d++)
+        if (sweep_group_expr(c, d)) {
+            distill_dataset *ds = sweep_load(x, c->data, sweep_group_expr(c, d));
+            sweep_length_row(af.f, sweep_groups[d], ds);
+            distill_dataset_free(ds);
+        }
+    if (sweep_group_expr(c, 0) && sweep_group_expr(c, 1) && sweep_group_expr(c, 2) && sweep_group_expr(c, 3))
+        for (d = 0; d < 2; d++)
+            for (k = 2; k < 4; k++) {
+                char name[64];
+                distill_dataset *ds = sweep_load2(x, c->data, sweep_group_expr(c, d), sweep_group_expr(c, k));
+                snprintf(name, sizeof name, "%s and %s", sweep_groups[d], sweep_groups[k]);
+                sweep_length_row(af.f, name, ds);
+                distill_dataset_free(ds);
+            }
+    if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
+    return 0;
+}
+
 /* ---- the driver ----------------------------------------------------------------------------- */
 int cli_sweep(int argc, char **argv) {
     sweep_ctx x;
@@ -1840,7 +2082,7 @@ int cli_sweep(int argc, char **argv) {
     const char *preset, *config = NULL;
     char path[1200];
     int a, j, g, nr = 0, nj = 0, rc = 1, w = 0, nw = 1, mpi, reporting, mine = 0, done_before = 0, missing = 0;
-    int said[3] = {0, 0, 0};
+    int said[5] = {0, 0, 0, 0, 0};
     memset(&x, 0, sizeof x);
     x.t_start = distill_time_seconds();
     setvbuf(stdout, NULL, _IOLBF, 0);   /* progress lines appear as they happen, also in logs */
@@ -2007,6 +2249,8 @@ int cli_sweep(int argc, char **argv) {
         /* second-stage pools: checked before any training, so a too-small pool fails at once */
         for (g = 0; g < 4; g++)
             if (sweep_group_on(c, g) && sweep_pool(&x, g) != 0) goto done;
+        snprintf(path, sizeof path, "%s/trace-lengths.md", c->out);
+        if (w == 0 && !sweep_exists(path) && sweep_trace_lengths(&x) != 0) goto done;
     }
 
     /* this worker's runs: stage 0, the data-quantity sweep, the second experiments */
@@ -2018,7 +2262,9 @@ int cli_sweep(int argc, char **argv) {
             if (jb->kind == SWEEP_STAGE0)
                 printf("stage 0: %s\n", sweep_stage0_trained(c) ? "training the direct-answer student" : "evaluating --init as it is");
             else if (jb->kind == SWEEP_SUBSET) printf("sweep: nested subsets of the teacher's traces, fine-tuned from stage 0\n");
-            else printf("second stage: %lld traces per subset (%s pools)\n", (long long)c->split_size, c->second_pool);
+            else if (jb->kind == SWEEP_SECOND) printf("second stage: %lld traces per subset (%s pools)\n", (long long)c->split_size, c->second_pool);
+            else if (jb->kind == SWEEP_BUDGET) printf("control: every size trained on %lld tokens\n", (long long)c->budget_arm);
+            else printf("control: the same problems with answers only (no reasoning)\n");
         }
         done_before += sweep_done(&x, jb);
         if (jb->dep >= 0 && jobs[jb->dep].owner != w && sweep_wait(&x, &jobs[jb->dep], mpi) != 0) goto done;
@@ -2075,6 +2321,7 @@ done:
     free(x.used_ids);
     distill_dataset_free(x.train_all);
     distill_dataset_free(x.stage0_ds);
+    distill_dataset_free(x.control_all);
     if (x.tok) distill_tokenizer_free(x.tok);
     return rc;
 }

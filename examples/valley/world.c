@@ -613,12 +613,72 @@ static void world__shuffle(distill_rng *r, world_program *a, int n) {
     }
 }
 
-size_t world_teacher(const world_problem *pr, uint64_t seed, int hasty, char *buf, size_t cap,
-                     world_program *final, world_teacher_kind *kind) {
+const char *world_teacher_kind_name(world_teacher_kind k) {
+    static const char *const names[WORLD_N_TEACHER_KINDS] = {"careful", "hasty", "slip", "misread", "exec_slip"};
+    return (int)k >= 0 && (int)k < WORLD_N_TEACHER_KINDS ? names[k] : "?";
+}
+
+/* The search of a careful teacher over the readings of prog (whose vague steps are those of pr),
+   in the teacher's order: the first reading that fits every public example, and how many were
+   tried (*tried). With slip_at >= 0 the teacher instead accepts the first wrong reading that fits
+   all but one example, by a slip in that example's check; *slipped says whether it happened.
+   Writes the "try" and check lines when b is given. Returns 1 if a reading was accepted. */
+static int world__search(world__buf *b, const world_problem *pr, const world_program *prog, const int *cls,
+                         const int *flip, int slip, world_program *accepted, int *tried, int *slipped) {
+    world_problem q = *pr;
+    world_program hyp;
+    world_value scratch;
+    int reading[WORLD_MAX_OPS], h, i, e, nr = world__count_readings(pr);
+    char txt[WORLD_MAX_PROGRAM_TEXT];
+    q.truth = *prog;
+    if (slipped) *slipped = 0;
+    for (h = 0; h < nr; h++) {
+        int fails = 0, bad = -1;
+        world__decode_reading(&q, h, reading);
+        for (i = 0; i < q.truth.n; i++) reading[i] ^= q.vague[i] ? flip[i] : 0;
+        world__reading(&q, cls, reading, &hyp);
+        for (e = 0; e < WORLD_N_PUBLIC; e++) if (!world__passes(&hyp, &pr->pub[e])) { fails++; bad = e; }
+        if (tried) *tried = h + 1;
+        if (b) {
+            world_format_program(&hyp, txt, sizeof txt);
+            world__put(b, "try %s\n", txt);
+        }
+        if (slip && fails == 1 && world__count_pass(&hyp, pr->hid, WORLD_N_HIDDEN) < WORLD_N_HIDDEN &&
+            world_run(&hyp, &pr->pub[bad].in, &scratch, NULL, NULL, 0) == 0) {
+            /* the slip: every check line is the real run, except the last value of the failing
+               example's, which the teacher gets wrong as exactly the wanted output */
+            for (e = 0; e < WORLD_N_PUBLIC && b; e++) {
+                if (e != bad) { world__check_line(b, &hyp, &pr->pub[e]); continue; }
+                {
+                    world_value trace[WORLD_MAX_OPS], got;
+                    char v[256];
+                    int s2;
+                    world_format_value(&pr->pub[e].in, v, sizeof v);
+                    world__put(b, "%s", v);
+                    if (world_run(&hyp, &pr->pub[e].in, &got, trace, NULL, 0) != 0) break;
+                    for (s2 = 0; s2 + 1 < hyp.n; s2++) { world_format_value(&trace[s2], v, sizeof v); world__put(b, " -> %s", v); }
+                    world_format_value(&pr->pub[e].out, v, sizeof v);
+                    world__put(b, " -> %s ok\n", v);
+                }
+            }
+            if (slipped) *slipped = 1;
+            *accepted = hyp;
+            return 1;
+        }
+        if (b) for (e = 0; e < WORLD_N_PUBLIC; e++) if (!world__check_line(b, &hyp, &pr->pub[e])) break;
+        if (!fails) { *accepted = hyp; return 1; }
+    }
+    return 0;
+}
+
+/* The trace of one mode: want -1 careful, 0 misread, 1 execution slip, 2 hasty, 3 code slip.
+   Returns 0 when that mode cannot make this problem's code wrong (or buf is too small). */
+static size_t world__teacher_mode(const world_problem *pr, uint64_t seed, int want, char *buf, size_t cap,
+                                  world_program *final, world_teacher_kind *kind) {
     distill_rng r;
     world__buf b;
-    int cls[WORLD_MAX_OPS], flip[WORLD_MAX_OPS], reading[WORLD_MAX_OPS], i, h, nr, which, nm;
-    world_program muts[64], hyp, answer, misread;
+    int cls[WORLD_MAX_OPS], flip[WORLD_MAX_OPS], i, which, nm, mode, ok, slipped = 0;
+    world_program muts[64], answer, misread, searched;
     int have_misread = 0;
     world_teacher_kind k = WORLD_TEACHER_CAREFUL;
     char txt[WORLD_MAX_PROGRAM_TEXT];
@@ -632,14 +692,42 @@ size_t world_teacher(const world_problem *pr, uint64_t seed, int hasty, char *bu
     }
     nm = world__mutations(&pr->truth, muts, 64);
     world__shuffle(&r, muts, nm);
-    if (hasty) {
-        /* A misreading that fits the first example but not every hidden test. */
-        for (i = 0; i < nm && !have_misread; i++)
-            if (world__passes(&muts[i], &pr->pub[0]) && world__count_pass(&muts[i], pr->hid, WORLD_N_HIDDEN) < WORLD_N_HIDDEN) {
-                misread = muts[i];
-                have_misread = 1;
+    searched = pr->truth;
+    if (want >= 0) {
+        int m = want;
+        mode = 0;
+        (void)mode;
+        if (m == 0) {
+            /* a precise step misread: the careful search over the misread program must accept
+               a reading that fails the hidden tests */
+            for (i = 0; i < nm && !have_misread; i++) {
+                int s2, same_vague = muts[i].n == pr->truth.n;
+                world_program acc;
+                for (s2 = 0; s2 < pr->truth.n && same_vague; s2++)
+                    if (pr->vague[s2] && memcmp(&muts[i].ops[s2], &pr->truth.ops[s2], sizeof(world_op))) same_vague = 0;
+                if (!same_vague) continue;
+                if (world__search(NULL, pr, &muts[i], cls, flip, 0, &acc, NULL, NULL) &&
+                    world__count_pass(&acc, pr->hid, WORLD_N_HIDDEN) < WORLD_N_HIDDEN) {
+                    searched = muts[i];
+                    have_misread = 1;
+                    k = WORLD_TEACHER_MISREAD;
+                }
             }
-        k = have_misread ? WORLD_TEACHER_HASTY : WORLD_TEACHER_SLIP;
+        } else if (m == 1) {
+            world_program acc;
+            if (world__search(NULL, pr, &pr->truth, cls, flip, 1, &acc, NULL, &slipped) && slipped) k = WORLD_TEACHER_EXEC_SLIP;
+        } else if (m == 2) {
+            for (i = 0; i < nm && !have_misread; i++)
+                if (world__passes(&muts[i], &pr->pub[0]) && world__count_pass(&muts[i], pr->hid, WORLD_N_HIDDEN) < WORLD_N_HIDDEN) {
+                    misread = muts[i];
+                    have_misread = 1;
+                    k = WORLD_TEACHER_HASTY;
+                }
+        } else {
+            for (i = 0; i < nm; i++)
+                if (world__count_pass(&muts[i], pr->hid, WORLD_N_HIDDEN) < WORLD_N_HIDDEN) { k = WORLD_TEACHER_SLIP; break; }
+        }
+        if (k == WORLD_TEACHER_CAREFUL) return 0;   /* not possible here */
     }
     world__put(&b, "<think>\n");
     for (i = 0; i < pr->truth.n; i++)
@@ -659,24 +747,14 @@ size_t world_teacher(const world_problem *pr, uint64_t seed, int hasty, char *bu
         answer = misread;
     } else {
         /* Enumerate readings in the teacher's order; check each against the examples in turn and
-           backtrack on the first mismatch. The generator guarantees one reading fits both. */
-        nr = world__count_readings(pr);
-        for (h = 0; h < nr; h++) {
-            int ok = 1, e;
-            world__decode_reading(pr, h, reading);
-            for (i = 0; i < pr->truth.n; i++) reading[i] ^= pr->vague[i] ? flip[i] : 0;
-            world__reading(pr, cls, reading, &hyp);
-            world_format_program(&hyp, txt, sizeof txt);
-            world__put(&b, "try %s\n", txt);
-            for (e = 0; e < WORLD_N_PUBLIC && ok; e++) ok = world__check_line(&b, &hyp, &pr->pub[e]);
-            if (ok) { answer = hyp; break; }
-        }
+           backtrack on the first mismatch. The generator guarantees one reading of the truth fits
+           both; a misread program's search was checked above to accept one. */
+        ok = world__search(&b, pr, &searched, cls, flip, k == WORLD_TEACHER_EXEC_SLIP, &answer, NULL, &slipped);
+        (void)ok;
         if (k == WORLD_TEACHER_SLIP) {
-            /* The reasoning was right; the code written down differs from it. (When every
-               single-step slip still passes the hidden tests, the trace stays careful.) */
+            /* The reasoning was right; the code written down differs from it. */
             for (i = 0; i < nm; i++)
                 if (world__count_pass(&muts[i], pr->hid, WORLD_N_HIDDEN) < WORLD_N_HIDDEN) { answer = muts[i]; break; }
-            if (i == nm) k = WORLD_TEACHER_CAREFUL;
         }
     }
     world_format_program(&answer, txt, sizeof txt);
@@ -684,6 +762,70 @@ size_t world_teacher(const world_problem *pr, uint64_t seed, int hasty, char *bu
     if (final) *final = answer;
     if (kind) *kind = k;
     return b.overflow ? 0 : b.n;
+}
+
+/* The erring teacher's mode is drawn (misread 40 %, execution slip 30 %, hasty 15 %, code slip
+   15 %); a mode that cannot make this problem's code wrong, or whose trace would be much shorter
+   than the careful trace of the same problem (under 70 % of its length: an early acceptance),
+   gives way to the next in the order misread, execution slip, code slip, hasty. So wrong traces
+   are as long as right ones on the same problems (the sweep reports the lengths per difficulty
+   and correctness), and their errors are of the kinds real teachers make. */
+size_t world_teacher(const world_problem *pr, uint64_t seed, int hasty, char *buf, size_t cap,
+                     world_program *final, world_teacher_kind *kind) {
+    static const int order[4] = {0, 1, 3, 2};
+    distill_rng r;
+    char careful[8192];
+    size_t lc, n = 0, best_n = 0;
+    int start, j, best = -1;
+    if (!hasty) return world__teacher_mode(pr, seed, -1, buf, cap, final, kind);
+    distill_rng_seed(&r, seed ^ 0x5EED5ull);
+    {
+        double u = distill_rng_uniform(&r);
+        start = u < 0.40 ? 0 : u < 0.70 ? 1 : u < 0.85 ? 3 : 2;   /* positions in `order` */
+    }
+    lc = world__teacher_mode(pr, seed, -1, careful, sizeof careful, NULL, NULL);
+    for (j = 0; j < 4; j++) {
+        int m = order[(start + j) % 4];
+        n = world__teacher_mode(pr, seed, m, buf, cap, final, kind);
+        if (n == 0) continue;
+        if (best < 0) { best = m; best_n = n; }
+        if ((double)n >= 0.7 * (double)lc) return n;
+    }
+    /* no mode keeps the length: the first applicable one (or the careful trace) */
+    if (best < 0) return world__teacher_mode(pr, seed, -1, buf, cap, final, kind);
+    return world__teacher_mode(pr, seed, best, buf, cap, final, kind) ? best_n : 0;
+}
+
+size_t world_execution_text(const world_program *p, const world_value *in, char *buf, size_t cap) {
+    world_value trace[WORLD_MAX_OPS], out;
+    size_t n = 0;
+    int s;
+    if (!cap) return 0;
+    buf[0] = 0;
+    n += world_format_value(in, buf, cap);
+    if (world_run(p, in, &out, trace, NULL, 0) != 0) {
+        n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, " -> error");
+        return n < cap ? n : 0;
+    }
+    for (s = 0; s < p->n && n < cap; s++) {
+        n += (size_t)snprintf(buf + n, cap - n, " -> ");
+        if (n < cap) n += world_format_value(&trace[s], buf + n, cap - n);
+    }
+    return n < cap ? n : 0;
+}
+
+size_t world_describe(const world_program *p, char *buf, size_t cap) {
+    size_t n = 0;
+    int i;
+    if (!cap) return 0;
+    buf[0] = 0;
+    for (i = 0; i < p->n && n < cap; i++) {
+        char step[64];
+        snprintf(step, sizeof step, world__phrase[p->ops[i].code], p->ops[i].arg);
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? ", then " : "", step);
+    }
+    if (n < cap) n += (size_t)snprintf(buf + n, cap - n, ".");
+    return n < cap ? n : 0;
 }
 
 size_t world_direct(const world_problem *pr, char *buf, size_t cap) {
@@ -850,6 +992,11 @@ void world_write_record(FILE *f, const world_problem *pr, const char *id, const 
     fputs(", \"solution\": ", f);
     world__json_str(f, sol);
     fprintf(f, ", \"difficulty\": %d, \"difficulty_label\": \"%s\"", pr->level, world_difficulty_label(pr->level));
+    if (response && strstr(response, "</think>\n")) {
+        /* the same final answer without the reasoning: the direct-answer control's response */
+        fputs(", \"answer_only\": ", f);
+        world__json_str(f, strstr(response, "</think>\n") + 9);
+    }
     if (response) {
         fprintf(f, ", \"pass_rate\": %.4g, \"judgement\": \"%s\", \"teacher\": ", pass_rate, right ? "right" : "wrong");
         world__json_str(f, kind ? kind : "careful");
@@ -872,6 +1019,7 @@ world_gen_options world_gen_options_default(void) {
     o.n_eval = 200;
     o.seed = 1;
     o.error_rate = 0.3;
+    o.stage0_extra = 1;
     return o;
 }
 
@@ -883,13 +1031,27 @@ static uint64_t world__seed(uint64_t s, uint64_t stream, uint64_t i) {
     return z ^ (z >> 31);
 }
 
-static uint64_t world__fnv(const char *s) {
+/* Eval problems are disjoint from every training row by program and by statement. A program
+   is reserved for evaluation when the hash of its text falls in one eighth of the hash space:
+   train and direct rows never use a reserved program, eval problems only reserved ones (whole
+   programs; their single steps occur in training, as in real held-out problems). */
+static int world__reserved(const world_program *p) {
+    char txt[WORLD_MAX_PROGRAM_TEXT];
     uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    const char *c;
+    world_format_program(p, txt, sizeof txt);
+    for (c = txt; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    return (h >> 29) % 8 == 0;
+}
+
+/* The statement of a question: its first line (the description, without the examples). */
+static uint64_t world__statement_hash(const char *q) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *q && *q != '\n'; q++) h = (h ^ (unsigned char)*q) * 1099511628211ull;
     return h ? h : 1;
 }
 
-/* Open-addressing set of question hashes, so eval questions never appear in train/direct. */
+/* Open-addressing set of statement hashes, so eval statements never appear in train/direct. */
 typedef struct world__set { uint64_t *h; size_t cap; } world__set;
 static int world__set_has(const world__set *s, uint64_t h) {
     size_t i = (size_t)(h % s->cap);
@@ -905,7 +1067,6 @@ static void world__set_add(world__set *s, uint64_t h) {
 int world_write_files(const char *dir, const world_gen_options *o, world_gen_summary *sum,
                       distill_error *err) {
     static const char *names[3] = {"train.jsonl", "direct.jsonl", "eval.jsonl"};
-    static const char *kind_names[3] = {"careful", "hasty", "slip"};
     uint64_t n_direct = o->n_direct == (uint64_t)-1 ? o->n_train : o->n_direct;
     char path[4096], id[64], resp[8192];
     distill_atomic_file af;
@@ -935,9 +1096,10 @@ int world_write_files(const char *dir, const world_gen_options *o, world_gen_sum
                 free(seen.h);
                 return -1;
             }
-            h = world__fnv(pr.question);
+            if (world__reserved(&pr.truth) != (a == 2)) continue;   /* disjoint by program */
+            h = world__statement_hash(pr.question);
             if (a < 2) world__set_add(&seen, h);
-            else if (world__set_has(&seen, h)) continue;   /* eval questions are unseen */
+            else if (world__set_has(&seen, h)) continue;   /* ... and by statement */
             snprintf(id, sizeof id, "%s-%06llu", a == 0 ? "train" : a == 1 ? "direct" : "eval", (unsigned long long)made);
             if (a == 0) {
                 world_program fin;
@@ -950,13 +1112,35 @@ int world_write_files(const char *dir, const world_gen_options *o, world_gen_sum
                 /* the label comes from running the final code, not from the teacher's intent */
                 passed = world_score_text(resp, strlen(resp), pr.hid, WORLD_N_HIDDEN, NULL, 0);
                 world_write_record(af.f, &pr, id, resp, (double)passed / WORLD_N_HIDDEN,
-                                   passed == WORLD_N_HIDDEN, kind_names[kind]);
+                                   passed == WORLD_N_HIDDEN, world_teacher_kind_name(kind));
                 sum->right += passed == WORLD_N_HIDDEN;
                 sum->kinds[kind]++;
                 sum->resp_chars += (double)strlen(resp);
             } else if (a == 1) {
+                /* the instruct analog's data: the direct answer, and (stage0_extra) the same
+                   program run on an input with its intermediate states, and written from a
+                   precise description -- never a <think> trace */
                 world_direct(&pr, resp, sizeof resp);
                 world_write_record(af.f, &pr, id, resp, 1.0, 1, "direct");
+                if (o->stage0_extra) {
+                    world_problem q = pr;
+                    char prog[WORLD_MAX_PROGRAM_TEXT], desc[400], in_txt[200];
+                    world_format_program(&pr.truth, prog, sizeof prog);
+                    fputc('\n', af.f);
+                    world_format_value(&pr.hid[0].in, in_txt, sizeof in_txt);
+                    snprintf(q.question, sizeof q.question, "Run this program on %s:\n```\n%s\n```", in_txt, prog);
+                    world_execution_text(&pr.truth, &pr.hid[0].in, resp, sizeof resp);
+                    snprintf(id, sizeof id, "exec-%06llu", (unsigned long long)made);
+                    world_write_record(af.f, &q, id, resp, 1.0, 1, "execution");
+                    fputc('\n', af.f);
+                    world_describe(&pr.truth, desc, sizeof desc);
+                    world__set_add(&seen, world__statement_hash(desc));
+                    snprintf(q.question, sizeof q.question, "Write a program that does this: %s", desc);
+                    snprintf(resp, sizeof resp, "```\n%s\n```", prog);
+                    snprintf(id, sizeof id, "describe-%06llu", (unsigned long long)made);
+                    world_write_record(af.f, &q, id, resp, 1.0, 1, "describe");
+                    sum->extra += 2;
+                }
             } else {
                 /* the teacher's careful trace is kept as a reference response */
                 world_teacher(&pr, ps, 0, resp, sizeof resp, NULL, NULL);
@@ -977,11 +1161,15 @@ void world_print_summary(FILE *f, const world_gen_options *o, const world_gen_su
     static const char *names[3] = {"train.jsonl", "direct.jsonl", "eval.jsonl"};
     int a;
     for (a = 0; a < 3; a++)
-        fprintf(f, "%-13s %6llu records  levels 1..5: %lld %lld %lld %lld %lld\n", names[a],
+        fprintf(f, "%-13s %6llu problems levels 1..5: %lld %lld %lld %lld %lld\n", names[a],
                 (unsigned long long)sum->made[a], sum->levels[a][1], sum->levels[a][2], sum->levels[a][3],
                 sum->levels[a][4], sum->levels[a][5]);
+    if (sum->extra)
+        fprintf(f, "direct.jsonl: also %lld execution and description rows (stage 0 never sees a <think> trace)\n", sum->extra);
     if (sum->made[0])
-        fprintf(f, "train traces: %lld right, %lld wrong (error rate %.2f: careful %lld, hasty %lld, slip %lld); "
-                "mean response %.0f chars\n", sum->right, (long long)sum->made[0] - sum->right, o->error_rate,
-                sum->kinds[0], sum->kinds[1], sum->kinds[2], sum->resp_chars / (double)sum->made[0]);
+        fprintf(f, "train traces: %lld right, %lld wrong (error rate %.2f: careful %lld, misread %lld, exec_slip %lld, "
+                "hasty %lld, slip %lld); mean response %.0f chars\n", sum->right, (long long)sum->made[0] - sum->right,
+                o->error_rate, sum->kinds[WORLD_TEACHER_CAREFUL], sum->kinds[WORLD_TEACHER_MISREAD],
+                sum->kinds[WORLD_TEACHER_EXEC_SLIP], sum->kinds[WORLD_TEACHER_HASTY], sum->kinds[WORLD_TEACHER_SLIP],
+                sum->resp_chars / (double)sum->made[0]);
 }

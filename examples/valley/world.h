@@ -81,14 +81,33 @@ int  world_value_equal(const world_value *a, const world_value *b);
 int  world_generate(world_problem *pr, uint64_t seed, int level);
 const char *world_difficulty_label(int level);      /* "EASY" or "HARD" */
 
-typedef enum world_teacher_kind { WORLD_TEACHER_CAREFUL, WORLD_TEACHER_HASTY, WORLD_TEACHER_SLIP } world_teacher_kind;
+/* How a teacher's trace went. The failures are the ways a real teacher fails, mixed:
+     MISREAD    it misreads one precise step, then searches and checks every example as
+                carefully as ever; a reading of the misread program fits the examples but not
+                the hidden tests (same shape and length as a careful trace)
+     EXEC_SLIP  while checking a wrong reading it makes one execution slip (the last value of a
+                check line is the wanted one instead of the computed one) and accepts it
+     HASTY      it accepts a reading after checking only the first example
+     SLIP       the reasoning is right but the code written down differs from it
+   Which traces are wrong is decided only by running the final code on the hidden tests. */
+typedef enum world_teacher_kind {
+    WORLD_TEACHER_CAREFUL, WORLD_TEACHER_HASTY, WORLD_TEACHER_SLIP, WORLD_TEACHER_MISREAD, WORLD_TEACHER_EXEC_SLIP
+} world_teacher_kind;
+#define WORLD_N_TEACHER_KINDS 5
+const char *world_teacher_kind_name(world_teacher_kind k);   /* "careful", "hasty", ... */
 /* Write the teacher's response (<think>...</think> then a fenced program) into buf. When
-   hasty != 0 the teacher makes a mistake (kind in *kind). *final receives the program in the
-   fenced block. Returns the length written, or 0 if buf is too small. */
+   hasty != 0 the teacher makes a mistake (kind in *kind; the mode is drawn from seed, falling
+   back to another mode when one cannot make this problem's code wrong). *final receives the
+   program in the fenced block. Returns the length written, or 0 if buf is too small. */
 size_t world_teacher(const world_problem *pr, uint64_t seed, int hasty, char *buf, size_t cap,
                      world_program *final, world_teacher_kind *kind);
 /* The direct answer of a non-reasoning model: only the fenced reference program. */
 size_t world_direct(const world_problem *pr, char *buf, size_t cap);
+/* Program execution as text, "[3,8,1] -> [3,1] -> 4" (the `distill world run` form), and a
+   program's precise description, "keep the odd numbers, then add them up.": the instruct
+   analog's other training text. Return the length written (0 if buf is too small). */
+size_t world_execution_text(const world_program *p, const world_value *in, char *buf, size_t cap);
+size_t world_describe(const world_program *p, char *buf, size_t cap);
 
 /* Locate the answer in a model's text: the last fenced block after the last "</think>", or
    the last fenced block anywhere when there is no "</think>". An unterminated final fence
@@ -108,17 +127,21 @@ typedef struct world_gen_options {
     uint64_t n_direct;     /* direct answers to other problems (direct.jsonl); (uint64_t)-1: = n_train */
     uint64_t n_eval;       /* held-out problems, levels balanced (eval.jsonl)      200 */
     uint64_t seed;         /* 1 */
-    double error_rate;     /* share of hasty/slipping teacher traces               0.3 */
+    double error_rate;     /* share of erring teacher traces                       0.3 */
+    int stage0_extra;      /* 1: direct.jsonl also holds, per problem, an execution row and a
+                              description -> program row (the instruct analog)       1 */
 } world_gen_options;
 world_gen_options world_gen_options_default(void);
 typedef struct world_gen_summary {
     uint64_t made[3];                          /* train, direct, eval */
     long long levels[3][WORLD_N_LEVELS + 1];
-    long long right, kinds[3];                 /* train: right traces; careful/hasty/slip */
+    long long right, kinds[WORLD_N_TEACHER_KINDS]; /* train: right traces; traces per teacher kind */
     double resp_chars;                         /* train: total response characters */
+    long long extra;                           /* direct: execution + description rows */
 } world_gen_summary;
 /* Write dir/train.jsonl, dir/direct.jsonl, dir/eval.jsonl (atomically; dir must exist). Problem
-   seeds come from separate streams, and eval questions never occur verbatim in train/direct.
+   seeds come from separate streams; eval problems share neither program nor statement with any
+   train/direct row (a reserved eighth of the programs is eval-only).
    0 ok, -1 with err. */
 int  world_write_files(const char *dir, const world_gen_options *o, world_gen_summary *sum,
                        distill_error *err);
