@@ -36,8 +36,8 @@ static int write_task(void) {
         int k = (i * 37 + 11) % 400, bad = i % 10 < 3;
         const char *ans = colours[k % 5], *said = bad ? colours[(k + 1) % 5] : ans;
         fprintf(tr, "{\"problem\": \"What colour is item %d?\", \"solution\": \"<think>\\nitem %d: %d mod 5 = %d, so %s\\n</think>\\n\\n```\\n%s\\n```\", "
-                    "\"level\": \"%s\", \"verdict\": \"%s\"}\n", k, k, k, bad ? (k + 1) % 5 : k % 5, said, said,
-                k < 200 ? "easy" : "hard", bad ? "bad" : "ok");
+                    "\"answer\": \"```\\n%s\\n```\", \"level\": \"%s\", \"verdict\": \"%s\"}\n", k, k, k, bad ? (k + 1) % 5 : k % 5, said, said,
+                said, k < 200 ? "easy" : "hard", bad ? "bad" : "ok");
     }
     for (i = 0; i < 120; i++) {
         int k = 400 + i;
@@ -51,6 +51,13 @@ static int write_task(void) {
     fclose(tr);
     fclose(di);
     fclose(ev);
+    return 0;
+}
+
+/* needle in text[0..len) (the text may hold NUL bytes: a model can generate them) */
+static int contains(const char *text, size_t len, const char *needle) {
+    size_t i, m = strlen(needle);
+    for (i = 0; i + m <= len; i++) if (!memcmp(text + i, needle, m)) return 1;
     return 0;
 }
 
@@ -80,7 +87,7 @@ static double recompute_pass1(const char *gens, int *bad_verdicts, int *samples)
         }
         qi = atoi(q->str + 1);
         if (qi < 0 || qi >= 12) { distill_json_free(j); distill_line_reader_close(rd); return -1; }
-        ok = strstr(t->str, colours[(600 + 7 * qi) % 5]) != NULL;
+        ok = contains(t->str, t->len, colours[(600 + 7 * qi) % 5]);
         if (!p || p->type != (ok ? DISTILL_JSON_TRUE : DISTILL_JSON_FALSE)) (*bad_verdicts)++;
         pass[qi] += ok;
         n[qi]++;
@@ -225,11 +232,23 @@ static void test_generic_sweep(void) {
             }
     CHECK(nsweep == 4 && shared == 0, "%d second-stage rows were in sweep subsets", shared);
 
-    /* stage 0 trained on --stage0-data, one seed, no second stage */
-    CHECK(sh(SWEEP_ARGS " --stage0-data " GEN "/direct.jsonl --stage0-epochs 2 --seeds 1 --split-size 0 --out " GEN
-             "/B > " GEN "/B.log 2>&1") == 0, "the generic sweep with --stage0-data failed (" GEN "/B.log)");
+    /* stage 0 trained on --stage0-data, one seed, no second stage; the controls: a token-budget
+       arm and the same problems seen as answers only */
+    CHECK(sh(SWEEP_ARGS " --stage0-data " GEN "/direct.jsonl --stage0-epochs 2 --seeds 1 --split-size 0 --budget-arm 3000 "
+             "--control-map problem=prompt --control-map answer=response --out " GEN "/B > " GEN "/B.log 2>&1") == 0,
+          "the generic sweep with --stage0-data failed (" GEN "/B.log)");
     runs = check_results(GEN "/B", 2);
-    CHECK(runs == 3, "results.csv (stage0-data) has %d runs", runs);
+    CHECK(runs == 3 + 2 + 2, "results.csv (stage0-data, controls) has %d runs", runs);
+    {
+        int64_t sw[64], ctl[64];
+        int nsw_ = manifest_ids(GEN "/B/runs/s1_n60/manifest.json", sw, 64), nct = manifest_ids(GEN "/B/runs/s1_n60_direct/manifest.json", ctl, 64);
+        distill_json *bj = distill_json_parse_file(GEN "/B/runs/s1_n60_budget/result.json", &err);
+        const distill_json *tt = bj ? distill_json_get(bj, "train_tokens") : NULL;
+        CHECK(nsw_ == 60 && nct == 60 && !memcmp(sw, ctl, sizeof(int64_t) * 60), "the control did not train on the sweep run's rows");
+        /* 3000 tokens, overshooting by less than one batch (4 rows of at most 96 tokens) */
+        CHECK(tt && tt->num >= 3000 && tt->num < 3000 + 4 * 96, "budget arm trained on %g tokens", tt ? tt->num : -1.0);
+        distill_json_free(bj);
+    }
 
     /* a disjoint pool too small for --split-size: refused before any training */
     CHECK(sh(SWEEP_ARGS " --init " GEN "/init/model.safetensors --split-size 500 --out " GEN "/C > " GEN "/C.log 2>&1") == 1,
