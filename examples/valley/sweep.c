@@ -1525,6 +1525,20 @@ static int sweep_find(const sweep_report_in *in, const char *group, const char *
     return -1;
 }
 
+/* A dashed control line with markers. */
+static void sweep_dashed(distill_plot_series *s, const char *label, const double *x, const double *y, int n,
+                         const char *color) {
+    memset(s, 0, sizeof *s);
+    s->label = label;
+    s->x = x;
+    s->y = y;
+    s->n = n;
+    s->width = 2;
+    s->color = color;
+    s->dashed = 1;
+    s->markers = 1;
+}
+
 static int sweep_find_size(const sweep_report_in *in, const char *group, int64_t seed, int64_t size) {
     int i;
     for (i = 0; i < in->nr; i++)
@@ -1743,20 +1757,8 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
         have_bud |= b >= 0;
         have_dir |= d2 >= 0;
     }
-    if (have_bud) {
-        memset(&ser0[nser0], 0, sizeof ser0[0]);
-        ser0[nser0].label = "same tokens per size";
-        ser0[nser0].x = xs; ser0[nser0].y = ybud; ser0[nser0].n = n_pts;
-        ser0[nser0].width = 2; ser0[nser0].color = "#d62728"; ser0[nser0].dashed = 1; ser0[nser0].markers = 1;
-        nser0++;
-    }
-    if (have_dir) {
-        memset(&ser0[nser0], 0, sizeof ser0[0]);
-        ser0[nser0].label = "answers only (control)";
-        ser0[nser0].x = xs; ser0[nser0].y = ydir; ser0[nser0].n = n_pts;
-        ser0[nser0].width = 2; ser0[nser0].color = "#ff7f0e"; ser0[nser0].dashed = 1; ser0[nser0].markers = 1;
-        nser0++;
-    }
+    if (have_bud) sweep_dashed(&ser0[nser0++], "same tokens per size", xs, ybud, n_pts, "#d62728");
+    if (have_dir) sweep_dashed(&ser0[nser0++], "answers only (control)", xs, ydir, n_pts, "#ff7f0e");
     pan[0].series = ser0;
     pan[0].n_series = nser0;
     pan[0].legend_pos = DISTILL_LEGEND_TOP_CENTER;   /* the valley is below it, the climb to the right */
