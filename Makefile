@@ -61,7 +61,8 @@ compile-check:
 ## make fixtures: regenerate the committed reference fixtures (needs python3-torch, node)
 fixtures:
 	@for g in tests/gen_*.py; do [ -f "$$g" ] && echo "== $$g" && /usr/bin/python3 $$g || exit 1; done
-	@for g in tests/gen_*.js; do [ -f "$$g" ] && echo "== $$g" && node $$g || true; done
+	@[ -d tests/node_modules/tiktoken ] || { echo "tests/node_modules missing: (cd tests && npm install)"; exit 1; }
+	@for g in tests/gen_*.js; do [ -f "$$g" ] && echo "== $$g" && node $$g || exit 1; done
 
 ## make test-blas: the kernel tests built with BLAS=1 (OpenBLAS == own kernels, 1 == N threads)
 test-blas:

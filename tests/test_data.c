@@ -12,12 +12,15 @@
 #define GPT2_MERGES "../shared/data/gpt2/merges.txt"
 #define FIX "tests/fixtures/data/"
 
+/* The minimind tokenizer, or NULL: absent (the caller skips) or failing to load (a failed
+   CHECK here, so the caller's skip counts as a failure). */
 static distill_tokenizer *minimind(void) {
     distill_error err;
-    FILE *f = fopen(MINIMIND, "rb");
-    if (!f) return NULL;
-    fclose(f);
-    return distill_tokenizer_load(MINIMIND, NULL, &err);
+    distill_tokenizer *tok;
+    if (!harness_have(MINIMIND)) return NULL;
+    tok = distill_tokenizer_load(MINIMIND, NULL, &err);
+    CHECK(tok != NULL, "%s is present but does not load: %s", MINIMIND, err.msg);
+    return tok;
 }
 
 static distill_json *parse(const char *s) {
@@ -153,7 +156,7 @@ static void test_filters(void) {
         {"ok == true", 1}, {"missing == 1", 0}, {"missing != 1", 0}, {"pass_rate == \"1\"", 0},
     };
     size_t i;
-    if (!j) return;
+    REQUIRE(j != NULL, "the filter test document does not parse");
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int m = distill_data_filter_match(j, cases[i].expr, &err);
         CHECK(m == cases[i].want, "'%s': got %d want %d (%s)", cases[i].expr, m, cases[i].want, m < 0 ? err.msg : "");
@@ -377,7 +380,7 @@ static void test_big_line(void) {
     distill_data_options o = distill_data_options_default();
     distill_error err;
     distill_dataset *ds;
-    if (!f || !chunk) { if (f) fclose(f); free(chunk); SKIP("cannot write %s", path); }
+    if (!f || !chunk) { if (f) fclose(f); free(chunk); CHECK(0, "cannot write %s", path); return; }
     memset(chunk, 'a', 1 << 20);
     fputs("{\"prompt\": \"q\", \"completion\": \"", f);
     for (i = 0; i < n >> 20; i++) fwrite(chunk, 1, 1 << 20, f);
@@ -488,7 +491,7 @@ static distill_dataset *synthetic(distill_tokenizer *tok, int n, distill_error *
     const char *path = "build/data_synth.jsonl";
     FILE *f = fopen(path, "wb");
     int i, k;
-    if (!f) return NULL;
+    if (!f) { snprintf(err->msg, sizeof err->msg, "cannot write %s", path); return NULL; }
     for (i = 0; i < n; i++) {
         fprintf(f, "{\"prompt\": \"question %d\", \"completion\": \"", i);
         for (k = 0; k < 1 + (i * 7) % 13; k++) fprintf(f, "w%d ", k);

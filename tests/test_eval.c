@@ -259,7 +259,7 @@ static void test_results_json(void) {
     /* without a verifier the pass keys are absent, null where undefined */
     fill_samples(s, 0);
     f = fopen("build/test_eval_results.json", "wb");
-    if (!f) return;
+    REQUIRE(f != NULL, "cannot write build/test_eval_results.json");
     distill_eval_write_json(f, s, 1, NULL, 0, ks, 2, "tokens", &err);   /* only g0 */
     fclose(f);
     text = slurp("build/test_eval_results.json");
@@ -378,7 +378,7 @@ static void test_verifier_callback(void) {
     o.verifier = &v;
     o.out_jsonl = "build/test_eval_v_scored.jsonl";
     f = fopen("build/test_eval_results.json", "wb");
-    if (!f) return;
+    REQUIRE(f != NULL, "cannot write build/test_eval_results.json");
     CHECK(distill_eval_generations_file("build/test_eval_v.jsonl", &o, f, &err) == 0, "%s", err.msg);
     fclose(f);
     CHECK(calls == 4, "called once per sample, got %d", calls);

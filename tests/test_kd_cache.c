@@ -98,7 +98,7 @@ static void test_hostile_files(void) {
     make_data();
     CHECK(write_cache("build/test_kd_cache.topk", NK) == 0, "write");
     buf = (unsigned char *)distill_read_file("build/test_kd_cache.topk", &n, &err);
-    if (!buf) return;
+    REQUIRE(buf != NULL, "read back: %s", err.msg);
     /* wrong vocabulary / rows */
     c = distill_topk_cache_open("build/test_kd_cache.topk", NV + 1, 0, &err);
     CHECK(!c && strstr(err.msg, "vocabulary"), "vocab mismatch: %s", err.msg);
