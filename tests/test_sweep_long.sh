@@ -18,15 +18,25 @@ if ! cmp -s $D.1/strip.csv $D.2/strip.csv; then
   echo "FAIL: 1 thread and 2 threads disagree"; diff $D.1/strip.csv $D.2/strip.csv || true; exit 1
 fi
 echo "ok: identical results with 1 and 2 threads"
-# kill a sweep mid-way, resume, compare
+# kill a sweep mid-way (once its first run is in results.csv, before its last), resume, compare
 rm -rf $D.3
 ./distill sweep $args --out $D.3 --threads 2 > $D.3.log 2>&1 &
 pid=$!
-sleep 8
-kill $pid 2>/dev/null || true
-wait $pid 2>/dev/null || true
+total=$(wc -l < $D.2/strip.csv)
+i=0
+while [ $i -lt 600 ] && [ "$(cat $D.3/results.csv 2>/dev/null | wc -l)" -lt 2 ] && kill -0 $pid 2>/dev/null; do
+  sleep 0.5; i=$((i + 1))
+done
+if ! kill $pid 2>/dev/null; then echo "FAIL: the sweep ended before it could be killed"; exit 1; fi
+rc=0; wait $pid 2>/dev/null || rc=$?
+done_rows=$(cat $D.3/results.csv 2>/dev/null | wc -l)
+if [ $rc -ne 143 ]; then echo "FAIL: the killed sweep exited with status $rc, not by SIGTERM (143)"; exit 1; fi
+if [ "$done_rows" -ge "$total" ]; then echo "FAIL: the sweep had finished all $total lines when killed"; exit 1; fi
+echo "killed after $((done_rows - 1)) of $((total - 1)) runs"
 ./distill sweep $args --out $D.3 --threads 2 > $D.3.resume.log
 strip $D.3/results.csv > $D.3/strip.csv
 if ! cmp -s $D.2/strip.csv $D.3/strip.csv; then echo "FAIL: killed + resumed sweep differs"; exit 1; fi
-echo "ok: killed and resumed sweep gives the same results ($(grep -c reused $D.3.resume.log) runs reused)"
+reused=$(grep -c reused $D.3.resume.log || true)
+if [ "$reused" -lt 1 ]; then echo "FAIL: the resumed sweep reused no finished run"; exit 1; fi
+echo "ok: killed and resumed sweep gives the same results ($reused runs reused)"
 echo "test_sweep_long: 2 passed, 0 failed, 0 skipped"
