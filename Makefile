@@ -135,6 +135,12 @@ demo: distill
 valley: distill
 	./distill sweep --preset valley
 
+## make mutants: mutation testing (tests/mutants.txt): each mutation of a scratch copy of distill.h
+## must make one of its listed tests fail; prints the survivors (slow: ~30 min; not part of CI)
+.PHONY: mutants
+mutants:
+	sh tests/mutants.sh
+
 ## make test-long: slow checks (sweep: 1 vs 2 threads identical, kill + resume identical)
 test-long: distill $(BUILD)/tests/test_interop
 	sh tests/test_sweep_long.sh
