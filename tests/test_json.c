@@ -357,6 +357,16 @@ static void test_write_string(void) {
     CHECK(j && j->len == sizeof in - 1 + 2 && memcmp(j->str, "q\"b\\\n\t\x01\xC3\xA9\xEF\xBF\xBDz\0end", j->len) == 0,
           "round trip: %s", j ? "" : err.msg);
     distill_json_free(j);
+    /* the other short escapes, literally */
+    f = fopen(path, "wb");
+    REQUIRE(f != NULL, "cannot write %s", path);
+    distill_json_write_string(f, "a\rb\bc\fd/e\x1f", 10);
+    fclose(f);
+    f = fopen(path, "rb");
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    CHECK(strcmp(buf, "\"a\\rb\\bc\\fd/e\\u001f\"") == 0, "escaped: %s", buf);
 }
 
 static void test_line_reader(void) {
