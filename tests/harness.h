@@ -38,10 +38,17 @@ static int harness_cur_failed, harness_cur_skipped;
               "%s: got %.9g, want %.9g (diff %.3g)", (what), ca_, cb_, fabs(ca_ - cb_)); \
     } while (0)
 
+/* CHECK that returns from the test on failure; cond is evaluated once */
 #define REQUIRE(cond, ...)                                                 \
     do {                                                                   \
-        CHECK(cond, __VA_ARGS__);                                          \
-        if (!(cond)) return;                                               \
+        if (!(cond)) {                                                     \
+            harness_cur_failed++;                                          \
+            printf("    FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);    \
+            printf(__VA_ARGS__);                                           \
+            printf("\n");                                                  \
+            fflush(stdout);                                                \
+            return;                                                        \
+        }                                                                  \
     } while (0)
 
 /* 1 under DISTILL_TEST_STRICT=1: a skip is a failure */
