@@ -66,7 +66,8 @@ compile-check:
 ## make fixtures: regenerate the committed reference fixtures (needs python3-torch, node)
 fixtures:
 	@for g in tests/gen_*.py; do [ -f "$$g" ] && echo "== $$g" && /usr/bin/python3 $$g || exit 1; done
-	@for g in tests/gen_*.js; do [ -f "$$g" ] && echo "== $$g" && node $$g || true; done
+	@[ -d tests/node_modules/tiktoken ] || { echo "tests/node_modules missing: (cd tests && npm install)"; exit 1; }
+	@for g in tests/gen_*.js; do [ -f "$$g" ] && echo "== $$g" && node $$g || exit 1; done
 
 ## make test-blas: the kernel tests built with BLAS=1 (OpenBLAS == own kernels, 1 == N threads)
 test-blas:
@@ -138,6 +139,12 @@ demo: distill
 ## make valley: the full miniature (3 seeds, 20..2000 traces, easy/hard, right/wrong; <= 60 min)
 valley: distill
 	./distill sweep --preset valley
+
+## make mutants: mutation testing (tests/mutants.txt): each mutation of a scratch copy of distill.h
+## must make one of its listed tests fail; prints the survivors (slow: ~30 min; not part of CI)
+.PHONY: mutants
+mutants:
+	sh tests/mutants.sh
 
 ## make test-long: slow checks (sweep: 1 vs 2 threads identical, kill + resume identical)
 test-long: distill $(BUILD)/tests/test_interop

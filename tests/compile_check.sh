@@ -1,34 +1,51 @@
 #!/bin/sh
 # The header must compile warning-free (-Werror) as C99/C11 with gcc and clang, as C++ with g++
-# and clang++, and with DISTILL_STATIC included in two translation units of one program.
-set -e
-cd "$(dirname "$0")/.."
+# and clang++, and with DISTILL_STATIC included in two translation units of one program. Every
+# configuration is tried; each failure is reported with the compiler's message, and the script
+# exits 1 at the end if any failed.
+cd "$(dirname "$0")/.." || exit 1
 d=build/compile_check; mkdir -p $d
 printf '#define DISTILL_IMPLEMENTATION\n#include "../../distill.h"\nint main(void){ distill_rng r; distill_rng_seed(&r, 1); return (int)(distill_rng_u64(&r) & 0); }\n' > $d/impl.c
 cp $d/impl.c $d/impl.cpp
 printf '#define DISTILL_STATIC\n#define DISTILL_IMPLEMENTATION\n#include "../../distill.h"\nint tu_a(void){ distill_rng r; distill_rng_seed(&r, 2); return (int)(distill_rng_u64(&r) & 1); }\n' > $d/static_a.c
 printf '#define DISTILL_STATIC\n#define DISTILL_IMPLEMENTATION\n#include "../../distill.h"\nint tu_a(void);\nint main(void){ distill_rng r; distill_rng_seed(&r, 3); return tu_a() + (int)(distill_rng_u64(&r) & 0); }\n' > $d/static_b.c
 W="-Wall -Wextra -pedantic -Werror"
+CF=0; CFAILED=""
+# check NAME COMMAND...: run one configuration's compile; on failure print its first 20 lines
+check() {
+  name=$1; shift
+  echo "$name"
+  if ! "$@" > $d/check.log 2>&1; then
+    echo "FAIL  $name:"; sed -n 1,20p $d/check.log | sed 's/^/      /'
+    CF=$((CF + 1)); CFAILED="$CFAILED
+  $name"
+  fi
+}
 for cc in gcc clang; do
   for std in c99 c11; do
-    echo "$cc -std=$std"; $cc -std=$std $W -O2 $d/impl.c -o $d/a.out -lm -lpthread
+    check "$cc -std=$std" $cc -std=$std $W -O2 $d/impl.c -o $d/a.out -lm -lpthread
   done
-  echo "$cc DISTILL_STATIC x2"; $cc -std=c99 $W -O2 $d/static_a.c $d/static_b.c -o $d/s.out -lm -lpthread
+  check "$cc DISTILL_STATIC x2" $cc -std=c99 $W -O2 $d/static_a.c $d/static_b.c -o $d/s.out -lm -lpthread
 done
 for cxx in g++ clang++; do
-  echo "$cxx (C++)"; $cxx -x c++ $W -O2 $d/impl.cpp -o $d/a.out -lm -lpthread
+  check "$cxx (C++)" $cxx -x c++ $W -O2 $d/impl.cpp -o $d/a.out -lm -lpthread
 done
-echo "$CC DISTILL_NO_THREADS"; gcc -std=c99 $W -O2 -DDISTILL_NO_THREADS $d/impl.c -o $d/a.out -lm
+check "gcc DISTILL_NO_THREADS" gcc -std=c99 $W -O2 -DDISTILL_NO_THREADS $d/impl.c -o $d/a.out -lm
 if command -v mpicc >/dev/null && command -v mpicxx >/dev/null; then
   printf '#define DISTILL_IMPLEMENTATION\n#include "../../distill.h"\nint main(int argc, char **argv){ distill_comm c; distill_error e; if (distill_mpi_init(&argc, &argv, &c, &e)) return 1; distill_mpi_finalize(); return 0; }\n' > $d/mpi.c
   cp $d/mpi.c $d/mpi.cpp
-  echo "mpicc DISTILL_MPI (gcc, clang)"; mpicc -std=c99 $W -O2 -DDISTILL_MPI $d/mpi.c -o $d/a.out -lm -lpthread
-  OMPI_CC=clang mpicc -std=c99 $W -O2 -DDISTILL_MPI $d/mpi.c -o $d/a.out -lm -lpthread
-  echo "mpicxx DISTILL_MPI (C++)"; mpicxx -x c++ $W -O2 -DDISTILL_MPI $d/mpi.cpp -o $d/a.out -lm -lpthread
+  check "mpicc DISTILL_MPI (gcc)" mpicc -std=c99 $W -O2 -DDISTILL_MPI $d/mpi.c -o $d/a.out -lm -lpthread
+  check "mpicc DISTILL_MPI (clang)" env OMPI_CC=clang mpicc -std=c99 $W -O2 -DDISTILL_MPI $d/mpi.c -o $d/a.out -lm -lpthread
+  check "mpicxx DISTILL_MPI (C++)" mpicxx -x c++ $W -O2 -DDISTILL_MPI $d/mpi.cpp -o $d/a.out -lm -lpthread
 else
   echo "mpicc/mpicxx absent: the DISTILL_MPI build is not checked (apt-get install libopenmpi-dev)"
 fi
-echo "compile-check: ok"
+if [ "$CF" -ne 0 ]; then
+  echo "compile-check: $CF configuration(s) failed:$CFAILED"
+  [ "$1" = "--run" ] || exit 1
+else
+  echo "compile-check: ok"
+fi
 
 # ---- make matrix (--run): every configuration also builds and RUNS tests/matrix_check.c (two
 # training steps, a JSON parse, a CRC) and must print the default build's numbers (floats within
@@ -98,5 +115,6 @@ if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >
   run "aarch64-linux-gnu-gcc -static under qemu-aarch64 (NEON)" aarch64-linux-gnu-gcc -std=c99 $W -O2 -static $M -o $d/m.out $L
   RUNNER=
 else skip "aarch64: gcc-aarch64-linux-gnu / qemu-user not installed"; fi
+F=$((F + CF))
 echo "matrix: $P passed, $F failed, $S skipped"
 [ "$F" -eq 0 ]

@@ -12,12 +12,15 @@
 #define GPT2_MERGES "../shared/data/gpt2/merges.txt"
 #define FIX "tests/fixtures/data/"
 
+/* The minimind tokenizer, or NULL: absent (the caller skips) or failing to load (a failed
+   CHECK here, so the caller's skip counts as a failure). */
 static distill_tokenizer *minimind(void) {
     distill_error err;
-    FILE *f = fopen(MINIMIND, "rb");
-    if (!f) return NULL;
-    fclose(f);
-    return distill_tokenizer_load(MINIMIND, NULL, &err);
+    distill_tokenizer *tok;
+    if (!harness_have(MINIMIND)) return NULL;
+    tok = distill_tokenizer_load(MINIMIND, NULL, &err);
+    CHECK(tok != NULL, "%s is present but does not load: %s", MINIMIND, err.msg);
+    return tok;
 }
 
 static distill_json *parse(const char *s) {
@@ -153,7 +156,7 @@ static void test_filters(void) {
         {"ok == true", 1}, {"missing == 1", 0}, {"missing != 1", 0}, {"pass_rate == \"1\"", 0},
     };
     size_t i;
-    if (!j) return;
+    REQUIRE(j != NULL, "the filter test document does not parse");
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int m = distill_data_filter_match(j, cases[i].expr, &err);
         CHECK(m == cases[i].want, "'%s': got %d want %d (%s)", cases[i].expr, m, cases[i].want, m < 0 ? err.msg : "");
@@ -377,7 +380,7 @@ static void test_big_line(void) {
     distill_data_options o = distill_data_options_default();
     distill_error err;
     distill_dataset *ds;
-    if (!f || !chunk) { if (f) fclose(f); free(chunk); SKIP("cannot write %s", path); }
+    if (!f || !chunk) { if (f) fclose(f); free(chunk); CHECK(0, "cannot write %s", path); return; }
     memset(chunk, 'a', 1 << 20);
     fputs("{\"prompt\": \"q\", \"completion\": \"", f);
     for (i = 0; i < n >> 20; i++) fwrite(chunk, 1, 1 << 20, f);
@@ -488,7 +491,7 @@ static distill_dataset *synthetic(distill_tokenizer *tok, int n, distill_error *
     const char *path = "build/data_synth.jsonl";
     FILE *f = fopen(path, "wb");
     int i, k;
-    if (!f) return NULL;
+    if (!f) { snprintf(err->msg, sizeof err->msg, "cannot write %s", path); return NULL; }
     for (i = 0; i < n; i++) {
         fprintf(f, "{\"prompt\": \"question %d\", \"completion\": \"", i);
         for (k = 0; k < 1 + (i * 7) % 13; k++) fprintf(f, "w%d ", k);
@@ -613,6 +616,126 @@ static int check_batch(const distill_dataset *ds, const distill_loader *L, const
         seg++;
     }
     return 1;
+}
+
+/* A byte-level tokenizer (256 ids, no merges, no special tokens): one token per byte, so token
+   positions are byte offsets of the rendered text and tests need no external file. */
+static distill_tokenizer *byte_tokenizer(void) {
+    distill_error err;
+    const char *texts[1] = {"abc"};
+    size_t lens[1] = {3};
+    distill_tokenizer *t = distill_tokenizer_train(texts, lens, 1, 256, DISTILL_PATTERN_GPT2, NULL, 0, &err);
+    CHECK(t != NULL && distill_tokenizer_vocab_size(t) == 256, "byte-level tokenizer: %s", t ? "vocab" : err.msg);
+    return t;
+}
+
+/* chatml-prefill: the "<think>\n" that opens an assistant turn is part of the generation prompt,
+   so in training it is cut from the content and left unsupervised; the reasoning after it, the
+   answer and <|im_end|> are targets. One token per byte: weights are per byte of the text. */
+static void test_prefill_unsupervised(void) {
+    const distill_chat_template *tm = distill_chat_template_get("chatml-prefill");
+    distill_tokenizer *tok = byte_tokenizer();
+    distill_error err;
+    distill_conv c;
+    distill_ids ids = {NULL, 0, 0};
+    distill_floats w = {NULL, 0, 0};
+    const char *asst = "<think>\nr\n</think>\n\nA";
+    char *text;
+    size_t len, at, i;
+    int ok = 1;
+    REQUIRE(tok && tm, "tokenizer or template chatml-prefill missing");
+    memset(&c, 0, sizeof c);
+    distill_conv_add(&c, DISTILL_ROLE_USER, "Q", 1, -1);
+    distill_conv_add(&c, DISTILL_ROLE_ASSISTANT, asst, strlen(asst), -1);
+    text = distill_chat_render(tm, &c, 0, &len);
+    CHECK(distill_chat_encode(tm, tok, &c, DISTILL_LOSS_ASSISTANT, 0, &ids, &w, &err) == 0, "%s", err.msg);
+    CHECK(text && ids.n == len && w.n == len, "one token per byte: %zu ids, %zu bytes", ids.n, len);
+    if (text && ids.n == len && w.n == len) {
+        const char *p = strstr(text, asst);
+        CHECK(p != NULL, "rendered text holds the assistant content: %s", text);
+        at = p ? (size_t)(p - text) : 0;
+        for (i = 0; p && i < len; i++) {
+            int want = i >= at + 8 && i < at + strlen(asst) + strlen("<|im_end|>");   /* after "<think>\n" */
+            if ((w.v[i] > 0) != want) { if (ok) printf("    byte %zu '%c': weight %g\n", i, text[i], (double)w.v[i]); ok = 0; }
+        }
+        CHECK(ok, "weights: the prefill \"<think>\\n\" unsupervised, the rest of the turn supervised");
+    }
+    distill_free(text);
+    distill_ids_free(&ids);
+    distill_floats_free(&w);
+    distill_conv_free(&c);
+    distill_tokenizer_free(tok);
+}
+
+/* A row cut inside "</think>" lost its think end: with one token per byte, cutting before the
+   final '>' sets DISTILL_ROW_LOST_THINK (and counts lost_think), keeping the '>' does not. */
+static void test_lost_think_inside_close_tag(void) {
+    const char *path = "build/data_lost_think.jsonl";
+    distill_tokenizer *tok = byte_tokenizer();
+    distill_data_options o = distill_data_options_default();
+    distill_error err;
+    distill_dataset *full, *ds;
+    distill_row r;
+    FILE *f = fopen(path, "wb");
+    char text[512];
+    int i, gt = -1, cut;
+    if (f) {
+        fputs("{\"prompt\": \"Q\", \"completion\": \"<think>\\nreasoning\\n</think>\\n\\nanswer\"}\n", f);
+        fclose(f);
+    }
+    REQUIRE(tok && f, "tokenizer, or cannot write %s", path);
+    full = distill_dataset_load(path, &o, tok, &err);
+    REQUIRE(full != NULL && distill_dataset_row(full, 0, &r) == 0 && r.n < (int)sizeof text, "%s", err.msg);
+    for (i = 0; i < r.n; i++) {   /* the text back from the token bytes */
+        size_t bl = 0;
+        const char *b = distill_tokenizer_token_bytes(tok, r.tokens[i], &bl);
+        text[i] = bl == 1 ? b[0] : '?';
+    }
+    text[r.n] = 0;
+    if (strstr(text, "</think>")) gt = (int)(strstr(text, "</think>") - text) + 7;   /* the '>' */
+    REQUIRE(gt > 0, "no </think> in the row: %s", text);
+    for (cut = gt; cut <= gt + 1; cut++) {
+        o.max_seq = cut;
+        o.truncate = 1;
+        ds = distill_dataset_load(path, &o, tok, &err);
+        CHECK(ds != NULL && distill_dataset_row(ds, 0, &r) == 0, "%s", err.msg);
+        if (!ds) continue;
+        CHECK(!!(r.flags & DISTILL_ROW_LOST_THINK) == (cut == gt) && distill_dataset_stats(ds)->lost_think == (cut == gt),
+              "max_seq %d (the '>' of </think> is token %d): lost_think flag %d, count %lld", cut, gt,
+              !!(r.flags & DISTILL_ROW_LOST_THINK), (long long)distill_dataset_stats(ds)->lost_think);
+        distill_dataset_free(ds);
+    }
+    distill_dataset_free(full);
+    distill_tokenizer_free(tok);
+}
+
+/* The shuffle behind selection and the loader's epochs (internal distill__data_permute, visible
+   because the test includes the implementation) is a uniform random permutation: over 24000
+   seeds each of the 24 orders of 4 rows appears about 1000 times. Chi-square with 23 degrees of
+   freedom: above 70 has probability < 1e-6 for a uniform shuffle (the seeds are fixed, so the
+   result is too). A biased shuffle (Sattolo's cycles, an off-by-one range) gives thousands. */
+static void test_shuffle_is_uniform(void) {
+    int counts[24], i, k;
+    int64_t perm[4];
+    double chi2 = 0.0;
+    memset(counts, 0, sizeof counts);
+    for (i = 0; i < 24000; i++) {
+        int code = 0, used = 0;
+        distill__data_permute(perm, 4, 1000 + (uint64_t)i * 7919);
+        /* the Lehmer code of the permutation: 0..23 */
+        for (k = 0; k < 4; k++) {
+            int smaller = 0, j;
+            for (j = 0; j < (int)perm[k]; j++) smaller += !(used >> j & 1);
+            used |= 1 << perm[k];
+            code = code * (4 - k) + smaller;
+        }
+        CHECK(used == 15, "seed %d: not a permutation", i);
+        if (used != 15) return;
+        counts[code]++;
+    }
+    for (k = 0; k < 24; k++) chi2 += (counts[k] - 1000.0) * (counts[k] - 1000.0) / 1000.0;
+    printf("    chi-square of the 24 orders of 4 rows over 24000 seeds: %.1f\n", chi2);
+    CHECK(chi2 < 70.0, "chi-square of the 24 orders = %.1f (counts %d %d %d ... %d)", chi2, counts[0], counts[1], counts[2], counts[23]);
 }
 
 static void test_loader(void) {
@@ -809,6 +932,9 @@ int main(void) {
     RUN(test_length_policy);
     RUN(test_load_filters);
     RUN(test_select);
+    RUN(test_prefill_unsupervised);
+    RUN(test_lost_think_inside_close_tag);
+    RUN(test_shuffle_is_uniform);
     RUN(test_loader);
     RUN(test_packed_equals_unpacked);
     RUN(test_threads_identical);

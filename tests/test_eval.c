@@ -187,6 +187,17 @@ static void test_metrics(void) {
         distill_eval_compute(r, 6, ks, 2, &m2, &err);
         CHECK(m2.pass_at_k[1] == m.pass_at_k[1] && m2.think_tokens_median == m.think_tokens_median, "order independence");
     }
+    /* a strict trace cut by the cap is not a strict completion: g0 (strict) marked as cut leaves
+       g4 alone, 1/6; its completion moves to truncated: stop 2 / known 5 = 0.4 */
+    {
+        distill_sample_result r[6];
+        distill_eval_metrics m2;
+        memcpy(r, s, sizeof r);
+        r[0].finish = DISTILL_FINISH_LENGTH;
+        CHECK(distill_eval_compute(r, 6, ks, 2, &m2, &err) == 0, "compute: %s", err.msg);
+        CHECK_CLOSE(m2.strict_completion_rate, 1.0 / 6, 0, 1e-12, "strict_completion_rate with g0 cut");
+        CHECK_CLOSE(m2.completion_rate, 0.4, 0, 1e-12, "completion_rate with g0 cut");
+    }
     /* k larger than every problem's n: no problem enters, NaN (null in JSON) */
     {
         int k3 = 3;
@@ -259,7 +270,7 @@ static void test_results_json(void) {
     /* without a verifier the pass keys are absent, null where undefined */
     fill_samples(s, 0);
     f = fopen("build/test_eval_results.json", "wb");
-    if (!f) return;
+    REQUIRE(f != NULL, "cannot write build/test_eval_results.json");
     distill_eval_write_json(f, s, 1, NULL, 0, ks, 2, "tokens", &err);   /* only g0 */
     fclose(f);
     text = slurp("build/test_eval_results.json");
@@ -378,7 +389,7 @@ static void test_verifier_callback(void) {
     o.verifier = &v;
     o.out_jsonl = "build/test_eval_v_scored.jsonl";
     f = fopen("build/test_eval_results.json", "wb");
-    if (!f) return;
+    REQUIRE(f != NULL, "cannot write build/test_eval_results.json");
     CHECK(distill_eval_generations_file("build/test_eval_v.jsonl", &o, f, &err) == 0, "%s", err.msg);
     fclose(f);
     CHECK(calls == 4, "called once per sample, got %d", calls);

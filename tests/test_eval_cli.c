@@ -53,10 +53,11 @@ static void test_generations(void) {
     CHECK_CLOSE(num(r, "think_tokens_median"), 2.5, 0, 1e-9, "think median in words");
     distill_json_free(r);
     /* --think-in-prompt: every sample's think block was opened by the prompt */
+    remove("build/test_eval_cli/results.json");   /* not the previous run's */
     CHECK(sh("./distill eval --generations tests/fixtures/eval/generations.jsonl --think-in-prompt "
              "--out build/test_eval_cli >/dev/null") == 0, "exit status");
     r = load("build/test_eval_cli/results.json");
-    if (!r) return;
+    REQUIRE(r != NULL, "build/test_eval_cli/results.json with --think-in-prompt: missing or not JSON");
     CHECK_CLOSE(num(r, "think_open_rate"), 1.0, 0, 1e-9, "think_open_rate with --think-in-prompt");
     distill_json_free(r);
 }

@@ -293,6 +293,27 @@ static void draw(const float *lg, int V, float temp, int k, float p, uint64_t se
    top_p = 0.6: sorted 0.4, 0.25 -> 0.65 >= 0.6, nucleus {1, 3}: 0.4/0.65, 0.25/0.65.
    top_k = 4 and top_p = 0.9: top 4 {1, 3, 4, 2} mass 0.9, renormalised 0.444, 0.278, 0.167,
    0.111; the nucleus of 0.9 of that: 0.444 + 0.278 + 0.167 = 0.889 < 0.9, so all four. */
+/* Tied candidates are ordered by id ("higher probability first, ties to the lower id"), so a draw
+   u maps to a known token: with 8 equal logits, top_k = 4 keeps ids 0..3 and returns floor(4u);
+   top_p = 0.99 keeps all 8 and returns floor(8u). u is read from a copy of the generator. */
+static void test_sampler_ties_in_id_order(void) {
+    float logits[8] = {0, 0, 0, 0, 0, 0, 0, 0}, work[8];
+    int32_t idx[8];
+    int seed, bad_k = 0, bad_p = 0;
+    for (seed = 1; seed <= 200; seed++) {
+        distill_rng r, copy;
+        double u;
+        distill_rng_seed(&r, (uint64_t)seed);
+        copy = r;
+        u = distill_rng_uniform(&copy);
+        if (distill_sample_token(logits, 8, 1.0f, 4, 0.0f, &r, work, idx) != (int32_t)(4.0 * u)) bad_k++;
+        distill_rng_seed(&r, (uint64_t)seed);
+        if (distill_sample_token(logits, 8, 1.0f, 0, 0.99f, &r, work, idx) != (int32_t)(8.0 * u)) bad_p++;
+    }
+    CHECK(bad_k == 0, "top_k = 4 over 8 tied logits: %d of 200 draws not floor(4u)", bad_k);
+    CHECK(bad_p == 0, "top_p = 0.99 over 8 tied logits: %d of 200 draws not floor(8u)", bad_p);
+}
+
 static void test_sampler_support(void) {
     const double p[6] = {0.05, 0.4, 0.1, 0.25, 0.15, 0.05};
     float lg[6];
@@ -336,6 +357,7 @@ int main(void) {
     RUN(test_greedy_matches_naive);
     RUN(test_sampling_reproducible);
     RUN(test_sampler_greedy);
+    RUN(test_sampler_ties_in_id_order);
     RUN(test_sampler_support);
     return harness_done("test_generate");
 }

@@ -174,7 +174,8 @@ static void test_roundtrips(void) {
 
 static void write_bytes(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
-    if (f) { fwrite(p, 1, n, f); fclose(f); }
+    CHECK(f != NULL, "cannot write %s", path);   /* a hostile file never written would "fail to load" */
+    if (f) { CHECK(fwrite(p, 1, n, f) == n, "short write to %s", path); fclose(f); }
 }
 
 static void test_hostile_model_files(void) {
@@ -183,7 +184,7 @@ static void test_hostile_model_files(void) {
     distill_model *m = distill_model_create(&c, 1, 8, 3, &err), *r;
     unsigned char *b;
     size_t n;
-    if (!m) return;
+    REQUIRE(m != NULL, "create: %s", err.msg);
     distill_checkpoint_write("build/test_interop/h.dstl", m, 0, NULL, NULL, 0, &err);
     b = (unsigned char *)distill_read_file("build/test_interop/h.dstl", &n, &err);
     b[n - 5] ^= 1;
@@ -266,35 +267,57 @@ static void test_forward_matches_torch_fixture(void) {
 }
 
 /* The export direction: write our safetensors of a random model and the logits of a batch; the
-   check script (make fixtures) reads both with torch and compares. */
+   check script (make fixtures) reads both with torch and compares. Here: both files are complete,
+   and the safetensors read back gives the model whose logits the file holds, bit for bit. */
 static void test_write_export_for_python(void) {
     distill_config c = tiny_config(1);
     distill_error err;
-    distill_model *m = distill_model_create(&c, 2, 12, 9, &err);
+    distill_model *m = distill_model_create(&c, 2, 12, 9, &err), *r;
     int32_t toks[24];
     int i;
     FILE *f;
-    float *lg;
+    float *lg, *lr;
+    unsigned char *fx;
+    size_t n, nlg = 12 * (size_t)c.vocab_size;
     distill_batch bt;
-    if (!m) return;
+    REQUIRE(m != NULL, "create: %s", err.msg);
     randomize(m, 77);
     mkdir("build/test_interop/export", 0755);
     CHECK(distill_safetensors_save(m, "build/test_interop/export/model.safetensors", &err) == 0, "%s", err.msg);
     for (i = 0; i < 24; i++) toks[i] = (i * 7 + 3) % c.vocab_size;
     memset(&bt, 0, sizeof bt);
     bt.B = 2; bt.T = 12; bt.tokens = toks;
-    distill_model_forward(m, &bt, NULL, 0.0f, NULL, &err);
-    lg = (float *)malloc(sizeof(float) * 12 * (size_t)c.vocab_size);
+    CHECK(distill_model_forward(m, &bt, NULL, 0.0f, NULL, &err) == 0, "forward: %s", err.msg);
+    lg = (float *)malloc(sizeof(float) * nlg);
+    lr = (float *)malloc(sizeof(float) * nlg);
     f = fopen("build/test_interop/export/logits.bin", "wb");
+    CHECK(f != NULL, "cannot write build/test_interop/export/logits.bin");
     if (f) {
         int32_t hdr[3];
         hdr[0] = 2; hdr[1] = 12; hdr[2] = c.vocab_size;
         fwrite(hdr, 4, 3, f);
         fwrite(toks, 4, 24, f);
-        for (i = 0; i < 2; i++) { distill_model_logits(m, i, lg); fwrite(lg, 4, 12 * (size_t)c.vocab_size, f); }
-        fclose(f);
+        for (i = 0; i < 2; i++) { distill_model_logits(m, i, lg); fwrite(lg, 4, nlg, f); }
+        CHECK(fclose(f) == 0, "write logits.bin");
     }
+    /* read both back the way the check script does */
+    fx = (unsigned char *)distill_read_file("build/test_interop/export/logits.bin", &n, &err);
+    CHECK(fx && n == 12 + 4 * 24 + 2 * 4 * nlg, "logits.bin: %zu bytes", fx ? n : 0);
+    r = distill_model_load("build/test_interop/export/model.safetensors", 2, 12, NULL, &err);
+    CHECK(r != NULL, "read back the safetensors: %s", err.msg);
+    if (fx && r && n == 12 + 4 * 24 + 2 * 4 * nlg) {
+        CHECK(memcmp(fx + 12, toks, sizeof toks) == 0, "tokens in logits.bin");
+        CHECK(distill_model_forward(r, &bt, NULL, 0.0f, NULL, &err) == 0, "forward of the read-back model: %s", err.msg);
+        for (i = 0; i < 2; i++) {
+            distill_model_logits(r, i, lr);
+            CHECK(memcmp(fx + 12 + 4 * 24 + (size_t)i * 4 * nlg, lr, 4 * nlg) == 0,
+                  "row %d: logits of the read-back model differ from logits.bin", i);
+        }
+    }
+    distill_model_free(r);
+    distill_free(fx);
     free(lg);
+    free(lr);
     distill_model_free(m);
 }
 

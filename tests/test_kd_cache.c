@@ -98,7 +98,7 @@ static void test_hostile_files(void) {
     make_data();
     CHECK(write_cache("build/test_kd_cache.topk", NK) == 0, "write");
     buf = (unsigned char *)distill_read_file("build/test_kd_cache.topk", &n, &err);
-    if (!buf) return;
+    REQUIRE(buf != NULL, "read back: %s", err.msg);
     /* wrong vocabulary / rows */
     c = distill_topk_cache_open("build/test_kd_cache.topk", NV + 1, 0, &err);
     CHECK(!c && strstr(err.msg, "vocabulary"), "vocab mismatch: %s", err.msg);
@@ -126,8 +126,65 @@ static void test_hostile_files(void) {
     CHECK(distill_topk_writer_open("build/x.topk", NV, NV, &err) == NULL && strstr(err.msg, "k ("), "k >= NV accepted");
 }
 
+/* A row is identified by its tokens AND its targets: the same text with another loss mask (a
+   different template mode, say) or another target id is refused, the row itself accepted. */
+static void test_row_check(void) {
+    distill_error err;
+    distill_topk_cache *c;
+    int32_t tk[NT], tg[NT];
+    make_data();
+    CHECK(write_cache("build/test_kd_cache.topk", NK) == 0, "write");
+    c = distill_topk_cache_open("build/test_kd_cache.topk", NV, NR, &err);
+    REQUIRE(c != NULL, "open: %s", err.msg);
+    memcpy(tk, toks[1], sizeof tk);
+    memcpy(tg, tgts[1], sizeof tg);
+    CHECK(distill_topk_cache_check_row(c, 1, tk, tg, NT, &err) == 0, "the row it was made for: %s", err.msg);
+    tg[5] = (tg[5] + 1) % NV;   /* same tokens, same supervised count, one other target */
+    CHECK(distill_topk_cache_check_row(c, 1, tk, tg, NT, &err) != 0 && strstr(err.msg, "row 1"), "another target id accepted");
+    tg[5] = tgts[1][5];
+    tk[0] = (tk[0] + 1) % NV;   /* an unsupervised token */
+    CHECK(distill_topk_cache_check_row(c, 1, tk, tg, NT, &err) != 0, "another prompt token accepted");
+    distill_topk_cache_free(c);
+}
+
+/* Ties in the teacher's logits go to the lower token id (so the cache does not depend on the
+   selection's order of visits): all-equal logits list ids 0..k-1 with log-probability
+   -log(V); logits 1 at every third id list 0, 3, 6, 9, 12. Read from the file's documented
+   layout, not through the library. */
+static void test_topk_ties(void) {
+    distill_error err;
+    distill_topk_writer *w = distill_topk_writer_open("build/test_kd_cache_ties.topk", NK, NV, &err);
+    int32_t tk[2] = {1, 2}, tg[2] = {3, 4}, want1[NK] = {0, 3, 6, 9, 12};
+    static float lg[2 * NV];
+    unsigned char *buf;
+    size_t n, e0;
+    int j, ok0 = 1, ok1 = 1;
+    REQUIRE(w != NULL, "open: %s", err.msg);
+    for (j = 0; j < NV; j++) { lg[j] = 0.0f; lg[NV + j] = j % 3 == 0 ? 1.0f : 0.0f; }
+    CHECK(distill_topk_writer_add_row(w, tk, tg, 2, lg, &err) == 0, "add: %s", err.msg);
+    CHECK(distill_topk_writer_close(w, &err) == 0, "close: %s", err.msg);
+    buf = (unsigned char *)distill_read_file("build/test_kd_cache_ties.topk", &n, &err);
+    REQUIRE(buf != NULL, "read: %s", err.msg);
+    e0 = 40 + 24;   /* header, one row record */
+    REQUIRE(n == e0 + 2 * (8 * NK + 4) + 4, "file size %zu", n);
+    for (j = 0; j < NK; j++) {
+        int32_t id0, id1;
+        float lp0;
+        memcpy(&id0, buf + e0 + 4 * j, 4);
+        memcpy(&lp0, buf + e0 + 4 * NK + 4 * j, 4);
+        memcpy(&id1, buf + e0 + 8 * NK + 4 + 4 * j, 4);
+        if (id0 != j || fabs(lp0 + log((double)NV)) > 1e-5) ok0 = 0;
+        if (id1 != want1[j]) ok1 = 0;
+    }
+    CHECK(ok0, "all-equal logits: the top-k is not ids 0..%d at -log(V)", NK - 1);
+    CHECK(ok1, "ties among the largest logits: not ids 0, 3, 6, 9, 12");
+    distill_free(buf);
+}
+
 int main(void) {
     RUN(test_roundtrip_and_head);
     RUN(test_hostile_files);
+    RUN(test_row_check);
+    RUN(test_topk_ties);
     return harness_done("test_kd_cache");
 }

@@ -96,7 +96,9 @@ static void test_formula_matches_allocation(void) {
     check_config("wide ffn, chunked head", cfg(1000, 32, 1, 2, 1, 200, 1, 1), 2, 300);
 }
 
-/* The formula has no T^2 and no B*T*V term: doubling T at most doubles it. */
+/* The formula has no T^2 and no B*T*V term: doubling T at most doubles it. And it does grow with
+   T, by the same bytes per position from 1024 to 2048 as from 2048 to 8192 (affine in T): a
+   formula that stopped counting the per-position buffers would pass the upper bounds alone. */
 static void test_formula_scaling(void) {
     distill_config c = cfg(32000, 512, 8, 8, 4, 1408, 0, 1);
     double a = (double)distill_model_activation_bytes(&c, 4, 1024), b2 = (double)distill_model_activation_bytes(&c, 4, 2048);
@@ -104,6 +106,9 @@ static void test_formula_scaling(void) {
     printf("    dim 512, 8 layers, V 32000, B 4: T 1024 %.1f MB, T 2048 %.1f MB, T 8192 %.1f MB\n", a / 1e6, b2 / 1e6, c8 / 1e6);
     CHECK(b2 <= 2.0 * a, "linear in T");
     CHECK(c8 <= 8.0 * a, "linear in T up to 8192");
+    CHECK(b2 >= 1.5 * a, "doubling T from 1024 adds at least half: %.0f -> %.0f bytes", a, b2);
+    CHECK(fabs((c8 - b2) / 6144.0 - (b2 - a) / 1024.0) <= 1e-3 * (b2 - a) / 1024.0,
+          "bytes per position: %.1f (1024..2048), %.1f (2048..8192)", (b2 - a) / 1024.0, (c8 - b2) / 6144.0);
     /* llm.c-style attention would add L*B*NH*T*T*4 bytes twice: 2 * 8*4*8*8192^2*4 = 69 GB */
 }
 

@@ -47,6 +47,7 @@ static void test_train_encode_decode(void) {
     /* the decoded texts equal the input texts (compared parsed: escapes may be spelled differently) */
     a = slurp("build/tokcli_in.jsonl");
     b = slurp("build/tokcli_out.jsonl");
+    CHECK(a && b, "build/tokcli_in.jsonl or build/tokcli_out.jsonl missing");
     if (a && b) {
         char *p = a, *q = b;
         int line = 0;

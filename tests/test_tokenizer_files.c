@@ -184,8 +184,9 @@ static void test_llama2c(void) {
 /* ---- hostile files ------------------------------------------------------------------------ */
 static void write_file(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
+    CHECK(f != NULL, "cannot write %s", path);   /* a hostile file never written would "fail to load" */
     if (!f) return;
-    fwrite(data, 1, n, f);
+    CHECK(fwrite(data, 1, n, f) == n, "short write to %s", path);
     fclose(f);
 }
 

@@ -4,7 +4,11 @@
      with <|endoftext|> allowed and not allowed,
    - minimind's tokenizer.json (chat and <think> tokens),
    - llama2.c's tok512.bin, checked against run.c's algorithm (see test_llama2c).
-   Fixture: tests/fixtures/tokenizer_gpt2_tiktoken.jsonl, made once by tests/gen_tiktoken_fixture.js.
+   - GPT-2 ids of strings with pre-tokenizer chunks over 24 bytes (distill.h merges those with a
+     heap, shorter ones with a scan) against tiktoken: words, URLs, base64, digit, whitespace and
+     punctuation runs, code identifiers, ties (test_gpt2_long_chunks).
+   Fixtures: tests/fixtures/tokenizer_gpt2_tiktoken.jsonl and tokenizer_gpt2_long.jsonl, made once
+   by tests/gen_tiktoken_fixture.js and tests/gen_long_chunks_fixture.js.
    The real tokenizer files come from ../shared/data; tests that need them skip without it. */
 #define DISTILL_IMPLEMENTATION
 #include "../distill.h"
@@ -12,6 +16,7 @@
 
 #define FIXTURE "tests/fixtures/tokenizer_gpt2_tiktoken.jsonl"
 #define GPT2_DIR "../shared/data/gpt2/"
+#define LONG_FIXTURE "tests/fixtures/tokenizer_gpt2_long.jsonl"
 
 typedef struct rec { char *text; size_t len; distill_ids ids, ids_special, split[4]; int has_split; } rec;
 static rec recs[512];
@@ -149,6 +154,62 @@ static void test_gpt2_own_format(void) {
     check_gpt2("build/test_tok_gpt2_own.txt", NULL);
 }
 
+/* Long chunks: every fixture string has a GPT-2 chunk over 24 bytes (our pre-tokenizer must find
+   the same longest chunk, so the heap path runs), and its ids are tiktoken's. */
+static void check_long_chunks(const char *path, const char *merges) {
+    distill_error err;
+    distill_tokenizer *t;
+    size_t size, off = 0;
+    char *data;
+    int line = 0, ok = 0, over64 = 0, split_ok = 0;
+    data = (char *)distill_read_file(LONG_FIXTURE, &size, &err);
+    REQUIRE(data != NULL, "%s", err.msg);
+    t = distill_tokenizer_load(path, merges, &err);
+    CHECK(t != NULL, "load %s: %s", path, err.msg);
+    while (t && off < size) {
+        char *nl = (char *)memchr(data + off, '\n', size - off);
+        size_t len = nl ? (size_t)(nl - (data + off)) : size - off, pos = 0, longest = 0;
+        distill_json *j = distill_json_parse(data + off, len, LONG_FIXTURE, ++line, &err);
+        const distill_json *tx = j ? distill_json_get(j, "text") : NULL, *lg = j ? distill_json_get(j, "longest") : NULL;
+        distill_ids want = {NULL, 0, 0}, got = {NULL, 0, 0};
+        off += len + 1;
+        CHECK(tx && lg, "%s:%d: %s", LONG_FIXTURE, line, j ? "no text or longest" : err.msg);
+        if (!tx || !lg) { distill_json_free(j); break; }
+        while (pos < tx->len) {
+            size_t e = distill__tk_pretok(DISTILL_PATTERN_GPT2, (const unsigned char *)tx->str, tx->len, pos);
+            if (e - pos > longest) longest = e - pos;
+            pos = e;
+        }
+        split_ok += (int64_t)longest == lg->i64 && longest > 24;
+        over64 += longest > 64;
+        read_int_array(distill_json_get(j, "ids"), &want);
+        distill_tokenizer_encode(t, tx->str, tx->len, 0, &got, &err);
+        if (same_ids(&got, want.ids, want.n)) ok++;
+        else if (line - ok <= 5) {
+            printf("    ids differ for line %d: \"%.80s\"\n", line, tx->str);
+            print_ids("want", want.ids, want.n);
+            print_ids("got ", got.ids, got.n);
+        }
+        distill_ids_free(&want);
+        distill_ids_free(&got);
+        distill_json_free(j);
+    }
+    printf("    %s: %d of %d long-chunk strings identical to tiktoken (%d with a chunk over 64 bytes)\n",
+           path, ok, line, over64);
+    CHECK(line >= 80 && over64 >= 40, "the fixture has %d strings, %d with a chunk over 64 bytes", line, over64);
+    CHECK(split_ok == line, "%d of %d strings: our longest chunk is not the fixture's (or not over 24 bytes)",
+          line - split_ok, line);
+    CHECK(ok == line, "long-chunk parity %d/%d", ok, line);
+    distill_tokenizer_free(t);
+    distill_free(data);
+}
+
+static void test_gpt2_long_chunks(void) {
+    if (!have(GPT2_DIR "tokenizer.json")) SKIP("../shared/data/gpt2 not present");
+    check_long_chunks(GPT2_DIR "tokenizer.json", NULL);
+    check_long_chunks(GPT2_DIR "vocab.json", GPT2_DIR "merges.txt");
+}
+
 int main(void) {
     if (load_fixture()) {
         CHECK(0, "cannot read fixture %s", FIXTURE);
@@ -158,5 +219,6 @@ int main(void) {
     RUN(test_gpt2_tokenizer_json);
     RUN(test_gpt2_vocab_merges);
     RUN(test_gpt2_own_format);
+    RUN(test_gpt2_long_chunks);
     return harness_done("test_tokenizer_parity");
 }

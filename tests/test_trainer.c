@@ -137,6 +137,50 @@ static void test_grad_accumulation_equals_big_batch(void) {
     distill_model_free(a); distill_model_free(b);
 }
 
+/* The trainer's step is the documented model-level step: zero the gradients, forward+backward
+   with grad_scale 1/(sum of weights), then distill_adamw_step with the step index counted from 0
+   (which sets AdamW's bias correction). Three trainer steps against three hand-driven ones on
+   the same batches; a constant schedule, so the index matters only through AdamW. */
+static void test_step_is_model_step(void) {
+    distill_config c = tiny();
+    distill_error err;
+    distill_model *a = distill_model_create(&c, 4, ST, 11, &err), *b = distill_model_create(&c, 4, ST, 11, &err);
+    src sa, sb;
+    distill_batch_source qa;
+    distill_train_config ta = quiet_config();
+    distill_trainer *TA;
+    double maxd = 0, maxp = 0;
+    size_t i;
+    int step;
+    REQUIRE(a && b, "create: %s", err.msg);
+    src_init(&sa, 4, c.vocab_size, 5); sa.fixed_order = 1; src_perm(&sa);
+    src_init(&sb, 4, c.vocab_size, 5); sb.fixed_order = 1; src_perm(&sb);
+    ta.max_steps = 3; ta.grad_accum = 1; ta.optim.schedule = DISTILL_SCHED_CONSTANT;
+    qa = src_source(&sa);
+    TA = distill_trainer_create(a, &qa, NULL, &ta, &err);
+    REQUIRE(TA != NULL, "create: %s", err.msg);
+    for (step = 0; step < 3; step++) {
+        distill_batch bt;
+        const int64_t *rows;
+        int n_rows, k;
+        double wsum = 0.0;
+        CHECK(distill_trainer_step(TA, NULL, &err) == 0, "trainer step %d: %s", step, err.msg);
+        src_next(&sb, &bt, &rows, &n_rows, &err);
+        for (k = 0; k < bt.B * bt.T; k++) if (bt.targets[k] >= 0) wsum += bt.weights[k];
+        distill_model_zero_grad(b);
+        CHECK(distill_model_forward_backward(b, &bt, NULL, (float)(1.0 / wsum), NULL, &err) == 0, "%s", err.msg);
+        distill_adamw_step(b, &ta.optim, step);
+    }
+    for (i = 0; i < a->num_floats; i++) {
+        double d = fabs((double)a->params[i] - (double)b->params[i]);
+        if (d > maxd) maxd = d;
+        if (fabs(b->params[i]) > maxp) maxp = fabs(b->params[i]);
+    }
+    CHECK(maxd <= 1e-6 * maxp, "weights after 3 trainer steps differ from 3 model steps by %g (max |w| %g)", maxd, maxp);
+    distill_trainer_free(TA);
+    distill_model_free(a); distill_model_free(b);
+}
+
 /* Train 2N steps straight; separately train with checkpoints every N, kill -9 the process
    after step N+1, resume from the directory, finish: the weights must be bit-identical. */
 #define NSTEP 6
@@ -416,6 +460,7 @@ int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--resume-child")) run_child(argv[2]);
     self_path = argv[0];
     RUN(test_grad_accumulation_equals_big_batch);
+    RUN(test_step_is_model_step);
     RUN(test_exact_resume_after_kill);
     RUN(test_nan_stops_naming_step);
     RUN(test_kd_in_process_and_cache);

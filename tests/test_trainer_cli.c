@@ -21,7 +21,7 @@ static void test_train_export_info(void) {
     if (!(f = fopen(TOK, "rb"))) SKIP("%s absent", TOK);
     fclose(f);
     if (!have_cli()) SKIP("./distill not built (make)");
-    if (sh("rm -rf " D " && mkdir -p " D) != 0) return;
+    REQUIRE(sh("rm -rf " D " && mkdir -p " D) == 0, "cannot clear " D);
     f = fopen(D "/d.jsonl", "w");
     for (i = 0; i < 12; i++) fprintf(f, "{\"prompt\": \"Tell me a story %d.\", \"completion\": \"Once upon a time there was a cat number %d.\"}\n", i, i);
     fclose(f);

@@ -16,22 +16,30 @@ static const char *stories[] = {
     "The little boat sailed far away on the blue sea.", "Sam and Sue built a tall tower with their blocks.",
     "A small frog jumped into the pond with a splash.", "The girl said thank you and gave her friend a hug."};
 
-static distill_dataset *load(distill_tokenizer **tok) {
+/* The dataset: 30 rows pairing two stories; `shift` changes the second story of each row (another
+   dataset with as many rows). */
+static distill_dataset *load_variant(distill_tokenizer **tok, int shift) {
     distill_error err;
     FILE *f;
     size_t i;
     distill_dataset *ds;
+    *tok = NULL;
+    if (!harness_have(TOK)) return NULL;   /* the caller skips */
     *tok = distill_tokenizer_load(TOK, NULL, &err);
+    CHECK(*tok != NULL, "%s is present but does not load: %s", TOK, err.msg);
     if (!*tok) return NULL;
     mkdir("build", 0755);
     f = fopen("build/test_trainer_data.jsonl", "w");
+    CHECK(f != NULL, "cannot write build/test_trainer_data.jsonl");
+    if (!f) return NULL;
     for (i = 0; i < 3 * sizeof stories / sizeof stories[0]; i++)
-        fprintf(f, "{\"text\": \"%s %s\"}\n", stories[i % 10], stories[(i * 7 + 3) % 10]);
+        fprintf(f, "{\"text\": \"%s %s\"}\n", stories[i % 10], stories[(i * 7 + 3 + shift) % 10]);
     fclose(f);
     ds = distill_dataset_load("build/test_trainer_data.jsonl", NULL, *tok, &err);
     if (!ds) printf("    %s\n", err.msg);
     return ds;
 }
+static distill_dataset *load(distill_tokenizer **tok) { return load_variant(tok, 0); }
 
 static void test_cache_over_dataset_matches_loader(void) {
     distill_error err;
@@ -70,6 +78,51 @@ static void test_cache_over_dataset_matches_loader(void) {
     distill_tokenizer_free(tok);
 }
 
+/* The check behind the test above: a cache built over another dataset of as many rows opens,
+   but training from it stops at the first row whose tokens differ, naming the row. */
+static void test_cache_for_another_dataset_is_refused(void) {
+    distill_error err;
+    distill_tokenizer *tok, *tok2 = NULL;
+    distill_dataset *ds = load(&tok), *other;
+    distill_config c = distill_config_default();
+    distill_model *teacher, *student;
+    distill_loader_options lo = distill_loader_options_default();
+    distill_loader *L;
+    distill_loader_source src;
+    distill_train_config tc = distill_train_default();
+    distill_trainer *T;
+    distill_topk_cache *cache;
+    if (!tok) SKIP("%s absent", TOK);
+    CHECK(ds != NULL, "dataset");
+    if (!ds) { distill_tokenizer_free(tok); return; }
+    c.vocab_size = distill_tokenizer_vocab_size(tok); c.dim = 32; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 1; c.hidden_dim = 64;
+    teacher = distill_model_create(&c, 4, 128, 1, &err);
+    student = distill_model_create(&c, 4, 128, 2, &err);
+    CHECK(distill_topk_cache_build(teacher, ds, 8, 4, "build/test_trainer_data_other.top8", &err) == 0, "build: %s", err.msg);
+    other = load_variant(&tok2, 1);
+    CHECK(other && distill_dataset_size(other) == distill_dataset_size(ds), "the other dataset has as many rows");
+    cache = other ? distill_topk_cache_open("build/test_trainer_data_other.top8", c.vocab_size, distill_dataset_size(other), &err) : NULL;
+    CHECK(cache != NULL, "open: %s", err.msg);
+    lo.batch_rows = 4;
+    L = other ? distill_loader_create(other, &lo, &err) : NULL;
+    if (L) distill_loader_source_init(&src, L, other);
+    tc.progress = 0; tc.kd = 1; tc.max_steps = 4;
+    T = L ? distill_trainer_create(student, &src.src, NULL, &tc, &err) : NULL;
+    CHECK(T && cache && distill_trainer_set_cache(T, cache, &err) == 0, "set cache: %s", err.msg);
+    err.msg[0] = 0;
+    CHECK(T && cache && distill_trainer_run(T, &err) != 0, "training from a cache of another dataset succeeded");
+    CHECK(strstr(err.msg, "does not match the data") != NULL, "error: %s", err.msg);
+    distill_trainer_free(T);
+    distill_topk_cache_free(cache);
+    distill_loader_free(L);
+    distill_model_free(teacher);
+    distill_model_free(student);
+    distill_dataset_free(other);
+    distill_dataset_free(ds);
+    distill_tokenizer_free(tok2);
+    distill_tokenizer_free(tok);
+}
+
 static void run(distill_dataset *ds, distill_model *m, int steps, const char *resume, const char *save) {
     distill_error err;
     distill_loader_options lo = distill_loader_options_default();
@@ -97,6 +150,7 @@ static void test_resume_through_loader_cursor(void) {
     distill_config c = distill_config_default();
     distill_model *a, *b;
     if (!tok) SKIP("%s absent", TOK);
+    CHECK(ds != NULL, "dataset");
     if (!ds) { distill_tokenizer_free(tok); return; }
     c.vocab_size = distill_tokenizer_vocab_size(tok); c.dim = 32; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 1; c.hidden_dim = 64;
     a = distill_model_create(&c, 3, 128, 5, &err);
@@ -114,6 +168,7 @@ static void test_resume_through_loader_cursor(void) {
 
 int main(void) {
     RUN(test_cache_over_dataset_matches_loader);
+    RUN(test_cache_for_another_dataset_is_refused);
     RUN(test_resume_through_loader_cursor);
     return harness_done("test_trainer_data");
 }
