@@ -116,6 +116,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <signal.h>     /* sig_atomic_t: the stop flags a caller's signal handler sets */
 #ifdef DISTILL_MPI
 #ifndef OMPI_SKIP_MPICXX
 #define OMPI_SKIP_MPICXX 1      /* the C API only, also when compiled as C++ */
@@ -186,6 +187,19 @@ DISTILL_API int  distill_atomic_commit(distill_atomic_file *af, distill_error *e
 DISTILL_API void distill_atomic_abort(distill_atomic_file *af);  /* closes, removes the temp */
 DISTILL_API int  distill_write_file_atomic(const char *path, const void *data, size_t size,
                                            distill_error *err);
+
+/* One writer per folder: an exclusive lock on DIR/distill.lock, taken with flock() so the
+   operating system drops it when the process dies (kill -9 leaves no stale lock). The file holds
+   the holder's pid, so a refused caller is told who holds it:
+       "out: in use by another process (pid 1234, lock out/distill.lock)"
+   Returns a handle >= 0, or -1 (with that message) when the folder is taken or the lock file
+   cannot be made. The trainer locks its out_dir itself (distill_train_config.no_lock); a program
+   that writes other files into a folder (an evaluation's --out, one sweep run's folder) holds
+   this lock around that work, and then sets no_lock on trainers writing into the same folder.
+   The lock belongs to the open file, so a second lock of one folder in the same process is
+   refused too; it is not inherited by exec'd programs. */
+DISTILL_API int  distill_dir_lock(const char *dir, distill_error *err);
+DISTILL_API void distill_dir_unlock(int lock);   /* lock < 0: nothing */
 /* ===================================================================================== */
 /* PUBLIC API: threads and kernels                                                        */
 /* ===================================================================================== */
@@ -1164,6 +1178,18 @@ typedef struct distill_train_config {
     int64_t eval_batches;     /* batches per evaluation (default 16)                         */
     const char *out_dir;      /* checkpoints ckpt-<step>.dstl and metrics.jsonl (NULL: none)  */
     int64_t save_every;       /* checkpoint period in steps (0: only at the end)              */
+    double save_every_seconds;/* also a checkpoint when this long has passed since the last one
+                                 (default 600: a crash loses at most ~10 minutes; 0: off)       */
+    int no_lock;              /* 0 (default): the trainer holds distill_dir_lock(out_dir) from
+                                 resume/run to free, so two trainers never share a folder; 1:
+                                 the caller holds that lock itself (or wants none)              */
+    volatile sig_atomic_t *stop_flag; /* optional, owned by the caller: when *stop_flag becomes
+                                 nonzero (e.g. set by the caller's SIGINT/SIGTERM handler; the
+                                 library installs no handler), distill_trainer_run finishes the
+                                 current step, writes a checkpoint and returns 0 early, with
+                                 distill_trainer_stopped() = 1. Under data parallelism the flag
+                                 travels with the step's all-reduce: a flag raised on any rank
+                                 stops every rank after the same step, and rank 0 saves.       */
     int keep_last;            /* checkpoints kept (default 3)                                 */
     const char *metrics_path; /* JSONL metrics (NULL: <out_dir>/metrics.jsonl if out_dir)     */
     int progress;             /* 1 (default): progress bar on a TTY, plain lines otherwise    */
@@ -1216,6 +1242,11 @@ DISTILL_API int  distill_trainer_evaluate(distill_trainer *t, distill_stats *out
 DISTILL_API int  distill_trainer_save(distill_trainer *t, const char *path, distill_error *err);
 DISTILL_API int64_t distill_trainer_steps_done(const distill_trainer *t);
 DISTILL_API int64_t distill_trainer_total_steps(const distill_trainer *t);
+/* 1 if the last distill_trainer_run ended early at a stop request (stop_flag on any rank, or
+   the step callback) rather than at the last step. */
+DISTILL_API int distill_trainer_stopped(const distill_trainer *t);
+/* The path of the checkpoint this trainer wrote last ("" if none yet): what to resume from. */
+DISTILL_API const char *distill_trainer_last_checkpoint(const distill_trainer *t);
 
 /* The data layer's loader as a batch source (its cursor is the saved position; the dataset
    row indices of each batch feed the top-k cache). s must outlive the trainer. */
@@ -1681,6 +1712,7 @@ DISTILL_API double distill_plot_px_y(double y, double lo, double hi, int panel_h
 #if !defined(_WIN32)
 #include <unistd.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #endif
 
 #if defined(DISTILL_MALLOC) && defined(DISTILL_FREE) && defined(DISTILL_REALLOC)
@@ -1708,6 +1740,20 @@ DISTILL_API double distill_plot_px_y(double y, double lo, double hi, int panel_h
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
+#endif
+
+/* Fault injection for the tests of every file writer (test builds only): with
+   DISTILL_TEST_FAULTS defined, the program supplies distill_test_fault(), which returns an errno
+   value to inject at operation op ("open", "write", "fsync", "rename") of the file `path`, or 0.
+   An injected "write" fault sends the bytes to /dev/full, so stdio fails as on a full disk. */
+#ifdef DISTILL_TEST_FAULTS
+#ifdef __cplusplus
+extern "C"
+#endif
+int distill_test_fault(const char *op, const char *path);
+#define DISTILL__FAULT(op, path) distill_test_fault(op, path)
+#else
+#define DISTILL__FAULT(op, path) 0
 #endif
 
 /* Format an error message into err (if non-NULL). Always returns -1 so callers can write
@@ -1866,6 +1912,7 @@ fail:
 
 DISTILL_API int distill_atomic_open(distill_atomic_file *af, const char *path, distill_error *err) {
     size_t n = strlen(path);
+    int fe;
     memset(af, 0, sizeof *af);
     af->path = distill__strdup(path);
     af->tmp_path = (char *)DISTILL_MALLOC(n + 32);
@@ -1880,13 +1927,20 @@ DISTILL_API int distill_atomic_open(distill_atomic_file *af, const char *path, d
 #else
     snprintf(af->tmp_path, n + 32, "%s.tmp", path);
 #endif
-    af->f = fopen(af->tmp_path, "wb");
+    fe = DISTILL__FAULT("open", path);
+    if (fe) errno = fe;
+    af->f = fe ? NULL : fopen(af->tmp_path, "wb");
     if (!af->f) {
         distill__err(err, "%s: cannot create temporary file %s: %s", path, af->tmp_path, strerror(errno));
         DISTILL_FREE(af->path);
         DISTILL_FREE(af->tmp_path);
         af->path = af->tmp_path = NULL;
         return -1;
+    }
+    if (DISTILL__FAULT("write", path)) {   /* test builds: every write fails as on a full disk */
+        fclose(af->f);
+        af->f = fopen("/dev/full", "wb");
+        if (!af->f) { distill_atomic_abort(af); return distill__err(err, "%s: test fault: no /dev/full", path); }
     }
     return 0;
 }
@@ -1904,42 +1958,109 @@ DISTILL_API void distill_atomic_abort(distill_atomic_file *af) {
     distill__atomic_release(af);
 }
 
+/* fsync the directory holding path, so a rename into it survives a power cut */
+static void distill__fsync_dir(const char *path) {
+#if !defined(_WIN32)
+    char *dir = distill__strdup(path), *slash;
+    if (dir) {
+        int fd;
+        slash = strrchr(dir, '/');
+        if (slash == dir) slash[1] = 0;
+        else if (slash) *slash = 0;
+        else { dir[0] = '.'; dir[1] = 0; }
+        fd = open(dir, O_RDONLY);
+        if (fd >= 0) { fsync(fd); close(fd); }
+        DISTILL_FREE(dir);
+    }
+#else
+    (void)path;
+#endif
+}
+
+/* Flush, fsync and close f; 0, or the errno of the first failure (a full disk often shows only
+   here, when stdio writes out its buffer). f is closed either way. */
+static int distill__flush_close(FILE *f, const char *path) {
+    int e = 0;
+    (void)path;   /* only fault-injecting test builds look at it */
+    errno = 0;
+    if (fflush(f) != 0) e = errno ? errno : EIO;
+    else if (ferror(f)) e = EIO;   /* an earlier write failed; its errno is gone */
+#if !defined(_WIN32)
+    if (!e && (e = DISTILL__FAULT("fsync", path)) == 0 && fsync(fileno(f)) != 0) e = errno;
+#endif
+    errno = 0;
+    if (fclose(f) != 0 && !e) e = errno ? errno : EIO;
+    return e;
+}
+
 DISTILL_API int distill_atomic_commit(distill_atomic_file *af, distill_error *err) {
-    int bad = 0;
+    int e;
     if (!af->f) return distill__err(err, "distill_atomic_commit: file is not open");
-    if (fflush(af->f) != 0 || ferror(af->f)) bad = 1;
-#if !defined(_WIN32)
-    if (!bad && fsync(fileno(af->f)) != 0) bad = 1;
-#endif
-    if (fclose(af->f) != 0) bad = 1;
+    e = distill__flush_close(af->f, af->path);
     af->f = NULL;
-    if (bad) {
-        distill__err(err, "%s: write failed: %s", af->path, strerror(errno));
+    if (e) {
+        distill__err(err, "%s: write failed: %s (the previous file, if any, is unchanged)", af->path, strerror(e));
         distill_atomic_abort(af);
         return -1;
     }
-    if (rename(af->tmp_path, af->path) != 0) {
-        distill__err(err, "%s: cannot rename %s into place: %s", af->path, af->tmp_path, strerror(errno));
+    if ((e = DISTILL__FAULT("rename", af->path)) != 0 || rename(af->tmp_path, af->path) != 0) {
+        if (!e) e = errno;
+        distill__err(err, "%s: cannot rename %s into place: %s (the previous file, if any, is unchanged)", af->path,
+                     af->tmp_path, strerror(e));
         distill_atomic_abort(af);
         return -1;
     }
-#if !defined(_WIN32)
-    { /* fsync the directory so the rename itself survives a power cut */
-        char *dir = distill__strdup(af->path), *slash;
-        if (dir) {
-            int fd;
-            slash = strrchr(dir, '/');
-            if (slash == dir) slash[1] = 0;
-            else if (slash) *slash = 0;
-            else { dir[0] = '.'; dir[1] = 0; }
-            fd = open(dir, O_RDONLY);
-            if (fd >= 0) { fsync(fd); close(fd); }
-            DISTILL_FREE(dir);
-        }
-    }
-#endif
+    distill__fsync_dir(af->path);
     distill__atomic_release(af);
     return 0;
+}
+
+/* A log opened for appending (metrics.jsonl, an evaluation's partial generations): lines are
+   flushed one by one and checked, so a reader sees whole lines up to the last flush. */
+static FILE *distill__open_append(const char *path) {
+    int fe = DISTILL__FAULT("open", path);
+    if (fe) { errno = fe; return NULL; }
+    if (DISTILL__FAULT("write", path)) return fopen("/dev/full", "ab");   /* test builds */
+    return fopen(path, "ab");
+}
+
+DISTILL_API int distill_dir_lock(const char *dir, distill_error *err) {
+#if !defined(_WIN32)
+    char path[4096], buf[32];
+    int fd;
+    ssize_t n;
+    if (snprintf(path, sizeof path, "%s/distill.lock", dir) >= (int)sizeof path)
+        return distill__err(err, "%.300s: path too long", dir);
+    fd = open(path, O_RDWR | O_CREAT, 0644);
+    if (fd < 0) return distill__err(err, "%s: cannot open the lock file: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        long pid = 0;
+        n = pread(fd, buf, sizeof buf - 1, 0);
+        buf[n > 0 ? n : 0] = 0;
+        pid = strtol(buf, NULL, 10);
+        close(fd);
+        if (e != EWOULDBLOCK && e != EAGAIN) return distill__err(err, "%s: cannot lock: %s", path, strerror(e));
+        if (pid > 0)
+            return distill__err(err, "%s: in use by another process (pid %ld, lock %s); one writer per folder", dir, pid, path);
+        return distill__err(err, "%s: in use by another process (lock %s); one writer per folder", dir, path);
+    }
+    /* the holder's pid, for the message above (the lock itself is the flock, not this text) */
+    n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) { /* the lock holds without it */ }
+    return fd;
+#else
+    (void)dir; (void)err;
+    return 0;
+#endif
+}
+
+DISTILL_API void distill_dir_unlock(int lock) {
+#if !defined(_WIN32)
+    if (lock >= 0) close(lock);   /* closing the file releases the flock */
+#else
+    (void)lock;
+#endif
 }
 
 DISTILL_API int distill_write_file_atomic(const char *path, const void *data, size_t size,
@@ -11430,6 +11551,7 @@ DISTILL_API distill_train_config distill_train_default(void) {
     tc.log_every = 10;
     tc.kdc = distill_kd_default();
     tc.seed = 1;
+    tc.save_every_seconds = 600.0;
     return tc;
 }
 
@@ -11615,6 +11737,10 @@ struct distill_trainer {
     char metrics_path[1024];
     int tty;
     double last_eval;
+    int lock;                     /* distill_dir_lock on out_dir (rank 0), or -1 */
+    int stop_all, stopped;        /* a stop flag seen on some rank this step; run ended early */
+    double last_save_time;        /* for save_every_seconds */
+    char last_ckpt[1024];
     /* data parallelism */
     const distill_comm *comm;     /* never NULL after create: the one-process communicator */
     int comm_checked;             /* ranks compared their weights since the last (re)start */
@@ -11700,6 +11826,7 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
     t = (distill_trainer *)DISTILL_MALLOC(sizeof *t);
     if (!t) { distill__err(err, "out of memory"); return NULL; }
     memset(t, 0, sizeof *t);
+    t->lock = -1;
     t->m = student;
     t->train = *train;
     if (eval && eval->next) { t->eval = *eval; t->has_eval = 1; }
@@ -11732,7 +11859,7 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
         const char *mp = tc->metrics_path;
         if (!mp) { snprintf(buf, sizeof buf, "%s/metrics.jsonl", tc->out_dir); mp = buf; }
         snprintf(t->metrics_path, sizeof t->metrics_path, "%s", mp);
-        t->metrics = fopen(mp, "a");
+        t->metrics = distill__open_append(mp);
         if (!t->metrics) {
             distill__err(err, "%s: cannot open the metrics log: %s", mp, strerror(errno));
             distill_trainer_free(t);
@@ -11743,6 +11870,15 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
     return t;
 }
 
+/* The trainer's out_dir lock (rank 0 alone writes there), taken before its first write. */
+static int distill__trainer_lock(distill_trainer *t, distill_error *err) {
+    if (t->lock >= 0 || !t->tc.out_dir || t->tc.no_lock || t->comm->rank != 0) return 0;
+    t->lock = distill_dir_lock(t->tc.out_dir, err);
+    return t->lock >= 0 ? 0 : -1;
+}
+
+static int distill__stop_local(const distill_trainer *t) { return t->tc.stop_flag && *t->tc.stop_flag != 0; }
+
 DISTILL_API void distill_trainer_free(distill_trainer *t) {
     int i;
     if (!t) return;
@@ -11750,6 +11886,7 @@ DISTILL_API void distill_trainer_free(distill_trainer *t) {
     DISTILL_FREE(t->mbs);
     distill_kd_head_free(t->kd);
     if (t->metrics) fclose(t->metrics);
+    distill_dir_unlock(t->lock);
     DISTILL_FREE(t);
 }
 
@@ -11777,6 +11914,8 @@ DISTILL_API void distill_trainer_set_callback(distill_trainer *t, distill_step_c
     t->cb_ctx = ctx;
 }
 DISTILL_API int64_t distill_trainer_steps_done(const distill_trainer *t) { return t->step; }
+DISTILL_API int distill_trainer_stopped(const distill_trainer *t) { return t->stopped; }
+DISTILL_API const char *distill_trainer_last_checkpoint(const distill_trainer *t) { return t->last_ckpt; }
 DISTILL_API int64_t distill_trainer_total_steps(const distill_trainer *t) { return t->total; }
 
 /* Global L2 norm of the gradient, in double, in a fixed order. */
@@ -11979,11 +12118,13 @@ DISTILL_API int distill_trainer_step(distill_trainer *t, distill_step_info *info
             int r;
             for (r = 0; r < b->B; r++) tokens += b->lengths ? b->lengths[r] : b->T;
         }
-    else if (P > 1) {   /* the step's statistics over the global batch */
-        double v[5];
+    if (P > 1) {   /* the step's statistics over the global batch, and any rank's stop flag */
+        double v[6];
         v[0] = loss; v[1] = acc; v[2] = ent; v[3] = w_seen; v[4] = (double)tokens;
-        if (t->comm->allreduce(t->comm, v, 5, DISTILL_F64, err) != 0) return -1;
-        loss = v[0]; acc = v[1]; ent = v[2]; w_seen = v[3]; tokens = (int64_t)v[4];
+        v[5] = distill__stop_local(t) ? 1.0 : 0.0;
+        if (t->comm->allreduce(t->comm, v, 6, DISTILL_F64, err) != 0) return -1;
+        if (wsum > 0.0) { loss = v[0]; acc = v[1]; ent = v[2]; w_seen = v[3]; tokens = (int64_t)v[4]; }
+        t->stop_all = v[5] > 0.0;   /* the same on every rank: all stop after this step */
     }
     /* 3. stop before a non-finite update reaches the weights */
     gn = distill__grad_norm(t->m);
@@ -12182,6 +12323,8 @@ static int distill__save_rotate(distill_trainer *t, distill_error *err) {
     int n, i;
     distill__ckpt_name(path, sizeof path, t->tc.out_dir, t->step);
     if (distill_trainer_save(t, path, err) != 0) return -1;
+    snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
+    t->last_save_time = distill_time_seconds();
     n = distill__list_ckpts(t->tc.out_dir, steps, 256);
     for (i = t->tc.keep_last; i < n; i++) {
         distill__ckpt_name(path, sizeof path, t->tc.out_dir, steps[i]);
@@ -12198,13 +12341,14 @@ static int distill__json_i64(const distill_json *o, const char *key, int64_t *ou
     return 0;
 }
 
-/* After a resume the log may hold steps past the checkpoint (written before the process died):
-   drop them so the log reads as one run. */
-static void distill__metrics_truncate(distill_trainer *t) {
+/* After a resume the log may hold steps past the checkpoint (written before the process died),
+   and a torn last line (killed while writing it): drop them so the log reads as one run. */
+static int distill__metrics_truncate(distill_trainer *t, distill_error *err) {
     size_t n;
     char *buf, *line, *out;
     size_t o = 0;
-    if (!t->metrics || !t->metrics_path[0]) return;
+    int rc = 0;
+    if (!t->metrics || !t->metrics_path[0]) return 0;
     fclose(t->metrics);
     t->metrics = NULL;
     buf = (char *)distill_read_file(t->metrics_path, &n, NULL);
@@ -12214,17 +12358,19 @@ static void distill__metrics_truncate(distill_trainer *t) {
             char *nl = strchr(line, '\n');
             size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
             long long st = -1;
-            if (sscanf(line, "{\"step\": %lld", &st) != 1 || st <= (long long)t->step) {
+            if (nl && (sscanf(line, "{\"step\": %lld", &st) != 1 || st <= (long long)t->step)) {
                 memcpy(out + o, line, len);
                 o += len;
             }
             line += len;
         }
-        distill_write_file_atomic(t->metrics_path, out, o, NULL);
+        if (o != n) rc = distill_write_file_atomic(t->metrics_path, out, o, err);
     }
     DISTILL_FREE(out);
     DISTILL_FREE(buf);
-    t->metrics = fopen(t->metrics_path, "a");
+    t->metrics = distill__open_append(t->metrics_path);
+    if (!t->metrics && rc == 0) rc = distill__err(err, "%s: cannot open the metrics log: %s", t->metrics_path, strerror(errno));
+    return rc;
 }
 
 static int distill__resume_file(distill_trainer *t, const char *path, distill_error *err) {
@@ -12263,8 +12409,7 @@ static int distill__resume_file(distill_trainer *t, const char *path, distill_er
     t->step_at_start = t->step;
     t->comm_checked = 0;
     distill_checkpoint_free(ck);
-    distill__metrics_truncate(t);
-    return 0;
+    return distill__metrics_truncate(t, err);
 }
 
 DISTILL_API int distill_trainer_resume(distill_trainer *t, const char *path, distill_error *err) {
@@ -12272,6 +12417,7 @@ DISTILL_API int distill_trainer_resume(distill_trainer *t, const char *path, dis
     int64_t steps[256];
     int n, i;
     char p[1024];
+    if (distill__trainer_lock(t, err) != 0) return -1;   /* resume rewrites the metrics log */
     if (stat(path, &sb) != 0) return distill__err(err, "%s: cannot resume: %s", path, strerror(errno));
     if (!S_ISDIR(sb.st_mode)) return distill__resume_file(t, path, err);
     n = distill__list_ckpts(path, steps, 256);
@@ -12328,38 +12474,49 @@ static void distill__progress(distill_trainer *t, const distill_step_info *in, i
     }
 }
 
-static void distill__metrics_line(distill_trainer *t, const distill_step_info *in) {
-    if (!t->metrics) return;
+static int distill__metrics_line(distill_trainer *t, const distill_step_info *in, distill_error *err) {
+    if (!t->metrics) return 0;
     fprintf(t->metrics, "{\"step\": %lld, \"epoch\": %.6g, \"loss\": %.9g, \"accuracy\": %.6g, \"entropy\": %.6g, "
                         "\"grad_norm\": %.6g, \"lr\": %.6g, \"tokens\": %lld, \"tokens_per_sec\": %.1f, \"elapsed\": %.3f",
             (long long)in->step, in->epoch, in->loss, in->accuracy, in->entropy, in->grad_norm, in->lr,
             (long long)in->tokens_seen, in->tokens_per_sec, in->elapsed);
     if (in->eval_loss == in->eval_loss) fprintf(t->metrics, ", \"eval_loss\": %.9g", in->eval_loss);
     fprintf(t->metrics, "}\n");
-    fflush(t->metrics);
+    errno = 0;
+    if (fflush(t->metrics) != 0 || ferror(t->metrics))
+        return distill__err(err, "%s: write failed: %s", t->metrics_path, strerror(errno ? errno : EIO));
+    return 0;
+}
+
+/* Append "; the last checkpoint is <newest in out_dir>" to err: the state to resume from after
+   fixing the cause (a bad batch, a full disk). */
+static void distill__name_last_ckpt(distill_trainer *t, distill_error *err) {
+    int64_t saved[256];
+    if (err && t->tc.out_dir && distill__list_ckpts(t->tc.out_dir, saved, 256) > 0) {
+        char p[1024], msg[sizeof err->msg + 1100];
+        distill__ckpt_name(p, sizeof p, t->tc.out_dir, saved[0]);
+        snprintf(msg, sizeof msg, "%s; the last checkpoint is %s", err->msg, p);
+        memcpy(err->msg, msg, sizeof err->msg - 1);
+        err->msg[sizeof err->msg - 1] = 0;
+    }
 }
 
 DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
     distill_step_info in;
     int stop = 0, lead = t->comm->rank == 0;   /* rank 0 alone prints and writes checkpoints */
+    if (distill__trainer_lock(t, err) != 0) return -1;
     if (lead && t->tc.out_dir) distill__clean_tmp(t->tc.out_dir);
     memset(&in, 0, sizeof in);
     t->elapsed_at_start = t->elapsed;
     t->tokens_at_start = t->tokens_seen;
     t->step_at_start = t->step;
+    t->stopped = 0;
+    t->last_save_time = distill_time_seconds();
     while (t->step < t->total && !stop) {
-        int last;
+        int last, save;
         if (distill_trainer_step(t, &in, err) != 0) {
-            int64_t saved[256];
             if (lead && t->tc.progress && t->tty) printf("\n");
-            /* name the newest checkpoint: the state to resume from after fixing the cause */
-            if (err && t->tc.out_dir && distill__list_ckpts(t->tc.out_dir, saved, 256) > 0) {
-                char p[1024], msg[sizeof err->msg + 1100];
-                distill__ckpt_name(p, sizeof p, t->tc.out_dir, saved[0]);
-                snprintf(msg, sizeof msg, "%s; the last checkpoint is %s", err->msg, p);
-                memcpy(err->msg, msg, sizeof err->msg - 1);
-                err->msg[sizeof err->msg - 1] = 0;
-            }
+            distill__name_last_ckpt(t, err);
             return -1;
         }
         if (t->tc.max_steps <= 0 && t->train.epoch && t->train.epoch(t->train.ctx) >= t->tc.epochs - 1e-12) {
@@ -12383,10 +12540,18 @@ DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
             if (t->comm->allreduce(t->comm, &any, 1, DISTILL_I64, err) != 0) return -1;
             if (any) { stop = 1; last = 1; }
         }
+        /* a stop flag: one process reads its own; ranks use the step's all-reduced flag, so they
+           all stop after the same step */
+        if (t->comm->size > 1 ? t->stop_all : distill__stop_local(t)) { stop = 1; last = 1; }
+        if (stop && t->step < t->total) t->stopped = 1;
         if (lead && t->tc.progress) distill__progress(t, &in, last);
-        distill__metrics_line(t, &in);
-        if (lead && t->tc.out_dir && ((t->tc.save_every > 0 && t->step % t->tc.save_every == 0) || last))
-            if (distill__save_rotate(t, err) != 0) return -1;
+        if (distill__metrics_line(t, &in, err) != 0) { distill__name_last_ckpt(t, err); return -1; }
+        save = last || (t->tc.save_every > 0 && t->step % t->tc.save_every == 0) ||
+               (t->tc.save_every_seconds > 0 && distill_time_seconds() - t->last_save_time >= t->tc.save_every_seconds);
+        if (lead && t->tc.out_dir && save && distill__save_rotate(t, err) != 0) {
+            distill__name_last_ckpt(t, err);
+            return -1;
+        }
     }
     return 0;
 }
