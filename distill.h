@@ -1617,10 +1617,22 @@ typedef struct distill_eval_model_options {
     int batch;                          /* sequences generated together (>= 1) */
     distill_gen_options gen;            /* max_new_tokens, temperature, top_p, top_k, seed */
     const distill_verifier *verifier;   /* NULL: no pass metrics */
-    const char *out_jsonl;              /* NULL: no per-sample output */
+    const char *out_jsonl;              /* NULL: no per-sample output (see below) */
     int64_t max_problems;               /* 0: all */
     int progress;                       /* 1: a progress line per batch on stderr */
+    int resume;                         /* 1: continue an interrupted evaluation (see below) */
+    volatile sig_atomic_t *stop_flag;   /* optional, owned by the caller: nonzero stops the
+                                           evaluation after the problems being generated */
 } distill_eval_model_options;
+/* Long evaluations survive interruption. The samples go to "<out_jsonl>.partial", appended and
+   flushed problem by problem (all n samples of a problem together), and the file is renamed to
+   out_jsonl at the end, so a previous out_jsonl stays whole until the new one is. With resume,
+   the problems of the .partial file (or of a finished out_jsonl) whose samples are all there are
+   read back instead of generated, a torn tail is dropped, and generation continues after them;
+   their question ids must match the data's, in order. As sample j of problem p always draws
+   from RNG stream p*n + j, the results equal those of an uninterrupted evaluation. When
+   *stop_flag becomes nonzero, the problems being generated are finished and written, and
+   distill_eval_model returns 1 without results (err says how many problems are saved where). */
 DISTILL_API distill_eval_model_options distill_eval_model_options_default(void);
 DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *tok,
                                    const char *data_path, const distill_eval_model_options *o,
@@ -14094,7 +14106,92 @@ static int distill__eval_prompt(const distill_json *rec, const distill_tokenizer
     return 0;
 }
 
+/* Append a problem's difficulty label (owned; may be NULL) to the per-problem list. */
+static int distill__push_diff(char ***a, size_t *n, size_t *cap, char *d) {
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 64;
+        char **nd = (char **)DISTILL_REALLOC(*a, nc * sizeof *nd);
+        if (!nd) return -1;
+        *a = nd; *cap = nc;
+    }
+    (*a)[(*n)++] = d;
+    return 0;
+}
+
 /* Grow-only array of sample results. */
+/* Read back an interrupted evaluation's samples file: the longest prefix of whole lines that
+   forms whole problems, n samples each (sample 0..n-1, one question id). Returns the number of
+   such problems (their parsed records in *recs, n per problem; *prefix: their bytes in *text),
+   0 when the file is absent, -1 on error (a sample index past n: another --n). */
+static int64_t distill__eval_resume_read(const char *path, int n, char **text, size_t *prefix,
+                                         distill_json ***recs, distill_error *err) {
+    size_t size = 0, pos = 0, nrec = 0, cap = 0;
+    int64_t done = 0;
+    FILE *probe = fopen(path, "rb");
+    *text = NULL; *prefix = 0; *recs = NULL;
+    if (!probe) return 0;
+    fclose(probe);
+    *text = (char *)distill_read_file(path, &size, err);
+    if (!*text) return -1;
+    while (pos < size) {
+        char *nl = (char *)memchr(*text + pos, '\n', size - pos);
+        distill_json *rec;
+        const distill_json *sv, *qv, *q0;
+        int64_t k = (int64_t)nrec % n;
+        if (!nl) break;   /* torn last line */
+        rec = distill_json_parse(*text + pos, (size_t)(nl - (*text + pos)), path, 1, NULL);
+        sv = rec ? distill_json_get(rec, "sample") : NULL;
+        qv = rec ? distill_json_get(rec, "question_id") : NULL;
+        q0 = k > 0 ? distill_json_get((*recs)[nrec - (size_t)k], "question_id") : qv;
+        if (sv && sv->is_int && sv->i64 >= n) {
+            distill_json_free(rec);
+            while (nrec > 0) distill_json_free((*recs)[--nrec]);
+            return distill__err(err, "%s: sample %lld of question '%s' but n_samples is %d: the file is from an "
+                                "evaluation with another number of samples", path, (long long)sv->i64,
+                                qv && qv->type == DISTILL_JSON_STRING ? qv->str : "?", n);
+        }
+        if (!sv || !sv->is_int || sv->i64 != k || !qv || qv->type != DISTILL_JSON_STRING ||
+            !q0 || q0->type != DISTILL_JSON_STRING || strcmp(q0->str, qv->str) != 0) {
+            distill_json_free(rec);
+            break;   /* a torn or foreign line: keep what precedes it */
+        }
+        if (nrec == cap) {
+            size_t nc = cap ? 2 * cap : 64;
+            distill_json **nr = (distill_json **)DISTILL_REALLOC(*recs, nc * sizeof *nr);
+            if (!nr) {
+                distill_json_free(rec);
+                while (nrec > 0) distill_json_free((*recs)[--nrec]);
+                return distill__err(err, "eval: out of memory");
+            }
+            *recs = nr; cap = nc;
+        }
+        (*recs)[nrec++] = rec;
+        pos = (size_t)(nl - *text) + 1;
+        if (k == n - 1) { done++; *prefix = pos; }
+    }
+    while (nrec > (size_t)done * (size_t)n) distill_json_free((*recs)[--nrec]);   /* a partial problem */
+    return done;
+}
+
+/* The sample result of a sample read back from a samples file: as when it was generated (the
+   analysis of its text after the problem's prompt, its finish, pass and think length). */
+static void distill__eval_replay(const distill_json *rec, const char *prompt, size_t prompt_len,
+                                 int64_t problem, distill_sample_result *sr) {
+    const distill_json *t = distill_json_get(rec, "text"), *v;
+    distill_gen_analysis a;
+    memset(sr, 0, sizeof *sr);
+    distill_analyze_generation(prompt, prompt_len, t && t->type == DISTILL_JSON_STRING ? t->str : "",
+                               t && t->type == DISTILL_JSON_STRING ? t->len : 0, &a);
+    distill_sample_result_from_analysis(sr, &a);
+    sr->problem = problem;
+    v = distill_json_get(rec, "finish_reason");
+    sr->finish = distill_finish_parse(v && v->type == DISTILL_JSON_STRING ? v->str : NULL);
+    v = distill_json_get(rec, "pass");
+    sr->pass = v && v->type == DISTILL_JSON_TRUE ? 1 : v && v->type == DISTILL_JSON_FALSE ? 0 : -1;
+    v = distill_json_get(rec, "think_tokens");
+    sr->think_tokens = v && v->type == DISTILL_JSON_NUMBER ? v->num : -1.0;
+}
+
 static int distill__push_result(distill_sample_result **a, size_t *n, size_t *cap,
                                 const distill_sample_result *r) {
     if (*n == *cap) {
@@ -14126,9 +14223,10 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
     const char *stop_str[1];
     size_t nres = 0, capres = 0, ndiffs = 0, capdiffs = 0, i;
     int npend = 0, cap_pend, n = o.n_samples, g_seq = 0, at_eof = 0, rc = -1, r;
-    int64_t nprob = 0, line_no = 0, gen_tokens = 0;
-    distill_atomic_file af;
-    int have_af = 0;
+    int64_t nprob = 0, line_no = 0, gen_tokens = 0, n_done = 0;
+    FILE *gf = NULL;                 /* the samples, appended to <out_jsonl>.partial */
+    char *partial = NULL, *old_text = NULL;
+    distill_json **old_recs = NULL;  /* resume: the samples of the n_done problems already done */
     double t0 = distill_time_seconds();
 
     if (!tok) return distill__err(err, "eval: a tokenizer is needed");
@@ -14161,8 +14259,25 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
     lr = distill_line_reader_open(data_path, 0, err);
     if (!lr) goto done;
     if (o.out_jsonl) {
-        if (distill_atomic_open(&af, o.out_jsonl, err)) goto done;
-        have_af = 1;
+        size_t plen = strlen(o.out_jsonl) + 9, prefix = 0;
+        partial = (char *)DISTILL_MALLOC(plen);
+        if (!partial) { distill__err(err, "eval: out of memory"); goto done; }
+        snprintf(partial, plen, "%s.partial", o.out_jsonl);
+        if (o.resume) {   /* the unfinished file, else a finished one (more problems may follow) */
+            FILE *probe = fopen(partial, "rb");
+            const char *from = probe ? partial : o.out_jsonl;
+            if (probe) fclose(probe);
+            n_done = distill__eval_resume_read(from, n, &old_text, &prefix, &old_recs, err);
+            if (n_done < 0) goto done;
+            /* the partial file becomes the complete problems alone, then grows from there */
+            if (old_text && distill_write_file_atomic(partial, old_text, prefix, err) != 0) goto done;
+            DISTILL_FREE(old_text);
+            old_text = NULL;
+        } else {
+            remove(partial);
+        }
+        gf = distill__open_append(partial);
+        if (!gf) { distill__err(err, "%s: cannot open: %s", partial, strerror(errno)); goto done; }
     }
 
     while (!at_eof) {
@@ -14211,6 +14326,27 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
                 distill__err(err, "%s: prompt too long (%zu tokens)", where, p->ids.n);
                 goto done;
             }
+            if (p->index < n_done) {   /* resume: done before; its samples are read back */
+                const distill_json *q = distill_json_get(old_recs[p->index * n], "question_id");
+                if (!q || q->type != DISTILL_JSON_STRING || strcmp(q->str, p->qid) != 0) {
+                    distill__err(err, "%s: problem %lld is question '%s', but the data's problem %lld (%s) is '%s': the "
+                                 "file is from another evaluation (remove it, or start without resume)", partial,
+                                 (long long)p->index, q && q->type == DISTILL_JSON_STRING ? q->str : "?",
+                                 (long long)p->index, where, p->qid);
+                    distill__eval_problem_free(p);
+                    goto done;
+                }
+                for (j = 0; j < n; j++) {
+                    distill_sample_result sr;
+                    distill__eval_replay(old_recs[p->index * n + j], p->prompt_text, p->prompt_len, p->index, &sr);
+                    if (distill__push_result(&res, &nres, &capres, &sr)) { distill__err(err, "eval: out of memory"); distill__eval_problem_free(p); goto done; }
+                }
+                if (distill__push_diff(&diffs, &ndiffs, &capdiffs, p->diff)) { distill__err(err, "eval: out of memory"); distill__eval_problem_free(p); goto done; }
+                p->diff = NULL;
+                distill__eval_problem_free(p);
+                nprob++;
+                continue;
+            }
             npend++;
         }
         if (npend < cap_pend) at_eof = 1;
@@ -14255,7 +14391,7 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
             }
             gen_tokens += (int64_t)gr->n;
             if (distill__push_result(&res, &nres, &capres, &sr)) { distill__err(err, "eval: out of memory"); goto done; }
-            if (have_af) {
+            if (gf) {
                 distill_generation_record rec;
                 memset(&rec, 0, sizeof rec);
                 rec.question_id = p->qid;
@@ -14268,19 +14404,19 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
                 rec.reason = reason[0] ? reason : NULL;
                 rec.output_tokens = (int64_t)gr->n;
                 rec.think_tokens = sr.think_tokens;
-                distill_write_generation_jsonl(af.f, &rec);
+                distill_write_generation_jsonl(gf, &rec);
+                /* a problem's samples reach the file together: what resume reads back */
+                errno = 0;
+                if (j % n == n - 1 && (fflush(gf) != 0 || ferror(gf))) {
+                    distill__err(err, "%s: write failed: %s", partial, strerror(errno ? errno : EIO));
+                    goto done;
+                }
             }
             distill_gen_result_free(gr);
         }
         /* keep each problem's difficulty (indexed by problem) for the per-difficulty split */
         for (j = 0; j < npend; j++) {
-            if (ndiffs == capdiffs) {
-                size_t nc = capdiffs ? 2 * capdiffs : 64;
-                char **nd = (char **)DISTILL_REALLOC(diffs, nc * sizeof *nd);
-                if (!nd) { distill__err(err, "eval: out of memory"); goto done; }
-                diffs = nd; capdiffs = nc;
-            }
-            diffs[ndiffs++] = pend[j].diff;
+            if (distill__push_diff(&diffs, &ndiffs, &capdiffs, pend[j].diff)) { distill__err(err, "eval: out of memory"); goto done; }
             pend[j].diff = NULL;
             distill__eval_problem_free(&pend[j]);
         }
@@ -14296,15 +14432,34 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
             if (o.verifier) fprintf(stderr, ", %lld passed\n", (long long)pass);
         }
         if (o.max_problems > 0 && nprob >= o.max_problems) break;
+        if (o.stop_flag && *o.stop_flag && !at_eof) {
+            if (gf) distill__err(err, "stopped after %lld problems; their samples are in %s", (long long)nprob, partial);
+            else distill__err(err, "stopped after %lld problems", (long long)nprob);
+            rc = 1;
+            goto done;
+        }
     }
     if (nres == 0) { distill__err(err, "%s: no records", data_path); goto done; }
     if (distill_eval_write_json(results, res, nres, (const char *const *)diffs, ndiffs, o.ks, o.nk,
                                 "tokens", err))
         goto done;
-    if (have_af) { have_af = 0; if (distill_atomic_commit(&af, err)) goto done; }
+    if (gf) {   /* complete: the partial file becomes out_jsonl */
+        int e = distill__flush_close(gf, partial);
+        gf = NULL;
+        if (e) { distill__err(err, "%s: write failed: %s", partial, strerror(e)); goto done; }
+        if ((e = DISTILL__FAULT("rename", o.out_jsonl)) != 0 || rename(partial, o.out_jsonl) != 0) {
+            distill__err(err, "%s: cannot rename %s into place: %s", o.out_jsonl, partial, strerror(e ? e : errno));
+            goto done;
+        }
+        distill__fsync_dir(o.out_jsonl);
+    }
     rc = 0;
 done:
-    if (have_af) distill_atomic_abort(&af);
+    if (gf) fclose(gf);   /* kept: the problems written so far are what resume continues from */
+    if (old_recs) for (i = 0; i < (size_t)n_done * (size_t)n; i++) distill_json_free(old_recs[i]);
+    DISTILL_FREE(old_recs);
+    DISTILL_FREE(old_text);
+    DISTILL_FREE(partial);
     if (pend) for (r = 0; r < npend; r++) distill__eval_problem_free(&pend[r]);
     for (i = 0; i < ndiffs; i++) DISTILL_FREE(diffs[i]);
     DISTILL_FREE(diffs);
