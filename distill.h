@@ -6152,8 +6152,9 @@ DISTILL_API int distill_tokenizer_save(const distill_tokenizer *t, const char *p
         }
     fprintf(f, "end\n");
     if (ferror(f)) {
+        int e = errno;   /* of the failed write; abort's fclose and remove may change it */
         distill_atomic_abort(&af);
-        return distill__err(err, "%s: write error", path);
+        return distill__err(err, "%s: write error: %s", path, strerror(e));
     }
     return distill_atomic_commit(&af, err);
 }
