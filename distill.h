@@ -70,6 +70,8 @@
        DISTILL_MPI             data-parallel training and distributed sweeps over MPI
                                (mpicc, or -lmpi); see distill_comm below
        DISTILL_HEAD_CHUNK      positions per LM-head chunk (memory vs speed of the fused loss)
+       DISTILL_TEST_FAULTS     tests only: every file write asks distill_test_fault() (which the
+                               program defines) whether to fail (tests/test_faults.c)
    ENVIRONMENT
        DISTILL_THREADS=n       worker threads (default: one per core)
        DISTILL_SIMD=scalar|avx2|avx512|neon   force a kernel set (tests, benchmarks)
@@ -80,7 +82,12 @@
        field ("data.jsonl:17:5: field 'messages': expected array"). There is no global error
        state. The only mutable global is the thread pool; call the library from one user thread
        at a time, or give each thread its own objects (tokenizer encoding is thread-safe).
-       Files the library writes are written to a temporary file, fsync'ed and renamed.
+       Files the library writes are written to a temporary file, fsync'ed and renamed; a
+       failed write, fsync or rename leaves the previous file as it was and names the file and
+       the error. The two logs (metrics.jsonl, an evaluation's generations.jsonl.partial) are
+       appended and flushed a whole line (a whole problem) at a time instead. The library installs
+       no signal handler: a caller that wants Ctrl-C to save and stop sets a flag from its own
+       handler (distill_train_config.stop_flag, distill_eval_model_options.stop_flag).
        Sizes are size_t, file offsets int64_t, token ids int32_t; losses accumulate in double.
        Results are bit-identical for 1 and N threads.
 

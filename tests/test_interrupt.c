@@ -15,6 +15,7 @@
 #include "harness.h"
 #include "cli_harness.h"
 #include <stdlib.h>
+#include <errno.h>
 #include <unistd.h>
 #include <signal.h>
 #include <time.h>
@@ -108,6 +109,7 @@ static int io_all(int fd, void *p, size_t n, int wr) {
     char *c = (char *)p;
     while (n > 0) {
         ssize_t k = wr ? write(fd, c, n) : read(fd, c, n);
+        if (k < 0 && errno == EINTR) continue;   /* the signal under test */
         if (k <= 0) return -1;
         c += k; n -= (size_t)k;
     }
@@ -181,7 +183,9 @@ static void rank_main(int rank, int rd, int wr, const char *dir, const char *rep
     int n;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGUSR1, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);   /* a failed peer shows as an error message, not a silent death */
     distill_set_threads(1);
     px.rd = rd; px.wr = wr;
     memset(&comm, 0, sizeof comm);
@@ -196,7 +200,7 @@ static void rank_main(int rank, int rd, int wr, const char *dir, const char *rep
     tc.stop_flag = &rank_stop;
     m = distill_model_create(&c, RB / 2, RT, 3, &err);
     T = m ? distill_trainer_create(m, &q, NULL, &tc, &err) : NULL;
-    if (!T || distill_trainer_set_comm(T, &comm, &err) != 0) { printf("    rank %d: %s\n", rank, err.msg); _exit(3); }
+    if (!T || distill_trainer_set_comm(T, &comm, &err) != 0) { fprintf(stderr, "    rank %d: %s\n", rank, err.msg); _exit(3); }
     snprintf(buf, sizeof buf, "%s/ckpt-", dir);
     {
         DIR *d = opendir(dir);
@@ -204,9 +208,9 @@ static void rank_main(int rank, int rd, int wr, const char *dir, const char *rep
         int have = 0;
         while (d && (e = readdir(d)) != NULL) have |= !strncmp(e->d_name, "ckpt-", 5) && !strstr(e->d_name, ".tmp");
         if (d) closedir(d);
-        if (have && distill_trainer_resume(T, dir, &err) != 0) { printf("    rank %d: %s\n", rank, err.msg); _exit(4); }
+        if (have && distill_trainer_resume(T, dir, &err) != 0) { fprintf(stderr, "    rank %d: %s\n", rank, err.msg); _exit(4); }
     }
-    if (distill_trainer_run(T, &err) != 0) { printf("    rank %d: %s\n", rank, err.msg); _exit(5); }
+    if (distill_trainer_run(T, &err) != 0) { fprintf(stderr, "    rank %d: %s\n", rank, err.msg); _exit(5); }
     distill_model_sha256(m, sha);
     n = snprintf(buf, sizeof buf, "%lld %d %s\n", (long long)distill_trainer_steps_done(T), distill_trainer_stopped(T), sha);
     distill_write_file_atomic(report, buf, (size_t)n, NULL);
