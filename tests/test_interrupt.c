@@ -236,7 +236,16 @@ static int run_ranks(const char *dir, int victim, double delay_ms, long long don
         }
     }
     close(a[0]); close(a[1]); close(b[0]); close(b[1]);
-    if (victim >= 0) { sleep_ms(delay_ms); kill(pid[victim], SIGUSR1); }
+    if (victim >= 0) {   /* a random moment once this run has trained a step */
+        char mp[160];
+        long before;
+        double end = distill_time_seconds() + 30.0;
+        snprintf(mp, sizeof mp, "%s/metrics.jsonl", dir);
+        before = file_size(mp);
+        while (file_size(mp) <= (before > 0 ? before : 0) && distill_time_seconds() < end) nap(1000);
+        sleep_ms(delay_ms);
+        kill(pid[victim], SIGUSR1);
+    }
     for (r = 0; r < 2; r++) {
         char *t;
         int st = wait_status(pid[r]);
@@ -264,7 +273,7 @@ static void test_two_ranks_stop_together(void) {
     memcpy(ref, sha[0], 65);
     for (k = 0; k < 2; k++) {   /* rank 1 signalled, then rank 0 */
         char ck[160];
-        if (run_ranks(dir, 1 - k, 15.0 + 40.0 * distill_rng_uniform(&rng), done, stopped, sha) != 0) { CHECK(0, "interrupted run %d failed", k); return; }
+        if (run_ranks(dir, 1 - k, 40.0 * distill_rng_uniform(&rng), done, stopped, sha) != 0) { CHECK(0, "interrupted run %d failed", k); return; }
         CHECK(done[0] == done[1], "signal on rank %d: ranks stopped at steps %lld and %lld", 1 - k, done[0], done[1]);
         if (done[0] >= RSTEPS) { printf("    (signal %d came after the last step)\n", k); continue; }
         CHECK(stopped[0] && stopped[1], "both ranks report a stop (%d %d)", stopped[0], stopped[1]);
@@ -274,6 +283,41 @@ static void test_two_ranks_stop_together(void) {
     }
     if (run_ranks(dir, -1, 0, done, stopped, sha) != 0) { CHECK(0, "resumed 2-rank run failed"); return; }
     CHECK(done[0] == RSTEPS && !strcmp(sha[0], ref) && !strcmp(sha[1], ref), "resumed weights differ from the unbroken run");
+}
+
+/* ---- time-based checkpoints ----------------------------------------------------------------- */
+static int count_ckpts(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d)) != NULL) n += !strncmp(e->d_name, "ckpt-", 5) && !strstr(e->d_name, ".tmp");
+    if (d) closedir(d);
+    return n;
+}
+
+static void test_save_every_seconds(void) {
+    distill_config c = distill_config_default();
+    distill_train_config tc = distill_train_default();
+    distill_batch_source q;
+    distill_error err;
+    r_src s;
+    distill_model *m;
+    distill_trainer *T;
+    char dir[96];
+    CHECK(tc.save_every_seconds == 600.0, "default: a checkpoint every 10 minutes (got %g s)", tc.save_every_seconds);
+    snprintf(dir, sizeof dir, "%s/timed", D);
+    c.vocab_size = 32; c.dim = 16; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 1; c.hidden_dim = 24;
+    memset(&s, 0, sizeof s);
+    memset(&q, 0, sizeof q);
+    q.ctx = &s; q.next = r_next; q.get_state = r_get; q.set_state = r_set;
+    tc.max_steps = 6; tc.out_dir = dir; tc.save_every = 0; tc.keep_last = 100; tc.progress = 0;
+    tc.save_every_seconds = 1e-9;   /* due after every step */
+    m = distill_model_create(&c, RB, RT, 3, &err);
+    T = m ? distill_trainer_create(m, &q, NULL, &tc, &err) : NULL;
+    CHECK(T && distill_trainer_run(T, &err) == 0, "run: %s", err.msg);
+    CHECK(count_ckpts(dir) == 6, "a checkpoint after each of 6 steps when due by time (got %d)", count_ckpts(dir));
+    distill_trainer_free(T);
+    distill_model_free(m);
 }
 
 /* ---- the folder lock ------------------------------------------------------------------------ */
@@ -525,6 +569,7 @@ int main(void) {
     write_data();
     RUN(test_two_ranks_stop_together);   /* first: it forks, before this process starts threads */
     RUN(test_dir_lock);
+    RUN(test_save_every_seconds);
     RUN(test_train_signals);
     RUN(test_train_one_writer);
     RUN(test_eval_resume);

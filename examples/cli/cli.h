@@ -30,5 +30,6 @@ void cli_fail_all(int code);
 void cli_catch_stop_signals(void);
 volatile sig_atomic_t *cli_stop_flag(void);
 int cli_stop_status(int sig);
+int cli_stopped_cleanly(void);   /* cli_stop_status was called: main ends MPI without MPI_Abort */
 
 #endif

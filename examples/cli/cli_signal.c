@@ -32,5 +32,14 @@ void cli_catch_stop_signals(void) {
 
 volatile sig_atomic_t *cli_stop_flag(void) { return &stop_sig; }
 
-/* The shell's convention for "ended by signal sig": 130 SIGINT, 143 SIGTERM, 138 SIGUSR1 (Linux). */
-int cli_stop_status(int sig) { return 128 + (sig > 0 ? sig : SIGTERM); }
+static int stopped_cleanly;
+
+/* The shell's convention for "ended by signal sig": 130 SIGINT, 143 SIGTERM, 138 SIGUSR1 (Linux).
+   It also records that the command stopped with its work saved, so that main() ends an MPI job
+   normally instead of with MPI_Abort (which could kill rank 0 while it saves). */
+int cli_stop_status(int sig) {
+    stopped_cleanly = 1;
+    return 128 + (sig > 0 ? sig : SIGTERM);
+}
+
+int cli_stopped_cleanly(void) { return stopped_cleanly; }

@@ -447,6 +447,9 @@ int cli_train(int argc, char **argv) {
         if (comm->rank == 0)
             fprintf(stderr, "interrupted at step %lld: saved %s; continue with --resume\n",
                     (long long)distill_trainer_steps_done(T), distill_trainer_last_checkpoint(T));
+        /* no rank exits before rank 0 has saved: a launcher ends the whole job at the first
+           non-zero exit */
+        if (comm->size > 1 && comm->barrier) comm->barrier(comm, &err);
         rc = cli_stop_status(*cli_stop_flag());
         goto done;
     }
