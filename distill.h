@@ -12315,9 +12315,10 @@ static void distill__ckpt_name(char *buf, size_t cap, const char *dir, int64_t s
     snprintf(buf, cap, "%s/ckpt-%09lld.dstl", dir, (long long)step);
 }
 
-/* A process killed while saving leaves ckpt-<step>.dstl.tmp.<pid>. One trainer writes to a
-   directory at a time, so any such temp file not of this process is a leftover: remove it (at
-   the start of a run and after every save). */
+/* A process killed while saving (kill -9, a second Ctrl-C) leaves ckpt-<step>.dstl.tmp.<pid>,
+   model.dstl.tmp.<pid> or metrics.jsonl.tmp.<pid>. One trainer writes to a directory at a time
+   (the lock), so any such temp file not of this process is a leftover: remove it (at the start
+   of a run and after every save). */
 static void distill__clean_tmp(const char *dir) {
 #if !defined(_WIN32)
     DIR *d = opendir(dir);
@@ -12325,8 +12326,10 @@ static void distill__clean_tmp(const char *dir) {
     char own[32], path[1024];
     snprintf(own, sizeof own, ".tmp.%ld", (long)getpid());
     while (d && (e = readdir(d)) != NULL) {
-        const char *tmp = strstr(e->d_name, ".dstl.tmp.");
-        if (!strncmp(e->d_name, "ckpt-", 5) && tmp && strcmp(tmp + 5, own) != 0) {
+        const char *tmp = strstr(e->d_name, ".tmp.");
+        int ours = !strncmp(e->d_name, "ckpt-", 5) || !strncmp(e->d_name, "model.dstl.", 11) ||
+                   !strncmp(e->d_name, "metrics.jsonl.", 14);
+        if (ours && tmp && strcmp(tmp, own) != 0) {
             snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             remove(path);
         }
