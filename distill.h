@@ -2050,7 +2050,7 @@ DISTILL_API int distill_dir_lock(const char *dir, distill_error *err) {
     ssize_t n;
     if (snprintf(path, sizeof path, "%s/distill.lock", dir) >= (int)sizeof path)
         return distill__err(err, "%.300s: path too long", dir);
-    fd = open(path, O_RDWR | O_CREAT, 0644);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);   /* programs we start (verifiers) must not keep it */
     if (fd < 0) return distill__err(err, "%s: cannot open the lock file: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
@@ -14129,7 +14129,6 @@ static int distill__push_diff(char ***a, size_t *n, size_t *cap, char *d) {
     return 0;
 }
 
-/* Grow-only array of sample results. */
 /* Read back an interrupted evaluation's samples file: the longest prefix of whole lines that
    forms whole problems, n samples each (sample 0..n-1, one question id). Returns the number of
    such problems (their parsed records in *recs, n per problem; *prefix: their bytes in *text),
@@ -14203,6 +14202,7 @@ static void distill__eval_replay(const distill_json *rec, const char *prompt, si
     sr->think_tokens = v && v->type == DISTILL_JSON_NUMBER ? v->num : -1.0;
 }
 
+/* Grow-only array of sample results. */
 static int distill__push_result(distill_sample_result **a, size_t *n, size_t *cap,
                                 const distill_sample_result *r) {
     if (*n == *cap) {
@@ -14294,7 +14294,7 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
     while (!at_eof) {
         const char *line;
         size_t len;
-        int maxlen = 0, j, ns;
+        int maxlen = 0, j, ns, werr = 0;
         /* gather up to cap_pend problems */
         while (npend < cap_pend && !(o.max_problems > 0 && nprob + npend >= o.max_problems)) {
             distill__eval_problem *p = &pend[npend];
@@ -14402,7 +14402,7 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
             }
             gen_tokens += (int64_t)gr->n;
             if (distill__push_result(&res, &nres, &capres, &sr)) { distill__err(err, "eval: out of memory"); goto done; }
-            if (gf) {
+            if (gf && !werr) {
                 distill_generation_record rec;
                 memset(&rec, 0, sizeof rec);
                 rec.question_id = p->qid;
@@ -14420,11 +14420,12 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
                 errno = 0;
                 if (j % n == n - 1 && (fflush(gf) != 0 || ferror(gf))) {
                     distill__err(err, "%s: write failed: %s", partial, strerror(errno ? errno : EIO));
-                    goto done;
+                    werr = 1;   /* stop after freeing this chunk's results */
                 }
             }
             distill_gen_result_free(gr);
         }
+        if (werr) goto done;
         /* keep each problem's difficulty (indexed by problem) for the per-difficulty split */
         for (j = 0; j < npend; j++) {
             if (distill__push_diff(&diffs, &ndiffs, &capdiffs, pend[j].diff)) { distill__err(err, "eval: out of memory"); goto done; }
@@ -14467,7 +14468,7 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
     rc = 0;
 done:
     if (gf) fclose(gf);   /* kept: the problems written so far are what resume continues from */
-    if (old_recs) for (i = 0; i < (size_t)n_done * (size_t)n; i++) distill_json_free(old_recs[i]);
+    if (old_recs && n_done > 0) for (i = 0; i < (size_t)n_done * (size_t)n; i++) distill_json_free(old_recs[i]);
     DISTILL_FREE(old_recs);
     DISTILL_FREE(old_text);
     DISTILL_FREE(partial);
