@@ -448,6 +448,13 @@ int cli_eval(int argc, char **argv) {
         mo.verifier = cv.kind ? &v : NULL;
         mo.out_jsonl = out_dir ? gens_path : NULL;
         mo.progress = !quiet;
+        if (out_dir && !mo.resume) {   /* work that --resume would have kept */
+            char part[4200];
+            struct stat sb;
+            snprintf(part, sizeof part, "%s.partial", gens_path);
+            if (stat(part, &sb) == 0)
+                fprintf(stderr, "distill eval: starting over: %s held an interrupted evaluation (--resume continues it)\n", part);
+        }
         cli_catch_stop_signals();
         mo.stop_flag = cli_stop_flag();
         j.m = distill_model_load(model_path, 1, 1, tok ? NULL : &mtok, &err);
