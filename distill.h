@@ -2060,6 +2060,8 @@ DISTILL_API int distill_dir_lock(const char *dir, distill_error *err) {
         pid = strtol(buf, NULL, 10);
         close(fd);
         if (e != EWOULDBLOCK && e != EAGAIN) return distill__err(err, "%s: cannot lock: %s", path, strerror(e));
+        if (pid == (long)getpid())   /* e.g. a trainer without no_lock in a folder its caller locked */
+            return distill__err(err, "%s: already locked by this process (pid %ld, lock %s); one writer per folder", dir, pid, path);
         if (pid > 0)
             return distill__err(err, "%s: in use by another process (pid %ld, lock %s); one writer per folder", dir, pid, path);
         return distill__err(err, "%s: in use by another process (lock %s); one writer per folder", dir, path);

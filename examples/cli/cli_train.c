@@ -436,7 +436,12 @@ int cli_train(int argc, char **argv) {
                teacher ? "logit distillation from an in-process teacher" : cache ? "logit distillation from a top-k cache"
                                                                          : "SFT on the data (sequence-level distillation)",
                (long long)distill_trainer_total_steps(T));
-    if (*cli_stop_flag()) { rc = cli_stop_status(*cli_stop_flag()); goto done; }   /* nothing trained yet */
+    if (*cli_stop_flag() && comm->size == 1) {   /* while loading: nothing trained, nothing to save
+                                                    (ranks instead stop together after one step) */
+        fprintf(stderr, "interrupted before the first step: nothing new to save\n");
+        rc = cli_stop_status(*cli_stop_flag());
+        goto done;
+    }
     if (distill_trainer_run(T, &err) != 0) {
         if (comm->size > 1) fprintf(stderr, "distill train: rank %d: %s\n", comm->rank, err.msg);
         else fprintf(stderr, "distill train: %s\n", err.msg);
