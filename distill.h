@@ -70,6 +70,8 @@
        DISTILL_MPI             data-parallel training and distributed sweeps over MPI
                                (mpicc, or -lmpi); see distill_comm below
        DISTILL_HEAD_CHUNK      positions per LM-head chunk (memory vs speed of the fused loss)
+       DISTILL_TEST_FAULTS     tests only: every file write asks distill_test_fault() (which the
+                               program defines) whether to fail (tests/test_faults.c)
    ENVIRONMENT
        DISTILL_THREADS=n       worker threads (default: one per core)
        DISTILL_SIMD=scalar|avx2|avx512|neon   force a kernel set (tests, benchmarks)
@@ -80,7 +82,12 @@
        field ("data.jsonl:17:5: field 'messages': expected array"). There is no global error
        state. The only mutable global is the thread pool; call the library from one user thread
        at a time, or give each thread its own objects (tokenizer encoding is thread-safe).
-       Files the library writes are written to a temporary file, fsync'ed and renamed.
+       Files the library writes are written to a temporary file, fsync'ed and renamed; a
+       failed write, fsync or rename leaves the previous file as it was and names the file and
+       the error. The two logs (metrics.jsonl, an evaluation's generations.jsonl.partial) are
+       appended and flushed a whole line (a whole problem) at a time instead. The library installs
+       no signal handler: a caller that wants Ctrl-C to save and stop sets a flag from its own
+       handler (distill_train_config.stop_flag, distill_eval_model_options.stop_flag).
        Sizes are size_t, file offsets int64_t, token ids int32_t; losses accumulate in double.
        Results are bit-identical for 1 and N threads.
 
@@ -116,6 +123,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <signal.h>     /* sig_atomic_t: the stop flags a caller's signal handler sets */
 #ifdef DISTILL_MPI
 #ifndef OMPI_SKIP_MPICXX
 #define OMPI_SKIP_MPICXX 1      /* the C API only, also when compiled as C++ */
@@ -186,6 +194,19 @@ DISTILL_API int  distill_atomic_commit(distill_atomic_file *af, distill_error *e
 DISTILL_API void distill_atomic_abort(distill_atomic_file *af);  /* closes, removes the temp */
 DISTILL_API int  distill_write_file_atomic(const char *path, const void *data, size_t size,
                                            distill_error *err);
+
+/* One writer per folder: an exclusive lock on DIR/distill.lock, taken with flock() so the
+   operating system drops it when the process dies (kill -9 leaves no stale lock). The file holds
+   the holder's pid, so a refused caller is told who holds it:
+       "out: in use by another process (pid 1234, lock out/distill.lock)"
+   Returns a handle >= 0, or -1 (with that message) when the folder is taken or the lock file
+   cannot be made. The trainer locks its out_dir itself (distill_train_config.no_lock); a program
+   that writes other files into a folder (an evaluation's --out, one sweep run's folder) holds
+   this lock around that work, and then sets no_lock on trainers writing into the same folder.
+   The lock belongs to the open file, so a second lock of one folder in the same process is
+   refused too; it is not inherited by exec'd programs. */
+DISTILL_API int  distill_dir_lock(const char *dir, distill_error *err);
+DISTILL_API void distill_dir_unlock(int lock);   /* lock < 0: nothing */
 /* ===================================================================================== */
 /* PUBLIC API: threads and kernels                                                        */
 /* ===================================================================================== */
@@ -1169,6 +1190,18 @@ typedef struct distill_train_config {
     int64_t eval_batches;     /* batches per evaluation (default 16)                         */
     const char *out_dir;      /* checkpoints ckpt-<step>.dstl and metrics.jsonl (NULL: none)  */
     int64_t save_every;       /* checkpoint period in steps (0: only at the end)              */
+    double save_every_seconds;/* also a checkpoint when this long has passed since the last one
+                                 (default 600: a crash loses at most ~10 minutes; 0: off)       */
+    int no_lock;              /* 0 (default): the trainer holds distill_dir_lock(out_dir) from
+                                 resume/run to free, so two trainers never share a folder; 1:
+                                 the caller holds that lock itself (or wants none)              */
+    volatile sig_atomic_t *stop_flag; /* optional, owned by the caller: when *stop_flag becomes
+                                 nonzero (e.g. set by the caller's SIGINT/SIGTERM handler; the
+                                 library installs no handler), distill_trainer_run finishes the
+                                 current step, writes a checkpoint and returns 0 early, with
+                                 distill_trainer_stopped() = 1. Under data parallelism the flag
+                                 travels with the step's all-reduce: a flag raised on any rank
+                                 stops every rank after the same step, and rank 0 saves.       */
     int keep_last;            /* checkpoints kept (default 3)                                 */
     const char *metrics_path; /* JSONL metrics (NULL: <out_dir>/metrics.jsonl if out_dir)     */
     int progress;             /* 1 (default): progress bar on a TTY, plain lines otherwise    */
@@ -1221,6 +1254,11 @@ DISTILL_API int  distill_trainer_evaluate(distill_trainer *t, distill_stats *out
 DISTILL_API int  distill_trainer_save(distill_trainer *t, const char *path, distill_error *err);
 DISTILL_API int64_t distill_trainer_steps_done(const distill_trainer *t);
 DISTILL_API int64_t distill_trainer_total_steps(const distill_trainer *t);
+/* 1 if the last distill_trainer_run ended early at a stop request (stop_flag on any rank, or
+   the step callback) rather than at the last step. */
+DISTILL_API int distill_trainer_stopped(const distill_trainer *t);
+/* The path of the checkpoint this trainer wrote last ("" if none yet): what to resume from. */
+DISTILL_API const char *distill_trainer_last_checkpoint(const distill_trainer *t);
 
 /* The data layer's loader as a batch source (its cursor is the saved position; the dataset
    row indices of each batch feed the top-k cache). s must outlive the trainer. */
@@ -1595,11 +1633,23 @@ typedef struct distill_eval_model_options {
     int batch;                          /* sequences generated together (>= 1) */
     distill_gen_options gen;            /* max_new_tokens, temperature, top_p, top_k, seed */
     const distill_verifier *verifier;   /* NULL: no pass metrics */
-    const char *out_jsonl;              /* NULL: no per-sample output */
+    const char *out_jsonl;              /* NULL: no per-sample output (see below) */
     int64_t max_problems;               /* 0: all */
     int progress;                       /* 1: a progress line per batch on stderr */
     distill_eval_metrics *metrics;      /* non-NULL: the aggregates are also stored here */
+    int resume;                         /* 1: continue an interrupted evaluation (see below) */
+    volatile sig_atomic_t *stop_flag;   /* optional, owned by the caller: nonzero stops the
+                                           evaluation after the problems being generated */
 } distill_eval_model_options;
+/* Long evaluations survive interruption. The samples go to "<out_jsonl>.partial", appended and
+   flushed problem by problem (all n samples of a problem together), and the file is renamed to
+   out_jsonl at the end, so a previous out_jsonl stays whole until the new one is. With resume,
+   the problems of the .partial file (or of a finished out_jsonl) whose samples are all there are
+   read back instead of generated, a torn tail is dropped, and generation continues after them;
+   their question ids must match the data's, in order. As sample j of problem p always draws
+   from RNG stream p*n + j, the results equal those of an uninterrupted evaluation. When
+   *stop_flag becomes nonzero, the problems being generated are finished and written, and
+   distill_eval_model returns 1 without results (err says how many problems are saved where). */
 DISTILL_API distill_eval_model_options distill_eval_model_options_default(void);
 DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *tok,
                                    const char *data_path, const distill_eval_model_options *o,
@@ -1691,6 +1741,7 @@ DISTILL_API double distill_plot_px_y(double y, double lo, double hi, int panel_h
 #if !defined(_WIN32)
 #include <unistd.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #endif
 
 #if defined(DISTILL_MALLOC) && defined(DISTILL_FREE) && defined(DISTILL_REALLOC)
@@ -1718,6 +1769,20 @@ DISTILL_API double distill_plot_px_y(double y, double lo, double hi, int panel_h
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
+#endif
+
+/* Fault injection for the tests of every file writer (test builds only): with
+   DISTILL_TEST_FAULTS defined, the program supplies distill_test_fault(), which returns an errno
+   value to inject at operation op ("open", "write", "fsync", "rename") of the file `path`, or 0.
+   An injected "write" fault sends the bytes to /dev/full, so stdio fails as on a full disk. */
+#ifdef DISTILL_TEST_FAULTS
+#ifdef __cplusplus
+extern "C"
+#endif
+int distill_test_fault(const char *op, const char *path);
+#define DISTILL__FAULT(op, path) distill_test_fault(op, path)
+#else
+#define DISTILL__FAULT(op, path) 0
 #endif
 
 /* Format an error message into err (if non-NULL). Always returns -1 so callers can write
@@ -1876,6 +1941,7 @@ fail:
 
 DISTILL_API int distill_atomic_open(distill_atomic_file *af, const char *path, distill_error *err) {
     size_t n = strlen(path);
+    int fe;
     memset(af, 0, sizeof *af);
     af->path = distill__strdup(path);
     af->tmp_path = (char *)DISTILL_MALLOC(n + 32);
@@ -1890,13 +1956,20 @@ DISTILL_API int distill_atomic_open(distill_atomic_file *af, const char *path, d
 #else
     snprintf(af->tmp_path, n + 32, "%s.tmp", path);
 #endif
-    af->f = fopen(af->tmp_path, "wb");
+    fe = DISTILL__FAULT("open", path);
+    if (fe) errno = fe;
+    af->f = fe ? NULL : fopen(af->tmp_path, "wb");
     if (!af->f) {
         distill__err(err, "%s: cannot create temporary file %s: %s", path, af->tmp_path, strerror(errno));
         DISTILL_FREE(af->path);
         DISTILL_FREE(af->tmp_path);
         af->path = af->tmp_path = NULL;
         return -1;
+    }
+    if (DISTILL__FAULT("write", path)) {   /* test builds: every write fails as on a full disk */
+        fclose(af->f);
+        af->f = fopen("/dev/full", "wb");
+        if (!af->f) { distill_atomic_abort(af); return distill__err(err, "%s: test fault: no /dev/full", path); }
     }
     return 0;
 }
@@ -1914,42 +1987,111 @@ DISTILL_API void distill_atomic_abort(distill_atomic_file *af) {
     distill__atomic_release(af);
 }
 
+/* fsync the directory holding path, so a rename into it survives a power cut */
+static void distill__fsync_dir(const char *path) {
+#if !defined(_WIN32)
+    char *dir = distill__strdup(path), *slash;
+    if (dir) {
+        int fd;
+        slash = strrchr(dir, '/');
+        if (slash == dir) slash[1] = 0;
+        else if (slash) *slash = 0;
+        else { dir[0] = '.'; dir[1] = 0; }
+        fd = open(dir, O_RDONLY);
+        if (fd >= 0) { fsync(fd); close(fd); }
+        DISTILL_FREE(dir);
+    }
+#else
+    (void)path;
+#endif
+}
+
+/* Flush, fsync and close f; 0, or the errno of the first failure (a full disk often shows only
+   here, when stdio writes out its buffer). f is closed either way. */
+static int distill__flush_close(FILE *f, const char *path) {
+    int e = 0;
+    (void)path;   /* only fault-injecting test builds look at it */
+    errno = 0;
+    if (fflush(f) != 0) e = errno ? errno : EIO;
+    else if (ferror(f)) e = EIO;   /* an earlier write failed; its errno is gone */
+#if !defined(_WIN32)
+    if (!e && (e = DISTILL__FAULT("fsync", path)) == 0 && fsync(fileno(f)) != 0) e = errno;
+#endif
+    errno = 0;
+    if (fclose(f) != 0 && !e) e = errno ? errno : EIO;
+    return e;
+}
+
 DISTILL_API int distill_atomic_commit(distill_atomic_file *af, distill_error *err) {
-    int bad = 0;
+    int e;
     if (!af->f) return distill__err(err, "distill_atomic_commit: file is not open");
-    if (fflush(af->f) != 0 || ferror(af->f)) bad = 1;
-#if !defined(_WIN32)
-    if (!bad && fsync(fileno(af->f)) != 0) bad = 1;
-#endif
-    if (fclose(af->f) != 0) bad = 1;
+    e = distill__flush_close(af->f, af->path);
     af->f = NULL;
-    if (bad) {
-        distill__err(err, "%s: write failed: %s", af->path, strerror(errno));
+    if (e) {
+        distill__err(err, "%s: write failed: %s (the previous file, if any, is unchanged)", af->path, strerror(e));
         distill_atomic_abort(af);
         return -1;
     }
-    if (rename(af->tmp_path, af->path) != 0) {
-        distill__err(err, "%s: cannot rename %s into place: %s", af->path, af->tmp_path, strerror(errno));
+    if ((e = DISTILL__FAULT("rename", af->path)) != 0 || rename(af->tmp_path, af->path) != 0) {
+        if (!e) e = errno;
+        distill__err(err, "%s: cannot rename %s into place: %s (the previous file, if any, is unchanged)", af->path,
+                     af->tmp_path, strerror(e));
         distill_atomic_abort(af);
         return -1;
     }
-#if !defined(_WIN32)
-    { /* fsync the directory so the rename itself survives a power cut */
-        char *dir = distill__strdup(af->path), *slash;
-        if (dir) {
-            int fd;
-            slash = strrchr(dir, '/');
-            if (slash == dir) slash[1] = 0;
-            else if (slash) *slash = 0;
-            else { dir[0] = '.'; dir[1] = 0; }
-            fd = open(dir, O_RDONLY);
-            if (fd >= 0) { fsync(fd); close(fd); }
-            DISTILL_FREE(dir);
-        }
-    }
-#endif
+    distill__fsync_dir(af->path);
     distill__atomic_release(af);
     return 0;
+}
+
+/* A log opened for appending (metrics.jsonl, an evaluation's partial generations): lines are
+   flushed one by one and checked, so a reader sees whole lines up to the last flush. */
+static FILE *distill__open_append(const char *path) {
+    int fe = DISTILL__FAULT("open", path);
+    if (fe) { errno = fe; return NULL; }
+    if (DISTILL__FAULT("write", path)) return fopen("/dev/full", "ab");   /* test builds */
+    return fopen(path, "ab");
+}
+
+DISTILL_API int distill_dir_lock(const char *dir, distill_error *err) {
+#if !defined(_WIN32)
+    char path[4096], buf[32];
+    int fd;
+    ssize_t n;
+    if (snprintf(path, sizeof path, "%s/distill.lock", dir) >= (int)sizeof path)
+        return distill__err(err, "%.300s: path too long", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);   /* programs we start (verifiers) must not keep it */
+    if (fd < 0) return distill__err(err, "%s: cannot open the lock file: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        long pid = 0;
+        n = pread(fd, buf, sizeof buf - 1, 0);
+        buf[n > 0 ? n : 0] = 0;
+        pid = strtol(buf, NULL, 10);
+        close(fd);
+        if (e != EWOULDBLOCK && e != EAGAIN) return distill__err(err, "%s: cannot lock: %s", path, strerror(e));
+        if (pid == (long)getpid())   /* e.g. a trainer without no_lock in a folder its caller locked */
+            return distill__err(err, "%s: already locked by this process (pid %ld, lock %s); one writer per folder", dir, pid, path);
+        if (pid > 0)
+            return distill__err(err, "%s: in use by another process (pid %ld, lock %s); one writer per folder", dir, pid, path);
+        return distill__err(err, "%s: in use by another process (lock %s); one writer per folder", dir, path);
+    }
+    /* the holder's pid, for the message above (the lock itself is the flock, not this text) */
+    n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) { /* the lock holds without it */ }
+    return fd;
+#else
+    (void)dir; (void)err;
+    return 0;
+#endif
+}
+
+DISTILL_API void distill_dir_unlock(int lock) {
+#if !defined(_WIN32)
+    if (lock >= 0) close(lock);   /* closing the file releases the flock */
+#else
+    (void)lock;
+#endif
 }
 
 DISTILL_API int distill_write_file_atomic(const char *path, const void *data, size_t size,
@@ -6029,8 +6171,9 @@ DISTILL_API int distill_tokenizer_save(const distill_tokenizer *t, const char *p
         }
     fprintf(f, "end\n");
     if (ferror(f)) {
+        int e = errno;   /* of the failed write; abort's fclose and remove may change it */
         distill_atomic_abort(&af);
-        return distill__err(err, "%s: write error", path);
+        return distill__err(err, "%s: write error: %s", path, strerror(e));
     }
     return distill_atomic_commit(&af, err);
 }
@@ -11459,6 +11602,7 @@ DISTILL_API distill_train_config distill_train_default(void) {
     tc.log_every = 10;
     tc.kdc = distill_kd_default();
     tc.seed = 1;
+    tc.save_every_seconds = 600.0;
     return tc;
 }
 
@@ -11644,6 +11788,10 @@ struct distill_trainer {
     char metrics_path[1024];
     int tty;
     double last_eval;
+    int lock;                     /* distill_dir_lock on out_dir (rank 0), or -1 */
+    int stop_all, stopped;        /* a stop flag seen on some rank this step; run ended early */
+    double last_save_time;        /* for save_every_seconds */
+    char last_ckpt[1024];
     /* data parallelism */
     const distill_comm *comm;     /* never NULL after create: the one-process communicator */
     int comm_checked;             /* ranks compared their weights since the last (re)start */
@@ -11733,6 +11881,7 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
     t = (distill_trainer *)DISTILL_MALLOC(sizeof *t);
     if (!t) { distill__err(err, "out of memory"); return NULL; }
     memset(t, 0, sizeof *t);
+    t->lock = -1;
     t->m = student;
     t->train = *train;
     if (eval && eval->next) { t->eval = *eval; t->has_eval = 1; }
@@ -11765,7 +11914,7 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
         const char *mp = tc->metrics_path;
         if (!mp) { snprintf(buf, sizeof buf, "%s/metrics.jsonl", tc->out_dir); mp = buf; }
         snprintf(t->metrics_path, sizeof t->metrics_path, "%s", mp);
-        t->metrics = fopen(mp, "a");
+        t->metrics = distill__open_append(mp);
         if (!t->metrics) {
             distill__err(err, "%s: cannot open the metrics log: %s", mp, strerror(errno));
             distill_trainer_free(t);
@@ -11776,6 +11925,15 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
     return t;
 }
 
+/* The trainer's out_dir lock (rank 0 alone writes there), taken before its first write. */
+static int distill__trainer_lock(distill_trainer *t, distill_error *err) {
+    if (t->lock >= 0 || !t->tc.out_dir || t->tc.no_lock || t->comm->rank != 0) return 0;
+    t->lock = distill_dir_lock(t->tc.out_dir, err);
+    return t->lock >= 0 ? 0 : -1;
+}
+
+static int distill__stop_local(const distill_trainer *t) { return t->tc.stop_flag && *t->tc.stop_flag != 0; }
+
 DISTILL_API void distill_trainer_free(distill_trainer *t) {
     int i;
     if (!t) return;
@@ -11783,6 +11941,7 @@ DISTILL_API void distill_trainer_free(distill_trainer *t) {
     DISTILL_FREE(t->mbs);
     distill_kd_head_free(t->kd);
     if (t->metrics) fclose(t->metrics);
+    distill_dir_unlock(t->lock);
     DISTILL_FREE(t);
 }
 
@@ -11810,6 +11969,8 @@ DISTILL_API void distill_trainer_set_callback(distill_trainer *t, distill_step_c
     t->cb_ctx = ctx;
 }
 DISTILL_API int64_t distill_trainer_steps_done(const distill_trainer *t) { return t->step; }
+DISTILL_API int distill_trainer_stopped(const distill_trainer *t) { return t->stopped; }
+DISTILL_API const char *distill_trainer_last_checkpoint(const distill_trainer *t) { return t->last_ckpt; }
 DISTILL_API int64_t distill_trainer_total_steps(const distill_trainer *t) { return t->total; }
 
 /* Global L2 norm of the gradient, in double, in a fixed order. */
@@ -12012,11 +12173,13 @@ DISTILL_API int distill_trainer_step(distill_trainer *t, distill_step_info *info
             int r;
             for (r = 0; r < b->B; r++) tokens += b->lengths ? b->lengths[r] : b->T;
         }
-    else if (P > 1) {   /* the step's statistics over the global batch */
-        double v[5];
+    if (P > 1) {   /* the step's statistics over the global batch, and any rank's stop flag */
+        double v[6];
         v[0] = loss; v[1] = acc; v[2] = ent; v[3] = w_seen; v[4] = (double)tokens;
-        if (t->comm->allreduce(t->comm, v, 5, DISTILL_F64, err) != 0) return -1;
-        loss = v[0]; acc = v[1]; ent = v[2]; w_seen = v[3]; tokens = (int64_t)v[4];
+        v[5] = distill__stop_local(t) ? 1.0 : 0.0;
+        if (t->comm->allreduce(t->comm, v, 6, DISTILL_F64, err) != 0) return -1;
+        if (wsum > 0.0) { loss = v[0]; acc = v[1]; ent = v[2]; w_seen = v[3]; tokens = (int64_t)v[4]; }
+        t->stop_all = v[5] > 0.0;   /* the same on every rank: all stop after this step */
     }
     /* 3. stop before a non-finite update reaches the weights */
     gn = distill__grad_norm(t->m);
@@ -12187,9 +12350,10 @@ static void distill__ckpt_name(char *buf, size_t cap, const char *dir, int64_t s
     snprintf(buf, cap, "%s/ckpt-%09lld.dstl", dir, (long long)step);
 }
 
-/* A process killed while saving leaves ckpt-<step>.dstl.tmp.<pid>. One trainer writes to a
-   directory at a time, so any such temp file not of this process is a leftover: remove it (at
-   the start of a run and after every save). */
+/* A process killed while saving (kill -9, a second Ctrl-C) leaves ckpt-<step>.dstl.tmp.<pid>,
+   model.dstl.tmp.<pid> or metrics.jsonl.tmp.<pid>. One trainer writes to a directory at a time
+   (the lock), so any such temp file not of this process is a leftover: remove it (at the start
+   of a run and after every save). */
 static void distill__clean_tmp(const char *dir) {
 #if !defined(_WIN32)
     DIR *d = opendir(dir);
@@ -12197,8 +12361,10 @@ static void distill__clean_tmp(const char *dir) {
     char own[32], path[1024];
     snprintf(own, sizeof own, ".tmp.%ld", (long)getpid());
     while (d && (e = readdir(d)) != NULL) {
-        const char *tmp = strstr(e->d_name, ".dstl.tmp.");
-        if (!strncmp(e->d_name, "ckpt-", 5) && tmp && strcmp(tmp + 5, own) != 0) {
+        const char *tmp = strstr(e->d_name, ".tmp.");
+        int ours = !strncmp(e->d_name, "ckpt-", 5) || !strncmp(e->d_name, "model.dstl.", 11) ||
+                   !strncmp(e->d_name, "metrics.jsonl.", 14);
+        if (ours && tmp && strcmp(tmp, own) != 0) {
             snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             remove(path);
         }
@@ -12215,6 +12381,8 @@ static int distill__save_rotate(distill_trainer *t, distill_error *err) {
     int n, i;
     distill__ckpt_name(path, sizeof path, t->tc.out_dir, t->step);
     if (distill_trainer_save(t, path, err) != 0) return -1;
+    snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
+    t->last_save_time = distill_time_seconds();
     n = distill__list_ckpts(t->tc.out_dir, steps, 256);
     for (i = t->tc.keep_last; i < n; i++) {
         distill__ckpt_name(path, sizeof path, t->tc.out_dir, steps[i]);
@@ -12231,13 +12399,14 @@ static int distill__json_i64(const distill_json *o, const char *key, int64_t *ou
     return 0;
 }
 
-/* After a resume the log may hold steps past the checkpoint (written before the process died):
-   drop them so the log reads as one run. */
-static void distill__metrics_truncate(distill_trainer *t) {
+/* After a resume the log may hold steps past the checkpoint (written before the process died),
+   and a torn last line (killed while writing it): drop them so the log reads as one run. */
+static int distill__metrics_truncate(distill_trainer *t, distill_error *err) {
     size_t n;
     char *buf, *line, *out;
     size_t o = 0;
-    if (!t->metrics || !t->metrics_path[0]) return;
+    int rc = 0;
+    if (!t->metrics || !t->metrics_path[0]) return 0;
     fclose(t->metrics);
     t->metrics = NULL;
     buf = (char *)distill_read_file(t->metrics_path, &n, NULL);
@@ -12247,17 +12416,19 @@ static void distill__metrics_truncate(distill_trainer *t) {
             char *nl = strchr(line, '\n');
             size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
             long long st = -1;
-            if (sscanf(line, "{\"step\": %lld", &st) != 1 || st <= (long long)t->step) {
+            if (nl && (sscanf(line, "{\"step\": %lld", &st) != 1 || st <= (long long)t->step)) {
                 memcpy(out + o, line, len);
                 o += len;
             }
             line += len;
         }
-        distill_write_file_atomic(t->metrics_path, out, o, NULL);
+        if (o != n) rc = distill_write_file_atomic(t->metrics_path, out, o, err);
     }
     DISTILL_FREE(out);
     DISTILL_FREE(buf);
-    t->metrics = fopen(t->metrics_path, "a");
+    t->metrics = distill__open_append(t->metrics_path);
+    if (!t->metrics && rc == 0) rc = distill__err(err, "%s: cannot open the metrics log: %s", t->metrics_path, strerror(errno));
+    return rc;
 }
 
 static int distill__resume_file(distill_trainer *t, const char *path, distill_error *err) {
@@ -12296,8 +12467,7 @@ static int distill__resume_file(distill_trainer *t, const char *path, distill_er
     t->step_at_start = t->step;
     t->comm_checked = 0;
     distill_checkpoint_free(ck);
-    distill__metrics_truncate(t);
-    return 0;
+    return distill__metrics_truncate(t, err);
 }
 
 DISTILL_API int distill_trainer_resume(distill_trainer *t, const char *path, distill_error *err) {
@@ -12305,6 +12475,7 @@ DISTILL_API int distill_trainer_resume(distill_trainer *t, const char *path, dis
     int64_t steps[256];
     int n, i;
     char p[1024];
+    if (distill__trainer_lock(t, err) != 0) return -1;   /* resume rewrites the metrics log */
     if (stat(path, &sb) != 0) return distill__err(err, "%s: cannot resume: %s", path, strerror(errno));
     if (!S_ISDIR(sb.st_mode)) return distill__resume_file(t, path, err);
     n = distill__list_ckpts(path, steps, 256);
@@ -12361,38 +12532,49 @@ static void distill__progress(distill_trainer *t, const distill_step_info *in, i
     }
 }
 
-static void distill__metrics_line(distill_trainer *t, const distill_step_info *in) {
-    if (!t->metrics) return;
+static int distill__metrics_line(distill_trainer *t, const distill_step_info *in, distill_error *err) {
+    if (!t->metrics) return 0;
     fprintf(t->metrics, "{\"step\": %lld, \"epoch\": %.6g, \"loss\": %.9g, \"accuracy\": %.6g, \"entropy\": %.6g, "
                         "\"grad_norm\": %.6g, \"lr\": %.6g, \"tokens\": %lld, \"tokens_per_sec\": %.1f, \"elapsed\": %.3f",
             (long long)in->step, in->epoch, in->loss, in->accuracy, in->entropy, in->grad_norm, in->lr,
             (long long)in->tokens_seen, in->tokens_per_sec, in->elapsed);
     if (in->eval_loss == in->eval_loss) fprintf(t->metrics, ", \"eval_loss\": %.9g", in->eval_loss);
     fprintf(t->metrics, "}\n");
-    fflush(t->metrics);
+    errno = 0;
+    if (fflush(t->metrics) != 0 || ferror(t->metrics))
+        return distill__err(err, "%s: write failed: %s", t->metrics_path, strerror(errno ? errno : EIO));
+    return 0;
+}
+
+/* Append "; the last checkpoint is <newest in out_dir>" to err: the state to resume from after
+   fixing the cause (a bad batch, a full disk). */
+static void distill__name_last_ckpt(distill_trainer *t, distill_error *err) {
+    int64_t saved[256];
+    if (err && t->tc.out_dir && distill__list_ckpts(t->tc.out_dir, saved, 256) > 0) {
+        char p[1024], msg[sizeof err->msg + 1100];
+        distill__ckpt_name(p, sizeof p, t->tc.out_dir, saved[0]);
+        snprintf(msg, sizeof msg, "%s; the last checkpoint is %s", err->msg, p);
+        memcpy(err->msg, msg, sizeof err->msg - 1);
+        err->msg[sizeof err->msg - 1] = 0;
+    }
 }
 
 DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
     distill_step_info in;
     int stop = 0, lead = t->comm->rank == 0;   /* rank 0 alone prints and writes checkpoints */
+    if (distill__trainer_lock(t, err) != 0) return -1;
     if (lead && t->tc.out_dir) distill__clean_tmp(t->tc.out_dir);
     memset(&in, 0, sizeof in);
     t->elapsed_at_start = t->elapsed;
     t->tokens_at_start = t->tokens_seen;
     t->step_at_start = t->step;
+    t->stopped = 0;
+    t->last_save_time = distill_time_seconds();
     while (t->step < t->total && !stop) {
-        int last;
+        int last, save;
         if (distill_trainer_step(t, &in, err) != 0) {
-            int64_t saved[256];
             if (lead && t->tc.progress && t->tty) printf("\n");
-            /* name the newest checkpoint: the state to resume from after fixing the cause */
-            if (err && t->tc.out_dir && distill__list_ckpts(t->tc.out_dir, saved, 256) > 0) {
-                char p[1024], msg[sizeof err->msg + 1100];
-                distill__ckpt_name(p, sizeof p, t->tc.out_dir, saved[0]);
-                snprintf(msg, sizeof msg, "%s; the last checkpoint is %s", err->msg, p);
-                memcpy(err->msg, msg, sizeof err->msg - 1);
-                err->msg[sizeof err->msg - 1] = 0;
-            }
+            distill__name_last_ckpt(t, err);
             return -1;
         }
         if (t->tc.max_steps <= 0 && t->train.epoch && t->train.epoch(t->train.ctx) >= t->tc.epochs - 1e-12) {
@@ -12416,10 +12598,18 @@ DISTILL_API int distill_trainer_run(distill_trainer *t, distill_error *err) {
             if (t->comm->allreduce(t->comm, &any, 1, DISTILL_I64, err) != 0) return -1;
             if (any) { stop = 1; last = 1; }
         }
+        /* a stop flag: one process reads its own; ranks use the step's all-reduced flag, so they
+           all stop after the same step */
+        if (t->comm->size > 1 ? t->stop_all : distill__stop_local(t)) { stop = 1; last = 1; }
+        if (stop && t->step < t->total) t->stopped = 1;
         if (lead && t->tc.progress) distill__progress(t, &in, last);
-        distill__metrics_line(t, &in);
-        if (lead && t->tc.out_dir && ((t->tc.save_every > 0 && t->step % t->tc.save_every == 0) || last))
-            if (distill__save_rotate(t, err) != 0) return -1;
+        if (distill__metrics_line(t, &in, err) != 0) { distill__name_last_ckpt(t, err); return -1; }
+        save = last || (t->tc.save_every > 0 && t->step % t->tc.save_every == 0) ||
+               (t->tc.save_every_seconds > 0 && distill_time_seconds() - t->last_save_time >= t->tc.save_every_seconds);
+        if (lead && t->tc.out_dir && save && distill__save_rotate(t, err) != 0) {
+            distill__name_last_ckpt(t, err);
+            return -1;
+        }
     }
     return 0;
 }
@@ -13999,6 +14189,91 @@ static int distill__eval_prompt(const distill_json *rec, const distill_tokenizer
     return 0;
 }
 
+/* Append a problem's difficulty label (owned; may be NULL) to the per-problem list. */
+static int distill__push_diff(char ***a, size_t *n, size_t *cap, char *d) {
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 64;
+        char **nd = (char **)DISTILL_REALLOC(*a, nc * sizeof *nd);
+        if (!nd) return -1;
+        *a = nd; *cap = nc;
+    }
+    (*a)[(*n)++] = d;
+    return 0;
+}
+
+/* Read back an interrupted evaluation's samples file: the longest prefix of whole lines that
+   forms whole problems, n samples each (sample 0..n-1, one question id). Returns the number of
+   such problems (their parsed records in *recs, n per problem; *prefix: their bytes in *text),
+   0 when the file is absent, -1 on error (a sample index past n: another --n). */
+static int64_t distill__eval_resume_read(const char *path, int n, char **text, size_t *prefix,
+                                         distill_json ***recs, distill_error *err) {
+    size_t size = 0, pos = 0, nrec = 0, cap = 0;
+    int64_t done = 0;
+    FILE *probe = fopen(path, "rb");
+    *text = NULL; *prefix = 0; *recs = NULL;
+    if (!probe) return 0;
+    fclose(probe);
+    *text = (char *)distill_read_file(path, &size, err);
+    if (!*text) return -1;
+    while (pos < size) {
+        char *nl = (char *)memchr(*text + pos, '\n', size - pos);
+        distill_json *rec;
+        const distill_json *sv, *qv, *q0;
+        int64_t k = (int64_t)nrec % n;
+        if (!nl) break;   /* torn last line */
+        rec = distill_json_parse(*text + pos, (size_t)(nl - (*text + pos)), path, 1, NULL);
+        sv = rec ? distill_json_get(rec, "sample") : NULL;
+        qv = rec ? distill_json_get(rec, "question_id") : NULL;
+        q0 = k > 0 ? distill_json_get((*recs)[nrec - (size_t)k], "question_id") : qv;
+        if (sv && sv->is_int && sv->i64 >= n) {
+            distill_json_free(rec);
+            while (nrec > 0) distill_json_free((*recs)[--nrec]);
+            return distill__err(err, "%s: sample %lld of question '%s' but n_samples is %d: the file is from an "
+                                "evaluation with another number of samples", path, (long long)sv->i64,
+                                qv && qv->type == DISTILL_JSON_STRING ? qv->str : "?", n);
+        }
+        if (!sv || !sv->is_int || sv->i64 != k || !qv || qv->type != DISTILL_JSON_STRING ||
+            !q0 || q0->type != DISTILL_JSON_STRING || strcmp(q0->str, qv->str) != 0) {
+            distill_json_free(rec);
+            break;   /* a torn or foreign line: keep what precedes it */
+        }
+        if (nrec == cap) {
+            size_t nc = cap ? 2 * cap : 64;
+            distill_json **nr = (distill_json **)DISTILL_REALLOC(*recs, nc * sizeof *nr);
+            if (!nr) {
+                distill_json_free(rec);
+                while (nrec > 0) distill_json_free((*recs)[--nrec]);
+                return distill__err(err, "eval: out of memory");
+            }
+            *recs = nr; cap = nc;
+        }
+        (*recs)[nrec++] = rec;
+        pos = (size_t)(nl - *text) + 1;
+        if (k == n - 1) { done++; *prefix = pos; }
+    }
+    while (nrec > (size_t)done * (size_t)n) distill_json_free((*recs)[--nrec]);   /* a partial problem */
+    return done;
+}
+
+/* The sample result of a sample read back from a samples file: as when it was generated (the
+   analysis of its text after the problem's prompt, its finish, pass and think length). */
+static void distill__eval_replay(const distill_json *rec, const char *prompt, size_t prompt_len,
+                                 int64_t problem, distill_sample_result *sr) {
+    const distill_json *t = distill_json_get(rec, "text"), *v;
+    distill_gen_analysis a;
+    memset(sr, 0, sizeof *sr);
+    distill_analyze_generation(prompt, prompt_len, t && t->type == DISTILL_JSON_STRING ? t->str : "",
+                               t && t->type == DISTILL_JSON_STRING ? t->len : 0, &a);
+    distill_sample_result_from_analysis(sr, &a);
+    sr->problem = problem;
+    v = distill_json_get(rec, "finish_reason");
+    sr->finish = distill_finish_parse(v && v->type == DISTILL_JSON_STRING ? v->str : NULL);
+    v = distill_json_get(rec, "pass");
+    sr->pass = v && v->type == DISTILL_JSON_TRUE ? 1 : v && v->type == DISTILL_JSON_FALSE ? 0 : -1;
+    v = distill_json_get(rec, "think_tokens");
+    sr->think_tokens = v && v->type == DISTILL_JSON_NUMBER ? v->num : -1.0;
+}
+
 /* Grow-only array of sample results. */
 static int distill__push_result(distill_sample_result **a, size_t *n, size_t *cap,
                                 const distill_sample_result *r) {
@@ -14031,9 +14306,10 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
     const char *stop_str[1];
     size_t nres = 0, capres = 0, ndiffs = 0, capdiffs = 0, i;
     int npend = 0, cap_pend, n = o.n_samples, g_seq = 0, at_eof = 0, rc = -1, r;
-    int64_t nprob = 0, line_no = 0, gen_tokens = 0;
-    distill_atomic_file af;
-    int have_af = 0;
+    int64_t nprob = 0, line_no = 0, gen_tokens = 0, n_done = 0;
+    FILE *gf = NULL;                 /* the samples, appended to <out_jsonl>.partial */
+    char *partial = NULL, *old_text = NULL;
+    distill_json **old_recs = NULL;  /* resume: the samples of the n_done problems already done */
     double t0 = distill_time_seconds();
 
     if (!tok) return distill__err(err, "eval: a tokenizer is needed");
@@ -14066,14 +14342,31 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
     lr = distill_line_reader_open(data_path, 0, err);
     if (!lr) goto done;
     if (o.out_jsonl) {
-        if (distill_atomic_open(&af, o.out_jsonl, err)) goto done;
-        have_af = 1;
+        size_t plen = strlen(o.out_jsonl) + 9, prefix = 0;
+        partial = (char *)DISTILL_MALLOC(plen);
+        if (!partial) { distill__err(err, "eval: out of memory"); goto done; }
+        snprintf(partial, plen, "%s.partial", o.out_jsonl);
+        if (o.resume) {   /* the unfinished file, else a finished one (more problems may follow) */
+            FILE *probe = fopen(partial, "rb");
+            const char *from = probe ? partial : o.out_jsonl;
+            if (probe) fclose(probe);
+            n_done = distill__eval_resume_read(from, n, &old_text, &prefix, &old_recs, err);
+            if (n_done < 0) goto done;
+            /* the partial file becomes the complete problems alone, then grows from there */
+            if (old_text && distill_write_file_atomic(partial, old_text, prefix, err) != 0) goto done;
+            DISTILL_FREE(old_text);
+            old_text = NULL;
+        } else {
+            remove(partial);
+        }
+        gf = distill__open_append(partial);
+        if (!gf) { distill__err(err, "%s: cannot open: %s", partial, strerror(errno)); goto done; }
     }
 
     while (!at_eof) {
         const char *line;
         size_t len;
-        int maxlen = 0, j, ns;
+        int maxlen = 0, j, ns, werr = 0;
         /* gather up to cap_pend problems */
         while (npend < cap_pend && !(o.max_problems > 0 && nprob + npend >= o.max_problems)) {
             distill__eval_problem *p = &pend[npend];
@@ -14116,6 +14409,27 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
                 distill__err(err, "%s: prompt too long (%zu tokens)", where, p->ids.n);
                 goto done;
             }
+            if (p->index < n_done) {   /* resume: done before; its samples are read back */
+                const distill_json *q = distill_json_get(old_recs[p->index * n], "question_id");
+                if (!q || q->type != DISTILL_JSON_STRING || strcmp(q->str, p->qid) != 0) {
+                    distill__err(err, "%s: problem %lld is question '%s', but the data's problem %lld (%s) is '%s': the "
+                                 "file is from another evaluation (remove it, or start without resume)", partial,
+                                 (long long)p->index, q && q->type == DISTILL_JSON_STRING ? q->str : "?",
+                                 (long long)p->index, where, p->qid);
+                    distill__eval_problem_free(p);
+                    goto done;
+                }
+                for (j = 0; j < n; j++) {
+                    distill_sample_result sr;
+                    distill__eval_replay(old_recs[p->index * n + j], p->prompt_text, p->prompt_len, p->index, &sr);
+                    if (distill__push_result(&res, &nres, &capres, &sr)) { distill__err(err, "eval: out of memory"); distill__eval_problem_free(p); goto done; }
+                }
+                if (distill__push_diff(&diffs, &ndiffs, &capdiffs, p->diff)) { distill__err(err, "eval: out of memory"); distill__eval_problem_free(p); goto done; }
+                p->diff = NULL;
+                distill__eval_problem_free(p);
+                nprob++;
+                continue;
+            }
             npend++;
         }
         if (npend < cap_pend) at_eof = 1;
@@ -14150,7 +14464,7 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
             sr.finish = gr->finish;
             gen_tokens += (int64_t)gr->n;
             if (distill__push_result(&res, &nres, &capres, &sr)) { distill__err(err, "eval: out of memory"); goto done; }
-            if (have_af) {
+            if (gf && !werr) {
                 distill_generation_record rec;
                 memset(&rec, 0, sizeof rec);
                 rec.question_id = p->qid;
@@ -14163,19 +14477,20 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
                 rec.reason = reason[0] ? reason : NULL;
                 rec.output_tokens = (int64_t)gr->n;
                 rec.think_tokens = sr.think_tokens;
-                distill_write_generation_jsonl(af.f, &rec);
+                distill_write_generation_jsonl(gf, &rec);
+                /* a problem's samples reach the file together: what resume reads back */
+                errno = 0;
+                if (j % n == n - 1 && (fflush(gf) != 0 || ferror(gf))) {
+                    distill__err(err, "%s: write failed: %s", partial, strerror(errno ? errno : EIO));
+                    werr = 1;   /* stop after freeing this chunk's results */
+                }
             }
             distill_gen_result_free(gr);
         }
+        if (werr) goto done;
         /* keep each problem's difficulty (indexed by problem) for the per-difficulty split */
         for (j = 0; j < npend; j++) {
-            if (ndiffs == capdiffs) {
-                size_t nc = capdiffs ? 2 * capdiffs : 64;
-                char **nd = (char **)DISTILL_REALLOC(diffs, nc * sizeof *nd);
-                if (!nd) { distill__err(err, "eval: out of memory"); goto done; }
-                diffs = nd; capdiffs = nc;
-            }
-            diffs[ndiffs++] = pend[j].diff;
+            if (distill__push_diff(&diffs, &ndiffs, &capdiffs, pend[j].diff)) { distill__err(err, "eval: out of memory"); goto done; }
             pend[j].diff = NULL;
             distill__eval_problem_free(&pend[j]);
         }
@@ -14191,16 +14506,35 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
             if (o.verifier) fprintf(stderr, ", %lld passed\n", (long long)pass);
         }
         if (o.max_problems > 0 && nprob >= o.max_problems) break;
+        if (o.stop_flag && *o.stop_flag && !at_eof) {
+            if (gf) distill__err(err, "stopped after %lld problems; their samples are in %s", (long long)nprob, partial);
+            else distill__err(err, "stopped after %lld problems", (long long)nprob);
+            rc = 1;
+            goto done;
+        }
     }
     if (nres == 0) { distill__err(err, "%s: no records", data_path); goto done; }
     if (results && distill_eval_write_json(results, res, nres, (const char *const *)diffs, ndiffs, o.ks, o.nk,
                                            "tokens", err))
         goto done;
     if (o.metrics && distill_eval_compute(res, nres, o.ks, o.nk, o.metrics, err)) goto done;
-    if (have_af) { have_af = 0; if (distill_atomic_commit(&af, err)) goto done; }
+    if (gf) {   /* complete: the partial file becomes out_jsonl */
+        int e = distill__flush_close(gf, partial);
+        gf = NULL;
+        if (e) { distill__err(err, "%s: write failed: %s", partial, strerror(e)); goto done; }
+        if ((e = DISTILL__FAULT("rename", o.out_jsonl)) != 0 || rename(partial, o.out_jsonl) != 0) {
+            distill__err(err, "%s: cannot rename %s into place: %s", o.out_jsonl, partial, strerror(e ? e : errno));
+            goto done;
+        }
+        distill__fsync_dir(o.out_jsonl);
+    }
     rc = 0;
 done:
-    if (have_af) distill_atomic_abort(&af);
+    if (gf) fclose(gf);   /* kept: the problems written so far are what resume continues from */
+    if (old_recs && n_done > 0) for (i = 0; i < (size_t)n_done * (size_t)n; i++) distill_json_free(old_recs[i]);
+    DISTILL_FREE(old_recs);
+    DISTILL_FREE(old_text);
+    DISTILL_FREE(partial);
     if (pend) for (r = 0; r < npend; r++) distill__eval_problem_free(&pend[r]);
     for (i = 0; i < ndiffs; i++) DISTILL_FREE(diffs[i]);
     DISTILL_FREE(diffs);

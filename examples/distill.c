@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
     rc = commands[i].run(argc - 1, argv + 1);
 #ifdef DISTILL_MPI
     if (have_comm) {
-        if (rc != 0) cli_fail_all(rc);
+        if (rc != 0 && !cli_stopped_cleanly()) cli_fail_all(rc);   /* a signal's clean stop: no abort */
         distill_mpi_finalize();
     }
 #endif

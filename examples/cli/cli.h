@@ -37,4 +37,14 @@ int cli_verifier_run(void *ctx, const distill_json *record, const char *text, si
 const distill_comm *cli_comm(void);
 void cli_fail_all(int code);
 
+/* cli_signal.c: SIGINT, SIGTERM and SIGUSR1 ask the work to stop at its next safe point (pass
+   cli_stop_flag() as distill_train_config.stop_flag / distill_eval_model_options.stop_flag);
+   a second SIGINT or SIGTERM exits at once. The flag holds the first signal's number (0: none);
+   cli_stop_status(sig) is the exit status to end with: 128 + sig (130 SIGINT, 143 SIGTERM,
+   138 SIGUSR1 on Linux; 143 when sig is 0, i.e. another rank was signalled). */
+void cli_catch_stop_signals(void);
+volatile sig_atomic_t *cli_stop_flag(void);
+int cli_stop_status(int sig);
+int cli_stopped_cleanly(void);   /* cli_stop_status was called: main ends MPI without MPI_Abort */
+
 #endif

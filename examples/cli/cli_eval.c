@@ -7,9 +7,13 @@
                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--batch B] [--raw]
                   [--tokenizer FILE] [--template NAME] [--system TEXT] [--prompt-field F]
                   [--max-problems N] [--quiet] [--verifier NAME | --verifier-cmd CMD] [--out DIR]
+                  [--resume]
 
    The results JSON object goes to stdout (and DIR/results.json with --out); the scored samples
-   go to DIR/generations.jsonl.
+   go to DIR/generations.jsonl. With --model, the samples are appended problem by problem to
+   DIR/generations.jsonl.partial (renamed to generations.jsonl at the end); Ctrl-C, SIGTERM or
+   SIGUSR1 finish the problems being generated and exit 130/143/138, and --resume continues
+   after the last problem whose samples are all written, with the same final results.
 
    External verifiers (--verifier-cmd CMD): for every sample, CMD runs under /bin/sh -c with
    one JSON object on its stdin,
@@ -69,6 +73,7 @@ static void eval_usage(FILE *f) {
         "                    [--batch B] [--template NAME] [--system TEXT] [--prompt-field F] [--raw]\n"
         "                    [--max-problems N] [--quiet]\n"
         "                    [--verifier NAME | --verifier-cmd CMD] [--verifier-timeout SEC] [--out DIR]\n"
+        "                    [--resume]\n"
         "\n"
         "Scores generations with the same definitions for any model: completion_rate,\n"
         "strict_completion_rate, think_open/close/both_rate, think_tokens_mean/median, and with a\n"
@@ -83,6 +88,10 @@ static void eval_usage(FILE *f) {
         "  (rendered by the chat template, or as is after BOS with --raw), else the record's\n"
         "  conversation up to its final assistant turn. Defaults: --n 1, --k 1, --max-new-tokens 512,\n"
         "  --temperature 0 (greedy), --batch 8, --seed 1.\n"
+        "  Samples are saved problem by problem (DIR/generations.jsonl.partial until the end).\n"
+        "  Ctrl-C/SIGTERM/SIGUSR1 finish the current problems and exit 130/143/138; --resume\n"
+        "  continues after the last complete problem (same options, same results). One\n"
+        "  process per --out folder.\n"
         "Verifiers: --verifier world (the miniature programming world: record's hidden_tests),\n"
         "  --verifier-cmd CMD (run under /bin/sh per sample; reads {\"record\",\"text\",\"code\"} JSON on\n"
         "  stdin, prints {\"pass\": bool, \"reason\": str}; non-zero exit, no verdict or more than\n"
@@ -138,7 +147,7 @@ int cli_eval(int argc, char **argv) {
     const char *gens = NULL, *field = NULL, *prompt_field = NULL, *tok_path = NULL;
     const char *verifier = NULL, *verifier_cmd = NULL, *out_dir = NULL;
     const char *model_path = NULL, *data_path = NULL, *tmpl_name = "chatml", *system = NULL;
-    int think_in_prompt = 0, ks[DISTILL_EVAL_MAX_K], nk = 1, i, rc = 1, raw = 0, quiet = 0;
+    int think_in_prompt = 0, ks[DISTILL_EVAL_MAX_K], nk = 1, i, rc = 1, raw = 0, quiet = 0, lock = -1;
     distill_eval_model_options mo = distill_eval_model_options_default();
     double timeout = 30.0;
     distill_error err;
@@ -157,6 +166,7 @@ int cli_eval(int argc, char **argv) {
         else if (!strcmp(a, "--think-in-prompt")) { think_in_prompt = 1; takes = 0; }
         else if (!strcmp(a, "--raw")) { raw = 1; takes = 0; }
         else if (!strcmp(a, "--quiet")) { quiet = 1; takes = 0; }
+        else if (!strcmp(a, "--resume")) { mo.resume = 1; takes = 0; }
         else if (!val) { fprintf(stderr, "distill eval: %s needs a value\n", a); return 2; }
         else if (!strcmp(a, "--generations")) gens = val;
         else if (!strcmp(a, "--field")) field = val;
@@ -188,15 +198,18 @@ int cli_eval(int argc, char **argv) {
     if (gens && model_path) { fprintf(stderr, "distill eval: give --generations or --model, not both\n"); return 2; }
     if (verifier && verifier_cmd) { fprintf(stderr, "distill eval: give --verifier or --verifier-cmd, not both\n"); return 2; }
     if (!(timeout > 0)) { fprintf(stderr, "distill eval: --verifier-timeout must be > 0\n"); return 2; }
+    if (mo.resume && (!model_path || !out_dir)) { fprintf(stderr, "distill eval: --resume needs --model and --out DIR\n"); return 2; }
     if (cli_verifier_setup(&cv, &v, verifier, verifier_cmd, timeout, "distill eval") != 0) return 2;
     if (out_dir) {
         if (mkdir_p(out_dir, &err)) { fprintf(stderr, "distill eval: %s\n", err.msg); return 1; }
         snprintf(results_path, sizeof results_path, "%s/results.json", out_dir);
         snprintf(gens_path, sizeof gens_path, "%s/generations.jsonl", out_dir);
+        lock = distill_dir_lock(out_dir, &err);   /* one evaluation per folder */
+        if (lock < 0) { fprintf(stderr, "distill eval: %s\n", err.msg); return 1; }
     }
     if (tok_path) {
         tok = distill_tokenizer_load(tok_path, NULL, &err);
-        if (!tok) { fprintf(stderr, "distill eval: %s\n", err.msg); return 1; }
+        if (!tok) { fprintf(stderr, "distill eval: %s\n", err.msg); distill_dir_unlock(lock); return 1; }
     }
     if (gens) {
         gens_job j;
@@ -215,18 +228,19 @@ int cli_eval(int argc, char **argv) {
         distill_tokenizer *mtok = NULL;
         memset(&j, 0, sizeof j);
         rc = -1;
-        if (!data_path) { fprintf(stderr, "distill eval: --model needs --data EVAL.jsonl\n"); distill_tokenizer_free(tok); return 2; }
+        if (!data_path) { fprintf(stderr, "distill eval: --model needs --data EVAL.jsonl\n"); distill_tokenizer_free(tok); distill_dir_unlock(lock); return 2; }
         if (mo.n_samples < 1 || mo.batch < 1 || mo.gen.max_new_tokens < 1 || mo.gen.temperature < 0 ||
             mo.gen.top_k < 0 || !(mo.gen.top_p > 0 && mo.gen.top_p <= 1)) {
             fprintf(stderr, "distill eval: need --n >= 1, --batch >= 1, --max-new-tokens >= 1, --temperature >= 0, --top-k >= 0, 0 < --top-p <= 1\n");
             distill_tokenizer_free(tok);
+            distill_dir_unlock(lock);
             return 2;
         }
         for (i = 0; i < nk; i++)
             if (ks[i] > mo.n_samples)
                 fprintf(stderr, "distill eval: warning: pass@%d needs --n >= %d (it will be null)\n", ks[i], ks[i]);
         mo.tmpl = distill_chat_template_get(tmpl_name);
-        if (!mo.tmpl) { fprintf(stderr, "distill eval: unknown chat template '%s'\n", tmpl_name); distill_tokenizer_free(tok); return 2; }
+        if (!mo.tmpl) { fprintf(stderr, "distill eval: unknown chat template '%s'\n", tmpl_name); distill_tokenizer_free(tok); distill_dir_unlock(lock); return 2; }
         mo.raw = raw;
         mo.system = system;
         mo.prompt_field = prompt_field;
@@ -234,6 +248,15 @@ int cli_eval(int argc, char **argv) {
         mo.verifier = cv.kind ? &v : NULL;
         mo.out_jsonl = out_dir ? gens_path : NULL;
         mo.progress = !quiet;
+        if (out_dir && !mo.resume) {   /* work that --resume would have kept */
+            char part[4200];
+            struct stat sb;
+            snprintf(part, sizeof part, "%s.partial", gens_path);
+            if (stat(part, &sb) == 0)
+                fprintf(stderr, "distill eval: starting over: %s held an interrupted evaluation (--resume continues it)\n", part);
+        }
+        cli_catch_stop_signals();
+        mo.stop_flag = cli_stop_flag();
         j.m = distill_model_load(model_path, 1, 1, tok ? NULL : &mtok, &err);
         if (j.m && !tok && !mtok)
             snprintf(err.msg, sizeof err.msg, "no tokenizer: give --tokenizer FILE (none found next to %.300s)", model_path);
@@ -246,7 +269,12 @@ int cli_eval(int argc, char **argv) {
         distill_model_free(j.m);
         distill_tokenizer_free(mtok);
     }
-    if (rc) fprintf(stderr, "distill eval: %s\n", err.msg);
     distill_tokenizer_free(tok);
+    distill_dir_unlock(lock);
+    if (*cli_stop_flag()) {   /* the problems done are saved: say where, exit as the signal asks */
+        if (rc) fprintf(stderr, "interrupted: %s; continue with --resume\n", err.msg);
+        return cli_stop_status(*cli_stop_flag());
+    }
+    if (rc) fprintf(stderr, "distill eval: %s\n", err.msg);
     return rc ? 1 : 0;
 }

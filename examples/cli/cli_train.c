@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <errno.h>
 #include <dirent.h>
+#include <sys/stat.h>
 
 /* 1 if dir holds a checkpoint file (ckpt-<step>.dstl), intact or not */
 static int has_checkpoint(const char *dir) {
@@ -53,14 +55,19 @@ static void train_usage(FILE *f) {
 "  --steps N | --epochs E training length (1 epoch)\n"
 "  --lr X (3e-4) --min-lr-ratio X (0.1) --warmup N (or --warmup-ratio X) --schedule cosine|linear|constant\n"
 "  --weight-decay X (0.1) --grad-clip X (1.0) --beta1 X --beta2 X\n"
-"  --threads N            worker threads (default: all cores)\n"
+"  --threads N            worker threads (default: all cores)\n");
+    fprintf(f,
 "evaluation, checkpoints, logs\n"
 "  --out DIR              checkpoints ckpt-<step>.dstl, metrics.jsonl, final model.dstl\n"
 "  --eval-every N (0) --eval-batches N (16) --save-every N (0: at the end) --keep K (3)\n"
+"  --save-every-minutes M  also a checkpoint when M minutes passed since the last (10; 0: off)\n"
 "  --log-every N          plain progress line period when stdout is not a terminal (10)\n"
 "  --resume [DIR|FILE]    continue exactly from the newest checkpoint in --out (or the given one);\n"
 "                         bare --resume with no checkpoint in --out yet starts from scratch\n"
 "  --quiet                no progress output\n"
+"  Ctrl-C, SIGTERM or SIGUSR1 (Slurm --signal=USR1@90): finish the step, save a checkpoint,\n"
+"  exit 130 / 143 / 138; a second Ctrl-C or SIGTERM exits at once. One trainer per --out:\n"
+"  a second one is refused, naming the holder's pid.\n"
 "data parallel (a build with `make MPI=1`, started by mpirun/srun; see docs/cluster.md)\n"
 "  mpirun -np P distill train ...   each rank takes B/P rows of every --batch-rows B batch;\n"
 "                         gradients are summed with MPI_Allreduce; rank 0 writes the files\n"
@@ -87,7 +94,7 @@ typedef struct {
     int64_t subset, steps, batch_tokens, warmup, eval_every, eval_batches, save_every, log_every;
     uint64_t seed, subset_seed;
     double epochs, lr, min_lr_ratio, warmup_ratio, weight_decay, grad_clip, beta1, beta2, rope_theta;
-    double kd_beta, kd_temperature, kd_alpha, bucket_mb;
+    double kd_beta, kd_temperature, kd_alpha, bucket_mb, save_every_minutes;
 } train_opts;
 
 static int parse_opt(train_opts *o, const char *name, const char *val, int *used_val) {
@@ -108,7 +115,7 @@ static int parse_opt(train_opts *o, const char *name, const char *val, int *used
     L("eval-every", eval_every) L("eval-batches", eval_batches) L("save-every", save_every) L("log-every", log_every)
     D("epochs", epochs) D("lr", lr) D("min-lr-ratio", min_lr_ratio) D("warmup-ratio", warmup_ratio)
     D("weight-decay", weight_decay) D("grad-clip", grad_clip) D("beta1", beta1) D("beta2", beta2)
-    D("rope-theta", rope_theta) D("kd-beta", kd_beta) D("kd-temperature", kd_temperature) D("kd-alpha", kd_alpha) D("bucket-mb", bucket_mb)
+    D("save-every-minutes", save_every_minutes) D("rope-theta", rope_theta) D("kd-beta", kd_beta) D("kd-temperature", kd_temperature) D("kd-alpha", kd_alpha) D("bucket-mb", bucket_mb)
     F("truncate", truncate) F("pack", pack) F("qkv-bias", qkv_bias) F("untied", untied) F("quiet", quiet) F("overlap", overlap) F("no-overlap", no_overlap)
     if (!strcmp(name, "seed")) { *used_val = 1; if (!val) return -1; o->seed = strtoull(val, NULL, 10); return 0; }
     if (!strcmp(name, "subset-seed")) { *used_val = 1; if (!val) return -1; o->subset_seed = strtoull(val, NULL, 10); return 0; }
@@ -224,7 +231,7 @@ int cli_train(int argc, char **argv) {
     distill_loader_options lopt;
     distill_train_config tc;
     char *cj = NULL, path[1024];
-    int i, rc = 1, shard_rows;
+    int i, rc = 1, shard_rows, lock = -1;
     const distill_comm *comm = cli_comm();
 
     memset(&o, 0, sizeof o);
@@ -232,6 +239,7 @@ int cli_train(int argc, char **argv) {
     o.dim = 128; o.layers = 4; o.heads = 4; o.kv_heads = 4; o.hidden = 352;
     o.eval_batches = 16; o.log_every = 10; o.seed = 1; o.subset_seed = 1; o.epochs = 1.0;
     o.lr = 3e-4; o.min_lr_ratio = 0.1; o.warmup = -1; o.warmup_ratio = 0.0; o.weight_decay = 0.1; o.grad_clip = 1.0;
+    o.save_every_minutes = 10.0;
     o.beta1 = 0.9; o.beta2 = 0.95; o.rope_theta = 10000.0; o.kd_beta = 0.0; o.kd_temperature = 1.0; o.kd_alpha = 1.0;
     for (i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { train_usage(stdout); return 0; }
@@ -256,7 +264,18 @@ int cli_train(int argc, char **argv) {
         fprintf(stderr, "distill train: --data, --tokenizer and --out are required (see --help)\n");
         goto done2;
     }
+    if (!(o.save_every_minutes >= 0.0)) { fprintf(stderr, "distill train: --save-every-minutes must be >= 0\n"); goto done2; }
     if (o.threads > 0) distill_set_threads(o.threads);
+    /* one trainer per --out (rank 0 writes there): refused at once, before the data is loaded */
+    if (o.out && !o.build_cache && comm->rank == 0) {
+        if (mkdir(o.out, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "distill train: %s: cannot create the output directory: %s\n", o.out, strerror(errno));
+            goto done;
+        }
+        lock = distill_dir_lock(o.out, &err);
+        if (lock < 0) { fprintf(stderr, "distill train: %s\n", err.msg); cli_fail_all(1); goto done; }
+    }
+    cli_catch_stop_signals();
     if (comm->size > 1) {
         if (o.batch_rows < comm->size) {
             fprintf(stderr, "distill train: --batch-rows (%d) must be at least the number of ranks (%d): every rank "
@@ -382,6 +401,9 @@ int cli_train(int argc, char **argv) {
     }
     tc.eval_every = o.eval_every; tc.eval_batches = o.eval_batches;
     tc.out_dir = o.out; tc.save_every = o.save_every; tc.keep_last = o.keep; tc.log_every = o.log_every;
+    tc.save_every_seconds = o.save_every_minutes * 60.0;
+    tc.no_lock = 1;   /* held above */
+    tc.stop_flag = cli_stop_flag();
     tc.progress = !o.quiet;
     tc.kd = teacher || cache;
     tc.kdc.alpha = (float)o.kd_alpha; tc.kdc.beta = (float)o.kd_beta; tc.kdc.temperature = (float)o.kd_temperature;
@@ -414,9 +436,26 @@ int cli_train(int argc, char **argv) {
                teacher ? "logit distillation from an in-process teacher" : cache ? "logit distillation from a top-k cache"
                                                                          : "SFT on the data (sequence-level distillation)",
                (long long)distill_trainer_total_steps(T));
+    if (*cli_stop_flag() && comm->size == 1) {   /* while loading: nothing trained, nothing to save
+                                                    (ranks instead stop together after one step) */
+        fprintf(stderr, "interrupted before the first step: nothing new to save\n");
+        rc = cli_stop_status(*cli_stop_flag());
+        goto done;
+    }
     if (distill_trainer_run(T, &err) != 0) {
         if (comm->size > 1) fprintf(stderr, "distill train: rank %d: %s\n", comm->rank, err.msg);
         else fprintf(stderr, "distill train: %s\n", err.msg);
+        goto done;
+    }
+    if (distill_trainer_stopped(T)) {
+        /* a signal, here or on another rank (the step's all-reduce carried it) */
+        if (comm->rank == 0)
+            fprintf(stderr, "interrupted at step %lld: saved %s; continue with --resume\n",
+                    (long long)distill_trainer_steps_done(T), distill_trainer_last_checkpoint(T));
+        /* no rank exits before rank 0 has saved: a launcher ends the whole job at the first
+           non-zero exit */
+        if (comm->size > 1 && comm->barrier) comm->barrier(comm, &err);
+        rc = cli_stop_status(*cli_stop_flag());
         goto done;
     }
     if (comm->size > 1 && !o.quiet) {
@@ -429,7 +468,9 @@ int cli_train(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/model.dstl", o.out);
     if (comm->rank == 0 && distill_checkpoint_write(path, m, 0, NULL, NULL, 0, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
     if (!o.quiet) printf("wrote %s\n", path);
-    rc = 0;
+    /* a signal that came while the last steps or the model were being written: the work is
+       complete, but the caller asked to stop, so say so with the status (scripts stop too) */
+    rc = *cli_stop_flag() ? cli_stop_status(*cli_stop_flag()) : 0;
 done:
     distill_trainer_free(T);
     distill_topk_cache_free(cache);
@@ -443,8 +484,10 @@ done:
     distill_tokenizer_free(tok);
     free(cj);
     distill_json_free(cfg_doc);
+    distill_dir_unlock(lock);
     return rc;
 done2:
     distill_json_free(cfg_doc);
+    distill_dir_unlock(lock);
     return 2;
 }
