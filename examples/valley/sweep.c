@@ -69,6 +69,7 @@ typedef struct sweep_cfg {
     /* training (the same meaning as in distill train) */
     int batch_rows, grad_accum, pack;
     int64_t batch_tokens, token_budget, save_every;
+    double save_every_minutes;
     double lr, warmup_ratio, weight_decay, epochs, stage0_epochs, stage0_lr;
     /* the sweep */
     int64_t sizes[SWEEP_MAX_SIZES];
@@ -97,7 +98,7 @@ static void sweep_defaults(sweep_cfg *c) {
     c->split_size = 0; c->second_seeds = 1; c->arm_seeds = 1;
     c->n_train = 4000; c->n_direct = 3000; c->n_eval = 200; c->world_seed = 1; c->error_rate = 0.3; c->vocab = 512;
     c->dim = 96; c->layers = 3; c->heads = 4; c->kv_heads = 2; c->hidden = 256;
-    c->batch_rows = 8; c->grad_accum = 1;
+    c->batch_rows = 8; c->grad_accum = 1; c->save_every_minutes = 10;
     c->lr = 1e-4; c->warmup_ratio = 0.1; c->weight_decay = 0.01; c->epochs = 5; c->stage0_epochs = 3; c->stage0_lr = 1e-3;
     c->sizes[0] = 1000; c->n_sizes = 1;
     c->seeds[0] = 1; c->n_seeds = 1;
@@ -167,6 +168,8 @@ static void sweep_usage(FILE *f) {
 "  The Valley of Code Reasoning design: stage 0, a data-quantity sweep of nested subsets, second-stage\n"
 "  experiments (easy/hard, correct/incorrect), every model evaluated with a verifier. Resumable: rerun\n"
 "  the same command after a kill; finished runs are reused, an unfinished one resumes from its checkpoint.\n"
+"  Ctrl-C, SIGTERM or SIGUSR1 (Slurm --signal=USR1@90) finish the step (or the problems being\n"
+"  evaluated), save, and exit 130/143/138; one process per run folder (a lock names the holder).\n"
 "data (as in distill train)\n"
 "  --data FILE            teacher traces (any format distill data reads)\n"
 "  --map SRC=DST --filter EXPR (repeatable) --format NAME --template NAME --loss assistant|last|all\n"
@@ -179,7 +182,8 @@ static void sweep_usage(FILE *f) {
 "the sweep\n"
 "  --sizes 1000,3000,10000  nested subset sizes    --seeds 1,2,3   permutation seeds\n"
 "  --epochs E | --token-budget N   per run         --lr X --warmup-ratio X --weight-decay X\n"
-"  --batch-rows B | --batch-tokens N   --grad-accum K   --pack   --save-every N (checkpoint period)\n"
+"  --batch-rows B | --batch-tokens N   --grad-accum K   --pack\n"
+"  --save-every N --save-every-minutes M (10)   checkpoints inside a run: a killed run resumes there\n"
 "second-stage experiments (filter expressions as in --filter)\n"
 "  --easy EXPR --hard EXPR   --correct EXPR --incorrect EXPR   --split-size N (0: none)\n"
 "  --second-from largest|stage0|both (both)   --second-seeds K (first K seeds)\n"
@@ -325,6 +329,7 @@ static int sweep_set(sweep_cfg *c, const char *key, const char *val, const disti
     SWEEP_INT("normalize_think", normalize_think, 0, 1) SWEEP_INT("pack", pack, 0, 1)
     SWEEP_INT("batch_rows", batch_rows, 1, 65536) SWEEP_I64("batch_tokens", batch_tokens, 0, 1e9)
     SWEEP_INT("grad_accum", grad_accum, 1, 65536) SWEEP_I64("save_every", save_every, 0, 1e12)
+    SWEEP_DBL("save_every_minutes", save_every_minutes, 0, 1e7)
     SWEEP_DBL("lr", lr, 1e-9, 1) SWEEP_DBL("warmup_ratio", warmup_ratio, 0, 0.9) SWEEP_DBL("warmup", warmup_ratio, 0, 0.9)
     SWEEP_DBL("weight_decay", weight_decay, 0, 10) SWEEP_DBL("epochs", epochs, 1e-3, 1e5)
     SWEEP_I64("token_budget", token_budget, 0, 1e15)
@@ -711,6 +716,9 @@ static distill_model *sweep_train(sweep_ctx *x, const distill_dataset *ds, const
     tc.optim.weight_decay = (float)c->weight_decay;
     tc.out_dir = dir;
     tc.save_every = c->save_every;
+    tc.save_every_seconds = c->save_every_minutes * 60.0;
+    tc.no_lock = 1;                     /* the sweep holds the run folder's lock (sweep_do) */
+    tc.stop_flag = cli_stop_flag();
     tc.keep_last = 1;
     tc.progress = 0;
     tc.seed = seed;
@@ -724,6 +732,11 @@ static distill_model *sweep_train(sweep_ctx *x, const distill_dataset *ds, const
                (long long)distill_trainer_total_steps(T));
     }
     if (distill_trainer_run(T, &err) != 0) { fprintf(stderr, "distill sweep: %s: %s\n", res->name, err.msg); goto fail; }
+    if (distill_trainer_stopped(T)) {
+        fprintf(stderr, "interrupted in run %s at step %lld: saved %s; run the same command to continue\n", res->name,
+                (long long)distill_trainer_steps_done(T), distill_trainer_last_checkpoint(T));
+        goto fail;
+    }
     res->train_steps = distill_trainer_steps_done(T);
     distill_trainer_free(T);
     distill_loader_free(L);
@@ -842,6 +855,13 @@ static int sweep_paired_bootstrap(const sweep_outcomes *a, const sweep_outcomes 
 }
 
 /* ---- evaluation: distill_eval_model with the sweep's verifier ------------------------------- */
+/* 1 when an earlier evaluation left path.partial (problems already scored: resume after them). */
+static int sweep_partial(const char *path) {
+    char p[1500];
+    snprintf(p, sizeof p, "%s.partial", path);
+    return sweep_exists(p);
+}
+
 static int sweep_eval(sweep_ctx *x, distill_model *m, const char *dir, sweep_result *res) {
     const sweep_cfg *c = &x->cfg;
     distill_eval_model_options eo = distill_eval_model_options_default();
@@ -866,6 +886,7 @@ static int sweep_eval(sweep_ctx *x, distill_model *m, const char *dir, sweep_res
     eo.out_jsonl = gpath;
     eo.max_problems = c->eval_max_problems;
     eo.metrics = &em;
+    eo.stop_flag = cli_stop_flag();
     res->pass1_greedy = res->truncation_greedy = NAN;
     if (c->eval_greedy && c->temperature > 0) {
         /* the same problems, one greedy sample each, beside the sampled ones */
@@ -876,6 +897,7 @@ static int sweep_eval(sweep_ctx *x, distill_model *m, const char *dir, sweep_res
         go.nk = 1;
         go.gen.temperature = 0;
         go.out_jsonl = gg;
+        go.resume = sweep_partial(gg);
         if (distill_eval_model(m, x->tok, c->eval_data, &go, NULL, &err) != 0) {
             fprintf(stderr, "distill sweep: eval (greedy): %s\n", err.msg);
             return -1;
@@ -883,6 +905,7 @@ static int sweep_eval(sweep_ctx *x, distill_model *m, const char *dir, sweep_res
         res->pass1_greedy = em.verified ? em.pass_at_1 : NAN;
         res->truncation_greedy = em.n ? (double)em.n_truncated / (double)em.n : NAN;
     }
+    eo.resume = sweep_partial(gpath);   /* an evaluation a signal or a kill cut short continues */
     if (distill_eval_model(m, x->tok, c->eval_data, &eo, NULL, &err) != 0) {
         fprintf(stderr, "distill sweep: eval: %s\n", err.msg);
         return -1;
@@ -1324,7 +1347,7 @@ static int sweep_do(sweep_ctx *x, const sweep_job *jobs, int j, sweep_result *re
     distill_model *m = NULL;
     distill_error err;
     char dir[1300], rpath[1400], mpath[1400], mani[1400], init[1400];
-    int rc = -1, train = jb->kind != SWEEP_STAGE0 || sweep_stage0_trained(c);
+    int rc = -1, train = jb->kind != SWEEP_STAGE0 || sweep_stage0_trained(c), lock = -1;
     snprintf(dir, sizeof dir, "%s/%s", x->runs_dir, jb->name);
     snprintf(rpath, sizeof rpath, "%s/result.json", dir);
     snprintf(mpath, sizeof mpath, "%s/model.dstl", dir);
@@ -1341,14 +1364,16 @@ static int sweep_do(sweep_ctx *x, const sweep_job *jobs, int j, sweep_result *re
     res->size = jb->kind == SWEEP_STAGE0 ? 0 : jb->size;
     res->train_loss = NAN;
     if (sweep_mkdir(dir) != 0) { fprintf(stderr, "distill sweep: cannot create %s\n", dir); return -1; }
+    /* one process per run: array tasks and ranks share the sweep folder, never a run */
+    if ((lock = distill_dir_lock(dir, &err)) < 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
     sweep_clean_run_dir(dir);
     sweep_init_path(x, jobs, jb, init, sizeof init);
     if (jb->kind == SWEEP_CONTROL) {
-        if (!(sub = sweep_control_rows(x, jb, mani))) return -1;
+        if (!(sub = sweep_control_rows(x, jb, mani))) goto done;
     } else if (jb->kind != SWEEP_STAGE0) {
         distill_select_options so;
         int disjoint = jb->kind == SWEEP_SECOND && !strcmp(c->second_pool, "disjoint");
-        if (jb->kind == SWEEP_SECOND && sweep_pool(x, jb->g) != 0) return -1;
+        if (jb->kind == SWEEP_SECOND && sweep_pool(x, jb->g) != 0) goto done;
         memset(&so, 0, sizeof so);
         so.seed = (uint64_t)jb->seed;
         so.n = jb->size;
@@ -1356,7 +1381,7 @@ static int sweep_do(sweep_ctx *x, const sweep_job *jobs, int j, sweep_result *re
         so.exclude = disjoint ? x->used_ids : NULL;
         so.n_exclude = disjoint ? x->n_used : 0;
         sub = distill_dataset_select(jb->kind == SWEEP_SECOND ? x->pools[jb->g] : x->train_all, &so, &err);
-        if (!sub) { fprintf(stderr, "distill sweep: %s: %s\n", jb->name, err.msg); return -1; }
+        if (!sub) { fprintf(stderr, "distill sweep: %s: %s\n", jb->name, err.msg); goto done; }
     }
     if (train)
         m = sweep_train(x, sub ? sub : x->stage0_ds, jb->kind == SWEEP_STAGE0 ? NULL : init,
@@ -1384,6 +1409,7 @@ static int sweep_do(sweep_ctx *x, const sweep_job *jobs, int j, sweep_result *re
 done:
     distill_model_free(m);
     distill_dataset_free(sub);
+    distill_dir_unlock(lock);
     return rc;
 }
 
@@ -2163,6 +2189,7 @@ int cli_sweep(int argc, char **argv) {
         return 0;
     }
     if (c->threads > 0) distill_set_threads(c->threads);
+    if (!reporting) cli_catch_stop_signals();   /* a signal ends the current step or problems, saved */
     x.unit = mpi ? "rank" : "task";
     if (nw > 1) snprintf(x.who, sizeof x.who, "%s %d: ", x.unit, w);
     for (j = 0; j < nj; j++) mine += jobs[j].owner == w;
@@ -2270,7 +2297,13 @@ int cli_sweep(int argc, char **argv) {
         }
         done_before += sweep_done(&x, jb);
         if (jb->dep >= 0 && jobs[jb->dep].owner != w && sweep_wait(&x, &jobs[jb->dep], mpi) != 0) goto done;
-        if (sweep_do(&x, jobs, order[a], &r) != 0) {
+        if (*cli_stop_flag() || sweep_do(&x, jobs, order[a], &r) != 0) {
+            if (*cli_stop_flag()) {   /* interrupted: the run's checkpoint or partial eval is saved */
+                fprintf(stderr, "distill sweep: %sstopped by a signal in run %s; run the same command to continue\n",
+                        x.who, jb->name);
+                rc = cli_stop_status(*cli_stop_flag());
+                goto done;
+            }
             fprintf(stderr, "distill sweep: %srun %s failed\n", x.who, jb->name);
             if (nw > 1 && !mpi) sweep_note_failure(&x, jb);
             goto done;
