@@ -319,6 +319,58 @@ static void test_world_preset(void) {
     distill_free(other_after);
 }
 
+
+/* A signal in the middle of a sweep: SIGTERM once stage 0 has finished ends the sweep with 143
+   (the run in progress checkpointed, or its evaluation saved problem by problem); the same
+   command continues, and the table equals an uninterrupted sweep's (timings aside). */
+static void strip_timings(char *csv) {   /* drop the last two columns of every line, in place */
+    char *r = csv, *w = csv;
+    while (*r) {
+        char *e = strchr(r, '\n'), *c2, *c1;
+        size_t n = e ? (size_t)(e - r) : strlen(r);
+        c2 = NULL; c1 = NULL;
+        {
+            size_t i;
+            for (i = 0; i < n; i++) if (r[i] == ',') { c2 = c1; c1 = r + i; }
+        }
+        n = c2 ? (size_t)(c2 - r) : n;
+        memmove(w, r, n);
+        w += n;
+        *w++ = '\n';
+        r = e ? e + 1 : r + strlen(r);
+    }
+    *w = 0;
+}
+
+#define SIGARGS " --preset smoke --dim 16 --hidden 32 --seq 256 --train 160 --direct 60 --eval 6 --max-new 40 " \
+                "--sizes 20,60 --split-size 6 --epochs 4"
+static void test_signal_and_resume(void) {
+    size_t n;
+    char *a, *b;
+    int st, i;
+    if (!have_cli()) { CHECK(0, "./distill is not built"); return; }
+    CHECK(sh("rm -rf " OUT "_ref " OUT "_sig") == 0, "cannot clear");
+    CHECK(sh("./distill sweep" SIGARGS " --out " OUT "_ref > " OUT "_ref.log 2>&1") == 0, "reference sweep failed");
+    st = sh("./distill sweep" SIGARGS " --out " OUT "_sig > " OUT "_sig.log 2>&1 & pid=$!; "
+            "i=0; while [ ! -f " OUT "_sig/runs/stage0/result.json ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; "
+            "kill -TERM $pid; wait $pid");
+    CHECK(st == 143, "the signalled sweep exited with %d, not 143 (SIGTERM)", st);
+    CHECK(sh("grep -q 'stopped by a signal' " OUT "_sig.log") == 0, "no message about the signal");
+    CHECK(sh("./distill sweep" SIGARGS " --out " OUT "_sig > " OUT "_sig2.log 2>&1") == 0, "the continued sweep failed");
+    a = read_all(OUT "_ref/results.csv", &n);
+    b = read_all(OUT "_sig/results.csv", &n);
+    CHECK(a && b, "results missing");
+    if (a && b) {
+        strip_timings(a);
+        strip_timings(b);
+        CHECK(!strcmp(a, b), "interrupted + continued sweep differs from an unbroken one:\n%s\n%s", a, b);
+        for (i = 0, n = 0; a[i]; i++) n += a[i] == '\n';
+        CHECK(n == 12, "%d lines", (int)n);
+    }
+    distill_free(a);
+    distill_free(b);
+}
+
 static void test_sweep_bad_config(void) {
     FILE *f;
     if (!have_cli()) { CHECK(0, "./distill is not built"); return; }
@@ -350,6 +402,7 @@ static void test_sweep_bad_config(void) {
 int main(void) {
     RUN(test_generic_sweep);
     RUN(test_world_preset);
+    RUN(test_signal_and_resume);
     RUN(test_sweep_bad_config);
     return harness_done("test_sweep");
 }
