@@ -523,11 +523,21 @@ DISTILL_API void distill_conv_free(distill_conv *c);
 typedef enum distill_data_format {
     DISTILL_FORMAT_AUTO,               /* detected from the first record                     */
     DISTILL_FORMAT_MESSAGES,           /* {"messages": [{"role", "content"}]}; content a string
-                                          or a list of {"type": "text", "text": ...} parts;
-                                          an assistant "reasoning_content"/"reasoning" field is
-                                          wrapped in <think>...</think> before the content      */
+                                          or a list of {"type": "text", "text"|"value": ...} parts;
+                                          an assistant "reasoning_content"/"reasoning" field or
+                                          {"type": "reasoning"|"thinking"} part is wrapped in
+                                          <think>...</think> before the content                  */
     DISTILL_FORMAT_CONVERSATIONS,      /* {"conversations": [{"from", "value"}]}: human/user,
-                                          gpt/assistant, system (ShareGPT, OpenThoughts)       */
+                                          gpt/assistant, system (ShareGPT, OpenThoughts). Either
+                                          format takes either key pair (role/content, from/value),
+                                          a top-level "system", and tool use: OpenAI "tool_calls"
+                                          and "tool" turns, ShareGPT "function_call" and
+                                          "observation" turns, a "tools" list (or a string of
+                                          one), rendered as Qwen's ChatML templates do: tools in
+                                          the system turn, <tool_call> blocks in the (supervised)
+                                          assistant turn, results as an unsupervised user turn of
+                                          <tool_response> blocks. Preference records
+                                          (chosen/rejected) are refused with the --map to use   */
     DISTILL_FORMAT_PROMPT_COMPLETION,  /* {"prompt", "completion"} strings or message lists (TRL) */
     DISTILL_FORMAT_ALPACA,             /* {"instruction", "input", "output"[, "system"]}       */
     DISTILL_FORMAT_TEXT,               /* {"text"}: raw text, every token supervised           */
@@ -7019,44 +7029,63 @@ typedef struct distill__data_adapt {
     distill_conv *conv;
 } distill__data_adapt;
 
-/* The text of a content value: a string, or a list of parts (strings or {"type": "text",
-   "text": ...}) concatenated. Returns a pointer into the JSON document, or a string the
-   conversation owns. */
+/* The text of a content value: a string, or a list of parts concatenated: strings,
+   {"type": "text", "text": ...} (OpenAI) or {"type": "text", "value": ...} (LLaMA-Factory).
+   Reasoning parts ({"type": "reasoning"|"thinking", "reasoning"|"thinking"|"text"|"value": ...})
+   go to *think (NULL: they are an error, e.g. outside assistant turns). Returns pointers into
+   the JSON document, or strings the conversation owns. */
 static int distill__data_content(distill__data_adapt *a, const distill_json *v, const char *field,
-                            const char **out, size_t *out_len) {
-    size_t i;
-    distill__data_sb sb;
+                            const char **out, size_t *out_len, const char **think, size_t *think_n) {
+    static const char *const text_keys[] = {"text", "value"};
+    static const char *const think_keys[] = {"reasoning", "thinking", "text", "value"};
+    size_t i, k;
+    distill__data_sb sb, tb;
+    if (think) { *think = NULL; *think_n = 0; }
     if (!v) return distill__data_field_err(a->err, a->name, a->row, field, "missing");
     if (v->type == DISTILL_JSON_STRING) { *out = v->str; *out_len = v->len; return 0; }
     if (v->type != DISTILL_JSON_ARRAY)
         return distill__data_field_err(a->err, a->name, v, field, "expected a string or a list of parts, got %s",
                                   distill_json_type_name(v->type));
     memset(&sb, 0, sizeof sb);
+    memset(&tb, 0, sizeof tb);
     distill__data_sb_put(&sb, "", 0);
     for (i = 0; i < v->len; i++) {
-        const distill_json *p = &v->items[i], *t;
+        const distill_json *p = &v->items[i], *t, *x = NULL;
+        int is_think;
         if (p->type == DISTILL_JSON_STRING) { distill__data_sb_put(&sb, p->str, p->len); continue; }
         t = distill_json_get(p, "type");
-        if (p->type != DISTILL_JSON_OBJECT || (t && (t->type != DISTILL_JSON_STRING || strcmp(t->str, "text") != 0))) {
+        is_think = t && t->type == DISTILL_JSON_STRING && (!strcmp(t->str, "reasoning") || !strcmp(t->str, "thinking"));
+        if (p->type != DISTILL_JSON_OBJECT || (t && !is_think && (t->type != DISTILL_JSON_STRING || strcmp(t->str, "text") != 0)) ||
+            (is_think && !think)) {
             DISTILL_FREE(sb.s);
-            return distill__data_field_err(a->err, a->name, p, field, "part %zu: only text parts are supported (got %s%s%s)", i,
+            DISTILL_FREE(tb.s);
+            return distill__data_field_err(a->err, a->name, p, field, "part %zu: only text parts%s are supported (got %s%s%s)", i,
+                                      think ? " and reasoning parts" : "",
                                       t && t->type == DISTILL_JSON_STRING ? "type '" : distill_json_type_name(p->type),
                                       t && t->type == DISTILL_JSON_STRING ? t->str : "",
                                       t && t->type == DISTILL_JSON_STRING ? "'" : "");
         }
-        t = distill_json_get(p, "text");
-        if (!t || t->type != DISTILL_JSON_STRING) {
+        for (k = 0; k < (is_think ? 4u : 2u) && !x; k++) x = distill_json_get(p, is_think ? think_keys[k] : text_keys[k]);
+        if (!x || x->type != DISTILL_JSON_STRING) {
             DISTILL_FREE(sb.s);
-            return distill__data_field_err(a->err, a->name, t ? t : p, field, "part %zu: 'text' must be a string", i);
+            DISTILL_FREE(tb.s);
+            return distill__data_field_err(a->err, a->name, x ? x : p, field, "part %zu: %s must be a string", i,
+                                      is_think ? "'reasoning'/'thinking'/'text'" : "'text' (or 'value')");
         }
-        distill__data_sb_put(&sb, t->str, t->len);
+        distill__data_sb_put(is_think ? &tb : &sb, x->str, x->len);
     }
-    if (sb.oom || distill__data_conv_own(a->conv, sb.s) != 0) {
+    if (sb.oom || tb.oom || distill__data_conv_own(a->conv, sb.s) != 0) {
         DISTILL_FREE(sb.s);
+        DISTILL_FREE(tb.s);
+        return distill__data_field_err(a->err, a->name, v, field, "out of memory");
+    }
+    if (tb.s && distill__data_conv_own(a->conv, tb.s) != 0) {   /* sb.s is owned by now */
+        DISTILL_FREE(tb.s);
         return distill__data_field_err(a->err, a->name, v, field, "out of memory");
     }
     *out = sb.s;
     *out_len = sb.n;
+    if (think && tb.s && tb.n) { *think = tb.s; *think_n = tb.n; }
     return 0;
 }
 
@@ -7132,12 +7161,20 @@ static int distill__data_add_turn(distill__data_adapt *a, distill_role role, con
     return 0;
 }
 
-static int distill__data_role_parse(const char *r, distill_role *out) {
-    static const struct { const char *name; distill_role role; } roles[] = {
+/* Roles beyond system/user/assistant: tool results ("tool" in OpenAI data, "observation" in
+   LLaMA-Factory's ShareGPT, "function" in OpenAI's older form, "ipython" in Llama 3's) and
+   ShareGPT's "function_call" turn, an assistant turn holding calls. */
+enum { DISTILL__ROLE_TOOL_RESULT = 16, DISTILL__ROLE_CALL };
+
+static int distill__data_role_parse(const char *r, int *out) {
+    static const struct { const char *name; int role; } roles[] = {
         {"system", DISTILL_ROLE_SYSTEM}, {"developer", DISTILL_ROLE_SYSTEM},
         {"user", DISTILL_ROLE_USER}, {"human", DISTILL_ROLE_USER},
         {"assistant", DISTILL_ROLE_ASSISTANT}, {"gpt", DISTILL_ROLE_ASSISTANT},
         {"chatgpt", DISTILL_ROLE_ASSISTANT}, {"model", DISTILL_ROLE_ASSISTANT},
+        {"tool", DISTILL__ROLE_TOOL_RESULT}, {"observation", DISTILL__ROLE_TOOL_RESULT},
+        {"function", DISTILL__ROLE_TOOL_RESULT}, {"ipython", DISTILL__ROLE_TOOL_RESULT},
+        {"function_call", DISTILL__ROLE_CALL},
     };
     size_t i;
     for (i = 0; i < sizeof roles / sizeof roles[0]; i++)
@@ -7145,46 +7182,209 @@ static int distill__data_role_parse(const char *r, distill_role *out) {
     return -1;
 }
 
-/* A list of turns: "messages" ({role, content}) or "conversations" ({from, value}). */
+/* ---- tool use, rendered as Qwen's ChatML templates render it ---------------------------------
+   Chat templates write tool schemas and call arguments with Jinja's `tojson`, which transformers
+   defines as json.dumps(x, ensure_ascii=False): ", " and ": " separators, keys in file order,
+   non-ASCII as it is, floats as Python's repr. */
+static void distill__data_tojson_num(distill__data_sb *b, const distill_json *v) {
+    char buf[64], dig[24];
+    int p, e, nd = 0, i;
+    const char *s;
+    if (v->is_int) { snprintf(buf, sizeof buf, "%lld", (long long)v->i64); distill__data_sb_puts(b, buf); return; }
+    /* the shortest digits that read back as the same double (Python's repr) */
+    for (p = 0; p < 17; p++) { snprintf(buf, sizeof buf, "%.*e", p, v->num); if (strtod(buf, NULL) == v->num) break; }
+    s = buf;
+    if (*s == '-') { distill__data_sb_puts(b, "-"); s++; }
+    for (; *s && *s != 'e'; s++) if (*s >= '0' && *s <= '9') dig[nd++] = *s;
+    e = *s ? atoi(s + 1) : 0;
+    while (nd > 1 && dig[nd - 1] == '0') nd--;
+    if (e < -4 || e >= 16) {                  /* 1e-05, 1.5e+16 */
+        distill__data_sb_put(b, dig, 1);
+        if (nd > 1) { distill__data_sb_puts(b, "."); distill__data_sb_put(b, dig + 1, (size_t)nd - 1); }
+        snprintf(buf, sizeof buf, "e%c%02d", e < 0 ? '-' : '+', e < 0 ? -e : e);
+        distill__data_sb_puts(b, buf);
+    } else if (e < 0) {                       /* 0.00015 */
+        distill__data_sb_puts(b, "0.");
+        for (i = 0; i < -e - 1; i++) distill__data_sb_puts(b, "0");
+        distill__data_sb_put(b, dig, (size_t)nd);
+    } else {                                  /* 150.0, 1.5 */
+        for (i = 0; i <= e; i++) distill__data_sb_put(b, i < nd ? dig + i : "0", 1);
+        distill__data_sb_puts(b, ".");
+        if (nd > e + 1) distill__data_sb_put(b, dig + e + 1, (size_t)(nd - e - 1));
+        else distill__data_sb_puts(b, "0");
+    }
+}
+
+static void distill__data_tojson_str(distill__data_sb *b, const char *s, size_t n) {
+    size_t i;
+    char u[8];
+    distill__data_sb_puts(b, "\"");
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r" :
+                          c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+        if (esc) distill__data_sb_puts(b, esc);
+        else if (c < 0x20) { snprintf(u, sizeof u, "\\u%04x", c); distill__data_sb_puts(b, u); }
+        else distill__data_sb_put(b, s + i, 1);
+    }
+    distill__data_sb_puts(b, "\"");
+}
+
+static void distill__data_tojson(distill__data_sb *b, const distill_json *v) {
+    size_t i;
+    switch (v->type) {
+    case DISTILL_JSON_NULL: distill__data_sb_puts(b, "null"); break;
+    case DISTILL_JSON_FALSE: distill__data_sb_puts(b, "false"); break;
+    case DISTILL_JSON_TRUE: distill__data_sb_puts(b, "true"); break;
+    case DISTILL_JSON_NUMBER: distill__data_tojson_num(b, v); break;
+    case DISTILL_JSON_STRING: distill__data_tojson_str(b, v->str, v->len); break;
+    case DISTILL_JSON_ARRAY:
+        distill__data_sb_puts(b, "[");
+        for (i = 0; i < v->len; i++) { if (i) distill__data_sb_puts(b, ", "); distill__data_tojson(b, &v->items[i]); }
+        distill__data_sb_puts(b, "]");
+        break;
+    case DISTILL_JSON_OBJECT:
+        distill__data_sb_puts(b, "{");
+        for (i = 0; i < v->len; i++) {
+            if (i) distill__data_sb_puts(b, ", ");
+            distill__data_tojson_str(b, v->keys[i], v->key_lens[i]);
+            distill__data_sb_puts(b, ": ");
+            distill__data_tojson(b, &v->items[i]);
+        }
+        distill__data_sb_puts(b, "}");
+        break;
+    }
+}
+
+/* A JSON value that may arrive as a string holding JSON (LLaMA-Factory stores "tools" and a
+   "function_call" turn's value that way). *doc gets the parsed document to free (or NULL). */
+static const distill_json *distill__data_json_value(distill__data_adapt *a, const distill_json *v, const char *field,
+                                                    distill_json **doc) {
+    distill_error perr;
+    *doc = NULL;
+    if (v->type != DISTILL_JSON_STRING) return v;
+    *doc = distill_json_parse(v->str, v->len, "", 1, &perr);
+    if (!*doc) {
+        distill__data_field_err(a->err, a->name, v, field, "a string that should hold JSON does not parse (%.200s)", perr.msg);
+        return NULL;
+    }
+    return *doc;
+}
+
+/* Calls (one object or a list) appended as Qwen2.5/Qwen3 render an assistant's tool_calls:
+       [\n]<tool_call>\n{"name": "NAME", "arguments": ARGS}\n</tool_call>
+   one after another, a "\n" before each but a first one that opens the turn. A call is
+   {"name", "arguments"} or OpenAI's {"type": "function", "function": {"name", "arguments"}};
+   ARGS is written as it is when it is a string (OpenAI's JSON text), else with tojson. */
+static int distill__data_calls(distill__data_adapt *a, distill__data_sb *b, const distill_json *calls, const char *field) {
+    size_t i, n = calls->type == DISTILL_JSON_ARRAY ? calls->len : 1;
+    if (calls->type != DISTILL_JSON_ARRAY && calls->type != DISTILL_JSON_OBJECT)
+        return distill__data_field_err(a->err, a->name, calls, field, "expected a call object or a list of calls, got %s",
+                                       distill_json_type_name(calls->type));
+    if (n == 0) return distill__data_field_err(a->err, a->name, calls, field, "empty list of calls");
+    for (i = 0; i < n; i++) {
+        const distill_json *c = calls->type == DISTILL_JSON_ARRAY ? &calls->items[i] : calls, *f, *name, *args;
+        f = distill_json_get(c, "function");
+        if (f && f->type == DISTILL_JSON_OBJECT) c = f;
+        name = distill_json_get(c, "name");
+        args = distill_json_get(c, "arguments");
+        if (c->type != DISTILL_JSON_OBJECT || !name || name->type != DISTILL_JSON_STRING || !args)
+            return distill__data_field_err(a->err, a->name, c, field, "call %zu: expected {\"name\": string, \"arguments\": ...}", i);
+        if (b->n > 0) distill__data_sb_puts(b, "\n");
+        distill__data_sb_puts(b, "<tool_call>\n{\"name\": \"");
+        distill__data_sb_put(b, name->str, name->len);
+        distill__data_sb_puts(b, "\", \"arguments\": ");
+        if (args->type == DISTILL_JSON_STRING) distill__data_sb_put(b, args->str, args->len);
+        else distill__data_tojson(b, args);
+        distill__data_sb_puts(b, "}\n</tool_call>");
+    }
+    return 0;
+}
+
+/* Hand a built string to the conversation as a turn. */
+static int distill__data_push_sb(distill__data_adapt *a, distill__data_sb *sb, distill_role role, const char *think,
+                                 size_t think_n, float w, const distill_json *at) {
+    const char *s = sb->s;
+    size_t n = sb->n;
+    if (sb->oom || !s || distill__data_conv_own(a->conv, sb->s) != 0) {
+        DISTILL_FREE(sb->s);
+        memset(sb, 0, sizeof *sb);
+        return distill__data_field_err(a->err, a->name, at, NULL, "out of memory");
+    }
+    memset(sb, 0, sizeof *sb);
+    return distill__data_add_turn(a, role, s, n, think, think_n, w, at);
+}
+
+/* One turn's loss weight: "loss_weight" or "weight" (number >= 0 or bool); -1: the default. */
+static int distill__data_turn_weight(distill__data_adapt *a, const distill_json *m, const char *field, size_t i, float *lw) {
+    const distill_json *w = distill_json_get(m, "loss_weight");
+    char path[160];
+    *lw = -1.0f;
+    if (!w) w = distill_json_get(m, "weight");
+    if (!w || w->type == DISTILL_JSON_NULL) return 0;
+    snprintf(path, sizeof path, "%s.%zu.%s", field, i, distill_json_get(m, "loss_weight") ? "loss_weight" : "weight");
+    if (w->type == DISTILL_JSON_NUMBER && w->num >= 0 && w->num <= 1e6) *lw = (float)w->num;
+    else if (w->type == DISTILL_JSON_TRUE) *lw = 1.0f;
+    else if (w->type == DISTILL_JSON_FALSE) *lw = 0.0f;
+    else return distill__data_field_err(a->err, a->name, w, path, "expected a number >= 0");
+    return 0;
+}
+
+/* A list of turns: "messages" ({role, content}) or "conversations" ({from, value}); each turn
+   may use either pair of keys. Tool results become one user turn per run of consecutive
+   results, "<tool_response>\n" R "\n</tool_response>" each, joined by "\n" (Qwen's templates);
+   so they are never supervised, while the assistant's calls are. */
 static int distill__data_turns(distill__data_adapt *a, const distill_json *list, const char *field,
                           const char *role_key, const char *content_key) {
+    const char *alt_role = !strcmp(role_key, "role") ? "from" : "role";
+    const char *alt_content = !strcmp(content_key, "content") ? "value" : "content";
     size_t i;
     char path[160];
+    distill__data_sb tools;   /* the pending run of tool results */
     if (!list) return distill__data_field_err(a->err, a->name, a->row, field, "missing");
     if (list->type != DISTILL_JSON_ARRAY)
         return distill__data_field_err(a->err, a->name, list, field, "expected an array of turns, got %s",
                                   distill_json_type_name(list->type));
     if (list->len == 0) return distill__data_field_err(a->err, a->name, list, field, "empty conversation");
+    memset(&tools, 0, sizeof tools);
     for (i = 0; i < list->len; i++) {
-        const distill_json *m = &list->items[i], *r, *c, *w, *th = NULL;
-        const char *text, *think = NULL;
-        size_t text_n, think_n = 0;
-        distill_role role;
-        float lw = -1.0f;
+        const distill_json *m = &list->items[i], *r, *c, *th = NULL, *calls;
+        const char *text = "", *think = NULL, *rk = role_key, *ck = content_key;
+        size_t text_n = 0, think_n = 0;
+        int role;
+        float lw;
         if (m->type != DISTILL_JSON_OBJECT) {
             snprintf(path, sizeof path, "%s.%zu", field, i);
+            DISTILL_FREE(tools.s);
             return distill__data_field_err(a->err, a->name, m, path, "expected an object, got %s", distill_json_type_name(m->type));
         }
-        r = distill_json_get(m, role_key);
-        snprintf(path, sizeof path, "%s.%zu.%s", field, i, role_key);
-        if (!r) return distill__data_field_err(a->err, a->name, m, path, "missing");
-        if (r->type != DISTILL_JSON_STRING)
-            return distill__data_field_err(a->err, a->name, r, path, "expected a string, got %s", distill_json_type_name(r->type));
-        if (distill__data_role_parse(r->str, &role) != 0)
-            return distill__data_field_err(a->err, a->name, r, path, "unsupported role '%.40s' (use system, user/human, assistant/gpt)", r->str);
-        c = distill_json_get(m, content_key);
-        snprintf(path, sizeof path, "%s.%zu.%s", field, i, content_key);
-        if (!c) return distill__data_field_err(a->err, a->name, m, path, "missing");
-        if (distill__data_content(a, c, path, &text, &text_n) != 0) return -1;
-        w = distill_json_get(m, "loss_weight");
-        if (!w) w = distill_json_get(m, "weight");
-        if (w && w->type != DISTILL_JSON_NULL) {
-            snprintf(path, sizeof path, "%s.%zu.%s", field, i, distill_json_get(m, "loss_weight") ? "loss_weight" : "weight");
-            if (w->type == DISTILL_JSON_NUMBER && w->num >= 0 && w->num <= 1e6) lw = (float)w->num;
-            else if (w->type == DISTILL_JSON_TRUE) lw = 1.0f;
-            else if (w->type == DISTILL_JSON_FALSE) lw = 0.0f;
-            else return distill__data_field_err(a->err, a->name, w, path, "expected a number >= 0");
+        r = distill_json_get(m, rk);
+        if (!r && (r = distill_json_get(m, alt_role)) != NULL) rk = alt_role;
+        snprintf(path, sizeof path, "%s.%zu.%s", field, i, rk);
+        if (!r || r->type != DISTILL_JSON_STRING || distill__data_role_parse(r->str, &role) != 0) {
+            DISTILL_FREE(tools.s);
+            if (!r) return distill__data_field_err(a->err, a->name, m, path, "missing");
+            if (r->type != DISTILL_JSON_STRING)
+                return distill__data_field_err(a->err, a->name, r, path, "expected a string, got %s", distill_json_type_name(r->type));
+            return distill__data_field_err(a->err, a->name, r, path,
+                                           "unsupported role '%.40s' (use system, user/human, assistant/gpt, tool/observation, function_call)", r->str);
         }
+        if (role != DISTILL__ROLE_TOOL_RESULT && tools.s && distill__data_push_sb(a, &tools, DISTILL_ROLE_USER, NULL, 0, -1.0f, m) != 0)
+            return -1;
+        c = distill_json_get(m, ck);
+        if (!c && (c = distill_json_get(m, alt_content)) != NULL) ck = alt_content;
+        snprintf(path, sizeof path, "%s.%zu.%s", field, i, ck);
+        calls = role == DISTILL_ROLE_ASSISTANT ? distill_json_get(m, "tool_calls") : NULL;
+        if (role == DISTILL_ROLE_ASSISTANT && (!calls || calls->type == DISTILL_JSON_NULL)) calls = distill_json_get(m, "function_call");
+        if (calls && calls->type == DISTILL_JSON_NULL) calls = NULL;
+        if (calls && (!c || c->type == DISTILL_JSON_NULL)) c = NULL;  /* OpenAI: content null beside tool_calls */
+        else if (!c) { DISTILL_FREE(tools.s); return distill__data_field_err(a->err, a->name, m, path, "missing"); }
+        if (c && role != DISTILL__ROLE_CALL &&
+            distill__data_content(a, c, path, &text, &text_n, role == DISTILL_ROLE_ASSISTANT ? &think : NULL, &think_n) != 0) {
+            DISTILL_FREE(tools.s);
+            return -1;
+        }
+        if (distill__data_turn_weight(a, m, field, i, &lw) != 0) { DISTILL_FREE(tools.s); return -1; }
         if (role == DISTILL_ROLE_ASSISTANT) {
             th = distill_json_get(m, "reasoning_content");
             if (!th) th = distill_json_get(m, "reasoning");
@@ -7192,12 +7392,56 @@ static int distill__data_turns(distill__data_adapt *a, const distill_json *list,
             if (th && th->type == DISTILL_JSON_STRING && th->len > 0) { think = th->str; think_n = th->len; }
             else if (th && th->type != DISTILL_JSON_NULL && th->type != DISTILL_JSON_STRING) {
                 snprintf(path, sizeof path, "%s.%zu.reasoning", field, i);
+                DISTILL_FREE(tools.s);
                 return distill__data_field_err(a->err, a->name, th, path, "expected a string, got %s", distill_json_type_name(th->type));
             }
         }
-        if (distill__data_add_turn(a, role, text, text_n, think, think_n, lw, m) != 0) return -1;
+        if (role == DISTILL__ROLE_TOOL_RESULT) {
+            if (tools.s) distill__data_sb_puts(&tools, "\n");
+            distill__data_sb_puts(&tools, "<tool_response>\n");
+            distill__data_sb_put(&tools, text, text_n);
+            distill__data_sb_puts(&tools, "\n</tool_response>");
+        } else if (role == DISTILL__ROLE_CALL || calls) {
+            /* an assistant turn with calls: content, then the calls (a ShareGPT function_call
+               turn's value is the call, usually as a JSON string) */
+            distill__data_sb sb;
+            distill_json *doc = NULL;
+            const distill_json *cv;
+            int rc;
+            memset(&sb, 0, sizeof sb);
+            distill__data_sb_put(&sb, text, text_n);
+            if (role == DISTILL__ROLE_CALL) cv = distill__data_json_value(a, c, path, &doc);
+            else {
+                snprintf(path, sizeof path, "%s.%zu.%s", field, i, distill_json_get(m, "tool_calls") ? "tool_calls" : "function_call");
+                cv = calls;
+            }
+            rc = cv ? distill__data_calls(a, &sb, cv, path) : -1;
+            distill_json_free(doc);
+            if (rc != 0) { DISTILL_FREE(sb.s); return -1; }
+            if (distill__data_push_sb(a, &sb, DISTILL_ROLE_ASSISTANT, think, think_n, lw, m) != 0) return -1;
+        } else if (distill__data_add_turn(a, (distill_role)role, text, text_n, think, think_n, lw, m) != 0) {
+            return -1;
+        }
     }
+    if (tools.s && distill__data_push_sb(a, &tools, DISTILL_ROLE_USER, NULL, 0, -1.0f, list) != 0) return -1;
     return 0;
+}
+
+/* Pairwise preference records (chosen/rejected: TRL, LLaMA-Factory, UltraFeedback) hold two
+   answers; SFT and distillation train on one. The error says how to take "chosen". */
+static int distill__data_preference_err(distill__data_adapt *a) {
+    const distill_json *ch = distill_json_get(a->row, "chosen");
+    const char *how;
+    if (distill_json_get(a->row, "conversations")) how = "--map conversations=conversations --map chosen=response";
+    else if (distill_json_get(a->row, "messages")) how = "--map messages=messages --map chosen=response";
+    else if (distill_json_get(a->row, "instruction")) how = "--map instruction=prompt --map chosen=response";
+    else if (distill_json_get(a->row, "prompt"))
+        how = distill_json_get(a->row, "prompt")->type == DISTILL_JSON_ARRAY ? "--map prompt=messages --map chosen=response"
+                                                                             : "--map prompt=prompt --map chosen=response";
+    else how = ch && ch->type == DISTILL_JSON_ARRAY ? "--map chosen=messages" : "--map PROMPT_FIELD=prompt --map chosen=response";
+    return distill__data_field_err(a->err, a->name, ch, NULL,
+                                   "a pairwise preference record (fields 'chosen' and 'rejected'): this trainer learns from one "
+                                   "answer per prompt; to train on the preferred answer use %s", how);
 }
 
 static distill_data_format distill__data_detect(const distill_json *row) {
@@ -7316,6 +7560,36 @@ static const distill_json *distill__data_source(distill__data_adapt *a, const ch
     return fallback ? distill_json_get(a->row, fallback) : NULL;
 }
 
+/* After mapped turns, a mapped response (e.g. a preference record's "chosen") is one more
+   answer: a string, one turn object ({"from": "gpt", "value"}: LLaMA-Factory) or a list of turns
+   (TRL). */
+static int distill__data_mapped_answer(distill__data_adapt *a) {
+    char path[128];
+    const distill_json *v;
+    int m;
+    v = distill__data_source(a, "completion", NULL, path, sizeof path, &m);
+    if (!m) v = distill__data_source(a, "response", NULL, path, sizeof path, &m);
+    if (!m) return 0;
+    if (!v) return distill__data_field_err(a->err, a->name, a->row, path, "missing");
+    if (v->type == DISTILL_JSON_OBJECT) {
+        distill_json one;
+        memset(&one, 0, sizeof one);
+        one.type = DISTILL_JSON_ARRAY;
+        one.line = v->line;
+        one.col = v->col;
+        one.len = 1;
+        one.items = (distill_json *)v;
+        return distill__data_turns(a, &one, path, "role", "content");
+    }
+    if (v->type == DISTILL_JSON_ARRAY) return distill__data_turns(a, v, path, "role", "content");
+    {
+        const char *r;
+        size_t rn;
+        if (distill__data_string_field(a, v, path, 1, &r, &rn) != 0) return -1;
+        return distill__data_add_turn(a, DISTILL_ROLE_ASSISTANT, r, rn, NULL, 0, -1.0f, v);
+    }
+}
+
 static int distill__data_adapt_mapped(distill__data_adapt *a) {
     char path[128];
     const distill_json *v;
@@ -7323,9 +7597,9 @@ static int distill__data_adapt_mapped(distill__data_adapt *a) {
     size_t pn, rn, tn = 0;
     int m;
     v = distill__data_source(a, "messages", NULL, path, sizeof path, &m);
-    if (m) return distill__data_turns(a, v, path, "role", "content");
+    if (m) return distill__data_turns(a, v, path, "role", "content") != 0 ? -1 : distill__data_mapped_answer(a);
     v = distill__data_source(a, "conversations", NULL, path, sizeof path, &m);
-    if (m) return distill__data_turns(a, v, path, "from", "value");
+    if (m) return distill__data_turns(a, v, path, "from", "value") != 0 ? -1 : distill__data_mapped_answer(a);
     v = distill__data_source(a, "text", NULL, path, sizeof path, &m);
     if (m) {
         if (distill__data_string_field(a, v, path, 1, &p, &pn) != 0) return -1;
@@ -7335,7 +7609,7 @@ static int distill__data_adapt_mapped(distill__data_adapt *a) {
     if (distill__data_string_field(a, v, path, 0, &p, &pn) != 0) return -1;
     if (p && pn && distill__data_add_turn(a, DISTILL_ROLE_SYSTEM, p, pn, NULL, 0, -1.0f, v) != 0) return -1;
     v = distill__data_source(a, "prompt", "prompt", path, sizeof path, &m);
-    if (distill__data_content(a, v, path, &p, &pn) != 0) return -1;
+    if (distill__data_content(a, v, path, &p, &pn, NULL, NULL) != 0) return -1;
     if (distill__data_add_turn(a, DISTILL_ROLE_USER, p, pn, NULL, 0, -1.0f, v) != 0) return -1;
     v = distill__data_source(a, "think", NULL, path, sizeof path, &m);
     if (m) {
@@ -7344,8 +7618,71 @@ static int distill__data_adapt_mapped(distill__data_adapt *a) {
     }
     v = distill__data_source(a, "completion", NULL, path, sizeof path, &m);
     if (!m) v = distill__data_source(a, "response", "response", path, sizeof path, &m);
-    if (distill__data_content(a, v, path, &r, &rn) != 0) return -1;
+    if (distill__data_content(a, v, path, &r, &rn, NULL, NULL) != 0) return -1;
     return distill__data_add_turn(a, DISTILL_ROLE_ASSISTANT, r, rn, t, tn, -1.0f, v ? v : a->row);
+}
+
+static void distill__data_conv_last_to_front(distill_conv *c) {
+    distill_message m = c->msgs[c->n - 1];
+    memmove(c->msgs + 1, c->msgs, (size_t)(c->n - 1) * sizeof *c->msgs);
+    c->msgs[0] = m;
+}
+
+/* A record's "tools" (a list of schemas, or a string holding one: LLaMA-Factory) and its
+   top-level "system" (LLaMA-Factory's ShareGPT) go into the system turn, as Qwen3's template
+   writes them (Qwen2.5's is the same but adds its default system text when there is none):
+       SYSTEM "\n\n" "# Tools\n\n...<tools>" ("\n" tojson(tool))* "\n</tools>\n\n...</tool_call>" */
+static int distill__data_system_tools(distill__data_adapt *a) {
+    static const char head[] = "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+                               "You are provided with function signatures within <tools></tools> XML tags:\n<tools>";
+    static const char tail[] = "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+                               "within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, "
+                               "\"arguments\": <args-json-object>}\n</tool_call>";
+    const distill_json *sys, *tv = distill_json_get(a->row, "tools"), *tl;
+    distill_conv *c = a->conv;
+    char path[128];
+    int mapped;
+    int has_sys = c->n > 0 && c->msgs[0].role == DISTILL_ROLE_SYSTEM;
+    distill_json *doc = NULL;
+    distill__data_sb sb;
+    size_t i;
+    sys = distill__data_source(a, "system", "system", path, sizeof path, &mapped);
+    if (!has_sys && sys && sys->type == DISTILL_JSON_STRING && sys->len > 0) {
+        if (distill__data_add_turn(a, DISTILL_ROLE_SYSTEM, sys->str, sys->len, NULL, 0, -1.0f, sys) != 0) return -1;
+        distill__data_conv_last_to_front(c);
+        has_sys = 1;
+    }
+    if (!tv || tv->type == DISTILL_JSON_NULL || (tv->type == DISTILL_JSON_STRING && tv->len == 0)) return 0;
+    tl = distill__data_json_value(a, tv, "tools", &doc);
+    if (!tl) return -1;
+    if (tl->type != DISTILL_JSON_ARRAY) {
+        distill__data_field_err(a->err, a->name, tv, "tools", "expected a list of tool schemas, got %s", distill_json_type_name(tl->type));
+        distill_json_free(doc);
+        return -1;
+    }
+    if (tl->len == 0) { distill_json_free(doc); return 0; }
+    memset(&sb, 0, sizeof sb);
+    if (has_sys && c->msgs[0].len) {
+        distill__data_sb_put(&sb, c->msgs[0].content, c->msgs[0].len);
+        distill__data_sb_puts(&sb, "\n\n");
+    }
+    distill__data_sb_puts(&sb, head);
+    for (i = 0; i < tl->len; i++) { distill__data_sb_puts(&sb, "\n"); distill__data_tojson(&sb, &tl->items[i]); }
+    distill__data_sb_puts(&sb, tail);
+    distill_json_free(doc);
+    if (sb.oom || distill__data_conv_own(c, sb.s) != 0) {
+        DISTILL_FREE(sb.s);
+        return distill__data_field_err(a->err, a->name, tv, "tools", "out of memory");
+    }
+    if (has_sys) {
+        c->msgs[0].content = sb.s;
+        c->msgs[0].len = sb.n;
+        return 0;
+    }
+    if (distill__data_conv_push(c, DISTILL_ROLE_SYSTEM, sb.s, sb.n, -1.0f) != 0)
+        return distill__data_field_err(a->err, a->name, tv, "tools", "out of memory");
+    distill__data_conv_last_to_front(c);
+    return 0;
 }
 
 DISTILL_API int distill_conv_from_json(const distill_json *row, const distill_data_options *opt,
@@ -7366,6 +7703,8 @@ DISTILL_API int distill_conv_from_json(const distill_json *row, const distill_da
         if (distill__data_map_check(opt, err) != 0) return -1;
         if (f == DISTILL_FORMAT_AUTO) f = DISTILL_FORMAT_MAPPED;
     }
+    if (f == DISTILL_FORMAT_AUTO && distill_json_get(row, "chosen") && distill_json_get(row, "rejected"))
+        return distill__data_preference_err(&a);
     if (f == DISTILL_FORMAT_AUTO) {
         f = distill__data_detect(row);
         if (f == DISTILL_FORMAT_AUTO) {
@@ -7399,6 +7738,9 @@ DISTILL_API int distill_conv_from_json(const distill_json *row, const distill_da
     case DISTILL_FORMAT_MAPPED: rc = distill__data_adapt_mapped(&a); break;
     default: rc = distill__err(err, "%s: unknown format %d", name ? name : "<data>", (int)f);
     }
+    if (rc == 0 && (f == DISTILL_FORMAT_MESSAGES || f == DISTILL_FORMAT_CONVERSATIONS || f == DISTILL_FORMAT_PROMPT_COMPLETION ||
+                    f == DISTILL_FORMAT_MAPPED))
+        rc = distill__data_system_tools(&a);
     return rc != 0 ? -1 : 0;
 }
 
