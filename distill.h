@@ -1137,6 +1137,12 @@ DISTILL_API int distill_safetensors_save(const distill_model *m, const char *pat
    half the file size). F16 fails, naming the tensor, if a weight is beyond its range (65504). */
 DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *path, const char *dtype,
                                             distill_error *err);
+/* Hugging Face's sharded layout in folder `dir` (created if needed): model-0000i-of-0000N.safetensors
+   of at most max_shard_bytes of tensor data each (a larger tensor gets its own shard),
+   model.safetensors.index.json and config.json; a single shard is written as model.safetensors.
+   distill_model_load reads the folder, the index, or any one shard's path. */
+DISTILL_API int distill_safetensors_save_sharded(const distill_model *m, const char *dir, const char *dtype,
+                                                 int64_t max_shard_bytes, distill_error *err);
 /* llama2.c legacy .bin (7 x int32 header, weights in llama2.c order, RoPE rows permuted back to
    the interleaved-pairs convention). Needs rope_theta 10000, norm_eps 1e-5, no qkv bias. */
 DISTILL_API int distill_llama2c_save(const distill_model *m, const char *path, distill_error *err);
@@ -11304,35 +11310,42 @@ DISTILL_API int distill_safetensors_save(const distill_model *m, const char *pat
     return distill_safetensors_save_as(m, path, "F32", err);
 }
 
-DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *path, const char *dtype,
-                                            distill_error *err) {
+static int distill__st_kind(const char *dtype) {   /* 0 F32, 1 F16, 2 BF16, -1 unknown */
+    if (!dtype || !strcmp(dtype, "F32")) return 0;
+    if (!strcmp(dtype, "F16")) return 1;
+    if (!strcmp(dtype, "BF16")) return 2;
+    return -1;
+}
+
+/* F16 cannot hold large weights: refuse before writing anything. */
+static int distill__st_check_f16(const distill_model *m, const char *path, distill_error *err) {
+    int i;
+    for (i = 0; i < m->n_tensors; i++) {
+        const distill_tensor_info *t = &m->tensors[i];
+        size_t k;
+        for (k = 0; k < t->numel; k++) {
+            float w = m->params[t->offset + k];
+            if (w == w && (w >= 65520.0f || w <= -65520.0f))
+                return distill__err(err, "%s: tensor '%s' element %zu (%g) is beyond float16's range: export F32 or BF16",
+                                    path, t->name, k, (double)w);
+        }
+    }
+    return 0;
+}
+
+/* One safetensors file holding tensors [t0, t1) of the size table. */
+static int distill__st_write_file(const distill_model *m, const char *path, int kind, int t0, int t1, distill_error *err) {
     FILE *mf;
     char *hj;
-    size_t hl, padded, off = 0, esz;
+    size_t hl, padded, off = 0, esz = kind ? 2 : 4;
     unsigned char n8[8];
     unsigned char *buf = NULL;
     distill_atomic_file af;
-    int i, kind;   /* 0 F32, 1 F16, 2 BF16 */
-    if (!dtype || !strcmp(dtype, "F32")) kind = 0;
-    else if (!strcmp(dtype, "F16")) kind = 1;
-    else if (!strcmp(dtype, "BF16")) kind = 2;
-    else return distill__err(err, "%s: dtype '%s' is not supported (F32, F16, BF16)", path, dtype);
-    esz = kind ? 2 : 4;
-    if (kind == 1)   /* refuse before writing anything: F16 cannot hold large weights */
-        for (i = 0; i < m->n_tensors; i++) {
-            const distill_tensor_info *t = &m->tensors[i];
-            size_t k;
-            for (k = 0; k < t->numel; k++) {
-                float w = m->params[t->offset + k];
-                if (w == w && (w >= 65520.0f || w <= -65520.0f))
-                    return distill__err(err, "%s: tensor '%s' element %zu (%g) is beyond float16's range: export F32 or BF16",
-                                        path, t->name, k, (double)w);
-            }
-        }
+    int i;
     mf = tmpfile();
     if (!mf) return distill__err(err, "%s: cannot create a temporary buffer", path);
     fprintf(mf, "{\"__metadata__\": {\"format\": \"pt\"}");
-    for (i = 0; i < m->n_tensors; i++) {
+    for (i = t0; i < t1; i++) {
         const distill_tensor_info *t = &m->tensors[i];
         fprintf(mf, ", \"%s\": {\"dtype\": \"%s\", \"shape\": [%d", t->name, kind == 0 ? "F32" : kind == 1 ? "F16" : "BF16",
                 t->shape[0]);
@@ -11352,7 +11365,7 @@ DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *
     distill__put_u64(n8, padded);
     if (distill_atomic_open(&af, path, err) != 0) { DISTILL_FREE(hj); return -1; }
     if (distill__fwrite_all(af.f, n8, 8) || distill__fwrite_all(af.f, hj, padded)) goto wfail;
-    for (i = 0; i < m->n_tensors; i++) {
+    for (i = t0; i < t1; i++) {
         const distill_tensor_info *t = &m->tensors[i];
         const float *w = m->params + t->offset;
         size_t k;
@@ -11372,14 +11385,131 @@ DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *
     }
     DISTILL_FREE(hj);
     DISTILL_FREE(buf);
-    if (distill_atomic_commit(&af, err) != 0) return -1;
-    return distill__write_hf_config(m, path, kind == 0 ? "float32" : kind == 1 ? "float16" : "bfloat16", err);
+    return distill_atomic_commit(&af, err);
 wfail:
     distill__err(err, "%s: write failed: %s", path, strerror(errno));
     distill_atomic_abort(&af);
     DISTILL_FREE(hj);
     DISTILL_FREE(buf);
     return -1;
+}
+
+static const char *distill__st_torch_dtype(int kind) { return kind == 0 ? "float32" : kind == 1 ? "float16" : "bfloat16"; }
+
+DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *path, const char *dtype,
+                                            distill_error *err) {
+    int kind = distill__st_kind(dtype);
+    if (kind < 0) return distill__err(err, "%s: dtype '%s' is not supported (F32, F16, BF16)", path, dtype);
+    if (kind == 1 && distill__st_check_f16(m, path, err) != 0) return -1;
+    if (distill__st_write_file(m, path, kind, 0, m->n_tensors, err) != 0) return -1;
+    return distill__write_hf_config(m, path, distill__st_torch_dtype(kind), err);
+}
+
+#if !defined(_WIN32)
+#include <sys/stat.h>
+#endif
+/* Hugging Face's sharded layout: dir/model-0000i-of-0000N.safetensors, each at most
+   max_shard_bytes of tensor data (a larger tensor gets a shard of its own), tensors in the size
+   table's order, dir/model.safetensors.index.json {"metadata": {"total_size"}, "weight_map":
+   {tensor: shard}}, and dir/config.json. One shard is written as dir/model.safetensors with no
+   index, as transformers does. */
+DISTILL_API int distill_safetensors_save_sharded(const distill_model *m, const char *dir, const char *dtype,
+                                                 int64_t max_shard_bytes, distill_error *err) {
+    int kind = distill__st_kind(dtype), n_shards = 0, i, s, *shard_of = NULL, rc = -1;
+    size_t esz = kind ? 2 : 4, dl = strlen(dir), total = 0, acc = 0;
+    char *path = NULL, name[64];
+    distill_atomic_file af;
+    if (kind < 0) return distill__err(err, "%s: dtype '%s' is not supported (F32, F16, BF16)", dir, dtype);
+    if (max_shard_bytes <= 0) return distill__err(err, "%s: max_shard_bytes must be > 0", dir);
+#if !defined(_WIN32)
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return distill__err(err, "%s: cannot create the folder: %s", dir, strerror(errno));
+#endif
+    if (kind == 1 && distill__st_check_f16(m, dir, err) != 0) return -1;
+    shard_of = (int *)DISTILL_MALLOC(sizeof(int) * (size_t)(m->n_tensors + 1));
+    path = (char *)DISTILL_MALLOC(dl + 64);
+    if (!shard_of || !path) { distill__err(err, "out of memory"); goto done; }
+    for (i = 0; i < m->n_tensors; i++) {   /* greedy: a new shard when this tensor would overflow */
+        size_t b = m->tensors[i].numel * esz;
+        if (i == 0 || (acc > 0 && acc + b > (uint64_t)max_shard_bytes)) { n_shards++; acc = 0; }
+        acc += b;
+        total += b;
+        shard_of[i] = n_shards - 1;
+    }
+    if (n_shards > 99999) { distill__err(err, "%s: %d shards: raise max_shard_bytes", dir, n_shards); goto done; }
+    for (s = 0, i = 0; s < n_shards; s++) {
+        int j = i;
+        while (j < m->n_tensors && shard_of[j] == s) j++;
+        if (n_shards == 1) snprintf(name, sizeof name, "model.safetensors");
+        else snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
+        snprintf(path, dl + 64, "%s/%s", dir, name);
+        if (distill__st_write_file(m, path, kind, i, j, err) != 0) goto done;
+        i = j;
+    }
+    if (n_shards > 1) {
+        snprintf(path, dl + 64, "%s/model.safetensors.index.json", dir);
+        if (distill_atomic_open(&af, path, err) != 0) goto done;
+        fprintf(af.f, "{\n  \"metadata\": {\"total_size\": %llu},\n  \"weight_map\": {", (unsigned long long)total);
+        for (i = 0; i < m->n_tensors; i++)
+            fprintf(af.f, "%s\n    \"%s\": \"model-%05d-of-%05d.safetensors\"", i ? "," : "", m->tensors[i].name, shard_of[i] + 1, n_shards);
+        fprintf(af.f, "\n  }\n}\n");
+        if (distill_atomic_commit(&af, err) != 0) goto done;
+    }
+    snprintf(path, dl + 64, "%s/model.safetensors", dir);
+    rc = distill__write_hf_config(m, path, distill__st_torch_dtype(kind), err);
+done:
+    DISTILL_FREE(shard_of);
+    DISTILL_FREE(path);
+    return rc;
+}
+
+/* config.json fields that switch on features this model does not have. Each is refused, by
+   name, when its value turns the feature on (anything but absent, null, false, 0, "", [] or {};
+   partial_rotary_factor: anything but 1; layer_types: any layer not "full_attention";
+   rope_scaling: any type but "default"). Qwen2's sliding_window only counts with use_sliding_window. */
+static int distill__hf_on(const distill_json *v) {
+    if (!v || v->type == DISTILL_JSON_NULL || v->type == DISTILL_JSON_FALSE) return 0;
+    if (v->type == DISTILL_JSON_NUMBER) return v->num != 0;
+    if (v->type == DISTILL_JSON_STRING || v->type == DISTILL_JSON_ARRAY || v->type == DISTILL_JSON_OBJECT) return v->len > 0;
+    return 1;
+}
+
+static int distill__hf_refuse(const distill_json *j, const char *path, distill_error *err) {
+    static const struct { const char *field, *what; } refused[] = {
+        {"num_local_experts", "mixture of experts"}, {"num_experts", "mixture of experts"},
+        {"n_routed_experts", "mixture of experts"}, {"moe_intermediate_size", "mixture of experts"},
+        {"num_experts_per_tok", "mixture of experts"}, {"use_sliding_window", "sliding-window attention"},
+        {"mlp_bias", "biases in the MLP"}, {"quantization_config", "quantized weights"},
+        {"attn_logit_softcapping", "logit soft-capping"}, {"final_logit_softcapping", "logit soft-capping"},
+        {"embedding_multiplier", "scaled embeddings (Granite)"}, {"logits_scaling", "scaled logits (Granite)"},
+        {"residual_multiplier", "scaled residuals (Granite)"}, {"attention_multiplier", "a custom attention scale"},
+        {"use_qk_norm", "Llama 4's q/k norm"}, {"no_rope_layers", "layers without RoPE"},
+        {"use_mrope", "multimodal RoPE"},
+    };
+    const distill_json *v;
+    size_t i;
+    for (i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        v = distill_json_get(j, refused[i].field);
+        if (distill__hf_on(v))
+            return distill__err(err, "%s:%d: field '%s': %s is not supported", path, v->line, refused[i].field, refused[i].what);
+    }
+    v = distill_json_get(j, "partial_rotary_factor");
+    if (v && v->type != DISTILL_JSON_NULL && !(v->type == DISTILL_JSON_NUMBER && v->num == 1.0))
+        return distill__err(err, "%s:%d: field 'partial_rotary_factor': RoPE on part of a head is not supported", path, v->line);
+    v = distill_json_get(j, "layer_types");
+    if (v && v->type == DISTILL_JSON_ARRAY)
+        for (i = 0; i < v->len; i++)
+            if (v->items[i].type != DISTILL_JSON_STRING || strcmp(v->items[i].str, "full_attention") != 0)
+                return distill__err(err, "%s:%d: field 'layer_types.%zu': only full_attention layers are supported", path,
+                                    v->items[i].line, i);
+    v = distill_json_get(j, "rope_scaling");
+    if (distill__hf_on(v)) {
+        const distill_json *t = distill_json_get(v, "rope_type");
+        if (!t) t = distill_json_get(v, "type");
+        if (!t || t->type != DISTILL_JSON_STRING || strcmp(t->str, "default") != 0)
+            return distill__err(err, "%s:%d: field 'rope_scaling': type '%s' is not supported", path, v->line,
+                                t && t->type == DISTILL_JSON_STRING ? t->str : "?");
+    }
+    return 0;
 }
 
 static int distill__hf_config(const char *path, distill_config *c, distill_error *err) {
@@ -11413,6 +11543,7 @@ static int distill__hf_config(const char *path, distill_config *c, distill_error
         distill_json_free(j);
         return -1;
     }
+    if (distill__hf_refuse(j, path, err) != 0) { distill_json_free(j); return -1; }
     hd = distill_json_get(j, "hidden_act");
     if ((hd && hd->type == DISTILL_JSON_STRING && strcmp(hd->str, "silu") != 0) || bias) {
         distill__err(err, "%s: %s is not supported (only SiLU activations, no attention_bias on Llama)", path,
@@ -11445,65 +11576,76 @@ static float distill__half_to_float(uint16_t h) {
     return out;
 }
 
-static distill_model *distill__load_safetensors(const unsigned char *buf, size_t size, const char *path,
-                                                int max_batch, int max_seq, distill_error *err) {
-    distill_config cfg;
-    char *cp = distill__sibling(path, "config.json");
-    distill_json *h = NULL;
-    distill_model *m = NULL;
+/* One safetensors file's header object and the data region after it. */
+static distill_json *distill__st_header(const unsigned char *buf, size_t size, const char *path,
+                                        const unsigned char **data, size_t *dsize, distill_error *err) {
     uint64_t hl;
-    const unsigned char *data;
-    size_t dsize;
-    int i, have_lm = 0;
-    if (!cp) { distill__err(err, "out of memory"); return NULL; }
-    if (distill__hf_config(cp, &cfg, err) != 0) { DISTILL_FREE(cp); return NULL; }
-    DISTILL_FREE(cp);
+    distill_json *h;
+    if (size < 10) { distill__err(err, "%s: %zu bytes is too small for a safetensors file", path, size); return NULL; }
     hl = distill__get_u64(buf);
     if (hl > size - 8) { distill__err(err, "%s: header length %llu exceeds the file size %zu", path, (unsigned long long)hl, size); return NULL; }
     h = distill_json_parse((const char *)buf + 8, (size_t)hl, path, 1, err);
     if (!h) return NULL;
-    if (h->type != DISTILL_JSON_OBJECT) { distill__err(err, "%s: safetensors header is not an object", path); goto fail; }
-    data = buf + 8 + hl;
-    dsize = size - 8 - (size_t)hl;
-    have_lm = distill_json_get(h, "lm_head.weight") != NULL;
-    if (!have_lm) cfg.tie_embeddings = 1;   /* HF omits lm_head when tied */
-    else cfg.tie_embeddings = 0;
-    /* at 2 bytes a value (F16/BF16) at least, the data must hold config.json's parameters
-       before the model is allocated */
-    if (dsize / 2 < distill__count_params(&cfg, NULL)) {
-        distill__err(err, "%s: %zu bytes of tensor data cannot hold the %zu parameters config.json describes",
-                     path, dsize, distill__count_params(&cfg, NULL));
-        goto fail;
-    }
-    m = distill_model_create(&cfg, max_batch, max_seq, 0, err);
-    if (!m) goto fail;
-    for (i = 0; i < m->n_tensors; i++) {
-        const distill_tensor_info *t = &m->tensors[i];
-        const distill_json *e = distill_json_get(h, t->name), *dt, *sh, *of;
-        int64_t b, en;
+    if (h->type != DISTILL_JSON_OBJECT) { distill__err(err, "%s: safetensors header is not an object", path); distill_json_free(h); return NULL; }
+    *data = buf + 8 + hl;
+    *dsize = size - 8 - (size_t)hl;
+    return h;
+}
+
+/* Entries a loader skips: the header's metadata, and the RoPE frequency buffers older
+   transformers versions saved (recomputed from config.json). */
+static int distill__st_skip(const char *name) {
+    size_t n = strlen(name);
+    return !strcmp(name, "__metadata__") || (n >= 20 && !strcmp(name + n - 20, ".rotary_emb.inv_freq"));
+}
+
+static int distill__st_unknown(const char *path, const char *name, distill_error *err) {
+    return distill__err(err, "%s: tensor '%s' is not part of the model config.json describes%s", path, name,
+                        strstr(name, "bias") ? " (a bias the architecture does not have)" : "");
+}
+
+/* Copy one file's tensors into m. Every entry must be a tensor of the model, seen once over
+   all files (seen[], by size-table index), with the shape config.json implies and data_offsets
+   inside the data; F32, F16 and BF16 are converted to float. `index_shard`: for a shard of an
+   index, its file name as the index spells it, and wm the index's weight_map (the index and
+   the shard must agree on where each tensor is). */
+static int distill__st_copy(distill_model *m, const distill_json *h, const unsigned char *data, size_t dsize,
+                            const char *path, unsigned char *seen, const distill_json *wm, const char *index_shard,
+                            distill_error *err) {
+    size_t e;
+    for (e = 0; e < h->len; e++) {
+        const char *name = h->keys[e];
+        const distill_json *en = &h->items[e], *dt, *sh, *of, *where;
+        const distill_tensor_info *t;
+        int idx;
+        int64_t b, end;
         size_t esz, k;
-        float *dst = m->params + t->offset;
-        if (!e) { distill__err(err, "%s: tensor '%s' is missing", path, t->name); goto fail; }
-        dt = distill_json_get(e, "dtype"); sh = distill_json_get(e, "shape"); of = distill_json_get(e, "data_offsets");
+        float *dst;
+        if (distill__st_skip(name)) continue;
+        idx = distill_model_find_tensor(m, name);
+        if (idx < 0) return distill__st_unknown(path, name, err);
+        if (seen[idx]) return distill__err(err, "%s: tensor '%s' appears more than once", path, name);
+        seen[idx] = 1;
+        if (wm && ((where = distill_json_get(wm, name)) == NULL || where->type != DISTILL_JSON_STRING ||
+                   strcmp(where->str, index_shard) != 0))
+            return distill__err(err, "%s: tensor '%s' is in this shard but the index puts it in '%.100s'", path, name,
+                                where && where->type == DISTILL_JSON_STRING ? where->str : "no shard");
+        t = &m->tensors[idx];
+        dst = m->params + t->offset;
+        dt = distill_json_get(en, "dtype"); sh = distill_json_get(en, "shape"); of = distill_json_get(en, "data_offsets");
         if (!dt || dt->type != DISTILL_JSON_STRING || !sh || sh->type != DISTILL_JSON_ARRAY || !of ||
-            of->type != DISTILL_JSON_ARRAY || of->len != 2 || !of->items[0].is_int || !of->items[1].is_int) {
-            distill__err(err, "%s: tensor '%s': malformed entry (dtype, shape, data_offsets)", path, t->name);
-            goto fail;
-        }
+            of->type != DISTILL_JSON_ARRAY || of->len != 2 || !of->items[0].is_int || !of->items[1].is_int)
+            return distill__err(err, "%s: tensor '%s': malformed entry (dtype, shape, data_offsets)", path, t->name);
         if ((int)sh->len != t->ndim || !sh->items[0].is_int || sh->items[0].i64 != t->shape[0] ||
-            (t->ndim == 2 && (!sh->items[1].is_int || sh->items[1].i64 != t->shape[1]))) {
-            distill__err(err, "%s: tensor '%s' has the wrong shape for config.json (expected [%d%s%d])", path, t->name,
-                         t->shape[0], t->ndim == 2 ? ", " : "", t->ndim == 2 ? t->shape[1] : 0);
-            goto fail;
-        }
+            (t->ndim == 2 && (!sh->items[1].is_int || sh->items[1].i64 != t->shape[1])))
+            return distill__err(err, "%s: tensor '%s' has the wrong shape for config.json (expected [%d%s%d])", path, t->name,
+                                t->shape[0], t->ndim == 2 ? ", " : "", t->ndim == 2 ? t->shape[1] : 0);
         esz = !strcmp(dt->str, "F32") ? 4 : (!strcmp(dt->str, "F16") || !strcmp(dt->str, "BF16")) ? 2 : 0;
-        if (!esz) { distill__err(err, "%s: tensor '%s': dtype %s is not supported (F32, F16, BF16)", path, t->name, dt->str); goto fail; }
-        b = of->items[0].i64; en = of->items[1].i64;
-        if (b < 0 || en < b || (uint64_t)en > dsize || (uint64_t)(en - b) != t->numel * esz) {
-            distill__err(err, "%s: tensor '%s': data_offsets [%lld, %lld] do not fit the data (%zu bytes) or the shape",
-                         path, t->name, (long long)b, (long long)en, dsize);
-            goto fail;
-        }
+        if (!esz) return distill__err(err, "%s: tensor '%s': dtype %s is not supported (F32, F16, BF16)", path, t->name, dt->str);
+        b = of->items[0].i64; end = of->items[1].i64;
+        if (b < 0 || end < b || (uint64_t)end > dsize || (uint64_t)(end - b) != t->numel * esz)
+            return distill__err(err, "%s: tensor '%s': data_offsets [%lld, %lld] do not fit the data (%zu bytes) or the shape",
+                                path, t->name, (long long)b, (long long)end, dsize);
         for (k = 0; k < t->numel; k++) {
             const unsigned char *p = data + b + k * esz;
             if (esz == 4) dst[k] = distill__get_f32(p);
@@ -11511,10 +11653,137 @@ static distill_model *distill__load_safetensors(const unsigned char *buf, size_t
             else dst[k] = distill__half_to_float((uint16_t)(p[0] | (p[1] << 8)));
         }
     }
+    return 0;
+}
+
+/* Every tensor of the model was found. */
+static int distill__st_all_seen(const distill_model *m, const unsigned char *seen, const char *path, distill_error *err) {
+    int i;
+    for (i = 0; i < m->n_tensors; i++)
+        if (!seen[i]) return distill__err(err, "%s: tensor '%s' is missing", path, m->tensors[i].name);
+    return 0;
+}
+
+/* config.json beside `path`, with the head tied when the checkpoint has no lm_head.weight
+   (transformers omits it then); a file of dbytes bytes of tensor data must hold the
+   parameters at 2 bytes each at least, checked before the model is allocated. */
+static distill_model *distill__st_model(const char *path, int have_lm, uint64_t dbytes, int max_batch, int max_seq,
+                                        distill_error *err) {
+    distill_config cfg;
+    char *cp = distill__sibling(path, "config.json");
+    if (!cp) { distill__err(err, "out of memory"); return NULL; }
+    if (distill__hf_config(cp, &cfg, err) != 0) { DISTILL_FREE(cp); return NULL; }
+    DISTILL_FREE(cp);
+    cfg.tie_embeddings = !have_lm;
+    if (dbytes / 2 < distill__count_params(&cfg, NULL)) {
+        distill__err(err, "%s: %llu bytes of tensor data cannot hold the %zu parameters config.json describes",
+                     path, (unsigned long long)dbytes, distill__count_params(&cfg, NULL));
+        return NULL;
+    }
+    return distill_model_create(&cfg, max_batch, max_seq, 0, err);
+}
+
+static distill_model *distill__load_safetensors(const unsigned char *buf, size_t size, const char *path,
+                                                int max_batch, int max_seq, distill_error *err) {
+    const unsigned char *data;
+    size_t dsize;
+    distill_json *h = distill__st_header(buf, size, path, &data, &dsize, err);
+    distill_model *m = NULL;
+    unsigned char *seen = NULL;
+    if (!h) return NULL;
+    m = distill__st_model(path, distill_json_get(h, "lm_head.weight") != NULL, dsize, max_batch, max_seq, err);
+    if (m && !(seen = (unsigned char *)DISTILL_MALLOC((size_t)m->n_tensors + 1))) distill__err(err, "out of memory");
+    if (seen) memset(seen, 0, (size_t)m->n_tensors + 1);
+    if (!seen || distill__st_copy(m, h, data, dsize, path, seen, NULL, NULL, err) != 0 ||
+        distill__st_all_seen(m, seen, path, err) != 0) {
+        distill_model_free(m);
+        m = NULL;
+    }
+    DISTILL_FREE(seen);
     distill_json_free(h);
     return m;
+}
+
+static int64_t distill__file_size(const char *path) {
+    FILE *f = fopen(path, "rb");
+    long n;
+    if (!f) return -1;
+    n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    fclose(f);
+    return n;
+}
+
+/* A sharded checkpoint through its model.safetensors.index.json: {"weight_map": {tensor: shard
+   file}}. Shard names are plain file names in the index's folder (no '/', no leading '.').
+   Shards are read one at a time; the model is allocated once the index, config.json and the
+   shards' sizes agree. */
+static distill_model *distill__load_sharded(const char *index_path, int max_batch, int max_seq, distill_error *err) {
+    distill_json *ix = distill_json_parse_file(index_path, err);
+    const distill_json *wm;
+    const char **shards = NULL;
+    size_t n_shards = 0, i, k;
+    uint64_t dbytes = 0;
+    distill_model *m = NULL;
+    unsigned char *seen = NULL;
+    if (!ix) return NULL;
+    wm = distill_json_get(ix, "weight_map");
+    if (!wm || wm->type != DISTILL_JSON_OBJECT || wm->len == 0) {
+        distill__err(err, "%s: field 'weight_map': expected a non-empty object {tensor: shard file}", index_path);
+        goto fail;
+    }
+    shards = (const char **)DISTILL_MALLOC(sizeof(char *) * wm->len);
+    if (!shards) { distill__err(err, "out of memory"); goto fail; }
+    for (i = 0; i < wm->len; i++) {
+        const distill_json *v = &wm->items[i];
+        if (v->type != DISTILL_JSON_STRING || v->len == 0 || v->len > 255 || memchr(v->str, '/', v->len) ||
+            memchr(v->str, '\\', v->len) || v->str[0] == '.' || strlen(v->str) != v->len) {
+            distill__err(err, "%s:%d: field 'weight_map.%.100s': expected a shard file name in the index's folder", index_path,
+                         v->line, wm->keys[i]);
+            goto fail;
+        }
+        for (k = 0; k < n_shards && strcmp(shards[k], v->str) != 0; k++) {}
+        if (k == n_shards) {
+            char *sp = distill__sibling(index_path, v->str);
+            int64_t sz = sp ? distill__file_size(sp) : -1;
+            if (sz < 0) distill__err(err, "%s: shard '%s' named in the index cannot be opened", index_path, v->str);
+            DISTILL_FREE(sp);
+            if (sz < 0) goto fail;
+            shards[n_shards++] = v->str;
+            dbytes += (uint64_t)sz;
+        }
+    }
+    m = distill__st_model(index_path, distill_json_get(wm, "lm_head.weight") != NULL, dbytes, max_batch, max_seq, err);
+    if (!m) goto fail;
+    for (i = 0; i < wm->len; i++)   /* the index names no tensor the model does not have */
+        if (!distill__st_skip(wm->keys[i]) && distill_model_find_tensor(m, wm->keys[i]) < 0) {
+            distill__st_unknown(index_path, wm->keys[i], err);
+            goto fail;
+        }
+    seen = (unsigned char *)DISTILL_MALLOC((size_t)m->n_tensors + 1);
+    if (!seen) { distill__err(err, "out of memory"); goto fail; }
+    memset(seen, 0, (size_t)m->n_tensors + 1);
+    for (k = 0; k < n_shards; k++) {
+        char *sp = distill__sibling(index_path, shards[k]);
+        size_t size = 0, dsize;
+        unsigned char *buf = sp ? (unsigned char *)distill_read_file(sp, &size, err) : NULL;
+        const unsigned char *data;
+        distill_json *h = buf ? distill__st_header(buf, size, sp, &data, &dsize, err) : NULL;
+        int rc = h ? distill__st_copy(m, h, data, dsize, sp, seen, wm, shards[k], err) : -1;
+        if (!sp) distill__err(err, "out of memory");
+        distill_json_free(h);
+        DISTILL_FREE(buf);
+        DISTILL_FREE(sp);
+        if (rc != 0) goto fail;
+    }
+    if (distill__st_all_seen(m, seen, index_path, err) != 0) goto fail;
+    DISTILL_FREE(seen);
+    DISTILL_FREE(shards);
+    distill_json_free(ix);
+    return m;
 fail:
-    distill_json_free(h);
+    DISTILL_FREE(seen);
+    DISTILL_FREE(shards);
+    distill_json_free(ix);
     distill_model_free(m);
     return NULL;
 }
@@ -11661,12 +11930,22 @@ static const char *distill__detect(const unsigned char *b, size_t n) {
     return NULL;
 }
 
-DISTILL_API const char *distill_model_file_format(const char *path, distill_error *err) {
+static char *distill__model_resolve(const char *path, int *sharded, distill_error *err);
+
+DISTILL_API const char *distill_model_file_format(const char *path_in, distill_error *err) {
     unsigned char b[40];
     size_t n;
-    FILE *f = fopen(path, "rb");
+    int sharded;
+    char *path = distill__model_resolve(path_in, &sharded, err);
+    FILE *f = path && !sharded ? fopen(path, "rb") : NULL;
     const char *fmt;
-    if (!f) { distill__err(err, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    if (path && sharded) { DISTILL_FREE(path); return "safetensors-sharded"; }
+    if (!f) {
+        if (path) distill__err(err, "%s: cannot open: %s", path, strerror(errno));
+        DISTILL_FREE(path);
+        return NULL;
+    }
+    DISTILL_FREE(path);
     n = fread(b, 1, sizeof b, f);
     fseek(f, 0, SEEK_END);
     {
@@ -11675,19 +11954,77 @@ DISTILL_API const char *distill_model_file_format(const char *path, distill_erro
         fmt = distill__detect(b, sz > 0 ? (size_t)sz : n);
         if (fmt && !strcmp(fmt, "safetensors") && n < 9) fmt = NULL;
     }
-    if (!fmt) distill__err(err, "%s: unrecognised model file (not a distill checkpoint, safetensors or llama2.c .bin)", path);
+    if (!fmt) distill__err(err, "%s: unrecognised model file (not a distill checkpoint, safetensors or llama2.c .bin)", path_in);
     return fmt;
 }
 
-DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
+static int distill__file_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+/* dir + "/" + name (malloc'ed) */
+static char *distill__join(const char *dir, const char *name) {
+    size_t dl = strlen(dir), n = dl + strlen(name) + 2;
+    char *s = (char *)DISTILL_MALLOC(n);
+    if (s) snprintf(s, n, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name);
+    return s;
+}
+
+/* A model path as users give it, resolved to the file to read (malloc'ed): a folder holding
+   model.safetensors.index.json or model.safetensors; an index (*.json); one shard
+   ("...-00002-of-00004.safetensors", read through the model.safetensors.index.json beside it);
+   or any other file as it is. *sharded = 1 when the result is an index. */
+static char *distill__model_resolve(const char *path, int *sharded, distill_error *err) {
+    static const char *const in_dir[] = {"model.safetensors.index.json", "model.safetensors"};
+    size_t n = strlen(path), i;
+    const char *base = strrchr(path, '/');
+    char *s;
+    *sharded = 0;
+    base = base ? base + 1 : path;
+    if (n >= 5 && !strcmp(path + n - 5, ".json")) *sharded = 1;
+    else {
+        for (i = 0; i < 2; i++) {
+            s = distill__join(path, in_dir[i]);
+            if (!s) { distill__err(err, "out of memory"); return NULL; }
+            if (distill__file_exists(s)) { *sharded = i == 0; return s; }
+            DISTILL_FREE(s);
+        }
+        n = strlen(base);
+        if (strstr(base, "-of-") && n > 12 && !strcmp(base + n - 12, ".safetensors")) {
+            s = distill__sibling(path, "model.safetensors.index.json");
+            if (s && distill__file_exists(s)) { *sharded = 1; return s; }
+            DISTILL_FREE(s);
+            distill__err(err, "%s: one shard of a sharded checkpoint, but there is no model.safetensors.index.json beside it", path);
+            return NULL;
+        }
+    }
+    n = strlen(path);
+    s = (char *)DISTILL_MALLOC(n + 1);
+    if (!s) { distill__err(err, "out of memory"); return NULL; }
+    memcpy(s, path, n + 1);
+    return s;
+}
+
+DISTILL_API distill_model *distill_model_load(const char *path_in, int max_batch, int max_seq,
                                               distill_tokenizer **tok_out, distill_error *err) {
     size_t size;
     unsigned char *buf;
     const char *fmt;
     distill_model *m = NULL;
+    int sharded;
+    char *path;
     if (tok_out) *tok_out = NULL;
+    path = distill__model_resolve(path_in, &sharded, err);
+    if (!path) return NULL;
+    if (sharded) {
+        m = distill__load_sharded(path, max_batch, max_seq, err);
+        buf = NULL;
+        goto loaded;
+    }
     buf = (unsigned char *)distill_read_file(path, &size, err);
-    if (!buf) return NULL;
+    if (!buf) { DISTILL_FREE(path); return NULL; }
     fmt = distill__detect(buf, size);
     if (!fmt) {
         distill__err(err, "%s: unrecognised model file (%zu bytes; not a distill checkpoint, safetensors or llama2.c .bin)", path, size);
@@ -11713,6 +12050,7 @@ DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, i
     } else {
         m = distill__load_llama2c(buf, size, path, max_batch, max_seq, err);
     }
+loaded:
     DISTILL_FREE(buf);
     if (m && tok_out) {
         /* a tokenizer beside the model, by the names each ecosystem uses */
@@ -11724,11 +12062,12 @@ DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, i
             if (f) {
                 fclose(f);
                 *tok_out = distill_tokenizer_load(tp, NULL, err);
-                if (!*tok_out) { DISTILL_FREE(tp); distill_model_free(m); return NULL; }
+                if (!*tok_out) { DISTILL_FREE(tp); DISTILL_FREE(path); distill_model_free(m); return NULL; }
             }
             DISTILL_FREE(tp);
         }
     }
+    DISTILL_FREE(path);
     return m;
 }
 
