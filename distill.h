@@ -1108,6 +1108,18 @@ DISTILL_API int distill_checkpoint_write(const char *path, const distill_model *
                                          const char *train_json, const distill_ckpt_section *extra,
                                          int n_extra, distill_error *err);
 
+/* What a model's checkpoints carry besides the weights: its tokenizer (serialised, so a
+   checkpoint is self-contained: distill_model_load gives it back through tok_out, before any
+   tokenizer file beside the checkpoint) and the name of its chat template (NULL: none). Stored
+   as the sections "tokenizer" and "chat_template" by every later distill_checkpoint_write of m;
+   a model loaded from such a checkpoint keeps them. Checkpoints without them load as before. */
+DISTILL_API int distill_model_set_tokenizer(distill_model *m, const distill_tokenizer *tok,
+                                            const char *chat_template, distill_error *err);
+/* The chat template name the model carries, or NULL. */
+DISTILL_API const char *distill_model_chat_template(const distill_model *m);
+/* 1 if the model carries a tokenizer. */
+DISTILL_API int distill_model_has_tokenizer(const distill_model *m);
+
 /* A checkpoint read back and verified (magic, version, sizes against the file size, checksums). */
 typedef struct distill_checkpoint {
     char *path;
@@ -5988,16 +6000,25 @@ static void distill__tk_write_escaped(FILE *f, const char *s, size_t n) {
     }
 }
 
+static void distill__tk_write_own(const distill_tokenizer *t, FILE *f);
+
 DISTILL_API int distill_tokenizer_save(const distill_tokenizer *t, const char *path,
                                        distill_error *err) {
     distill_atomic_file af;
-    int32_t id, r, n_plain = 0, identity = 1, k;
-    FILE *f;
     if (t->kind != DISTILL__KIND_BPE)
         return distill__err(err, "%s: llama2.c tokenizers are kept in their own .bin format, not "
                             "saved as text", path);
     if (distill_atomic_open(&af, path, err)) return -1;
-    f = af.f;
+    distill__tk_write_own(t, af.f);
+    if (ferror(af.f)) {
+        distill_atomic_abort(&af);
+        return distill__err(err, "%s: write error", path);
+    }
+    return distill_atomic_commit(&af, err);
+}
+
+static void distill__tk_write_own(const distill_tokenizer *t, FILE *f) {
+    int32_t id, r, n_plain = 0, identity = 1, k;
     for (k = 0; k < 256; k++) if (t->byte_id[k] != k) identity = 0;
     for (id = 0; id < t->n_vocab; id++) if (t->tok_flag[id] == DISTILL__TK_PLAIN) n_plain++;
     fprintf(f, "distill-tokenizer 1\npattern %s\n", distill_pattern_name(t->pattern));
@@ -6034,11 +6055,43 @@ DISTILL_API int distill_tokenizer_save(const distill_tokenizer *t, const char *p
             fputc('\n', f);
         }
     fprintf(f, "end\n");
-    if (ferror(f)) {
-        distill_atomic_abort(&af);
-        return distill__err(err, "%s: write error", path);
+}
+
+/* The tokenizer as bytes a checkpoint can carry: the own text format, or llama2.c's
+   tokenizer.bin (max_token_length, then score, length, bytes per token) for those.
+   distill__tk_from_bytes reads either back. */
+static unsigned char *distill__tk_to_bytes(const distill_tokenizer *t, size_t *size, distill_error *err) {
+    FILE *f = tmpfile();
+    unsigned char *b = NULL;
+    long n;
+    if (!f) { distill__err(err, "cannot create a temporary buffer for the tokenizer"); return NULL; }
+    if (t->kind == DISTILL__KIND_BPE) {
+        distill__tk_write_own(t, f);
+    } else {
+        int32_t id, maxlen = 1, k;
+        unsigned char w[8];
+        uint32_t u[2];
+        for (id = 0; id < t->n_vocab; id++) if ((int32_t)t->tok_len[id] > maxlen) maxlen = (int32_t)t->tok_len[id];
+        for (k = 0; k < 4; k++) w[k] = (unsigned char)((uint32_t)maxlen >> (8 * k));
+        fwrite(w, 1, 4, f);
+        for (id = 0; id < t->n_vocab; id++) {   /* little-endian, as llama2.c writes on x86 */
+            memcpy(&u[0], &t->scores[id], 4);
+            u[1] = (uint32_t)t->tok_len[id];
+            for (k = 0; k < 8; k++) w[k] = (unsigned char)(u[k / 4] >> (8 * (k % 4)));
+            fwrite(w, 1, 8, f);
+            fwrite(t->pool + t->tok_off[id], 1, t->tok_len[id], f);
+        }
     }
-    return distill_atomic_commit(&af, err);
+    n = ferror(f) ? -1 : ftell(f);
+    if (n > 0 && (b = (unsigned char *)DISTILL_MALLOC((size_t)n + 1)) != NULL) {
+        rewind(f);
+        if (fread(b, 1, (size_t)n, f) != (size_t)n) { DISTILL_FREE(b); b = NULL; }
+        else b[n] = 0;
+    }
+    fclose(f);
+    if (!b) distill__err(err, "cannot serialise the tokenizer");
+    *size = b ? (size_t)n : 0;
+    return b;
 }
 
 /* A line cursor over a NUL-terminated buffer, for error messages with line numbers. */
@@ -6847,6 +6900,21 @@ fail:
     DISTILL_FREE(buf);
     distill_tokenizer_free(t);
     return NULL;
+}
+
+static distill_tokenizer *distill__tk_from_bytes(const char *name, const unsigned char *d, size_t size, distill_error *err) {
+    char *copy;
+    distill_tokenizer *t;
+    if (size >= 17 && !memcmp(d, "distill-tokenizer", 17)) {
+        copy = (char *)DISTILL_MALLOC(size + 1);   /* the text loader wants a NUL at the end */
+        if (!copy) { distill__err(err, "%s: out of memory", name); return NULL; }
+        memcpy(copy, d, size);
+        copy[size] = 0;
+        t = distill__tk_load_own(name, copy, size, err);
+        DISTILL_FREE(copy);
+        return t;
+    }
+    return distill__tk_load_llama(name, d, size, err);
 }
 
 DISTILL_API distill_tokenizer *distill_tokenizer_load(const char *path, const char *merges_path,
@@ -9409,6 +9477,10 @@ typedef struct distill__state {
        gradient buffer is final, so its all-reduce can start while lower layers still compute */
     void (*grad_ready)(void *ctx, size_t lo);
     void *grad_ready_ctx;
+    /* what checkpoints of this model carry besides the weights (distill_model_set_tokenizer) */
+    unsigned char *tok_bytes;        /* the tokenizer serialised (own text format or llama2.c .bin) */
+    size_t tok_size;
+    char tmpl_name[32];              /* chat template name ("" none) */
 } distill__state;
 
 #define DISTILL__CE_BLOCK 4          /* rows per loss-callback call (one statistics slot each) */
@@ -9579,6 +9651,7 @@ DISTILL_API void distill_model_free(distill_model *m) {
     if (s) {
         distill_free_aligned(s->block);
         DISTILL_FREE(s->norm_parts);
+        DISTILL_FREE(s->tok_bytes);
         DISTILL_FREE(s);
     }
     distill_free_aligned(m->params);
@@ -9588,6 +9661,30 @@ DISTILL_API void distill_model_free(distill_model *m) {
     DISTILL_FREE(m->tensors);
     DISTILL_FREE(m->layers);
     DISTILL_FREE(m);
+}
+
+DISTILL_API int distill_model_set_tokenizer(distill_model *m, const distill_tokenizer *tok,
+                                            const char *chat_template, distill_error *err) {
+    distill__state *s = (distill__state *)m->internal;
+    unsigned char *b = NULL;
+    size_t n = 0;
+    if (chat_template && strlen(chat_template) >= sizeof s->tmpl_name)
+        return distill__err(err, "chat template name '%.60s' is too long", chat_template);
+    if (tok && !(b = distill__tk_to_bytes(tok, &n, err))) return -1;
+    DISTILL_FREE(s->tok_bytes);
+    s->tok_bytes = b;
+    s->tok_size = n;
+    snprintf(s->tmpl_name, sizeof s->tmpl_name, "%s", chat_template ? chat_template : "");
+    return 0;
+}
+
+DISTILL_API const char *distill_model_chat_template(const distill_model *m) {
+    const distill__state *s = (const distill__state *)m->internal;
+    return s->tmpl_name[0] ? s->tmpl_name : NULL;
+}
+
+DISTILL_API int distill_model_has_tokenizer(const distill_model *m) {
+    return ((const distill__state *)m->internal)->tok_bytes != NULL;
 }
 
 DISTILL_API distill_model *distill_model_create(const distill_config *cfg, int max_batch, int max_seq,
@@ -11061,7 +11158,7 @@ DISTILL_API int distill_checkpoint_write(const char *path, const distill_model *
                                          int n_extra, distill_error *err) {
     /* The JSON header is built in memory first (its length goes in the fixed header), then the
        sections stream out in order while the CRC is updated. */
-    distill_ckpt_section secs[64];
+    distill_ckpt_section secs[66];   /* params, adam_m, adam_v, <= 60 extra, tokenizer, chat_template */
     int ns = 0, i;
     char *json = NULL;
     size_t json_len = 0, off = 0;
@@ -11076,6 +11173,11 @@ DISTILL_API int distill_checkpoint_write(const char *path, const distill_model *
         secs[ns].name = "adam_v"; secs[ns].data = m->v; secs[ns].size = m->num_floats * sizeof(float); ns++;
     }
     for (i = 0; i < n_extra; i++) secs[ns++] = extra[i];
+    {   /* the tokenizer and chat template the model carries (distill_model_set_tokenizer) */
+        const distill__state *st = (const distill__state *)m->internal;
+        if (st->tok_bytes) { secs[ns].name = "tokenizer"; secs[ns].data = st->tok_bytes; secs[ns].size = st->tok_size; ns++; }
+        if (st->tmpl_name[0]) { secs[ns].name = "chat_template"; secs[ns].data = st->tmpl_name; secs[ns].size = strlen(st->tmpl_name); ns++; }
+    }
     mf = tmpfile();
     if (!mf) return distill__err(err, "%s: cannot create a temporary buffer: %s", path, strerror(errno));
     fprintf(mf, "{\"format\": \"distill-checkpoint\", \"version\": %u, \"config\": ", DISTILL__CKPT_VERSION);
@@ -11958,6 +12060,28 @@ DISTILL_API const char *distill_model_file_format(const char *path_in, distill_e
     return fmt;
 }
 
+/* The tokenizer and chat template a checkpoint carries: kept on the model, and the tokenizer
+   handed to the caller when asked (tok_out). */
+static int distill__ckpt_carried(const distill_checkpoint *ck, distill_model *m, distill_tokenizer **tok_out,
+                                 distill_error *err) {
+    distill__state *s = (distill__state *)m->internal;
+    size_t tn = 0, cn = 0;
+    const unsigned char *tb = (const unsigned char *)distill_checkpoint_section(ck, "tokenizer", &tn);
+    const char *cb = (const char *)distill_checkpoint_section(ck, "chat_template", &cn);
+    if (cb && cn > 0 && cn < sizeof s->tmpl_name) { memcpy(s->tmpl_name, cb, cn); s->tmpl_name[cn] = 0; }
+    if (!tb || tn == 0) return 0;
+    if (!(s->tok_bytes = (unsigned char *)DISTILL_MALLOC(tn + 1))) return distill__err(err, "%s: out of memory", ck->path);
+    memcpy(s->tok_bytes, tb, tn);
+    s->tok_bytes[tn] = 0;
+    s->tok_size = tn;
+    if (tok_out) {
+        char name[600];
+        snprintf(name, sizeof name, "%.500s (section 'tokenizer')", ck->path);
+        if (!(*tok_out = distill__tk_from_bytes(name, tb, tn, err))) return -1;
+    }
+    return 0;
+}
+
 static int distill__file_exists(const char *path) {
     FILE *f = fopen(path, "rb");
     if (f) fclose(f);
@@ -12042,7 +12166,10 @@ DISTILL_API distill_model *distill_model_load(const char *path_in, int max_batch
                              path, have, distill__count_params(&ck->cfg, NULL));
             else
                 m = distill_model_create(&ck->cfg, max_batch, max_seq, 0, err);
-            if (m && distill_checkpoint_restore(ck, m, 0, err) != 0) { distill_model_free(m); m = NULL; }
+            if (m && (distill_checkpoint_restore(ck, m, 0, err) != 0 || distill__ckpt_carried(ck, m, tok_out, err) != 0)) {
+                distill_model_free(m);
+                m = NULL;
+            }
             distill_checkpoint_free(ck);
         }
     } else if (!strcmp(fmt, "safetensors")) {
@@ -12052,7 +12179,7 @@ DISTILL_API distill_model *distill_model_load(const char *path_in, int max_batch
     }
 loaded:
     DISTILL_FREE(buf);
-    if (m && tok_out) {
+    if (m && tok_out && !*tok_out) {
         /* a tokenizer beside the model, by the names each ecosystem uses */
         static const char *names[] = {"tokenizer.json", "tokenizer.bin", "tokenizer.txt"};
         size_t i;
