@@ -758,7 +758,7 @@ typedef struct distill_config {
     int vocab_size;        /* V */
     int dim;               /* C */
     int n_layers;          /* L */
-    int n_heads;           /* NH; head size HS = C / NH */
+    int n_heads;           /* NH; head size HS = C / NH unless head_dim says otherwise */
     int n_kv_heads;        /* grouped-query attention: divides n_heads */
     int hidden_dim;        /* SwiGLU FFN width */
     float rope_theta;      /* 10000 for Llama, 1e6 for Qwen2 */
@@ -767,7 +767,19 @@ typedef struct distill_config {
     int tie_embeddings;    /* 1: the LM head is the token embedding */
     float init_std;        /* normal(0, init_std) initialisation, 0.02 by default */
     int scale_residual_init; /* 1: residual projections (o, down) get init_std/sqrt(2L) */
+    /* Hugging Face architecture options (0 = off: the fields above alone describe Llama/Qwen2) */
+    int head_dim;          /* HS decoupled from C / NH (Qwen3, some Llamas); 0: C / NH. q/k/v/o are
+                              then (NH*HS,C) (NKV*HS,C) (NKV*HS,C) (C,NH*HS) */
+    int qk_norm;           /* 1: per-head RMSNorm of q and k before RoPE, weights (HS) (Qwen3) */
+    int rope_scaling;      /* DISTILL_ROPE_DEFAULT, _LINEAR (positions / factor), _LLAMA3 (Llama 3.1) */
+    float rope_factor;                 /* LINEAR, LLAMA3 */
+    float rope_low_freq_factor;        /* LLAMA3 */
+    float rope_high_freq_factor;       /* LLAMA3 */
+    int rope_original_max_pos;         /* LLAMA3: original_max_position_embeddings */
 } distill_config;
+enum { DISTILL_ROPE_DEFAULT = 0, DISTILL_ROPE_LINEAR = 1, DISTILL_ROPE_LLAMA3 = 2 };
+/* HS of a config: head_dim, or C / NH when head_dim is 0. */
+DISTILL_API int distill_config_head_dim(const distill_config *cfg);
 
 DISTILL_API distill_config distill_config_default(void);
 /* 0 if valid, else -1 with a message naming the field, e.g.
@@ -830,6 +842,7 @@ typedef struct distill_layer_params {
     float *bq, *bk, *bv;           /* (NH*HS) (NKV*HS) (NKV*HS) */
     float *ffn_norm;               /* (C) */
     float *w_gate, *w_up, *w_down; /* (F,C) (F,C) (C,F) */
+    float *q_norm, *k_norm;        /* (HS) (HS) with qk_norm (Qwen3), else NULL */
 } distill_layer_params;
 
 typedef struct distill_model distill_model;
@@ -902,6 +915,11 @@ DISTILL_API void distill_rmsnorm_forward(float *out, float *rstd, const float *i
 DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, const float *rstd, int N, int C);
 DISTILL_API void distill_rope_forward(float *x, const int32_t *pos, int N, int nh, int hs, float theta);   /* in place */
 DISTILL_API void distill_rope_backward(float *dx, const int32_t *pos, int N, int nh, int hs, float theta); /* in place */
+/* RoPE with a config's frequencies (rope_theta, HS, rope_scaling): inv_freq gets HS/2 values
+   as transformers computes them; the _freqs variants rotate with given frequencies. */
+DISTILL_API void distill_rope_inv_freq(const distill_config *cfg, double *inv_freq);
+DISTILL_API void distill_rope_forward_freqs(float *x, const int32_t *pos, int N, int nh, int hs, const double *inv_freq);
+DISTILL_API void distill_rope_backward_freqs(float *dx, const int32_t *pos, int N, int nh, int hs, const double *inv_freq);
 DISTILL_API void distill_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
 
@@ -9015,15 +9033,21 @@ DISTILL_API distill_config distill_config_default(void) {
 #define DISTILL__MAX_LAYERS 4096
 #define DISTILL__MAX_HIDDEN (1 << 30)
 
+DISTILL_API int distill_config_head_dim(const distill_config *c) {
+    return c->head_dim > 0 ? c->head_dim : c->dim / (c->n_heads > 0 ? c->n_heads : 1);
+}
+
 /* The parameter count of a (valid-looking) config, 0 on size_t overflow. */
 static size_t distill__count_params(const distill_config *c, size_t *padded) {
     size_t C = (size_t)c->dim, V = (size_t)c->vocab_size, F = (size_t)c->hidden_dim;
-    size_t HS = C / (size_t)c->n_heads, QD = HS * (size_t)c->n_heads, KVD = HS * (size_t)c->n_kv_heads;
+    size_t HS = (size_t)distill_config_head_dim(c), QD = HS * (size_t)c->n_heads, KVD = HS * (size_t)c->n_kv_heads;
     size_t per_layer = 0, total = 0, pad = 0, t = 0, parts[16];
     int n = 0, i;
     /* the per-layer tensors, in table order */
+    if (QD != 0 && C > SIZE_MAX / QD) return 0;
     parts[n++] = C; parts[n++] = QD * C; parts[n++] = KVD * C; parts[n++] = KVD * C; parts[n++] = C * QD;
     if (c->qkv_bias) { parts[n++] = QD; parts[n++] = KVD; parts[n++] = KVD; }
+    if (c->qk_norm) { parts[n++] = HS; parts[n++] = HS; }
     parts[n++] = C; parts[n++] = F * C; parts[n++] = F * C; parts[n++] = C * F;
     if (F != 0 && C > SIZE_MAX / F) return 0;
     if (C > SIZE_MAX / C) return 0;
@@ -9059,10 +9083,25 @@ DISTILL_API int distill_config_validate(const distill_config *c, distill_error *
         return distill__err(err, "config: n_kv_heads (%d) must be in [1, n_heads (%d)]", c->n_kv_heads, c->n_heads);
     if (c->n_heads % c->n_kv_heads != 0)
         return distill__err(err, "config: n_heads (%d) must be divisible by n_kv_heads (%d)", c->n_heads, c->n_kv_heads);
-    if (c->dim % c->n_heads != 0)
+    if (c->head_dim < 0 || c->head_dim > 65536 || c->head_dim % 2 != 0)
+        return distill__err(err, "config: head_dim (%d) must be 0 (dim / n_heads) or an even number up to 65536", c->head_dim);
+    if (c->head_dim == 0 && c->dim % c->n_heads != 0)
         return distill__err(err, "config: dim (%d) must be divisible by n_heads (%d)", c->dim, c->n_heads);
-    if ((c->dim / c->n_heads) % 2 != 0)
+    if (c->head_dim == 0 && (c->dim / c->n_heads) % 2 != 0)
         return distill__err(err, "config: head size dim/n_heads (%d) must be even for rotary embeddings", c->dim / c->n_heads);
+    if ((double)distill_config_head_dim(c) * c->n_heads > (double)DISTILL__MAX_DIM)
+        return distill__err(err, "config: n_heads * head_dim (%d * %d) must be at most %d", c->n_heads, c->head_dim, DISTILL__MAX_DIM);
+    if (c->qk_norm != 0 && c->qk_norm != 1) return distill__err(err, "config: qk_norm (%d) must be 0 or 1", c->qk_norm);
+    if (c->rope_scaling < DISTILL_ROPE_DEFAULT || c->rope_scaling > DISTILL_ROPE_LLAMA3)
+        return distill__err(err, "config: rope_scaling (%d) must be 0 (default), 1 (linear) or 2 (llama3)", c->rope_scaling);
+    if (c->rope_scaling && !(c->rope_factor >= 1.0f && c->rope_factor <= 1e6f))
+        return distill__err(err, "config: rope_factor (%g) must be in [1, 1e6]", (double)c->rope_factor);
+    if (c->rope_scaling == DISTILL_ROPE_LLAMA3 &&
+        (!(c->rope_low_freq_factor > 0.0f) || !(c->rope_high_freq_factor > c->rope_low_freq_factor) ||
+         !(c->rope_high_freq_factor < 1e6f) || c->rope_original_max_pos < 1))
+        return distill__err(err, "config: llama3 rope scaling needs 0 < low_freq_factor (%g) < high_freq_factor (%g) and "
+                            "original_max_position_embeddings (%d) >= 1", (double)c->rope_low_freq_factor,
+                            (double)c->rope_high_freq_factor, c->rope_original_max_pos);
     if (c->hidden_dim < 1 || c->hidden_dim > DISTILL__MAX_HIDDEN)
         return distill__err(err, "config: hidden_dim (%d) must be in [1, %d]", c->hidden_dim, DISTILL__MAX_HIDDEN);
     if (!(c->rope_theta > 1.0f) || !(c->rope_theta < FLT_MAX))
@@ -9210,7 +9249,7 @@ DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const flo
    stack table, and the rotation then runs over every head as contiguous loops. Pairs are taken
    in blocks of DISTILL__ROPE_BLOCK so any head size works without allocating. */
 #define DISTILL__ROPE_BLOCK 64
-typedef struct { float *x; const int32_t *pos; int nh, hs; double theta; float sign; } distill__rope_ctx;
+typedef struct { float *x; const int32_t *pos; int nh, hs; double theta; float sign; const double *inv; } distill__rope_ctx;
 
 static void distill__rope_task(void *p, int64_t b, int64_t e, int th) {
     const distill__rope_ctx *c = (const distill__rope_ctx *)p;
@@ -9221,7 +9260,7 @@ static void distill__rope_task(void *p, int64_t b, int64_t e, int th) {
     (void)th;
     for (i0 = 0; i0 < half; i0 += nb) {
         nb = half - i0 < DISTILL__ROPE_BLOCK ? half - i0 : DISTILL__ROPE_BLOCK;
-        for (i = 0; i < nb; i++) freq[i] = pow(c->theta, -2.0 * (double)(i0 + i) / (double)c->hs);
+        for (i = 0; i < nb; i++) freq[i] = c->inv ? c->inv[i0 + i] : pow(c->theta, -2.0 * (double)(i0 + i) / (double)c->hs);
         for (n = b; n < e; n++) {
             double pos = c->pos ? (double)c->pos[n] : (double)n;
             for (i = 0; i < nb; i++) {
@@ -9242,13 +9281,47 @@ static void distill__rope_task(void *p, int64_t b, int64_t e, int th) {
 }
 DISTILL_API void distill_rope_forward(float *x, const int32_t *pos, int N, int nh, int hs, float theta) {
     distill__rope_ctx c;
-    c.x = x; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = theta; c.sign = 1.0f;
+    c.x = x; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = theta; c.sign = 1.0f; c.inv = NULL;
     distill_parallel_for(N, 16, distill__rope_task, &c);
 }
 DISTILL_API void distill_rope_backward(float *dx, const int32_t *pos, int N, int nh, int hs, float theta) {
     distill__rope_ctx c;
-    c.x = dx; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = theta; c.sign = -1.0f;
+    c.x = dx; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = theta; c.sign = -1.0f; c.inv = NULL;
     distill_parallel_for(N, 16, distill__rope_task, &c);
+}
+DISTILL_API void distill_rope_forward_freqs(float *x, const int32_t *pos, int N, int nh, int hs, const double *inv_freq) {
+    distill__rope_ctx c;
+    c.x = x; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = 0; c.sign = 1.0f; c.inv = inv_freq;
+    distill_parallel_for(N, 16, distill__rope_task, &c);
+}
+DISTILL_API void distill_rope_backward_freqs(float *dx, const int32_t *pos, int N, int nh, int hs, const double *inv_freq) {
+    distill__rope_ctx c;
+    c.x = dx; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = 0; c.sign = -1.0f; c.inv = inv_freq;
+    distill_parallel_for(N, 16, distill__rope_task, &c);
+}
+
+/* The frequencies, as transformers' RoPE initialisation computes them:
+       default  inv_i = theta^(-2i/HS)
+       linear   inv_i / factor                                  (positions stretched by factor)
+       llama3   with wavelength w_i = 2 pi / inv_i, Lo = orig / low_freq_factor, Hi = orig / high_freq_factor:
+                w_i < Hi: inv_i;   w_i > Lo: inv_i / factor;   otherwise, with s = (orig / w_i - low) / (high - low):
+                (1 - s) inv_i / factor + s inv_i
+   (attention is not rescaled for these types). */
+DISTILL_API void distill_rope_inv_freq(const distill_config *c, double *inv) {
+    int hs = distill_config_head_dim(c), i;
+    double f = c->rope_factor, lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor, orig = c->rope_original_max_pos;
+    for (i = 0; i < hs / 2; i++) {
+        double v = pow((double)c->rope_theta, -2.0 * (double)i / (double)hs), w = 2.0 * 3.14159265358979323846 / v;
+        if (c->rope_scaling == DISTILL_ROPE_LINEAR) v /= f;
+        else if (c->rope_scaling == DISTILL_ROPE_LLAMA3) {
+            if (w > orig / lo) v /= f;
+            else if (!(w < orig / hi)) {
+                double s = (orig / w - lo) / (hi - lo);
+                v = (1.0 - s) * v / f + s * v;
+            }
+        }
+        inv[i] = v;
+    }
 }
 
 /* ---- causal grouped-query attention, flash style ------------------------------------
@@ -9458,6 +9531,7 @@ typedef struct distill__state {
     size_t head_k;         /* positions per head chunk */
     /* per layer (stride cap*width): */
     float *x, *ln1, *q, *k, *v, *att, *lse, *xmid, *ln2, *gate, *up, *rstd1, *rstd2;
+    float *qr, *kr, *rstdq, *rstdk;  /* qk_norm: q and k before their norm, and its rstd */
     float *xL, *lnf, *rstdf;
     float *dres, *buf_a, *buf_w;     /* backward scratch; buf_a also holds dlnf */
     float *head_logits, *head_x, *head_dx;
@@ -9481,6 +9555,7 @@ typedef struct distill__state {
     unsigned char *tok_bytes;        /* the tokenizer serialised (own text format or llama2.c .bin) */
     size_t tok_size;
     char tmpl_name[32];              /* chat template name ("" none) */
+    double *inv_freq;                /* RoPE frequencies (HS/2) of the config (rope_scaling included) */
 } distill__state;
 
 #define DISTILL__CE_BLOCK 4          /* rows per loss-callback call (one statistics slot each) */
@@ -9497,16 +9572,24 @@ static void *distill__carve(char *base, size_t *off, size_t count, size_t size) 
 /* Lay out (or, with base NULL, measure) the activation block for capacity B*T. */
 static size_t distill__layout(distill__state *s, char *base, const distill_config *c, int B, int T) {
     size_t off = 0, BT = (size_t)B * T, L = (size_t)c->n_layers, C = (size_t)c->dim, F = (size_t)c->hidden_dim;
-    size_t HS = C / (size_t)c->n_heads, KVD = HS * (size_t)c->n_kv_heads, V = (size_t)c->vocab_size;
-    size_t K = BT < DISTILL_HEAD_CHUNK ? BT : DISTILL_HEAD_CHUNK, W = 2 * F > C + 2 * KVD ? 2 * F : C + 2 * KVD;
+    size_t HS = (size_t)distill_config_head_dim(c), QD = HS * (size_t)c->n_heads, KVD = HS * (size_t)c->n_kv_heads;
+    size_t V = (size_t)c->vocab_size, K = BT < DISTILL_HEAD_CHUNK ? BT : DISTILL_HEAD_CHUNK;
+    /* backward scratch: the MLP's h and dh (2F), or dq, dk, dv (+ dq, dk before the q/k norm) */
+    size_t WA = QD + 2 * KVD + (c->qk_norm ? QD + KVD : 0), W = 2 * F > WA ? 2 * F : WA, CA = C > QD ? C : QD;
     s->cap = BT;
     s->head_k = K;
     s->x = (float *)distill__carve(base, &off, L * BT * C, 4);
     s->ln1 = (float *)distill__carve(base, &off, L * BT * C, 4);
-    s->q = (float *)distill__carve(base, &off, L * BT * C, 4);
+    s->q = (float *)distill__carve(base, &off, L * BT * QD, 4);
     s->k = (float *)distill__carve(base, &off, L * BT * KVD, 4);
     s->v = (float *)distill__carve(base, &off, L * BT * KVD, 4);
-    s->att = (float *)distill__carve(base, &off, L * BT * C, 4);
+    s->att = (float *)distill__carve(base, &off, L * BT * QD, 4);
+    if (c->qk_norm) {
+        s->qr = (float *)distill__carve(base, &off, L * BT * QD, 4);
+        s->kr = (float *)distill__carve(base, &off, L * BT * KVD, 4);
+        s->rstdq = (float *)distill__carve(base, &off, L * BT * (size_t)c->n_heads, 4);
+        s->rstdk = (float *)distill__carve(base, &off, L * BT * (size_t)c->n_kv_heads, 4);
+    }
     s->lse = (float *)distill__carve(base, &off, L * BT * (size_t)c->n_heads, 4);
     s->xmid = (float *)distill__carve(base, &off, L * BT * C, 4);
     s->ln2 = (float *)distill__carve(base, &off, L * BT * C, 4);
@@ -9518,7 +9601,7 @@ static size_t distill__layout(distill__state *s, char *base, const distill_confi
     s->lnf = (float *)distill__carve(base, &off, BT * C, 4);
     s->rstdf = (float *)distill__carve(base, &off, BT, 4);
     s->dres = (float *)distill__carve(base, &off, BT * C, 4);
-    s->buf_a = (float *)distill__carve(base, &off, BT * C, 4);
+    s->buf_a = (float *)distill__carve(base, &off, BT * CA, 4);
     s->buf_w = (float *)distill__carve(base, &off, BT * W, 4);
     s->head_logits = (float *)distill__carve(base, &off, K * V, 4);
     s->head_x = (float *)distill__carve(base, &off, K * C, 4);
@@ -9534,12 +9617,13 @@ static size_t distill__layout(distill__state *s, char *base, const distill_confi
 
 DISTILL_API size_t distill_model_activation_bytes(const distill_config *c, int B, int T) {
     double BT = (double)B * T, L = c->n_layers, C = c->dim, F = c->hidden_dim, V = c->vocab_size;
-    double NH = c->n_heads, HS = C / NH, KVD = HS * c->n_kv_heads;
+    double NH = c->n_heads, HS = distill_config_head_dim(c), QD = HS * NH, KVD = HS * c->n_kv_heads;
     double K = BT < DISTILL_HEAD_CHUNK ? BT : DISTILL_HEAD_CHUNK;
-    double W = 2 * F > C + 2 * KVD ? 2 * F : C + 2 * KVD;
-    double floats = L * (BT * (6 * C + 2 * KVD + 2 * F + 2) + B * NH * T)
+    double WA = QD + 2 * KVD + (c->qk_norm ? QD + KVD : 0), W = 2 * F > WA ? 2 * F : WA, CA = C > QD ? C : QD;
+    double QK = c->qk_norm ? BT * (QD + KVD + NH + c->n_kv_heads) : 0;   /* q, k before the norm; rstd */
+    double floats = L * (BT * (4 * C + 2 * QD + 2 * KVD + 2 * F + 2) + B * NH * T + QK)
                   + BT * (2 * C + 1)
-                  + BT * (2 * C + W)
+                  + BT * (C + CA + W)
                   + K * (V + 2 * C);
     double bytes = 4 * floats + 20 * BT + 4.0 * B + (double)sizeof(distill_stats) * ceil(K / DISTILL__CE_BLOCK);
     return bytes >= (double)SIZE_MAX ? SIZE_MAX : (size_t)bytes;
@@ -9549,8 +9633,8 @@ DISTILL_API size_t distill_model_activation_bytes(const distill_config *c, int B
 static int distill__build_table(distill_model *m, distill_error *err) {
     const distill_config *c = &m->cfg;
     int C = c->dim, V = c->vocab_size, F = c->hidden_dim, L = c->n_layers, l;
-    int HS = C / c->n_heads, QD = HS * c->n_heads, KVD = HS * c->n_kv_heads;
-    int cap = 2 + L * (c->qkv_bias ? 12 : 9) + 1, n = 0;
+    int HS = distill_config_head_dim(c), QD = HS * c->n_heads, KVD = HS * c->n_kv_heads;
+    int cap = 2 + L * (c->qkv_bias ? 12 : 9) + (c->qk_norm ? 2 * L : 0) + 1, n = 0;
     size_t off = 0;
     m->tensors = (distill_tensor_info *)DISTILL_MALLOC(sizeof(distill_tensor_info) * (size_t)cap);
     m->layers = (distill_layer_params *)DISTILL_MALLOC(sizeof(distill_layer_params) * (size_t)L);
@@ -9577,6 +9661,10 @@ static int distill__build_table(distill_model *m, distill_error *err) {
         DISTILL__T("model.layers.%d.self_attn.v_proj.weight", l, KVD, C, 1);
         if (c->qkv_bias) DISTILL__T("model.layers.%d.self_attn.v_proj.bias", l, KVD, 0, 0);
         DISTILL__T("model.layers.%d.self_attn.o_proj.weight", l, C, QD, 1);
+        if (c->qk_norm) {
+            DISTILL__T("model.layers.%d.self_attn.q_norm.weight", l, HS, 0, 0);
+            DISTILL__T("model.layers.%d.self_attn.k_norm.weight", l, HS, 0, 0);
+        }
         DISTILL__T("model.layers.%d.post_attention_layernorm.weight", l, C, 0, 0);
         DISTILL__T("model.layers.%d.mlp.gate_proj.weight", l, F, C, 1);
         DISTILL__T("model.layers.%d.mlp.up_proj.weight", l, F, C, 1);
@@ -9607,6 +9695,10 @@ static void distill__bind_views(distill_model *m) {
         p->wv = m->params + m->tensors[i++].offset;
         if (c->qkv_bias) p->bv = m->params + m->tensors[i++].offset;
         p->wo = m->params + m->tensors[i++].offset;
+        if (c->qk_norm) {
+            p->q_norm = m->params + m->tensors[i++].offset;
+            p->k_norm = m->params + m->tensors[i++].offset;
+        }
         p->ffn_norm = m->params + m->tensors[i++].offset;
         p->w_gate = m->params + m->tensors[i++].offset;
         p->w_up = m->params + m->tensors[i++].offset;
@@ -9652,6 +9744,7 @@ DISTILL_API void distill_model_free(distill_model *m) {
         distill_free_aligned(s->block);
         DISTILL_FREE(s->norm_parts);
         DISTILL_FREE(s->tok_bytes);
+        DISTILL_FREE(s->inv_freq);
         DISTILL_FREE(s);
     }
     distill_free_aligned(m->params);
@@ -9720,9 +9813,11 @@ DISTILL_API distill_model *distill_model_create(const distill_config *cfg, int m
     }
     s->n_norm_parts = (m->num_floats + DISTILL__NORM_BLOCK - 1) / DISTILL__NORM_BLOCK;
     s->norm_parts = (double *)DISTILL_MALLOC(sizeof(double) * s->n_norm_parts);
+    s->inv_freq = (double *)DISTILL_MALLOC(sizeof(double) * (size_t)(distill_config_head_dim(cfg) / 2 + 1));
+    if (s->inv_freq) distill_rope_inv_freq(cfg, s->inv_freq);
     bytes = distill__layout(s, NULL, cfg, max_batch, max_seq);
     s->block = distill_alloc_aligned(bytes, 64);
-    if (!s->block || !s->norm_parts) {
+    if (!s->block || !s->norm_parts || !s->inv_freq) {
         distill__err(err, "distill_model_create: out of memory for %zu bytes of activations (max_batch %d, max_seq %d)",
                      bytes, max_batch, max_seq);
         distill_model_free(m);
@@ -9864,7 +9959,8 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
                             float grad_scale, int fuse_head_grad, distill_stats *stats, distill_error *err) {
     distill__state *s = (distill__state *)m->internal;
     const distill_config *c = &m->cfg;
-    int B, T, C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH, KVD = NKV * HS, l;
+    int B, T, C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = distill_config_head_dim(c);
+    int QD = NH * HS, KVD = NKV * HS, l;
     size_t BT, cap = s->cap;
     int64_t ntok = 0;
     distill_stats acc;
@@ -9878,22 +9974,27 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
     distill_embedding_forward(s->x, s->tok, m->tok_emb, (int)BT, C);
     for (l = 0; l < c->n_layers; l++) {
         const distill_layer_params *p = &m->layers[l];
-        float *x = s->x + l * cap * C, *ln1 = s->ln1 + l * cap * C, *q = s->q + l * cap * C;
-        float *k = s->k + l * cap * KVD, *v = s->v + l * cap * KVD, *att = s->att + l * cap * C;
+        float *x = s->x + l * cap * C, *ln1 = s->ln1 + l * cap * C, *q = s->q + l * cap * QD;
+        float *k = s->k + l * cap * KVD, *v = s->v + l * cap * KVD, *att = s->att + l * cap * QD;
         float *lse = s->lse + l * cap * NH, *xmid = s->xmid + l * cap * C, *ln2 = s->ln2 + l * cap * C;
         float *gate = s->gate + l * cap * F, *up = s->up + l * cap * F;
         float *xout = l + 1 < c->n_layers ? s->x + (l + 1) * cap * C : s->xL;
-        /* attention block */
+        /* attention block; with qk_norm (Qwen3) q and k are RMS-normalised per head before RoPE */
+        float *qp = c->qk_norm ? s->qr + l * cap * QD : q, *kp = c->qk_norm ? s->kr + l * cap * KVD : k;
         distill_rmsnorm_forward(ln1, s->rstd1 + l * cap, x, p->attn_norm, (int)BT, C, c->norm_eps);
-        distill_matmul_forward(q, ln1, p->wq, p->bq, (int)BT, C, NH * HS);
-        distill_matmul_forward(k, ln1, p->wk, p->bk, (int)BT, C, KVD);
+        distill_matmul_forward(qp, ln1, p->wq, p->bq, (int)BT, C, QD);
+        distill_matmul_forward(kp, ln1, p->wk, p->bk, (int)BT, C, KVD);
         distill_matmul_forward(v, ln1, p->wv, p->bv, (int)BT, C, KVD);
-        distill_rope_forward(q, s->pos, (int)BT, NH, HS, c->rope_theta);
-        distill_rope_forward(k, s->pos, (int)BT, NKV, HS, c->rope_theta);
+        if (c->qk_norm) {
+            distill_rmsnorm_forward(q, s->rstdq + l * cap * NH, qp, p->q_norm, (int)BT * NH, HS, c->norm_eps);
+            distill_rmsnorm_forward(k, s->rstdk + l * cap * NKV, kp, p->k_norm, (int)BT * NKV, HS, c->norm_eps);
+        }
+        distill_rope_forward_freqs(q, s->pos, (int)BT, NH, HS, s->inv_freq);
+        distill_rope_forward_freqs(k, s->pos, (int)BT, NKV, HS, s->inv_freq);
         /* the blocked kernel of 10_kernels: same contract and math as distill_attention_forward
            above (the readable version, checked against finite differences in the tests) */
         distill_flash_attention_forward(att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
-        distill_matmul_forward(xmid, att, p->wo, NULL, (int)BT, NH * HS, C);
+        distill_matmul_forward(xmid, att, p->wo, NULL, (int)BT, QD, C);
         distill__residual_add(xmid, x, (int)BT, C);
         /* MLP block; h = silu(gate)*up lives in scratch (recomputed in the backward) */
         distill_rmsnorm_forward(ln2, s->rstd2 + l * cap, xmid, p->ffn_norm, (int)BT, C, c->norm_eps);
@@ -9953,7 +10054,8 @@ DISTILL_API void distill_model_logits(distill_model *m, int b, float *out) {
 DISTILL_API void distill_model_backward(distill_model *m) {
     distill__state *s = (distill__state *)m->internal;
     const distill_config *c = &m->cfg;
-    int C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH, KVD = NKV * HS, l;
+    int C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = distill_config_head_dim(c);
+    int QD = NH * HS, KVD = NKV * HS, l;
     int B = s->B, T = s->T;
     size_t BT = (size_t)B * T, cap = s->cap;
     float *dres = s->dres, *A = s->buf_a;
@@ -9973,17 +10075,19 @@ DISTILL_API void distill_model_backward(distill_model *m) {
     for (l = c->n_layers - 1; l >= 0; l--) {
         const distill_layer_params *p = &m->layers[l];
         distill_layer_params g;
-        float *x = s->x + l * cap * C, *ln1 = s->ln1 + l * cap * C, *q = s->q + l * cap * C;
-        float *k = s->k + l * cap * KVD, *v = s->v + l * cap * KVD, *att = s->att + l * cap * C;
+        float *x = s->x + l * cap * C, *ln1 = s->ln1 + l * cap * C, *q = s->q + l * cap * QD;
+        float *k = s->k + l * cap * KVD, *v = s->v + l * cap * KVD, *att = s->att + l * cap * QD;
         float *lse = s->lse + l * cap * NH, *xmid = s->xmid + l * cap * C, *ln2 = s->ln2 + l * cap * C;
         float *gate = s->gate + l * cap * F, *up = s->up + l * cap * F;
         float *H = s->buf_w, *DH = s->buf_w + BT * F;
-        float *DQ = s->buf_w, *DK = s->buf_w + BT * C, *DV = DK + BT * KVD;
+        float *DQ = s->buf_w, *DK = s->buf_w + BT * QD, *DV = DK + BT * KVD;
+        float *DQR = DV + BT * KVD, *DKR = DQR + BT * QD;   /* qk_norm: d(q), d(k) before the norm */
         g.attn_norm = distill__grad_of(m, p->attn_norm); g.ffn_norm = distill__grad_of(m, p->ffn_norm);
         g.wq = distill__grad_of(m, p->wq); g.wk = distill__grad_of(m, p->wk); g.wv = distill__grad_of(m, p->wv);
         g.wo = distill__grad_of(m, p->wo); g.bq = distill__grad_of(m, p->bq); g.bk = distill__grad_of(m, p->bk);
         g.bv = distill__grad_of(m, p->bv); g.w_gate = distill__grad_of(m, p->w_gate);
         g.w_up = distill__grad_of(m, p->w_up); g.w_down = distill__grad_of(m, p->w_down);
+        g.q_norm = distill__grad_of(m, p->q_norm); g.k_norm = distill__grad_of(m, p->k_norm);
         /* MLP: dres is d(x_l+1); x_l+1 = xmid + down(h) */
         distill_swiglu_forward(H, gate, up, BT * F);
         memset(DH, 0, sizeof(float) * BT * F);
@@ -9994,13 +10098,20 @@ DISTILL_API void distill_model_backward(distill_model *m) {
         distill_matmul_backward(A, g.w_up, NULL, DH, ln2, p->w_up, (int)BT, C, F);
         distill_rmsnorm_backward(dres, g.ffn_norm, A, xmid, p->ffn_norm, s->rstd2 + l * cap, (int)BT, C);
         /* attention: dres is now d(xmid); xmid = x + o(att) */
-        memset(A, 0, sizeof(float) * BT * C);
-        distill_matmul_backward(A, g.wo, NULL, dres, att, p->wo, (int)BT, NH * HS, C);
+        memset(A, 0, sizeof(float) * BT * QD);
+        distill_matmul_backward(A, g.wo, NULL, dres, att, p->wo, (int)BT, QD, C);
         distill_flash_attention_backward(DQ, DK, DV, A, q, k, v, att, lse, s->len, s->kstart, B, T, NH, NKV, HS);
-        distill_rope_backward(DQ, s->pos, (int)BT, NH, HS, c->rope_theta);
-        distill_rope_backward(DK, s->pos, (int)BT, NKV, HS, c->rope_theta);
+        distill_rope_backward_freqs(DQ, s->pos, (int)BT, NH, HS, s->inv_freq);
+        distill_rope_backward_freqs(DK, s->pos, (int)BT, NKV, HS, s->inv_freq);
+        if (c->qk_norm) {   /* through the per-head norms (RMSNorm backward with N = BT*heads rows of HS) */
+            memset(DQR, 0, sizeof(float) * BT * (QD + KVD));
+            distill_rmsnorm_backward(DQR, g.q_norm, DQ, s->qr + l * cap * QD, p->q_norm, s->rstdq + l * cap * NH, (int)BT * NH, HS);
+            distill_rmsnorm_backward(DKR, g.k_norm, DK, s->kr + l * cap * KVD, p->k_norm, s->rstdk + l * cap * NKV, (int)BT * NKV, HS);
+            DQ = DQR;
+            DK = DKR;
+        }
         memset(A, 0, sizeof(float) * BT * C);
-        distill_matmul_backward(A, g.wq, g.bq, DQ, ln1, p->wq, (int)BT, C, NH * HS);
+        distill_matmul_backward(A, g.wq, g.bq, DQ, ln1, p->wq, (int)BT, C, QD);
         distill_matmul_backward(A, g.wk, g.bk, DK, ln1, p->wk, (int)BT, C, KVD);
         distill_matmul_backward(A, g.wv, g.bv, DV, ln1, p->wv, (int)BT, C, KVD);
         distill_rmsnorm_backward(dres, g.attn_norm, A, x, p->attn_norm, s->rstd1 + l * cap, (int)BT, C);
@@ -11095,10 +11206,16 @@ DISTILL_API int distill_kd_head_run_teacher(distill_kd_head *h, distill_model *t
 DISTILL_API void distill_config_write_json(FILE *f, const distill_config *c) {
     fprintf(f, "{\"vocab_size\": %d, \"dim\": %d, \"n_layers\": %d, \"n_heads\": %d, \"n_kv_heads\": %d, "
                "\"hidden_dim\": %d, \"rope_theta\": %.9g, \"norm_eps\": %.9g, \"qkv_bias\": %d, "
-               "\"tie_embeddings\": %d, \"init_std\": %.9g, \"scale_residual_init\": %d}",
+               "\"tie_embeddings\": %d, \"init_std\": %.9g, \"scale_residual_init\": %d",
             c->vocab_size, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim,
             (double)c->rope_theta, (double)c->norm_eps, c->qkv_bias, c->tie_embeddings,
             (double)c->init_std, c->scale_residual_init);
+    if (c->head_dim || c->qk_norm || c->rope_scaling)   /* the HF options, only when used: other files stay as they were */
+        fprintf(f, ", \"head_dim\": %d, \"qk_norm\": %d, \"rope_scaling\": %d, \"rope_factor\": %.9g, "
+                   "\"rope_low_freq_factor\": %.9g, \"rope_high_freq_factor\": %.9g, \"rope_original_max_pos\": %d",
+                c->head_dim, c->qk_norm, c->rope_scaling, (double)c->rope_factor, (double)c->rope_low_freq_factor,
+                (double)c->rope_high_freq_factor, c->rope_original_max_pos);
+    fprintf(f, "}");
 }
 
 /* Integer field of a JSON object, range-checked; a missing field keeps *out when optional. */
@@ -11140,7 +11257,14 @@ static int distill__config_from_json(const distill_json *o, distill_config *c, c
         distill__json_int(o, "qkv_bias", &c->qkv_bias, 0, 0, 1, file, err) ||
         distill__json_int(o, "tie_embeddings", &c->tie_embeddings, 0, 0, 1, file, err) ||
         distill__json_float(o, "init_std", &c->init_std, 1, file, err) ||
-        distill__json_int(o, "scale_residual_init", &c->scale_residual_init, 1, 0, 1, file, err))
+        distill__json_int(o, "scale_residual_init", &c->scale_residual_init, 1, 0, 1, file, err) ||
+        distill__json_int(o, "head_dim", &c->head_dim, 1, 0, 65536, file, err) ||
+        distill__json_int(o, "qk_norm", &c->qk_norm, 1, 0, 1, file, err) ||
+        distill__json_int(o, "rope_scaling", &c->rope_scaling, 1, 0, 2, file, err) ||
+        distill__json_float(o, "rope_factor", &c->rope_factor, 1, file, err) ||
+        distill__json_float(o, "rope_low_freq_factor", &c->rope_low_freq_factor, 1, file, err) ||
+        distill__json_float(o, "rope_high_freq_factor", &c->rope_high_freq_factor, 1, file, err) ||
+        distill__json_int(o, "rope_original_max_pos", &c->rope_original_max_pos, 1, 0, 1 << 30, file, err))
         return -1;
     if (distill_config_validate(c, err) != 0) {
         char tmp[sizeof err->msg];
@@ -11361,12 +11485,19 @@ static int distill__write_hf_config(const distill_model *m, const char *path, co
             "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n  \"hidden_size\": %d,\n"
             "  \"intermediate_size\": %d,\n  \"num_attention_heads\": %d,\n  \"num_hidden_layers\": %d,\n"
             "  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n  \"vocab_size\": %d,\n  \"rms_norm_eps\": %.9g,\n"
-            "  \"rope_theta\": %.9g,\n  \"tie_word_embeddings\": %s,\n  \"max_position_embeddings\": %d,\n"
-            "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"torch_dtype\": \"%s\"\n}\n",
-            c->qkv_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM", c->qkv_bias ? "qwen2" : "llama",
-            c->dim, c->hidden_dim, c->n_heads, c->n_layers, c->n_kv_heads, c->dim / c->n_heads,
+            "  \"rope_theta\": %.9g,\n  \"tie_word_embeddings\": %s,\n  \"max_position_embeddings\": %d,\n",
+            c->qk_norm ? "Qwen3ForCausalLM" : c->qkv_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM",
+            c->qk_norm ? "qwen3" : c->qkv_bias ? "qwen2" : "llama",
+            c->dim, c->hidden_dim, c->n_heads, c->n_layers, c->n_kv_heads, distill_config_head_dim(c),
             c->vocab_size, (double)c->norm_eps, (double)c->rope_theta,
-            c->tie_embeddings ? "true" : "false", m->max_seq > 0 ? m->max_seq : 2048, torch_dtype);
+            c->tie_embeddings ? "true" : "false", m->max_seq > 0 ? m->max_seq : 2048);
+    if (c->rope_scaling == DISTILL_ROPE_LINEAR)
+        fprintf(af.f, "  \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": %.9g},\n", (double)c->rope_factor);
+    else if (c->rope_scaling == DISTILL_ROPE_LLAMA3)
+        fprintf(af.f, "  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": %.9g, \"low_freq_factor\": %.9g, "
+                      "\"high_freq_factor\": %.9g, \"original_max_position_embeddings\": %d},\n",
+                (double)c->rope_factor, (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor, c->rope_original_max_pos);
+    fprintf(af.f, "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"torch_dtype\": \"%s\"\n}\n", torch_dtype);
     rc = distill_atomic_commit(&af, err);
     DISTILL_FREE(cp);
     return rc;
@@ -11603,14 +11734,32 @@ static int distill__hf_refuse(const distill_json *j, const char *path, distill_e
             if (v->items[i].type != DISTILL_JSON_STRING || strcmp(v->items[i].str, "full_attention") != 0)
                 return distill__err(err, "%s:%d: field 'layer_types.%zu': only full_attention layers are supported", path,
                                     v->items[i].line, i);
-    v = distill_json_get(j, "rope_scaling");
-    if (distill__hf_on(v)) {
-        const distill_json *t = distill_json_get(v, "rope_type");
-        if (!t) t = distill_json_get(v, "type");
-        if (!t || t->type != DISTILL_JSON_STRING || strcmp(t->str, "default") != 0)
-            return distill__err(err, "%s:%d: field 'rope_scaling': type '%s' is not supported", path, v->line,
-                                t && t->type == DISTILL_JSON_STRING ? t->str : "?");
-    }
+    return 0;
+}
+
+/* rope_scaling: null or {"rope_type" (or "type"): "default" | "linear" | "llama3", "factor", and
+   for llama3 "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}. */
+static int distill__hf_rope_scaling(const distill_json *j, distill_config *c, const char *path, distill_error *err) {
+    const distill_json *v = distill_json_get(j, "rope_scaling"), *t;
+    char where[600];
+    if (!distill__hf_on(v)) return 0;
+    if (v->type != DISTILL_JSON_OBJECT)
+        return distill__err(err, "%s:%d: field 'rope_scaling': expected an object or null", path, v->line);
+    t = distill_json_get(v, "rope_type");
+    if (!t) t = distill_json_get(v, "type");
+    if (!t || t->type != DISTILL_JSON_STRING)
+        return distill__err(err, "%s:%d: field 'rope_scaling.rope_type': expected a string", path, v->line);
+    if (!strcmp(t->str, "default")) return 0;
+    if (strcmp(t->str, "linear") != 0 && strcmp(t->str, "llama3") != 0)
+        return distill__err(err, "%s:%d: field 'rope_scaling': type '%.40s' is not supported (linear, llama3)", path, v->line, t->str);
+    snprintf(where, sizeof where, "%.500s: rope_scaling", path);
+    c->rope_scaling = !strcmp(t->str, "linear") ? DISTILL_ROPE_LINEAR : DISTILL_ROPE_LLAMA3;
+    if (distill__json_float(v, "factor", &c->rope_factor, 0, where, err)) return -1;
+    if (c->rope_scaling == DISTILL_ROPE_LLAMA3 &&
+        (distill__json_float(v, "low_freq_factor", &c->rope_low_freq_factor, 0, where, err) ||
+         distill__json_float(v, "high_freq_factor", &c->rope_high_freq_factor, 0, where, err) ||
+         distill__json_int(v, "original_max_position_embeddings", &c->rope_original_max_pos, 0, 1, 1 << 30, where, err)))
+        return -1;
     return 0;
 }
 
@@ -11640,22 +11789,23 @@ static int distill__hf_config(const char *path, distill_config *c, distill_error
     if (c->n_kv_heads < 0) c->n_kv_heads = c->n_heads;
     mt = distill_json_get(j, "model_type");
     if (mt && mt->type == DISTILL_JSON_STRING && !strcmp(mt->str, "qwen2")) c->qkv_bias = 1;
+    else if (mt && mt->type == DISTILL_JSON_STRING && !strcmp(mt->str, "qwen3")) c->qk_norm = 1;
     else if (mt && mt->type == DISTILL_JSON_STRING && strcmp(mt->str, "llama") != 0) {
-        distill__err(err, "%s: model_type '%s' is not supported (llama or qwen2)", path, mt->str);
+        distill__err(err, "%s: model_type '%s' is not supported (llama, qwen2 or qwen3)", path, mt->str);
         distill_json_free(j);
         return -1;
     }
-    if (distill__hf_refuse(j, path, err) != 0) { distill_json_free(j); return -1; }
+    if (distill__hf_refuse(j, path, err) != 0 || distill__hf_rope_scaling(j, c, path, err) != 0) { distill_json_free(j); return -1; }
     hd = distill_json_get(j, "hidden_act");
     if ((hd && hd->type == DISTILL_JSON_STRING && strcmp(hd->str, "silu") != 0) || bias) {
-        distill__err(err, "%s: %s is not supported (only SiLU activations, no attention_bias on Llama)", path,
+        distill__err(err, "%s: %s is not supported (only SiLU activations, no attention_bias on Llama or Qwen3)", path,
                      bias ? "attention_bias" : "hidden_act");
         distill_json_free(j);
         return -1;
     }
     distill_json_free(j);
-    if (head_dim && head_dim * c->n_heads != c->dim)
-        return distill__err(err, "%s: head_dim %d != hidden_size / num_attention_heads", path, head_dim);
+    /* a head_dim other than hidden_size / num_attention_heads decouples the head size (Qwen3) */
+    if (head_dim && (c->dim % c->n_heads != 0 || head_dim != c->dim / c->n_heads)) c->head_dim = head_dim;
     if (distill_config_validate(c, err) != 0) {
         char tmp[sizeof err->msg];
         snprintf(tmp, sizeof tmp, "%.200s: %.300s", path, err->msg);
@@ -11980,10 +12130,12 @@ DISTILL_API int distill_llama2c_save(const distill_model *m, const char *path, d
     unsigned char hb[28];
     float *tmp;
     distill_atomic_file af;
-    if (c->qkv_bias || c->rope_theta != 10000.0f || fabsf(c->norm_eps - 1e-5f) > 1e-9f || (HS * (size_t)c->n_heads) != C)
-        return distill__err(err, "%s: llama2.c format needs no qkv bias, rope_theta 10000 and norm_eps 1e-5 "
-                            "(this model: qkv_bias %d, rope_theta %g, norm_eps %g)", path, c->qkv_bias,
-                            (double)c->rope_theta, (double)c->norm_eps);
+    if (c->qkv_bias || c->rope_theta != 10000.0f || fabsf(c->norm_eps - 1e-5f) > 1e-9f || (HS * (size_t)c->n_heads) != C ||
+        c->head_dim || c->qk_norm || c->rope_scaling)
+        return distill__err(err, "%s: llama2.c format needs no qkv bias, rope_theta 10000, norm_eps 1e-5, head size "
+                            "dim / n_heads, no q/k norm and no rope scaling (this model: qkv_bias %d, rope_theta %g, "
+                            "norm_eps %g, head_dim %d, qk_norm %d, rope_scaling %d)", path, c->qkv_bias,
+                            (double)c->rope_theta, (double)c->norm_eps, c->head_dim, c->qk_norm, c->rope_scaling);
     hdr[0] = c->dim; hdr[1] = c->hidden_dim; hdr[2] = c->n_layers; hdr[3] = c->n_heads; hdr[4] = c->n_kv_heads;
     hdr[5] = c->tie_embeddings ? c->vocab_size : -c->vocab_size; hdr[6] = (int)seq;
     for (i = 0; i < 7; i++) distill__put_u32(hb + 4 * i, (uint32_t)hdr[i]);
@@ -14118,7 +14270,7 @@ DISTILL_API distill_generator *distill_generator_create(const distill_model *m, 
     memset(g, 0, sizeof *g);
     g->m = m; g->B = max_batch; g->S = max_seq;
     g->R = max_batch > DISTILL__GEN_CHUNK ? max_batch : DISTILL__GEN_CHUNK;
-    kvd = (size_t)c->n_kv_heads * (size_t)(c->dim / c->n_heads);
+    kvd = (size_t)c->n_kv_heads * (size_t)distill_config_head_dim(c);
     /* the cache: L * B * S * KVD floats, twice */
     if (!distill__mul_size((size_t)c->n_layers * (size_t)max_batch, (size_t)max_seq, &cache) ||
         !distill__mul_size(cache, kvd, &cache)) {
@@ -14130,14 +14282,14 @@ DISTILL_API distill_generator *distill_generator_create(const distill_model *m, 
     g->vc = distill__gen_alloc(cache, 1);
     g->x = distill__gen_alloc((size_t)g->R, (size_t)c->dim);
     g->xb = distill__gen_alloc((size_t)g->R, (size_t)c->dim);
-    g->q = distill__gen_alloc((size_t)g->R, (size_t)c->dim);
+    g->q = distill__gen_alloc((size_t)g->R, (size_t)c->n_heads * (size_t)distill_config_head_dim(c));
     g->k = distill__gen_alloc((size_t)g->R, kvd);
     g->v = distill__gen_alloc((size_t)g->R, kvd);
-    g->att = distill__gen_alloc((size_t)g->R, (size_t)c->dim);
+    g->att = distill__gen_alloc((size_t)g->R, (size_t)c->n_heads * (size_t)distill_config_head_dim(c));
     g->gate = distill__gen_alloc((size_t)g->R, (size_t)c->hidden_dim);
     g->up = distill__gen_alloc((size_t)g->R, (size_t)c->hidden_dim);
     g->tmp = distill__gen_alloc((size_t)g->R, (size_t)c->dim);
-    g->rstd = distill__gen_alloc((size_t)g->R, 1);
+    g->rstd = distill__gen_alloc((size_t)g->R, (size_t)c->n_heads);   /* per row; per head for qk_norm */
     g->lg = distill__gen_alloc((size_t)g->R, (size_t)c->vocab_size);
     g->pos = (int32_t *)DISTILL_MALLOC((size_t)g->R * sizeof *g->pos);
     g->rowseq = (int *)DISTILL_MALLOC((size_t)g->R * sizeof *g->rowseq);
@@ -14164,7 +14316,7 @@ DISTILL_API int distill_generator_length(const distill_generator *g, int b) {
 
 DISTILL_API void distill_generator_copy(distill_generator *g, int dst, int src) {
     const distill_config *c = &g->m->cfg;
-    size_t kvd = (size_t)c->n_kv_heads * (size_t)(c->dim / c->n_heads), l;
+    size_t kvd = (size_t)c->n_kv_heads * (size_t)distill_config_head_dim(c), l;
     if (dst < 0 || src < 0 || dst >= g->B || src >= g->B || dst == src) return;
     for (l = 0; l < (size_t)c->n_layers; l++) {
         size_t so = ((l * (size_t)g->B + (size_t)src) * (size_t)g->S) * kvd;
@@ -14263,8 +14415,9 @@ static void distill__gen_matmul(float *out, const float *inp, const float *weigh
 static void distill__gen_chunk(distill_generator *g, int r) {
     const distill_model *m = g->m;
     const distill_config *c = &m->cfg;
-    int C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH;
+    int C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = distill_config_head_dim(c);
     int KVD = NKV * HS, l, i;
+    const double *inv_freq = ((const distill__state *)m->internal)->inv_freq;
     distill__gen_att_ctx ac;
     for (l = 0; l < c->n_layers; l++) {
         const struct distill_layer_params *p = &m->layers[l];
@@ -14274,8 +14427,12 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         distill__gen_matmul(g->q, g->xb, p->wq, p->bq, r, C, NH * HS);
         distill__gen_matmul(g->k, g->xb, p->wk, p->bk, r, C, KVD);
         distill__gen_matmul(g->v, g->xb, p->wv, p->bv, r, C, KVD);
-        distill_rope_forward(g->q, g->pos, r, NH, HS, c->rope_theta);
-        distill_rope_forward(g->k, g->pos, r, NKV, HS, c->rope_theta);
+        if (c->qk_norm) {   /* Qwen3: each head's q and k RMS-normalised, in place */
+            distill_rmsnorm_forward(g->q, g->rstd, g->q, p->q_norm, r * NH, HS, c->norm_eps);
+            distill_rmsnorm_forward(g->k, g->rstd, g->k, p->k_norm, r * NKV, HS, c->norm_eps);
+        }
+        distill_rope_forward_freqs(g->q, g->pos, r, NH, HS, inv_freq);
+        distill_rope_forward_freqs(g->k, g->pos, r, NKV, HS, inv_freq);
         for (i = 0; i < r; i++) {   /* append this chunk's keys and values to the cache */
             size_t at = ((size_t)g->rowseq[i] * g->S + (size_t)g->pos[i]) * KVD;
             memcpy(kc + at, g->k + (size_t)i * KVD, sizeof(float) * (size_t)KVD);
