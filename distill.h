@@ -4,7 +4,7 @@
    WHAT IT IS
        A whole training stack for distilling a teacher's reasoning into a small student: a
        byte-level BPE tokenizer, a JSON/JSONL loader for real distillation datasets with chat
-       templates and loss masks, a Llama/Qwen2-style transformer with a hand-written backward
+       templates and loss masks, a Llama/Qwen2/Qwen3-style transformer with a hand-written backward
        pass, AdamW, logit distillation (KL/JSD, top-k teacher caches), checkpoints that resume
        bit-exactly, safetensors and llama2.c interop, KV-cached generation, and the evaluation
        metrics of reasoning distillation (pass@k, completion rate, think-tag rates). It is built
@@ -753,7 +753,7 @@ DISTILL_API void distill_loader_free(distill_loader *L);
 /* PUBLIC API: model forward/backward, losses, optimizer                                  */
 /* ===================================================================================== */
 
-/* Model hyper-parameters: a Llama / Qwen2-style decoder. */
+/* Model hyper-parameters: a Llama / Qwen2 / Qwen3-style decoder. */
 typedef struct distill_config {
     int vocab_size;        /* V */
     int dim;               /* C */
