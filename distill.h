@@ -377,7 +377,10 @@ DISTILL_API int32_t distill_tokenizer_token_id(const distill_tokenizer *tok, con
 
 /* Encode text[0..len) and append the ids to out. With allow_special != 0, special tokens written
    literally in the text ("<|im_end|>") become their ids; with 0 they are encoded as ordinary
-   text. Safe to call from several threads on the same tokenizer. 0 ok, -1 error. */
+   text. Added tokens that tokenizer.json marks "special": false ("<think>", "<tool_call>" in
+   Qwen's) become their ids either way, as in Hugging Face tokenizers (whose
+   split_special_tokens splits only the special ones). Safe to call from several threads on the
+   same tokenizer. 0 ok, -1 error. */
 DISTILL_API int distill_tokenizer_encode(const distill_tokenizer *tok, const char *text, size_t len,
                                          int allow_special, distill_ids *out, distill_error *err);
 
@@ -445,7 +448,8 @@ DISTILL_API int distill_tokenizer_encode_batch(const distill_tokenizer *tok,
                                                distill_error *err);
 
 /* Special tokens: add one (a new id at the end, or the existing id if the text already is a
-   special token); query. Adding is not thread-safe against concurrent encoding. */
+   special token); query (0 for non-special added tokens). Adding is not thread-safe against
+   concurrent encoding. */
 DISTILL_API int32_t distill_tokenizer_add_special(distill_tokenizer *tok, const char *text,
                                                   distill_error *err);
 DISTILL_API int distill_tokenizer_is_special(const distill_tokenizer *tok, int32_t id);
@@ -4624,7 +4628,7 @@ DISTILL_API const char *const *distill_tokenizer_default_specials(int *n) {
 
 /* ---- The tokenizer object --------------------------------------------------------------- */
 enum { DISTILL__TK_NONE = 0, DISTILL__TK_BYTE = 1, DISTILL__TK_MERGE = 2, DISTILL__TK_SPECIAL = 3,
-       DISTILL__TK_PLAIN = 4 };
+       DISTILL__TK_PLAIN = 4, DISTILL__TK_ADDED = 5 /* an added token that is not special */ };
 enum { DISTILL__KIND_BPE = 0, DISTILL__KIND_LLAMA = 1 };
 
 /* The chunk cache: real text repeats its words, so the ids of short chunks are remembered in a
@@ -4663,7 +4667,8 @@ struct distill_tokenizer {
     size_t ph_cap, ph_n;
     int32_t *bh_id;                    /* hash token bytes -> id; -1 = empty slot               */
     size_t bh_cap;
-    int32_t n_special, special_cap;
+    int32_t n_special, special_cap;   /* special_ids: special and (n_added of them) non-special added tokens */
+    int32_t n_added;
     int32_t *special_ids;              /* sorted longest first, for longest-match             */
     unsigned char special_first[256];  /* which bytes can start a special token               */
     float *scores;                     /* llama2.c: piece scores                                */
@@ -4842,7 +4847,8 @@ static int distill__tk_finalize(distill_tokenizer *t) {
     for (i = 0; i < cap; i++) t->bh_id[i] = -1;
     for (id = 0; id < t->n_vocab; id++) {
         size_t h;
-        if (t->tok_flag[id] == DISTILL__TK_NONE || t->tok_flag[id] == DISTILL__TK_SPECIAL) continue;
+        if (t->tok_flag[id] == DISTILL__TK_NONE || t->tok_flag[id] == DISTILL__TK_SPECIAL || t->tok_flag[id] == DISTILL__TK_ADDED)
+            continue;
         if (distill__tk_bytes_id(t, t->pool + t->tok_off[id], t->tok_len[id]) >= 0) continue;
         for (h = (size_t)distill__tk_hash_bytes((const unsigned char *)t->pool + t->tok_off[id],
                                              t->tok_len[id]) & (cap - 1);
@@ -4885,15 +4891,20 @@ static int distill__tk_finalize(distill_tokenizer *t) {
     return 0;
 }
 
-static int distill__tk_add_special_raw(distill_tokenizer *t, int32_t id, const char *s, size_t n) {
-    if (distill__tk_set(t, id, s, n, DISTILL__TK_SPECIAL)) return -1;
+/* flag: DISTILL__TK_SPECIAL, or DISTILL__TK_ADDED for an added token that is not special */
+static int distill__tk_add_added_raw(distill_tokenizer *t, int32_t id, const char *s, size_t n, int flag) {
+    if (distill__tk_set(t, id, s, n, (unsigned char)flag)) return -1;
     if (t->n_special == t->special_cap) {
         int32_t cap = t->special_cap ? t->special_cap * 2 : 16;
         if (distill__tk_grow((void **)&t->special_ids, (size_t)t->special_cap, (size_t)cap, 4)) return -1;
         t->special_cap = cap;
     }
     t->special_ids[t->n_special++] = id;
+    if (flag == DISTILL__TK_ADDED) t->n_added++;
     return 0;
+}
+static int distill__tk_add_special_raw(distill_tokenizer *t, int32_t id, const char *s, size_t n) {
+    return distill__tk_add_added_raw(t, id, s, n, DISTILL__TK_SPECIAL);
 }
 
 static int32_t distill__tk_special_id(const distill_tokenizer *t, const char *s, size_t n) {
@@ -5234,10 +5245,10 @@ static int distill__tk_encode_llama(const distill_tokenizer *t, distill__tk_scra
     return 0;
 }
 
-/* Where the next allowed special token starts in p[from..n): sets *start and returns its id,
-   or returns -1. The longest special token wins where several match. */
+/* Where the next added token starts in p[from..n) (special ones only when allow_special):
+   sets *start and returns its id, or returns -1. The longest token wins where several match. */
 static int32_t distill__tk_find_special(const distill_tokenizer *t, const unsigned char *p, size_t n,
-                                     size_t from, size_t *start) {
+                                     size_t from, size_t *start, int allow_special) {
     size_t i;
     int32_t a;
     for (i = from; i < n; i++) {
@@ -5245,6 +5256,7 @@ static int32_t distill__tk_find_special(const distill_tokenizer *t, const unsign
         for (a = 0; a < t->n_special; a++) {
             int32_t id = t->special_ids[a];
             size_t len = t->tok_len[id];
+            if (!allow_special && t->tok_flag[id] == DISTILL__TK_SPECIAL) continue;
             if (len && len <= n - i && !memcmp(p + i, t->pool + t->tok_off[id], len)) {
                 *start = i;
                 return id;
@@ -5310,10 +5322,10 @@ DISTILL_API int distill_tokenizer_encode_ex(const distill_tokenizer *t, const ch
     }
     if ((flags & DISTILL_ENC_BOS) && t->bos_id >= 0 && distill_ids_push(out, t->bos_id))
         return distill__err(err, "tokenizer: out of memory");
-    if ((flags & DISTILL_ENC_ALLOW_SPECIAL) && t->n_special) {
+    if (t->n_special && ((flags & DISTILL_ENC_ALLOW_SPECIAL) || t->n_added)) {
         while (pos < len && rc == 0) {
             size_t st = len;
-            int32_t sid = distill__tk_find_special(t, p, len, pos, &st);
+            int32_t sid = distill__tk_find_special(t, p, len, pos, &st, (flags & DISTILL_ENC_ALLOW_SPECIAL) != 0);
             rc = distill__tk_encode_text(t, &s, p + pos, st - pos, pos == 0, out, err);
             if (sid < 0 || rc) break;
             if (distill_ids_push(out, sid)) rc = distill__err(err, "tokenizer: out of memory");
@@ -5627,7 +5639,7 @@ static int distill__tk_trainer_count(const distill_bpe_trainer *tr, distill__tk_
     size_t pos = 0;
     while (pos < n) {
         size_t st = n, i;
-        int32_t sid = tr->specials->n_special ? distill__tk_find_special(tr->specials, p, n, pos, &st) : -1;
+        int32_t sid = tr->specials->n_special ? distill__tk_find_special(tr->specials, p, n, pos, &st, 1) : -1;
         for (i = pos; i < st;) {
             size_t e = distill__tk_pretok(tr->pattern, p, st, i);
             if (distill__tk_wtable_add(w, p + i, e - i, 1)) return -1;
@@ -6058,7 +6070,7 @@ static void distill__tk_write_own(const distill_tokenizer *t, FILE *f) {
         distill__tk_write_escaped(f, t->pool + t->tok_off[m], t->tok_len[m]);
         fputs("\"\n", f);
     }
-    fprintf(f, "specials %d\n", (int)t->n_special);
+    fprintf(f, "specials %d\n", (int)(t->n_special - t->n_added));
     for (id = 0; id < t->n_vocab; id++)
         if (t->tok_flag[id] == DISTILL__TK_SPECIAL) {
             fprintf(f, "%d ", (int)id);
@@ -6072,6 +6084,15 @@ static void distill__tk_write_own(const distill_tokenizer *t, FILE *f) {
             distill__tk_write_escaped(f, t->pool + t->tok_off[id], t->tok_len[id]);
             fputc('\n', f);
         }
+    if (t->n_added) {   /* non-special added tokens (absent from files written before them) */
+        fprintf(f, "added %d\n", (int)t->n_added);
+        for (id = 0; id < t->n_vocab; id++)
+            if (t->tok_flag[id] == DISTILL__TK_ADDED) {
+                fprintf(f, "%d ", (int)id);
+                distill__tk_write_escaped(f, t->pool + t->tok_off[id], t->tok_len[id]);
+                fputc('\n', f);
+            }
+    }
     fprintf(f, "end\n");
 }
 
@@ -6389,8 +6410,12 @@ static distill_tokenizer *distill__tk_load_own(const char *path, const char *dat
         mtrip[3 * i] = (int32_t)a; mtrip[3 * i + 1] = (int32_t)b; mtrip[3 * i + 2] = (int32_t)id;
         mline[i] = L.line;
     }
-    for (v = 0; v < 2; v++) {
-        const char *kw = v == 0 ? "specials" : "plain";
+    for (v = 0; v < 3; v++) {
+        const char *kw = v == 0 ? "specials" : v == 1 ? "plain" : "added";
+        if (v == 2) {   /* optional: "added N" before "end" */
+            distill__tk_lines peek = L;
+            if (!distill__tk_next_line(&peek, &s, &e) || e - s < 6 || memcmp(s, "added ", 6) != 0) break;
+        }
         if ((n = distill__tk_header(&L, kw, 1 << 24, err)) < 0) goto fail;
         for (i = 0; i < n; i++) {
             long id, len;
@@ -6407,7 +6432,7 @@ static distill_tokenizer *distill__tk_load_own(const char *path, const char *dat
                 distill__err(err, "%s:%d: token id %ld defined twice", path, L.line, id);
                 goto fail;
             }
-            if (v == 0 ? distill__tk_add_special_raw(t, (int32_t)id, buf, (size_t)len)
+            if (v != 1 ? distill__tk_add_added_raw(t, (int32_t)id, buf, (size_t)len, v == 0 ? DISTILL__TK_SPECIAL : DISTILL__TK_ADDED)
                        : distill__tk_set(t, (int32_t)id, buf, (size_t)len, DISTILL__TK_PLAIN))
                 goto oom;
         }
@@ -6848,9 +6873,13 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
                 distill__err(err, "%s:%d: added_tokens[%zu]: id %d used twice", path, a->line, i, (int)aid->i64);
                 goto fail;
             }
-            if (distill__tk_add_special_raw(t, (int32_t)aid->i64, c->str, c->len)) {
-                distill__err(err, "%s: out of memory", path);
-                goto fail;
+            {   /* "special": false (Qwen's <think>, <tool_call>): matched in any text, not special */
+                const distill_json *sp = distill_json_get(a, "special");
+                int flag = sp && sp->type == DISTILL_JSON_FALSE ? DISTILL__TK_ADDED : DISTILL__TK_SPECIAL;
+                if (distill__tk_add_added_raw(t, (int32_t)aid->i64, c->str, c->len, flag)) {
+                    distill__err(err, "%s: out of memory", path);
+                    goto fail;
+                }
             }
         }
     /* the vocab repeats the added tokens: skip those entries */
@@ -6862,7 +6891,7 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
                          "(ids must be contiguous)", path, x->line, x->col, vocab->keys[i], (long)max_id - 1);
             goto fail;
         }
-        if (x->i64 < t->n_vocab && t->tok_flag[x->i64] == DISTILL__TK_SPECIAL) continue;
+        if (x->i64 < t->n_vocab && (t->tok_flag[x->i64] == DISTILL__TK_SPECIAL || t->tok_flag[x->i64] == DISTILL__TK_ADDED)) continue;
         if (x->i64 < t->n_vocab && t->tok_flag[x->i64]) {
             distill__err(err, "%s:%d:%d: field 'model.vocab': id %d used twice", path, x->line, x->col,
                          (int)x->i64);
@@ -9780,8 +9809,18 @@ DISTILL_API int distill_model_has_tokenizer(const distill_model *m) {
     return ((const distill__state *)m->internal)->tok_bytes != NULL;
 }
 
+static distill_model *distill__model_new(const distill_config *cfg, int max_batch, int max_seq, uint64_t seed,
+                                         int init, distill_error *err);
+
 DISTILL_API distill_model *distill_model_create(const distill_config *cfg, int max_batch, int max_seq,
                                                 uint64_t seed, distill_error *err) {
+    return distill__model_new(cfg, max_batch, max_seq, seed, 1, err);
+}
+
+/* init 0: parameters left zero, for loaders that overwrite them all (drawing 500M normals
+   would cost a minute of a 0.5B model's load time) */
+static distill_model *distill__model_new(const distill_config *cfg, int max_batch, int max_seq, uint64_t seed,
+                                         int init, distill_error *err) {
     distill_model *m;
     distill__state *s;
     size_t bytes, pbytes;
@@ -9826,7 +9865,7 @@ DISTILL_API distill_model *distill_model_create(const distill_config *cfg, int m
     s->bytes = bytes;
     distill__layout(s, (char *)s->block, cfg, max_batch, max_seq);
     distill__bind_views(m);
-    distill_model_init_params(m, seed);
+    if (init) distill_model_init_params(m, seed);
     return m;
 }
 
@@ -11932,7 +11971,7 @@ static distill_model *distill__st_model(const char *path, int have_lm, uint64_t 
                      path, (unsigned long long)dbytes, distill__count_params(&cfg, NULL));
         return NULL;
     }
-    return distill_model_create(&cfg, max_batch, max_seq, 0, err);
+    return distill__model_new(&cfg, max_batch, max_seq, 0, 0, err);   /* every tensor is read */
 }
 
 static distill_model *distill__load_safetensors(const unsigned char *buf, size_t size, const char *path,
@@ -12094,7 +12133,7 @@ static distill_model *distill__load_llama2c(const unsigned char *buf, size_t siz
         need = (size_t)dn;
     }
     (void)need;
-    m = distill_model_create(&cfg, max_batch, max_seq, 0, err);
+    m = distill__model_new(&cfg, max_batch, max_seq, 0, 0, err);   /* every tensor is read */
     if (!m) return NULL;
     w = (const float *)(const void *)(buf + off);   /* read through memcpy below: alignment */
     (void)w;
@@ -12317,7 +12356,7 @@ DISTILL_API distill_model *distill_model_load(const char *path_in, int max_batch
                 distill__err(err, "%s: section 'params' is %zu bytes, too small for the model in its config (%zu parameters)",
                              path, have, distill__count_params(&ck->cfg, NULL));
             else
-                m = distill_model_create(&ck->cfg, max_batch, max_seq, 0, err);
+                m = distill__model_new(&ck->cfg, max_batch, max_seq, 0, 0, err);
             if (m && (distill_checkpoint_restore(ck, m, 0, err) != 0 || distill__ckpt_carried(ck, m, tok_out, err) != 0)) {
                 distill_model_free(m);
                 m = NULL;
