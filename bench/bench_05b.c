@@ -4,7 +4,7 @@
    loaded from the folder, generated from (greedy, KV cache), trained for a few AdamW steps
    and exported as a sharded BF16 folder again (re-loaded: the same tensors).
 
-     make bench-05b        (or: build/bench/bench_05b [dir] [train_T] [steps])
+     make bench-05b        (or: build/bench/bench_05b [dir] [train_T] [steps] [reuse])
 
    Prints one JSON object: load seconds, peak RSS after load / generation / training against
    params x 4 bytes, decode tokens/s, training tokens/s. Needs ~10 GB of RAM (parameters,
@@ -33,13 +33,16 @@ int main(int argc, char **argv) {
     double t0, t_write, t_load, rss_load, t_gen, rss_gen, t_train = 0, rss_train, t_export, tok_s_gen, tok_s_train;
     c.vocab_size = 151936; c.dim = 896; c.n_layers = 24; c.n_heads = 14; c.n_kv_heads = 2; c.hidden_dim = 4864;
     c.qkv_bias = 1; c.tie_embeddings = 1; c.rope_theta = 1000000.0f; c.norm_eps = 1e-6f;
-    /* 1. the checkpoint, as a test helper would write it */
+    /* 1. the checkpoint, as a test helper would write it ("reuse" as 4th argument: keep the one there) */
     t0 = distill_time_seconds();
-    m = distill_model_create(&c, 1, 1, 42, &err);
-    if (!m || distill_safetensors_save_sharded(m, dir, "BF16", (int64_t)400 << 20, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
-    t_write = distill_time_seconds() - t0;
-    fprintf(stderr, "wrote %s (%zu parameters) in %.1f s\n", dir, m->num_params, t_write);
-    distill_model_free(m);
+    t_write = 0;
+    if (!(argc > 4 && !strcmp(argv[4], "reuse"))) {
+        m = distill_model_create(&c, 1, 1, 42, &err);
+        if (!m || distill_safetensors_save_sharded(m, dir, "BF16", (int64_t)400 << 20, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
+        t_write = distill_time_seconds() - t0;
+        fprintf(stderr, "wrote %s (%zu parameters) in %.1f s\n", dir, m->num_params, t_write);
+        distill_model_free(m);
+    }
     /* 2. load the folder */
     t0 = distill_time_seconds();
     m = distill_model_load(dir, 1, T, NULL, &err);

@@ -7,6 +7,7 @@
 #define DISTILL_IMPLEMENTATION
 #include "../distill.h"
 #include "harness.h"
+#include "cli_harness.h"
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -295,8 +296,30 @@ static void test_config_refusals(void) {
     distill_free(cfg);
 }
 
+/* distill export --max-shard-size writes the folder; distill info and a reload read it */
+static void test_cli_export_sharded(void) {
+    distill_error err;
+    distill_model *a, *b;
+    char x[65], y[65], *s;
+    if (!have_cli()) SKIP("./distill not built (make)");
+    CHECK(sh("rm -rf " DIR "/cli && ./distill export tests/fixtures/hf_linear_rope --max-shard-size 30KB -o " DIR "/cli > /dev/null") == 0,
+          "export --max-shard-size");
+    CHECK(sh("./distill info " DIR "/cli > " DIR "/cli_info.txt") == 0, "info of the folder");
+    s = (char *)distill_read_file(DIR "/cli_info.txt", NULL, NULL);
+    CHECK(s && strstr(s, "safetensors-sharded") && strstr(s, "rope scaling linear, factor 4"), "info: %s", s ? s : "");
+    distill_free(s);
+    a = distill_model_load("tests/fixtures/hf_linear_rope", 1, 8, NULL, &err);
+    b = distill_model_load(DIR "/cli/model-00002-of-00003.safetensors", 1, 8, NULL, &err);
+    CHECK(a && b, "%s", err.msg);
+    if (a && b) { sha(a, x); sha(b, y); CHECK(!strcmp(x, y), "F32 sharded export is exact"); }
+    distill_model_free(a);
+    distill_model_free(b);
+    CHECK(sh("./distill export tests/fixtures/hf_linear_rope --max-shard-size 12QB -o " DIR "/cli2 2> /dev/null") == 2, "bad size refused");
+}
+
 int main(void) {
     RUN(test_roundtrip_dtypes);
+    RUN(test_cli_export_sharded);
     RUN(test_hostile_shards);
     RUN(test_config_refusals);
     return harness_done("test_sharded");

@@ -60,7 +60,11 @@ int cli_info(int argc, char **argv) {
     if (!m) { fprintf(stderr, "distill info: %s\n", err.msg); return 1; }
     c = &m->cfg;
     distill_model_sha256(m, sha);
-    printf("file        %s\nformat      %s\narchitecture %s\n", argv[1], fmt, c->qkv_bias ? "Qwen2 (q/k/v bias)" : "Llama");
+    printf("file        %s\nformat      %s\narchitecture %s\n", argv[1], fmt,
+           c->qk_norm ? "Qwen3 (q/k norm)" : c->qkv_bias ? "Qwen2 (q/k/v bias)" : "Llama");
+    if (c->head_dim) printf("head_dim    %d (decoupled from dim / n_heads)\n", c->head_dim);
+    if (c->rope_scaling)
+        printf("rope scaling %s, factor %g\n", c->rope_scaling == DISTILL_ROPE_LLAMA3 ? "llama3" : "linear", (double)c->rope_factor);
     printf("vocab_size  %d\ndim         %d\nn_layers    %d\nn_heads     %d\nn_kv_heads  %d\nhidden_dim  %d\n",
            c->vocab_size, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim);
     printf("rope_theta  %g\nnorm_eps    %g\ntied head   %s\nparameters  %zu\nsha256      %s\n", (double)c->rope_theta,
