@@ -985,9 +985,15 @@ DISTILL_API void distill_attention_backward(float *dq, float *dk, float *dv, con
 /* ===================================================================================== */
 
 /* Load any model file the library reads, format detected from the content: the library's own
-   checkpoint, safetensors (+ config.json beside it), or a llama2.c .bin. The model is created
-   with the given capacity. If tok_out is non-NULL and the format carries or implies a tokenizer
-   (e.g. tokenizer.bin / tokenizer.json next to the model), it is loaded too, else *tok_out = NULL. */
+   checkpoint, safetensors (+ config.json beside it), or a llama2.c .bin. A Hugging Face folder
+   (model.safetensors.index.json or model.safetensors in it), an index file, or one shard
+   ("model-00002-of-00004.safetensors") loads the whole sharded checkpoint: every tensor exactly
+   once, each shard bounds-checked; config.json features the model lacks (MoE, sliding window,
+   quantization, ...) are refused by field name. Llama, Qwen2, Qwen3 (q/k norm), any head_dim,
+   rope_scaling linear or llama3. The model is created with the given capacity. If tok_out is
+   non-NULL and the model carries a tokenizer (a distill checkpoint written from a model with
+   distill_model_set_tokenizer) or one lies beside it (tokenizer.json / tokenizer.bin), it is
+   loaded too, else *tok_out = NULL. */
 DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
                                               distill_tokenizer **tok_out, distill_error *err);
 
