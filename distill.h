@@ -12245,6 +12245,7 @@ DISTILL_API const char *distill_model_file_format(const char *path_in, distill_e
         return NULL;
     }
     DISTILL_FREE(path);
+    memset(b, 0, sizeof b);
     n = fread(b, 1, sizeof b, f);
     fseek(f, 0, SEEK_END);
     {
