@@ -112,6 +112,13 @@ bench-generate:
 	$(CC) $(CFLAGS) -o build/bench/bench_generate bench/bench_generate.c $(LDLIBS)
 	build/bench/bench_generate 128 64
 
+## make bench-05b: a Qwen2.5-0.5B-shaped model end to end (sharded BF16 folder: load, generate, train, export); ~10 GB RAM
+.PHONY: bench-05b
+bench-05b:
+	@mkdir -p build/bench
+	$(CC) $(CFLAGS) -o build/bench/bench_05b bench/bench_05b.c $(LDLIBS)
+	build/bench/bench_05b build/bench_05b 128 3
+
 ## make bench-tokenizer: GPT-2 encode MB/s vs npm tiktoken, BPE training time (bench/RESULTS.md)
 bench-tokenizer:
 	@mkdir -p build/bench

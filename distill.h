@@ -4,7 +4,7 @@
    WHAT IT IS
        A whole training stack for distilling a teacher's reasoning into a small student: a
        byte-level BPE tokenizer, a JSON/JSONL loader for real distillation datasets with chat
-       templates and loss masks, a Llama/Qwen2-style transformer with a hand-written backward
+       templates and loss masks, a Llama/Qwen2/Qwen3-style transformer with a hand-written backward
        pass, AdamW, logit distillation (KL/JSD, top-k teacher caches), checkpoints that resume
        bit-exactly, safetensors and llama2.c interop, KV-cached generation, and the evaluation
        metrics of reasoning distillation (pass@k, completion rate, think-tag rates). It is built
@@ -398,7 +398,10 @@ DISTILL_API int32_t distill_tokenizer_token_id(const distill_tokenizer *tok, con
 
 /* Encode text[0..len) and append the ids to out. With allow_special != 0, special tokens written
    literally in the text ("<|im_end|>") become their ids; with 0 they are encoded as ordinary
-   text. Safe to call from several threads on the same tokenizer. 0 ok, -1 error. */
+   text. Added tokens that tokenizer.json marks "special": false ("<think>", "<tool_call>" in
+   Qwen's) become their ids either way, as in Hugging Face tokenizers (whose
+   split_special_tokens splits only the special ones). Safe to call from several threads on the
+   same tokenizer. 0 ok, -1 error. */
 DISTILL_API int distill_tokenizer_encode(const distill_tokenizer *tok, const char *text, size_t len,
                                          int allow_special, distill_ids *out, distill_error *err);
 
@@ -466,7 +469,8 @@ DISTILL_API int distill_tokenizer_encode_batch(const distill_tokenizer *tok,
                                                distill_error *err);
 
 /* Special tokens: add one (a new id at the end, or the existing id if the text already is a
-   special token); query. Adding is not thread-safe against concurrent encoding. */
+   special token); query (0 for non-special added tokens). Adding is not thread-safe against
+   concurrent encoding. */
 DISTILL_API int32_t distill_tokenizer_add_special(distill_tokenizer *tok, const char *text,
                                                   distill_error *err);
 DISTILL_API int distill_tokenizer_is_special(const distill_tokenizer *tok, int32_t id);
@@ -544,11 +548,21 @@ DISTILL_API void distill_conv_free(distill_conv *c);
 typedef enum distill_data_format {
     DISTILL_FORMAT_AUTO,               /* detected from the first record                     */
     DISTILL_FORMAT_MESSAGES,           /* {"messages": [{"role", "content"}]}; content a string
-                                          or a list of {"type": "text", "text": ...} parts;
-                                          an assistant "reasoning_content"/"reasoning" field is
-                                          wrapped in <think>...</think> before the content      */
+                                          or a list of {"type": "text", "text"|"value": ...} parts;
+                                          an assistant "reasoning_content"/"reasoning" field or
+                                          {"type": "reasoning"|"thinking"} part is wrapped in
+                                          <think>...</think> before the content                  */
     DISTILL_FORMAT_CONVERSATIONS,      /* {"conversations": [{"from", "value"}]}: human/user,
-                                          gpt/assistant, system (ShareGPT, OpenThoughts)       */
+                                          gpt/assistant, system (ShareGPT, OpenThoughts). Either
+                                          format takes either key pair (role/content, from/value),
+                                          a top-level "system", and tool use: OpenAI "tool_calls"
+                                          and "tool" turns, ShareGPT "function_call" and
+                                          "observation" turns, a "tools" list (or a string of
+                                          one), rendered as Qwen's ChatML templates do: tools in
+                                          the system turn, <tool_call> blocks in the (supervised)
+                                          assistant turn, results as an unsupervised user turn of
+                                          <tool_response> blocks. Preference records
+                                          (chosen/rejected) are refused with the --map to use   */
     DISTILL_FORMAT_PROMPT_COMPLETION,  /* {"prompt", "completion"} strings or message lists (TRL) */
     DISTILL_FORMAT_ALPACA,             /* {"instruction", "input", "output"[, "system"]}       */
     DISTILL_FORMAT_TEXT,               /* {"text"}: raw text, every token supervised           */
@@ -767,12 +781,12 @@ DISTILL_API void distill_loader_free(distill_loader *L);
 /* PUBLIC API: model forward/backward, losses, optimizer                                  */
 /* ===================================================================================== */
 
-/* Model hyper-parameters: a Llama / Qwen2-style decoder. */
+/* Model hyper-parameters: a Llama / Qwen2 / Qwen3-style decoder. */
 typedef struct distill_config {
     int vocab_size;        /* V */
     int dim;               /* C */
     int n_layers;          /* L */
-    int n_heads;           /* NH; head size HS = C / NH */
+    int n_heads;           /* NH; head size HS = C / NH unless head_dim says otherwise */
     int n_kv_heads;        /* grouped-query attention: divides n_heads */
     int hidden_dim;        /* SwiGLU FFN width */
     float rope_theta;      /* 10000 for Llama, 1e6 for Qwen2 */
@@ -781,7 +795,19 @@ typedef struct distill_config {
     int tie_embeddings;    /* 1: the LM head is the token embedding */
     float init_std;        /* normal(0, init_std) initialisation, 0.02 by default */
     int scale_residual_init; /* 1: residual projections (o, down) get init_std/sqrt(2L) */
+    /* Hugging Face architecture options (0 = off: the fields above alone describe Llama/Qwen2) */
+    int head_dim;          /* HS decoupled from C / NH (Qwen3, some Llamas); 0: C / NH. q/k/v/o are
+                              then (NH*HS,C) (NKV*HS,C) (NKV*HS,C) (C,NH*HS) */
+    int qk_norm;           /* 1: per-head RMSNorm of q and k before RoPE, weights (HS) (Qwen3) */
+    int rope_scaling;      /* DISTILL_ROPE_DEFAULT, _LINEAR (positions / factor), _LLAMA3 (Llama 3.1) */
+    float rope_factor;                 /* LINEAR, LLAMA3 */
+    float rope_low_freq_factor;        /* LLAMA3 */
+    float rope_high_freq_factor;       /* LLAMA3 */
+    int rope_original_max_pos;         /* LLAMA3: original_max_position_embeddings */
 } distill_config;
+enum { DISTILL_ROPE_DEFAULT = 0, DISTILL_ROPE_LINEAR = 1, DISTILL_ROPE_LLAMA3 = 2 };
+/* HS of a config: head_dim, or C / NH when head_dim is 0. */
+DISTILL_API int distill_config_head_dim(const distill_config *cfg);
 
 DISTILL_API distill_config distill_config_default(void);
 /* 0 if valid, else -1 with a message naming the field, e.g.
@@ -844,6 +870,7 @@ typedef struct distill_layer_params {
     float *bq, *bk, *bv;           /* (NH*HS) (NKV*HS) (NKV*HS) */
     float *ffn_norm;               /* (C) */
     float *w_gate, *w_up, *w_down; /* (F,C) (F,C) (C,F) */
+    float *q_norm, *k_norm;        /* (HS) (HS) with qk_norm (Qwen3), else NULL */
 } distill_layer_params;
 
 typedef struct distill_model distill_model;
@@ -916,6 +943,11 @@ DISTILL_API void distill_rmsnorm_forward(float *out, float *rstd, const float *i
 DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, const float *rstd, int N, int C);
 DISTILL_API void distill_rope_forward(float *x, const int32_t *pos, int N, int nh, int hs, float theta);   /* in place */
 DISTILL_API void distill_rope_backward(float *dx, const int32_t *pos, int N, int nh, int hs, float theta); /* in place */
+/* RoPE with a config's frequencies (rope_theta, HS, rope_scaling): inv_freq gets HS/2 values
+   as transformers computes them; the _freqs variants rotate with given frequencies. */
+DISTILL_API void distill_rope_inv_freq(const distill_config *cfg, double *inv_freq);
+DISTILL_API void distill_rope_forward_freqs(float *x, const int32_t *pos, int N, int nh, int hs, const double *inv_freq);
+DISTILL_API void distill_rope_backward_freqs(float *dx, const int32_t *pos, int N, int nh, int hs, const double *inv_freq);
 DISTILL_API void distill_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
 
@@ -977,9 +1009,15 @@ DISTILL_API void distill_attention_backward(float *dq, float *dk, float *dv, con
 /* ===================================================================================== */
 
 /* Load any model file the library reads, format detected from the content: the library's own
-   checkpoint, safetensors (+ config.json beside it), or a llama2.c .bin. The model is created
-   with the given capacity. If tok_out is non-NULL and the format carries or implies a tokenizer
-   (e.g. tokenizer.bin / tokenizer.json next to the model), it is loaded too, else *tok_out = NULL. */
+   checkpoint, safetensors (+ config.json beside it), or a llama2.c .bin. A Hugging Face folder
+   (model.safetensors.index.json or model.safetensors in it), an index file, or one shard
+   ("model-00002-of-00004.safetensors") loads the whole sharded checkpoint: every tensor exactly
+   once, each shard bounds-checked; config.json features the model lacks (MoE, sliding window,
+   quantization, ...) are refused by field name. Llama, Qwen2, Qwen3 (q/k norm), any head_dim,
+   rope_scaling linear or llama3. The model is created with the given capacity. If tok_out is
+   non-NULL and the model carries a tokenizer (a distill checkpoint written from a model with
+   distill_model_set_tokenizer) or one lies beside it (tokenizer.json / tokenizer.bin), it is
+   loaded too, else *tok_out = NULL. */
 DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
                                               distill_tokenizer **tok_out, distill_error *err);
 
@@ -1122,6 +1160,18 @@ DISTILL_API int distill_checkpoint_write(const char *path, const distill_model *
                                          const char *train_json, const distill_ckpt_section *extra,
                                          int n_extra, distill_error *err);
 
+/* What a model's checkpoints carry besides the weights: its tokenizer (serialised, so a
+   checkpoint is self-contained: distill_model_load gives it back through tok_out, before any
+   tokenizer file beside the checkpoint) and the name of its chat template (NULL: none). Stored
+   as the sections "tokenizer" and "chat_template" by every later distill_checkpoint_write of m;
+   a model loaded from such a checkpoint keeps them. Checkpoints without them load as before. */
+DISTILL_API int distill_model_set_tokenizer(distill_model *m, const distill_tokenizer *tok,
+                                            const char *chat_template, distill_error *err);
+/* The chat template name the model carries, or NULL. */
+DISTILL_API const char *distill_model_chat_template(const distill_model *m);
+/* 1 if the model carries a tokenizer. */
+DISTILL_API int distill_model_has_tokenizer(const distill_model *m);
+
 /* A checkpoint read back and verified (magic, version, sizes against the file size, checksums). */
 typedef struct distill_checkpoint {
     char *path;
@@ -1151,6 +1201,12 @@ DISTILL_API int distill_safetensors_save(const distill_model *m, const char *pat
    half the file size). F16 fails, naming the tensor, if a weight is beyond its range (65504). */
 DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *path, const char *dtype,
                                             distill_error *err);
+/* Hugging Face's sharded layout in folder `dir` (created if needed): model-0000i-of-0000N.safetensors
+   of at most max_shard_bytes of tensor data each (a larger tensor gets its own shard),
+   model.safetensors.index.json and config.json; a single shard is written as model.safetensors.
+   distill_model_load reads the folder, the index, or any one shard's path. */
+DISTILL_API int distill_safetensors_save_sharded(const distill_model *m, const char *dir, const char *dtype,
+                                                 int64_t max_shard_bytes, distill_error *err);
 /* llama2.c legacy .bin (7 x int32 header, weights in llama2.c order, RoPE rows permuted back to
    the interleaved-pairs convention). Needs rope_theta 10000, norm_eps 1e-5, no qkv bias. */
 DISTILL_API int distill_llama2c_save(const distill_model *m, const char *path, distill_error *err);
@@ -4730,7 +4786,7 @@ DISTILL_API const char *const *distill_tokenizer_default_specials(int *n) {
 
 /* ---- The tokenizer object --------------------------------------------------------------- */
 enum { DISTILL__TK_NONE = 0, DISTILL__TK_BYTE = 1, DISTILL__TK_MERGE = 2, DISTILL__TK_SPECIAL = 3,
-       DISTILL__TK_PLAIN = 4 };
+       DISTILL__TK_PLAIN = 4, DISTILL__TK_ADDED = 5 /* an added token that is not special */ };
 enum { DISTILL__KIND_BPE = 0, DISTILL__KIND_LLAMA = 1 };
 
 /* The chunk cache: real text repeats its words, so the ids of short chunks are remembered in a
@@ -4769,7 +4825,8 @@ struct distill_tokenizer {
     size_t ph_cap, ph_n;
     int32_t *bh_id;                    /* hash token bytes -> id; -1 = empty slot               */
     size_t bh_cap;
-    int32_t n_special, special_cap;
+    int32_t n_special, special_cap;   /* special_ids: special and (n_added of them) non-special added tokens */
+    int32_t n_added;
     int32_t *special_ids;              /* sorted longest first, for longest-match             */
     unsigned char special_first[256];  /* which bytes can start a special token               */
     float *scores;                     /* llama2.c: piece scores                                */
@@ -4948,7 +5005,8 @@ static int distill__tk_finalize(distill_tokenizer *t) {
     for (i = 0; i < cap; i++) t->bh_id[i] = -1;
     for (id = 0; id < t->n_vocab; id++) {
         size_t h;
-        if (t->tok_flag[id] == DISTILL__TK_NONE || t->tok_flag[id] == DISTILL__TK_SPECIAL) continue;
+        if (t->tok_flag[id] == DISTILL__TK_NONE || t->tok_flag[id] == DISTILL__TK_SPECIAL || t->tok_flag[id] == DISTILL__TK_ADDED)
+            continue;
         if (distill__tk_bytes_id(t, t->pool + t->tok_off[id], t->tok_len[id]) >= 0) continue;
         for (h = (size_t)distill__tk_hash_bytes((const unsigned char *)t->pool + t->tok_off[id],
                                              t->tok_len[id]) & (cap - 1);
@@ -4991,15 +5049,20 @@ static int distill__tk_finalize(distill_tokenizer *t) {
     return 0;
 }
 
-static int distill__tk_add_special_raw(distill_tokenizer *t, int32_t id, const char *s, size_t n) {
-    if (distill__tk_set(t, id, s, n, DISTILL__TK_SPECIAL)) return -1;
+/* flag: DISTILL__TK_SPECIAL, or DISTILL__TK_ADDED for an added token that is not special */
+static int distill__tk_add_added_raw(distill_tokenizer *t, int32_t id, const char *s, size_t n, int flag) {
+    if (distill__tk_set(t, id, s, n, (unsigned char)flag)) return -1;
     if (t->n_special == t->special_cap) {
         int32_t cap = t->special_cap ? t->special_cap * 2 : 16;
         if (distill__tk_grow((void **)&t->special_ids, (size_t)t->special_cap, (size_t)cap, 4)) return -1;
         t->special_cap = cap;
     }
     t->special_ids[t->n_special++] = id;
+    if (flag == DISTILL__TK_ADDED) t->n_added++;
     return 0;
+}
+static int distill__tk_add_special_raw(distill_tokenizer *t, int32_t id, const char *s, size_t n) {
+    return distill__tk_add_added_raw(t, id, s, n, DISTILL__TK_SPECIAL);
 }
 
 static int32_t distill__tk_special_id(const distill_tokenizer *t, const char *s, size_t n) {
@@ -5340,10 +5403,10 @@ static int distill__tk_encode_llama(const distill_tokenizer *t, distill__tk_scra
     return 0;
 }
 
-/* Where the next allowed special token starts in p[from..n): sets *start and returns its id,
-   or returns -1. The longest special token wins where several match. */
+/* Where the next added token starts in p[from..n) (special ones only when allow_special):
+   sets *start and returns its id, or returns -1. The longest token wins where several match. */
 static int32_t distill__tk_find_special(const distill_tokenizer *t, const unsigned char *p, size_t n,
-                                     size_t from, size_t *start) {
+                                     size_t from, size_t *start, int allow_special) {
     size_t i;
     int32_t a;
     for (i = from; i < n; i++) {
@@ -5351,6 +5414,7 @@ static int32_t distill__tk_find_special(const distill_tokenizer *t, const unsign
         for (a = 0; a < t->n_special; a++) {
             int32_t id = t->special_ids[a];
             size_t len = t->tok_len[id];
+            if (!allow_special && t->tok_flag[id] == DISTILL__TK_SPECIAL) continue;
             if (len && len <= n - i && !memcmp(p + i, t->pool + t->tok_off[id], len)) {
                 *start = i;
                 return id;
@@ -5416,10 +5480,10 @@ DISTILL_API int distill_tokenizer_encode_ex(const distill_tokenizer *t, const ch
     }
     if ((flags & DISTILL_ENC_BOS) && t->bos_id >= 0 && distill_ids_push(out, t->bos_id))
         return distill__err(err, "tokenizer: out of memory");
-    if ((flags & DISTILL_ENC_ALLOW_SPECIAL) && t->n_special) {
+    if (t->n_special && ((flags & DISTILL_ENC_ALLOW_SPECIAL) || t->n_added)) {
         while (pos < len && rc == 0) {
             size_t st = len;
-            int32_t sid = distill__tk_find_special(t, p, len, pos, &st);
+            int32_t sid = distill__tk_find_special(t, p, len, pos, &st, (flags & DISTILL_ENC_ALLOW_SPECIAL) != 0);
             rc = distill__tk_encode_text(t, &s, p + pos, st - pos, pos == 0, out, err);
             if (sid < 0 || rc) break;
             if (distill_ids_push(out, sid)) rc = distill__err(err, "tokenizer: out of memory");
@@ -5733,7 +5797,7 @@ static int distill__tk_trainer_count(const distill_bpe_trainer *tr, distill__tk_
     size_t pos = 0;
     while (pos < n) {
         size_t st = n, i;
-        int32_t sid = tr->specials->n_special ? distill__tk_find_special(tr->specials, p, n, pos, &st) : -1;
+        int32_t sid = tr->specials->n_special ? distill__tk_find_special(tr->specials, p, n, pos, &st, 1) : -1;
         for (i = pos; i < st;) {
             size_t e = distill__tk_pretok(tr->pattern, p, st, i);
             if (distill__tk_wtable_add(w, p + i, e - i, 1)) return -1;
@@ -6124,16 +6188,26 @@ static void distill__tk_write_escaped(FILE *f, const char *s, size_t n) {
     }
 }
 
+static void distill__tk_write_own(const distill_tokenizer *t, FILE *f);
+
 DISTILL_API int distill_tokenizer_save(const distill_tokenizer *t, const char *path,
                                        distill_error *err) {
     distill_atomic_file af;
-    int32_t id, r, n_plain = 0, identity = 1, k;
-    FILE *f;
     if (t->kind != DISTILL__KIND_BPE)
         return distill__err(err, "%s: llama2.c tokenizers are kept in their own .bin format, not "
                             "saved as text", path);
     if (distill_atomic_open(&af, path, err)) return -1;
-    f = af.f;
+    distill__tk_write_own(t, af.f);
+    if (ferror(af.f)) {
+        int e = errno;   /* of the failed write; abort's fclose and remove may change it */
+        distill_atomic_abort(&af);
+        return distill__err(err, "%s: write error: %s", path, strerror(e));
+    }
+    return distill_atomic_commit(&af, err);
+}
+
+static void distill__tk_write_own(const distill_tokenizer *t, FILE *f) {
+    int32_t id, r, n_plain = 0, identity = 1, k;
     for (k = 0; k < 256; k++) if (t->byte_id[k] != k) identity = 0;
     for (id = 0; id < t->n_vocab; id++) if (t->tok_flag[id] == DISTILL__TK_PLAIN) n_plain++;
     fprintf(f, "distill-tokenizer 1\npattern %s\n", distill_pattern_name(t->pattern));
@@ -6155,7 +6229,7 @@ DISTILL_API int distill_tokenizer_save(const distill_tokenizer *t, const char *p
         distill__tk_write_escaped(f, t->pool + t->tok_off[m], t->tok_len[m]);
         fputs("\"\n", f);
     }
-    fprintf(f, "specials %d\n", (int)t->n_special);
+    fprintf(f, "specials %d\n", (int)(t->n_special - t->n_added));
     for (id = 0; id < t->n_vocab; id++)
         if (t->tok_flag[id] == DISTILL__TK_SPECIAL) {
             fprintf(f, "%d ", (int)id);
@@ -6169,13 +6243,53 @@ DISTILL_API int distill_tokenizer_save(const distill_tokenizer *t, const char *p
             distill__tk_write_escaped(f, t->pool + t->tok_off[id], t->tok_len[id]);
             fputc('\n', f);
         }
-    fprintf(f, "end\n");
-    if (ferror(f)) {
-        int e = errno;   /* of the failed write; abort's fclose and remove may change it */
-        distill_atomic_abort(&af);
-        return distill__err(err, "%s: write error: %s", path, strerror(e));
+    if (t->n_added) {   /* non-special added tokens (absent from files written before them) */
+        fprintf(f, "added %d\n", (int)t->n_added);
+        for (id = 0; id < t->n_vocab; id++)
+            if (t->tok_flag[id] == DISTILL__TK_ADDED) {
+                fprintf(f, "%d ", (int)id);
+                distill__tk_write_escaped(f, t->pool + t->tok_off[id], t->tok_len[id]);
+                fputc('\n', f);
+            }
     }
-    return distill_atomic_commit(&af, err);
+    fprintf(f, "end\n");
+}
+
+/* The tokenizer as bytes a checkpoint can carry: the own text format, or llama2.c's
+   tokenizer.bin (max_token_length, then score, length, bytes per token) for those.
+   distill__tk_from_bytes reads either back. */
+static unsigned char *distill__tk_to_bytes(const distill_tokenizer *t, size_t *size, distill_error *err) {
+    FILE *f = tmpfile();
+    unsigned char *b = NULL;
+    long n;
+    if (!f) { distill__err(err, "cannot create a temporary buffer for the tokenizer"); return NULL; }
+    if (t->kind == DISTILL__KIND_BPE) {
+        distill__tk_write_own(t, f);
+    } else {
+        int32_t id, maxlen = 1, k;
+        unsigned char w[8];
+        uint32_t u[2];
+        for (id = 0; id < t->n_vocab; id++) if ((int32_t)t->tok_len[id] > maxlen) maxlen = (int32_t)t->tok_len[id];
+        for (k = 0; k < 4; k++) w[k] = (unsigned char)((uint32_t)maxlen >> (8 * k));
+        fwrite(w, 1, 4, f);
+        for (id = 0; id < t->n_vocab; id++) {   /* little-endian, as llama2.c writes on x86 */
+            memcpy(&u[0], &t->scores[id], 4);
+            u[1] = (uint32_t)t->tok_len[id];
+            for (k = 0; k < 8; k++) w[k] = (unsigned char)(u[k / 4] >> (8 * (k % 4)));
+            fwrite(w, 1, 8, f);
+            fwrite(t->pool + t->tok_off[id], 1, t->tok_len[id], f);
+        }
+    }
+    n = ferror(f) ? -1 : ftell(f);
+    if (n > 0 && (b = (unsigned char *)DISTILL_MALLOC((size_t)n + 1)) != NULL) {
+        rewind(f);
+        if (fread(b, 1, (size_t)n, f) != (size_t)n) { DISTILL_FREE(b); b = NULL; }
+        else b[n] = 0;
+    }
+    fclose(f);
+    if (!b) distill__err(err, "cannot serialise the tokenizer");
+    *size = b ? (size_t)n : 0;
+    return b;
 }
 
 /* A line cursor over a NUL-terminated buffer, for error messages with line numbers. */
@@ -6455,8 +6569,12 @@ static distill_tokenizer *distill__tk_load_own(const char *path, const char *dat
         mtrip[3 * i] = (int32_t)a; mtrip[3 * i + 1] = (int32_t)b; mtrip[3 * i + 2] = (int32_t)id;
         mline[i] = L.line;
     }
-    for (v = 0; v < 2; v++) {
-        const char *kw = v == 0 ? "specials" : "plain";
+    for (v = 0; v < 3; v++) {
+        const char *kw = v == 0 ? "specials" : v == 1 ? "plain" : "added";
+        if (v == 2) {   /* optional: "added N" before "end" */
+            distill__tk_lines peek = L;
+            if (!distill__tk_next_line(&peek, &s, &e) || e - s < 6 || memcmp(s, "added ", 6) != 0) break;
+        }
         if ((n = distill__tk_header(&L, kw, 1 << 24, err)) < 0) goto fail;
         for (i = 0; i < n; i++) {
             long id, len;
@@ -6473,7 +6591,7 @@ static distill_tokenizer *distill__tk_load_own(const char *path, const char *dat
                 distill__err(err, "%s:%d: token id %ld defined twice", path, L.line, id);
                 goto fail;
             }
-            if (v == 0 ? distill__tk_add_special_raw(t, (int32_t)id, buf, (size_t)len)
+            if (v != 1 ? distill__tk_add_added_raw(t, (int32_t)id, buf, (size_t)len, v == 0 ? DISTILL__TK_SPECIAL : DISTILL__TK_ADDED)
                        : distill__tk_set(t, (int32_t)id, buf, (size_t)len, DISTILL__TK_PLAIN))
                 goto oom;
         }
@@ -6914,9 +7032,13 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
                 distill__err(err, "%s:%d: added_tokens[%zu]: id %d used twice", path, a->line, i, (int)aid->i64);
                 goto fail;
             }
-            if (distill__tk_add_special_raw(t, (int32_t)aid->i64, c->str, c->len)) {
-                distill__err(err, "%s: out of memory", path);
-                goto fail;
+            {   /* "special": false (Qwen's <think>, <tool_call>): matched in any text, not special */
+                const distill_json *sp = distill_json_get(a, "special");
+                int flag = sp && sp->type == DISTILL_JSON_FALSE ? DISTILL__TK_ADDED : DISTILL__TK_SPECIAL;
+                if (distill__tk_add_added_raw(t, (int32_t)aid->i64, c->str, c->len, flag)) {
+                    distill__err(err, "%s: out of memory", path);
+                    goto fail;
+                }
             }
         }
     /* the vocab repeats the added tokens: skip those entries */
@@ -6928,7 +7050,7 @@ static distill_tokenizer *distill__tk_load_hf(const char *path, const distill_js
                          "(ids must be contiguous)", path, x->line, x->col, vocab->keys[i], (long)max_id - 1);
             goto fail;
         }
-        if (x->i64 < t->n_vocab && t->tok_flag[x->i64] == DISTILL__TK_SPECIAL) continue;
+        if (x->i64 < t->n_vocab && (t->tok_flag[x->i64] == DISTILL__TK_SPECIAL || t->tok_flag[x->i64] == DISTILL__TK_ADDED)) continue;
         if (x->i64 < t->n_vocab && t->tok_flag[x->i64]) {
             distill__err(err, "%s:%d:%d: field 'model.vocab': id %d used twice", path, x->line, x->col,
                          (int)x->i64);
@@ -6984,6 +7106,21 @@ fail:
     DISTILL_FREE(buf);
     distill_tokenizer_free(t);
     return NULL;
+}
+
+static distill_tokenizer *distill__tk_from_bytes(const char *name, const unsigned char *d, size_t size, distill_error *err) {
+    char *copy;
+    distill_tokenizer *t;
+    if (size >= 17 && !memcmp(d, "distill-tokenizer", 17)) {
+        copy = (char *)DISTILL_MALLOC(size + 1);   /* the text loader wants a NUL at the end */
+        if (!copy) { distill__err(err, "%s: out of memory", name); return NULL; }
+        memcpy(copy, d, size);
+        copy[size] = 0;
+        t = distill__tk_load_own(name, copy, size, err);
+        DISTILL_FREE(copy);
+        return t;
+    }
+    return distill__tk_load_llama(name, d, size, err);
 }
 
 DISTILL_API distill_tokenizer *distill_tokenizer_load(const char *path, const char *merges_path,
@@ -7172,44 +7309,63 @@ typedef struct distill__data_adapt {
     distill_conv *conv;
 } distill__data_adapt;
 
-/* The text of a content value: a string, or a list of parts (strings or {"type": "text",
-   "text": ...}) concatenated. Returns a pointer into the JSON document, or a string the
-   conversation owns. */
+/* The text of a content value: a string, or a list of parts concatenated: strings,
+   {"type": "text", "text": ...} (OpenAI) or {"type": "text", "value": ...} (LLaMA-Factory).
+   Reasoning parts ({"type": "reasoning"|"thinking", "reasoning"|"thinking"|"text"|"value": ...})
+   go to *think (NULL: they are an error, e.g. outside assistant turns). Returns pointers into
+   the JSON document, or strings the conversation owns. */
 static int distill__data_content(distill__data_adapt *a, const distill_json *v, const char *field,
-                            const char **out, size_t *out_len) {
-    size_t i;
-    distill__data_sb sb;
+                            const char **out, size_t *out_len, const char **think, size_t *think_n) {
+    static const char *const text_keys[] = {"text", "value"};
+    static const char *const think_keys[] = {"reasoning", "thinking", "text", "value"};
+    size_t i, k;
+    distill__data_sb sb, tb;
+    if (think) { *think = NULL; *think_n = 0; }
     if (!v) return distill__data_field_err(a->err, a->name, a->row, field, "missing");
     if (v->type == DISTILL_JSON_STRING) { *out = v->str; *out_len = v->len; return 0; }
     if (v->type != DISTILL_JSON_ARRAY)
         return distill__data_field_err(a->err, a->name, v, field, "expected a string or a list of parts, got %s",
                                   distill_json_type_name(v->type));
     memset(&sb, 0, sizeof sb);
+    memset(&tb, 0, sizeof tb);
     distill__data_sb_put(&sb, "", 0);
     for (i = 0; i < v->len; i++) {
-        const distill_json *p = &v->items[i], *t;
+        const distill_json *p = &v->items[i], *t, *x = NULL;
+        int is_think;
         if (p->type == DISTILL_JSON_STRING) { distill__data_sb_put(&sb, p->str, p->len); continue; }
         t = distill_json_get(p, "type");
-        if (p->type != DISTILL_JSON_OBJECT || (t && (t->type != DISTILL_JSON_STRING || strcmp(t->str, "text") != 0))) {
+        is_think = t && t->type == DISTILL_JSON_STRING && (!strcmp(t->str, "reasoning") || !strcmp(t->str, "thinking"));
+        if (p->type != DISTILL_JSON_OBJECT || (t && !is_think && (t->type != DISTILL_JSON_STRING || strcmp(t->str, "text") != 0)) ||
+            (is_think && !think)) {
             DISTILL_FREE(sb.s);
-            return distill__data_field_err(a->err, a->name, p, field, "part %zu: only text parts are supported (got %s%s%s)", i,
+            DISTILL_FREE(tb.s);
+            return distill__data_field_err(a->err, a->name, p, field, "part %zu: only text parts%s are supported (got %s%s%s)", i,
+                                      think ? " and reasoning parts" : "",
                                       t && t->type == DISTILL_JSON_STRING ? "type '" : distill_json_type_name(p->type),
                                       t && t->type == DISTILL_JSON_STRING ? t->str : "",
                                       t && t->type == DISTILL_JSON_STRING ? "'" : "");
         }
-        t = distill_json_get(p, "text");
-        if (!t || t->type != DISTILL_JSON_STRING) {
+        for (k = 0; k < (is_think ? 4u : 2u) && !x; k++) x = distill_json_get(p, is_think ? think_keys[k] : text_keys[k]);
+        if (!x || x->type != DISTILL_JSON_STRING) {
             DISTILL_FREE(sb.s);
-            return distill__data_field_err(a->err, a->name, t ? t : p, field, "part %zu: 'text' must be a string", i);
+            DISTILL_FREE(tb.s);
+            return distill__data_field_err(a->err, a->name, x ? x : p, field, "part %zu: %s must be a string", i,
+                                      is_think ? "'reasoning'/'thinking'/'text'" : "'text' (or 'value')");
         }
-        distill__data_sb_put(&sb, t->str, t->len);
+        distill__data_sb_put(is_think ? &tb : &sb, x->str, x->len);
     }
-    if (sb.oom || distill__data_conv_own(a->conv, sb.s) != 0) {
+    if (sb.oom || tb.oom || distill__data_conv_own(a->conv, sb.s) != 0) {
         DISTILL_FREE(sb.s);
+        DISTILL_FREE(tb.s);
+        return distill__data_field_err(a->err, a->name, v, field, "out of memory");
+    }
+    if (tb.s && distill__data_conv_own(a->conv, tb.s) != 0) {   /* sb.s is owned by now */
+        DISTILL_FREE(tb.s);
         return distill__data_field_err(a->err, a->name, v, field, "out of memory");
     }
     *out = sb.s;
     *out_len = sb.n;
+    if (think && tb.s && tb.n) { *think = tb.s; *think_n = tb.n; }
     return 0;
 }
 
@@ -7285,12 +7441,20 @@ static int distill__data_add_turn(distill__data_adapt *a, distill_role role, con
     return 0;
 }
 
-static int distill__data_role_parse(const char *r, distill_role *out) {
-    static const struct { const char *name; distill_role role; } roles[] = {
+/* Roles beyond system/user/assistant: tool results ("tool" in OpenAI data, "observation" in
+   LLaMA-Factory's ShareGPT, "function" in OpenAI's older form, "ipython" in Llama 3's) and
+   ShareGPT's "function_call" turn, an assistant turn holding calls. */
+enum { DISTILL__ROLE_TOOL_RESULT = 16, DISTILL__ROLE_CALL };
+
+static int distill__data_role_parse(const char *r, int *out) {
+    static const struct { const char *name; int role; } roles[] = {
         {"system", DISTILL_ROLE_SYSTEM}, {"developer", DISTILL_ROLE_SYSTEM},
         {"user", DISTILL_ROLE_USER}, {"human", DISTILL_ROLE_USER},
         {"assistant", DISTILL_ROLE_ASSISTANT}, {"gpt", DISTILL_ROLE_ASSISTANT},
         {"chatgpt", DISTILL_ROLE_ASSISTANT}, {"model", DISTILL_ROLE_ASSISTANT},
+        {"tool", DISTILL__ROLE_TOOL_RESULT}, {"observation", DISTILL__ROLE_TOOL_RESULT},
+        {"function", DISTILL__ROLE_TOOL_RESULT}, {"ipython", DISTILL__ROLE_TOOL_RESULT},
+        {"function_call", DISTILL__ROLE_CALL},
     };
     size_t i;
     for (i = 0; i < sizeof roles / sizeof roles[0]; i++)
@@ -7298,46 +7462,209 @@ static int distill__data_role_parse(const char *r, distill_role *out) {
     return -1;
 }
 
-/* A list of turns: "messages" ({role, content}) or "conversations" ({from, value}). */
+/* ---- tool use, rendered as Qwen's ChatML templates render it ---------------------------------
+   Chat templates write tool schemas and call arguments with Jinja's `tojson`, which transformers
+   defines as json.dumps(x, ensure_ascii=False): ", " and ": " separators, keys in file order,
+   non-ASCII as it is, floats as Python's repr. */
+static void distill__data_tojson_num(distill__data_sb *b, const distill_json *v) {
+    char buf[64], dig[24];
+    int p, e, nd = 0, i;
+    const char *s;
+    if (v->is_int) { snprintf(buf, sizeof buf, "%lld", (long long)v->i64); distill__data_sb_puts(b, buf); return; }
+    /* the shortest digits that read back as the same double (Python's repr) */
+    for (p = 0; p < 17; p++) { snprintf(buf, sizeof buf, "%.*e", p, v->num); if (strtod(buf, NULL) == v->num) break; }
+    s = buf;
+    if (*s == '-') { distill__data_sb_puts(b, "-"); s++; }
+    for (; *s && *s != 'e'; s++) if (*s >= '0' && *s <= '9') dig[nd++] = *s;
+    e = *s ? atoi(s + 1) : 0;
+    while (nd > 1 && dig[nd - 1] == '0') nd--;
+    if (e < -4 || e >= 16) {                  /* 1e-05, 1.5e+16 */
+        distill__data_sb_put(b, dig, 1);
+        if (nd > 1) { distill__data_sb_puts(b, "."); distill__data_sb_put(b, dig + 1, (size_t)nd - 1); }
+        snprintf(buf, sizeof buf, "e%c%02d", e < 0 ? '-' : '+', e < 0 ? -e : e);
+        distill__data_sb_puts(b, buf);
+    } else if (e < 0) {                       /* 0.00015 */
+        distill__data_sb_puts(b, "0.");
+        for (i = 0; i < -e - 1; i++) distill__data_sb_puts(b, "0");
+        distill__data_sb_put(b, dig, (size_t)nd);
+    } else {                                  /* 150.0, 1.5 */
+        for (i = 0; i <= e; i++) distill__data_sb_put(b, i < nd ? dig + i : "0", 1);
+        distill__data_sb_puts(b, ".");
+        if (nd > e + 1) distill__data_sb_put(b, dig + e + 1, (size_t)(nd - e - 1));
+        else distill__data_sb_puts(b, "0");
+    }
+}
+
+static void distill__data_tojson_str(distill__data_sb *b, const char *s, size_t n) {
+    size_t i;
+    char u[8];
+    distill__data_sb_puts(b, "\"");
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r" :
+                          c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+        if (esc) distill__data_sb_puts(b, esc);
+        else if (c < 0x20) { snprintf(u, sizeof u, "\\u%04x", c); distill__data_sb_puts(b, u); }
+        else distill__data_sb_put(b, s + i, 1);
+    }
+    distill__data_sb_puts(b, "\"");
+}
+
+static void distill__data_tojson(distill__data_sb *b, const distill_json *v) {
+    size_t i;
+    switch (v->type) {
+    case DISTILL_JSON_NULL: distill__data_sb_puts(b, "null"); break;
+    case DISTILL_JSON_FALSE: distill__data_sb_puts(b, "false"); break;
+    case DISTILL_JSON_TRUE: distill__data_sb_puts(b, "true"); break;
+    case DISTILL_JSON_NUMBER: distill__data_tojson_num(b, v); break;
+    case DISTILL_JSON_STRING: distill__data_tojson_str(b, v->str, v->len); break;
+    case DISTILL_JSON_ARRAY:
+        distill__data_sb_puts(b, "[");
+        for (i = 0; i < v->len; i++) { if (i) distill__data_sb_puts(b, ", "); distill__data_tojson(b, &v->items[i]); }
+        distill__data_sb_puts(b, "]");
+        break;
+    case DISTILL_JSON_OBJECT:
+        distill__data_sb_puts(b, "{");
+        for (i = 0; i < v->len; i++) {
+            if (i) distill__data_sb_puts(b, ", ");
+            distill__data_tojson_str(b, v->keys[i], v->key_lens[i]);
+            distill__data_sb_puts(b, ": ");
+            distill__data_tojson(b, &v->items[i]);
+        }
+        distill__data_sb_puts(b, "}");
+        break;
+    }
+}
+
+/* A JSON value that may arrive as a string holding JSON (LLaMA-Factory stores "tools" and a
+   "function_call" turn's value that way). *doc gets the parsed document to free (or NULL). */
+static const distill_json *distill__data_json_value(distill__data_adapt *a, const distill_json *v, const char *field,
+                                                    distill_json **doc) {
+    distill_error perr;
+    *doc = NULL;
+    if (v->type != DISTILL_JSON_STRING) return v;
+    *doc = distill_json_parse(v->str, v->len, "", 1, &perr);
+    if (!*doc) {
+        distill__data_field_err(a->err, a->name, v, field, "a string that should hold JSON does not parse (%.200s)", perr.msg);
+        return NULL;
+    }
+    return *doc;
+}
+
+/* Calls (one object or a list) appended as Qwen2.5/Qwen3 render an assistant's tool_calls:
+       [\n]<tool_call>\n{"name": "NAME", "arguments": ARGS}\n</tool_call>
+   one after another, a "\n" before each but a first one that opens the turn. A call is
+   {"name", "arguments"} or OpenAI's {"type": "function", "function": {"name", "arguments"}};
+   ARGS is written as it is when it is a string (OpenAI's JSON text), else with tojson. */
+static int distill__data_calls(distill__data_adapt *a, distill__data_sb *b, const distill_json *calls, const char *field) {
+    size_t i, n = calls->type == DISTILL_JSON_ARRAY ? calls->len : 1;
+    if (calls->type != DISTILL_JSON_ARRAY && calls->type != DISTILL_JSON_OBJECT)
+        return distill__data_field_err(a->err, a->name, calls, field, "expected a call object or a list of calls, got %s",
+                                       distill_json_type_name(calls->type));
+    if (n == 0) return distill__data_field_err(a->err, a->name, calls, field, "empty list of calls");
+    for (i = 0; i < n; i++) {
+        const distill_json *c = calls->type == DISTILL_JSON_ARRAY ? &calls->items[i] : calls, *f, *name, *args;
+        f = distill_json_get(c, "function");
+        if (f && f->type == DISTILL_JSON_OBJECT) c = f;
+        name = distill_json_get(c, "name");
+        args = distill_json_get(c, "arguments");
+        if (c->type != DISTILL_JSON_OBJECT || !name || name->type != DISTILL_JSON_STRING || !args)
+            return distill__data_field_err(a->err, a->name, c, field, "call %zu: expected {\"name\": string, \"arguments\": ...}", i);
+        if (b->n > 0) distill__data_sb_puts(b, "\n");
+        distill__data_sb_puts(b, "<tool_call>\n{\"name\": \"");
+        distill__data_sb_put(b, name->str, name->len);
+        distill__data_sb_puts(b, "\", \"arguments\": ");
+        if (args->type == DISTILL_JSON_STRING) distill__data_sb_put(b, args->str, args->len);
+        else distill__data_tojson(b, args);
+        distill__data_sb_puts(b, "}\n</tool_call>");
+    }
+    return 0;
+}
+
+/* Hand a built string to the conversation as a turn. */
+static int distill__data_push_sb(distill__data_adapt *a, distill__data_sb *sb, distill_role role, const char *think,
+                                 size_t think_n, float w, const distill_json *at) {
+    const char *s = sb->s;
+    size_t n = sb->n;
+    if (sb->oom || !s || distill__data_conv_own(a->conv, sb->s) != 0) {
+        DISTILL_FREE(sb->s);
+        memset(sb, 0, sizeof *sb);
+        return distill__data_field_err(a->err, a->name, at, NULL, "out of memory");
+    }
+    memset(sb, 0, sizeof *sb);
+    return distill__data_add_turn(a, role, s, n, think, think_n, w, at);
+}
+
+/* One turn's loss weight: "loss_weight" or "weight" (number >= 0 or bool); -1: the default. */
+static int distill__data_turn_weight(distill__data_adapt *a, const distill_json *m, const char *field, size_t i, float *lw) {
+    const distill_json *w = distill_json_get(m, "loss_weight");
+    char path[160];
+    *lw = -1.0f;
+    if (!w) w = distill_json_get(m, "weight");
+    if (!w || w->type == DISTILL_JSON_NULL) return 0;
+    snprintf(path, sizeof path, "%s.%zu.%s", field, i, distill_json_get(m, "loss_weight") ? "loss_weight" : "weight");
+    if (w->type == DISTILL_JSON_NUMBER && w->num >= 0 && w->num <= 1e6) *lw = (float)w->num;
+    else if (w->type == DISTILL_JSON_TRUE) *lw = 1.0f;
+    else if (w->type == DISTILL_JSON_FALSE) *lw = 0.0f;
+    else return distill__data_field_err(a->err, a->name, w, path, "expected a number >= 0");
+    return 0;
+}
+
+/* A list of turns: "messages" ({role, content}) or "conversations" ({from, value}); each turn
+   may use either pair of keys. Tool results become one user turn per run of consecutive
+   results, "<tool_response>\n" R "\n</tool_response>" each, joined by "\n" (Qwen's templates);
+   so they are never supervised, while the assistant's calls are. */
 static int distill__data_turns(distill__data_adapt *a, const distill_json *list, const char *field,
                           const char *role_key, const char *content_key) {
+    const char *alt_role = !strcmp(role_key, "role") ? "from" : "role";
+    const char *alt_content = !strcmp(content_key, "content") ? "value" : "content";
     size_t i;
     char path[160];
+    distill__data_sb tools;   /* the pending run of tool results */
     if (!list) return distill__data_field_err(a->err, a->name, a->row, field, "missing");
     if (list->type != DISTILL_JSON_ARRAY)
         return distill__data_field_err(a->err, a->name, list, field, "expected an array of turns, got %s",
                                   distill_json_type_name(list->type));
     if (list->len == 0) return distill__data_field_err(a->err, a->name, list, field, "empty conversation");
+    memset(&tools, 0, sizeof tools);
     for (i = 0; i < list->len; i++) {
-        const distill_json *m = &list->items[i], *r, *c, *w, *th = NULL;
-        const char *text, *think = NULL;
-        size_t text_n, think_n = 0;
-        distill_role role;
-        float lw = -1.0f;
+        const distill_json *m = &list->items[i], *r, *c, *th = NULL, *calls;
+        const char *text = "", *think = NULL, *rk = role_key, *ck = content_key;
+        size_t text_n = 0, think_n = 0;
+        int role;
+        float lw;
         if (m->type != DISTILL_JSON_OBJECT) {
             snprintf(path, sizeof path, "%s.%zu", field, i);
+            DISTILL_FREE(tools.s);
             return distill__data_field_err(a->err, a->name, m, path, "expected an object, got %s", distill_json_type_name(m->type));
         }
-        r = distill_json_get(m, role_key);
-        snprintf(path, sizeof path, "%s.%zu.%s", field, i, role_key);
-        if (!r) return distill__data_field_err(a->err, a->name, m, path, "missing");
-        if (r->type != DISTILL_JSON_STRING)
-            return distill__data_field_err(a->err, a->name, r, path, "expected a string, got %s", distill_json_type_name(r->type));
-        if (distill__data_role_parse(r->str, &role) != 0)
-            return distill__data_field_err(a->err, a->name, r, path, "unsupported role '%.40s' (use system, user/human, assistant/gpt)", r->str);
-        c = distill_json_get(m, content_key);
-        snprintf(path, sizeof path, "%s.%zu.%s", field, i, content_key);
-        if (!c) return distill__data_field_err(a->err, a->name, m, path, "missing");
-        if (distill__data_content(a, c, path, &text, &text_n) != 0) return -1;
-        w = distill_json_get(m, "loss_weight");
-        if (!w) w = distill_json_get(m, "weight");
-        if (w && w->type != DISTILL_JSON_NULL) {
-            snprintf(path, sizeof path, "%s.%zu.%s", field, i, distill_json_get(m, "loss_weight") ? "loss_weight" : "weight");
-            if (w->type == DISTILL_JSON_NUMBER && w->num >= 0 && w->num <= 1e6) lw = (float)w->num;
-            else if (w->type == DISTILL_JSON_TRUE) lw = 1.0f;
-            else if (w->type == DISTILL_JSON_FALSE) lw = 0.0f;
-            else return distill__data_field_err(a->err, a->name, w, path, "expected a number >= 0");
+        r = distill_json_get(m, rk);
+        if (!r && (r = distill_json_get(m, alt_role)) != NULL) rk = alt_role;
+        snprintf(path, sizeof path, "%s.%zu.%s", field, i, rk);
+        if (!r || r->type != DISTILL_JSON_STRING || distill__data_role_parse(r->str, &role) != 0) {
+            DISTILL_FREE(tools.s);
+            if (!r) return distill__data_field_err(a->err, a->name, m, path, "missing");
+            if (r->type != DISTILL_JSON_STRING)
+                return distill__data_field_err(a->err, a->name, r, path, "expected a string, got %s", distill_json_type_name(r->type));
+            return distill__data_field_err(a->err, a->name, r, path,
+                                           "unsupported role '%.40s' (use system, user/human, assistant/gpt, tool/observation, function_call)", r->str);
         }
+        if (role != DISTILL__ROLE_TOOL_RESULT && tools.s && distill__data_push_sb(a, &tools, DISTILL_ROLE_USER, NULL, 0, -1.0f, m) != 0)
+            return -1;
+        c = distill_json_get(m, ck);
+        if (!c && (c = distill_json_get(m, alt_content)) != NULL) ck = alt_content;
+        snprintf(path, sizeof path, "%s.%zu.%s", field, i, ck);
+        calls = role == DISTILL_ROLE_ASSISTANT ? distill_json_get(m, "tool_calls") : NULL;
+        if (role == DISTILL_ROLE_ASSISTANT && (!calls || calls->type == DISTILL_JSON_NULL)) calls = distill_json_get(m, "function_call");
+        if (calls && calls->type == DISTILL_JSON_NULL) calls = NULL;
+        if (calls && (!c || c->type == DISTILL_JSON_NULL)) c = NULL;  /* OpenAI: content null beside tool_calls */
+        else if (!c) { DISTILL_FREE(tools.s); return distill__data_field_err(a->err, a->name, m, path, "missing"); }
+        if (c && role != DISTILL__ROLE_CALL &&
+            distill__data_content(a, c, path, &text, &text_n, role == DISTILL_ROLE_ASSISTANT ? &think : NULL, &think_n) != 0) {
+            DISTILL_FREE(tools.s);
+            return -1;
+        }
+        if (distill__data_turn_weight(a, m, field, i, &lw) != 0) { DISTILL_FREE(tools.s); return -1; }
         if (role == DISTILL_ROLE_ASSISTANT) {
             th = distill_json_get(m, "reasoning_content");
             if (!th) th = distill_json_get(m, "reasoning");
@@ -7345,12 +7672,56 @@ static int distill__data_turns(distill__data_adapt *a, const distill_json *list,
             if (th && th->type == DISTILL_JSON_STRING && th->len > 0) { think = th->str; think_n = th->len; }
             else if (th && th->type != DISTILL_JSON_NULL && th->type != DISTILL_JSON_STRING) {
                 snprintf(path, sizeof path, "%s.%zu.reasoning", field, i);
+                DISTILL_FREE(tools.s);
                 return distill__data_field_err(a->err, a->name, th, path, "expected a string, got %s", distill_json_type_name(th->type));
             }
         }
-        if (distill__data_add_turn(a, role, text, text_n, think, think_n, lw, m) != 0) return -1;
+        if (role == DISTILL__ROLE_TOOL_RESULT) {
+            if (tools.s) distill__data_sb_puts(&tools, "\n");
+            distill__data_sb_puts(&tools, "<tool_response>\n");
+            distill__data_sb_put(&tools, text, text_n);
+            distill__data_sb_puts(&tools, "\n</tool_response>");
+        } else if (role == DISTILL__ROLE_CALL || calls) {
+            /* an assistant turn with calls: content, then the calls (a ShareGPT function_call
+               turn's value is the call, usually as a JSON string) */
+            distill__data_sb sb;
+            distill_json *doc = NULL;
+            const distill_json *cv;
+            int rc;
+            memset(&sb, 0, sizeof sb);
+            distill__data_sb_put(&sb, text, text_n);
+            if (role == DISTILL__ROLE_CALL) cv = distill__data_json_value(a, c, path, &doc);
+            else {
+                snprintf(path, sizeof path, "%s.%zu.%s", field, i, distill_json_get(m, "tool_calls") ? "tool_calls" : "function_call");
+                cv = calls;
+            }
+            rc = cv ? distill__data_calls(a, &sb, cv, path) : -1;
+            distill_json_free(doc);
+            if (rc != 0) { DISTILL_FREE(sb.s); return -1; }
+            if (distill__data_push_sb(a, &sb, DISTILL_ROLE_ASSISTANT, think, think_n, lw, m) != 0) return -1;
+        } else if (distill__data_add_turn(a, (distill_role)role, text, text_n, think, think_n, lw, m) != 0) {
+            return -1;
+        }
     }
+    if (tools.s && distill__data_push_sb(a, &tools, DISTILL_ROLE_USER, NULL, 0, -1.0f, list) != 0) return -1;
     return 0;
+}
+
+/* Pairwise preference records (chosen/rejected: TRL, LLaMA-Factory, UltraFeedback) hold two
+   answers; SFT and distillation train on one. The error says how to take "chosen". */
+static int distill__data_preference_err(distill__data_adapt *a) {
+    const distill_json *ch = distill_json_get(a->row, "chosen");
+    const char *how;
+    if (distill_json_get(a->row, "conversations")) how = "--map conversations=conversations --map chosen=response";
+    else if (distill_json_get(a->row, "messages")) how = "--map messages=messages --map chosen=response";
+    else if (distill_json_get(a->row, "instruction")) how = "--map instruction=prompt --map chosen=response";
+    else if (distill_json_get(a->row, "prompt"))
+        how = distill_json_get(a->row, "prompt")->type == DISTILL_JSON_ARRAY ? "--map prompt=messages --map chosen=response"
+                                                                             : "--map prompt=prompt --map chosen=response";
+    else how = ch && ch->type == DISTILL_JSON_ARRAY ? "--map chosen=messages" : "--map PROMPT_FIELD=prompt --map chosen=response";
+    return distill__data_field_err(a->err, a->name, ch, NULL,
+                                   "a pairwise preference record (fields 'chosen' and 'rejected'): this trainer learns from one "
+                                   "answer per prompt; to train on the preferred answer use %s", how);
 }
 
 static distill_data_format distill__data_detect(const distill_json *row) {
@@ -7469,6 +7840,36 @@ static const distill_json *distill__data_source(distill__data_adapt *a, const ch
     return fallback ? distill_json_get(a->row, fallback) : NULL;
 }
 
+/* After mapped turns, a mapped response (e.g. a preference record's "chosen") is one more
+   answer: a string, one turn object ({"from": "gpt", "value"}: LLaMA-Factory) or a list of turns
+   (TRL). */
+static int distill__data_mapped_answer(distill__data_adapt *a) {
+    char path[128];
+    const distill_json *v;
+    int m;
+    v = distill__data_source(a, "completion", NULL, path, sizeof path, &m);
+    if (!m) v = distill__data_source(a, "response", NULL, path, sizeof path, &m);
+    if (!m) return 0;
+    if (!v) return distill__data_field_err(a->err, a->name, a->row, path, "missing");
+    if (v->type == DISTILL_JSON_OBJECT) {
+        distill_json one;
+        memset(&one, 0, sizeof one);
+        one.type = DISTILL_JSON_ARRAY;
+        one.line = v->line;
+        one.col = v->col;
+        one.len = 1;
+        one.items = (distill_json *)v;
+        return distill__data_turns(a, &one, path, "role", "content");
+    }
+    if (v->type == DISTILL_JSON_ARRAY) return distill__data_turns(a, v, path, "role", "content");
+    {
+        const char *r;
+        size_t rn;
+        if (distill__data_string_field(a, v, path, 1, &r, &rn) != 0) return -1;
+        return distill__data_add_turn(a, DISTILL_ROLE_ASSISTANT, r, rn, NULL, 0, -1.0f, v);
+    }
+}
+
 static int distill__data_adapt_mapped(distill__data_adapt *a) {
     char path[128];
     const distill_json *v;
@@ -7476,9 +7877,9 @@ static int distill__data_adapt_mapped(distill__data_adapt *a) {
     size_t pn, rn, tn = 0;
     int m;
     v = distill__data_source(a, "messages", NULL, path, sizeof path, &m);
-    if (m) return distill__data_turns(a, v, path, "role", "content");
+    if (m) return distill__data_turns(a, v, path, "role", "content") != 0 ? -1 : distill__data_mapped_answer(a);
     v = distill__data_source(a, "conversations", NULL, path, sizeof path, &m);
-    if (m) return distill__data_turns(a, v, path, "from", "value");
+    if (m) return distill__data_turns(a, v, path, "from", "value") != 0 ? -1 : distill__data_mapped_answer(a);
     v = distill__data_source(a, "text", NULL, path, sizeof path, &m);
     if (m) {
         if (distill__data_string_field(a, v, path, 1, &p, &pn) != 0) return -1;
@@ -7488,7 +7889,7 @@ static int distill__data_adapt_mapped(distill__data_adapt *a) {
     if (distill__data_string_field(a, v, path, 0, &p, &pn) != 0) return -1;
     if (p && pn && distill__data_add_turn(a, DISTILL_ROLE_SYSTEM, p, pn, NULL, 0, -1.0f, v) != 0) return -1;
     v = distill__data_source(a, "prompt", "prompt", path, sizeof path, &m);
-    if (distill__data_content(a, v, path, &p, &pn) != 0) return -1;
+    if (distill__data_content(a, v, path, &p, &pn, NULL, NULL) != 0) return -1;
     if (distill__data_add_turn(a, DISTILL_ROLE_USER, p, pn, NULL, 0, -1.0f, v) != 0) return -1;
     v = distill__data_source(a, "think", NULL, path, sizeof path, &m);
     if (m) {
@@ -7497,8 +7898,71 @@ static int distill__data_adapt_mapped(distill__data_adapt *a) {
     }
     v = distill__data_source(a, "completion", NULL, path, sizeof path, &m);
     if (!m) v = distill__data_source(a, "response", "response", path, sizeof path, &m);
-    if (distill__data_content(a, v, path, &r, &rn) != 0) return -1;
+    if (distill__data_content(a, v, path, &r, &rn, NULL, NULL) != 0) return -1;
     return distill__data_add_turn(a, DISTILL_ROLE_ASSISTANT, r, rn, t, tn, -1.0f, v ? v : a->row);
+}
+
+static void distill__data_conv_last_to_front(distill_conv *c) {
+    distill_message m = c->msgs[c->n - 1];
+    memmove(c->msgs + 1, c->msgs, (size_t)(c->n - 1) * sizeof *c->msgs);
+    c->msgs[0] = m;
+}
+
+/* A record's "tools" (a list of schemas, or a string holding one: LLaMA-Factory) and its
+   top-level "system" (LLaMA-Factory's ShareGPT) go into the system turn, as Qwen3's template
+   writes them (Qwen2.5's is the same but adds its default system text when there is none):
+       SYSTEM "\n\n" "# Tools\n\n...<tools>" ("\n" tojson(tool))* "\n</tools>\n\n...</tool_call>" */
+static int distill__data_system_tools(distill__data_adapt *a) {
+    static const char head[] = "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+                               "You are provided with function signatures within <tools></tools> XML tags:\n<tools>";
+    static const char tail[] = "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+                               "within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, "
+                               "\"arguments\": <args-json-object>}\n</tool_call>";
+    const distill_json *sys, *tv = distill_json_get(a->row, "tools"), *tl;
+    distill_conv *c = a->conv;
+    char path[128];
+    int mapped;
+    int has_sys = c->n > 0 && c->msgs[0].role == DISTILL_ROLE_SYSTEM;
+    distill_json *doc = NULL;
+    distill__data_sb sb;
+    size_t i;
+    sys = distill__data_source(a, "system", "system", path, sizeof path, &mapped);
+    if (!has_sys && sys && sys->type == DISTILL_JSON_STRING && sys->len > 0) {
+        if (distill__data_add_turn(a, DISTILL_ROLE_SYSTEM, sys->str, sys->len, NULL, 0, -1.0f, sys) != 0) return -1;
+        distill__data_conv_last_to_front(c);
+        has_sys = 1;
+    }
+    if (!tv || tv->type == DISTILL_JSON_NULL || (tv->type == DISTILL_JSON_STRING && tv->len == 0)) return 0;
+    tl = distill__data_json_value(a, tv, "tools", &doc);
+    if (!tl) return -1;
+    if (tl->type != DISTILL_JSON_ARRAY) {
+        distill__data_field_err(a->err, a->name, tv, "tools", "expected a list of tool schemas, got %s", distill_json_type_name(tl->type));
+        distill_json_free(doc);
+        return -1;
+    }
+    if (tl->len == 0) { distill_json_free(doc); return 0; }
+    memset(&sb, 0, sizeof sb);
+    if (has_sys && c->msgs[0].len) {
+        distill__data_sb_put(&sb, c->msgs[0].content, c->msgs[0].len);
+        distill__data_sb_puts(&sb, "\n\n");
+    }
+    distill__data_sb_puts(&sb, head);
+    for (i = 0; i < tl->len; i++) { distill__data_sb_puts(&sb, "\n"); distill__data_tojson(&sb, &tl->items[i]); }
+    distill__data_sb_puts(&sb, tail);
+    distill_json_free(doc);
+    if (sb.oom || distill__data_conv_own(c, sb.s) != 0) {
+        DISTILL_FREE(sb.s);
+        return distill__data_field_err(a->err, a->name, tv, "tools", "out of memory");
+    }
+    if (has_sys) {
+        c->msgs[0].content = sb.s;
+        c->msgs[0].len = sb.n;
+        return 0;
+    }
+    if (distill__data_conv_push(c, DISTILL_ROLE_SYSTEM, sb.s, sb.n, -1.0f) != 0)
+        return distill__data_field_err(a->err, a->name, tv, "tools", "out of memory");
+    distill__data_conv_last_to_front(c);
+    return 0;
 }
 
 DISTILL_API int distill_conv_from_json(const distill_json *row, const distill_data_options *opt,
@@ -7519,6 +7983,8 @@ DISTILL_API int distill_conv_from_json(const distill_json *row, const distill_da
         if (distill__data_map_check(opt, err) != 0) return -1;
         if (f == DISTILL_FORMAT_AUTO) f = DISTILL_FORMAT_MAPPED;
     }
+    if (f == DISTILL_FORMAT_AUTO && distill_json_get(row, "chosen") && distill_json_get(row, "rejected"))
+        return distill__data_preference_err(&a);
     if (f == DISTILL_FORMAT_AUTO) {
         f = distill__data_detect(row);
         if (f == DISTILL_FORMAT_AUTO) {
@@ -7552,6 +8018,9 @@ DISTILL_API int distill_conv_from_json(const distill_json *row, const distill_da
     case DISTILL_FORMAT_MAPPED: rc = distill__data_adapt_mapped(&a); break;
     default: rc = distill__err(err, "%s: unknown format %d", name ? name : "<data>", (int)f);
     }
+    if (rc == 0 && (f == DISTILL_FORMAT_MESSAGES || f == DISTILL_FORMAT_CONVERSATIONS || f == DISTILL_FORMAT_PROMPT_COMPLETION ||
+                    f == DISTILL_FORMAT_MAPPED))
+        rc = distill__data_system_tools(&a);
     return rc != 0 ? -1 : 0;
 }
 
@@ -8771,15 +9240,21 @@ DISTILL_API distill_config distill_config_default(void) {
 #define DISTILL__MAX_LAYERS 4096
 #define DISTILL__MAX_HIDDEN (1 << 30)
 
+DISTILL_API int distill_config_head_dim(const distill_config *c) {
+    return c->head_dim > 0 ? c->head_dim : c->dim / (c->n_heads > 0 ? c->n_heads : 1);
+}
+
 /* The parameter count of a (valid-looking) config, 0 on size_t overflow. */
 static size_t distill__count_params(const distill_config *c, size_t *padded) {
     size_t C = (size_t)c->dim, V = (size_t)c->vocab_size, F = (size_t)c->hidden_dim;
-    size_t HS = C / (size_t)c->n_heads, QD = HS * (size_t)c->n_heads, KVD = HS * (size_t)c->n_kv_heads;
+    size_t HS = (size_t)distill_config_head_dim(c), QD = HS * (size_t)c->n_heads, KVD = HS * (size_t)c->n_kv_heads;
     size_t per_layer = 0, total = 0, pad = 0, t = 0, parts[16];
     int n = 0, i;
     /* the per-layer tensors, in table order */
+    if (QD != 0 && C > SIZE_MAX / QD) return 0;
     parts[n++] = C; parts[n++] = QD * C; parts[n++] = KVD * C; parts[n++] = KVD * C; parts[n++] = C * QD;
     if (c->qkv_bias) { parts[n++] = QD; parts[n++] = KVD; parts[n++] = KVD; }
+    if (c->qk_norm) { parts[n++] = HS; parts[n++] = HS; }
     parts[n++] = C; parts[n++] = F * C; parts[n++] = F * C; parts[n++] = C * F;
     if (F != 0 && C > SIZE_MAX / F) return 0;
     if (C > SIZE_MAX / C) return 0;
@@ -8815,10 +9290,25 @@ DISTILL_API int distill_config_validate(const distill_config *c, distill_error *
         return distill__err(err, "config: n_kv_heads (%d) must be in [1, n_heads (%d)]", c->n_kv_heads, c->n_heads);
     if (c->n_heads % c->n_kv_heads != 0)
         return distill__err(err, "config: n_heads (%d) must be divisible by n_kv_heads (%d)", c->n_heads, c->n_kv_heads);
-    if (c->dim % c->n_heads != 0)
+    if (c->head_dim < 0 || c->head_dim > 65536 || c->head_dim % 2 != 0)
+        return distill__err(err, "config: head_dim (%d) must be 0 (dim / n_heads) or an even number up to 65536", c->head_dim);
+    if (c->head_dim == 0 && c->dim % c->n_heads != 0)
         return distill__err(err, "config: dim (%d) must be divisible by n_heads (%d)", c->dim, c->n_heads);
-    if ((c->dim / c->n_heads) % 2 != 0)
+    if (c->head_dim == 0 && (c->dim / c->n_heads) % 2 != 0)
         return distill__err(err, "config: head size dim/n_heads (%d) must be even for rotary embeddings", c->dim / c->n_heads);
+    if ((double)distill_config_head_dim(c) * c->n_heads > (double)DISTILL__MAX_DIM)
+        return distill__err(err, "config: n_heads * head_dim (%d * %d) must be at most %d", c->n_heads, c->head_dim, DISTILL__MAX_DIM);
+    if (c->qk_norm != 0 && c->qk_norm != 1) return distill__err(err, "config: qk_norm (%d) must be 0 or 1", c->qk_norm);
+    if (c->rope_scaling < DISTILL_ROPE_DEFAULT || c->rope_scaling > DISTILL_ROPE_LLAMA3)
+        return distill__err(err, "config: rope_scaling (%d) must be 0 (default), 1 (linear) or 2 (llama3)", c->rope_scaling);
+    if (c->rope_scaling && !(c->rope_factor >= 1.0f && c->rope_factor <= 1e6f))
+        return distill__err(err, "config: rope_factor (%g) must be in [1, 1e6]", (double)c->rope_factor);
+    if (c->rope_scaling == DISTILL_ROPE_LLAMA3 &&
+        (!(c->rope_low_freq_factor > 0.0f) || !(c->rope_high_freq_factor > c->rope_low_freq_factor) ||
+         !(c->rope_high_freq_factor < 1e6f) || c->rope_original_max_pos < 1))
+        return distill__err(err, "config: llama3 rope scaling needs 0 < low_freq_factor (%g) < high_freq_factor (%g) and "
+                            "original_max_position_embeddings (%d) >= 1", (double)c->rope_low_freq_factor,
+                            (double)c->rope_high_freq_factor, c->rope_original_max_pos);
     if (c->hidden_dim < 1 || c->hidden_dim > DISTILL__MAX_HIDDEN)
         return distill__err(err, "config: hidden_dim (%d) must be in [1, %d]", c->hidden_dim, DISTILL__MAX_HIDDEN);
     if (!(c->rope_theta > 1.0f) || !(c->rope_theta < FLT_MAX))
@@ -8966,7 +9456,7 @@ DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const flo
    stack table, and the rotation then runs over every head as contiguous loops. Pairs are taken
    in blocks of DISTILL__ROPE_BLOCK so any head size works without allocating. */
 #define DISTILL__ROPE_BLOCK 64
-typedef struct { float *x; const int32_t *pos; int nh, hs; double theta; float sign; } distill__rope_ctx;
+typedef struct { float *x; const int32_t *pos; int nh, hs; double theta; float sign; const double *inv; } distill__rope_ctx;
 
 static void distill__rope_task(void *p, int64_t b, int64_t e, int th) {
     const distill__rope_ctx *c = (const distill__rope_ctx *)p;
@@ -8977,7 +9467,7 @@ static void distill__rope_task(void *p, int64_t b, int64_t e, int th) {
     (void)th;
     for (i0 = 0; i0 < half; i0 += nb) {
         nb = half - i0 < DISTILL__ROPE_BLOCK ? half - i0 : DISTILL__ROPE_BLOCK;
-        for (i = 0; i < nb; i++) freq[i] = pow(c->theta, -2.0 * (double)(i0 + i) / (double)c->hs);
+        for (i = 0; i < nb; i++) freq[i] = c->inv ? c->inv[i0 + i] : pow(c->theta, -2.0 * (double)(i0 + i) / (double)c->hs);
         for (n = b; n < e; n++) {
             double pos = c->pos ? (double)c->pos[n] : (double)n;
             for (i = 0; i < nb; i++) {
@@ -8998,13 +9488,47 @@ static void distill__rope_task(void *p, int64_t b, int64_t e, int th) {
 }
 DISTILL_API void distill_rope_forward(float *x, const int32_t *pos, int N, int nh, int hs, float theta) {
     distill__rope_ctx c;
-    c.x = x; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = theta; c.sign = 1.0f;
+    c.x = x; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = theta; c.sign = 1.0f; c.inv = NULL;
     distill_parallel_for(N, 16, distill__rope_task, &c);
 }
 DISTILL_API void distill_rope_backward(float *dx, const int32_t *pos, int N, int nh, int hs, float theta) {
     distill__rope_ctx c;
-    c.x = dx; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = theta; c.sign = -1.0f;
+    c.x = dx; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = theta; c.sign = -1.0f; c.inv = NULL;
     distill_parallel_for(N, 16, distill__rope_task, &c);
+}
+DISTILL_API void distill_rope_forward_freqs(float *x, const int32_t *pos, int N, int nh, int hs, const double *inv_freq) {
+    distill__rope_ctx c;
+    c.x = x; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = 0; c.sign = 1.0f; c.inv = inv_freq;
+    distill_parallel_for(N, 16, distill__rope_task, &c);
+}
+DISTILL_API void distill_rope_backward_freqs(float *dx, const int32_t *pos, int N, int nh, int hs, const double *inv_freq) {
+    distill__rope_ctx c;
+    c.x = dx; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = 0; c.sign = -1.0f; c.inv = inv_freq;
+    distill_parallel_for(N, 16, distill__rope_task, &c);
+}
+
+/* The frequencies, as transformers' RoPE initialisation computes them:
+       default  inv_i = theta^(-2i/HS)
+       linear   inv_i / factor                                  (positions stretched by factor)
+       llama3   with wavelength w_i = 2 pi / inv_i, Lo = orig / low_freq_factor, Hi = orig / high_freq_factor:
+                w_i < Hi: inv_i;   w_i > Lo: inv_i / factor;   otherwise, with s = (orig / w_i - low) / (high - low):
+                (1 - s) inv_i / factor + s inv_i
+   (attention is not rescaled for these types). */
+DISTILL_API void distill_rope_inv_freq(const distill_config *c, double *inv) {
+    int hs = distill_config_head_dim(c), i;
+    double f = c->rope_factor, lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor, orig = c->rope_original_max_pos;
+    for (i = 0; i < hs / 2; i++) {
+        double v = pow((double)c->rope_theta, -2.0 * (double)i / (double)hs), w = 2.0 * 3.14159265358979323846 / v;
+        if (c->rope_scaling == DISTILL_ROPE_LINEAR) v /= f;
+        else if (c->rope_scaling == DISTILL_ROPE_LLAMA3) {
+            if (w > orig / lo) v /= f;
+            else if (!(w < orig / hi)) {
+                double s = (orig / w - lo) / (hi - lo);
+                v = (1.0 - s) * v / f + s * v;
+            }
+        }
+        inv[i] = v;
+    }
 }
 
 /* ---- causal grouped-query attention, flash style ------------------------------------
@@ -9214,6 +9738,7 @@ typedef struct distill__state {
     size_t head_k;         /* positions per head chunk */
     /* per layer (stride cap*width): */
     float *x, *ln1, *q, *k, *v, *att, *lse, *xmid, *ln2, *gate, *up, *rstd1, *rstd2;
+    float *qr, *kr, *rstdq, *rstdk;  /* qk_norm: q and k before their norm, and its rstd */
     float *xL, *lnf, *rstdf;
     float *dres, *buf_a, *buf_w;     /* backward scratch; buf_a also holds dlnf */
     float *head_logits, *head_x, *head_dx;
@@ -9233,6 +9758,11 @@ typedef struct distill__state {
        gradient buffer is final, so its all-reduce can start while lower layers still compute */
     void (*grad_ready)(void *ctx, size_t lo);
     void *grad_ready_ctx;
+    /* what checkpoints of this model carry besides the weights (distill_model_set_tokenizer) */
+    unsigned char *tok_bytes;        /* the tokenizer serialised (own text format or llama2.c .bin) */
+    size_t tok_size;
+    char tmpl_name[32];              /* chat template name ("" none) */
+    double *inv_freq;                /* RoPE frequencies (HS/2) of the config (rope_scaling included) */
 } distill__state;
 
 #define DISTILL__CE_BLOCK 4          /* rows per loss-callback call (one statistics slot each) */
@@ -9249,16 +9779,24 @@ static void *distill__carve(char *base, size_t *off, size_t count, size_t size) 
 /* Lay out (or, with base NULL, measure) the activation block for capacity B*T. */
 static size_t distill__layout(distill__state *s, char *base, const distill_config *c, int B, int T) {
     size_t off = 0, BT = (size_t)B * T, L = (size_t)c->n_layers, C = (size_t)c->dim, F = (size_t)c->hidden_dim;
-    size_t HS = C / (size_t)c->n_heads, KVD = HS * (size_t)c->n_kv_heads, V = (size_t)c->vocab_size;
-    size_t K = BT < DISTILL_HEAD_CHUNK ? BT : DISTILL_HEAD_CHUNK, W = 2 * F > C + 2 * KVD ? 2 * F : C + 2 * KVD;
+    size_t HS = (size_t)distill_config_head_dim(c), QD = HS * (size_t)c->n_heads, KVD = HS * (size_t)c->n_kv_heads;
+    size_t V = (size_t)c->vocab_size, K = BT < DISTILL_HEAD_CHUNK ? BT : DISTILL_HEAD_CHUNK;
+    /* backward scratch: the MLP's h and dh (2F), or dq, dk, dv (+ dq, dk before the q/k norm) */
+    size_t WA = QD + 2 * KVD + (c->qk_norm ? QD + KVD : 0), W = 2 * F > WA ? 2 * F : WA, CA = C > QD ? C : QD;
     s->cap = BT;
     s->head_k = K;
     s->x = (float *)distill__carve(base, &off, L * BT * C, 4);
     s->ln1 = (float *)distill__carve(base, &off, L * BT * C, 4);
-    s->q = (float *)distill__carve(base, &off, L * BT * C, 4);
+    s->q = (float *)distill__carve(base, &off, L * BT * QD, 4);
     s->k = (float *)distill__carve(base, &off, L * BT * KVD, 4);
     s->v = (float *)distill__carve(base, &off, L * BT * KVD, 4);
-    s->att = (float *)distill__carve(base, &off, L * BT * C, 4);
+    s->att = (float *)distill__carve(base, &off, L * BT * QD, 4);
+    if (c->qk_norm) {
+        s->qr = (float *)distill__carve(base, &off, L * BT * QD, 4);
+        s->kr = (float *)distill__carve(base, &off, L * BT * KVD, 4);
+        s->rstdq = (float *)distill__carve(base, &off, L * BT * (size_t)c->n_heads, 4);
+        s->rstdk = (float *)distill__carve(base, &off, L * BT * (size_t)c->n_kv_heads, 4);
+    }
     s->lse = (float *)distill__carve(base, &off, L * BT * (size_t)c->n_heads, 4);
     s->xmid = (float *)distill__carve(base, &off, L * BT * C, 4);
     s->ln2 = (float *)distill__carve(base, &off, L * BT * C, 4);
@@ -9270,7 +9808,7 @@ static size_t distill__layout(distill__state *s, char *base, const distill_confi
     s->lnf = (float *)distill__carve(base, &off, BT * C, 4);
     s->rstdf = (float *)distill__carve(base, &off, BT, 4);
     s->dres = (float *)distill__carve(base, &off, BT * C, 4);
-    s->buf_a = (float *)distill__carve(base, &off, BT * C, 4);
+    s->buf_a = (float *)distill__carve(base, &off, BT * CA, 4);
     s->buf_w = (float *)distill__carve(base, &off, BT * W, 4);
     s->head_logits = (float *)distill__carve(base, &off, K * V, 4);
     s->head_x = (float *)distill__carve(base, &off, K * C, 4);
@@ -9286,12 +9824,13 @@ static size_t distill__layout(distill__state *s, char *base, const distill_confi
 
 DISTILL_API size_t distill_model_activation_bytes(const distill_config *c, int B, int T) {
     double BT = (double)B * T, L = c->n_layers, C = c->dim, F = c->hidden_dim, V = c->vocab_size;
-    double NH = c->n_heads, HS = C / NH, KVD = HS * c->n_kv_heads;
+    double NH = c->n_heads, HS = distill_config_head_dim(c), QD = HS * NH, KVD = HS * c->n_kv_heads;
     double K = BT < DISTILL_HEAD_CHUNK ? BT : DISTILL_HEAD_CHUNK;
-    double W = 2 * F > C + 2 * KVD ? 2 * F : C + 2 * KVD;
-    double floats = L * (BT * (6 * C + 2 * KVD + 2 * F + 2) + B * NH * T)
+    double WA = QD + 2 * KVD + (c->qk_norm ? QD + KVD : 0), W = 2 * F > WA ? 2 * F : WA, CA = C > QD ? C : QD;
+    double QK = c->qk_norm ? BT * (QD + KVD + NH + c->n_kv_heads) : 0;   /* q, k before the norm; rstd */
+    double floats = L * (BT * (4 * C + 2 * QD + 2 * KVD + 2 * F + 2) + B * NH * T + QK)
                   + BT * (2 * C + 1)
-                  + BT * (2 * C + W)
+                  + BT * (C + CA + W)
                   + K * (V + 2 * C);
     double bytes = 4 * floats + 20 * BT + 4.0 * B + (double)sizeof(distill_stats) * ceil(K / DISTILL__CE_BLOCK);
     return bytes >= (double)SIZE_MAX ? SIZE_MAX : (size_t)bytes;
@@ -9301,8 +9840,8 @@ DISTILL_API size_t distill_model_activation_bytes(const distill_config *c, int B
 static int distill__build_table(distill_model *m, distill_error *err) {
     const distill_config *c = &m->cfg;
     int C = c->dim, V = c->vocab_size, F = c->hidden_dim, L = c->n_layers, l;
-    int HS = C / c->n_heads, QD = HS * c->n_heads, KVD = HS * c->n_kv_heads;
-    int cap = 2 + L * (c->qkv_bias ? 12 : 9) + 1, n = 0;
+    int HS = distill_config_head_dim(c), QD = HS * c->n_heads, KVD = HS * c->n_kv_heads;
+    int cap = 2 + L * (c->qkv_bias ? 12 : 9) + (c->qk_norm ? 2 * L : 0) + 1, n = 0;
     size_t off = 0;
     m->tensors = (distill_tensor_info *)DISTILL_MALLOC(sizeof(distill_tensor_info) * (size_t)cap);
     m->layers = (distill_layer_params *)DISTILL_MALLOC(sizeof(distill_layer_params) * (size_t)L);
@@ -9329,6 +9868,10 @@ static int distill__build_table(distill_model *m, distill_error *err) {
         DISTILL__T("model.layers.%d.self_attn.v_proj.weight", l, KVD, C, 1);
         if (c->qkv_bias) DISTILL__T("model.layers.%d.self_attn.v_proj.bias", l, KVD, 0, 0);
         DISTILL__T("model.layers.%d.self_attn.o_proj.weight", l, C, QD, 1);
+        if (c->qk_norm) {
+            DISTILL__T("model.layers.%d.self_attn.q_norm.weight", l, HS, 0, 0);
+            DISTILL__T("model.layers.%d.self_attn.k_norm.weight", l, HS, 0, 0);
+        }
         DISTILL__T("model.layers.%d.post_attention_layernorm.weight", l, C, 0, 0);
         DISTILL__T("model.layers.%d.mlp.gate_proj.weight", l, F, C, 1);
         DISTILL__T("model.layers.%d.mlp.up_proj.weight", l, F, C, 1);
@@ -9359,6 +9902,10 @@ static void distill__bind_views(distill_model *m) {
         p->wv = m->params + m->tensors[i++].offset;
         if (c->qkv_bias) p->bv = m->params + m->tensors[i++].offset;
         p->wo = m->params + m->tensors[i++].offset;
+        if (c->qk_norm) {
+            p->q_norm = m->params + m->tensors[i++].offset;
+            p->k_norm = m->params + m->tensors[i++].offset;
+        }
         p->ffn_norm = m->params + m->tensors[i++].offset;
         p->w_gate = m->params + m->tensors[i++].offset;
         p->w_up = m->params + m->tensors[i++].offset;
@@ -9403,6 +9950,8 @@ DISTILL_API void distill_model_free(distill_model *m) {
     if (s) {
         distill_free_aligned(s->block);
         DISTILL_FREE(s->norm_parts);
+        DISTILL_FREE(s->tok_bytes);
+        DISTILL_FREE(s->inv_freq);
         DISTILL_FREE(s);
     }
     distill_free_aligned(m->params);
@@ -9414,8 +9963,42 @@ DISTILL_API void distill_model_free(distill_model *m) {
     DISTILL_FREE(m);
 }
 
+DISTILL_API int distill_model_set_tokenizer(distill_model *m, const distill_tokenizer *tok,
+                                            const char *chat_template, distill_error *err) {
+    distill__state *s = (distill__state *)m->internal;
+    unsigned char *b = NULL;
+    size_t n = 0;
+    if (chat_template && strlen(chat_template) >= sizeof s->tmpl_name)
+        return distill__err(err, "chat template name '%.60s' is too long", chat_template);
+    if (tok && !(b = distill__tk_to_bytes(tok, &n, err))) return -1;
+    DISTILL_FREE(s->tok_bytes);
+    s->tok_bytes = b;
+    s->tok_size = n;
+    snprintf(s->tmpl_name, sizeof s->tmpl_name, "%s", chat_template ? chat_template : "");
+    return 0;
+}
+
+DISTILL_API const char *distill_model_chat_template(const distill_model *m) {
+    const distill__state *s = (const distill__state *)m->internal;
+    return s->tmpl_name[0] ? s->tmpl_name : NULL;
+}
+
+DISTILL_API int distill_model_has_tokenizer(const distill_model *m) {
+    return ((const distill__state *)m->internal)->tok_bytes != NULL;
+}
+
+static distill_model *distill__model_new(const distill_config *cfg, int max_batch, int max_seq, uint64_t seed,
+                                         int init, distill_error *err);
+
 DISTILL_API distill_model *distill_model_create(const distill_config *cfg, int max_batch, int max_seq,
                                                 uint64_t seed, distill_error *err) {
+    return distill__model_new(cfg, max_batch, max_seq, seed, 1, err);
+}
+
+/* init 0: parameters left zero, for loaders that overwrite them all (drawing 500M normals
+   would cost a minute of a 0.5B model's load time) */
+static distill_model *distill__model_new(const distill_config *cfg, int max_batch, int max_seq, uint64_t seed,
+                                         int init, distill_error *err) {
     distill_model *m;
     distill__state *s;
     size_t bytes, pbytes;
@@ -9447,9 +10030,11 @@ DISTILL_API distill_model *distill_model_create(const distill_config *cfg, int m
     }
     s->n_norm_parts = (m->num_floats + DISTILL__NORM_BLOCK - 1) / DISTILL__NORM_BLOCK;
     s->norm_parts = (double *)DISTILL_MALLOC(sizeof(double) * s->n_norm_parts);
+    s->inv_freq = (double *)DISTILL_MALLOC(sizeof(double) * (size_t)(distill_config_head_dim(cfg) / 2 + 1));
+    if (s->inv_freq) distill_rope_inv_freq(cfg, s->inv_freq);
     bytes = distill__layout(s, NULL, cfg, max_batch, max_seq);
     s->block = distill_alloc_aligned(bytes, 64);
-    if (!s->block || !s->norm_parts) {
+    if (!s->block || !s->norm_parts || !s->inv_freq) {
         distill__err(err, "distill_model_create: out of memory for %zu bytes of activations (max_batch %d, max_seq %d)",
                      bytes, max_batch, max_seq);
         distill_model_free(m);
@@ -9458,7 +10043,7 @@ DISTILL_API distill_model *distill_model_create(const distill_config *cfg, int m
     s->bytes = bytes;
     distill__layout(s, (char *)s->block, cfg, max_batch, max_seq);
     distill__bind_views(m);
-    distill_model_init_params(m, seed);
+    if (init) distill_model_init_params(m, seed);
     return m;
 }
 
@@ -9591,7 +10176,8 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
                             float grad_scale, int fuse_head_grad, distill_stats *stats, distill_error *err) {
     distill__state *s = (distill__state *)m->internal;
     const distill_config *c = &m->cfg;
-    int B, T, C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH, KVD = NKV * HS, l;
+    int B, T, C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = distill_config_head_dim(c);
+    int QD = NH * HS, KVD = NKV * HS, l;
     size_t BT, cap = s->cap;
     int64_t ntok = 0;
     distill_stats acc;
@@ -9605,22 +10191,27 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
     distill_embedding_forward(s->x, s->tok, m->tok_emb, (int)BT, C);
     for (l = 0; l < c->n_layers; l++) {
         const distill_layer_params *p = &m->layers[l];
-        float *x = s->x + l * cap * C, *ln1 = s->ln1 + l * cap * C, *q = s->q + l * cap * C;
-        float *k = s->k + l * cap * KVD, *v = s->v + l * cap * KVD, *att = s->att + l * cap * C;
+        float *x = s->x + l * cap * C, *ln1 = s->ln1 + l * cap * C, *q = s->q + l * cap * QD;
+        float *k = s->k + l * cap * KVD, *v = s->v + l * cap * KVD, *att = s->att + l * cap * QD;
         float *lse = s->lse + l * cap * NH, *xmid = s->xmid + l * cap * C, *ln2 = s->ln2 + l * cap * C;
         float *gate = s->gate + l * cap * F, *up = s->up + l * cap * F;
         float *xout = l + 1 < c->n_layers ? s->x + (l + 1) * cap * C : s->xL;
-        /* attention block */
+        /* attention block; with qk_norm (Qwen3) q and k are RMS-normalised per head before RoPE */
+        float *qp = c->qk_norm ? s->qr + l * cap * QD : q, *kp = c->qk_norm ? s->kr + l * cap * KVD : k;
         distill_rmsnorm_forward(ln1, s->rstd1 + l * cap, x, p->attn_norm, (int)BT, C, c->norm_eps);
-        distill_matmul_forward(q, ln1, p->wq, p->bq, (int)BT, C, NH * HS);
-        distill_matmul_forward(k, ln1, p->wk, p->bk, (int)BT, C, KVD);
+        distill_matmul_forward(qp, ln1, p->wq, p->bq, (int)BT, C, QD);
+        distill_matmul_forward(kp, ln1, p->wk, p->bk, (int)BT, C, KVD);
         distill_matmul_forward(v, ln1, p->wv, p->bv, (int)BT, C, KVD);
-        distill_rope_forward(q, s->pos, (int)BT, NH, HS, c->rope_theta);
-        distill_rope_forward(k, s->pos, (int)BT, NKV, HS, c->rope_theta);
+        if (c->qk_norm) {
+            distill_rmsnorm_forward(q, s->rstdq + l * cap * NH, qp, p->q_norm, (int)BT * NH, HS, c->norm_eps);
+            distill_rmsnorm_forward(k, s->rstdk + l * cap * NKV, kp, p->k_norm, (int)BT * NKV, HS, c->norm_eps);
+        }
+        distill_rope_forward_freqs(q, s->pos, (int)BT, NH, HS, s->inv_freq);
+        distill_rope_forward_freqs(k, s->pos, (int)BT, NKV, HS, s->inv_freq);
         /* the blocked kernel of 10_kernels: same contract and math as distill_attention_forward
            above (the readable version, checked against finite differences in the tests) */
         distill_flash_attention_forward(att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
-        distill_matmul_forward(xmid, att, p->wo, NULL, (int)BT, NH * HS, C);
+        distill_matmul_forward(xmid, att, p->wo, NULL, (int)BT, QD, C);
         distill__residual_add(xmid, x, (int)BT, C);
         /* MLP block; h = silu(gate)*up lives in scratch (recomputed in the backward) */
         distill_rmsnorm_forward(ln2, s->rstd2 + l * cap, xmid, p->ffn_norm, (int)BT, C, c->norm_eps);
@@ -9680,7 +10271,8 @@ DISTILL_API void distill_model_logits(distill_model *m, int b, float *out) {
 DISTILL_API void distill_model_backward(distill_model *m) {
     distill__state *s = (distill__state *)m->internal;
     const distill_config *c = &m->cfg;
-    int C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH, KVD = NKV * HS, l;
+    int C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = distill_config_head_dim(c);
+    int QD = NH * HS, KVD = NKV * HS, l;
     int B = s->B, T = s->T;
     size_t BT = (size_t)B * T, cap = s->cap;
     float *dres = s->dres, *A = s->buf_a;
@@ -9700,17 +10292,19 @@ DISTILL_API void distill_model_backward(distill_model *m) {
     for (l = c->n_layers - 1; l >= 0; l--) {
         const distill_layer_params *p = &m->layers[l];
         distill_layer_params g;
-        float *x = s->x + l * cap * C, *ln1 = s->ln1 + l * cap * C, *q = s->q + l * cap * C;
-        float *k = s->k + l * cap * KVD, *v = s->v + l * cap * KVD, *att = s->att + l * cap * C;
+        float *x = s->x + l * cap * C, *ln1 = s->ln1 + l * cap * C, *q = s->q + l * cap * QD;
+        float *k = s->k + l * cap * KVD, *v = s->v + l * cap * KVD, *att = s->att + l * cap * QD;
         float *lse = s->lse + l * cap * NH, *xmid = s->xmid + l * cap * C, *ln2 = s->ln2 + l * cap * C;
         float *gate = s->gate + l * cap * F, *up = s->up + l * cap * F;
         float *H = s->buf_w, *DH = s->buf_w + BT * F;
-        float *DQ = s->buf_w, *DK = s->buf_w + BT * C, *DV = DK + BT * KVD;
+        float *DQ = s->buf_w, *DK = s->buf_w + BT * QD, *DV = DK + BT * KVD;
+        float *DQR = DV + BT * KVD, *DKR = DQR + BT * QD;   /* qk_norm: d(q), d(k) before the norm */
         g.attn_norm = distill__grad_of(m, p->attn_norm); g.ffn_norm = distill__grad_of(m, p->ffn_norm);
         g.wq = distill__grad_of(m, p->wq); g.wk = distill__grad_of(m, p->wk); g.wv = distill__grad_of(m, p->wv);
         g.wo = distill__grad_of(m, p->wo); g.bq = distill__grad_of(m, p->bq); g.bk = distill__grad_of(m, p->bk);
         g.bv = distill__grad_of(m, p->bv); g.w_gate = distill__grad_of(m, p->w_gate);
         g.w_up = distill__grad_of(m, p->w_up); g.w_down = distill__grad_of(m, p->w_down);
+        g.q_norm = distill__grad_of(m, p->q_norm); g.k_norm = distill__grad_of(m, p->k_norm);
         /* MLP: dres is d(x_l+1); x_l+1 = xmid + down(h) */
         distill_swiglu_forward(H, gate, up, BT * F);
         memset(DH, 0, sizeof(float) * BT * F);
@@ -9721,13 +10315,20 @@ DISTILL_API void distill_model_backward(distill_model *m) {
         distill_matmul_backward(A, g.w_up, NULL, DH, ln2, p->w_up, (int)BT, C, F);
         distill_rmsnorm_backward(dres, g.ffn_norm, A, xmid, p->ffn_norm, s->rstd2 + l * cap, (int)BT, C);
         /* attention: dres is now d(xmid); xmid = x + o(att) */
-        memset(A, 0, sizeof(float) * BT * C);
-        distill_matmul_backward(A, g.wo, NULL, dres, att, p->wo, (int)BT, NH * HS, C);
+        memset(A, 0, sizeof(float) * BT * QD);
+        distill_matmul_backward(A, g.wo, NULL, dres, att, p->wo, (int)BT, QD, C);
         distill_flash_attention_backward(DQ, DK, DV, A, q, k, v, att, lse, s->len, s->kstart, B, T, NH, NKV, HS);
-        distill_rope_backward(DQ, s->pos, (int)BT, NH, HS, c->rope_theta);
-        distill_rope_backward(DK, s->pos, (int)BT, NKV, HS, c->rope_theta);
+        distill_rope_backward_freqs(DQ, s->pos, (int)BT, NH, HS, s->inv_freq);
+        distill_rope_backward_freqs(DK, s->pos, (int)BT, NKV, HS, s->inv_freq);
+        if (c->qk_norm) {   /* through the per-head norms (RMSNorm backward with N = BT*heads rows of HS) */
+            memset(DQR, 0, sizeof(float) * BT * (QD + KVD));
+            distill_rmsnorm_backward(DQR, g.q_norm, DQ, s->qr + l * cap * QD, p->q_norm, s->rstdq + l * cap * NH, (int)BT * NH, HS);
+            distill_rmsnorm_backward(DKR, g.k_norm, DK, s->kr + l * cap * KVD, p->k_norm, s->rstdk + l * cap * NKV, (int)BT * NKV, HS);
+            DQ = DQR;
+            DK = DKR;
+        }
         memset(A, 0, sizeof(float) * BT * C);
-        distill_matmul_backward(A, g.wq, g.bq, DQ, ln1, p->wq, (int)BT, C, NH * HS);
+        distill_matmul_backward(A, g.wq, g.bq, DQ, ln1, p->wq, (int)BT, C, QD);
         distill_matmul_backward(A, g.wk, g.bk, DK, ln1, p->wk, (int)BT, C, KVD);
         distill_matmul_backward(A, g.wv, g.bv, DV, ln1, p->wv, (int)BT, C, KVD);
         distill_rmsnorm_backward(dres, g.attn_norm, A, x, p->attn_norm, s->rstd1 + l * cap, (int)BT, C);
@@ -10822,10 +11423,16 @@ DISTILL_API int distill_kd_head_run_teacher(distill_kd_head *h, distill_model *t
 DISTILL_API void distill_config_write_json(FILE *f, const distill_config *c) {
     fprintf(f, "{\"vocab_size\": %d, \"dim\": %d, \"n_layers\": %d, \"n_heads\": %d, \"n_kv_heads\": %d, "
                "\"hidden_dim\": %d, \"rope_theta\": %.9g, \"norm_eps\": %.9g, \"qkv_bias\": %d, "
-               "\"tie_embeddings\": %d, \"init_std\": %.9g, \"scale_residual_init\": %d}",
+               "\"tie_embeddings\": %d, \"init_std\": %.9g, \"scale_residual_init\": %d",
             c->vocab_size, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim,
             (double)c->rope_theta, (double)c->norm_eps, c->qkv_bias, c->tie_embeddings,
             (double)c->init_std, c->scale_residual_init);
+    if (c->head_dim || c->qk_norm || c->rope_scaling)   /* the HF options, only when used: other files stay as they were */
+        fprintf(f, ", \"head_dim\": %d, \"qk_norm\": %d, \"rope_scaling\": %d, \"rope_factor\": %.9g, "
+                   "\"rope_low_freq_factor\": %.9g, \"rope_high_freq_factor\": %.9g, \"rope_original_max_pos\": %d",
+                c->head_dim, c->qk_norm, c->rope_scaling, (double)c->rope_factor, (double)c->rope_low_freq_factor,
+                (double)c->rope_high_freq_factor, c->rope_original_max_pos);
+    fprintf(f, "}");
 }
 
 /* Integer field of a JSON object, range-checked; a missing field keeps *out when optional. */
@@ -10867,7 +11474,14 @@ static int distill__config_from_json(const distill_json *o, distill_config *c, c
         distill__json_int(o, "qkv_bias", &c->qkv_bias, 0, 0, 1, file, err) ||
         distill__json_int(o, "tie_embeddings", &c->tie_embeddings, 0, 0, 1, file, err) ||
         distill__json_float(o, "init_std", &c->init_std, 1, file, err) ||
-        distill__json_int(o, "scale_residual_init", &c->scale_residual_init, 1, 0, 1, file, err))
+        distill__json_int(o, "scale_residual_init", &c->scale_residual_init, 1, 0, 1, file, err) ||
+        distill__json_int(o, "head_dim", &c->head_dim, 1, 0, 65536, file, err) ||
+        distill__json_int(o, "qk_norm", &c->qk_norm, 1, 0, 1, file, err) ||
+        distill__json_int(o, "rope_scaling", &c->rope_scaling, 1, 0, 2, file, err) ||
+        distill__json_float(o, "rope_factor", &c->rope_factor, 1, file, err) ||
+        distill__json_float(o, "rope_low_freq_factor", &c->rope_low_freq_factor, 1, file, err) ||
+        distill__json_float(o, "rope_high_freq_factor", &c->rope_high_freq_factor, 1, file, err) ||
+        distill__json_int(o, "rope_original_max_pos", &c->rope_original_max_pos, 1, 0, 1 << 30, file, err))
         return -1;
     if (distill_config_validate(c, err) != 0) {
         char tmp[sizeof err->msg];
@@ -10885,7 +11499,7 @@ DISTILL_API int distill_checkpoint_write(const char *path, const distill_model *
                                          int n_extra, distill_error *err) {
     /* The JSON header is built in memory first (its length goes in the fixed header), then the
        sections stream out in order while the CRC is updated. */
-    distill_ckpt_section secs[64];
+    distill_ckpt_section secs[66];   /* params, adam_m, adam_v, <= 60 extra, tokenizer, chat_template */
     int ns = 0, i;
     char *json = NULL;
     size_t json_len = 0, off = 0;
@@ -10900,6 +11514,11 @@ DISTILL_API int distill_checkpoint_write(const char *path, const distill_model *
         secs[ns].name = "adam_v"; secs[ns].data = m->v; secs[ns].size = m->num_floats * sizeof(float); ns++;
     }
     for (i = 0; i < n_extra; i++) secs[ns++] = extra[i];
+    {   /* the tokenizer and chat template the model carries (distill_model_set_tokenizer) */
+        const distill__state *st = (const distill__state *)m->internal;
+        if (st->tok_bytes) { secs[ns].name = "tokenizer"; secs[ns].data = st->tok_bytes; secs[ns].size = st->tok_size; ns++; }
+        if (st->tmpl_name[0]) { secs[ns].name = "chat_template"; secs[ns].data = st->tmpl_name; secs[ns].size = strlen(st->tmpl_name); ns++; }
+    }
     mf = tmpfile();
     if (!mf) return distill__err(err, "%s: cannot create a temporary buffer: %s", path, strerror(errno));
     fprintf(mf, "{\"format\": \"distill-checkpoint\", \"version\": %u, \"config\": ", DISTILL__CKPT_VERSION);
@@ -11083,12 +11702,19 @@ static int distill__write_hf_config(const distill_model *m, const char *path, co
             "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n  \"hidden_size\": %d,\n"
             "  \"intermediate_size\": %d,\n  \"num_attention_heads\": %d,\n  \"num_hidden_layers\": %d,\n"
             "  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n  \"vocab_size\": %d,\n  \"rms_norm_eps\": %.9g,\n"
-            "  \"rope_theta\": %.9g,\n  \"tie_word_embeddings\": %s,\n  \"max_position_embeddings\": %d,\n"
-            "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"torch_dtype\": \"%s\"\n}\n",
-            c->qkv_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM", c->qkv_bias ? "qwen2" : "llama",
-            c->dim, c->hidden_dim, c->n_heads, c->n_layers, c->n_kv_heads, c->dim / c->n_heads,
+            "  \"rope_theta\": %.9g,\n  \"tie_word_embeddings\": %s,\n  \"max_position_embeddings\": %d,\n",
+            c->qk_norm ? "Qwen3ForCausalLM" : c->qkv_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM",
+            c->qk_norm ? "qwen3" : c->qkv_bias ? "qwen2" : "llama",
+            c->dim, c->hidden_dim, c->n_heads, c->n_layers, c->n_kv_heads, distill_config_head_dim(c),
             c->vocab_size, (double)c->norm_eps, (double)c->rope_theta,
-            c->tie_embeddings ? "true" : "false", m->max_seq > 0 ? m->max_seq : 2048, torch_dtype);
+            c->tie_embeddings ? "true" : "false", m->max_seq > 0 ? m->max_seq : 2048);
+    if (c->rope_scaling == DISTILL_ROPE_LINEAR)
+        fprintf(af.f, "  \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": %.9g},\n", (double)c->rope_factor);
+    else if (c->rope_scaling == DISTILL_ROPE_LLAMA3)
+        fprintf(af.f, "  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": %.9g, \"low_freq_factor\": %.9g, "
+                      "\"high_freq_factor\": %.9g, \"original_max_position_embeddings\": %d},\n",
+                (double)c->rope_factor, (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor, c->rope_original_max_pos);
+    fprintf(af.f, "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"torch_dtype\": \"%s\"\n}\n", torch_dtype);
     rc = distill_atomic_commit(&af, err);
     DISTILL_FREE(cp);
     return rc;
@@ -11134,35 +11760,42 @@ DISTILL_API int distill_safetensors_save(const distill_model *m, const char *pat
     return distill_safetensors_save_as(m, path, "F32", err);
 }
 
-DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *path, const char *dtype,
-                                            distill_error *err) {
+static int distill__st_kind(const char *dtype) {   /* 0 F32, 1 F16, 2 BF16, -1 unknown */
+    if (!dtype || !strcmp(dtype, "F32")) return 0;
+    if (!strcmp(dtype, "F16")) return 1;
+    if (!strcmp(dtype, "BF16")) return 2;
+    return -1;
+}
+
+/* F16 cannot hold large weights: refuse before writing anything. */
+static int distill__st_check_f16(const distill_model *m, const char *path, distill_error *err) {
+    int i;
+    for (i = 0; i < m->n_tensors; i++) {
+        const distill_tensor_info *t = &m->tensors[i];
+        size_t k;
+        for (k = 0; k < t->numel; k++) {
+            float w = m->params[t->offset + k];
+            if (w == w && (w >= 65520.0f || w <= -65520.0f))
+                return distill__err(err, "%s: tensor '%s' element %zu (%g) is beyond float16's range: export F32 or BF16",
+                                    path, t->name, k, (double)w);
+        }
+    }
+    return 0;
+}
+
+/* One safetensors file holding tensors [t0, t1) of the size table. */
+static int distill__st_write_file(const distill_model *m, const char *path, int kind, int t0, int t1, distill_error *err) {
     FILE *mf;
     char *hj;
-    size_t hl, padded, off = 0, esz;
+    size_t hl, padded, off = 0, esz = kind ? 2 : 4;
     unsigned char n8[8];
     unsigned char *buf = NULL;
     distill_atomic_file af;
-    int i, kind;   /* 0 F32, 1 F16, 2 BF16 */
-    if (!dtype || !strcmp(dtype, "F32")) kind = 0;
-    else if (!strcmp(dtype, "F16")) kind = 1;
-    else if (!strcmp(dtype, "BF16")) kind = 2;
-    else return distill__err(err, "%s: dtype '%s' is not supported (F32, F16, BF16)", path, dtype);
-    esz = kind ? 2 : 4;
-    if (kind == 1)   /* refuse before writing anything: F16 cannot hold large weights */
-        for (i = 0; i < m->n_tensors; i++) {
-            const distill_tensor_info *t = &m->tensors[i];
-            size_t k;
-            for (k = 0; k < t->numel; k++) {
-                float w = m->params[t->offset + k];
-                if (w == w && (w >= 65520.0f || w <= -65520.0f))
-                    return distill__err(err, "%s: tensor '%s' element %zu (%g) is beyond float16's range: export F32 or BF16",
-                                        path, t->name, k, (double)w);
-            }
-        }
+    int i;
     mf = tmpfile();
     if (!mf) return distill__err(err, "%s: cannot create a temporary buffer", path);
     fprintf(mf, "{\"__metadata__\": {\"format\": \"pt\"}");
-    for (i = 0; i < m->n_tensors; i++) {
+    for (i = t0; i < t1; i++) {
         const distill_tensor_info *t = &m->tensors[i];
         fprintf(mf, ", \"%s\": {\"dtype\": \"%s\", \"shape\": [%d", t->name, kind == 0 ? "F32" : kind == 1 ? "F16" : "BF16",
                 t->shape[0]);
@@ -11182,7 +11815,7 @@ DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *
     distill__put_u64(n8, padded);
     if (distill_atomic_open(&af, path, err) != 0) { DISTILL_FREE(hj); return -1; }
     if (distill__fwrite_all(af.f, n8, 8) || distill__fwrite_all(af.f, hj, padded)) goto wfail;
-    for (i = 0; i < m->n_tensors; i++) {
+    for (i = t0; i < t1; i++) {
         const distill_tensor_info *t = &m->tensors[i];
         const float *w = m->params + t->offset;
         size_t k;
@@ -11202,14 +11835,149 @@ DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *
     }
     DISTILL_FREE(hj);
     DISTILL_FREE(buf);
-    if (distill_atomic_commit(&af, err) != 0) return -1;
-    return distill__write_hf_config(m, path, kind == 0 ? "float32" : kind == 1 ? "float16" : "bfloat16", err);
+    return distill_atomic_commit(&af, err);
 wfail:
     distill__err(err, "%s: write failed: %s", path, strerror(errno));
     distill_atomic_abort(&af);
     DISTILL_FREE(hj);
     DISTILL_FREE(buf);
     return -1;
+}
+
+static const char *distill__st_torch_dtype(int kind) { return kind == 0 ? "float32" : kind == 1 ? "float16" : "bfloat16"; }
+
+DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *path, const char *dtype,
+                                            distill_error *err) {
+    int kind = distill__st_kind(dtype);
+    if (kind < 0) return distill__err(err, "%s: dtype '%s' is not supported (F32, F16, BF16)", path, dtype);
+    if (kind == 1 && distill__st_check_f16(m, path, err) != 0) return -1;
+    if (distill__st_write_file(m, path, kind, 0, m->n_tensors, err) != 0) return -1;
+    return distill__write_hf_config(m, path, distill__st_torch_dtype(kind), err);
+}
+
+#if !defined(_WIN32)
+#include <sys/stat.h>
+#endif
+/* Hugging Face's sharded layout: dir/model-0000i-of-0000N.safetensors, each at most
+   max_shard_bytes of tensor data (a larger tensor gets a shard of its own), tensors in the size
+   table's order, dir/model.safetensors.index.json {"metadata": {"total_size"}, "weight_map":
+   {tensor: shard}}, and dir/config.json. One shard is written as dir/model.safetensors with no
+   index, as transformers does. */
+DISTILL_API int distill_safetensors_save_sharded(const distill_model *m, const char *dir, const char *dtype,
+                                                 int64_t max_shard_bytes, distill_error *err) {
+    int kind = distill__st_kind(dtype), n_shards = 0, i, s, *shard_of = NULL, rc = -1;
+    size_t esz = kind ? 2 : 4, dl = strlen(dir), total = 0, acc = 0;
+    char *path = NULL, name[64];
+    distill_atomic_file af;
+    if (kind < 0) return distill__err(err, "%s: dtype '%s' is not supported (F32, F16, BF16)", dir, dtype);
+    if (max_shard_bytes <= 0) return distill__err(err, "%s: max_shard_bytes must be > 0", dir);
+#if !defined(_WIN32)
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return distill__err(err, "%s: cannot create the folder: %s", dir, strerror(errno));
+#endif
+    if (kind == 1 && distill__st_check_f16(m, dir, err) != 0) return -1;
+    shard_of = (int *)DISTILL_MALLOC(sizeof(int) * (size_t)(m->n_tensors + 1));
+    path = (char *)DISTILL_MALLOC(dl + 64);
+    if (!shard_of || !path) { distill__err(err, "out of memory"); goto done; }
+    for (i = 0; i < m->n_tensors; i++) {   /* greedy: a new shard when this tensor would overflow */
+        size_t b = m->tensors[i].numel * esz;
+        if (i == 0 || (acc > 0 && acc + b > (uint64_t)max_shard_bytes)) { n_shards++; acc = 0; }
+        acc += b;
+        total += b;
+        shard_of[i] = n_shards - 1;
+    }
+    if (n_shards > 99999) { distill__err(err, "%s: %d shards: raise max_shard_bytes", dir, n_shards); goto done; }
+    for (s = 0, i = 0; s < n_shards; s++) {
+        int j = i;
+        while (j < m->n_tensors && shard_of[j] == s) j++;
+        if (n_shards == 1) snprintf(name, sizeof name, "model.safetensors");
+        else snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
+        snprintf(path, dl + 64, "%s/%s", dir, name);
+        if (distill__st_write_file(m, path, kind, i, j, err) != 0) goto done;
+        i = j;
+    }
+    if (n_shards > 1) {
+        snprintf(path, dl + 64, "%s/model.safetensors.index.json", dir);
+        if (distill_atomic_open(&af, path, err) != 0) goto done;
+        fprintf(af.f, "{\n  \"metadata\": {\"total_size\": %llu},\n  \"weight_map\": {", (unsigned long long)total);
+        for (i = 0; i < m->n_tensors; i++)
+            fprintf(af.f, "%s\n    \"%s\": \"model-%05d-of-%05d.safetensors\"", i ? "," : "", m->tensors[i].name, shard_of[i] + 1, n_shards);
+        fprintf(af.f, "\n  }\n}\n");
+        if (distill_atomic_commit(&af, err) != 0) goto done;
+    }
+    snprintf(path, dl + 64, "%s/model.safetensors", dir);
+    rc = distill__write_hf_config(m, path, distill__st_torch_dtype(kind), err);
+done:
+    DISTILL_FREE(shard_of);
+    DISTILL_FREE(path);
+    return rc;
+}
+
+/* config.json fields that switch on features this model does not have. Each is refused, by
+   name, when its value turns the feature on (anything but absent, null, false, 0, "", [] or {};
+   partial_rotary_factor: anything but 1; layer_types: any layer not "full_attention";
+   rope_scaling: any type but "default"). Qwen2's sliding_window only counts with use_sliding_window. */
+static int distill__hf_on(const distill_json *v) {
+    if (!v || v->type == DISTILL_JSON_NULL || v->type == DISTILL_JSON_FALSE) return 0;
+    if (v->type == DISTILL_JSON_NUMBER) return v->num != 0;
+    if (v->type == DISTILL_JSON_STRING || v->type == DISTILL_JSON_ARRAY || v->type == DISTILL_JSON_OBJECT) return v->len > 0;
+    return 1;
+}
+
+static int distill__hf_refuse(const distill_json *j, const char *path, distill_error *err) {
+    static const struct { const char *field, *what; } refused[] = {
+        {"num_local_experts", "mixture of experts"}, {"num_experts", "mixture of experts"},
+        {"n_routed_experts", "mixture of experts"}, {"moe_intermediate_size", "mixture of experts"},
+        {"num_experts_per_tok", "mixture of experts"}, {"use_sliding_window", "sliding-window attention"},
+        {"mlp_bias", "biases in the MLP"}, {"quantization_config", "quantized weights"},
+        {"attn_logit_softcapping", "logit soft-capping"}, {"final_logit_softcapping", "logit soft-capping"},
+        {"embedding_multiplier", "scaled embeddings (Granite)"}, {"logits_scaling", "scaled logits (Granite)"},
+        {"residual_multiplier", "scaled residuals (Granite)"}, {"attention_multiplier", "a custom attention scale"},
+        {"use_qk_norm", "Llama 4's q/k norm"}, {"no_rope_layers", "layers without RoPE"},
+        {"use_mrope", "multimodal RoPE"},
+    };
+    const distill_json *v;
+    size_t i;
+    for (i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        v = distill_json_get(j, refused[i].field);
+        if (distill__hf_on(v))
+            return distill__err(err, "%s:%d: field '%s': %s is not supported", path, v->line, refused[i].field, refused[i].what);
+    }
+    v = distill_json_get(j, "partial_rotary_factor");
+    if (v && v->type != DISTILL_JSON_NULL && !(v->type == DISTILL_JSON_NUMBER && v->num == 1.0))
+        return distill__err(err, "%s:%d: field 'partial_rotary_factor': RoPE on part of a head is not supported", path, v->line);
+    v = distill_json_get(j, "layer_types");
+    if (v && v->type == DISTILL_JSON_ARRAY)
+        for (i = 0; i < v->len; i++)
+            if (v->items[i].type != DISTILL_JSON_STRING || strcmp(v->items[i].str, "full_attention") != 0)
+                return distill__err(err, "%s:%d: field 'layer_types.%zu': only full_attention layers are supported", path,
+                                    v->items[i].line, i);
+    return 0;
+}
+
+/* rope_scaling: null or {"rope_type" (or "type"): "default" | "linear" | "llama3", "factor", and
+   for llama3 "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}. */
+static int distill__hf_rope_scaling(const distill_json *j, distill_config *c, const char *path, distill_error *err) {
+    const distill_json *v = distill_json_get(j, "rope_scaling"), *t;
+    char where[600];
+    if (!distill__hf_on(v)) return 0;
+    if (v->type != DISTILL_JSON_OBJECT)
+        return distill__err(err, "%s:%d: field 'rope_scaling': expected an object or null", path, v->line);
+    t = distill_json_get(v, "rope_type");
+    if (!t) t = distill_json_get(v, "type");
+    if (!t || t->type != DISTILL_JSON_STRING)
+        return distill__err(err, "%s:%d: field 'rope_scaling.rope_type': expected a string", path, v->line);
+    if (!strcmp(t->str, "default")) return 0;
+    if (strcmp(t->str, "linear") != 0 && strcmp(t->str, "llama3") != 0)
+        return distill__err(err, "%s:%d: field 'rope_scaling': type '%.40s' is not supported (linear, llama3)", path, v->line, t->str);
+    snprintf(where, sizeof where, "%.500s: rope_scaling", path);
+    c->rope_scaling = !strcmp(t->str, "linear") ? DISTILL_ROPE_LINEAR : DISTILL_ROPE_LLAMA3;
+    if (distill__json_float(v, "factor", &c->rope_factor, 0, where, err)) return -1;
+    if (c->rope_scaling == DISTILL_ROPE_LLAMA3 &&
+        (distill__json_float(v, "low_freq_factor", &c->rope_low_freq_factor, 0, where, err) ||
+         distill__json_float(v, "high_freq_factor", &c->rope_high_freq_factor, 0, where, err) ||
+         distill__json_int(v, "original_max_position_embeddings", &c->rope_original_max_pos, 0, 1, 1 << 30, where, err)))
+        return -1;
+    return 0;
 }
 
 static int distill__hf_config(const char *path, distill_config *c, distill_error *err) {
@@ -11238,21 +12006,23 @@ static int distill__hf_config(const char *path, distill_config *c, distill_error
     if (c->n_kv_heads < 0) c->n_kv_heads = c->n_heads;
     mt = distill_json_get(j, "model_type");
     if (mt && mt->type == DISTILL_JSON_STRING && !strcmp(mt->str, "qwen2")) c->qkv_bias = 1;
+    else if (mt && mt->type == DISTILL_JSON_STRING && !strcmp(mt->str, "qwen3")) c->qk_norm = 1;
     else if (mt && mt->type == DISTILL_JSON_STRING && strcmp(mt->str, "llama") != 0) {
-        distill__err(err, "%s: model_type '%s' is not supported (llama or qwen2)", path, mt->str);
+        distill__err(err, "%s: model_type '%s' is not supported (llama, qwen2 or qwen3)", path, mt->str);
         distill_json_free(j);
         return -1;
     }
+    if (distill__hf_refuse(j, path, err) != 0 || distill__hf_rope_scaling(j, c, path, err) != 0) { distill_json_free(j); return -1; }
     hd = distill_json_get(j, "hidden_act");
     if ((hd && hd->type == DISTILL_JSON_STRING && strcmp(hd->str, "silu") != 0) || bias) {
-        distill__err(err, "%s: %s is not supported (only SiLU activations, no attention_bias on Llama)", path,
+        distill__err(err, "%s: %s is not supported (only SiLU activations, no attention_bias on Llama or Qwen3)", path,
                      bias ? "attention_bias" : "hidden_act");
         distill_json_free(j);
         return -1;
     }
     distill_json_free(j);
-    if (head_dim && head_dim * c->n_heads != c->dim)
-        return distill__err(err, "%s: head_dim %d != hidden_size / num_attention_heads", path, head_dim);
+    /* a head_dim other than hidden_size / num_attention_heads decouples the head size (Qwen3) */
+    if (head_dim && (c->dim % c->n_heads != 0 || head_dim != c->dim / c->n_heads)) c->head_dim = head_dim;
     if (distill_config_validate(c, err) != 0) {
         char tmp[sizeof err->msg];
         snprintf(tmp, sizeof tmp, "%.200s: %.300s", path, err->msg);
@@ -11275,65 +12045,76 @@ static float distill__half_to_float(uint16_t h) {
     return out;
 }
 
-static distill_model *distill__load_safetensors(const unsigned char *buf, size_t size, const char *path,
-                                                int max_batch, int max_seq, distill_error *err) {
-    distill_config cfg;
-    char *cp = distill__sibling(path, "config.json");
-    distill_json *h = NULL;
-    distill_model *m = NULL;
+/* One safetensors file's header object and the data region after it. */
+static distill_json *distill__st_header(const unsigned char *buf, size_t size, const char *path,
+                                        const unsigned char **data, size_t *dsize, distill_error *err) {
     uint64_t hl;
-    const unsigned char *data;
-    size_t dsize;
-    int i, have_lm = 0;
-    if (!cp) { distill__err(err, "out of memory"); return NULL; }
-    if (distill__hf_config(cp, &cfg, err) != 0) { DISTILL_FREE(cp); return NULL; }
-    DISTILL_FREE(cp);
+    distill_json *h;
+    if (size < 10) { distill__err(err, "%s: %zu bytes is too small for a safetensors file", path, size); return NULL; }
     hl = distill__get_u64(buf);
     if (hl > size - 8) { distill__err(err, "%s: header length %llu exceeds the file size %zu", path, (unsigned long long)hl, size); return NULL; }
     h = distill_json_parse((const char *)buf + 8, (size_t)hl, path, 1, err);
     if (!h) return NULL;
-    if (h->type != DISTILL_JSON_OBJECT) { distill__err(err, "%s: safetensors header is not an object", path); goto fail; }
-    data = buf + 8 + hl;
-    dsize = size - 8 - (size_t)hl;
-    have_lm = distill_json_get(h, "lm_head.weight") != NULL;
-    if (!have_lm) cfg.tie_embeddings = 1;   /* HF omits lm_head when tied */
-    else cfg.tie_embeddings = 0;
-    /* at 2 bytes a value (F16/BF16) at least, the data must hold config.json's parameters
-       before the model is allocated */
-    if (dsize / 2 < distill__count_params(&cfg, NULL)) {
-        distill__err(err, "%s: %zu bytes of tensor data cannot hold the %zu parameters config.json describes",
-                     path, dsize, distill__count_params(&cfg, NULL));
-        goto fail;
-    }
-    m = distill_model_create(&cfg, max_batch, max_seq, 0, err);
-    if (!m) goto fail;
-    for (i = 0; i < m->n_tensors; i++) {
-        const distill_tensor_info *t = &m->tensors[i];
-        const distill_json *e = distill_json_get(h, t->name), *dt, *sh, *of;
-        int64_t b, en;
+    if (h->type != DISTILL_JSON_OBJECT) { distill__err(err, "%s: safetensors header is not an object", path); distill_json_free(h); return NULL; }
+    *data = buf + 8 + hl;
+    *dsize = size - 8 - (size_t)hl;
+    return h;
+}
+
+/* Entries a loader skips: the header's metadata, and the RoPE frequency buffers older
+   transformers versions saved (recomputed from config.json). */
+static int distill__st_skip(const char *name) {
+    size_t n = strlen(name);
+    return !strcmp(name, "__metadata__") || (n >= 20 && !strcmp(name + n - 20, ".rotary_emb.inv_freq"));
+}
+
+static int distill__st_unknown(const char *path, const char *name, distill_error *err) {
+    return distill__err(err, "%s: tensor '%s' is not part of the model config.json describes%s", path, name,
+                        strstr(name, "bias") ? " (a bias the architecture does not have)" : "");
+}
+
+/* Copy one file's tensors into m. Every entry must be a tensor of the model, seen once over
+   all files (seen[], by size-table index), with the shape config.json implies and data_offsets
+   inside the data; F32, F16 and BF16 are converted to float. `index_shard`: for a shard of an
+   index, its file name as the index spells it, and wm the index's weight_map (the index and
+   the shard must agree on where each tensor is). */
+static int distill__st_copy(distill_model *m, const distill_json *h, const unsigned char *data, size_t dsize,
+                            const char *path, unsigned char *seen, const distill_json *wm, const char *index_shard,
+                            distill_error *err) {
+    size_t e;
+    for (e = 0; e < h->len; e++) {
+        const char *name = h->keys[e];
+        const distill_json *en = &h->items[e], *dt, *sh, *of, *where;
+        const distill_tensor_info *t;
+        int idx;
+        int64_t b, end;
         size_t esz, k;
-        float *dst = m->params + t->offset;
-        if (!e) { distill__err(err, "%s: tensor '%s' is missing", path, t->name); goto fail; }
-        dt = distill_json_get(e, "dtype"); sh = distill_json_get(e, "shape"); of = distill_json_get(e, "data_offsets");
+        float *dst;
+        if (distill__st_skip(name)) continue;
+        idx = distill_model_find_tensor(m, name);
+        if (idx < 0) return distill__st_unknown(path, name, err);
+        if (seen[idx]) return distill__err(err, "%s: tensor '%s' appears more than once", path, name);
+        seen[idx] = 1;
+        if (wm && ((where = distill_json_get(wm, name)) == NULL || where->type != DISTILL_JSON_STRING ||
+                   strcmp(where->str, index_shard) != 0))
+            return distill__err(err, "%s: tensor '%s' is in this shard but the index puts it in '%.100s'", path, name,
+                                where && where->type == DISTILL_JSON_STRING ? where->str : "no shard");
+        t = &m->tensors[idx];
+        dst = m->params + t->offset;
+        dt = distill_json_get(en, "dtype"); sh = distill_json_get(en, "shape"); of = distill_json_get(en, "data_offsets");
         if (!dt || dt->type != DISTILL_JSON_STRING || !sh || sh->type != DISTILL_JSON_ARRAY || !of ||
-            of->type != DISTILL_JSON_ARRAY || of->len != 2 || !of->items[0].is_int || !of->items[1].is_int) {
-            distill__err(err, "%s: tensor '%s': malformed entry (dtype, shape, data_offsets)", path, t->name);
-            goto fail;
-        }
+            of->type != DISTILL_JSON_ARRAY || of->len != 2 || !of->items[0].is_int || !of->items[1].is_int)
+            return distill__err(err, "%s: tensor '%s': malformed entry (dtype, shape, data_offsets)", path, t->name);
         if ((int)sh->len != t->ndim || !sh->items[0].is_int || sh->items[0].i64 != t->shape[0] ||
-            (t->ndim == 2 && (!sh->items[1].is_int || sh->items[1].i64 != t->shape[1]))) {
-            distill__err(err, "%s: tensor '%s' has the wrong shape for config.json (expected [%d%s%d])", path, t->name,
-                         t->shape[0], t->ndim == 2 ? ", " : "", t->ndim == 2 ? t->shape[1] : 0);
-            goto fail;
-        }
+            (t->ndim == 2 && (!sh->items[1].is_int || sh->items[1].i64 != t->shape[1])))
+            return distill__err(err, "%s: tensor '%s' has the wrong shape for config.json (expected [%d%s%d])", path, t->name,
+                                t->shape[0], t->ndim == 2 ? ", " : "", t->ndim == 2 ? t->shape[1] : 0);
         esz = !strcmp(dt->str, "F32") ? 4 : (!strcmp(dt->str, "F16") || !strcmp(dt->str, "BF16")) ? 2 : 0;
-        if (!esz) { distill__err(err, "%s: tensor '%s': dtype %s is not supported (F32, F16, BF16)", path, t->name, dt->str); goto fail; }
-        b = of->items[0].i64; en = of->items[1].i64;
-        if (b < 0 || en < b || (uint64_t)en > dsize || (uint64_t)(en - b) != t->numel * esz) {
-            distill__err(err, "%s: tensor '%s': data_offsets [%lld, %lld] do not fit the data (%zu bytes) or the shape",
-                         path, t->name, (long long)b, (long long)en, dsize);
-            goto fail;
-        }
+        if (!esz) return distill__err(err, "%s: tensor '%s': dtype %s is not supported (F32, F16, BF16)", path, t->name, dt->str);
+        b = of->items[0].i64; end = of->items[1].i64;
+        if (b < 0 || end < b || (uint64_t)end > dsize || (uint64_t)(end - b) != t->numel * esz)
+            return distill__err(err, "%s: tensor '%s': data_offsets [%lld, %lld] do not fit the data (%zu bytes) or the shape",
+                                path, t->name, (long long)b, (long long)end, dsize);
         for (k = 0; k < t->numel; k++) {
             const unsigned char *p = data + b + k * esz;
             if (esz == 4) dst[k] = distill__get_f32(p);
@@ -11341,10 +12122,137 @@ static distill_model *distill__load_safetensors(const unsigned char *buf, size_t
             else dst[k] = distill__half_to_float((uint16_t)(p[0] | (p[1] << 8)));
         }
     }
+    return 0;
+}
+
+/* Every tensor of the model was found. */
+static int distill__st_all_seen(const distill_model *m, const unsigned char *seen, const char *path, distill_error *err) {
+    int i;
+    for (i = 0; i < m->n_tensors; i++)
+        if (!seen[i]) return distill__err(err, "%s: tensor '%s' is missing", path, m->tensors[i].name);
+    return 0;
+}
+
+/* config.json beside `path`, with the head tied when the checkpoint has no lm_head.weight
+   (transformers omits it then); a file of dbytes bytes of tensor data must hold the
+   parameters at 2 bytes each at least, checked before the model is allocated. */
+static distill_model *distill__st_model(const char *path, int have_lm, uint64_t dbytes, int max_batch, int max_seq,
+                                        distill_error *err) {
+    distill_config cfg;
+    char *cp = distill__sibling(path, "config.json");
+    if (!cp) { distill__err(err, "out of memory"); return NULL; }
+    if (distill__hf_config(cp, &cfg, err) != 0) { DISTILL_FREE(cp); return NULL; }
+    DISTILL_FREE(cp);
+    cfg.tie_embeddings = !have_lm;
+    if (dbytes / 2 < distill__count_params(&cfg, NULL)) {
+        distill__err(err, "%s: %llu bytes of tensor data cannot hold the %zu parameters config.json describes",
+                     path, (unsigned long long)dbytes, distill__count_params(&cfg, NULL));
+        return NULL;
+    }
+    return distill__model_new(&cfg, max_batch, max_seq, 0, 0, err);   /* every tensor is read */
+}
+
+static distill_model *distill__load_safetensors(const unsigned char *buf, size_t size, const char *path,
+                                                int max_batch, int max_seq, distill_error *err) {
+    const unsigned char *data;
+    size_t dsize;
+    distill_json *h = distill__st_header(buf, size, path, &data, &dsize, err);
+    distill_model *m = NULL;
+    unsigned char *seen = NULL;
+    if (!h) return NULL;
+    m = distill__st_model(path, distill_json_get(h, "lm_head.weight") != NULL, dsize, max_batch, max_seq, err);
+    if (m && !(seen = (unsigned char *)DISTILL_MALLOC((size_t)m->n_tensors + 1))) distill__err(err, "out of memory");
+    if (seen) memset(seen, 0, (size_t)m->n_tensors + 1);
+    if (!seen || distill__st_copy(m, h, data, dsize, path, seen, NULL, NULL, err) != 0 ||
+        distill__st_all_seen(m, seen, path, err) != 0) {
+        distill_model_free(m);
+        m = NULL;
+    }
+    DISTILL_FREE(seen);
     distill_json_free(h);
     return m;
+}
+
+static int64_t distill__file_size(const char *path) {
+    FILE *f = fopen(path, "rb");
+    long n;
+    if (!f) return -1;
+    n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    fclose(f);
+    return n;
+}
+
+/* A sharded checkpoint through its model.safetensors.index.json: {"weight_map": {tensor: shard
+   file}}. Shard names are plain file names in the index's folder (no '/', no leading '.').
+   Shards are read one at a time; the model is allocated once the index, config.json and the
+   shards' sizes agree. */
+static distill_model *distill__load_sharded(const char *index_path, int max_batch, int max_seq, distill_error *err) {
+    distill_json *ix = distill_json_parse_file(index_path, err);
+    const distill_json *wm;
+    const char **shards = NULL;
+    size_t n_shards = 0, i, k;
+    uint64_t dbytes = 0;
+    distill_model *m = NULL;
+    unsigned char *seen = NULL;
+    if (!ix) return NULL;
+    wm = distill_json_get(ix, "weight_map");
+    if (!wm || wm->type != DISTILL_JSON_OBJECT || wm->len == 0) {
+        distill__err(err, "%s: field 'weight_map': expected a non-empty object {tensor: shard file}", index_path);
+        goto fail;
+    }
+    shards = (const char **)DISTILL_MALLOC(sizeof(char *) * wm->len);
+    if (!shards) { distill__err(err, "out of memory"); goto fail; }
+    for (i = 0; i < wm->len; i++) {
+        const distill_json *v = &wm->items[i];
+        if (v->type != DISTILL_JSON_STRING || v->len == 0 || v->len > 255 || memchr(v->str, '/', v->len) ||
+            memchr(v->str, '\\', v->len) || v->str[0] == '.' || strlen(v->str) != v->len) {
+            distill__err(err, "%s:%d: field 'weight_map.%.100s': expected a shard file name in the index's folder", index_path,
+                         v->line, wm->keys[i]);
+            goto fail;
+        }
+        for (k = 0; k < n_shards && strcmp(shards[k], v->str) != 0; k++) {}
+        if (k == n_shards) {
+            char *sp = distill__sibling(index_path, v->str);
+            int64_t sz = sp ? distill__file_size(sp) : -1;
+            if (sz < 0) distill__err(err, "%s: shard '%s' named in the index cannot be opened", index_path, v->str);
+            DISTILL_FREE(sp);
+            if (sz < 0) goto fail;
+            shards[n_shards++] = v->str;
+            dbytes += (uint64_t)sz;
+        }
+    }
+    m = distill__st_model(index_path, distill_json_get(wm, "lm_head.weight") != NULL, dbytes, max_batch, max_seq, err);
+    if (!m) goto fail;
+    for (i = 0; i < wm->len; i++)   /* the index names no tensor the model does not have */
+        if (!distill__st_skip(wm->keys[i]) && distill_model_find_tensor(m, wm->keys[i]) < 0) {
+            distill__st_unknown(index_path, wm->keys[i], err);
+            goto fail;
+        }
+    seen = (unsigned char *)DISTILL_MALLOC((size_t)m->n_tensors + 1);
+    if (!seen) { distill__err(err, "out of memory"); goto fail; }
+    memset(seen, 0, (size_t)m->n_tensors + 1);
+    for (k = 0; k < n_shards; k++) {
+        char *sp = distill__sibling(index_path, shards[k]);
+        size_t size = 0, dsize;
+        unsigned char *buf = sp ? (unsigned char *)distill_read_file(sp, &size, err) : NULL;
+        const unsigned char *data;
+        distill_json *h = buf ? distill__st_header(buf, size, sp, &data, &dsize, err) : NULL;
+        int rc = h ? distill__st_copy(m, h, data, dsize, sp, seen, wm, shards[k], err) : -1;
+        if (!sp) distill__err(err, "out of memory");
+        distill_json_free(h);
+        DISTILL_FREE(buf);
+        DISTILL_FREE(sp);
+        if (rc != 0) goto fail;
+    }
+    if (distill__st_all_seen(m, seen, index_path, err) != 0) goto fail;
+    DISTILL_FREE(seen);
+    DISTILL_FREE(shards);
+    distill_json_free(ix);
+    return m;
 fail:
-    distill_json_free(h);
+    DISTILL_FREE(seen);
+    DISTILL_FREE(shards);
+    distill_json_free(ix);
     distill_model_free(m);
     return NULL;
 }
@@ -11403,7 +12311,7 @@ static distill_model *distill__load_llama2c(const unsigned char *buf, size_t siz
         need = (size_t)dn;
     }
     (void)need;
-    m = distill_model_create(&cfg, max_batch, max_seq, 0, err);
+    m = distill__model_new(&cfg, max_batch, max_seq, 0, 0, err);   /* every tensor is read */
     if (!m) return NULL;
     w = (const float *)(const void *)(buf + off);   /* read through memcpy below: alignment */
     (void)w;
@@ -11439,10 +12347,12 @@ DISTILL_API int distill_llama2c_save(const distill_model *m, const char *path, d
     unsigned char hb[28];
     float *tmp;
     distill_atomic_file af;
-    if (c->qkv_bias || c->rope_theta != 10000.0f || fabsf(c->norm_eps - 1e-5f) > 1e-9f || (HS * (size_t)c->n_heads) != C)
-        return distill__err(err, "%s: llama2.c format needs no qkv bias, rope_theta 10000 and norm_eps 1e-5 "
-                            "(this model: qkv_bias %d, rope_theta %g, norm_eps %g)", path, c->qkv_bias,
-                            (double)c->rope_theta, (double)c->norm_eps);
+    if (c->qkv_bias || c->rope_theta != 10000.0f || fabsf(c->norm_eps - 1e-5f) > 1e-9f || (HS * (size_t)c->n_heads) != C ||
+        c->head_dim || c->qk_norm || c->rope_scaling)
+        return distill__err(err, "%s: llama2.c format needs no qkv bias, rope_theta 10000, norm_eps 1e-5, head size "
+                            "dim / n_heads, no q/k norm and no rope scaling (this model: qkv_bias %d, rope_theta %g, "
+                            "norm_eps %g, head_dim %d, qk_norm %d, rope_scaling %d)", path, c->qkv_bias,
+                            (double)c->rope_theta, (double)c->norm_eps, c->head_dim, c->qk_norm, c->rope_scaling);
     hdr[0] = c->dim; hdr[1] = c->hidden_dim; hdr[2] = c->n_layers; hdr[3] = c->n_heads; hdr[4] = c->n_kv_heads;
     hdr[5] = c->tie_embeddings ? c->vocab_size : -c->vocab_size; hdr[6] = (int)seq;
     for (i = 0; i < 7; i++) distill__put_u32(hb + 4 * i, (uint32_t)hdr[i]);
@@ -11491,12 +12401,23 @@ static const char *distill__detect(const unsigned char *b, size_t n) {
     return NULL;
 }
 
-DISTILL_API const char *distill_model_file_format(const char *path, distill_error *err) {
+static char *distill__model_resolve(const char *path, int *sharded, distill_error *err);
+
+DISTILL_API const char *distill_model_file_format(const char *path_in, distill_error *err) {
     unsigned char b[40];
     size_t n;
-    FILE *f = fopen(path, "rb");
+    int sharded;
+    char *path = distill__model_resolve(path_in, &sharded, err);
+    FILE *f = path && !sharded ? fopen(path, "rb") : NULL;
     const char *fmt;
-    if (!f) { distill__err(err, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    if (path && sharded) { DISTILL_FREE(path); return "safetensors-sharded"; }
+    if (!f) {
+        if (path) distill__err(err, "%s: cannot open: %s", path, strerror(errno));
+        DISTILL_FREE(path);
+        return NULL;
+    }
+    DISTILL_FREE(path);
+    memset(b, 0, sizeof b);
     n = fread(b, 1, sizeof b, f);
     fseek(f, 0, SEEK_END);
     {
@@ -11505,19 +12426,99 @@ DISTILL_API const char *distill_model_file_format(const char *path, distill_erro
         fmt = distill__detect(b, sz > 0 ? (size_t)sz : n);
         if (fmt && !strcmp(fmt, "safetensors") && n < 9) fmt = NULL;
     }
-    if (!fmt) distill__err(err, "%s: unrecognised model file (not a distill checkpoint, safetensors or llama2.c .bin)", path);
+    if (!fmt) distill__err(err, "%s: unrecognised model file (not a distill checkpoint, safetensors or llama2.c .bin)", path_in);
     return fmt;
 }
 
-DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
+/* The tokenizer and chat template a checkpoint carries: kept on the model, and the tokenizer
+   handed to the caller when asked (tok_out). */
+static int distill__ckpt_carried(const distill_checkpoint *ck, distill_model *m, distill_tokenizer **tok_out,
+                                 distill_error *err) {
+    distill__state *s = (distill__state *)m->internal;
+    size_t tn = 0, cn = 0;
+    const unsigned char *tb = (const unsigned char *)distill_checkpoint_section(ck, "tokenizer", &tn);
+    const char *cb = (const char *)distill_checkpoint_section(ck, "chat_template", &cn);
+    if (cb && cn > 0 && cn < sizeof s->tmpl_name) { memcpy(s->tmpl_name, cb, cn); s->tmpl_name[cn] = 0; }
+    if (!tb || tn == 0) return 0;
+    if (!(s->tok_bytes = (unsigned char *)DISTILL_MALLOC(tn + 1))) return distill__err(err, "%s: out of memory", ck->path);
+    memcpy(s->tok_bytes, tb, tn);
+    s->tok_bytes[tn] = 0;
+    s->tok_size = tn;
+    if (tok_out) {
+        char name[600];
+        snprintf(name, sizeof name, "%.500s (section 'tokenizer')", ck->path);
+        if (!(*tok_out = distill__tk_from_bytes(name, tb, tn, err))) return -1;
+    }
+    return 0;
+}
+
+static int distill__file_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+/* dir + "/" + name (malloc'ed) */
+static char *distill__join(const char *dir, const char *name) {
+    size_t dl = strlen(dir), n = dl + strlen(name) + 2;
+    char *s = (char *)DISTILL_MALLOC(n);
+    if (s) snprintf(s, n, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name);
+    return s;
+}
+
+/* A model path as users give it, resolved to the file to read (malloc'ed): a folder holding
+   model.safetensors.index.json or model.safetensors; an index (*.json); one shard
+   ("...-00002-of-00004.safetensors", read through the model.safetensors.index.json beside it);
+   or any other file as it is. *sharded = 1 when the result is an index. */
+static char *distill__model_resolve(const char *path, int *sharded, distill_error *err) {
+    static const char *const in_dir[] = {"model.safetensors.index.json", "model.safetensors"};
+    size_t n = strlen(path), i;
+    const char *base = strrchr(path, '/');
+    char *s;
+    *sharded = 0;
+    base = base ? base + 1 : path;
+    if (n >= 5 && !strcmp(path + n - 5, ".json")) *sharded = 1;
+    else {
+        for (i = 0; i < 2; i++) {
+            s = distill__join(path, in_dir[i]);
+            if (!s) { distill__err(err, "out of memory"); return NULL; }
+            if (distill__file_exists(s)) { *sharded = i == 0; return s; }
+            DISTILL_FREE(s);
+        }
+        n = strlen(base);
+        if (strstr(base, "-of-") && n > 12 && !strcmp(base + n - 12, ".safetensors")) {
+            s = distill__sibling(path, "model.safetensors.index.json");
+            if (s && distill__file_exists(s)) { *sharded = 1; return s; }
+            DISTILL_FREE(s);
+            distill__err(err, "%s: one shard of a sharded checkpoint, but there is no model.safetensors.index.json beside it", path);
+            return NULL;
+        }
+    }
+    n = strlen(path);
+    s = (char *)DISTILL_MALLOC(n + 1);
+    if (!s) { distill__err(err, "out of memory"); return NULL; }
+    memcpy(s, path, n + 1);
+    return s;
+}
+
+DISTILL_API distill_model *distill_model_load(const char *path_in, int max_batch, int max_seq,
                                               distill_tokenizer **tok_out, distill_error *err) {
     size_t size;
     unsigned char *buf;
     const char *fmt;
     distill_model *m = NULL;
+    int sharded;
+    char *path;
     if (tok_out) *tok_out = NULL;
+    path = distill__model_resolve(path_in, &sharded, err);
+    if (!path) return NULL;
+    if (sharded) {
+        m = distill__load_sharded(path, max_batch, max_seq, err);
+        buf = NULL;
+        goto loaded;
+    }
     buf = (unsigned char *)distill_read_file(path, &size, err);
-    if (!buf) return NULL;
+    if (!buf) { DISTILL_FREE(path); return NULL; }
     fmt = distill__detect(buf, size);
     if (!fmt) {
         distill__err(err, "%s: unrecognised model file (%zu bytes; not a distill checkpoint, safetensors or llama2.c .bin)", path, size);
@@ -11534,8 +12535,11 @@ DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, i
                 distill__err(err, "%s: section 'params' is %zu bytes, too small for the model in its config (%zu parameters)",
                              path, have, distill__count_params(&ck->cfg, NULL));
             else
-                m = distill_model_create(&ck->cfg, max_batch, max_seq, 0, err);
-            if (m && distill_checkpoint_restore(ck, m, 0, err) != 0) { distill_model_free(m); m = NULL; }
+                m = distill__model_new(&ck->cfg, max_batch, max_seq, 0, 0, err);
+            if (m && (distill_checkpoint_restore(ck, m, 0, err) != 0 || distill__ckpt_carried(ck, m, tok_out, err) != 0)) {
+                distill_model_free(m);
+                m = NULL;
+            }
             distill_checkpoint_free(ck);
         }
     } else if (!strcmp(fmt, "safetensors")) {
@@ -11543,8 +12547,9 @@ DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, i
     } else {
         m = distill__load_llama2c(buf, size, path, max_batch, max_seq, err);
     }
+loaded:
     DISTILL_FREE(buf);
-    if (m && tok_out) {
+    if (m && tok_out && !*tok_out) {
         /* a tokenizer beside the model, by the names each ecosystem uses */
         static const char *names[] = {"tokenizer.json", "tokenizer.bin", "tokenizer.txt"};
         size_t i;
@@ -11554,11 +12559,12 @@ DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, i
             if (f) {
                 fclose(f);
                 *tok_out = distill_tokenizer_load(tp, NULL, err);
-                if (!*tok_out) { DISTILL_FREE(tp); distill_model_free(m); return NULL; }
+                if (!*tok_out) { DISTILL_FREE(tp); DISTILL_FREE(path); distill_model_free(m); return NULL; }
             }
             DISTILL_FREE(tp);
         }
     }
+    DISTILL_FREE(path);
     return m;
 }
 
@@ -13570,7 +14576,7 @@ DISTILL_API distill_generator *distill_generator_create(const distill_model *m, 
     memset(g, 0, sizeof *g);
     g->m = m; g->B = max_batch; g->S = max_seq;
     g->R = max_batch > DISTILL__GEN_CHUNK ? max_batch : DISTILL__GEN_CHUNK;
-    kvd = (size_t)c->n_kv_heads * (size_t)(c->dim / c->n_heads);
+    kvd = (size_t)c->n_kv_heads * (size_t)distill_config_head_dim(c);
     /* the cache: L * B * S * KVD floats, twice */
     if (!distill__mul_size((size_t)c->n_layers * (size_t)max_batch, (size_t)max_seq, &cache) ||
         !distill__mul_size(cache, kvd, &cache)) {
@@ -13582,14 +14588,14 @@ DISTILL_API distill_generator *distill_generator_create(const distill_model *m, 
     g->vc = distill__gen_alloc(cache, 1);
     g->x = distill__gen_alloc((size_t)g->R, (size_t)c->dim);
     g->xb = distill__gen_alloc((size_t)g->R, (size_t)c->dim);
-    g->q = distill__gen_alloc((size_t)g->R, (size_t)c->dim);
+    g->q = distill__gen_alloc((size_t)g->R, (size_t)c->n_heads * (size_t)distill_config_head_dim(c));
     g->k = distill__gen_alloc((size_t)g->R, kvd);
     g->v = distill__gen_alloc((size_t)g->R, kvd);
-    g->att = distill__gen_alloc((size_t)g->R, (size_t)c->dim);
+    g->att = distill__gen_alloc((size_t)g->R, (size_t)c->n_heads * (size_t)distill_config_head_dim(c));
     g->gate = distill__gen_alloc((size_t)g->R, (size_t)c->hidden_dim);
     g->up = distill__gen_alloc((size_t)g->R, (size_t)c->hidden_dim);
     g->tmp = distill__gen_alloc((size_t)g->R, (size_t)c->dim);
-    g->rstd = distill__gen_alloc((size_t)g->R, 1);
+    g->rstd = distill__gen_alloc((size_t)g->R, (size_t)c->n_heads);   /* per row; per head for qk_norm */
     g->lg = distill__gen_alloc((size_t)g->R, (size_t)c->vocab_size);
     g->pos = (int32_t *)DISTILL_MALLOC((size_t)g->R * sizeof *g->pos);
     g->rowseq = (int *)DISTILL_MALLOC((size_t)g->R * sizeof *g->rowseq);
@@ -13616,7 +14622,7 @@ DISTILL_API int distill_generator_length(const distill_generator *g, int b) {
 
 DISTILL_API void distill_generator_copy(distill_generator *g, int dst, int src) {
     const distill_config *c = &g->m->cfg;
-    size_t kvd = (size_t)c->n_kv_heads * (size_t)(c->dim / c->n_heads), l;
+    size_t kvd = (size_t)c->n_kv_heads * (size_t)distill_config_head_dim(c), l;
     if (dst < 0 || src < 0 || dst >= g->B || src >= g->B || dst == src) return;
     for (l = 0; l < (size_t)c->n_layers; l++) {
         size_t so = ((l * (size_t)g->B + (size_t)src) * (size_t)g->S) * kvd;
@@ -13715,8 +14721,9 @@ static void distill__gen_matmul(float *out, const float *inp, const float *weigh
 static void distill__gen_chunk(distill_generator *g, int r) {
     const distill_model *m = g->m;
     const distill_config *c = &m->cfg;
-    int C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = C / NH;
+    int C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = distill_config_head_dim(c);
     int KVD = NKV * HS, l, i;
+    const double *inv_freq = ((const distill__state *)m->internal)->inv_freq;
     distill__gen_att_ctx ac;
     for (l = 0; l < c->n_layers; l++) {
         const struct distill_layer_params *p = &m->layers[l];
@@ -13726,8 +14733,12 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         distill__gen_matmul(g->q, g->xb, p->wq, p->bq, r, C, NH * HS);
         distill__gen_matmul(g->k, g->xb, p->wk, p->bk, r, C, KVD);
         distill__gen_matmul(g->v, g->xb, p->wv, p->bv, r, C, KVD);
-        distill_rope_forward(g->q, g->pos, r, NH, HS, c->rope_theta);
-        distill_rope_forward(g->k, g->pos, r, NKV, HS, c->rope_theta);
+        if (c->qk_norm) {   /* Qwen3: each head's q and k RMS-normalised, in place */
+            distill_rmsnorm_forward(g->q, g->rstd, g->q, p->q_norm, r * NH, HS, c->norm_eps);
+            distill_rmsnorm_forward(g->k, g->rstd, g->k, p->k_norm, r * NKV, HS, c->norm_eps);
+        }
+        distill_rope_forward_freqs(g->q, g->pos, r, NH, HS, inv_freq);
+        distill_rope_forward_freqs(g->k, g->pos, r, NKV, HS, inv_freq);
         for (i = 0; i < r; i++) {   /* append this chunk's keys and values to the cache */
             size_t at = ((size_t)g->rowseq[i] * g->S + (size_t)g->pos[i]) * KVD;
             memcpy(kc + at, g->k + (size_t)i * KVD, sizeof(float) * (size_t)KVD);

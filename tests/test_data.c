@@ -122,7 +122,7 @@ static void test_adapter_errors(void) {
          "t.jsonl:1:74: field 'messages.1.content': expected a string or a list of parts, got number"},
         {"{\"messages\":\"hi\"}", "t.jsonl:1:13: field 'messages': expected an array of turns, got string"},
         {"{\"messages\":[]}", "field 'messages': empty conversation"},
-        {"{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", "field 'messages.0.role': unsupported role 'tool'"},
+        {"{\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}", "field 'messages.0.role': unsupported role 'robot'"},
         {"{\"messages\":[{\"content\":\"x\"}]}", "field 'messages.0.role': missing"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\"}]},{\"role\":\"assistant\",\"content\":\"a\"}]}",
          "only text parts are supported (got type 'image')"},

@@ -67,9 +67,8 @@ static double max_abs_diff(const float *a, const float *b, size_t n, double *sca
 /* One configuration: a sequence of T tokens fed to the cache in uneven pieces (a prefill of 5,
    single tokens, then a long chunk crossing the 64-row chunk and 64-key attention blocks),
    interleaved with a second sequence; every row's logits must match the full forward. */
-static void check_cached_equals_full(int NH, int NKV, int bias, int tie, const char *what) {
+static void check_cached_cfg(distill_config cfg, const char *what) {
     enum { T = 150, T2 = 23 };
-    distill_config cfg = small_config(NH, NKV, bias, tie);
     distill_error err;
     distill_model *m = distill_model_create(&cfg, 1, T, 7, &err);
     distill_generator *g;
@@ -150,6 +149,23 @@ out:
     distill_model_free(m);
 }
 
+static void check_cached_equals_full(int NH, int NKV, int bias, int tie, const char *what) {
+    check_cached_cfg(small_config(NH, NKV, bias, tie), what);
+}
+/* the Hugging Face options: decoupled head size, Qwen3's q/k norm, RoPE scaling */
+static void test_cached_qwen3(void) {
+    distill_config c = small_config(4, 2, 0, 1);
+    c.head_dim = 12; c.qk_norm = 1;
+    check_cached_cfg(c, "Qwen3: head_dim 12 (C/NH 8), q/k norm");
+}
+static void test_cached_rope_scaling(void) {
+    distill_config c = small_config(4, 2, 1, 0);
+    c.head_dim = 16; c.rope_scaling = DISTILL_ROPE_LLAMA3; c.rope_factor = 8.0f; c.rope_low_freq_factor = 1.0f;
+    c.rope_high_freq_factor = 4.0f; c.rope_original_max_pos = 64;
+    check_cached_cfg(c, "llama3 rope scaling, head_dim 16");
+    c.rope_scaling = DISTILL_ROPE_LINEAR; c.rope_factor = 4.0f;
+    check_cached_cfg(c, "linear rope scaling");
+}
 static void test_cached_mha(void) { check_cached_equals_full(4, 4, 0, 1, "MHA, tied head"); }
 static void test_cached_gqa_bias(void) { check_cached_equals_full(4, 2, 1, 0, "GQA 4/2, qkv bias, untied"); }
 static void test_cached_mqa(void) { check_cached_equals_full(8, 1, 1, 1, "MQA 8/1, qkv bias"); }
@@ -354,6 +370,8 @@ int main(void) {
     RUN(test_cached_mha);
     RUN(test_cached_gqa_bias);
     RUN(test_cached_mqa);
+    RUN(test_cached_qwen3);
+    RUN(test_cached_rope_scaling);
     RUN(test_greedy_matches_naive);
     RUN(test_sampling_reproducible);
     RUN(test_sampler_greedy);

@@ -461,6 +461,78 @@ static void test_model_grad_mqa(void) {
     check_model_grads("mqa", tiny_config(9, 8, 1, 2, 1, 8, 1, 1), 1, 6, 0, 1, 0);
 }
 
+/* Hugging Face architecture options against the double reference (test_model_ref.h), which
+   implements them from transformers' definitions: a head size decoupled from C/NH (larger and
+   smaller), Qwen3's per-head q/k RMSNorm, and RoPE scaling (llama3 with frequencies in all
+   three of its regimes for HS 8, theta 100, original context 32; linear). */
+static void test_model_grad_head_dim(void) {
+    distill_config c = tiny_config(13, 8, 2, 2, 1, 12, 1, 1);
+    c.head_dim = 6;    /* NH*HS = 12 > C = 8 */
+    check_model_grads("head_dim 6 > C/NH 4, GQA, bias", c, 2, 7, 0, 0, 0);
+    c = tiny_config(11, 16, 1, 4, 2, 12, 0, 0);
+    c.head_dim = 2;    /* NH*HS = 8 < C = 16 */
+    check_model_grads("head_dim 2 < C/NH 4, untied, packed", c, 2, 8, 1, 1, 1);
+}
+static void test_model_grad_qwen3(void) {
+    distill_config c = tiny_config(13, 8, 2, 4, 2, 12, 0, 1);
+    c.head_dim = 4; c.qk_norm = 1;
+    check_model_grads("qwen3: q/k norm, head_dim 4, GQA 4/2", c, 2, 7, 0, 1, 0);
+    c.head_dim = 6;
+    check_model_grads("qwen3: q/k norm, head_dim 6, packed, fused", c, 2, 8, 1, 1, 1);
+}
+static void test_model_grad_rope_scaling(void) {
+    distill_config c = tiny_config(13, 8, 1, 1, 1, 12, 0, 1);
+    c.rope_scaling = DISTILL_ROPE_LLAMA3; c.rope_factor = 8.0f; c.rope_low_freq_factor = 1.0f;
+    c.rope_high_freq_factor = 4.0f; c.rope_original_max_pos = 32;
+    check_model_grads("llama3 rope scaling", c, 2, 7, 0, 0, 0);
+    c.rope_scaling = DISTILL_ROPE_LINEAR; c.rope_factor = 2.5f;
+    check_model_grads("linear rope scaling", c, 2, 7, 1, 0, 0);
+}
+/* distill_rope_inv_freq against the reference for Llama 3.1's own values (theta 500000, HS 128,
+   factor 8, low 1, high 4, original context 8192), and the scaled rotation's gradient. */
+static void test_rope_scaling_freqs(void) {
+    distill_config c = distill_config_default();
+    double inv[64];
+    int i, regimes[3] = {0, 0, 0};
+    c.dim = 4096; c.n_heads = 32; c.rope_theta = 500000.0f;
+    c.rope_scaling = DISTILL_ROPE_LLAMA3; c.rope_factor = 8.0f; c.rope_low_freq_factor = 1.0f;
+    c.rope_high_freq_factor = 4.0f; c.rope_original_max_pos = 8192;
+    distill_rope_inv_freq(&c, inv);
+    for (i = 0; i < 64; i++) {
+        double plain = 1.0 / pow(500000.0, 2.0 * i / 128.0), want = ref_inv_freq(&c, i, 128, 500000.0);
+        CHECK_CLOSE(inv[i], want, 1e-12, 0, "llama3 inv_freq");
+        regimes[inv[i] == plain ? 0 : fabs(inv[i] - plain / 8) < 1e-15 * plain ? 2 : 1]++;
+    }
+    CHECK(regimes[0] > 0 && regimes[1] > 0 && regimes[2] > 0, "llama3: kept %d, blended %d, divided %d", regimes[0], regimes[1], regimes[2]);
+    c.rope_scaling = DISTILL_ROPE_LINEAR; c.rope_factor = 4.0f;
+    distill_rope_inv_freq(&c, inv);
+    for (i = 0; i < 64; i++) CHECK_CLOSE(inv[i], 0.25 / pow(500000.0, 2.0 * i / 128.0), 1e-12, 0, "linear inv_freq");
+    {   /* the rotation with given frequencies: forward against the reference, backward = transpose */
+        enum { N = 5, NHD = 2, HS = 8 };
+        float x[N * NHD * HS], R[N * NHD * HS];
+        double xd[N * NHD * HS], od[N * NHD * HS], Rd[N * NHD * HS], gx[N * NHD * HS], f[HS / 2];
+        int32_t pos[N] = {0, 3, 40, 700, 9000};
+        int posi[N] = {0, 3, 40, 700, 9000}, n = N * NHD * HS;
+        distill_config s = tiny_config(13, 8, 1, 1, 1, 12, 0, 1);
+        s.rope_scaling = DISTILL_ROPE_LLAMA3; s.rope_factor = 8.0f; s.rope_low_freq_factor = 1.0f;
+        s.rope_high_freq_factor = 4.0f; s.rope_original_max_pos = 32;
+        distill_rope_inv_freq(&s, f);
+        for (i = 0; i < n; i++) { x[i] = (float)rnd(); xd[i] = x[i]; R[i] = (float)rnd(); Rd[i] = R[i]; }
+        distill_rope_forward_freqs(x, pos, N, NHD, HS, f);
+        memcpy(od, xd, sizeof od);
+        ref_rope_cfg(od, posi, N, NHD, HS, 100.0, &s);
+        for (i = 0; i < n; i++) CHECK_CLOSE(x[i], od[i], 1e-5, 1e-5, "scaled rope forward");
+        distill_rope_backward_freqs(R, pos, N, NHD, HS, f);
+        for (i = 0; i < n; i++) {
+            double sv = xd[i], lp, lm;
+            xd[i] = sv + FD_H; memcpy(od, xd, sizeof od); ref_rope_cfg(od, posi, N, NHD, HS, 100.0, &s); lp = dotR(od, Rd, n);
+            xd[i] = sv - FD_H; memcpy(od, xd, sizeof od); ref_rope_cfg(od, posi, N, NHD, HS, 100.0, &s); lm = dotR(od, Rd, n);
+            xd[i] = sv; gx[i] = (lp - lm) / (2 * FD_H);
+        }
+        CHECK(rel_err(R, gx, n) < GRAD_RTOL, "scaled rope dx rel err %.3g", rel_err(R, gx, n));
+    }
+}
+
 /* forward then backward == forward_backward; logits match the double reference; gradient
    accumulation with an explicit grad_scale equals one pass over the concatenated batch. */
 static void test_lifecycle(void) {
@@ -688,5 +760,10 @@ int main(void) {
     RUN(test_schedules);
     RUN(test_adamw);
     RUN(test_overfit);
+    /* after the others: they draw from the shared test RNG, whose sequence test_overfit's data depends on */
+    RUN(test_model_grad_head_dim);
+    RUN(test_model_grad_qwen3);
+    RUN(test_model_grad_rope_scaling);
+    RUN(test_rope_scaling_freqs);
     return harness_done("test_model");
 }

@@ -94,6 +94,11 @@ static void test_formula_matches_allocation(void) {
     check_config("tiny", cfg(50, 16, 2, 4, 2, 24, 1, 0), 2, 8);
     check_config("small gqa", cfg(300, 64, 3, 8, 2, 160, 0, 1), 3, 100);
     check_config("wide ffn, chunked head", cfg(1000, 32, 1, 2, 1, 200, 1, 1), 2, 300);
+    {   /* Qwen3: head size decoupled (NH*HS = 96 > C), q/k norm buffers */
+        distill_config q3 = cfg(300, 64, 2, 8, 2, 48, 0, 1);
+        q3.head_dim = 12; q3.qk_norm = 1;
+        check_config("qwen3 head_dim 12, qk norm", q3, 2, 50);
+    }
 }
 
 /* The formula has no T^2 and no B*T*V term: doubling T at most doubles it. And it does grow with

@@ -40,19 +40,38 @@ static void ref_rmsnorm(double *y, const double *x, const double *w, int N, int 
         for (i = 0; i < C; i++) y[n * C + i] = x[n * C + i] * ss * w[i];
     }
 }
-/* rotate_half RoPE on x (N, nh, hs) with positions pos (N) */
-static void ref_rope(double *x, const int *pos, int N, int nh, int hs, double theta) {
+/* The inverse frequency of pair i, as transformers' rope initialisation functions define it
+   (default; "linear": divided by factor; "llama3": low frequencies divided by factor, high ones
+   kept, a smooth blend in between), written out here from their definitions. */
+static double ref_inv_freq(const distill_config *c, int i, int hs, double theta) {
+    double inv = 1.0 / pow(theta, (2.0 * i) / hs);
+    if (c && c->rope_scaling == DISTILL_ROPE_LINEAR) return inv / c->rope_factor;
+    if (c && c->rope_scaling == DISTILL_ROPE_LLAMA3) {
+        double wavelen = 2.0 * 3.14159265358979323846 / inv, old = c->rope_original_max_pos;
+        double low_wl = old / c->rope_low_freq_factor, high_wl = old / c->rope_high_freq_factor;
+        double smooth = (old / wavelen - c->rope_low_freq_factor) / (c->rope_high_freq_factor - c->rope_low_freq_factor);
+        if (wavelen < high_wl) return inv;
+        if (wavelen > low_wl) return inv / c->rope_factor;
+        return (1.0 - smooth) * inv / c->rope_factor + smooth * inv;
+    }
+    return inv;
+}
+/* rotate_half RoPE on x (N, nh, hs) with positions pos (N); c (may be NULL) for rope scaling */
+static void ref_rope_cfg(double *x, const int *pos, int N, int nh, int hs, double theta, const distill_config *c) {
     int n, h, i, half = hs / 2;
     for (n = 0; n < N; n++)
         for (h = 0; h < nh; h++) {
-            double *v = x + ((size_t)n * nh + h) * hs, tmp[256];
+            double *v = x + ((size_t)n * nh + h) * hs, tmp[512];
             for (i = 0; i < hs; i++) tmp[i] = v[i];
             for (i = 0; i < half; i++) {
-                double inv = 1.0 / pow(theta, (2.0 * i) / hs), a = pos[n] * inv;
+                double inv = ref_inv_freq(c, i, hs, theta), a = pos[n] * inv;
                 v[i] = tmp[i] * cos(a) - tmp[i + half] * sin(a);
                 v[i + half] = tmp[i + half] * cos(a) + tmp[i] * sin(a);
             }
         }
+}
+static void ref_rope(double *x, const int *pos, int N, int nh, int hs, double theta) {
+    ref_rope_cfg(x, pos, N, nh, hs, theta, NULL);
 }
 /* attention for one row of T positions: key j visible to query t iff j <= t, j < len and
    seg[j] == seg[t]. q (T,NH,HS), k/v (T,NKV,HS) -> o (T,NH,HS). */
@@ -86,11 +105,11 @@ static void ref_attention(double *o, const double *q, const double *k, const dou
 static ref_out ref_model_loss(const distill_model *m, const double *P, const distill_batch *bt, double *logits_out) {
     const distill_config *c = &m->cfg;
     int B = bt->B, T = bt->T, C = c->dim, V = c->vocab_size, F = c->hidden_dim, NH = c->n_heads;
-    int NKV = c->n_kv_heads, HS = C / NH, KVD = NKV * HS, b, t, l, i;
+    int NKV = c->n_kv_heads, HS = c->head_dim ? c->head_dim : C / NH, QD = NH * HS, KVD = NKV * HS, b, t, l, i;
     size_t TC = (size_t)T * C;
     double *x = (double *)calloc(TC, sizeof(double)), *a = (double *)calloc(TC, sizeof(double));
-    double *q = (double *)calloc(TC, sizeof(double)), *k = (double *)calloc((size_t)T * KVD, sizeof(double));
-    double *v = (double *)calloc((size_t)T * KVD, sizeof(double)), *o = (double *)calloc(TC, sizeof(double));
+    double *q = (double *)calloc((size_t)T * QD, sizeof(double)), *k = (double *)calloc((size_t)T * KVD, sizeof(double));
+    double *v = (double *)calloc((size_t)T * KVD, sizeof(double)), *o = (double *)calloc((size_t)T * QD, sizeof(double));
     double *y = (double *)calloc(TC, sizeof(double)), *g = (double *)calloc((size_t)T * F, sizeof(double));
     double *u = (double *)calloc((size_t)T * F, sizeof(double)), *lg = (double *)calloc((size_t)T * V, sizeof(double));
     int *pos = (int *)calloc((size_t)T, sizeof(int)), *seg = (int *)calloc((size_t)T, sizeof(int));
@@ -107,13 +126,17 @@ static ref_out ref_model_loss(const distill_model *m, const double *P, const dis
         }
         for (l = 0; l < c->n_layers; l++) {
             ref_rmsnorm(a, x, ref_w(m, P, "model.layers.%d.input_layernorm.weight", l), T, C, c->norm_eps);
-            ref_linear(q, a, ref_w(m, P, "model.layers.%d.self_attn.q_proj.weight", l), ref_w(m, P, "model.layers.%d.self_attn.q_proj.bias", l), T, C, C);
+            ref_linear(q, a, ref_w(m, P, "model.layers.%d.self_attn.q_proj.weight", l), ref_w(m, P, "model.layers.%d.self_attn.q_proj.bias", l), T, C, QD);
             ref_linear(k, a, ref_w(m, P, "model.layers.%d.self_attn.k_proj.weight", l), ref_w(m, P, "model.layers.%d.self_attn.k_proj.bias", l), T, C, KVD);
             ref_linear(v, a, ref_w(m, P, "model.layers.%d.self_attn.v_proj.weight", l), ref_w(m, P, "model.layers.%d.self_attn.v_proj.bias", l), T, C, KVD);
-            ref_rope(q, pos, T, NH, HS, c->rope_theta);
-            ref_rope(k, pos, T, NKV, HS, c->rope_theta);
+            if (ref_w(m, P, "model.layers.%d.self_attn.q_norm.weight", l)) {   /* Qwen3: RMSNorm per head */
+                ref_rmsnorm(q, q, ref_w(m, P, "model.layers.%d.self_attn.q_norm.weight", l), T * NH, HS, c->norm_eps);
+                ref_rmsnorm(k, k, ref_w(m, P, "model.layers.%d.self_attn.k_norm.weight", l), T * NKV, HS, c->norm_eps);
+            }
+            ref_rope_cfg(q, pos, T, NH, HS, c->rope_theta, c);
+            ref_rope_cfg(k, pos, T, NKV, HS, c->rope_theta, c);
             ref_attention(o, q, k, v, seg, len, T, NH, NKV, HS);
-            ref_linear(y, o, ref_w(m, P, "model.layers.%d.self_attn.o_proj.weight", l), NULL, T, C, C);
+            ref_linear(y, o, ref_w(m, P, "model.layers.%d.self_attn.o_proj.weight", l), NULL, T, QD, C);
             for (i = 0; i < T * C; i++) x[i] += y[i];
             ref_rmsnorm(a, x, ref_w(m, P, "model.layers.%d.post_attention_layernorm.weight", l), T, C, c->norm_eps);
             ref_linear(g, a, ref_w(m, P, "model.layers.%d.mlp.gate_proj.weight", l), NULL, T, C, F);

@@ -146,7 +146,7 @@ static int model_results(void *ctx, FILE *f, distill_error *err) {
 int cli_eval(int argc, char **argv) {
     const char *gens = NULL, *field = NULL, *prompt_field = NULL, *tok_path = NULL;
     const char *verifier = NULL, *verifier_cmd = NULL, *out_dir = NULL;
-    const char *model_path = NULL, *data_path = NULL, *tmpl_name = "chatml", *system = NULL;
+    const char *model_path = NULL, *data_path = NULL, *tmpl_name = NULL, *system = NULL;
     int think_in_prompt = 0, ks[DISTILL_EVAL_MAX_K], nk = 1, i, rc = 1, raw = 0, quiet = 0, lock = -1;
     distill_eval_model_options mo = distill_eval_model_options_default();
     double timeout = 30.0;
@@ -239,7 +239,7 @@ int cli_eval(int argc, char **argv) {
         for (i = 0; i < nk; i++)
             if (ks[i] > mo.n_samples)
                 fprintf(stderr, "distill eval: warning: pass@%d needs --n >= %d (it will be null)\n", ks[i], ks[i]);
-        mo.tmpl = distill_chat_template_get(tmpl_name);
+        mo.tmpl = distill_chat_template_get(tmpl_name ? tmpl_name : "chatml");
         if (!mo.tmpl) { fprintf(stderr, "distill eval: unknown chat template '%s'\n", tmpl_name); distill_tokenizer_free(tok); distill_dir_unlock(lock); return 2; }
         mo.raw = raw;
         mo.system = system;
@@ -259,8 +259,11 @@ int cli_eval(int argc, char **argv) {
         mo.stop_flag = cli_stop_flag();
         j.m = distill_model_load(model_path, 1, 1, tok ? NULL : &mtok, &err);
         if (j.m && !tok && !mtok)
-            snprintf(err.msg, sizeof err.msg, "no tokenizer: give --tokenizer FILE (none found next to %.300s)", model_path);
+            snprintf(err.msg, sizeof err.msg, "no tokenizer: give --tokenizer FILE (none in the model file or next to %.300s)", model_path);
         else if (j.m) {
+            /* no --template: the one the checkpoint carries */
+            if (!tmpl_name && distill_model_chat_template(j.m) && distill_chat_template_get(distill_model_chat_template(j.m)))
+                mo.tmpl = distill_chat_template_get(distill_model_chat_template(j.m));
             j.tok = tok ? tok : mtok;
             j.data = data_path;
             j.o = mo;

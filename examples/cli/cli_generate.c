@@ -22,9 +22,9 @@ static void generate_usage(FILE *f) {
         "                        [--ctx N] [--ids]\n"
         "\n"
         "  --model FILE        distill checkpoint, safetensors (+config.json) or llama2.c .bin\n"
-        "  --tokenizer FILE    tokenizer (default: tokenizer.json/.bin next to the model)\n"
+        "  --tokenizer FILE    tokenizer (default: the one a distill checkpoint carries, else tokenizer.json/.bin next to the model)\n"
         "  --raw               no chat template: the prompt as is, after BOS if the tokenizer has one\n"
-        "  --template NAME     chat template (default chatml; see distill_chat_template_get)\n"
+        "  --template NAME     chat template (default: the checkpoint's, else chatml; see distill_chat_template_get)\n"
         "  --temperature T     0 = greedy (default 0)\n"
         "  --top-p P, --top-k K  nucleus / top-k sampling (default off)\n"
         "  --seed S            sampling seed (default 1)\n"
@@ -41,7 +41,7 @@ static void stream_piece(void *ctx, int sample, int32_t id, const char *piece, s
 
 int cli_generate(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *system = NULL;
-    const char *tmpl_name = "chatml";
+    const char *tmpl_name = NULL;   /* --template, else the model's, else chatml */
     const char *stops[16];
     int n_stops = 0, raw = 0, ids_out = 0, ctx = 0, i, rc = 1;
     distill_gen_options o = distill_gen_options_default();
@@ -97,9 +97,10 @@ int cli_generate(int argc, char **argv) {
         if (!tok) goto fail;
     }
     if (!tok) {
-        snprintf(err.msg, sizeof err.msg, "no tokenizer: give --tokenizer FILE (none found next to %.300s)", model_path);
+        snprintf(err.msg, sizeof err.msg, "no tokenizer: give --tokenizer FILE (none in the model file or next to %.300s)", model_path);
         goto fail;
     }
+    if (!tmpl_name) tmpl_name = distill_model_chat_template(m) ? distill_model_chat_template(m) : "chatml";
     if (distill_tokenizer_vocab_size(tok) > m->cfg.vocab_size)
         fprintf(stderr, "distill generate: warning: the tokenizer has %d tokens, the model %d\n",
                 distill_tokenizer_vocab_size(tok), m->cfg.vocab_size);

@@ -40,11 +40,13 @@ int cli_info(int argc, char **argv) {
     const char *fmt;
     char sha[65];
     const distill_config *c;
+    distill_tokenizer *tok = NULL;
     if (argc == 4 && !strcmp(argv[2], "--diff")) return info_diff(argv[1], argv[3]);
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fprintf(argc == 2 ? stdout : stderr,
                 "usage: distill info FILE            distill info FILE --diff OTHER\n"
-                "  FILE: a distill checkpoint (.dstl), a safetensors file (config.json beside it) or a llama2.c .bin.\n"
+                "  FILE: a distill checkpoint (.dstl), a safetensors file (config.json beside it), a sharded\n"
+                "  Hugging Face folder (or its model.safetensors.index.json, or one shard) or a llama2.c .bin.\n"
                 "  Prints the format, the model config, the parameter count and the SHA-256 of the weights\n"
                 "  (float32 little-endian, tensors in size-table order: equal weights give equal hashes\n"
                 "  whatever the file format).\n"
@@ -54,15 +56,24 @@ int cli_info(int argc, char **argv) {
     }
     fmt = distill_model_file_format(argv[1], &err);
     if (!fmt) { fprintf(stderr, "distill info: %s\n", err.msg); return 1; }
-    m = distill_model_load(argv[1], 1, 1, NULL, &err);
+    m = distill_model_load(argv[1], 1, 1, &tok, &err);
     if (!m) { fprintf(stderr, "distill info: %s\n", err.msg); return 1; }
     c = &m->cfg;
     distill_model_sha256(m, sha);
-    printf("file        %s\nformat      %s\narchitecture %s\n", argv[1], fmt, c->qkv_bias ? "Qwen2 (q/k/v bias)" : "Llama");
+    printf("file        %s\nformat      %s\narchitecture %s\n", argv[1], fmt,
+           c->qk_norm ? "Qwen3 (q/k norm)" : c->qkv_bias ? "Qwen2 (q/k/v bias)" : "Llama");
+    if (c->head_dim) printf("head_dim    %d (decoupled from dim / n_heads)\n", c->head_dim);
+    if (c->rope_scaling)
+        printf("rope scaling %s, factor %g\n", c->rope_scaling == DISTILL_ROPE_LLAMA3 ? "llama3" : "linear", (double)c->rope_factor);
     printf("vocab_size  %d\ndim         %d\nn_layers    %d\nn_heads     %d\nn_kv_heads  %d\nhidden_dim  %d\n",
            c->vocab_size, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim);
     printf("rope_theta  %g\nnorm_eps    %g\ntied head   %s\nparameters  %zu\nsha256      %s\n", (double)c->rope_theta,
            (double)c->norm_eps, c->tie_embeddings ? "yes" : "no", m->num_params, sha);
+    if (tok) printf("tokenizer   %d tokens, %s\n", distill_tokenizer_vocab_size(tok),
+                    distill_model_has_tokenizer(m) ? "carried in the file" : "found beside the file");
+    else printf("tokenizer   none (give --tokenizer to generate/eval)\n");
+    if (distill_model_chat_template(m)) printf("template    %s\n", distill_model_chat_template(m));
+    distill_tokenizer_free(tok);
     if (!strcmp(fmt, "checkpoint")) {
         distill_checkpoint *ck = distill_checkpoint_read(argv[1], &err);
         if (ck && ck->train) {

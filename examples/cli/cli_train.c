@@ -357,6 +357,11 @@ int cli_train(int argc, char **argv) {
                 m->cfg.vocab_size, distill_tokenizer_vocab_size(tok));
         goto done;
     }
+    /* checkpoints carry the tokenizer and the template name: generate/eval/export need no --tokenizer */
+    if (distill_model_set_tokenizer(m, tok, o.tmpl ? o.tmpl : "chatml", &err) != 0) {
+        fprintf(stderr, "distill train: %s\n", err.msg);
+        goto done;
+    }
     if (o.teacher_cache) {
         cache = distill_topk_cache_open(o.teacher_cache, m->cfg.vocab_size, distill_dataset_size(ds), &err);
         if (!cache) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }

@@ -41,6 +41,67 @@ static int prefix_mode(const char *path, unsigned char mode) {
     return 0;
 }
 
+/* A shards seed (fuzz_shards): u16 + config.json, u16 + index, u32 + shard 1, shard 2; and
+   config.json variants with the fields the loader refuses or accepts (fuzz_safetensors). */
+static int shards_seed(const char *d, distill_error *err) {
+    distill_config c = distill_config_default();
+    distill_model *m;
+    size_t n[4], i;
+    unsigned char *f[4];
+    const char *names[4] = {"build/seeds/sh/config.json", "build/seeds/sh/model.safetensors.index.json",
+                            "build/seeds/sh/model-00001-of-00002.safetensors", "build/seeds/sh/model-00002-of-00002.safetensors"};
+    static const char *variants[] = {
+        "\"num_experts\": 4, ", "\"use_sliding_window\": true, \"sliding_window\": 4, ",
+        "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+        "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8}, ",
+        "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}, ",
+        "\"layer_types\": [\"full_attention\"], \"partial_rotary_factor\": 1.0, \"quantization_config\": null, ",
+        "\"model_type\": \"qwen3\", \"architectures\": [\"Qwen3ForCausalLM\"], ",
+    };
+    char out[256];
+    FILE *o;
+    c.vocab_size = 16; c.dim = 8; c.n_layers = 2; c.n_heads = 2; c.n_kv_heads = 1; c.hidden_dim = 12; c.qkv_bias = 1;
+    c.tie_embeddings = 0;
+    m = distill_model_create(&c, 1, 8, 9, err);
+    if (!m) return -1;
+    mkdir("build/seeds/sh", 0755);
+    if (distill_safetensors_save_sharded(m, "build/seeds/sh", "BF16", 1400, err)) { distill_model_free(m); return -1; }
+    distill_model_free(m);
+    for (i = 0; i < 4; i++) if (!(f[i] = (unsigned char *)distill_read_file(names[i], &n[i], err))) return -1;
+    snprintf(out, sizeof out, "%s/shards/tiny_qwen2.seed", d);
+    mkdir("tests/fuzz/corpus/shards", 0755);
+    if (!(o = fopen(out, "wb"))) return -1;
+    for (i = 0; i < 3; i++) {
+        unsigned char pre[4] = {(unsigned char)(n[i] & 255), (unsigned char)(n[i] >> 8), (unsigned char)(n[i] >> 16),
+                                (unsigned char)(n[i] >> 24)};
+        fwrite(pre, 1, i < 2 ? 2 : 4, o);
+        fwrite(f[i], 1, n[i], o);
+    }
+    fwrite(f[3], 1, n[3], o);
+    fclose(o);
+    /* config variants: the same shards, a field added to config.json */
+    for (i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        char cfg[4096];
+        size_t k, cl = (size_t)snprintf(cfg, sizeof cfg, "{%s%s", variants[i], (const char *)f[0] + 1);
+        unsigned char pre[4];
+        snprintf(out, sizeof out, "%s/shards/variant_%zu.seed", d, i);
+        if (!(o = fopen(out, "wb"))) return -1;
+        pre[0] = (unsigned char)(cl & 255); pre[1] = (unsigned char)(cl >> 8);
+        fwrite(pre, 1, 2, o);
+        fwrite(cfg, 1, cl, o);
+        for (k = 1; k < 3; k++) {
+            pre[0] = (unsigned char)(n[k] & 255); pre[1] = (unsigned char)(n[k] >> 8);
+            pre[2] = (unsigned char)(n[k] >> 16); pre[3] = (unsigned char)(n[k] >> 24);
+            fwrite(pre, 1, k < 2 ? 2 : 4, o);
+            fwrite(f[k], 1, n[k], o);
+        }
+        fwrite(f[3], 1, n[3], o);
+        fclose(o);
+    }
+    for (i = 0; i < 4; i++) distill_free(f[i]);
+    return 0;
+}
+
 int main(void) {
     distill_error err;
     int q;
@@ -89,6 +150,7 @@ int main(void) {
         }
         if (distill_topk_writer_close(w, &err) || prefix_mode(p, 0xff)) goto fail2;
     }
+    if (shards_seed(d, &err) != 0) goto fail2;
     printf("seeds written under %s\n", d);
     return 0;
 fail2:
