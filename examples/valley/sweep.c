@@ -1392,6 +1392,8 @@ static int sweep_do(sweep_ctx *x, const sweep_job *jobs, int j, sweep_result *re
     else if (!(m = distill_model_load(init, 1, 1, NULL, &err)))
         fprintf(stderr, "distill sweep: --init: %s\n", err.msg);
     if (!m) goto done;
+    /* the run's model carries its tokenizer and template: `distill eval/generate --model` need nothing else */
+    if (distill_model_set_tokenizer(m, x->tok, c->tmpl, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
     if (jb->keep_model && distill_checkpoint_write(mpath, m, 0, NULL, NULL, 0, &err) != 0) {
         fprintf(stderr, "distill sweep: %s\n", err.msg);
         goto done;
