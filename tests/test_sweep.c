@@ -312,7 +312,9 @@ static void test_world_preset(void) {
               "recreated run differs:\n%s\n%s", before, again);
     }
     CHECK(other_before && other_after && !strcmp(other_before, other_after), "a finished run was redone");
-    CHECK(read_all(OUT "/results.csv", &n) != NULL, "report not rewritten");
+    csv = read_all(OUT "/results.csv", &n);
+    CHECK(csv != NULL, "report not rewritten");
+    distill_free(csv);
     distill_free(before);
     distill_free(again);
     distill_free(other_before);
