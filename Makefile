@@ -143,7 +143,7 @@ fuzz:
 demo: distill
 	./distill sweep --preset demo
 
-## make valley: the full miniature (3 seeds, 20..2000 traces, easy/hard, right/wrong; <= 60 min)
+## make valley: the full miniature (3 seeds, 30..10000 traces, easy/hard, correct/incorrect, controls; resumable)
 valley: distill
 	./distill sweep --preset valley
 
