@@ -24,29 +24,7 @@ static char DIR_[64], RESULTS_[96], REF_[96];
 #define KILLS 8
 #define CB 3
 #define CT 10
-
-/* a batch source whose position is one integer: row r of the data is a function of r */
-typedef struct { int64_t pos; int32_t tok[CB * CT], tg[CB * CT]; } cs_src;
-static int cs_next(void *ctx, distill_batch *b, const int64_t **rows, int *n_rows, distill_error *err) {
-    cs_src *s = (cs_src *)ctx;
-    int i, t;
-    (void)err;
-    for (i = 0; i < CB; i++, s->pos++)
-        for (t = 0; t < CT; t++) {
-            s->tok[i * CT + t] = (int32_t)((s->pos * 7 + t * 3) % 32);
-            s->tg[i * CT + t] = t < 2 ? -1 : (int32_t)((s->pos * 5 + t * t) % 32);
-        }
-    memset(b, 0, sizeof *b);
-    b->B = CB; b->T = CT; b->tokens = s->tok; b->targets = s->tg;
-    *rows = NULL; *n_rows = 0;
-    return 0;
-}
-static void cs_get(void *ctx, int64_t st[3]) { st[0] = ((cs_src *)ctx)->pos; st[1] = 0; st[2] = 77; }
-static int cs_set(void *ctx, const int64_t st[3], distill_error *err) {
-    if (st[2] != 77 || st[0] < 0) return distill__err(err, "batch source state mismatch");
-    ((cs_src *)ctx)->pos = st[0];
-    return 0;
-}
+#include "synth_source.h"   /* the batch source: row r is a function of r */
 
 typedef struct { int fd; } cs_cb;
 /* every step: rewrite results.json atomically, then tell the parent the step is done */
@@ -64,15 +42,13 @@ static int cs_train(const char *dir, int fd, char sha[65], distill_error *err) {
     distill_config c = distill_config_default();
     distill_train_config tc = distill_train_default();
     distill_batch_source q;
-    cs_src s;
+    synth_src s;
     cs_cb cb;
     distill_model *m;
     distill_trainer *T;
     int rc = -1;
     c.vocab_size = 32; c.dim = 16; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 1; c.hidden_dim = 24;
-    memset(&s, 0, sizeof s);
-    memset(&q, 0, sizeof q);
-    q.ctx = &s; q.next = cs_next; q.get_state = cs_get; q.set_state = cs_set;
+    synth_source_init(&q, &s, CB, CT, 77);
     tc.max_steps = STEPS; tc.out_dir = dir; tc.save_every = SAVE_EVERY; tc.keep_last = 3; tc.progress = 0;
     tc.optim.lr = 1e-2f; tc.optim.warmup_steps = 0; tc.seed = 5;
     m = distill_model_create(&c, CB, CT, 3, err);

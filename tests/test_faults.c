@@ -222,36 +222,18 @@ static void test_every_writer(void) {
 /* ---- the trainer: checkpoints and the metrics log ------------------------------------------- */
 #define CB 3
 #define CT 10
-typedef struct { int64_t pos; int32_t tok[CB * CT], tg[CB * CT]; } cs_src;
-static int cs_next(void *ctx, distill_batch *b, const int64_t **rows, int *n_rows, distill_error *err) {
-    cs_src *s = (cs_src *)ctx;
-    int i, t;
-    (void)err;
-    for (i = 0; i < CB; i++, s->pos++)
-        for (t = 0; t < CT; t++) {
-            s->tok[i * CT + t] = (int32_t)((s->pos * 7 + t * 3) % 32);
-            s->tg[i * CT + t] = t < 2 ? -1 : (int32_t)((s->pos * 5 + t * t) % 32);
-        }
-    memset(b, 0, sizeof *b);
-    b->B = CB; b->T = CT; b->tokens = s->tok; b->targets = s->tg;
-    *rows = NULL; *n_rows = 0;
-    return 0;
-}
-static void cs_get(void *ctx, int64_t st[3]) { st[0] = ((cs_src *)ctx)->pos; st[1] = 0; st[2] = 0; }
-static int cs_set(void *ctx, const int64_t st[3], distill_error *err) { (void)err; ((cs_src *)ctx)->pos = st[0]; return 0; }
+#include "synth_source.h"   /* the batch source: row r is a function of r */
 
 /* Train to 12 steps with a checkpoint every 2 in dir (resuming when asked); the weights' hash. */
 static int train(const char *dir, int resume, char sha[65], distill_error *err) {
     distill_train_config tc = distill_train_default();
     distill_batch_source q;
-    cs_src s;
+    synth_src s;
     distill_model *m;
     distill_trainer *T;
     int rc = -1;
     tok = NULL;
-    memset(&s, 0, sizeof s);
-    memset(&q, 0, sizeof q);
-    q.ctx = &s; q.next = cs_next; q.get_state = cs_get; q.set_state = cs_set;
+    synth_source_init(&q, &s, CB, CT, 0);
     tc.max_steps = 12; tc.out_dir = dir; tc.save_every = 2; tc.progress = 0;
     tc.optim.lr = 1e-2f; tc.optim.warmup_steps = 0;
     m = tiny_model(3);

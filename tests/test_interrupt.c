@@ -144,23 +144,7 @@ static void pc_abort(const distill_comm *c, int code) { (void)c; _exit(code); }
 
 #define RB 4
 #define RT 10
-typedef struct { int64_t pos; int32_t tok[RB * RT], tg[RB * RT]; } r_src;
-static int r_next(void *ctx, distill_batch *b, const int64_t **rows, int *n_rows, distill_error *err) {
-    r_src *s = (r_src *)ctx;
-    int i, t;
-    (void)err;
-    for (i = 0; i < RB; i++, s->pos++)
-        for (t = 0; t < RT; t++) {
-            s->tok[i * RT + t] = (int32_t)((s->pos * 7 + t * 3) % 32);
-            s->tg[i * RT + t] = t < 2 ? -1 : (int32_t)((s->pos * 5 + t * t) % 32);
-        }
-    memset(b, 0, sizeof *b);
-    b->B = RB; b->T = RT; b->tokens = s->tok; b->targets = s->tg;
-    *rows = NULL; *n_rows = 0;
-    return 0;
-}
-static void r_get(void *ctx, int64_t st[3]) { st[0] = ((r_src *)ctx)->pos; st[1] = 0; st[2] = 0; }
-static int r_set(void *ctx, const int64_t st[3], distill_error *err) { (void)err; ((r_src *)ctx)->pos = st[0]; return 0; }
+#include "synth_source.h"   /* the batch source: row r is a function of r */
 
 static volatile sig_atomic_t rank_stop;
 static void on_usr1(int sig) { rank_stop = sig; }
@@ -175,7 +159,7 @@ static void rank_main(int rank, int rd, int wr, const char *dir, const char *rep
     distill_comm comm;
     pipe_ctx px;
     distill_error err;
-    r_src s;
+    synth_src s;
     distill_model *m;
     distill_trainer *T;
     struct sigaction sa;
@@ -192,9 +176,7 @@ static void rank_main(int rank, int rd, int wr, const char *dir, const char *rep
     comm.rank = rank; comm.size = 2; comm.ctx = &px; comm.name = "pipes";
     comm.allreduce = pc_allreduce; comm.barrier = pc_barrier; comm.bcast = pc_bcast; comm.abort = pc_abort;
     c.vocab_size = 32; c.dim = 16; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 1; c.hidden_dim = 24;
-    memset(&s, 0, sizeof s);
-    memset(&q, 0, sizeof q);
-    q.ctx = &s; q.next = r_next; q.get_state = r_get; q.set_state = r_set;
+    synth_source_init(&q, &s, RB, RT, 0);
     tc.max_steps = RSTEPS; tc.out_dir = dir; tc.save_every = 0; tc.save_every_seconds = 0; tc.progress = 0;
     tc.optim.lr = 1e-2f; tc.optim.warmup_steps = 0; tc.seed = 5;
     tc.stop_flag = &rank_stop;
@@ -300,16 +282,14 @@ static void test_save_every_seconds(void) {
     distill_train_config tc = distill_train_default();
     distill_batch_source q;
     distill_error err;
-    r_src s;
+    synth_src s;
     distill_model *m;
     distill_trainer *T;
     char dir[96];
     CHECK(tc.save_every_seconds == 600.0, "default: a checkpoint every 10 minutes (got %g s)", tc.save_every_seconds);
     snprintf(dir, sizeof dir, "%s/timed", D);
     c.vocab_size = 32; c.dim = 16; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 1; c.hidden_dim = 24;
-    memset(&s, 0, sizeof s);
-    memset(&q, 0, sizeof q);
-    q.ctx = &s; q.next = r_next; q.get_state = r_get; q.set_state = r_set;
+    synth_source_init(&q, &s, RB, RT, 0);
     tc.max_steps = 6; tc.out_dir = dir; tc.save_every = 0; tc.keep_last = 100; tc.progress = 0;
     tc.save_every_seconds = 1e-9;   /* due after every step */
     m = distill_model_create(&c, RB, RT, 3, &err);

@@ -677,7 +677,7 @@ static size_t world__teacher_mode(const world_problem *pr, uint64_t seed, int wa
                                   world_program *final, world_teacher_kind *kind) {
     distill_rng r;
     world__buf b;
-    int cls[WORLD_MAX_OPS], flip[WORLD_MAX_OPS], i, which, nm, mode, ok, slipped = 0;
+    int cls[WORLD_MAX_OPS], flip[WORLD_MAX_OPS], i, which, nm, slipped = 0;
     world_program muts[64], answer, misread, searched;
     int have_misread = 0;
     world_teacher_kind k = WORLD_TEACHER_CAREFUL;
@@ -695,8 +695,6 @@ static size_t world__teacher_mode(const world_problem *pr, uint64_t seed, int wa
     searched = pr->truth;
     if (want >= 0) {
         int m = want;
-        mode = 0;
-        (void)mode;
         if (m == 0) {
             /* a precise step misread: the careful search over the misread program must accept
                a reading that fails the hidden tests */
@@ -749,8 +747,7 @@ static size_t world__teacher_mode(const world_problem *pr, uint64_t seed, int wa
         /* Enumerate readings in the teacher's order; check each against the examples in turn and
            backtrack on the first mismatch. The generator guarantees one reading of the truth fits
            both; a misread program's search was checked above to accept one. */
-        ok = world__search(&b, pr, &searched, cls, flip, k == WORLD_TEACHER_EXEC_SLIP, &answer, NULL, &slipped);
-        (void)ok;
+        (void)world__search(&b, pr, &searched, cls, flip, k == WORLD_TEACHER_EXEC_SLIP, &answer, NULL, &slipped);
         if (k == WORLD_TEACHER_SLIP) {
             /* The reasoning was right; the code written down differs from it. */
             for (i = 0; i < nm; i++)
