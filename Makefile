@@ -144,8 +144,16 @@ demo: distill
 	./distill sweep --preset demo
 
 ## make valley: the full miniature (3 seeds, 30..10000 traces, easy/hard, correct/incorrect, controls; resumable)
+## Two workers (array tasks 0 and 1 of 2, one core each; task 1 logs to build/valley-task1.log),
+## then the merge writes the report. Rerun after a kill: finished runs are reused.
+## VALLEY_ARGS adds options to both tasks, e.g. VALLEY_ARGS='--out build/v2'.
 valley: distill
-	./distill sweep --preset valley
+	@mkdir -p build
+	./distill sweep --preset valley $(VALLEY_ARGS) --plan --num-tasks 2
+	./distill sweep --preset valley $(VALLEY_ARGS) --num-tasks 2 --task-id 1 > build/valley-task1.log 2>&1 & pid=$$!; \
+	./distill sweep --preset valley $(VALLEY_ARGS) --num-tasks 2 --task-id 0; s0=$$?; wait $$pid; s1=$$?; \
+	if [ $$s0 != 0 ] || [ $$s1 != 0 ]; then echo "make valley: task 0 exited $$s0, task 1 exited $$s1 (log: build/valley-task1.log); rerun to resume" >&2; exit 1; fi
+	./distill sweep --preset valley $(VALLEY_ARGS) --merge
 
 ## make mutants: mutation testing (tests/mutants.txt): each mutation of a scratch copy of distill.h
 ## must make one of its listed tests fail; prints the survivors (slow: ~30 min; not part of CI)

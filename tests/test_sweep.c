@@ -156,6 +156,52 @@ static int manifest_ids(const char *path, int64_t *ids, int cap) {
     return n;
 }
 
+/* outcomes.csv (run,decoding,problem_id,difficulty,level,samples,passes): per run, the mean over
+   problems of passes / samples (sampled rows) must equal pass@1 recomputed from the generations
+   with the task's own rule; manifests/<run>.txt must list the ids of runs/<run>/manifest.json.
+   Returns the number of runs checked. */
+static int check_outcomes(const char *out, const char *const *runs, int nruns) {
+    char path[512], *csv, *p;
+    size_t n;
+    int r, checked = 0;
+    snprintf(path, sizeof path, "%s/outcomes.csv", out);
+    csv = read_all(path, &n);
+    CHECK(csv != NULL && !strncmp(csv, "run,decoding,problem_id,difficulty,level,samples,passes\n", 56), "%s: missing or bad header", path);
+    if (!csv) return 0;
+    for (r = 0; r < nruns; r++) {
+        double sum = 0, want;
+        int probs = 0, bad = -1, samples = -1, nm, nt = 0, same = 1;
+        char gens[512], line[256];
+        int64_t ids[64];
+        FILE *f;
+        for (p = strchr(csv, '\n') + 1; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+            char run[64], dec[16], qid[32], diff[32];
+            int lvl_len = 0, smp = 0, pas = 0;
+            if (sscanf(p, "%63[^,],%15[^,],%31[^,],%31[^,],%n", run, dec, qid, diff, &lvl_len) < 4) continue;
+            if (strcmp(run, runs[r]) || strcmp(dec, "sampled")) continue;
+            if (sscanf(strchr(p + lvl_len, ',') + 1, "%d,%d", &smp, &pas) != 2 || smp <= 0) continue;
+            sum += (double)pas / smp;
+            probs++;
+        }
+        snprintf(gens, sizeof gens, "%s/runs/%s/generations.jsonl", out, runs[r]);
+        want = recompute_pass1(gens, &bad, &samples);
+        CHECK(probs == 12 && fabs(sum / probs - want) < 1e-9, "%s: outcomes.csv gives %d problems, pass@1 %.4f; recomputed %.4f",
+              runs[r], probs, probs ? sum / probs : -1.0, want);
+        snprintf(path, sizeof path, "%s/runs/%s/manifest.json", out, runs[r]);
+        nm = manifest_ids(path, ids, 64);
+        snprintf(path, sizeof path, "%s/manifests/%s.txt", out, runs[r]);
+        f = fopen(path, "r");
+        if (f) {
+            while (fgets(line, sizeof line, f)) { same &= nt < nm && atoll(line) == ids[nt]; nt++; }
+            fclose(f);
+        }
+        CHECK(nm > 0 && nt == nm && same, "%s: %d ids, manifest.json has %d (same: %d)", path, nt, nm, same);
+        checked += probs == 12 && nt == nm && same;
+    }
+    distill_free(csv);
+    return checked;
+}
+
 #define SWEEP_ARGS "./distill sweep --data " GEN "/train.jsonl --map problem=prompt --map solution=response " \
     "--eval-data " GEN "/eval.jsonl --tokenizer " GEN "/tok.json --verifier-cmd 'sh tests/sweep_verifier.sh' " \
     "--sizes 20,60 --seeds 1,2 --epochs 2 --lr 3e-3 --batch-rows 4 --max-seq 96 --dim 32 --layers 1 --heads 2 " \
@@ -206,6 +252,11 @@ static void test_generic_sweep(void) {
               "results.csv lacks columns");
         distill_free(md);
         distill_free(csv);
+    }
+
+    {
+        static const char *const some[3] = {"s1_n20", "s2_n60", "s2_incorrect_fromL"};
+        CHECK(check_outcomes(GEN "/A", some, 3) == 3, "outcomes.csv / manifests disagree with the runs");
     }
 
     /* disjoint pools: no second-stage row was in any sweep subset (of either seed) */

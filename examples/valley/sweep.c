@@ -1574,6 +1574,114 @@ static int sweep_find_size(const sweep_report_in *in, const char *group, int64_t
     return -1;
 }
 
+/* OUT/outcomes.csv (run, decoding, problem, difficulty label, numeric level when the eval data
+   has one, samples, passes: every comparison re-analysable without the generations) and
+   OUT/manifests/<run>.txt (the record ids each run trained on, one per line: distill_row.id, the
+   0-based record index in --data). */
+static int sweep_write_outcomes(sweep_ctx *x, const sweep_result *r, int nr) {
+    const sweep_cfg *c = &x->cfg;
+    distill_atomic_file af;
+    distill_error err;
+    distill_line_reader *rd;
+    const char *line;
+    size_t len;
+    int64_t ln;
+    char path[1400], **qid = NULL;
+    int *lvl = NULL, nq = 0, cap = 0, i, d, k, rc = -1;
+    /* numeric levels from the eval data ("difficulty": 3), when it has them */
+    if ((rd = distill_line_reader_open(c->eval_data, 0, &err))) {
+        while (distill_line_reader_next(rd, &line, &len, &ln, &err) == 1) {
+            distill_json *j = distill_json_parse(line, len, c->eval_data, (int)ln, &err);
+            const distill_json *q = j ? distill_json_get(j, "id") : NULL, *v = j ? distill_json_get(j, "difficulty") : NULL;
+            if (j && q && q->type == DISTILL_JSON_STRING && v && v->type == DISTILL_JSON_NUMBER) {
+                if (nq == cap) {
+                    char **nqid = (char **)realloc(qid, (size_t)(cap = cap ? 2 * cap : 256) * sizeof *qid);
+                    int *nl = nqid ? (int *)realloc(lvl, (size_t)cap * sizeof *lvl) : NULL;
+                    if (nqid) qid = nqid;
+                    if (!nqid || !nl) { distill_json_free(j); break; }
+                    lvl = nl;
+                }
+                qid[nq] = sweep_dup(q->str);
+                lvl[nq++] = (int)v->num;
+            }
+            distill_json_free(j);
+        }
+        distill_line_reader_close(rd);
+    }
+    snprintf(path, sizeof path, "%s/outcomes.csv", c->out);
+    if (distill_atomic_open(&af, path, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
+    fprintf(af.f, "run,decoding,problem_id,difficulty,level,samples,passes\n");
+    if (nq > 0) {   /* and per-level pass@1 (sampled) in OUT/levels.md */
+        distill_atomic_file lf;
+        char lp[1400];
+        snprintf(lp, sizeof lp, "%s/levels.md", c->out);
+        if (distill_atomic_open(&lf, lp, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); distill_atomic_abort(&af); goto done; }
+        fprintf(lf.f, "# pass@1 by level (sampled decoding; from outcomes.csv)\n\n| run | level 1 | level 2 | level 3 | level 4 | level 5 |\n|---|---|---|---|---|---|\n");
+        for (i = 0; i < nr; i++) {
+            sweep_outcomes oc;
+            char gp[1400];
+            double ps[6] = {0}, ns[6] = {0};
+            snprintf(gp, sizeof gp, "%s/%s/generations.jsonl", x->runs_dir, r[i].name);
+            if (!sweep_exists(gp) || sweep_read_outcomes(gp, &oc) != 0) continue;
+            for (k = 0; k < oc.n; k++) {
+                int q;
+                for (q = 0; q < nq; q++)
+                    if (!strcmp(qid[q], oc.p[k].qid)) {
+                        if (lvl[q] >= 1 && lvl[q] <= 5) { ps[lvl[q]] += oc.p[k].pass; ns[lvl[q]] += oc.p[k].n; }
+                        break;
+                    }
+            }
+            fprintf(lf.f, "| %s |", r[i].name);
+            for (k = 1; k <= 5; k++) {
+                if (ns[k] > 0) fprintf(lf.f, " %.3f |", ps[k] / ns[k]);
+                else fprintf(lf.f, " - |");
+            }
+            fputc('\n', lf.f);
+            sweep_outcomes_free(&oc);
+        }
+        if (distill_atomic_commit(&lf, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); distill_atomic_abort(&af); goto done; }
+    }
+    for (i = 0; i < nr; i++)
+        for (d = 0; d < 2; d++) {
+            sweep_outcomes oc;
+            char gp[1400];
+            snprintf(gp, sizeof gp, "%s/%s/%s", x->runs_dir, r[i].name, d ? "generations-greedy.jsonl" : "generations.jsonl");
+            if (!sweep_exists(gp) || sweep_read_outcomes(gp, &oc) != 0) continue;
+            for (k = 0; k < oc.n; k++) {
+                int q, level = -1;
+                for (q = 0; q < nq; q++) if (!strcmp(qid[q], oc.p[k].qid)) { level = lvl[q]; break; }
+                fprintf(af.f, "%s,%s,%s,%s,", r[i].name, d ? "greedy" : "sampled", oc.p[k].qid, oc.p[k].level);
+                if (level >= 0) fprintf(af.f, "%d", level);
+                fprintf(af.f, ",%d,%d\n", oc.p[k].n, oc.p[k].pass);
+            }
+            sweep_outcomes_free(&oc);
+        }
+    if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
+    snprintf(path, sizeof path, "%s/manifests", c->out);
+    if (sweep_mkdir(path) != 0) { fprintf(stderr, "distill sweep: cannot create %s\n", path); goto done; }
+    for (i = 0; i < nr; i++) {
+        char mp[1400];
+        distill_json *m;
+        const distill_json *rows;
+        snprintf(mp, sizeof mp, "%s/%s/manifest.json", x->runs_dir, r[i].name);
+        if (!sweep_exists(mp)) continue;
+        if (!(m = distill_json_parse_file(mp, &err))) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
+        rows = distill_json_get(m, "rows");
+        snprintf(path, sizeof path, "%s/manifests/%s.txt", c->out, r[i].name);
+        if (rows && rows->type == DISTILL_JSON_ARRAY && distill_atomic_open(&af, path, &err) == 0) {
+            for (k = 0; k < (int)rows->len; k++) fprintf(af.f, "%.0f\n", rows->items[k].num);
+            if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); distill_json_free(m); goto done; }
+        }
+        distill_json_free(m);
+    }
+    rc = 0;
+done:
+    for (i = 0; i < nq; i++) free(qid[i]);
+    free(qid);
+    free(lvl);
+    return rc;
+}
+
 static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
     const sweep_cfg *c = &x->cfg;
     sweep_report_in in;
@@ -2346,7 +2454,7 @@ int cli_sweep(int argc, char **argv) {
                             "--merge again\n", missing, nj);
         goto done;
     }
-    if (sweep_report(&x, res, nr) != 0) goto done;
+    if (sweep_report(&x, res, nr) != 0 || sweep_write_outcomes(&x, res, nr) != 0) goto done;
     printf("\nresults: %s/results.md  %s/results.csv  %s/results.json  plot: %s/valley.svg  (%.0f s)\n", c->out, c->out,
            c->out, c->out, distill_time_seconds() - x.t_start);
     rc = 0;
