@@ -258,6 +258,24 @@ static void test_generic_sweep(void) {
         static const char *const some[3] = {"s1_n20", "s2_n60", "s2_incorrect_fromL"};
         CHECK(check_outcomes(GEN "/A", some, 3) == 3, "outcomes.csv / manifests disagree with the runs");
     }
+    {   /* pooled over the 2 seeds: the mean over problems of the seed-mean difference, which (equal
+           samples everywhere) is the mean over seeds of the pass@1 differences, recomputed here */
+        size_t n;
+        char *cmp = read_all(GEN "/A/comparisons.csv", &n), *row = cmp ? strstr(cmp, "\ncorrect minus incorrect,largest,") : NULL;
+        double want = 0, d = NAN, lo = NAN, hi = NAN;
+        int seeds = 0, probs = 0, bad, smp;
+        for (s = 1; s <= 2; s++) {
+            char pa[256], pb[256];
+            snprintf(pa, sizeof pa, GEN "/A/runs/s%d_correct_fromL/generations.jsonl", s);
+            snprintf(pb, sizeof pb, GEN "/A/runs/s%d_incorrect_fromL/generations.jsonl", s);
+            want += (recompute_pass1(pa, &bad, &smp) - recompute_pass1(pb, &bad, &smp)) / 2;
+        }
+        CHECK(row && sscanf(row, "\ncorrect minus incorrect,largest,%d,%d,%lf,%lf,%lf", &seeds, &probs, &d, &lo, &hi) == 5,
+              "comparisons.csv lacks the pooled correct/incorrect row");
+        CHECK(seeds == 2 && probs == 12 && fabs(d - want) < 1e-6 && lo <= d && d <= hi,
+              "pooled correct minus incorrect: %d seeds, %d problems, %.4f [%.4f, %.4f]; recomputed %.4f", seeds, probs, d, lo, hi, want);
+        distill_free(cmp);
+    }
 
     /* disjoint pools: no second-stage row was in any sweep subset (of either seed) */
     for (s = 0; s < 4; s++) {
