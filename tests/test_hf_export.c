@@ -105,6 +105,8 @@ static void same_tokens(const distill_tokenizer *a, const distill_tokenizer *b, 
     CHECK(bad == 0, "%s: %d merges differ", what, bad);
     CHECK(distill_tokenizer_eos_id(a) == distill_tokenizer_eos_id(b) && distill_tokenizer_bos_id(a) == distill_tokenizer_bos_id(b) &&
           distill_tokenizer_pattern(a) == distill_tokenizer_pattern(b), "%s: eos/bos/pattern differ", what);
+    CHECK(a->whole_first == b->whole_first && a->nfc == b->nfc, "%s: ignore_merges %d/%d, nfc %d/%d", what, a->whole_first,
+          b->whole_first, a->nfc, b->nfc);
 }
 
 static const char *const texts[] = {
@@ -285,6 +287,9 @@ static void test_tokenizer_roundtrip_patterns(void) {
         if (!t) continue;
         snprintf(path, sizeof path, D "/pattern%d.json", p);
         snprintf(what, sizeof what, "pattern %s", distill_pattern_name(p));
+        /* Hugging Face's ignore_merges and NFC normalizer (Llama 3, Qwen2) travel too */
+        t->whole_first = p == DISTILL_PATTERN_CL100K;
+        t->nfc = p == DISTILL_PATTERN_QWEN2;
         u = roundtrip(t, path, what);
         distill_tokenizer_free(u);
         distill_tokenizer_free(t);
