@@ -210,6 +210,54 @@ static void test_tokenizer_ids_match_hf(void) {
     distill_tokenizer_free(u);
 }
 
+/* apply_chat_template(tokenize=True) of the exported folder gives the ids the library trains
+   on: distill_chat_encode of each conversation equals @huggingface/tokenizers' encoding of the
+   string @huggingface/jinja rendered (chatml and plain; the fixture encodes those). */
+static void test_chat_encode_matches_hf_tokenize(void) {
+    distill_error err;
+    distill_tokenizer *t = distill_tokenizer_load(SMALL, NULL, &err);
+    distill_json *ct = distill_json_parse_file(FIX "chat_templates.json", &err);
+    distill_json *ti = distill_json_parse_file(FIX "tokenizer_ids.json", &err);
+    static const char *const names[2] = {"chatml", "plain"};
+    const distill_json *convs, *tx, *ids;
+    size_t c, i;
+    int k, checked = 0;
+    REQUIRE(t && ct && ti, "%s", err.msg);
+    convs = distill_json_get(ct, "conversations");
+    tx = distill_json_get(ti, "texts");
+    ids = distill_json_get(ti, "ids");
+    for (k = 0; k < 2; k++)
+        for (c = 0; c < convs->len; c++) {
+            const distill_json *msgs = distill_json_get(&convs->items[c], "messages");
+            const distill_json *r = &distill_json_get(distill_json_get(ct, "rendered"), names[k])->items[c];
+            int add = distill_json_get(&convs->items[c], "add_generation_prompt")->type == DISTILL_JSON_TRUE;
+            distill_conv conv;
+            distill_ids x, want;
+            memset(&conv, 0, sizeof conv);
+            memset(&x, 0, sizeof x);
+            memset(&want, 0, sizeof want);
+            for (i = 0; i < tx->len && !(tx->items[i].len == r->len && !memcmp(tx->items[i].str, r->str, r->len)); i++) {}
+            REQUIRE(i < tx->len, "%s conversation %zu: its rendering is not in tokenizer_ids.json", names[k], c);
+            json_ids(&ids->items[i], &want);
+            for (i = 0; i < msgs->len; i++) {
+                const distill_json *co = distill_json_get(&msgs->items[i], "content");
+                distill_conv_add(&conv, role_of(distill_json_get(&msgs->items[i], "role")->str), co->str, co->len, -1.0f);
+            }
+            CHECK(distill_chat_encode(distill_chat_template_get(names[k]), t, &conv, DISTILL_LOSS_ASSISTANT, add, &x, NULL, &err) == 0,
+                  "%s", err.msg);
+            CHECK(x.n == want.n && (!x.n || !memcmp(x.ids, want.ids, x.n * 4)), "%s conversation %zu: %zu ids, HF %zu", names[k], c,
+                  x.n, want.n);
+            checked++;
+            distill_ids_free(&x);
+            distill_ids_free(&want);
+            distill_conv_free(&conv);
+        }
+    CHECK(checked == 18, "%d conversations checked", checked);
+    distill_json_free(ct);
+    distill_json_free(ti);
+    distill_tokenizer_free(t);
+}
+
 /* A real tokenizer (Qwen-style specials, non-special added tokens): export, reload, and the
    reloaded one still gives the ids of the committed @huggingface/tokenizers fixtures. */
 static void check_jsonl_ids(const distill_tokenizer *t, const char *fixture, const char *key, int allow) {
@@ -643,6 +691,7 @@ int main(void) {
     RUN(test_chat_template_matches_jinja);
     RUN(test_tokenizer_roundtrip_small);
     RUN(test_tokenizer_ids_match_hf);
+    RUN(test_chat_encode_matches_hf_tokenize);
     RUN(test_tokenizer_roundtrip_real);
     RUN(test_tokenizer_roundtrip_patterns);
     RUN(test_tokenizer_refusals);
