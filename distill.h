@@ -895,7 +895,9 @@ struct distill_model {
     size_t num_params;                 /* sum of numel over the table (the parameter count) */
     size_t num_floats;                 /* length of params/grads/m/v incl. 64-byte alignment padding
                                           between tensors (the padding stays zero) */
-    float *params, *grads, *m, *v;     /* one layout; m/v allocated on the first optimizer step */
+    float *params, *grads, *m, *v;     /* one layout; m/v allocated on the first optimizer step;
+                                          grads NULL in a loaded model until a forward with targets
+                                          (or zero_grad, an optimizer step, a trainer) needs them */
     float *tok_emb;                    /* (V,C) */
     float *lm_head;                    /* (V,C); == tok_emb when tied */
     float *final_norm;                 /* (C) */
@@ -1030,7 +1032,9 @@ DISTILL_API void distill_attention_backward(float *dq, float *dk, float *dv, con
    rope_scaling linear or llama3. The model is created with the given capacity. If tok_out is
    non-NULL and the model carries a tokenizer (a distill checkpoint written from a model with
    distill_model_set_tokenizer) or one lies beside it (tokenizer.json / tokenizer.bin), it is
-   loaded too, else *tok_out = NULL. */
+   loaded too, else *tok_out = NULL. The gradient buffer is not allocated (m->grads NULL) until
+   training needs it, so a model loaded to generate, evaluate, export or teach takes half the
+   memory of a created one. */
 DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
                                               distill_tokenizer **tok_out, distill_error *err);
 
@@ -10215,8 +10219,10 @@ static distill_model *distill__model_new(const distill_config *cfg, int max_batc
     if (distill__build_table(m, err) != 0) { distill_model_free(m); return NULL; }
     pbytes = m->num_floats * sizeof(float);
     m->params = (float *)distill_alloc_aligned(pbytes, 64);
-    m->grads = (float *)distill_alloc_aligned(pbytes, 64);
-    if (!m->params || !m->grads) {
+    /* loaded models (init 0) are mostly generated from, evaluated or exported: their gradient
+       buffer, as large as the weights, waits until training needs it (distill__ensure_grads) */
+    m->grads = init ? (float *)distill_alloc_aligned(pbytes, 64) : NULL;
+    if (!m->params || (init && !m->grads)) {
         distill__err(err, "distill_model_create: out of memory for %zu parameters (%zu bytes each for params and grads)",
                      m->num_params, pbytes);
         distill_model_free(m);
@@ -10241,8 +10247,15 @@ static distill_model *distill__model_new(const distill_config *cfg, int max_batc
     return m;
 }
 
+/* The gradient buffer, allocated (zeroed) on first need; 0 or -1 out of memory. */
+static int distill__ensure_grads(distill_model *m) {
+    if (!m->grads) m->grads = (float *)distill_alloc_aligned(m->num_floats * sizeof(float), 64);
+    return m->grads ? 0 : -1;
+}
+
 DISTILL_API void distill_model_zero_grad(distill_model *m) {
-    memset(m->grads, 0, sizeof(float) * m->num_floats);
+    if (m->grads) memset(m->grads, 0, sizeof(float) * m->num_floats);
+    else distill__ensure_grads(m);   /* a new buffer is zero; on failure the next forward says so */
 }
 
 /* The gradient buffer slice that mirrors a parameter view. */
@@ -10378,6 +10391,8 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
     s->have_fwd = 0;
     s->have_loss = 0;
     if (!bt) return distill__err(err, "distill_model_forward: batch is NULL");
+    if ((bt->targets || fuse_head_grad) && distill__ensure_grads(m) != 0)   /* a backward may follow */
+        return distill__err(err, "distill_model_forward: out of memory for the gradient (%zu floats)", m->num_floats);
     if (distill__prepare_batch(m, bt, err) != 0) return -1;
     B = bt->B; T = bt->T; BT = (size_t)B * T;
     s->B = B; s->T = T; s->batch = *bt;
@@ -10470,7 +10485,7 @@ DISTILL_API void distill_model_backward(distill_model *m) {
     int B = s->B, T = s->T;
     size_t BT = (size_t)B * T, cap = s->cap;
     float *dres = s->dres, *A = s->buf_a;
-    if (!s->have_fwd || !s->have_loss) return;
+    if (!s->have_fwd || !s->have_loss || !m->grads) return;
     if (!s->head_grads_done) {   /* recompute the logits chunk by chunk, this time with dlogits */
         distill_stats dummy;
         memset(&dummy, 0, sizeof dummy);
@@ -10645,6 +10660,7 @@ DISTILL_API double distill_adamw_step(distill_model *m, const distill_optim_conf
     float clip = 1.0f;
     size_t i;
     int t;
+    if (distill__ensure_grads(m) != 0) return -1.0;
     if (!m->m || !m->v) {
         if (!m->m) m->m = (float *)distill_alloc_aligned(sizeof(float) * m->num_floats, 64);
         if (!m->v) m->v = (float *)distill_alloc_aligned(sizeof(float) * m->num_floats, 64);
@@ -13183,6 +13199,7 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
     if (tc->grad_accum < 1 || tc->grad_accum > 65536) { distill__err(err, "grad_accum (%d) must be in [1, 65536]", tc->grad_accum); return NULL; }
     if (tc->max_steps <= 0 && !(tc->epochs > 0.0 && tc->epochs < 1e6)) { distill__err(err, "give max_steps > 0 or epochs in (0, 1e6) (epochs %g)", tc->epochs); return NULL; }
     if (tc->kd && distill_kd_validate(&tc->kdc, err) != 0) return NULL;
+    if (distill__ensure_grads(student) != 0) { distill__err(err, "out of memory for the gradient"); return NULL; }
     t = (distill_trainer *)DISTILL_MALLOC(sizeof *t);
     if (!t) { distill__err(err, "out of memory"); return NULL; }
     memset(t, 0, sizeof *t);
