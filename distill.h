@@ -6,7 +6,8 @@
        byte-level BPE tokenizer, a JSON/JSONL loader for real distillation datasets with chat
        templates and loss masks, a Llama/Qwen2/Qwen3-style transformer with a hand-written backward
        pass, AdamW, logit distillation (KL/JSD, top-k teacher caches), checkpoints that resume
-       bit-exactly, safetensors and llama2.c interop, KV-cached generation, and the evaluation
+       bit-exactly, safetensors and llama2.c interop (export writes a complete Hugging Face folder:
+   weights, tokenizer.json, the chat template as Jinja), KV-cached generation, and the evaluation
        metrics of reasoning distillation (pass@k, completion rate, think-tag rates). It is built
        to run the experiment design of "The Valley of Code Reasoning" (arXiv 2510.06101) on a
        laptop, and to be read: every op's gradient formula sits above the code computing it.
@@ -1221,7 +1222,9 @@ DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *
 /* Hugging Face's sharded layout in folder `dir` (created if needed): model-0000i-of-0000N.safetensors
    of at most max_shard_bytes of tensor data each (a larger tensor gets its own shard),
    model.safetensors.index.json and config.json; a single shard is written as model.safetensors.
-   distill_model_load reads the folder, the index, or any one shard's path. */
+   What an earlier export into dir left in the other layout (an index, model.safetensors, shards
+   of another count) is removed, so the folder loads what was written last. distill_model_load
+   reads the folder, the index, or any one shard's path. */
 DISTILL_API int distill_safetensors_save_sharded(const distill_model *m, const char *dir, const char *dtype,
                                                  int64_t max_shard_bytes, distill_error *err);
 /* The tokenizer half of a Hugging Face folder, so AutoTokenizer.from_pretrained(dir) and
@@ -12067,7 +12070,34 @@ DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *
 
 #if !defined(_WIN32)
 #include <sys/stat.h>
+#include <dirent.h>
 #endif
+static char *distill__join(const char *dir, const char *name);
+
+/* Shards of an earlier export into dir with another shard count ("model-0000i-of-0000M" with
+   M != n): removed, as transformers' save_pretrained does, so the folder holds one model. */
+static void distill__st_remove_stale_shards(const char *dir, int n) {
+#if !defined(_WIN32)
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        int i, of, k, digits = 1;
+        const char *s = e->d_name;
+        if (strlen(s) != 32 || strncmp(s, "model-", 6) || strncmp(s + 11, "-of-", 4) || strcmp(s + 20, ".safetensors")) continue;
+        for (k = 0; k < 5; k++) digits &= s[6 + k] >= '0' && s[6 + k] <= '9' && s[15 + k] >= '0' && s[15 + k] <= '9';
+        if (!digits || sscanf(s + 6, "%5d", &i) != 1 || sscanf(s + 15, "%5d", &of) != 1 || (of == n && n > 1)) continue;
+        {
+            char *p = distill__join(dir, s);
+            if (p) remove(p);
+            DISTILL_FREE(p);
+        }
+    }
+    if (d) closedir(d);
+#else
+    (void)dir; (void)n;
+#endif
+}
+
 /* Hugging Face's sharded layout: dir/model-0000i-of-0000N.safetensors, each at most
    max_shard_bytes of tensor data (a larger tensor gets a shard of its own), tensors in the size
    table's order, dir/model.safetensors.index.json {"metadata": {"total_size"}, "weight_map":
@@ -12118,6 +12148,7 @@ DISTILL_API int distill_safetensors_save_sharded(const distill_model *m, const c
        (the index first): remove the other layout's entry point */
     snprintf(path, dl + 64, "%s/%s", dir, n_shards > 1 ? "model.safetensors" : "model.safetensors.index.json");
     if (remove(path) != 0 && errno != ENOENT) { distill__err(err, "%s: cannot remove: %s", path, strerror(errno)); goto done; }
+    distill__st_remove_stale_shards(dir, n_shards);
     snprintf(path, dl + 64, "%s/model.safetensors", dir);
     rc = distill__write_hf_config(m, path, distill__st_torch_dtype(kind), err);
 done:
@@ -12125,8 +12156,6 @@ done:
     DISTILL_FREE(path);
     return rc;
 }
-
-static char *distill__join(const char *dir, const char *name);
 
 /* One added token as tokenizer_config.json's added_tokens_decoder has it. */
 static void distill__hf_added_entry(FILE *f, const distill_tokenizer *tok, int32_t id) {

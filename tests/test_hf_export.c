@@ -550,6 +550,27 @@ static void test_hf_folder_reexport_same_tensors(void) {
     reexport(D "/bf16_src", D "/bf16_again", "BF16", 2000000000);
 }
 
+/* N of the index's model-00001-of-N, and the number of model-*-of-*.safetensors files */
+static int shard_count(const char *dir) {
+    int n;
+    char p[256];
+    for (n = 1; n < 100; n++) {
+        snprintf(p, sizeof p, "%s/model-00001-of-%05d.safetensors", dir, n);
+        if (harness_have(p)) return n;
+    }
+    return 0;
+}
+static int shard_files(const char *dir) {
+    int i, n, count = 0;
+    char p[256];
+    for (n = 1; n < 20; n++)
+        for (i = 1; i <= n; i++) {
+            snprintf(p, sizeof p, "%s/model-%05d-of-%05d.safetensors", dir, i, n);
+            count += harness_have(p);
+        }
+    return count;
+}
+
 /* Exporting a single file where a sharded export was (and back) leaves one layout: the folder
    loads what was written last. */
 static void test_reexport_replaces_layout(void) {
@@ -572,6 +593,15 @@ static void test_reexport_replaces_layout(void) {
     distill_model_init_params(m, 100);
     CHECK(distill_safetensors_save_sharded(m, D "/layout", "F32", 20000, &err) == 0, "%s", err.msg);
     CHECK(!harness_have(D "/layout/model.safetensors"), "the stale single file is gone");
+    {   /* another shard count: the older shards go */
+        int n1 = shard_count(D "/layout"), n2;
+        CHECK(distill_safetensors_save_sharded(m, D "/layout", "F32", 40000, &err) == 0, "%s", err.msg);
+        n2 = shard_count(D "/layout");
+        CHECK(n1 > 2 && n2 >= 2 && n2 < n1 && shard_files(D "/layout") == n2, "%d shards, then %d: %d shard files", n1, n2,
+              shard_files(D "/layout"));
+        CHECK(distill_safetensors_save_sharded(m, D "/layout", "F32", 2000000000, &err) == 0, "%s", err.msg);
+        CHECK(shard_files(D "/layout") == 0 && harness_have(D "/layout/model.safetensors"), "one file: no shard left");
+    }
     r = distill_model_load(D "/layout", 1, 8, NULL, &err);
     REQUIRE(r != NULL, "%s", err.msg);
     distill_model_sha256(r, b);
