@@ -6,11 +6,12 @@
        byte-level BPE tokenizer, a JSON/JSONL loader for real distillation datasets with chat
        templates and loss masks, a Llama/Qwen2/Qwen3-style transformer with a hand-written backward
        pass, AdamW, logit distillation (KL/JSD, top-k teacher caches), checkpoints that resume
-       bit-exactly, safetensors and llama2.c interop (export writes a complete Hugging Face folder:
-   weights, tokenizer.json, the chat template as Jinja), KV-cached generation, and the evaluation
-       metrics of reasoning distillation (pass@k, completion rate, think-tag rates). It is built
-       to run the experiment design of "The Valley of Code Reasoning" (arXiv 2510.06101) on a
-       laptop, and to be read: every op's gradient formula sits above the code computing it.
+       bit-exactly, safetensors and llama2.c interop (export writes a complete Hugging Face
+       folder: weights, tokenizer.json, the chat template as Jinja), KV-cached generation, and
+       the evaluation metrics of reasoning distillation (pass@k, completion rate, think-tag
+       rates). It is built to run the experiment design of "The Valley of Code Reasoning" (arXiv
+       2510.06101) on a laptop, and to be read: every op's gradient formula sits above the code
+       computing it.
 
    QUICK START
        Do this:
