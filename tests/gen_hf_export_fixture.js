@@ -2,7 +2,8 @@
 // JavaScript libraries make of a folder written by `distill export`.
 //
 //   chat_templates.json  for each built-in template: the chat_template string of the exported
-//                        tokenizer_config.json, and each conversation below rendered by npm
+//                        tokenizer_config.json (and for one custom template, the library's
+//                        Jinja for it), and each conversation below rendered by npm
 //                        @huggingface/jinja (the Jinja engine of transformers.js) with the
 //                        add_generation_prompt flag given. test_hf_export.c checks that
 //                        distill_chat_render gives the same strings and that the library still
@@ -64,14 +65,29 @@ const conversations = [
   { add_generation_prompt: false, messages: [{ role: "assistant", content: "<think>\n</think>\n\nno thinking" }] },
 ];
 
+// A template that is not built in, with what none of them has (a bos, a default system turn with
+// quotes and a backslash, a pre-filled generation prompt): its Jinja comes from
+// distill_chat_template_jinja through a small program (test_hf_export.c has the same struct).
+function customJinja() {
+  const src = path.join(tmp, "custom.c"), exe = path.join(tmp, "custom");
+  fs.writeFileSync(src, `#define DISTILL_IMPLEMENTATION
+#include "${path.join(root, "distill.h")}"
+static const distill_chat_template custom = {"custom", "<s>", {"<<SYS>>\\n", "[INST] ", "[/INST] "}, "</s>", "\\n",
+    "Be helpful; don't say \\"no\\" \\\\ ever.", "<think>\\n"};
+int main(void) { char *j = distill_chat_template_jinja(&custom); fputs(j, stdout); distill_free(j); return 0; }
+`);
+  execFileSync(process.env.CC || "cc", ["-std=c99", "-O0", "-o", exe, src, "-lm", "-lpthread"], { stdio: "inherit" });
+  return execFileSync(exe).toString("utf8");
+}
+
 const templates = {};
 const rendered = {};
-for (const name of ["chatml", "chatml-prefill", "plain"]) {
-  const cfg = JSON.parse(fs.readFileSync(path.join(exportFolder(name), "tokenizer_config.json"), "utf8"));
-  const t = new Template(cfg.chat_template);
-  templates[name] = cfg.chat_template;
-  rendered[name] = conversations.map((c) => t.render({ messages: c.messages, add_generation_prompt: c.add_generation_prompt,
-    bos_token: "", eos_token: cfg.eos_token }));
+for (const name of ["chatml", "chatml-prefill", "plain", "custom"]) {
+  const text = name === "custom" ? customJinja()
+    : JSON.parse(fs.readFileSync(path.join(exportFolder(name), "tokenizer_config.json"), "utf8")).chat_template;
+  const t = new Template(text);
+  templates[name] = text;
+  rendered[name] = conversations.map((c) => t.render({ messages: c.messages, add_generation_prompt: c.add_generation_prompt }));
 }
 fs.writeFileSync(path.join(fix, "chat_templates.json"),
   JSON.stringify({ templates, conversations, rendered }, null, 1) + "\n");
@@ -93,4 +109,4 @@ const ids = texts.map((text) => Array.from(tok.encode(text, { add_special_tokens
 fs.writeFileSync(path.join(fix, "tokenizer_ids.json"), JSON.stringify({
   tokenizer_json_sha256: crypto.createHash("sha256").update(tokJson).digest("hex"), texts, ids }, null, 1) + "\n");
 fs.rmSync(tmp, { recursive: true, force: true });
-console.log("wrote " + conversations.length + " conversations x 3 templates and " + texts.length + " encodings to " + fix);
+console.log("wrote " + conversations.length + " conversations x 4 templates and " + texts.length + " encodings to " + fix);

@@ -37,8 +37,13 @@ static distill_role role_of(const char *r) {
 }
 
 /* ---- the chat template ---------------------------------------------------------------------- */
-/* For each built-in template: the library writes the same Jinja text the fixture was made from,
-   and distill_chat_render gives what @huggingface/jinja rendered from it. */
+/* Not built in: a bos, a default system turn with quotes and a backslash, a pre-filled prompt
+   (the same struct as in tests/gen_hf_export_fixture.js) */
+static const distill_chat_template custom = {"custom", "<s>", {"<<SYS>>\n", "[INST] ", "[/INST] "}, "</s>", "\n",
+                                             "Be helpful; don't say \"no\" \\ ever.", "<think>\n"};
+
+/* For each built-in template and a custom one: the library writes the same Jinja text the
+   fixture was made from, and distill_chat_render gives what @huggingface/jinja rendered from it. */
 static void test_chat_template_matches_jinja(void) {
     distill_error err;
     distill_json *fx = distill_json_parse_file(FIX "chat_templates.json", &err);
@@ -48,9 +53,9 @@ static void test_chat_template_matches_jinja(void) {
     convs = distill_json_get(fx, "conversations");
     tmpls = distill_json_get(fx, "templates");
     rend = distill_json_get(fx, "rendered");
-    REQUIRE(convs && tmpls && rend && convs->len >= 8 && tmpls->len == 3, "fixture layout");
+    REQUIRE(convs && tmpls && rend && convs->len >= 8 && tmpls->len == 4, "fixture layout");
     for (t = 0; t < tmpls->len; t++) {
-        const distill_chat_template *tp = distill_chat_template_get(tmpls->keys[t]);
+        const distill_chat_template *tp = strcmp(tmpls->keys[t], "custom") ? distill_chat_template_get(tmpls->keys[t]) : &custom;
         const distill_json *outs = distill_json_get(rend, tmpls->keys[t]);
         char *j;
         REQUIRE(tp && outs && outs->len == convs->len, "template %s", tmpls->keys[t]);
