@@ -709,6 +709,10 @@ static void test_cli_export_folder(void) {
     s = slurp(D "/cli/e1.txt");
     CHECK(s && strstr(s, "does not exist") && strstr(s, D "/cli/missing/dir"), "%s", s ? s : "");
     distill_free(s);
+    CHECK(sh("./distill export " D "/cli/m.dstl -o " D "/cli/out.txt 2> " D "/cli/e4.txt") == 1, "OUT is a file");
+    s = slurp(D "/cli/e4.txt");
+    CHECK(s && strstr(s, "not a folder"), "%s", s ? s : "");
+    distill_free(s);
     CHECK(sh("./distill export " D "/cli/nothing.dstl -o " D "/cli/x 2> " D "/cli/e2.txt") == 1, "missing model");
     s = slurp(D "/cli/e2.txt");
     CHECK(s && strstr(s, D "/cli/nothing.dstl"), "%s", s ? s : "");

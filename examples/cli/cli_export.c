@@ -8,8 +8,8 @@ static void export_usage(FILE *f) {
     fprintf(f,
         "usage: distill export MODEL --format safetensors|llama2c [--dtype f32|bf16|f16] [--max-shard-size 2GB]\n"
         "                      [--tokenizer FILE] [--template NAME] [--no-tokenizer] -o OUT\n"
-        "  safetensors: a Hugging Face model folder that transformers' from_pretrained(OUT) and\n"
-        "               AutoTokenizer.from_pretrained(OUT) load as is:\n"
+        "  safetensors: a Hugging Face model folder, in the layout transformers' from_pretrained(OUT)\n"
+        "               and AutoTokenizer.from_pretrained(OUT) read:\n"
         "                 config.json             LlamaForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM, torch_dtype\n"
         "                 model.safetensors       tensors with HF names; above --max-shard-size (default 2GB)\n"
         "                                         model-0000i-of-0000N.safetensors + model.safetensors.index.json\n"
@@ -125,11 +125,15 @@ int cli_export(int argc, char **argv) {
     folder = !strcmp(fmt, "safetensors") && (shard || !ends_with(out, ".safetensors"));
     if (folder && !shard) shard_bytes = 2000000000;
     dir = folder ? NULL : dir_of(out);
-    if (!folder && dir) {   /* say which folder is missing rather than which temp file failed */
+    {   /* say which folder is wrong rather than which temp file failed */
         struct stat st;
-        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        if (!folder && dir && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
             fprintf(stderr, "distill export: -o %s: the folder '%s' does not exist\n", out, dir);
             free(dir);
+            return 1;
+        }
+        if (folder && stat(out, &st) == 0 && !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "distill export: -o %s: a file, not a folder (an OUT ending in .safetensors writes one file)\n", out);
             return 1;
         }
     }
