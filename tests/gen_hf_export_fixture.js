@@ -11,7 +11,8 @@
 //   tokenizer_ids.json   the sha256 of the exported tokenizer.json (of the committed
 //                        tests/fixtures/hf_export/tokenizer_small.txt) and the ids npm
 //                        @huggingface/tokenizers encodes the texts below to with it (special and
-//                        added tokens matched, as distill's allow_special = 1).
+//                        added tokens matched, as distill's allow_special = 1); and the same for
+//                        the tokenizer's merges under the gpt2, cl100k and none pre-tokenizers.
 //
 //   make distill && (cd tests && npm install) && node tests/gen_hf_export_fixture.js
 "use strict";
@@ -106,7 +107,20 @@ const texts = [
   "",
 ].concat(rendered["chatml"], rendered["plain"]);
 const ids = texts.map((text) => Array.from(tok.encode(text, { add_special_tokens: false }).ids));
+// The same merges under the other pre-tokenizers (the own format's "pattern" line changed): the
+// exported pre_tokenizer must make Hugging Face cut the text as the library does.
+const patterns = {};
+for (const pat of ["gpt2", "cl100k", "none"]) {
+  const variant = path.join(tmp, "tok_" + pat + ".txt"), out = path.join(tmp, "p_" + pat);
+  fs.writeFileSync(variant, fs.readFileSync(tokSrc, "utf8").replace("\npattern qwen2\n", "\npattern " + pat + "\n"));
+  execFileSync(path.join(root, "distill"), ["export", path.join(__dirname, "fixtures", "hf_qwen3"), "--tokenizer", variant,
+    "-o", out], { stdio: ["ignore", "ignore", "ignore"] });
+  const j = fs.readFileSync(path.join(out, "tokenizer.json"));
+  const t = new Tokenizer(JSON.parse(j.toString("utf8")), {});
+  patterns[pat] = { tokenizer_json_sha256: crypto.createHash("sha256").update(j).digest("hex"),
+    ids: texts.map((text) => Array.from(t.encode(text, { add_special_tokens: false }).ids)) };
+}
 fs.writeFileSync(path.join(fix, "tokenizer_ids.json"), JSON.stringify({
-  tokenizer_json_sha256: crypto.createHash("sha256").update(tokJson).digest("hex"), texts, ids }, null, 1) + "\n");
+  tokenizer_json_sha256: crypto.createHash("sha256").update(tokJson).digest("hex"), texts, ids, patterns }, null, 1) + "\n");
 fs.rmSync(tmp, { recursive: true, force: true });
 console.log("wrote " + conversations.length + " conversations x 4 templates and " + texts.length + " encodings to " + fix);

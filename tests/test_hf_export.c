@@ -215,6 +215,64 @@ static void test_tokenizer_ids_match_hf(void) {
     distill_tokenizer_free(u);
 }
 
+/* The small tokenizer's merges under the gpt2, cl100k and none pre-tokenizers (its "pattern"
+   line changed): the exported file is the one @huggingface/tokenizers read, and the library
+   encodes the texts to the ids it gave, so Hugging Face cuts text as the library does. */
+static void test_tokenizer_patterns_match_hf(void) {
+    static const char *const pats[] = {"gpt2", "cl100k", "none"};
+    distill_error err;
+    distill_json *fx = distill_json_parse_file(FIX "tokenizer_ids.json", &err);
+    char *src = (char *)distill_read_file(SMALL, NULL, &err);
+    const distill_json *tx;
+    size_t p, i;
+    REQUIRE(fx && src, "%s", err.msg);
+    setup();
+    tx = distill_json_get(fx, "texts");
+    for (p = 0; p < 3; p++) {
+        const distill_json *v = distill_json_get(distill_json_get(fx, "patterns"), pats[p]);
+        char path[128], out[128], *q, hex[65];
+        unsigned char *file, d[32];
+        distill_tokenizer *t;
+        distill_sha256 sh;
+        size_t n = 0;
+        FILE *f;
+        int k;
+        REQUIRE(v, "fixture has pattern %s", pats[p]);
+        snprintf(path, sizeof path, D "/small_%s.txt", pats[p]);
+        snprintf(out, sizeof out, D "/small_%s.json", pats[p]);
+        q = strstr(src, "\npattern qwen2\n");
+        REQUIRE(q && (f = fopen(path, "wb")) != NULL, "variant of %s", SMALL);
+        fwrite(src, 1, (size_t)(q - src), f);
+        fprintf(f, "\npattern %s\n%s", pats[p], q + 15);
+        fclose(f);
+        t = distill_tokenizer_load(path, NULL, &err);
+        REQUIRE(t && distill_tokenizer_pattern(t) == distill_pattern_from_name(pats[p]), "%s: %s", path, err.msg);
+        CHECK(distill_tokenizer_save_hf(t, out, &err) == 0, "%s", err.msg);
+        file = (unsigned char *)distill_read_file(out, &n, &err);
+        REQUIRE(file != NULL, "%s", err.msg);
+        distill_sha256_init(&sh);
+        distill_sha256_update(&sh, file, n);
+        distill_sha256_final(&sh, d);
+        for (k = 0; k < 32; k++) snprintf(hex + 2 * k, 3, "%02x", d[k]);
+        CHECK(!strcmp(hex, distill_json_get(v, "tokenizer_json_sha256")->str), "%s: not the file the fixture was made from", pats[p]);
+        for (i = 0; i < tx->len; i++) {
+            distill_ids want, got;
+            memset(&want, 0, sizeof want);
+            memset(&got, 0, sizeof got);
+            json_ids(&distill_json_get(v, "ids")->items[i], &want);
+            CHECK(distill_tokenizer_encode(t, tx->items[i].str, tx->items[i].len, 1, &got, &err) == 0, "%s", err.msg);
+            CHECK(got.n == want.n && (!got.n || !memcmp(got.ids, want.ids, got.n * 4)), "%s, text %zu: %zu ids, HF %zu", pats[p], i,
+                  got.n, want.n);
+            distill_ids_free(&want);
+            distill_ids_free(&got);
+        }
+        distill_free(file);
+        distill_tokenizer_free(t);
+    }
+    distill_free(src);
+    distill_json_free(fx);
+}
+
 /* apply_chat_template(tokenize=True) of the exported folder gives the ids the library trains
    on: distill_chat_encode of each conversation equals @huggingface/tokenizers' encoding of the
    string @huggingface/jinja rendered (chatml and plain; the fixture encodes those). */
@@ -730,6 +788,7 @@ int main(void) {
     RUN(test_chat_template_matches_jinja);
     RUN(test_tokenizer_roundtrip_small);
     RUN(test_tokenizer_ids_match_hf);
+    RUN(test_tokenizer_patterns_match_hf);
     RUN(test_chat_encode_matches_hf_tokenize);
     RUN(test_tokenizer_roundtrip_real);
     RUN(test_tokenizer_roundtrip_patterns);
