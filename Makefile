@@ -64,7 +64,7 @@ compile-check:
 	sh tests/compile_check.sh
 
 ## make fixtures: regenerate the committed reference fixtures (needs python3-torch, node)
-fixtures:
+fixtures: distill
 	@for g in tests/gen_*.py; do [ -f "$$g" ] && echo "== $$g" && /usr/bin/python3 $$g || exit 1; done
 	@[ -d tests/node_modules/tiktoken ] || { echo "tests/node_modules missing: (cd tests && npm install)"; exit 1; }
 	@for g in tests/gen_*.js; do [ -f "$$g" ] && echo "== $$g" && node $$g || exit 1; done

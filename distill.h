@@ -6,10 +6,12 @@
        byte-level BPE tokenizer, a JSON/JSONL loader for real distillation datasets with chat
        templates and loss masks, a Llama/Qwen2/Qwen3-style transformer with a hand-written backward
        pass, AdamW, logit distillation (KL/JSD, top-k teacher caches), checkpoints that resume
-       bit-exactly, safetensors and llama2.c interop, KV-cached generation, and the evaluation
-       metrics of reasoning distillation (pass@k, completion rate, think-tag rates). It is built
-       to run the experiment design of "The Valley of Code Reasoning" (arXiv 2510.06101) on a
-       laptop, and to be read: every op's gradient formula sits above the code computing it.
+       bit-exactly, safetensors and llama2.c interop (export writes a complete Hugging Face
+       folder: weights, tokenizer.json, the chat template as Jinja), KV-cached generation, and
+       the evaluation metrics of reasoning distillation (pass@k, completion rate, think-tag
+       rates). It is built to run the experiment design of "The Valley of Code Reasoning" (arXiv
+       2510.06101) on a laptop, and to be read: every op's gradient formula sits above the code
+       computing it.
 
    QUICK START
        Do this:
@@ -389,6 +391,13 @@ DISTILL_API distill_tokenizer *distill_tokenizer_load(const char *path, const ch
 DISTILL_API int  distill_tokenizer_save(const distill_tokenizer *tok, const char *path,
                                         distill_error *err);   /* own format, atomic write */
 DISTILL_API void distill_tokenizer_free(distill_tokenizer *tok);
+/* Save as a Hugging Face tokenizer.json (atomic write) that Hugging Face tokenizers and
+   distill_tokenizer_load read back to the same ids: byte-level BPE vocab and merges, the
+   pre-tokenizer's regex, every special and added token with its "special" flag. Refused, with a
+   message, for what the format cannot hold: llama2.c tokenizers, two tokens with the same bytes
+   (its vocab maps text to one id), gaps in the ids, special tokens that are not UTF-8. */
+DISTILL_API int  distill_tokenizer_save_hf(const distill_tokenizer *tok, const char *path,
+                                           distill_error *err);
 
 DISTILL_API int distill_tokenizer_vocab_size(const distill_tokenizer *tok);
 
@@ -607,6 +616,12 @@ typedef struct distill_chat_template {
    pre-filled in prompts, DeepSeek-R1-distill style), "plain" ("User:\n...<|endoftext|>\n\nAssistant:\n...",
    end of turn "<|endoftext|>", for tokenizers without chat tokens). NULL if unknown. */
 DISTILL_API const distill_chat_template *distill_chat_template_get(const char *name);
+/* The template as a Jinja chat_template (Hugging Face's tokenizer_config.json) that renders
+   exactly what distill_chat_render renders, for messages with roles system/user/assistant
+   (another role raises an error) and add_generation_prompt. Every string is a Jinja literal,
+   so the result does not depend on trim_blocks/lstrip_blocks. Free with distill_free; NULL on
+   out of memory. */
+DISTILL_API char *distill_chat_template_jinja(const distill_chat_template *tmpl);
 
 /* Render a conversation as text (for display). add_generation_prompt != 0 appends the
    assistant prefix + gen_prefill: the text the model continues from. Returns a NUL-terminated
@@ -882,7 +897,9 @@ struct distill_model {
     size_t num_params;                 /* sum of numel over the table (the parameter count) */
     size_t num_floats;                 /* length of params/grads/m/v incl. 64-byte alignment padding
                                           between tensors (the padding stays zero) */
-    float *params, *grads, *m, *v;     /* one layout; m/v allocated on the first optimizer step */
+    float *params, *grads, *m, *v;     /* one layout; m/v allocated on the first optimizer step;
+                                          grads NULL in a loaded model until a forward with targets
+                                          (or zero_grad, an optimizer step, a trainer) needs them */
     float *tok_emb;                    /* (V,C) */
     float *lm_head;                    /* (V,C); == tok_emb when tied */
     float *final_norm;                 /* (C) */
@@ -1017,7 +1034,9 @@ DISTILL_API void distill_attention_backward(float *dq, float *dk, float *dv, con
    rope_scaling linear or llama3. The model is created with the given capacity. If tok_out is
    non-NULL and the model carries a tokenizer (a distill checkpoint written from a model with
    distill_model_set_tokenizer) or one lies beside it (tokenizer.json / tokenizer.bin), it is
-   loaded too, else *tok_out = NULL. */
+   loaded too, else *tok_out = NULL. The gradient buffer is not allocated (m->grads NULL) until
+   training needs it, so a model loaded to generate, evaluate, export or teach takes half the
+   memory of a created one. */
 DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
                                               distill_tokenizer **tok_out, distill_error *err);
 
@@ -1204,9 +1223,20 @@ DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *
 /* Hugging Face's sharded layout in folder `dir` (created if needed): model-0000i-of-0000N.safetensors
    of at most max_shard_bytes of tensor data each (a larger tensor gets its own shard),
    model.safetensors.index.json and config.json; a single shard is written as model.safetensors.
-   distill_model_load reads the folder, the index, or any one shard's path. */
+   What an earlier export into dir left in the other layout (an index, model.safetensors, shards
+   of another count) is removed, so the folder loads what was written last. distill_model_load
+   reads the folder, the index, or any one shard's path. */
 DISTILL_API int distill_safetensors_save_sharded(const distill_model *m, const char *dir, const char *dtype,
                                                  int64_t max_shard_bytes, distill_error *err);
+/* The tokenizer half of a Hugging Face folder, so AutoTokenizer.from_pretrained(dir) and
+   apply_chat_template work: dir/tokenizer.json (distill_tokenizer_save_hf), dir/tokenizer_config.json
+   (eos_token = the template's end of turn, pad_token, added_tokens_decoder, and chat_template =
+   distill_chat_template_jinja(tmpl)) and dir/generation_config.json (eos_token_id: the end of turn
+   and the tokenizer's eos). tmpl NULL: "chatml". Each file is written atomically. distill_model_load
+   of such a folder reads the tokenizer back and, when chat_template is a built-in template's,
+   that template's name (distill_model_chat_template). */
+DISTILL_API int distill_hf_save_tokenizer(const distill_tokenizer *tok, const distill_chat_template *tmpl,
+                                          const char *dir, distill_error *err);
 /* llama2.c legacy .bin (7 x int32 header, weights in llama2.c order, RoPE rows permuted back to
    the interleaved-pairs convention). Needs rope_theta 10000, norm_eps 1e-5, no qkv bias. */
 DISTILL_API int distill_llama2c_save(const distill_model *m, const char *path, distill_error *err);
@@ -6861,17 +6891,18 @@ fail:
     return NULL;
 }
 
-/* The Split regexes we can run, as tokenizer.json spells them. */
+/* The Split regexes we can run, as tokenizer.json spells them (by pattern; GPT-2's is the
+   ByteLevel pre-tokenizer's own, use_regex: true). */
+static const char *const distill__tk_regex[4] = {
+    NULL,
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
+
 static int distill__tk_pattern_of_regex(const char *re) {
-    static const char *const gpt2 =
-        "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-    static const char *const cl100k =
-        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-    static const char *const qwen2 =
-        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-    if (!strcmp(re, gpt2)) return DISTILL_PATTERN_GPT2;
-    if (!strcmp(re, cl100k)) return DISTILL_PATTERN_CL100K;
-    if (!strcmp(re, qwen2)) return DISTILL_PATTERN_QWEN2;
+    int p;
+    for (p = DISTILL_PATTERN_GPT2; p <= DISTILL_PATTERN_QWEN2; p++)
+        if (!strcmp(re, distill__tk_regex[p])) return p;
     return -1;
 }
 
@@ -7153,6 +7184,115 @@ DISTILL_API distill_tokenizer *distill_tokenizer_load(const char *path, const ch
     }
     DISTILL_FREE(data);
     return t;
+}
+/* ---- Files: writing Hugging Face tokenizer.json ------------------------------------------ */
+/* Token bytes as text through GPT-2's byte-to-unicode map (the inverse of
+   distill__tk_gpt2_decode): printable bytes stay, the others become U+0100 + their rank. out
+   has room for 2n bytes; returns the length written. */
+static size_t distill__tk_gpt2_encode(const unsigned char *p, size_t n, unsigned char *out) {
+    size_t i, o = 0;
+    for (i = 0; i < n; i++) {
+        int b = p[i], cp = b, k;
+        if (!distill__tk_gpt2_printable(b))
+            for (cp = 256, k = 0; k < b; k++) cp += !distill__tk_gpt2_printable(k);
+        if (cp < 0x80) out[o++] = (unsigned char)cp;
+        else { out[o++] = (unsigned char)(0xC0 | (cp >> 6)); out[o++] = (unsigned char)(0x80 | (cp & 0x3F)); }
+    }
+    return o;
+}
+
+/* What tokenizer.json cannot hold, or 0. Its vocab maps token text to one id, and the merges
+   name their result by text: every vocab token must be the lowest id with its bytes. */
+static int distill__tk_hf_check(const distill_tokenizer *t, const char *path, distill_error *err) {
+    int32_t id;
+    if (t->kind != DISTILL__KIND_BPE)
+        return distill__err(err, "%s: a llama2.c tokenizer (SentencePiece pieces with scores) has no "
+                            "byte-level tokenizer.json form", path);
+    for (id = 0; id < t->n_vocab; id++) {
+        int f = t->tok_flag[id];
+        const unsigned char *p = (const unsigned char *)t->pool + t->tok_off[id];
+        if (f == DISTILL__TK_NONE)
+            return distill__err(err, "%s: token id %d is undefined: tokenizer.json needs contiguous ids", path, (int)id);
+        if (t->tok_len[id] == 0 || t->tok_len[id] > 65536)
+            return distill__err(err, "%s: token %d is %s", path, (int)id, t->tok_len[id] ? "over 64 KB" : "empty");
+        if (f == DISTILL__TK_SPECIAL || f == DISTILL__TK_ADDED) {
+            if (!distill__tk_valid_utf8(p, t->tok_len[id]))
+                return distill__err(err, "%s: added token %d is not UTF-8 text", path, (int)id);
+        } else if (distill__tk_bytes_id(t, p, t->tok_len[id]) != id) {
+            return distill__err(err, "%s: tokens %d and %d have the same bytes: tokenizer.json maps a token's "
+                                "text to one id", path, (int)distill__tk_bytes_id(t, p, t->tok_len[id]), (int)id);
+        }
+    }
+    return 0;
+}
+
+/* buf: room for 4 * max_piece + 2 bytes (a merge's two sides, mapped) */
+static void distill__tk_write_hf(const distill_tokenizer *t, FILE *f, unsigned char *buf) {
+    static const char *const bl = "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, "
+                                  "\"use_regex\": ";
+    int32_t id, r;
+    int first = 1;
+    fputs("{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [", f);
+    for (id = 0; id < t->n_vocab; id++) {   /* in id order, as the format has them */
+        int fl = t->tok_flag[id];
+        if (fl != DISTILL__TK_SPECIAL && fl != DISTILL__TK_ADDED) continue;
+        fprintf(f, "%s\n    {\"id\": %d, \"content\": ", first ? "" : ",", (int)id);
+        distill_json_write_string(f, t->pool + t->tok_off[id], t->tok_len[id]);
+        fprintf(f, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
+                   "\"special\": %s}", fl == DISTILL__TK_SPECIAL ? "true" : "false");
+        first = 0;
+    }
+    fprintf(f, "%s],\n  \"normalizer\": %s,\n  \"pre_tokenizer\": ", first ? "" : "\n  ",
+            t->nfc ? "{\"type\": \"NFC\"}" : "null");
+    /* GPT-2's split is ByteLevel's own regex; the others are a Split before a plain ByteLevel */
+    if (t->pattern == DISTILL_PATTERN_NONE || t->pattern == DISTILL_PATTERN_GPT2)
+        fprintf(f, "%s%s}", bl, t->pattern == DISTILL_PATTERN_GPT2 ? "true" : "false");
+    else {
+        fputs("{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": ", f);
+        distill_json_write_string(f, distill__tk_regex[t->pattern], strlen(distill__tk_regex[t->pattern]));
+        fprintf(f, "}, \"behavior\": \"Isolated\", \"invert\": false}, %sfalse}]}", bl);
+    }
+    fprintf(f, ",\n  \"post_processor\": null,\n  \"decoder\": %sfalse},\n  \"model\": {\"type\": \"BPE\", "
+               "\"dropout\": null, \"unk_token\": null, \"continuing_subword_prefix\": null, \"end_of_word_suffix\": null, "
+               "\"fuse_unk\": false, \"byte_fallback\": false, \"ignore_merges\": %s,\n    \"vocab\": {", bl,
+            t->whole_first ? "true" : "false");
+    first = 1;
+    for (id = 0; id < t->n_vocab; id++) {   /* added tokens live in added_tokens only */
+        int fl = t->tok_flag[id];
+        if (fl == DISTILL__TK_SPECIAL || fl == DISTILL__TK_ADDED) continue;
+        fputs(first ? "\n      " : ",\n      ", f);
+        distill_json_write_string(f, (const char *)buf,
+                                  distill__tk_gpt2_encode((const unsigned char *)t->pool + t->tok_off[id], t->tok_len[id], buf));
+        fprintf(f, ": %d", (int)id);
+        first = 0;
+    }
+    fputs("\n    },\n    \"merges\": [", f);
+    for (r = 0; r < t->n_merges; r++) {   /* "left right" in rank order: mapped text has no space */
+        int32_t a = t->m_left[r], b = t->m_right[r];
+        size_t n = distill__tk_gpt2_encode((const unsigned char *)t->pool + t->tok_off[a], t->tok_len[a], buf);
+        buf[n++] = ' ';
+        n += distill__tk_gpt2_encode((const unsigned char *)t->pool + t->tok_off[b], t->tok_len[b], buf + n);
+        fputs(r ? ",\n      " : "\n      ", f);
+        distill_json_write_string(f, (const char *)buf, n);
+    }
+    fputs("\n    ]\n  }\n}\n", f);
+}
+
+DISTILL_API int distill_tokenizer_save_hf(const distill_tokenizer *t, const char *path, distill_error *err) {
+    distill_atomic_file af;
+    unsigned char *buf;
+    if (distill__tk_hf_check(t, path, err)) return -1;
+    if (!(buf = (unsigned char *)DISTILL_MALLOC(4 * (size_t)t->max_piece + 8)))
+        return distill__err(err, "%s: out of memory", path);
+    if (distill_atomic_open(&af, path, err)) { DISTILL_FREE(buf); return -1; }
+    distill__tk_write_hf(t, af.f, buf);
+    DISTILL_FREE(buf);
+    if (ferror(af.f)) {
+        int e = errno;   /* of the failed write; abort's fclose and remove may change it */
+        distill_atomic_abort(&af);
+        return distill__err(err, "%s: write error: %s", path, strerror(e));
+    }
+    return distill_atomic_commit(&af, err);
 }
 /* ===================================================================================== */
 /* DATA: schema adapters, filters, chat template, loss weights,       */
@@ -8258,6 +8398,68 @@ DISTILL_API char *distill_chat_render(const distill_chat_template *tmpl, const d
     }
     if (len) *len = sb.n;
     return sb.s;
+}
+
+/* s as a single-quoted Jinja string literal: the escapes both Python's jinja2 and
+   @huggingface/jinja read (\\ \' \n \r \t); other bytes as they are */
+static void distill__data_jinja_lit(distill__data_sb *b, const char *s) {
+    distill__data_sb_put(b, "'", 1);
+    for (; s && *s; s++) {
+        const char *e = *s == '\\' ? "\\\\" : *s == '\'' ? "\\'" : *s == '\n' ? "\\n" : *s == '\r' ? "\\r" : *s == '\t' ? "\\t" : NULL;
+        if (e) distill__data_sb_puts(b, e);
+        else distill__data_sb_put(b, s, 1);
+    }
+    distill__data_sb_put(b, "'", 1);
+}
+
+/* The walk of distill__data_walk as Jinja (every tag trims the template's own newlines):
+       bos, [default system turn], per message: prefix[role] + content + end_of_turn + turn_sep,
+       [add_generation_prompt: assistant prefix + gen_prefill] */
+DISTILL_API char *distill_chat_template_jinja(const distill_chat_template *t) {
+    static const char *const roles[3] = {"system", "user", "assistant"};
+    distill__data_sb b;
+    int r;
+    if (!t) t = distill_chat_template_get(NULL);
+    memset(&b, 0, sizeof b);
+    distill__data_sb_put(&b, "", 0);
+    if (t->bos && t->bos[0]) {
+        distill__data_sb_puts(&b, "{{- ");
+        distill__data_jinja_lit(&b, t->bos);
+        distill__data_sb_puts(&b, " }}\n");
+    }
+    if (t->default_system) {
+        distill__data_sb_puts(&b, "{%- if not messages or messages[0]['role'] != 'system' %}{{- ");
+        distill__data_jinja_lit(&b, t->role_prefix[DISTILL_ROLE_SYSTEM]);
+        distill__data_sb_puts(&b, " + ");
+        distill__data_jinja_lit(&b, t->default_system);
+        distill__data_sb_puts(&b, " + ");
+        distill__data_jinja_lit(&b, t->end_of_turn);
+        distill__data_sb_puts(&b, " + ");
+        distill__data_jinja_lit(&b, t->turn_sep);
+        distill__data_sb_puts(&b, " }}{%- endif %}\n");
+    }
+    distill__data_sb_puts(&b, "{%- for message in messages %}\n");
+    for (r = 0; r < 3; r++) {
+        distill__data_sb_puts(&b, r ? "{%- elif message['role'] == '" : "{%- if message['role'] == '");
+        distill__data_sb_puts(&b, roles[r]);
+        distill__data_sb_puts(&b, "' %}{{- ");
+        distill__data_jinja_lit(&b, t->role_prefix[r]);
+        distill__data_sb_puts(&b, " }}\n");
+    }
+    distill__data_sb_puts(&b, "{%- else %}{{- raise_exception('role ' + message['role'] + ' is not system, user or assistant') }}\n"
+                              "{%- endif %}\n{{- message['content'] + ");
+    distill__data_jinja_lit(&b, t->end_of_turn);
+    distill__data_sb_puts(&b, " + ");
+    distill__data_jinja_lit(&b, t->turn_sep);
+    distill__data_sb_puts(&b, " }}\n{%- endfor %}\n{%- if add_generation_prompt %}{{- ");
+    distill__data_jinja_lit(&b, t->role_prefix[DISTILL_ROLE_ASSISTANT]);
+    if (t->gen_prefill && t->gen_prefill[0]) {
+        distill__data_sb_puts(&b, " + ");
+        distill__data_jinja_lit(&b, t->gen_prefill);
+    }
+    distill__data_sb_puts(&b, " }}{%- endif %}");
+    if (b.oom) { DISTILL_FREE(b.s); return NULL; }
+    return b.s;
 }
 
 DISTILL_API void distill_floats_free(distill_floats *a) {
@@ -10021,8 +10223,10 @@ static distill_model *distill__model_new(const distill_config *cfg, int max_batc
     if (distill__build_table(m, err) != 0) { distill_model_free(m); return NULL; }
     pbytes = m->num_floats * sizeof(float);
     m->params = (float *)distill_alloc_aligned(pbytes, 64);
-    m->grads = (float *)distill_alloc_aligned(pbytes, 64);
-    if (!m->params || !m->grads) {
+    /* loaded models (init 0) are mostly generated from, evaluated or exported: their gradient
+       buffer, as large as the weights, waits until training needs it (distill__ensure_grads) */
+    m->grads = init ? (float *)distill_alloc_aligned(pbytes, 64) : NULL;
+    if (!m->params || (init && !m->grads)) {
         distill__err(err, "distill_model_create: out of memory for %zu parameters (%zu bytes each for params and grads)",
                      m->num_params, pbytes);
         distill_model_free(m);
@@ -10047,8 +10251,15 @@ static distill_model *distill__model_new(const distill_config *cfg, int max_batc
     return m;
 }
 
+/* The gradient buffer, allocated (zeroed) on first need; 0 or -1 out of memory. */
+static int distill__ensure_grads(distill_model *m) {
+    if (!m->grads) m->grads = (float *)distill_alloc_aligned(m->num_floats * sizeof(float), 64);
+    return m->grads ? 0 : -1;
+}
+
 DISTILL_API void distill_model_zero_grad(distill_model *m) {
-    memset(m->grads, 0, sizeof(float) * m->num_floats);
+    if (m->grads) memset(m->grads, 0, sizeof(float) * m->num_floats);
+    else distill__ensure_grads(m);   /* a new buffer is zero; on failure the next forward says so */
 }
 
 /* The gradient buffer slice that mirrors a parameter view. */
@@ -10184,6 +10395,8 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
     s->have_fwd = 0;
     s->have_loss = 0;
     if (!bt) return distill__err(err, "distill_model_forward: batch is NULL");
+    if ((bt->targets || fuse_head_grad) && distill__ensure_grads(m) != 0)   /* a backward may follow */
+        return distill__err(err, "distill_model_forward: out of memory for the gradient (%zu floats)", m->num_floats);
     if (distill__prepare_batch(m, bt, err) != 0) return -1;
     B = bt->B; T = bt->T; BT = (size_t)B * T;
     s->B = B; s->T = T; s->batch = *bt;
@@ -10276,7 +10489,7 @@ DISTILL_API void distill_model_backward(distill_model *m) {
     int B = s->B, T = s->T;
     size_t BT = (size_t)B * T, cap = s->cap;
     float *dres = s->dres, *A = s->buf_a;
-    if (!s->have_fwd || !s->have_loss) return;
+    if (!s->have_fwd || !s->have_loss || !m->grads) return;
     if (!s->head_grads_done) {   /* recompute the logits chunk by chunk, this time with dlogits */
         distill_stats dummy;
         memset(&dummy, 0, sizeof dummy);
@@ -10451,6 +10664,7 @@ DISTILL_API double distill_adamw_step(distill_model *m, const distill_optim_conf
     float clip = 1.0f;
     size_t i;
     int t;
+    if (distill__ensure_grads(m) != 0) return -1.0;
     if (!m->m || !m->v) {
         if (!m->m) m->m = (float *)distill_alloc_aligned(sizeof(float) * m->num_floats, 64);
         if (!m->v) m->v = (float *)distill_alloc_aligned(sizeof(float) * m->num_floats, 64);
@@ -11857,7 +12071,34 @@ DISTILL_API int distill_safetensors_save_as(const distill_model *m, const char *
 
 #if !defined(_WIN32)
 #include <sys/stat.h>
+#include <dirent.h>
 #endif
+static char *distill__join(const char *dir, const char *name);
+
+/* Shards of an earlier export into dir with another shard count ("model-0000i-of-0000M" with
+   M != n): removed, as transformers' save_pretrained does, so the folder holds one model. */
+static void distill__st_remove_stale_shards(const char *dir, int n) {
+#if !defined(_WIN32)
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        int i, of, k, digits = 1;
+        const char *s = e->d_name;
+        if (strlen(s) != 32 || strncmp(s, "model-", 6) || strncmp(s + 11, "-of-", 4) || strcmp(s + 20, ".safetensors")) continue;
+        for (k = 0; k < 5; k++) digits &= s[6 + k] >= '0' && s[6 + k] <= '9' && s[15 + k] >= '0' && s[15 + k] <= '9';
+        if (!digits || sscanf(s + 6, "%5d", &i) != 1 || sscanf(s + 15, "%5d", &of) != 1 || (of == n && n > 1)) continue;
+        {
+            char *p = distill__join(dir, s);
+            if (p) remove(p);
+            DISTILL_FREE(p);
+        }
+    }
+    if (d) closedir(d);
+#else
+    (void)dir; (void)n;
+#endif
+}
+
 /* Hugging Face's sharded layout: dir/model-0000i-of-0000N.safetensors, each at most
    max_shard_bytes of tensor data (a larger tensor gets a shard of its own), tensors in the size
    table's order, dir/model.safetensors.index.json {"metadata": {"total_size"}, "weight_map":
@@ -11904,11 +12145,87 @@ DISTILL_API int distill_safetensors_save_sharded(const distill_model *m, const c
         fprintf(af.f, "\n  }\n}\n");
         if (distill_atomic_commit(&af, err) != 0) goto done;
     }
+    /* a layout left by an earlier export would win over this one when the folder is loaded
+       (the index first): remove the other layout's entry point */
+    snprintf(path, dl + 64, "%s/%s", dir, n_shards > 1 ? "model.safetensors" : "model.safetensors.index.json");
+    if (remove(path) != 0 && errno != ENOENT) { distill__err(err, "%s: cannot remove: %s", path, strerror(errno)); goto done; }
+    distill__st_remove_stale_shards(dir, n_shards);
     snprintf(path, dl + 64, "%s/model.safetensors", dir);
     rc = distill__write_hf_config(m, path, distill__st_torch_dtype(kind), err);
 done:
     DISTILL_FREE(shard_of);
     DISTILL_FREE(path);
+    return rc;
+}
+
+/* One added token as tokenizer_config.json's added_tokens_decoder has it. */
+static void distill__hf_added_entry(FILE *f, const distill_tokenizer *tok, int32_t id) {
+    size_t n;
+    const char *p = distill_tokenizer_token_bytes(tok, id, &n);
+    fprintf(f, "    \"%d\": {\"content\": ", (int)id);
+    distill_json_write_string(f, p, n);
+    fprintf(f, ", \"lstrip\": false, \"normalized\": false, \"rstrip\": false, \"single_word\": false, \"special\": %s}",
+            distill_tokenizer_is_special(tok, id) ? "true" : "false");
+}
+
+/* The text of a token id as a JSON value, or null */
+static void distill__hf_token_or_null(FILE *f, const distill_tokenizer *tok, int32_t id) {
+    size_t n;
+    const char *p = id >= 0 ? distill_tokenizer_token_bytes(tok, id, &n) : NULL;
+    if (p) distill_json_write_string(f, p, n);
+    else fputs("null", f);
+}
+
+DISTILL_API int distill_hf_save_tokenizer(const distill_tokenizer *tok, const distill_chat_template *tmpl,
+                                          const char *dir, distill_error *err) {
+    char *path = distill__join(dir, "tokenizer.json"), *jinja = NULL;
+    distill_atomic_file af;
+    int32_t eot, eos, bos, pad, id;
+    int rc = -1, first = 1;
+    if (!tmpl) tmpl = distill_chat_template_get(NULL);
+    if (!path || !(jinja = distill_chat_template_jinja(tmpl))) { distill__err(err, "out of memory"); goto done; }
+    if (distill_tokenizer_save_hf(tok, path, err) != 0) goto done;
+    /* generation stops at the end of turn (as trained) or at the tokenizer's end of text */
+    eot = distill_chat_eot_id(tmpl, tok);
+    eos = distill_tokenizer_eos_id(tok);
+    bos = tmpl->bos && tmpl->bos[0] ? distill_tokenizer_token_id(tok, tmpl->bos) : -1;
+    pad = eos >= 0 ? eos : eot;
+    DISTILL_FREE(path);
+    if (!(path = distill__join(dir, "tokenizer_config.json"))) { distill__err(err, "out of memory"); goto done; }
+    if (distill_atomic_open(&af, path, err) != 0) goto done;
+    fputs("{\n  \"added_tokens_decoder\": {", af.f);
+    for (id = 0; id < distill_tokenizer_vocab_size(tok); id++) {
+        if (tok->tok_flag[id] != DISTILL__TK_SPECIAL && tok->tok_flag[id] != DISTILL__TK_ADDED) continue;
+        fputs(first ? "\n" : ",\n", af.f);
+        distill__hf_added_entry(af.f, tok, id);
+        first = 0;
+    }
+    fputs("\n  },\n  \"bos_token\": ", af.f);
+    distill__hf_token_or_null(af.f, tok, bos);
+    fputs(",\n  \"eos_token\": ", af.f);
+    distill__hf_token_or_null(af.f, tok, eot >= 0 ? eot : eos);
+    fputs(",\n  \"pad_token\": ", af.f);
+    distill__hf_token_or_null(af.f, tok, pad);
+    fputs(",\n  \"unk_token\": null,\n  \"add_bos_token\": false,\n  \"add_eos_token\": false,\n"
+          "  \"clean_up_tokenization_spaces\": false,\n  \"split_special_tokens\": false,\n"
+          "  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"chat_template\": ", af.f);
+    distill_json_write_string(af.f, jinja, strlen(jinja));
+    fputs("\n}\n", af.f);
+    if (distill_atomic_commit(&af, err) != 0) goto done;
+    DISTILL_FREE(path);
+    if (!(path = distill__join(dir, "generation_config.json"))) { distill__err(err, "out of memory"); goto done; }
+    if (distill_atomic_open(&af, path, err) != 0) goto done;
+    fprintf(af.f, "{\n  \"bos_token_id\": %s", bos >= 0 ? "" : "null");
+    if (bos >= 0) fprintf(af.f, "%d", (int)bos);
+    if (eot >= 0 && eos >= 0 && eot != eos) fprintf(af.f, ",\n  \"eos_token_id\": [%d, %d]", (int)eot, (int)eos);
+    else if (eot >= 0 || eos >= 0) fprintf(af.f, ",\n  \"eos_token_id\": %d", (int)(eot >= 0 ? eot : eos));
+    else fputs(",\n  \"eos_token_id\": null", af.f);
+    if (pad >= 0) fprintf(af.f, ",\n  \"pad_token_id\": %d\n}\n", (int)pad);
+    else fputs(",\n  \"pad_token_id\": null\n}\n", af.f);
+    rc = distill_atomic_commit(&af, err);
+done:
+    DISTILL_FREE(path);
+    DISTILL_FREE(jinja);
     return rc;
 }
 
@@ -12501,6 +12818,33 @@ static char *distill__model_resolve(const char *path, int *sharded, distill_erro
     return s;
 }
 
+/* An exported Hugging Face folder names no template: its tokenizer_config.json holds the Jinja
+   text. When that is a built-in template's text, the model carries that template's name (so
+   export -> load -> generate/export uses the same template). Anything else is left alone; a
+   tokenizer_config.json that is not JSON is an error naming it. */
+static int distill__hf_template_name(distill_model *m, const char *path, distill_error *err) {
+    distill__state *s = (distill__state *)m->internal;
+    char *cp;
+    distill_json *root;
+    const distill_json *ct;
+    size_t i;
+    if (s->tmpl_name[0]) return 0;
+    if (!(cp = distill__sibling(path, "tokenizer_config.json"))) return distill__err(err, "out of memory");
+    if (!distill__file_exists(cp)) { DISTILL_FREE(cp); return 0; }
+    root = distill_json_parse_file(cp, err);
+    DISTILL_FREE(cp);
+    if (!root) return -1;
+    ct = distill_json_get(root, "chat_template");
+    for (i = 0; ct && ct->type == DISTILL_JSON_STRING && i < sizeof distill__data_templates / sizeof distill__data_templates[0]; i++) {
+        char *j = distill_chat_template_jinja(&distill__data_templates[i]);
+        int same = j && strlen(j) == ct->len && !memcmp(j, ct->str, ct->len);
+        DISTILL_FREE(j);
+        if (same) { snprintf(s->tmpl_name, sizeof s->tmpl_name, "%s", distill__data_templates[i].name); break; }
+    }
+    distill_json_free(root);
+    return 0;
+}
+
 DISTILL_API distill_model *distill_model_load(const char *path_in, int max_batch, int max_seq,
                                               distill_tokenizer **tok_out, distill_error *err) {
     size_t size;
@@ -12549,6 +12893,7 @@ DISTILL_API distill_model *distill_model_load(const char *path_in, int max_batch
     }
 loaded:
     DISTILL_FREE(buf);
+    if (m && distill__hf_template_name(m, path, err) != 0) { distill_model_free(m); m = NULL; }
     if (m && tok_out && !*tok_out) {
         /* a tokenizer beside the model, by the names each ecosystem uses */
         static const char *names[] = {"tokenizer.json", "tokenizer.bin", "tokenizer.txt"};
@@ -12884,6 +13229,7 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
     if (tc->grad_accum < 1 || tc->grad_accum > 65536) { distill__err(err, "grad_accum (%d) must be in [1, 65536]", tc->grad_accum); return NULL; }
     if (tc->max_steps <= 0 && !(tc->epochs > 0.0 && tc->epochs < 1e6)) { distill__err(err, "give max_steps > 0 or epochs in (0, 1e6) (epochs %g)", tc->epochs); return NULL; }
     if (tc->kd && distill_kd_validate(&tc->kdc, err) != 0) return NULL;
+    if (distill__ensure_grads(student) != 0) { distill__err(err, "out of memory for the gradient"); return NULL; }
     t = (distill_trainer *)DISTILL_MALLOC(sizeof *t);
     if (!t) { distill__err(err, "out of memory"); return NULL; }
     memset(t, 0, sizeof *t);

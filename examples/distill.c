@@ -20,7 +20,7 @@ static const command commands[] = {
     {"sweep", cli_sweep, "the Valley of Code Reasoning experiment: data sweep, plots (make demo)"},
     {"bench", cli_bench, "training throughput on random tokens: tokens/s, MFU, peak RSS (JSON)"},
     {"train", cli_train, "train a student: SFT on teacher traces or logit distillation (KD)"},
-    {"export", cli_export, "write a model as safetensors (f32/bf16/f16, +config.json) or llama2.c .bin"},
+    {"export", cli_export, "write a model as a Hugging Face folder (weights, config, tokenizer, chat template) or llama2.c .bin"},
     {"import", cli_import, "convert safetensors / llama2.c .bin into a distill checkpoint"},
     {"info", cli_info, "a model file's format, config, parameter count, weights SHA-256"},
 };

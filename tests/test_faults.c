@@ -110,6 +110,20 @@ static int w_tokenizer(const char *path, distill_error *err) {
     (void)version;
     return distill_tokenizer_save(tok, path, err);
 }
+static int w_tokenizer_hf(const char *path, distill_error *err) {
+    return distill_tokenizer_save_hf(tok, path, err);
+}
+/* the tokenizer half of an HF folder; the template alternates so the files change */
+static char hf_dir[128];
+static int w_hf_tokenizer_files(const char *path, distill_error *err) {
+    (void)path;
+    return distill_hf_save_tokenizer(tok, distill_chat_template_get(++version % 2 ? "chatml" : "plain"), hf_dir, err);
+}
+static int w_sharded(const char *path, distill_error *err) {
+    (void)path;
+    model->params[0] += 1.0f;
+    return distill_safetensors_save_sharded(model, hf_dir, "F32", 4096, err);
+}
 static int w_svg(const char *path, distill_error *err) {
     double x[2] = {1, 2}, y[2] = {0, 0};
     distill_plot_series s;
@@ -163,6 +177,17 @@ static int w_eval_model(const char *path, distill_error *err) {
     return rc;
 }
 
+/* N of hf_dir's model-00001-of-N.safetensors */
+static int shard_n(void) {
+    char q[192];
+    int n;
+    for (n = 2; n < 1000; n++) {
+        snprintf(q, sizeof q, "%s/model-00001-of-%05d.safetensors", hf_dir, n);
+        if (access(q, F_OK) == 0) return n;
+    }
+    return 0;
+}
+
 static void test_every_writer(void) {
     char p[160];
     static const char *texts[] = {"the cat sat on the mat", "a dog ran far away", "one two three four"};
@@ -196,6 +221,20 @@ static void test_every_writer(void) {
     }
     snprintf(p, sizeof p, "%s/m.bin", D);              check_writer("llama2.c", p, "m.bin", w_llama2c);
     snprintf(p, sizeof p, "%s/tok.txt", D);            check_writer("tokenizer", p, "tok.txt", w_tokenizer);
+    snprintf(p, sizeof p, "%s/tokenizer.json", D);     check_writer("HF tokenizer.json", p, "tokenizer.json", w_tokenizer_hf);
+    snprintf(hf_dir, sizeof hf_dir, "%s/hf", D);
+    mkdir(hf_dir, 0755);
+    {   /* each file of an exported HF folder, hit in turn */
+        static const char *const files[] = {"tokenizer_config.json", "generation_config.json", "model.safetensors.index.json",
+                                            "model-00002-of-"};
+        char kept[192];
+        int k;
+        for (k = 0; k < 4; k++) {
+            if (k < 3) snprintf(kept, sizeof kept, "%s/%s", hf_dir, files[k]);
+            else snprintf(kept, sizeof kept, "%s/model-00002-of-%05d.safetensors", hf_dir, w_sharded(p, &err) == 0 ? shard_n() : 0);
+            check_writer2(files[k], hf_dir, files[k], kept, k < 2 ? w_hf_tokenizer_files : w_sharded);
+        }
+    }
     snprintf(p, sizeof p, "%s/plot.svg", D);           check_writer("svg plot", p, "plot.svg", w_svg);
     snprintf(p, sizeof p, "%s/manifest.json", D);      check_writer("subset manifest", p, "manifest.json", w_manifest);
     snprintf(p, sizeof p, "%s/topk.bin", D);           check_writer("top-k teacher cache", p, "topk.bin", w_topk);

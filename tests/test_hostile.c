@@ -268,6 +268,60 @@ static void test_checkpoint_truncations_and_flips(void) {
     distill_free(b);
 }
 
+/* An exported Hugging Face folder with a damaged tokenizer_config.json or tokenizer.json (cut
+   short, one byte flipped): loading it ends in a model or in an error naming the damaged file,
+   never a crash or a wrong template name; the allocator cap holds. */
+static void test_hf_folder_side_files_damaged(void) {
+    static const char *const names[] = {"tokenizer_config.json", "tokenizer.json"};
+    distill_config c = distill_config_default();
+    distill_error err;
+    distill_model *m;
+    distill_tokenizer *tok;
+    static const char *texts[] = {"hello world, hello <|im_end|> 12 34"};
+    const char *const *sp;
+    int nsp, f, loaded = 0, refused = 0, total = 0;
+    sp = distill_tokenizer_default_specials(&nsp);
+    tok = distill_tokenizer_train(texts, NULL, 1, 256 + 8 + nsp, DISTILL_PATTERN_QWEN2, sp, nsp, &err);
+    REQUIRE(tok != NULL, "%s", err.msg);
+    c.vocab_size = distill_tokenizer_vocab_size(tok); c.dim = 8; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 2; c.hidden_dim = 12;
+    m = distill_model_create(&c, 1, 4, 3, &err);
+    REQUIRE(m != NULL, "%s", err.msg);
+    mkdir("build/hostile/hf", 0755);
+    CHECK(distill_safetensors_save_sharded(m, "build/hostile/hf", "F32", 2000000000, &err) == 0 &&
+          distill_hf_save_tokenizer(tok, distill_chat_template_get("chatml-prefill"), "build/hostile/hf", &err) == 0, "%s", err.msg);
+    distill_model_free(m);
+    for (f = 0; f < 2; f++) {
+        char path[128];
+        unsigned char *b;
+        size_t n, at;
+        snprintf(path, sizeof path, "build/hostile/hf/%s", names[f]);
+        b = (unsigned char *)distill_read_file(path, &n, &err);
+        REQUIRE(b != NULL, "%s", err.msg);
+        for (at = 0; at < 2 * n; at += 1 + at / 7) {   /* first cuts at `at`, then flips byte at - n */
+            distill_tokenizer *back = NULL;
+            if (at < n) put_file(path, b, at);
+            else { b[at - n] ^= 0x21; put_file(path, b, n); b[at - n] ^= 0x21; }
+            err.msg[0] = 0;
+            m = distill_model_load("build/hostile/hf", 1, 4, &back, &err);
+            total++;
+            if (m) {
+                const char *tn = distill_model_chat_template(m);
+                loaded++;
+                CHECK(!tn || !strcmp(tn, "chatml-prefill"), "%s damaged at %zu: template '%s'", names[f], at, tn);
+            } else {
+                refused++;
+                CHECK(strstr(err.msg, names[f]) != NULL, "%s damaged at %zu: the error names it: %s", names[f], at, err.msg);
+            }
+            distill_model_free(m);
+            distill_tokenizer_free(back);
+        }
+        put_file(path, b, n);
+        distill_free(b);
+    }
+    CHECK(loaded > 0 && refused > 0 && hostile_largest <= HOSTILE_CAP, "%d loaded, %d refused of %d", loaded, refused, total);
+    distill_tokenizer_free(tok);
+}
+
 /* ---- numerical faults: a NaN stops training naming the step, the tensor and the checkpoint ---- */
 typedef struct { distill_model *m; int calls; int32_t tok[2 * 8], tg[2 * 8]; int64_t pos; } nan_src;
 static int nan_next(void *ctx, distill_batch *b, const int64_t **rows, int *n_rows, distill_error *err) {
@@ -328,6 +382,7 @@ int main(void) {
     RUN(test_topk_cache_bad_values_refused);
     RUN(test_checkpoint_bad_sections);
     RUN(test_checkpoint_truncations_and_flips);
+    RUN(test_hf_folder_side_files_damaged);
     RUN(test_nan_names_step_tensor_and_checkpoint);
     return harness_done("test_hostile");
 }

@@ -36,6 +36,7 @@ static void *mem_realloc(void *q, size_t n) {
 #define DISTILL_IMPLEMENTATION
 #include "../distill.h"
 #include "harness.h"
+#include <sys/stat.h>
 
 static void check_config(const char *what, distill_config c, int B, int T) {
     distill_error e;
@@ -117,8 +118,60 @@ static void test_formula_scaling(void) {
     /* llm.c-style attention would add L*B*NH*T*T*4 bytes twice: 2 * 8*4*8*8192^2*4 = 69 GB */
 }
 
+/* A loaded model (generate, eval, export, a KD teacher) does not allocate its gradient buffer:
+   it holds exactly one parameter-sized buffer less than a created one of the same capacity. A
+   forward without targets keeps it that way; the first forward with targets allocates it, and the
+   gradient is the one a created model with the same weights computes. */
+static void test_loaded_model_has_no_gradient_buffer(void) {
+    static const char *const files[] = {"build/test_model_memory/m.safetensors", "build/test_model_memory/m.dstl",
+                                        "build/test_model_memory/m.bin"};
+    distill_config c = cfg(40, 16, 2, 4, 2, 24, 0, 1);
+    distill_error e;
+    distill_model *ref, *m;
+    size_t before, created, one, f;
+    int32_t tok[2 * 8], tgt[2 * 8];
+    distill_batch b;
+    distill_stats st;
+    int i;
+    mkdir("build", 0755);
+    mkdir("build/test_model_memory", 0755);
+    before = mem_live;
+    ref = distill_model_create(&c, 2, 8, 5, &e);
+    REQUIRE(ref != NULL, "%s", e.msg);
+    created = mem_live - before;
+    one = ref->num_floats * sizeof(float) + 64 + sizeof(void *);   /* one aligned parameter-sized buffer */
+    REQUIRE(distill_safetensors_save(ref, files[0], &e) == 0 && distill_checkpoint_write(files[1], ref, 0, NULL, NULL, 0, &e) == 0 &&
+            distill_llama2c_save(ref, files[2], &e) == 0, "%s", e.msg);
+    for (i = 0; i < 16; i++) { tok[i] = (i * 3) % 40; tgt[i] = (i * 7 + 1) % 40; }
+    memset(&b, 0, sizeof b);
+    b.B = 2; b.T = 8; b.tokens = tok; b.targets = tgt;
+    CHECK(distill_model_forward_backward(ref, &b, NULL, 0, &st, &e) == 0, "%s", e.msg);
+    for (f = 0; f < sizeof files / sizeof files[0]; f++) {
+        size_t loaded, after;
+        before = mem_live;
+        m = distill_model_load(files[f], 2, 8, NULL, &e);
+        CHECK(m != NULL, "%s: %s", files[f], e.msg);
+        if (!m) continue;
+        loaded = mem_live - before;
+        CHECK(m->grads == NULL && created - loaded == one, "%s: a created model holds %zu bytes, the loaded one %zu (want %zu less)",
+              files[f], created, loaded, one);
+        b.targets = NULL;
+        CHECK(distill_model_forward(m, &b, NULL, 0, NULL, &e) == 0 && m->grads == NULL, "%s: inference keeps no gradient", files[f]);
+        b.targets = tgt;
+        after = mem_live;
+        CHECK(distill_model_forward_backward(m, &b, NULL, 0, &st, &e) == 0, "%s", e.msg);
+        CHECK(m->grads != NULL && mem_live - after == one, "%s: the first training pass allocates the gradient (%zu bytes)",
+              files[f], mem_live - after);
+        CHECK(m->grads && !memcmp(m->grads, ref->grads, sizeof(float) * m->num_floats), "%s: gradient differs from the created model's",
+              files[f]);
+        distill_model_free(m);
+    }
+    distill_model_free(ref);
+}
+
 int main(void) {
     RUN(test_formula_matches_allocation);
     RUN(test_formula_scaling);
+    RUN(test_loaded_model_has_no_gradient_buffer);
     return harness_done("test_model_memory");
 }

@@ -3,7 +3,9 @@
    NUL byte), anything else = one file whose format is detected (distill's text format,
    tokenizer.json, llama2.c tokenizer.bin). Any input must load or fail with a message naming the
    file, never crash, hang or leak; a loaded tokenizer must encode and decode text, and a
-   byte-level one must round-trip it exactly. */
+   byte-level one must round-trip it exactly, through its own format and through Hugging Face's
+   tokenizer.json (distill_tokenizer_save_hf: refused with a message, or read back encoding the
+   same ids). */
 #define DISTILL_IMPLEMENTATION
 #include "../../distill.h"
 #include <unistd.h>
@@ -55,6 +57,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!distill_tokenizer_is_llama(t) && distill_tokenizer_save(t, path, &err) == 0) {
             distill_tokenizer *u = distill_tokenizer_load(path, NULL, &err);
             if (!u || distill_tokenizer_n_merges(u) != distill_tokenizer_n_merges(t)) __builtin_trap();
+            distill_tokenizer_free(u);
+        }
+        /* Hugging Face tokenizer.json: refused with a message, or read back with the same ids */
+        err.msg[0] = 0;
+        if (distill_tokenizer_save_hf(t, path, &err) != 0) {
+            if (!err.msg[0]) __builtin_trap();
+        } else {
+            distill_tokenizer *u = distill_tokenizer_load(path, NULL, &err);
+            distill_ids a = {NULL, 0, 0}, b = {NULL, 0, 0};
+            if (!u || distill_tokenizer_vocab_size(u) != distill_tokenizer_vocab_size(t)) __builtin_trap();
+            if (distill_tokenizer_encode(t, text, sizeof text - 1, 1, &a, &err) !=
+                    distill_tokenizer_encode(u, text, sizeof text - 1, 1, &b, &err) ||
+                a.n != b.n || (a.n && memcmp(a.ids, b.ids, a.n * sizeof(int32_t))))
+                __builtin_trap();
+            distill_ids_free(&a);
+            distill_ids_free(&b);
             distill_tokenizer_free(u);
         }
     }
