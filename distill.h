@@ -70,6 +70,8 @@
        DISTILL_MPI             data-parallel training and distributed sweeps over MPI
                                (mpicc, or -lmpi); see distill_comm below
        DISTILL_HEAD_CHUNK      positions per LM-head chunk (memory vs speed of the fused loss)
+       DISTILL_HEADER_NAME     this file's name if it was renamed (default "distill.h"): the
+                               implementation includes the header again once per SIMD kernel set
        DISTILL_TEST_FAULTS     tests only: every file write asks distill_test_fault() (which the
                                program defines) whether to fail (tests/test_faults.c)
    ENVIRONMENT
@@ -2168,8 +2170,9 @@ DISTILL_API int distill_write_file_atomic(const char *path, const void *data, si
    dW). This part makes them fast on an ordinary CPU:
 
      1. a thread pool (the only mutable global state of the library),
-     2. a small vector-macro layer (AVX-512, AVX2+FMA, NEON, scalar) over which each SIMD kernel
-        is written once and instantiated per instruction set,
+     2. the SIMD kernels, written once as plain functions over a small vector vocabulary and
+        compiled once per instruction set (AVX-512, AVX2+FMA, NEON, scalar) by including the
+        header's KERNEL BLOCK once per set,
      3. a blocked, packed matrix product with a register-blocked micro-kernel, threaded over
         output tiles so that every output element is computed by the same sequence of
         floating-point operations whatever the number of threads (bit-identical results),
@@ -2492,217 +2495,44 @@ static float *distill__thread_scratch(int thread, size_t floats) {
 }
 
 /* ===================================================================================== */
-/* The vector-macro layer                                                                 */
+/* The kernels: written once, compiled once per kernel set                                */
 /* ===================================================================================== */
-/* A kernel is written once against these macros (DV_ = "distill vector"):
+/* The SIMD kernels (micro-kernel, dot, axpy, scale, max, exp, SwiGLU) are ordinary C
+   functions written once against a small vector vocabulary (DV_ = "distill vector"):
      DV_T             the vector type, DV_W floats wide      DVI_T   a vector of int32
      DV_LOAD/STORE    unaligned load / store                 DV_SET1 broadcast, DV_ZERO()
      DV_FMA(a,b,c)    a*b + c (fused where the ISA has it)   DV_ADD, DV_SUB, DV_MUL, DV_MAX, DV_MIN
      DV_HSUM, DV_HMAX horizontal reductions to a float       DV_ROUND to nearest integer value
      DV_CVTI, DVI_ADD, DVI_SUB, DVI_SET1, DVI_SRA1 (>> 1), DVI_SHL23 (<< 23), DV_CASTI (bits as float)
-   and DISTILL__SIMD_TEMPLATE(suffix, attributes) stamps out the kernels for the current
-   definitions. The macros are #undef'd after each instantiation. */
+   The block below ("KERNEL BLOCK") is compiled once per kernel set: the implementation defines
+   DISTILL__KERNEL_PASS (1 scalar, 2 AVX2, 3 AVX-512, 4 NEON) and includes this header again;
+   on that pass everything else in the file is skipped (the API and both implementation parts
+   are already done) and the block maps DV_ onto that ISA, appends the set's suffix to each
+   name (DISTILL__K(distill__dot) is distill__dot_avx2), defines the set's table, and #undefs
+   its vocabulary. A debugger and a compiler message point at the real lines of the block.
 
-/* exp(x) for a vector (used by the softmax primitives):
-     x = n ln2 + r, n = round(x / ln2), |r| <= ln2/2, r computed with ln2 split in a high part
-     exact in float and a low part (Cody-Waite), so r carries no cancellation error;
-     exp(r) by its Taylor polynomial of degree 7 (truncation error r^8/8! < 6e-9 relative);
-     2^n built in the exponent field, in two halves 2^(n>>1) * 2^(n - (n>>1)) so that every
-     n in [-150, 128] works (denormal results and overflow to +inf come out right).
-   Inputs are clamped to [-104, 89] (exp is 0 resp. +inf beyond); NaN propagates.
-   Max relative error vs exp() in double over [-87.3, 88.7]: 1.0e-7 measured (about 1.7 ulp),
-   tested < 2e-7 in tests/test_kernels.c. */
-#define DISTILL__SIMD_TEMPLATE(SFX, ATTR)                                                    \
-DISTILL__UNUSED static ATTR DV_T distill__vexp_##SFX(DV_T x) {                               \
-    DV_T n, r, p;                                                                            \
-    DVI_T ni, n1, n2;                                                                        \
-    x = DV_MAX(DV_SET1(-104.0f), x);                                                         \
-    x = DV_MIN(DV_SET1(89.0f), x);                                                           \
-    n = DV_ROUND(DV_MUL(x, DV_SET1(1.44269504088896341f)));                                  \
-    r = DV_FMA(n, DV_SET1(-0.693145751953125f), x);                                          \
-    r = DV_FMA(n, DV_SET1(-1.428606765330187e-06f), r);                                      \
-    p = DV_SET1(1.0f / 5040.0f);                                                             \
-    p = DV_FMA(p, r, DV_SET1(1.0f / 720.0f));                                                \
-    p = DV_FMA(p, r, DV_SET1(1.0f / 120.0f));                                                \
-    p = DV_FMA(p, r, DV_SET1(1.0f / 24.0f));                                                 \
-    p = DV_FMA(p, r, DV_SET1(1.0f / 6.0f));                                                  \
-    p = DV_FMA(p, r, DV_SET1(0.5f));                                                         \
-    p = DV_FMA(p, r, DV_SET1(1.0f));                                                         \
-    p = DV_FMA(p, r, DV_SET1(1.0f));                                                         \
-    ni = DV_CVTI(n);                                                                         \
-    n1 = DVI_SRA1(ni);                                                                       \
-    n2 = DVI_SUB(ni, n1);                                                                    \
-    p = DV_MUL(p, DV_CASTI(DVI_SHL23(DVI_ADD(n1, DVI_SET1(127)))));                          \
-    return DV_MUL(p, DV_CASTI(DVI_SHL23(DVI_ADD(n2, DVI_SET1(127)))));                       \
-}                                                                                            \
-                                                                                             \
-/* The micro-kernel: a 6 x (2 DV_W) tile of C in 12 vector registers.                       \
-     c (6, 2W) (+)= a (6, kc) . b (kc, 2W)                                                   \
-   a is a packed panel (for each p, the 6 values of column p), b likewise (for each p, the   \
-   2W values of row p). Per step: 2 loads of b, 6 broadcasts of a, 12 FMAs. acc: 0 stores    \
-   the product, 1 adds it to c. ldc is the row stride of c. */                               \
-static ATTR void distill__ukernel_##SFX(int kc, const float *a, const float *b, float *c,    \
-                                        size_t ldc, int acc) {                               \
-    DV_T c00 = DV_ZERO(), c01 = DV_ZERO(), c10 = DV_ZERO(), c11 = DV_ZERO();                 \
-    DV_T c20 = DV_ZERO(), c21 = DV_ZERO(), c30 = DV_ZERO(), c31 = DV_ZERO();                 \
-    DV_T c40 = DV_ZERO(), c41 = DV_ZERO(), c50 = DV_ZERO(), c51 = DV_ZERO();                 \
-    DV_T b0, b1, av;                                                                         \
-    int p;                                                                                   \
-    for (p = 0; p < kc; p++) {                                                               \
-        b0 = DV_LOAD(b);                                                                     \
-        b1 = DV_LOAD(b + DV_W);                                                              \
-        av = DV_SET1(a[0]); c00 = DV_FMA(av, b0, c00); c01 = DV_FMA(av, b1, c01);            \
-        av = DV_SET1(a[1]); c10 = DV_FMA(av, b0, c10); c11 = DV_FMA(av, b1, c11);            \
-        av = DV_SET1(a[2]); c20 = DV_FMA(av, b0, c20); c21 = DV_FMA(av, b1, c21);            \
-        av = DV_SET1(a[3]); c30 = DV_FMA(av, b0, c30); c31 = DV_FMA(av, b1, c31);            \
-        av = DV_SET1(a[4]); c40 = DV_FMA(av, b0, c40); c41 = DV_FMA(av, b1, c41);            \
-        av = DV_SET1(a[5]); c50 = DV_FMA(av, b0, c50); c51 = DV_FMA(av, b1, c51);            \
-        a += 6;                                                                              \
-        b += 2 * DV_W;                                                                       \
-    }                                                                                        \
-    if (acc) {                                                                               \
-        c00 = DV_ADD(c00, DV_LOAD(c + 0 * ldc)); c01 = DV_ADD(c01, DV_LOAD(c + 0 * ldc + DV_W)); \
-        c10 = DV_ADD(c10, DV_LOAD(c + 1 * ldc)); c11 = DV_ADD(c11, DV_LOAD(c + 1 * ldc + DV_W)); \
-        c20 = DV_ADD(c20, DV_LOAD(c + 2 * ldc)); c21 = DV_ADD(c21, DV_LOAD(c + 2 * ldc + DV_W)); \
-        c30 = DV_ADD(c30, DV_LOAD(c + 3 * ldc)); c31 = DV_ADD(c31, DV_LOAD(c + 3 * ldc + DV_W)); \
-        c40 = DV_ADD(c40, DV_LOAD(c + 4 * ldc)); c41 = DV_ADD(c41, DV_LOAD(c + 4 * ldc + DV_W)); \
-        c50 = DV_ADD(c50, DV_LOAD(c + 5 * ldc)); c51 = DV_ADD(c51, DV_LOAD(c + 5 * ldc + DV_W)); \
-    }                                                                                        \
-    DV_STORE(c + 0 * ldc, c00); DV_STORE(c + 0 * ldc + DV_W, c01);                           \
-    DV_STORE(c + 1 * ldc, c10); DV_STORE(c + 1 * ldc + DV_W, c11);                           \
-    DV_STORE(c + 2 * ldc, c20); DV_STORE(c + 2 * ldc + DV_W, c21);                           \
-    DV_STORE(c + 3 * ldc, c30); DV_STORE(c + 3 * ldc + DV_W, c31);                           \
-    DV_STORE(c + 4 * ldc, c40); DV_STORE(c + 4 * ldc + DV_W, c41);                           \
-    DV_STORE(c + 5 * ldc, c50); DV_STORE(c + 5 * ldc + DV_W, c51);                           \
-}                                                                                            \
-                                                                                             \
-/* sum a[i]*b[i]: four independent vector accumulators, combined in a fixed order. */        \
-static ATTR float distill__dot_##SFX(const float *a, const float *b, int n) {                \
-    DV_T s0 = DV_ZERO(), s1 = DV_ZERO(), s2 = DV_ZERO(), s3 = DV_ZERO();                     \
-    int i = 0;                                                                               \
-    float s;                                                                                 \
-    for (; i + 4 * DV_W <= n; i += 4 * DV_W) {                                               \
-        s0 = DV_FMA(DV_LOAD(a + i), DV_LOAD(b + i), s0);                                     \
-        s1 = DV_FMA(DV_LOAD(a + i + DV_W), DV_LOAD(b + i + DV_W), s1);                       \
-        s2 = DV_FMA(DV_LOAD(a + i + 2 * DV_W), DV_LOAD(b + i + 2 * DV_W), s2);               \
-        s3 = DV_FMA(DV_LOAD(a + i + 3 * DV_W), DV_LOAD(b + i + 3 * DV_W), s3);               \
-    }                                                                                        \
-    for (; i + DV_W <= n; i += DV_W) s0 = DV_FMA(DV_LOAD(a + i), DV_LOAD(b + i), s0);        \
-    s = DV_HSUM(DV_ADD(DV_ADD(s0, s1), DV_ADD(s2, s3)));                                     \
-    for (; i < n; i++) s += a[i] * b[i];                                                     \
-    return s;                                                                                \
-}                                                                                            \
-                                                                                             \
-/* y += a*x */                                                                               \
-static ATTR void distill__axpy_##SFX(float *y, float a, const float *x, int n) {             \
-    DV_T av = DV_SET1(a);                                                                    \
-    int i = 0;                                                                               \
-    for (; i + DV_W <= n; i += DV_W) DV_STORE(y + i, DV_FMA(av, DV_LOAD(x + i), DV_LOAD(y + i))); \
-    for (; i < n; i++) y[i] += a * x[i];                                                     \
-}                                                                                            \
-                                                                                             \
-/* y *= a */                                                                                 \
-static ATTR void distill__scale_##SFX(float *y, float a, int n) {                            \
-    DV_T av = DV_SET1(a);                                                                    \
-    int i = 0;                                                                               \
-    for (; i + DV_W <= n; i += DV_W) DV_STORE(y + i, DV_MUL(av, DV_LOAD(y + i)));            \
-    for (; i < n; i++) y[i] *= a;                                                            \
-}                                                                                            \
-                                                                                             \
-/* max x[i] (-INFINITY for n == 0) */                                                        \
-static ATTR float distill__max_##SFX(const float *x, int n) {                                \
-    DV_T m = DV_SET1(-INFINITY);                                                             \
-    int i = 0;                                                                               \
-    float s;                                                                                 \
-    for (; i + DV_W <= n; i += DV_W) m = DV_MAX(m, DV_LOAD(x + i));                          \
-    s = DV_HMAX(m);                                                                          \
-    for (; i < n; i++) s = x[i] > s ? x[i] : s;                                              \
-    return s;                                                                                \
-}                                                                                            \
-                                                                                             \
-/* y[i] = exp(x[i] - shift), returns sum y[i]. The tail goes through the same vector exp   \
-   (via a small buffer), so every element gets the same approximation. */                    \
-static ATTR float distill__exp_sum_##SFX(float *y, const float *x, float shift, int n) {     \
-    DV_T sh = DV_SET1(shift), acc = DV_ZERO(), e;                                            \
-    float buf[DV_W], s;                                                                      \
-    int i = 0, j;                                                                            \
-    for (; i + DV_W <= n; i += DV_W) {                                                       \
-        e = distill__vexp_##SFX(DV_SUB(DV_LOAD(x + i), sh));                                 \
-        DV_STORE(y + i, e);                                                                  \
-        acc = DV_ADD(acc, e);                                                                \
-    }                                                                                        \
-    s = DV_HSUM(acc);                                                                        \
-    if (i < n) {                                                                             \
-        for (j = 0; j < DV_W; j++) buf[j] = i + j < n ? x[i + j] : shift;                    \
-        DV_STORE(buf, distill__vexp_##SFX(DV_SUB(DV_LOAD(buf), sh)));                        \
-        for (j = 0; i + j < n; j++) { y[i + j] = buf[j]; s += buf[j]; }                      \
-    }                                                                                        \
-    return s;                                                                                \
-}                                                                                            \
-                                                                                             \
-/* SwiGLU on n floats: out = silu(g) u, silu(g) = g sigmoid(g), sigmoid(g) = 1/(1 + exp(-g)) \
-   backward: dg = d u s (1 + g (1 - s)), du = d g s   (du may alias d). Tails go through a    \
-   small buffer so every element sees the same arithmetic. */                                \
-static ATTR void distill__swiglu_fwd_##SFX(float *out, const float *gate, const float *up, int n) { \
-    float bg[DV_W], bu[DV_W];                                                                \
-    int i = 0, j;                                                                            \
-    for (;; i += DV_W) {                                                                     \
-        const float *g = gate + i, *u = up + i;                                              \
-        float *o = out + i;                                                                  \
-        DV_T gv, s;                                                                          \
-        int m = n - i < DV_W ? n - i : DV_W;                                                 \
-        if (m <= 0) break;                                                                   \
-        if (m < DV_W) {                                                                      \
-            for (j = 0; j < DV_W; j++) { bg[j] = j < m ? g[j] : 0.0f; bu[j] = j < m ? u[j] : 0.0f; } \
-            g = bg; u = bu; o = bg;                                                          \
-        }                                                                                    \
-        gv = DV_LOAD(g);                                                                     \
-        s = DV_ADD(DV_SET1(1.0f), distill__vexp_##SFX(DV_SUB(DV_ZERO(), gv)));               \
-        DV_STORE(o, DV_MUL(DV_MUL(gv, DV_LOAD(u)), DV_DIVONE(s)));                           \
-        if (m < DV_W) { for (j = 0; j < m; j++) out[i + j] = bg[j]; break; }                 \
-    }                                                                                        \
-}                                                                                            \
-static ATTR void distill__swiglu_bwd_##SFX(float *dgate, float *dup, const float *dout,     \
-                                           const float *gate, const float *up, int n) {     \
-    float bg[DV_W], bu[DV_W], bd[DV_W], bdg[DV_W];                                           \
-    int i = 0, j;                                                                            \
-    for (;; i += DV_W) {                                                                     \
-        const float *g = gate + i, *u = up + i, *d = dout + i;                               \
-        float *dg = dgate + i, *du = dup + i;                                                \
-        DV_T gv, uv, dv, s, one = DV_SET1(1.0f);                                             \
-        int m = n - i < DV_W ? n - i : DV_W;                                                 \
-        if (m <= 0) break;                                                                   \
-        if (m < DV_W) {                                                                      \
-            for (j = 0; j < DV_W; j++) { bg[j] = j < m ? g[j] : 0.0f; bu[j] = j < m ? u[j] : 0.0f; \
-                                         bd[j] = j < m ? d[j] : 0.0f; }                      \
-            g = bg; u = bu; d = bd; dg = bdg; du = bd;                                       \
-        }                                                                                    \
-        gv = DV_LOAD(g); uv = DV_LOAD(u); dv = DV_LOAD(d);                                   \
-        s = DV_DIVONE(DV_ADD(one, distill__vexp_##SFX(DV_SUB(DV_ZERO(), gv))));              \
-        DV_STORE(dg, DV_MUL(DV_MUL(DV_MUL(dv, uv), s), DV_FMA(gv, DV_SUB(one, s), one)));    \
-        DV_STORE(du, DV_MUL(DV_MUL(dv, gv), s));                                             \
-        if (m < DV_W) { for (j = 0; j < m; j++) { dgate[i + j] = bdg[j]; dup[i + j] = bd[j]; } break; } \
-    }                                                                                        \
-}
+   How the header finds itself: `#include "distill.h"` with quotes searches first the
+   directory of the file that contains the directive, i.e. this header's own directory, on
+   GCC, clang and MSVC alike. So the re-inclusion works however the user's program reached the
+   header (-I path, relative or absolute path); __FILE__ would not (it is the path as spelled
+   by the includer, relative to the includer's directory, and breaks under -I). A renamed copy
+   defines DISTILL_HEADER_NAME to its own file name; if the re-inclusion reaches another file
+   (an older distill.h), the build stops with an #error below instead of mixing versions. */
+#ifndef DISTILL_HEADER_NAME
+#define DISTILL_HEADER_NAME "distill.h"
+#endif
+#define DISTILL__IMPLEMENTATION_CONTINUES
+#endif /* DISTILL_IMPLEMENTATION, part 1: platform, pool */
 
-/* The table of one kernel set. nr = 2 * DV_W columns per micro-tile, 6 rows. */
-struct distill__isa_ops {
-    const char *name;
-    int mr, nr;
-    void (*ukernel)(int kc, const float *a, const float *b, float *c, size_t ldc, int acc);
-    float (*dot)(const float *a, const float *b, int n);
-    void (*axpy)(float *y, float a, const float *x, int n);
-    void (*scale)(float *y, float a, int n);
-    float (*max)(const float *x, int n);
-    float (*exp_sum)(float *y, const float *x, float shift, int n);
-    void (*swiglu_fwd)(float *out, const float *gate, const float *up, int n);
-    void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
-};
-#define DISTILL__OPS_TABLE(SFX, NAME) { NAME, 6, 2 * DV_W, distill__ukernel_##SFX, distill__dot_##SFX, \
-    distill__axpy_##SFX, distill__scale_##SFX, distill__max_##SFX, distill__exp_sum_##SFX, \
-    distill__swiglu_fwd_##SFX, distill__swiglu_bwd_##SFX }
-
+/* ===================================================================================== */
+/* KERNEL BLOCK (one kernel set per pass; see "The kernels" just above)                   */
+/* ===================================================================================== */
+#if defined(DISTILL__KERNEL_PASS)
+#if DISTILL__KERNEL_PASS == 1
 /* --- scalar: always compiled; the fallback on CPUs without SIMD, and for other compilers - */
+#define DISTILL__K(name) name##_scalar
+#define DISTILL__KATTR
+#define DISTILL__KNAME "scalar"
 static float distill__i2f(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }
 static int32_t distill__sra1(int32_t i) { return i >= 0 ? i / 2 : -((1 - i) / 2); } /* floor(i/2) */
 static int32_t distill__f2i(float v) { return v == v ? (int32_t)v : 0; } /* NaN: any value will do */
@@ -2730,43 +2560,18 @@ static int32_t distill__f2i(float v) { return v == v ? (int32_t)v : 0; } /* NaN:
 #define DVI_SHL23(a) ((int32_t)((uint32_t)(a) << 23))
 #define DV_CASTI(i) distill__i2f(i)
 #define DV_DIVONE(x) (1.0f / (x))
-DISTILL__SIMD_TEMPLATE(scalar, )
-static const distill__isa_ops distill__ops_scalar = DISTILL__OPS_TABLE(scalar, "scalar");
-#undef DV_T
-#undef DVI_T
-#undef DV_W
-#undef DV_LOAD
-#undef DV_STORE
-#undef DV_SET1
-#undef DV_ZERO
-#undef DV_FMA
-#undef DV_ADD
-#undef DV_SUB
-#undef DV_MUL
-#undef DV_MAX
-#undef DV_MIN
-#undef DV_HSUM
-#undef DV_HMAX
-#undef DV_ROUND
-#undef DV_CVTI
-#undef DVI_ADD
-#undef DVI_SUB
-#undef DVI_SET1
-#undef DVI_SRA1
-#undef DVI_SHL23
-#undef DV_CASTI
-#undef DV_DIVONE
-
-#if defined(DISTILL__X86)
+#elif DISTILL__KERNEL_PASS == 2
 /* --- AVX2 + FMA (x86-64-v3), compiled with a per-function target attribute ----------- */
-#define DISTILL__AVX2_ATTR __attribute__((target("avx2,fma")))
-static DISTILL__AVX2_ATTR float distill__hsum_avx2(__m256 v) {
+#define DISTILL__K(name) name##_avx2
+#define DISTILL__KATTR __attribute__((target("avx2,fma")))
+#define DISTILL__KNAME "avx2"
+static DISTILL__KATTR float distill__hsum_avx2(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
 }
-static DISTILL__AVX2_ATTR float distill__hmax_avx2(__m256 v) {
+static DISTILL__KATTR float distill__hmax_avx2(__m256 v) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
@@ -2796,42 +2601,18 @@ static DISTILL__AVX2_ATTR float distill__hmax_avx2(__m256 v) {
 #define DVI_SHL23(a) _mm256_slli_epi32((a), 23)
 #define DV_CASTI(i) _mm256_castsi256_ps(i)
 #define DV_DIVONE(x) _mm256_div_ps(_mm256_set1_ps(1.0f), (x))
-DISTILL__SIMD_TEMPLATE(avx2, DISTILL__AVX2_ATTR)
-static const distill__isa_ops distill__ops_avx2 = DISTILL__OPS_TABLE(avx2, "avx2");
-#undef DV_T
-#undef DVI_T
-#undef DV_W
-#undef DV_LOAD
-#undef DV_STORE
-#undef DV_SET1
-#undef DV_ZERO
-#undef DV_FMA
-#undef DV_ADD
-#undef DV_SUB
-#undef DV_MUL
-#undef DV_MAX
-#undef DV_MIN
-#undef DV_HSUM
-#undef DV_HMAX
-#undef DV_ROUND
-#undef DV_CVTI
-#undef DVI_ADD
-#undef DVI_SUB
-#undef DVI_SET1
-#undef DVI_SRA1
-#undef DVI_SHL23
-#undef DV_CASTI
-#undef DV_DIVONE
-
+#elif DISTILL__KERNEL_PASS == 3
 /* --- AVX-512F ------------------------------------------------------------------------ */
-#define DISTILL__AVX512_ATTR __attribute__((target("avx512f")))
+#define DISTILL__K(name) name##_avx512
+#define DISTILL__KATTR __attribute__((target("avx512f")))
+#define DISTILL__KNAME "avx512"
 /* The masked forms with an all-ones mask below, and reductions through memory: GCC 12's
    unmasked AVX-512 intrinsics (max, min, roundscale, cvt, shifts, reduce) warn under
    -Wuninitialized in C++ (their _mm512_undefined_ps). Same instructions. */
 #define DISTILL__K16 ((__mmask16)0xFFFF)
 /* Reductions through memory: GCC 12's _mm512_reduce_add_ps and shuffles warn under
    -Wuninitialized in C++ (their _mm512_undefined_ps), and this runs once per call anyway. */
-static DISTILL__AVX512_ATTR float distill__hsum_avx512(__m512 v) {
+static DISTILL__KATTR float distill__hsum_avx512(__m512 v) {
     float t[16];
     int i;
     _mm512_storeu_ps(t, v);
@@ -2839,7 +2620,7 @@ static DISTILL__AVX512_ATTR float distill__hsum_avx512(__m512 v) {
     for (i = 0; i < 4; i++) t[i] += t[i + 4];
     return (t[0] + t[2]) + (t[1] + t[3]);
 }
-static DISTILL__AVX512_ATTR float distill__hmax_avx512(__m512 v) {
+static DISTILL__KATTR float distill__hmax_avx512(__m512 v) {
     float t[16], m;
     int i;
     _mm512_storeu_ps(t, v);
@@ -2871,8 +2652,224 @@ static DISTILL__AVX512_ATTR float distill__hmax_avx512(__m512 v) {
 #define DVI_SHL23(a) _mm512_mask_slli_epi32((a), DISTILL__K16, (a), 23)
 #define DV_CASTI(i) _mm512_castsi512_ps(i)
 #define DV_DIVONE(x) _mm512_div_ps(_mm512_set1_ps(1.0f), (x))
-DISTILL__SIMD_TEMPLATE(avx512, DISTILL__AVX512_ATTR)
-static const distill__isa_ops distill__ops_avx512 = DISTILL__OPS_TABLE(avx512, "avx512");
+#elif DISTILL__KERNEL_PASS == 4
+/* --- NEON (aarch64: always present, no run-time check needed) ------------------------- */
+#define DISTILL__K(name) name##_neon
+#define DISTILL__KATTR
+#define DISTILL__KNAME "neon"
+#define DV_T float32x4_t
+#define DVI_T int32x4_t
+#define DV_W 4
+#define DV_LOAD(p) vld1q_f32(p)
+#define DV_STORE(p, v) vst1q_f32((p), (v))
+#define DV_SET1(x) vdupq_n_f32(x)
+#define DV_ZERO() vdupq_n_f32(0.0f)
+#define DV_FMA(a, b, c) vfmaq_f32((c), (a), (b))
+#define DV_ADD(a, b) vaddq_f32((a), (b))
+#define DV_SUB(a, b) vsubq_f32((a), (b))
+#define DV_MUL(a, b) vmulq_f32((a), (b))
+#define DV_MAX(a, b) vmaxq_f32((a), (b))
+#define DV_MIN(a, b) vminq_f32((a), (b))
+#define DV_HSUM(v) vaddvq_f32(v)
+#define DV_HMAX(v) vmaxvq_f32(v)
+#define DV_ROUND(v) vrndnq_f32(v)
+#define DV_CVTI(v) vcvtq_s32_f32(v)
+#define DVI_ADD(a, b) vaddq_s32((a), (b))
+#define DVI_SUB(a, b) vsubq_s32((a), (b))
+#define DVI_SET1(x) vdupq_n_s32(x)
+#define DVI_SRA1(a) vshrq_n_s32((a), 1)
+#define DVI_SHL23(a) vshlq_n_s32((a), 23)
+#define DV_CASTI(i) vreinterpretq_f32_s32(i)
+#define DV_DIVONE(x) vdivq_f32(vdupq_n_f32(1.0f), (x))
+#endif
+
+/* exp(x) for a vector (used by the softmax primitives):
+     x = n ln2 + r, n = round(x / ln2), |r| <= ln2/2, r computed with ln2 split in a high part
+     exact in float and a low part (Cody-Waite), so r carries no cancellation error;
+     exp(r) by its Taylor polynomial of degree 7 (truncation error r^8/8! < 6e-9 relative);
+     2^n built in the exponent field, in two halves 2^(n>>1) * 2^(n - (n>>1)) so that every
+     n in [-150, 128] works (denormal results and overflow to +inf come out right).
+   Inputs are clamped to [-104, 89] (exp is 0 resp. +inf beyond); NaN propagates.
+   Max relative error vs exp() in double over [-87.3, 88.7]: 1.0e-7 measured (about 1.7 ulp),
+   tested < 2e-7 in tests/test_kernels.c. */
+DISTILL__UNUSED static DISTILL__KATTR DV_T DISTILL__K(distill__vexp)(DV_T x) {
+    DV_T n, r, p;
+    DVI_T ni, n1, n2;
+    x = DV_MAX(DV_SET1(-104.0f), x);
+    x = DV_MIN(DV_SET1(89.0f), x);
+    n = DV_ROUND(DV_MUL(x, DV_SET1(1.44269504088896341f)));
+    r = DV_FMA(n, DV_SET1(-0.693145751953125f), x);
+    r = DV_FMA(n, DV_SET1(-1.428606765330187e-06f), r);
+    p = DV_SET1(1.0f / 5040.0f);
+    p = DV_FMA(p, r, DV_SET1(1.0f / 720.0f));
+    p = DV_FMA(p, r, DV_SET1(1.0f / 120.0f));
+    p = DV_FMA(p, r, DV_SET1(1.0f / 24.0f));
+    p = DV_FMA(p, r, DV_SET1(1.0f / 6.0f));
+    p = DV_FMA(p, r, DV_SET1(0.5f));
+    p = DV_FMA(p, r, DV_SET1(1.0f));
+    p = DV_FMA(p, r, DV_SET1(1.0f));
+    ni = DV_CVTI(n);
+    n1 = DVI_SRA1(ni);
+    n2 = DVI_SUB(ni, n1);
+    p = DV_MUL(p, DV_CASTI(DVI_SHL23(DVI_ADD(n1, DVI_SET1(127)))));
+    return DV_MUL(p, DV_CASTI(DVI_SHL23(DVI_ADD(n2, DVI_SET1(127)))));
+}
+
+/* The micro-kernel: a 6 x (2 DV_W) tile of C in 12 vector registers.
+     c (6, 2W) (+)= a (6, kc) . b (kc, 2W)
+   a is a packed panel (for each p, the 6 values of column p), b likewise (for each p, the
+   2W values of row p). Per step: 2 loads of b, 6 broadcasts of a, 12 FMAs. acc: 0 stores
+   the product, 1 adds it to c. ldc is the row stride of c. */
+static DISTILL__KATTR void DISTILL__K(distill__ukernel)(int kc, const float *a, const float *b, float *c,
+                                        size_t ldc, int acc) {
+    DV_T c00 = DV_ZERO(), c01 = DV_ZERO(), c10 = DV_ZERO(), c11 = DV_ZERO();
+    DV_T c20 = DV_ZERO(), c21 = DV_ZERO(), c30 = DV_ZERO(), c31 = DV_ZERO();
+    DV_T c40 = DV_ZERO(), c41 = DV_ZERO(), c50 = DV_ZERO(), c51 = DV_ZERO();
+    DV_T b0, b1, av;
+    int p;
+    for (p = 0; p < kc; p++) {
+        b0 = DV_LOAD(b);
+        b1 = DV_LOAD(b + DV_W);
+        av = DV_SET1(a[0]); c00 = DV_FMA(av, b0, c00); c01 = DV_FMA(av, b1, c01);
+        av = DV_SET1(a[1]); c10 = DV_FMA(av, b0, c10); c11 = DV_FMA(av, b1, c11);
+        av = DV_SET1(a[2]); c20 = DV_FMA(av, b0, c20); c21 = DV_FMA(av, b1, c21);
+        av = DV_SET1(a[3]); c30 = DV_FMA(av, b0, c30); c31 = DV_FMA(av, b1, c31);
+        av = DV_SET1(a[4]); c40 = DV_FMA(av, b0, c40); c41 = DV_FMA(av, b1, c41);
+        av = DV_SET1(a[5]); c50 = DV_FMA(av, b0, c50); c51 = DV_FMA(av, b1, c51);
+        a += 6;
+        b += 2 * DV_W;
+    }
+    if (acc) {
+        c00 = DV_ADD(c00, DV_LOAD(c + 0 * ldc)); c01 = DV_ADD(c01, DV_LOAD(c + 0 * ldc + DV_W));
+        c10 = DV_ADD(c10, DV_LOAD(c + 1 * ldc)); c11 = DV_ADD(c11, DV_LOAD(c + 1 * ldc + DV_W));
+        c20 = DV_ADD(c20, DV_LOAD(c + 2 * ldc)); c21 = DV_ADD(c21, DV_LOAD(c + 2 * ldc + DV_W));
+        c30 = DV_ADD(c30, DV_LOAD(c + 3 * ldc)); c31 = DV_ADD(c31, DV_LOAD(c + 3 * ldc + DV_W));
+        c40 = DV_ADD(c40, DV_LOAD(c + 4 * ldc)); c41 = DV_ADD(c41, DV_LOAD(c + 4 * ldc + DV_W));
+        c50 = DV_ADD(c50, DV_LOAD(c + 5 * ldc)); c51 = DV_ADD(c51, DV_LOAD(c + 5 * ldc + DV_W));
+    }
+    DV_STORE(c + 0 * ldc, c00); DV_STORE(c + 0 * ldc + DV_W, c01);
+    DV_STORE(c + 1 * ldc, c10); DV_STORE(c + 1 * ldc + DV_W, c11);
+    DV_STORE(c + 2 * ldc, c20); DV_STORE(c + 2 * ldc + DV_W, c21);
+    DV_STORE(c + 3 * ldc, c30); DV_STORE(c + 3 * ldc + DV_W, c31);
+    DV_STORE(c + 4 * ldc, c40); DV_STORE(c + 4 * ldc + DV_W, c41);
+    DV_STORE(c + 5 * ldc, c50); DV_STORE(c + 5 * ldc + DV_W, c51);
+}
+
+/* sum a[i]*b[i]: four independent vector accumulators, combined in a fixed order. */
+static DISTILL__KATTR float DISTILL__K(distill__dot)(const float *a, const float *b, int n) {
+    DV_T s0 = DV_ZERO(), s1 = DV_ZERO(), s2 = DV_ZERO(), s3 = DV_ZERO();
+    int i = 0;
+    float s;
+    for (; i + 4 * DV_W <= n; i += 4 * DV_W) {
+        s0 = DV_FMA(DV_LOAD(a + i), DV_LOAD(b + i), s0);
+        s1 = DV_FMA(DV_LOAD(a + i + DV_W), DV_LOAD(b + i + DV_W), s1);
+        s2 = DV_FMA(DV_LOAD(a + i + 2 * DV_W), DV_LOAD(b + i + 2 * DV_W), s2);
+        s3 = DV_FMA(DV_LOAD(a + i + 3 * DV_W), DV_LOAD(b + i + 3 * DV_W), s3);
+    }
+    for (; i + DV_W <= n; i += DV_W) s0 = DV_FMA(DV_LOAD(a + i), DV_LOAD(b + i), s0);
+    s = DV_HSUM(DV_ADD(DV_ADD(s0, s1), DV_ADD(s2, s3)));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* y += a*x */
+static DISTILL__KATTR void DISTILL__K(distill__axpy)(float *y, float a, const float *x, int n) {
+    DV_T av = DV_SET1(a);
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W) DV_STORE(y + i, DV_FMA(av, DV_LOAD(x + i), DV_LOAD(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+/* y *= a */
+static DISTILL__KATTR void DISTILL__K(distill__scale)(float *y, float a, int n) {
+    DV_T av = DV_SET1(a);
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W) DV_STORE(y + i, DV_MUL(av, DV_LOAD(y + i)));
+    for (; i < n; i++) y[i] *= a;
+}
+
+/* max x[i] (-INFINITY for n == 0) */
+static DISTILL__KATTR float DISTILL__K(distill__max)(const float *x, int n) {
+    DV_T m = DV_SET1(-INFINITY);
+    int i = 0;
+    float s;
+    for (; i + DV_W <= n; i += DV_W) m = DV_MAX(m, DV_LOAD(x + i));
+    s = DV_HMAX(m);
+    for (; i < n; i++) s = x[i] > s ? x[i] : s;
+    return s;
+}
+
+/* y[i] = exp(x[i] - shift), returns sum y[i]. The tail goes through the same vector exp
+   (via a small buffer), so every element gets the same approximation. */
+static DISTILL__KATTR float DISTILL__K(distill__exp_sum)(float *y, const float *x, float shift, int n) {
+    DV_T sh = DV_SET1(shift), acc = DV_ZERO(), e;
+    float buf[DV_W], s;
+    int i = 0, j;
+    for (; i + DV_W <= n; i += DV_W) {
+        e = DISTILL__K(distill__vexp)(DV_SUB(DV_LOAD(x + i), sh));
+        DV_STORE(y + i, e);
+        acc = DV_ADD(acc, e);
+    }
+    s = DV_HSUM(acc);
+    if (i < n) {
+        for (j = 0; j < DV_W; j++) buf[j] = i + j < n ? x[i + j] : shift;
+        DV_STORE(buf, DISTILL__K(distill__vexp)(DV_SUB(DV_LOAD(buf), sh)));
+        for (j = 0; i + j < n; j++) { y[i + j] = buf[j]; s += buf[j]; }
+    }
+    return s;
+}
+
+/* SwiGLU on n floats: out = silu(g) u, silu(g) = g sigmoid(g), sigmoid(g) = 1/(1 + exp(-g))
+   backward: dg = d u s (1 + g (1 - s)), du = d g s   (du may alias d). Tails go through a
+   small buffer so every element sees the same arithmetic. */
+static DISTILL__KATTR void DISTILL__K(distill__swiglu_fwd)(float *out, const float *gate, const float *up, int n) {
+    float bg[DV_W], bu[DV_W];
+    int i = 0, j;
+    for (;; i += DV_W) {
+        const float *g = gate + i, *u = up + i;
+        float *o = out + i;
+        DV_T gv, s;
+        int m = n - i < DV_W ? n - i : DV_W;
+        if (m <= 0) break;
+        if (m < DV_W) {
+            for (j = 0; j < DV_W; j++) { bg[j] = j < m ? g[j] : 0.0f; bu[j] = j < m ? u[j] : 0.0f; }
+            g = bg; u = bu; o = bg;
+        }
+        gv = DV_LOAD(g);
+        s = DV_ADD(DV_SET1(1.0f), DISTILL__K(distill__vexp)(DV_SUB(DV_ZERO(), gv)));
+        DV_STORE(o, DV_MUL(DV_MUL(gv, DV_LOAD(u)), DV_DIVONE(s)));
+        if (m < DV_W) { for (j = 0; j < m; j++) out[i + j] = bg[j]; break; }
+    }
+}
+static DISTILL__KATTR void DISTILL__K(distill__swiglu_bwd)(float *dgate, float *dup, const float *dout,
+                                           const float *gate, const float *up, int n) {
+    float bg[DV_W], bu[DV_W], bd[DV_W], bdg[DV_W];
+    int i = 0, j;
+    for (;; i += DV_W) {
+        const float *g = gate + i, *u = up + i, *d = dout + i;
+        float *dg = dgate + i, *du = dup + i;
+        DV_T gv, uv, dv, s, one = DV_SET1(1.0f);
+        int m = n - i < DV_W ? n - i : DV_W;
+        if (m <= 0) break;
+        if (m < DV_W) {
+            for (j = 0; j < DV_W; j++) { bg[j] = j < m ? g[j] : 0.0f; bu[j] = j < m ? u[j] : 0.0f;
+                                         bd[j] = j < m ? d[j] : 0.0f; }
+            g = bg; u = bu; d = bd; dg = bdg; du = bd;
+        }
+        gv = DV_LOAD(g); uv = DV_LOAD(u); dv = DV_LOAD(d);
+        s = DV_DIVONE(DV_ADD(one, DISTILL__K(distill__vexp)(DV_SUB(DV_ZERO(), gv))));
+        DV_STORE(dg, DV_MUL(DV_MUL(DV_MUL(dv, uv), s), DV_FMA(gv, DV_SUB(one, s), one)));
+        DV_STORE(du, DV_MUL(DV_MUL(dv, gv), s));
+        if (m < DV_W) { for (j = 0; j < m; j++) { dgate[i + j] = bdg[j]; dup[i + j] = bd[j]; } break; }
+    }
+}
+
+/* This set's table (the struct is declared before the passes, in part 2 below). */
+static const distill__isa_ops DISTILL__K(distill__ops) = {
+    DISTILL__KNAME, 6, 2 * DV_W, DISTILL__K(distill__ukernel), DISTILL__K(distill__dot),
+    DISTILL__K(distill__axpy), DISTILL__K(distill__scale), DISTILL__K(distill__max),
+    DISTILL__K(distill__exp_sum), DISTILL__K(distill__swiglu_fwd), DISTILL__K(distill__swiglu_bwd)
+};
 #undef DV_T
 #undef DVI_T
 #undef DV_W
@@ -2898,61 +2895,48 @@ static const distill__isa_ops distill__ops_avx512 = DISTILL__OPS_TABLE(avx512, "
 #undef DV_CASTI
 #undef DV_DIVONE
 #undef DISTILL__K16
-#endif /* DISTILL__X86 */
+#undef DISTILL__K
+#undef DISTILL__KATTR
+#undef DISTILL__KNAME
+#undef DISTILL__KERNEL_PASS
+#endif /* DISTILL__KERNEL_PASS */
 
+/* ===================================================================================== */
+/* IMPLEMENTATION, part 2: dispatch, matrix products, and everything after them          */
+/* ===================================================================================== */
+#if defined(DISTILL__IMPLEMENTATION_CONTINUES)
+#undef DISTILL__IMPLEMENTATION_CONTINUES
+
+/* The table of one kernel set. nr = 2 * DV_W columns per micro-tile, 6 rows. */
+struct distill__isa_ops {
+    const char *name;
+    int mr, nr;
+    void (*ukernel)(int kc, const float *a, const float *b, float *c, size_t ldc, int acc);
+    float (*dot)(const float *a, const float *b, int n);
+    void (*axpy)(float *y, float a, const float *x, int n);
+    void (*scale)(float *y, float a, int n);
+    float (*max)(const float *x, int n);
+    float (*exp_sum)(float *y, const float *x, float shift, int n);
+    void (*swiglu_fwd)(float *out, const float *gate, const float *up, int n);
+    void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
+};
+
+/* The kernel sets: the KERNEL BLOCK above, once per ISA this compiler can target. */
+#define DISTILL__KERNEL_PASS 1
+#include DISTILL_HEADER_NAME
+#if defined(DISTILL__KERNEL_PASS)
+#error "distill.h: the header's re-inclusion of itself reached another file; define DISTILL_HEADER_NAME to this file's name (see 'The kernels')"
+#endif
+#if defined(DISTILL__X86)
+#define DISTILL__KERNEL_PASS 2
+#include DISTILL_HEADER_NAME
+#define DISTILL__KERNEL_PASS 3
+#include DISTILL_HEADER_NAME
+#endif
 #if defined(DISTILL__NEON)
-/* --- NEON (aarch64: always present, no run-time check needed) ------------------------- */
-#define DV_T float32x4_t
-#define DVI_T int32x4_t
-#define DV_W 4
-#define DV_LOAD(p) vld1q_f32(p)
-#define DV_STORE(p, v) vst1q_f32((p), (v))
-#define DV_SET1(x) vdupq_n_f32(x)
-#define DV_ZERO() vdupq_n_f32(0.0f)
-#define DV_FMA(a, b, c) vfmaq_f32((c), (a), (b))
-#define DV_ADD(a, b) vaddq_f32((a), (b))
-#define DV_SUB(a, b) vsubq_f32((a), (b))
-#define DV_MUL(a, b) vmulq_f32((a), (b))
-#define DV_MAX(a, b) vmaxq_f32((a), (b))
-#define DV_MIN(a, b) vminq_f32((a), (b))
-#define DV_HSUM(v) vaddvq_f32(v)
-#define DV_HMAX(v) vmaxvq_f32(v)
-#define DV_ROUND(v) vrndnq_f32(v)
-#define DV_CVTI(v) vcvtq_s32_f32(v)
-#define DVI_ADD(a, b) vaddq_s32((a), (b))
-#define DVI_SUB(a, b) vsubq_s32((a), (b))
-#define DVI_SET1(x) vdupq_n_s32(x)
-#define DVI_SRA1(a) vshrq_n_s32((a), 1)
-#define DVI_SHL23(a) vshlq_n_s32((a), 23)
-#define DV_CASTI(i) vreinterpretq_f32_s32(i)
-#define DV_DIVONE(x) vdivq_f32(vdupq_n_f32(1.0f), (x))
-DISTILL__SIMD_TEMPLATE(neon, )
-static const distill__isa_ops distill__ops_neon = DISTILL__OPS_TABLE(neon, "neon");
-#undef DV_T
-#undef DVI_T
-#undef DV_W
-#undef DV_LOAD
-#undef DV_STORE
-#undef DV_SET1
-#undef DV_ZERO
-#undef DV_FMA
-#undef DV_ADD
-#undef DV_SUB
-#undef DV_MUL
-#undef DV_MAX
-#undef DV_MIN
-#undef DV_HSUM
-#undef DV_HMAX
-#undef DV_ROUND
-#undef DV_CVTI
-#undef DVI_ADD
-#undef DVI_SUB
-#undef DVI_SET1
-#undef DVI_SRA1
-#undef DVI_SHL23
-#undef DV_CASTI
-#undef DV_DIVONE
-#endif /* DISTILL__NEON */
+#define DISTILL__KERNEL_PASS 4
+#include DISTILL_HEADER_NAME
+#endif
 
 /* Kernel set by name if this build and this CPU support it, else NULL. */
 static const distill__isa_ops *distill__ops_by_name(const char *name) {
@@ -15976,7 +15960,7 @@ DISTILL_API int distill_svg_save(const char *path, const char *title, const dist
     return distill_atomic_commit(&af, err);
 }
 
-#endif /* DISTILL_IMPLEMENTATION */
+#endif /* DISTILL_IMPLEMENTATION, part 2 (DISTILL__IMPLEMENTATION_CONTINUES) */
 
 /*
 ------------------------------------------------------------------------------
