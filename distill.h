@@ -11221,45 +11221,221 @@ DISTILL_API void distill_kd_head_free(distill_kd_head *h) {
     DISTILL_FREE(h);
 }
 
+/* The head's fast path: the losses and gradient of distill__kd_position computed on the float
+   logits with the SIMD kernels (vectorised exp, dot, axpy, scale) instead of libm exp in
+   double: for the forward and reverse KL with a full teacher, and for every divergence with a
+   top-k teacher (whose k+1 bins go through the double-precision distill__kd_bins). The JSD with
+   a full teacher (a log per entry) keeps the double path. Sums over the vocabulary are float
+   partial sums over blocks of DISTILL__KD_BLOCK entries, combined in double, so the rounding
+   grows with the block, not with V. With E = exp(z - max z) and S = sum E per distribution
+   (q = Eq/Sq the student at temperature tau, z = s/tau; p = Et/St the teacher; p1 = E1/S1 the
+   untempered student), c = alpha tau (the alpha tau^2 of the loss times the 1/tau of dz/ds):
+     forward KL  D = sum p (zt - zq) - (lse_t - lse_q)        dL/ds = c (q - p)
+     reverse KL  D = sum q (zq - zt) - (lse_q - lse_t)        dL/ds = c q (zq - zt - (lse_q - lse_t) - D)
+     top-k       bins as in distill__kd_position;             dL/ds = c q (share - R) + c (r_b - q share) on listed ids
+   plus (1 - alpha)(p1 - [j = y]) from the CE term. tests/test_kd.c checks it against the
+   double path: loss within 2e-5 relative (+1e-6), every gradient entry within 1e-6 of the
+   largest. */
+#define DISTILL__KD_BLOCK 512
+
+/* E = exp(x scale - m) into e (x scale first goes into e: exp_sum takes a shift only);
+   returns S = sum E. */
+static double distill__kd_exps(float *e, const float *x, float scale, float m, int V) {
+    double S = 0.0;
+    int j0, nb;
+    for (j0 = 0; j0 < V; j0 += nb) {
+        nb = V - j0 < DISTILL__KD_BLOCK ? V - j0 : DISTILL__KD_BLOCK;
+        if (scale != 1.0f) {
+            memcpy(e + j0, x + j0, sizeof(float) * (size_t)nb);
+            distill_vec_scale(e + j0, scale, nb);
+            S += distill_vec_exp_sum(e + j0, e + j0, m, nb);
+        } else {
+            S += distill_vec_exp_sum(e + j0, x + j0, m, nb);
+        }
+    }
+    return S;
+}
+
+/* sum a[j] b[j], or sum a[j] when b is NULL */
+static double distill__kd_dot(const float *a, const float *b, int V) {
+    float one[DISTILL__KD_BLOCK];
+    double s = 0.0;
+    int j0, nb;
+    if (!b) for (j0 = 0; j0 < DISTILL__KD_BLOCK; j0++) one[j0] = 1.0f;
+    for (j0 = 0; j0 < V; j0 += nb) {
+        nb = V - j0 < DISTILL__KD_BLOCK ? V - j0 : DISTILL__KD_BLOCK;
+        s += distill_vec_dot(a + j0, b ? b + j0 : one, nb);
+    }
+    return s;
+}
+
+/* sum e[j] (x[j] scale - y[j] - m), the difference formed per entry before the product (the
+   two dots taken apart cancel: they are ~|x| S while the result can be ~0); y may be NULL. */
+static double distill__kd_dot_diff(const float *e, const float *x, float scale, const float *y, float m, int V) {
+    float one[DISTILL__KD_BLOCK], dif[DISTILL__KD_BLOCK];
+    double s = 0.0;
+    int j0, nb;
+    for (j0 = 0; j0 < DISTILL__KD_BLOCK; j0++) one[j0] = 1.0f;
+    for (j0 = 0; j0 < V; j0 += nb) {
+        nb = V - j0 < DISTILL__KD_BLOCK ? V - j0 : DISTILL__KD_BLOCK;
+        memcpy(dif, x + j0, sizeof(float) * (size_t)nb);
+        if (scale != 1.0f) distill_vec_scale(dif, scale, nb);
+        if (y) distill_vec_axpy(dif, -1.0f, y + j0, nb);
+        if (m != 0.0f) distill_vec_axpy(dif, -m, one, nb);
+        s += distill_vec_dot(e + j0, dif, nb);
+    }
+    return s;
+}
+
+/* 1 if the fast path covers this position (else the double path runs) */
+static int distill__kd_fast_ok(const distill_kd_config *kc, int topk, int k, int V) {
+    if (topk) return k >= 1 && k <= 4096 && k < V;
+    return kc->alpha == 0.0f || kc->beta <= 0.0f || kc->beta >= 1.0f;
+}
+
+/* One position: s (V) the student's logits, overwritten with dL/ds when `grad`; t (V) the
+   teacher's logits, or (t NULL) the top-k entry ids, logp, tail_logp. f: 4V floats of
+   scratch, d: 5 (k + 1) doubles. Returns the fields of distill__kd_position. */
+static distill_kd_result distill__kd_position_fast(float *s, int V, const float *t, const int32_t *ids,
+                                                   const float *logp, int k, float tail_logp, int32_t target,
+                                                   const distill_kd_config *kc, int grad, float *f, double *d) {
+    distill_kd_result res;
+    double alpha = kc->alpha, beta = kc->beta, tau = kc->temperature, c = alpha * tau;
+    double S1, Sq = 0.0, lseq = 0.0, ce_w = 0.0;
+    float itau = (float)(1.0 / tau), m1, mq;
+    float *E1 = f, *Eq = f, *Zq = s, *Et = f + 2 * (size_t)V;
+    int j, has_y = target >= 0 && target < V;
+
+    /* the untempered student: argmax, CE, entropy = lse1 - sum p1 s */
+    m1 = distill_vec_max(s, V);
+    res.argmax = 0;
+    for (j = 0; j < V; j++) if (s[j] == m1) { res.argmax = j; break; }
+    S1 = distill__kd_exps(E1, s, 1.0f, m1, V);
+    res.entropy = log(S1) - distill__kd_dot_diff(E1, s, 1.0f, NULL, m1, V) / S1;
+    res.ce = has_y ? (double)m1 + log(S1) - s[target] : 0.0;
+    res.kd = 0.0;
+    if (has_y && alpha < 1.0) ce_w = 1.0 - alpha;   /* the CE gradient (1 - alpha)(p1 - [j = y]) */
+
+    if (alpha > 0.0) {
+        if (tau != 1.0) {   /* the tempered student: Zq = s / tau, Eq = exp(Zq - max) */
+            Eq = f + (size_t)V;
+            Zq = f + 3 * (size_t)V;
+            memcpy(Zq, s, sizeof(float) * (size_t)V);
+            distill_vec_scale(Zq, itau, V);
+            mq = m1 * itau;
+            Sq = distill__kd_exps(Eq, Zq, 1.0f, mq, V);
+        } else {
+            mq = m1;
+            Sq = S1;
+        }
+        lseq = (double)mq + log(Sq);
+    }
+    if (alpha > 0.0 && t) {   /* full teacher: zt = t / tau */
+        float mt = distill_vec_max(t, V) * itau;
+        double St = distill__kd_exps(Et, t, itau, mt, V), lset = (double)mt + log(St);
+        if (beta <= 0.0) {   /* forward KL */
+            res.kd = distill__kd_dot_diff(Et, t, itau, Zq, 0.0f, V) / St - (lset - lseq);
+            if (grad) {
+                memcpy(s, Eq, sizeof(float) * (size_t)V);
+                distill_vec_scale(s, (float)(c / Sq + (Eq == E1 ? ce_w / S1 : 0.0)), V);
+                distill_vec_axpy(s, (float)(-c / St), Et, V);
+                if (Eq != E1 && ce_w != 0.0) distill_vec_axpy(s, (float)(ce_w / S1), E1, V);
+            }
+        } else {             /* reverse KL */
+            res.kd = -distill__kd_dot_diff(Eq, t, itau, Zq, 0.0f, V) / Sq - (lseq - lset);
+            if (grad) {      /* Zq may be s itself (tau = 1): each entry is read before written.
+                                The difference in double: zq, zt and K are ~|z| and nearly cancel */
+                double a = c / Sq, K = lseq - lset + res.kd, it = 1.0 / tau;
+                for (j = 0; j < V; j++) s[j] = (float)(a * Eq[j] * ((double)Zq[j] - t[j] * it - K));
+                if (ce_w != 0.0) distill_vec_axpy(s, (float)(ce_w / S1), E1, V);
+            }
+        }
+    } else if (alpha > 0.0) {
+        /* top-k teacher: bins 0..k-1 the listed tokens, bin k the rest (the tail) */
+        double *blq = d, *bq = d + (k + 1), *lp = d + 2 * (size_t)(k + 1), *p = d + 3 * (size_t)(k + 1);
+        double *rb = d + 4 * (size_t)(k + 1), R = 0.0, tail, share;
+        float *saved = Et;
+        for (j = 0; j < k; j++) {
+            saved[j] = Eq[ids[j]];
+            blq[j] = (double)Zq[ids[j]] - lseq;
+            bq[j] = (double)saved[j] / Sq;
+            lp[j] = (double)logp[j] / tau;
+        }
+        lp[k] = (tail_logp > -87.0f ? (double)tail_logp : -87.0) / tau;
+        /* the tail's mass summed directly (not 1 - the listed mass, which cancels when the
+           listed tokens hold nearly all of it): zero the listed entries, sum, restore */
+        for (j = 0; j < k; j++) Eq[ids[j]] = 0.0f;
+        tail = distill__kd_dot(Eq, NULL, V) / Sq;
+        for (j = k - 1; j >= 0; j--) Eq[ids[j]] = saved[j];
+        blq[k] = tail > 0.0 ? log(tail) : -700.0;
+        bq[k] = tail;
+        distill__log_softmax(lp, k + 1, 1.0, lp, p);   /* renormalise the k+1 teacher bins */
+        res.kd = distill__kd_bins(blq, bq, lp, p, k + 1, beta, rb);
+        for (j = 0; j <= k; j++) R += rb[j];
+        share = tail > 0.0 ? rb[k] / tail : 0.0;
+        if (grad) {
+            memcpy(s, Eq, sizeof(float) * (size_t)V);
+            distill_vec_scale(s, (float)(c * (share - R) / Sq + (Eq == E1 ? ce_w / S1 : 0.0)), V);
+            if (Eq != E1 && ce_w != 0.0) distill_vec_axpy(s, (float)(ce_w / S1), E1, V);
+            for (j = 0; j < k; j++) s[ids[j]] += (float)(c * (rb[j] - bq[j] * share));
+        }
+    } else if (grad) {       /* alpha = 0: the CE gradient alone */
+        memcpy(s, E1, sizeof(float) * (size_t)V);
+        distill_vec_scale(s, (float)(ce_w / S1), V);
+    }
+    if (grad && ce_w != 0.0) s[target] -= (float)ce_w;
+    res.loss = alpha * tau * tau * res.kd + (1.0 - alpha) * res.ce;
+    return res;
+}
+
 /* The chunk callback: for each position of the chunk, the per-position loss of
-   distill_kd_position, weighted by w and written back as dlogits * w * grad_scale. */
+   distill_kd_position (its float fast path above where it applies), weighted by w and
+   written back as dlogits * w * grad_scale. */
 static void distill__kd_head_fn(void *ctx, const int64_t *pos, int n, float *lg, int V,
                                 const int32_t *targets, const float *weights, float grad_scale,
                                 int compute_grad, distill_stats *st, int thread) {
     distill_kd_head *h = (distill_kd_head *)ctx;
     double *s = h->scratch + (size_t)thread * 12 * (size_t)V, *t = s + V, *g = t + V, *scr = g + V;
-    int i, j;
+    int i, j, k = h->cache ? h->cache->k : 0;
+    int fast = distill__kd_fast_ok(&h->kc, h->cache != NULL, k, V);
     for (i = 0; i < n; i++) {
         int64_t p = pos[i];
-        float *row = lg + (size_t)i * V;
+        float *row = lg + (size_t)i * V, tail = 0.0f;
         int32_t tgt = targets[p];
         double w = tgt < 0 ? 0.0 : weights ? (double)weights[p] : 1.0;
+        const float *tl = NULL, *lp = NULL;
+        const int32_t *ids = NULL;
         distill_kd_result res;
         if (w == 0.0) {
             if (compute_grad) memset(row, 0, sizeof(float) * (size_t)V);
             continue;
         }
-        for (j = 0; j < V; j++) s[j] = row[j];
         if (h->cache) {
             const unsigned char *e = h->cache->entries + (size_t)h->entry[p] * h->cache->entry_bytes;
-            int k = h->cache->k;
-            /* the entry is little-endian int32/float32; copy out to aligned arrays */
-            int32_t *ids = (int32_t *)(void *)t;
-            float *lp = (float *)(void *)(ids + k);
-            for (j = 0; j < k; j++) { ids[j] = (int32_t)distill__get_u32(e + 4 * (size_t)j); lp[j] = distill__get_f32(e + 4 * (size_t)(k + j)); }
-            res = distill__kd_position(s, V, NULL, ids, lp, k, distill__get_f32(e + 8 * (size_t)k), tgt, &h->kc,
-                                      compute_grad ? g : NULL, scr);
+            /* the entry is little-endian int32/float32: copy it out to aligned arrays (in t,
+               unused by the double path with a cache; past the fast path's 2V + 5(k+1)) */
+            int32_t *idw = (int32_t *)(void *)(fast ? s + 8 * (size_t)V : t);
+            float *lpw = (float *)(void *)(idw + k);
+            for (j = 0; j < k; j++) { idw[j] = (int32_t)distill__get_u32(e + 4 * (size_t)j); lpw[j] = distill__get_f32(e + 4 * (size_t)(k + j)); }
+            ids = idw; lp = lpw; tail = distill__get_f32(e + 8 * (size_t)k);
         } else {   /* this position's row of the chunk distill__kd_prepare computed */
-            const float *tl = h->tlogits + (size_t)(pos + i - h->chunk_pos) * V;
-            for (j = 0; j < V; j++) t[j] = tl[j];
-            res = distill__kd_position(s, V, t, NULL, NULL, 0, 0.0f, tgt, &h->kc, compute_grad ? g : NULL, scr);
+            tl = h->tlogits + (size_t)(pos + i - h->chunk_pos) * V;
+        }
+        if (fast) {
+            res = distill__kd_position_fast(row, V, tl, ids, lp, k, tail, tgt, &h->kc, compute_grad,
+                                            (float *)(void *)s, s + 2 * (size_t)V);
+            if (compute_grad) distill_vec_scale(row, (float)(w * (double)grad_scale), V);
+        } else {
+            for (j = 0; j < V; j++) s[j] = row[j];
+            if (tl) for (j = 0; j < V; j++) t[j] = tl[j];
+            res = distill__kd_position(s, V, tl ? t : NULL, ids, lp, k, tail, tgt, &h->kc, compute_grad ? g : NULL, scr);
+            if (compute_grad)
+                for (j = 0; j < V; j++) row[j] = (float)(g[j] * w * (double)grad_scale);
         }
         st->loss += w * res.loss;
         st->weight_sum += w;
         st->accuracy += res.argmax == tgt ? w : 0.0;   /* weighted, as the core's CE head */
         st->entropy += w * res.entropy;
-        if (compute_grad)
-            for (j = 0; j < V; j++) row[j] = (float)(g[j] * w * (double)grad_scale);
     }
 }
 
