@@ -229,6 +229,20 @@ DISTILL_API int  distill_get_threads(void);
 DISTILL_API int         distill_set_simd(const char *name);
 DISTILL_API const char *distill_simd_name(void);
 
+/* Op profile: where a step's time goes. distill_profile_start() resets and switches on
+   timers in the library's ops (each matrix product by kind and shape, attention, norms,
+   SwiGLU, RoPE, the LM head and loss, the optimizer, ...); distill_profile_print() then prints,
+   per op, its calls, thread 0's time inside it and, per thread, the time spent running its
+   tasks and the rest of the op's time (waiting in the pool for a job, the other threads, or
+   thread 0's serial part). `wall` (seconds, e.g. the sum of the timed steps) sets the shares
+   and the "outside the ops" line; `steps` divides the times. Off, the timers cost one branch
+   per op; on, two clock reads per op and per thread and job.
+       distill_profile_start();  ...steps...;  distill_profile_stop();
+       distill_profile_print(stdout, wall_seconds, n_steps);                                  */
+DISTILL_API void distill_profile_start(void);
+DISTILL_API void distill_profile_stop(void);
+DISTILL_API void distill_profile_print(FILE *f, double wall, int steps);
+
 /* Run fn(ctx, begin, end, thread) over [0, n) in chunks of `chunk` items, on all workers.
    Returns when every chunk is done. */
 typedef void (*distill_task_fn)(void *ctx, int64_t begin, int64_t end, int thread);
@@ -2264,6 +2278,8 @@ typedef struct distill__pool {
     float *scratch[DISTILL__MAX_THREADS];
     size_t scratch_floats[DISTILL__MAX_THREADS];
     int scratch_reserved;           /* slots 0..scratch_reserved-1 hold full-size scratch */
+    struct distill__prof *prof;     /* the op profile while switched on, else NULL */
+    struct distill__prof *prof_data;/* its storage (kept after distill_profile_stop for printing) */
 #if !defined(DISTILL_NO_THREADS)
     pthread_t tid[DISTILL__MAX_THREADS];
     pthread_mutex_t mu;
@@ -2304,10 +2320,79 @@ static int distill__default_threads(void) {
     return n;
 }
 
+/* The op profile. Regions are named on thread 0 outside jobs (an op's entry point calls
+   distill__prof_begin/end); time is exclusive: a nested region (a matmul inside the head)
+   pauses its parent. A job run while a region is open adds each thread's time inside
+   run_chunks to that region's busy[thread]; so for thread t, wall - busy[t] is the region's
+   time not spent computing on t: pool hand-off and barrier waits, or thread 0's serial code. */
+#define DISTILL__PROF_MAX 96
+typedef struct distill__prof {
+    int n, depth, stack[8], cur;    /* cur: the innermost open region, -1 none */
+    double t0;                      /* start of the current exclusive segment */
+    struct {
+        char name[48];
+        int64_t calls;
+        double wall;                /* thread 0's exclusive time in the region */
+        double busy[DISTILL__MAX_THREADS];
+    } r[DISTILL__PROF_MAX];
+} distill__prof;
+
+static int distill__prof_begin(const char *name) {
+    distill__prof *pr = distill__the_pool.prof;
+    double now;
+    int i;
+    if (!pr || pr->depth >= 8) return 0;
+#if !defined(DISTILL_NO_THREADS)
+    if (DISTILL__LOAD(&distill__the_pool.busy)) return 0;   /* inside a task: not thread 0's op */
+#endif
+    for (i = 0; i < pr->n && strcmp(pr->r[i].name, name); i++) {}
+    if (i == pr->n) {
+        if (pr->n == DISTILL__PROF_MAX) i = DISTILL__PROF_MAX - 1;   /* the last slot collects the rest */
+        else { pr->n++; snprintf(pr->r[i].name, sizeof pr->r[i].name, "%s", name); }
+    }
+    now = distill_time_seconds();
+    if (pr->cur >= 0) pr->r[pr->cur].wall += now - pr->t0;
+    pr->stack[pr->depth++] = pr->cur;
+    pr->cur = i;
+    pr->r[i].calls++;
+    pr->t0 = now;
+    return 1;
+}
+
+static void distill__prof_end(int opened) {
+    distill__prof *pr = distill__the_pool.prof;
+    double now;
+    if (!opened || !pr) return;
+    now = distill_time_seconds();
+    pr->r[pr->cur].wall += now - pr->t0;
+    pr->cur = pr->stack[--pr->depth];
+    pr->t0 = now;
+}
+
+/* A region named by a format (shapes): formatted only while profiling. */
+static int distill__prof_beginf(const char *fmt, ...) DISTILL__PRINTF(1, 2);
+static int distill__prof_beginf(const char *fmt, ...) {
+    char name[48];
+    va_list ap;
+    if (!distill__the_pool.prof) return 0;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return distill__prof_begin(name);
+}
+
+/* Where thread `thread` runs a job's chunks: the time goes to the open region. */
+static void distill__prof_busy(int thread, double t0) {
+    distill__prof *pr = distill__the_pool.prof;
+    if (pr && pr->cur >= 0 && thread >= 0 && thread < DISTILL__MAX_THREADS)
+        pr->r[pr->cur].busy[thread] += distill_time_seconds() - t0;
+}
+
 #if !defined(DISTILL_NO_THREADS)
 #define DISTILL__SPIN 20000
 
 static void distill__run_chunks(distill__pool *P, int thread) {
+    double t0 = P->prof ? distill_time_seconds() : 0.0;
     for (;;) {
         int64_t i = DISTILL__FETCH_ADD(&P->next, 1), b, e;
         if (i >= P->n_chunks) break;
@@ -2315,6 +2400,7 @@ static void distill__run_chunks(distill__pool *P, int thread) {
         e = b + P->chunk < P->n ? b + P->chunk : P->n;
         P->fn(P->ctx, b, e, thread);
     }
+    if (P->prof) distill__prof_busy(thread, t0);
 }
 
 static void *distill__worker(void *arg) {
@@ -2441,6 +2527,7 @@ DISTILL_API int distill_get_threads(void) {
 DISTILL_API void distill_parallel_for(int64_t n, int64_t chunk, distill_task_fn fn, void *ctx) {
     distill__pool *P = &distill__the_pool;
     int64_t n_chunks, b;
+    double t0;
     if (n <= 0) return;
     if (chunk < 1) chunk = 1;
     n_chunks = (n - 1) / chunk + 1;
@@ -2472,13 +2559,89 @@ DISTILL_API void distill_parallel_for(int64_t n, int64_t chunk, distill_task_fn 
         }
     }
     DISTILL__STORE(&P->busy, 1);
+    t0 = P->prof ? distill_time_seconds() : 0.0;
     for (b = 0; b < n; b += chunk) fn(ctx, b, b + chunk < n ? b + chunk : n, 0);
+    if (P->prof) distill__prof_busy(0, t0);
     DISTILL__STORE(&P->busy, 0);
 #else
     (void)n_chunks;
     if (P->scratch_reserved < 1) distill__reserve_scratch(P);
+    t0 = P->prof ? distill_time_seconds() : 0.0;
     for (b = 0; b < n; b += chunk) fn(ctx, b, b + chunk < n ? b + chunk : n, 0);
+    if (P->prof) distill__prof_busy(0, t0);
 #endif
+}
+
+DISTILL_API void distill_profile_start(void) {
+    distill__pool *P = &distill__the_pool;
+    if (!P->prof_data) P->prof_data = (distill__prof *)DISTILL_MALLOC(sizeof(distill__prof));
+    if (!P->prof_data) return;
+    memset(P->prof_data, 0, sizeof *P->prof_data);
+    P->prof_data->cur = -1;
+    P->prof = P->prof_data;
+}
+
+DISTILL_API void distill_profile_stop(void) { distill__the_pool.prof = NULL; }
+
+/* One table row: calls, thread 0's ms, share of wall, then per thread busy ms and the rest. */
+static void distill__prof_row(FILE *f, const char *name, double calls, double ms, double share,
+                              const double *busy, int nth, double per) {
+    int t;
+    fprintf(f, "%-40s %7.1f %9.3f %6.1f%% |", name, calls, ms, 100.0 * share);
+    for (t = 0; t < nth; t++) fprintf(f, " %8.3f", 1e3 * busy[t] / per);
+    fprintf(f, " |");
+    for (t = 0; t < nth; t++) fprintf(f, " %8.3f", ms - 1e3 * busy[t] / per);
+    fprintf(f, "\n");
+}
+
+DISTILL_API void distill_profile_print(FILE *f, double wall, int steps) {
+    const distill__prof *pr = distill__the_pool.prof_data;
+    double per = steps > 0 ? (double)steps : 1.0, sum = 0.0, fb[DISTILL__MAX_THREADS], tb[DISTILL__MAX_THREADS];
+    int nth = distill_get_threads(), i, j, t, order[DISTILL__PROF_MAX], done[DISTILL__PROF_MAX];
+    if (!pr) { fprintf(f, "profile: not started\n"); return; }
+    if (nth > 8) nth = 8;
+    for (i = 0; i < pr->n; i++) { order[i] = i; done[i] = 0; sum += pr->r[i].wall; }
+    for (i = 1; i < pr->n; i++)   /* by time, largest first */
+        for (j = i; j > 0 && pr->r[order[j]].wall > pr->r[order[j - 1]].wall; j--) { t = order[j]; order[j] = order[j - 1]; order[j - 1] = t; }
+    fprintf(f, "profile: %d step(s), %.3f ms per step, %d thread(s); per op and step: calls, ms on thread 0,\n"
+               "share of the step | ms running its tasks per thread | ms not running them (waits, serial part)\n",
+            steps, 1e3 * wall / per, distill_get_threads());
+    fprintf(f, "%-40s %7s %9s %7s |", "op [shape: M x N x K of C = A.B]", "calls", "ms", "share");
+    for (t = 0; t < nth; t++) fprintf(f, "  busy t%d", t);
+    fprintf(f, " |");
+    for (t = 0; t < nth; t++) fprintf(f, "  rest t%d", t);
+    fprintf(f, "\n");
+    for (i = 0; i < pr->n; i++) {
+        const int r = order[i];
+        distill__prof_row(f, pr->r[r].name, (double)pr->r[r].calls / per, 1e3 * pr->r[r].wall / per,
+                          wall > 0 ? pr->r[r].wall / wall : 0.0, pr->r[r].busy, nth, per);
+    }
+    /* families: the name up to " [" (the shape) */
+    fprintf(f, "-- by op family\n");
+    memset(tb, 0, sizeof tb);
+    for (i = 0; i < pr->n; i++) {
+        const int r = order[i];
+        const char *br = strstr(pr->r[r].name, " [");
+        size_t len = br ? (size_t)(br - pr->r[r].name) : strlen(pr->r[r].name);
+        double fw = 0.0, fc = 0.0;
+        char fam[48];
+        if (done[r]) continue;
+        memset(fb, 0, sizeof fb);
+        for (j = i; j < pr->n; j++) {
+            const int q = order[j];
+            if (done[q] || strncmp(pr->r[q].name, pr->r[r].name, len) || (pr->r[q].name[len] && pr->r[q].name[len] != ' ')) continue;
+            done[q] = 1;
+            fw += pr->r[q].wall;
+            fc += (double)pr->r[q].calls;
+            for (t = 0; t < nth; t++) fb[t] += pr->r[q].busy[t];
+        }
+        for (t = 0; t < nth; t++) tb[t] += fb[t];
+        snprintf(fam, sizeof fam, "%.*s", (int)len, pr->r[r].name);
+        distill__prof_row(f, fam, fc / per, 1e3 * fw / per, wall > 0 ? fw / wall : 0.0, fb, nth, per);
+    }
+    distill__prof_row(f, "all ops", 0.0, 1e3 * sum / per, wall > 0 ? sum / wall : 0.0, tb, nth, per);
+    fprintf(f, "%-40s %7s %9.3f %6.1f%%\n", "outside the ops (step loop, batch)", "", 1e3 * (wall - sum) / per,
+            wall > 0 ? 100.0 * (wall - sum) / wall : 0.0);
 }
 
 /* Per-thread scratch of at least `floats` floats (64-byte aligned), or NULL when out of
@@ -3297,6 +3460,7 @@ DISTILL_API int distill_set_blas(int on) {
 
 DISTILL_API void distill_matmul_forward(float *out, const float *inp, const float *weight,
                                         const float *bias, int BT, int C, int OC) {
+    int pr_ = distill__prof_beginf("matmul fwd [%dx%dx%d]", BT, OC, C);
 #ifdef DISTILL_OPENBLAS
     if (C > 0 && !distill__the_pool.no_blas) {
         distill__blas_ctx b;
@@ -3305,6 +3469,7 @@ DISTILL_API void distill_matmul_forward(float *out, const float *inp, const floa
         b.BT = BT; b.C = C; b.OC = OC;
         distill__blas_init();
         distill__blas_run(&b, BT);
+        distill__prof_end(pr_);
         return;
     }
 #endif
@@ -3318,6 +3483,7 @@ DISTILL_API void distill_matmul_forward(float *out, const float *inp, const floa
         g.bias = bias;
         distill__gemm_run(&g);
     }
+    distill__prof_end(pr_);
 }
 
 DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbias,
@@ -3330,13 +3496,14 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
         memset(&b, 0, sizeof b);
         b.inp = inp; b.weight = weight; b.dout = dout; b.BT = BT; b.C = C; b.OC = OC;
         distill__blas_init();
-        if (dinp) { b.which = 1; b.out = dinp; distill__blas_run(&b, BT); }
-        if (dweight) { b.which = 2; b.out = dweight; distill__blas_run(&b, OC); }
+        if (dinp) { int pr_ = distill__prof_begin("matmul dX (BLAS)"); b.which = 1; b.out = dinp; distill__blas_run(&b, BT); distill__prof_end(pr_); }
+        if (dweight) { int pr_ = distill__prof_begin("matmul dW (BLAS)"); b.which = 2; b.out = dweight; distill__blas_run(&b, OC); distill__prof_end(pr_); }
         dinp = dweight = NULL; /* done */
     }
 #endif
     if (dinp) { /* dinp (BT,C) += dout (BT,OC) . W (OC,C) */
         distill__gemm g;
+        int pr_ = distill__prof_beginf("matmul dX [%dx%dx%d]", BT, C, OC);
         memset(&g, 0, sizeof g);
         g.M = BT; g.N = C; g.K = OC;
         g.a = dout; g.rsa = (size_t)OC; g.csa = 1;
@@ -3344,9 +3511,11 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
         g.c = dinp; g.ldc = (size_t)C;
         g.accumulate = 1;
         distill__gemm_run(&g);
+        distill__prof_end(pr_);
     }
     if (dweight) { /* dW (OC,C) += dout^T (OC,BT) . inp (BT,C) */
         distill__gemm g;
+        int pr_ = distill__prof_beginf("matmul dW [%dx%dx%d]", OC, C, BT);
         memset(&g, 0, sizeof g);
         g.M = OC; g.N = C; g.K = BT;
         g.a = dout; g.rsa = 1; g.csa = (size_t)OC;
@@ -3354,11 +3523,14 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
         g.c = dweight; g.ldc = (size_t)C;
         g.accumulate = 1;
         distill__gemm_run(&g);
+        distill__prof_end(pr_);
     }
     if (dbias) {
         distill__dbias_ctx d;
+        int pr_ = distill__prof_begin("matmul dbias");
         d.dbias = dbias; d.dout = dout; d.BT = BT; d.OC = OC;
         distill_parallel_for((int64_t)OC, 256, distill__dbias_task, &d);
+        distill__prof_end(pr_);
     }
 }
 
@@ -3462,12 +3634,15 @@ DISTILL_API void distill_flash_attention_forward(float *out, float *lse, const f
                                                  const float *v, const int *lengths, const int *kstart,
                                                  int B, int T, int NH, int NKV, int HS) {
     distill__fa_ctx c;
+    int pr_;
     int64_t nqb = (T + DISTILL__FA_Q - 1) / DISTILL__FA_Q;
     if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
+    pr_ = distill__prof_begin("attention fwd");
     memset(&c, 0, sizeof c);
     c.out = out; c.lse = lse; c.q = q; c.k = k; c.v = v; c.lengths = lengths; c.kstart = kstart;
     c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
     distill_parallel_for((int64_t)B * NH * nqb, 1, distill__fa_fwd_task, &c);
+    distill__prof_end(pr_);
 }
 
 static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
@@ -3535,11 +3710,14 @@ DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *d
                                                   const float *out, const float *lse, const int *lengths,
                                                   const int *kstart, int B, int T, int NH, int NKV, int HS) {
     distill__fa_ctx c;
+    int pr_;
     if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
+    pr_ = distill__prof_begin("attention bwd");
     memset(&c, 0, sizeof c);
     c.dq = dq; c.dk = dk; c.dv = dv; c.dout = dout; c.q = q; c.k = k; c.v = v; c.cout = out; c.clse = lse;
     c.lengths = lengths; c.kstart = kstart; c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
     distill_parallel_for((int64_t)B * NKV, 1, distill__fa_bwd_task, &c);
+    distill__prof_end(pr_);
 }
 /* ===================================================================================== */
 /* JSON                                                                                   */
@@ -9335,9 +9513,11 @@ static void distill__emb_fwd_task(void *p, int64_t b, int64_t e, int th) {
     }
 }
 DISTILL_API void distill_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C) {
+    int pr_ = distill__prof_begin("embedding fwd");
     distill__emb_ctx c;
     c.out = out; c.table = table; c.dout = NULL; c.tok = tokens; c.N = N; c.C = C;
     distill_parallel_for(N, 64, distill__emb_fwd_task, &c);
+    distill__prof_end(pr_);
 }
 static void distill__emb_bwd_task(void *p, int64_t b, int64_t e, int th) {
     distill__emb_ctx *c = (distill__emb_ctx *)p;
@@ -9354,9 +9534,11 @@ static void distill__emb_bwd_task(void *p, int64_t b, int64_t e, int th) {
     }
 }
 DISTILL_API void distill_embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int N, int C) {
+    int pr_ = distill__prof_begin("embedding bwd");
     distill__emb_ctx c;
     c.out = dtable; c.table = NULL; c.dout = dout; c.tok = tokens; c.N = N; c.C = C;
     distill_parallel_for(C, 32, distill__emb_bwd_task, &c);
+    distill__prof_end(pr_);
 }
 
 /* ---- RMSNorm ------------------------------------------------------------------------
@@ -9386,10 +9568,12 @@ static void distill__rms_fwd_task(void *p, int64_t b, int64_t e, int th) {
     }
 }
 DISTILL_API void distill_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps) {
+    int pr_ = distill__prof_begin("rmsnorm fwd");
     distill__rms_ctx c;
     memset(&c, 0, sizeof c);
     c.out = out; c.rstd = rstd; c.inp = inp; c.weight = weight; c.C = C; c.eps = eps;
     distill_parallel_for(N, 16, distill__rms_fwd_task, &c);
+    distill__prof_end(pr_);
 }
 static void distill__rms_bwd_dx_task(void *p, int64_t b, int64_t e, int th) {
     distill__rms_ctx *c = (distill__rms_ctx *)p;
@@ -9420,6 +9604,7 @@ static void distill__rms_bwd_dw_task(void *p, int64_t b, int64_t e, int th) {
 }
 DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                                           const float *weight, const float *rstd, int N, int C) {
+    int pr_ = distill__prof_begin("rmsnorm bwd");
     distill__rms_ctx c;
     distill__rms_dw_ctx d;
     memset(&c, 0, sizeof c);
@@ -9427,6 +9612,7 @@ DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const flo
     if (dinp) distill_parallel_for(N, 16, distill__rms_bwd_dx_task, &c);
     d.c = &c; d.N = N;
     if (dweight) distill_parallel_for(C, 16, distill__rms_bwd_dw_task, &d);
+    distill__prof_end(pr_);
 }
 
 /* ---- RoPE ---------------------------------------------------------------------------
@@ -9481,14 +9667,18 @@ DISTILL_API void distill_rope_backward(float *dx, const int32_t *pos, int N, int
     distill_parallel_for(N, 16, distill__rope_task, &c);
 }
 DISTILL_API void distill_rope_forward_freqs(float *x, const int32_t *pos, int N, int nh, int hs, const double *inv_freq) {
+    int pr_ = distill__prof_begin("rope fwd");
     distill__rope_ctx c;
     c.x = x; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = 0; c.sign = 1.0f; c.inv = inv_freq;
     distill_parallel_for(N, 16, distill__rope_task, &c);
+    distill__prof_end(pr_);
 }
 DISTILL_API void distill_rope_backward_freqs(float *dx, const int32_t *pos, int N, int nh, int hs, const double *inv_freq) {
+    int pr_ = distill__prof_begin("rope bwd");
     distill__rope_ctx c;
     c.x = dx; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = 0; c.sign = -1.0f; c.inv = inv_freq;
     distill_parallel_for(N, 16, distill__rope_task, &c);
+    distill__prof_end(pr_);
 }
 
 /* The frequencies, as transformers' RoPE initialisation computes them:
@@ -9648,10 +9838,12 @@ static void distill__swiglu_fwd_task(void *p, int64_t b, int64_t e, int th) {
     distill_vec_swiglu_forward(c->out + b, c->gate + b, c->up + b, (int)(e - b));
 }
 DISTILL_API void distill_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+    int pr_ = distill__prof_begin("swiglu fwd");
     distill__swiglu_ctx c;
     memset(&c, 0, sizeof c);
     c.out = out; c.gate = gate; c.up = up;
     distill_parallel_for((int64_t)n, 4096, distill__swiglu_fwd_task, &c);
+    distill__prof_end(pr_);
 }
 static void distill__swiglu_bwd_task(void *p, int64_t b, int64_t e, int th) {
     const distill__swiglu_ctx *c = (const distill__swiglu_ctx *)p;
@@ -9660,10 +9852,12 @@ static void distill__swiglu_bwd_task(void *p, int64_t b, int64_t e, int th) {
 }
 DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                                          const float *up, size_t n) {
+    int pr_ = distill__prof_begin("swiglu bwd");
     distill__swiglu_ctx c;
     memset(&c, 0, sizeof c);
     c.dgate = dgate; c.dup = dup; c.dout = dout; c.gate = gate; c.up = up;
     distill_parallel_for((int64_t)n, 4096, distill__swiglu_bwd_task, &c);
+    distill__prof_end(pr_);
 }
 
 /* ---- weighted cross-entropy, the default head loss ----------------------------------
@@ -10032,7 +10226,9 @@ static distill_model *distill__model_new(const distill_config *cfg, int max_batc
 }
 
 DISTILL_API void distill_model_zero_grad(distill_model *m) {
+    int pr_ = distill__prof_begin("zero grad");
     memset(m->grads, 0, sizeof(float) * m->num_floats);
+    distill__prof_end(pr_);
 }
 
 /* The gradient buffer slice that mirrors a parameter view. */
@@ -10052,9 +10248,11 @@ static void distill__add_task(void *p, int64_t b, int64_t e, int th) {
     distill_vec_axpy(c->x + (size_t)b * c->C, 1.0f, c->y + (size_t)b * c->C, (int)(e - b) * c->C);
 }
 static void distill__residual_add(float *x, const float *y, int N, int C) {
+    int pr_ = distill__prof_begin("residual add");
     distill__add_ctx c;
     c.x = x; c.y = y; c.C = C;
     distill_parallel_for(N, 16, distill__add_task, &c);
+    distill__prof_end(pr_);
 }
 
 /* Check the batch against the model and derive lengths, RoPE positions, segment starts,
@@ -10125,6 +10323,7 @@ static void distill__kd_head_fn(void *ctx, const int64_t *pos, int n, float *lg,
 static void distill__kd_prepare(void *ctx, const int64_t *pos, int n);
 
 static void distill__head(distill_model *m, int compute_grad, distill_stats *acc) {
+    int pr_ = distill__prof_begin("head + loss (gather, loss, scatter)");
     distill__state *s = (distill__state *)m->internal;
     int C = m->cfg.dim, V = m->cfg.vocab_size;
     int64_t c0;
@@ -10154,6 +10353,7 @@ static void distill__head(distill_model *m, int compute_grad, distill_stats *acc
                 memcpy(s->buf_a + (size_t)s->sup[c0 + i] * C, s->head_dx + (size_t)i * C, sizeof(float) * (size_t)C);
         }
     }
+    distill__prof_end(pr_);
 }
 
 static int distill__forward(distill_model *m, const distill_batch *bt, const distill_head_loss *hl,
@@ -10428,7 +10628,7 @@ static void distill__adam_task(void *p, int64_t b, int64_t e, int th) {
     }
 }
 
-DISTILL_API double distill_adamw_step(distill_model *m, const distill_optim_config *o, int64_t step) {
+static double distill__adamw_step(distill_model *m, const distill_optim_config *o, int64_t step) {
     distill__state *s = (distill__state *)m->internal;
     distill__norm_ctx nc;
     double norm2 = 0.0, norm, bc1, bc2, lr;
@@ -10461,6 +10661,13 @@ DISTILL_API double distill_adamw_step(distill_model *m, const distill_optim_conf
         c.decay_mul = decay ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
         distill_parallel_for((int64_t)ti->numel, 16384, distill__adam_task, &c);
     }
+    return norm;
+}
+
+DISTILL_API double distill_adamw_step(distill_model *m, const distill_optim_config *o, int64_t step) {
+    int pr_ = distill__prof_begin("optimizer (grad norm + AdamW)");
+    double norm = distill__adamw_step(m, o, step);
+    distill__prof_end(pr_);
     return norm;
 }
 
@@ -11464,8 +11671,9 @@ static int distill__kd_reserve_chunk(distill_kd_head *h, size_t n, int Ct) {
 
 static void distill__kd_prepare(void *ctx, const int64_t *pos, int n) {
     distill_kd_head *h = (distill_kd_head *)ctx;
-    int Ct, i, rc;
+    int Ct, i, rc, pr_;
     if (!h->tmodel || n <= 0) return;
+    pr_ = distill__prof_begin("kd: teacher logits of the chunk");
     Ct = h->tmodel->cfg.dim;
     rc = distill__kd_reserve_chunk(h, (size_t)n, Ct);
     /* distill_kd_head_run_teacher reserved the largest chunk: this cannot fail */
@@ -11475,6 +11683,7 @@ static void distill__kd_prepare(void *ctx, const int64_t *pos, int n) {
         memcpy(h->tx + (size_t)i * Ct, h->teacher + (size_t)h->entry[pos[i]] * Ct, sizeof(float) * (size_t)Ct);
     distill_matmul_forward(h->tlogits, h->tx, h->tmodel->lm_head, NULL, n, Ct, h->V);
     h->chunk_pos = pos;
+    distill__prof_end(pr_);
 }
 
 
