@@ -2935,6 +2935,58 @@ static DISTILL__KATTR float DISTILL__K(distill__dot)(const float *a, const float
     return s;
 }
 
+/* Matrix-vector product for decoding: y[o] = x . w[o] for rows o < rows of w (ldw floats
+   apart), n terms each. The weights are streamed once, so this is memory-bound: four rows at a
+   time share each load of x, with two accumulators per row (eight FMA chains) and one
+   horizontal sum per row. A row's arithmetic is the same in a group of four and alone (the
+   remainder loop repeats it), so how rows are grouped or split over threads never changes y. */
+static DISTILL__KATTR void DISTILL__K(distill__gemv)(float *y, const float *x, const float *w, size_t ldw,
+                                                    int rows, int n) {
+    int o = 0, k;
+    for (; o + 4 <= rows; o += 4) {
+        const float *w0 = w + (size_t)o * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        DV_T a0 = DV_ZERO(), a1 = DV_ZERO(), a2 = DV_ZERO(), a3 = DV_ZERO();
+        DV_T b0 = DV_ZERO(), b1 = DV_ZERO(), b2 = DV_ZERO(), b3 = DV_ZERO(), x0, x1;
+        float s0, s1, s2, s3;
+        for (k = 0; k + 2 * DV_W <= n; k += 2 * DV_W) {
+            x0 = DV_LOAD(x + k);
+            x1 = DV_LOAD(x + k + DV_W);
+            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0); b0 = DV_FMA(x1, DV_LOAD(w0 + k + DV_W), b0);
+            a1 = DV_FMA(x0, DV_LOAD(w1 + k), a1); b1 = DV_FMA(x1, DV_LOAD(w1 + k + DV_W), b1);
+            a2 = DV_FMA(x0, DV_LOAD(w2 + k), a2); b2 = DV_FMA(x1, DV_LOAD(w2 + k + DV_W), b2);
+            a3 = DV_FMA(x0, DV_LOAD(w3 + k), a3); b3 = DV_FMA(x1, DV_LOAD(w3 + k + DV_W), b3);
+        }
+        if (k + DV_W <= n) {
+            x0 = DV_LOAD(x + k);
+            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0); a1 = DV_FMA(x0, DV_LOAD(w1 + k), a1);
+            a2 = DV_FMA(x0, DV_LOAD(w2 + k), a2); a3 = DV_FMA(x0, DV_LOAD(w3 + k), a3);
+            k += DV_W;
+        }
+        s0 = DV_HSUM(DV_ADD(a0, b0)); s1 = DV_HSUM(DV_ADD(a1, b1));
+        s2 = DV_HSUM(DV_ADD(a2, b2)); s3 = DV_HSUM(DV_ADD(a3, b3));
+        for (; k < n; k++) { s0 += x[k] * w0[k]; s1 += x[k] * w1[k]; s2 += x[k] * w2[k]; s3 += x[k] * w3[k]; }
+        y[o] = s0; y[o + 1] = s1; y[o + 2] = s2; y[o + 3] = s3;
+    }
+    for (; o < rows; o++) {   /* the same per-row arithmetic, one row */
+        const float *w0 = w + (size_t)o * ldw;
+        DV_T a0 = DV_ZERO(), b0 = DV_ZERO(), x0, x1;
+        float s0;
+        for (k = 0; k + 2 * DV_W <= n; k += 2 * DV_W) {
+            x0 = DV_LOAD(x + k);
+            x1 = DV_LOAD(x + k + DV_W);
+            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0); b0 = DV_FMA(x1, DV_LOAD(w0 + k + DV_W), b0);
+        }
+        if (k + DV_W <= n) {
+            x0 = DV_LOAD(x + k);
+            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0);
+            k += DV_W;
+        }
+        s0 = DV_HSUM(DV_ADD(a0, b0));
+        for (; k < n; k++) s0 += x[k] * w0[k];
+        y[o] = s0;
+    }
+}
+
 /* y += a*x */
 static DISTILL__KATTR void DISTILL__K(distill__axpy)(float *y, float a, const float *x, int n) {
     DV_T av = DV_SET1(a);
@@ -3031,7 +3083,8 @@ static DISTILL__KATTR void DISTILL__K(distill__swiglu_bwd)(float *dgate, float *
 static const distill__isa_ops DISTILL__K(distill__ops) = {
     DISTILL__KNAME, 6, 2 * DV_W, DISTILL__K(distill__ukernel), DISTILL__K(distill__dot),
     DISTILL__K(distill__axpy), DISTILL__K(distill__scale), DISTILL__K(distill__max),
-    DISTILL__K(distill__exp_sum), DISTILL__K(distill__swiglu_fwd), DISTILL__K(distill__swiglu_bwd)
+    DISTILL__K(distill__exp_sum), DISTILL__K(distill__swiglu_fwd), DISTILL__K(distill__swiglu_bwd),
+    DISTILL__K(distill__gemv)
 };
 #undef DV_T
 #undef DVI_T
@@ -3082,6 +3135,7 @@ struct distill__isa_ops {
     float (*exp_sum)(float *y, const float *x, float shift, int n);
     void (*swiglu_fwd)(float *out, const float *gate, const float *up, int n);
     void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
+    void (*gemv)(float *y, const float *x, const float *w, size_t ldw, int rows, int n);
 };
 
 /* The kernel sets: the KERNEL BLOCK above, once per ISA this compiler can target. */
@@ -15052,37 +15106,67 @@ static void distill__gen_att_task(void *p, int64_t b0, int64_t e0, int th) {
 }
 
 /* Matrix-vector products for decoding: out (r,OC) = inp (r,C) . weight (OC,C)^T + bias, for a
-   few rows. The general matmul packs the weight for its blocked kernel, which pays off for
-   many rows but for one row per sequence costs more than the product itself; here each weight
-   row is streamed once and dotted with the r inputs, split over threads by output columns
-   (each output written by one thread: the same result for any thread count). */
+   few rows r, for up to three weights at once (q, k, v; gate, up) in one pool job. The
+   general matmul packs the weight for its blocked kernel, which pays off for many rows but for
+   one row per sequence costs more than the product itself; here each weight is streamed from
+   memory once, in blocks of rows (~16 KB) that stay in L1 while all r inputs are dotted with
+   them (distill__gemv), the blocks handed out to the threads. Each output is written by one
+   thread with the same arithmetic, so the result does not depend on the thread count. One job
+   per group of weights instead of one per weight saves pool hand-offs in every layer. */
 #define DISTILL__GEN_GEMV_ROWS 16
+typedef struct { float *out; const float *weight, *bias; int OC; } distill__gemv_seg;
 typedef struct {
-    float *out;
-    const float *inp, *weight, *bias;
-    int r, C, OC;
+    const float *inp;
+    int r, C, rows_per_block;
+    distill__gemv_seg seg[3];
+    int64_t first_block[4];       /* blocks of weight s: [first_block[s], first_block[s + 1]) */
+    const distill__isa_ops *ops;
 } distill__gemv_ctx;
 static void distill__gemv_task(void *p, int64_t b, int64_t e, int th) {
     const distill__gemv_ctx *c = (const distill__gemv_ctx *)p;
-    int64_t o;
-    int i;
+    int64_t blk;
+    int s = 0, i, j;
     (void)th;
-    for (o = b; o < e; o++) {
-        const float *w = c->weight + (size_t)o * c->C;
-        float bo = c->bias ? c->bias[o] : 0.0f;
-        for (i = 0; i < c->r; i++)
-            c->out[(size_t)i * c->OC + o] = distill_vec_dot(c->inp + (size_t)i * c->C, w, c->C) + bo;
+    for (blk = b; blk < e; blk++) {
+        const distill__gemv_seg *sg;
+        int o0, rows;
+        while (blk >= c->first_block[s + 1]) s++;
+        sg = &c->seg[s];
+        o0 = (int)(blk - c->first_block[s]) * c->rows_per_block;
+        rows = sg->OC - o0 < c->rows_per_block ? sg->OC - o0 : c->rows_per_block;
+        for (i = 0; i < c->r; i++) {
+            float *y = sg->out + (size_t)i * sg->OC + o0;
+            c->ops->gemv(y, c->inp + (size_t)i * c->C, sg->weight + (size_t)o0 * c->C, (size_t)c->C, rows, c->C);
+            if (sg->bias) for (j = 0; j < rows; j++) y[j] += sg->bias[o0 + j];
+        }
     }
+}
+/* n_seg (1..3) products sharing the input: out_s (r,OC_s) = inp (r,C) . weight_s^T + bias_s */
+static void distill__gen_matmul_n(const float *inp, int r, int C, int n_seg, const distill__gemv_seg *seg) {
+    distill__gemv_ctx c;
+    int s;
+    int64_t chunk;
+    if (r > DISTILL__GEN_GEMV_ROWS) {
+        for (s = 0; s < n_seg; s++) distill_matmul_forward(seg[s].out, inp, seg[s].weight, seg[s].bias, r, C, seg[s].OC);
+        return;
+    }
+    c.inp = inp; c.r = r; c.C = C; c.ops = distill__ops();
+    c.rows_per_block = (4096 / (C > 0 ? C : 1)) / 4 * 4;   /* ~16 KB of weights, a multiple of 4 */
+    if (c.rows_per_block < 4) c.rows_per_block = 4;
+    c.first_block[0] = 0;
+    for (s = 0; s < 3; s++) {
+        if (s < n_seg) c.seg[s] = seg[s];
+        c.first_block[s + 1] = c.first_block[s] + (s < n_seg ? (seg[s].OC + c.rows_per_block - 1) / c.rows_per_block : 0);
+    }
+    /* about 8 chunks per thread: whoever finishes early takes more */
+    chunk = c.first_block[3] / (8 * (int64_t)distill_get_threads());
+    distill_parallel_for(c.first_block[3], chunk < 1 ? 1 : chunk, distill__gemv_task, &c);
 }
 static void distill__gen_matmul(float *out, const float *inp, const float *weight, const float *bias,
                                 int r, int C, int OC) {
-    distill__gemv_ctx c;
-    if (r > DISTILL__GEN_GEMV_ROWS) {
-        distill_matmul_forward(out, inp, weight, bias, r, C, OC);
-        return;
-    }
-    c.out = out; c.inp = inp; c.weight = weight; c.bias = bias; c.r = r; c.C = C; c.OC = OC;
-    distill_parallel_for(OC, 64, distill__gemv_task, &c);
+    distill__gemv_seg sg;
+    sg.out = out; sg.weight = weight; sg.bias = bias; sg.OC = OC;
+    distill__gen_matmul_n(inp, r, C, 1, &sg);
 }
 
 /* One chunk of r rows whose positions and sequences are in g->pos / g->rowseq and whose
@@ -15094,14 +15178,16 @@ static void distill__gen_chunk(distill_generator *g, int r) {
     int KVD = NKV * HS, l, i;
     const double *inv_freq = ((const distill__state *)m->internal)->inv_freq;
     distill__gen_att_ctx ac;
+    distill__gemv_seg seg[3];
     for (l = 0; l < c->n_layers; l++) {
         const struct distill_layer_params *p = &m->layers[l];
         float *kc = g->kc + (size_t)l * g->B * g->S * KVD, *vc = g->vc + (size_t)l * g->B * g->S * KVD;
         /* attention block: x += Wo . attention(rope(Wq a), rope(Wk a), Wv a),  a = rmsnorm(x) */
         distill_rmsnorm_forward(g->xb, g->rstd, g->x, p->attn_norm, r, C, c->norm_eps);
-        distill__gen_matmul(g->q, g->xb, p->wq, p->bq, r, C, NH * HS);
-        distill__gen_matmul(g->k, g->xb, p->wk, p->bk, r, C, KVD);
-        distill__gen_matmul(g->v, g->xb, p->wv, p->bv, r, C, KVD);
+        seg[0].out = g->q; seg[0].weight = p->wq; seg[0].bias = p->bq; seg[0].OC = NH * HS;
+        seg[1].out = g->k; seg[1].weight = p->wk; seg[1].bias = p->bk; seg[1].OC = KVD;
+        seg[2].out = g->v; seg[2].weight = p->wv; seg[2].bias = p->bv; seg[2].OC = KVD;
+        distill__gen_matmul_n(g->xb, r, C, 3, seg);   /* q, k, v in one job */
         if (c->qk_norm) {   /* Qwen3: each head's q and k RMS-normalised, in place */
             distill_rmsnorm_forward(g->q, g->rstd, g->q, p->q_norm, r * NH, HS, c->norm_eps);
             distill_rmsnorm_forward(g->k, g->rstd, g->k, p->k_norm, r * NKV, HS, c->norm_eps);
@@ -15120,8 +15206,9 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);   /* x = o + x, the model's residual order */
         /* MLP block: x += Wd (silu(Wg f) * (Wu f)),  f = rmsnorm(x) */
         distill_rmsnorm_forward(g->xb, g->rstd, g->x, p->ffn_norm, r, C, c->norm_eps);
-        distill__gen_matmul(g->gate, g->xb, p->w_gate, NULL, r, C, F);
-        distill__gen_matmul(g->up, g->xb, p->w_up, NULL, r, C, F);
+        seg[0].out = g->gate; seg[0].weight = p->w_gate; seg[0].bias = NULL; seg[0].OC = F;
+        seg[1].out = g->up; seg[1].weight = p->w_up; seg[1].bias = NULL; seg[1].OC = F;
+        distill__gen_matmul_n(g->xb, r, C, 2, seg);   /* gate and up in one job */
         distill_swiglu_forward(g->gate, g->gate, g->up, (size_t)r * F);
         distill__gen_matmul(g->tmp, g->gate, p->w_down, NULL, r, F, C);
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);
