@@ -10663,31 +10663,56 @@ static void distill__norm_task(void *p, int64_t b, int64_t e, int th) {
 /* AdamW (Loshchilov & Hutter), the PyTorch formulation:
        g = grad * clip,  m = b1 m + (1-b1) g,  v = b2 v + (1-b2) g^2
        p -= lr * wd * p                               (decoupled decay, flagged tensors only)
-       p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),   bc_i = 1 - b_i^(step+1) */
+       p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),   bc_i = 1 - b_i^(step+1)
+   All tensors in one pool job (one hand-off per step rather than one per tensor, which on a
+   small model cost more than the update): the job's items are chunks of DISTILL__ADAM_CHUNK
+   floats of each tensor in table order, and a task finds its tensor by walking the table. */
+#define DISTILL__ADAM_CHUNK 16384
 typedef struct {
-    float *p, *g, *m, *v;
-    float b1, b2, eps, step_size, decay_mul, clip, inv_sqrt_bc2;
+    const distill_model *model;
+    float b1, b2, eps, step_size, decay_on, decay_off, clip, inv_sqrt_bc2;
+    int decay_embeddings;
 } distill__adam_ctx;
 static void distill__adam_task(void *p, int64_t b, int64_t e, int th) {
     const distill__adam_ctx *c = (const distill__adam_ctx *)p;
-    int64_t i;
+    const distill_model *md = c->model;
+    int64_t chunk, first = 0, n_chunks;   /* tensor t's chunks: [first, first + n_chunks) */
+    int t = 0;
     (void)th;
-    for (i = b; i < e; i++) {
-        float g = c->g[i] * c->clip;
-        float mi = c->b1 * c->m[i] + (1.0f - c->b1) * g;
-        float vi = c->b2 * c->v[i] + (1.0f - c->b2) * g * g;
-        c->m[i] = mi;
-        c->v[i] = vi;
-        c->p[i] = c->p[i] * c->decay_mul - c->step_size * mi / (sqrtf(vi) * c->inv_sqrt_bc2 + c->eps);
+    n_chunks = ((int64_t)md->tensors[0].numel + DISTILL__ADAM_CHUNK - 1) / DISTILL__ADAM_CHUNK;
+    for (chunk = b; chunk < e; chunk++) {
+        const distill_tensor_info *ti;
+        size_t i, i0, i1;
+        float decay_mul, *pp, *g, *m, *v;
+        while (chunk >= first + n_chunks) {
+            first += n_chunks;
+            t++;
+            n_chunks = ((int64_t)md->tensors[t].numel + DISTILL__ADAM_CHUNK - 1) / DISTILL__ADAM_CHUNK;
+        }
+        ti = &md->tensors[t];
+        decay_mul = ti->decay && (t != 0 || c->decay_embeddings) ? c->decay_on : c->decay_off;   /* tensor 0: the embedding */
+        i0 = (size_t)(chunk - first) * DISTILL__ADAM_CHUNK;
+        i1 = i0 + DISTILL__ADAM_CHUNK < ti->numel ? i0 + DISTILL__ADAM_CHUNK : ti->numel;
+        pp = md->params + ti->offset; g = md->grads + ti->offset; m = md->m + ti->offset; v = md->v + ti->offset;
+        for (i = i0; i < i1; i++) {
+            float gi = g[i] * c->clip;
+            float mi = c->b1 * m[i] + (1.0f - c->b1) * gi;
+            float vi = c->b2 * v[i] + (1.0f - c->b2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            pp[i] = pp[i] * decay_mul - c->step_size * mi / (sqrtf(vi) * c->inv_sqrt_bc2 + c->eps);
+        }
     }
 }
 
 static double distill__adamw_step(distill_model *m, const distill_optim_config *o, int64_t step) {
     distill__state *s = (distill__state *)m->internal;
     distill__norm_ctx nc;
+    distill__adam_ctx c;
     double norm2 = 0.0, norm, bc1, bc2, lr;
     float clip = 1.0f;
     size_t i;
+    int64_t total = 0;
     int t;
     if (!m->m || !m->v) {
         if (!m->m) m->m = (float *)distill_alloc_aligned(sizeof(float) * m->num_floats, 64);
@@ -10704,17 +10729,15 @@ static double distill__adamw_step(distill_model *m, const distill_optim_config *
     bc1 = 1.0 - pow((double)o->beta1, (double)(step + 1));
     bc2 = 1.0 - pow((double)o->beta2, (double)(step + 1));
     lr = distill_lr_at(o, step);
-    for (t = 0; t < m->n_tensors; t++) {
-        const distill_tensor_info *ti = &m->tensors[t];
-        distill__adam_ctx c;
-        int decay = ti->decay && (t != 0 || o->decay_embeddings);   /* tensor 0 is the embedding */
-        c.p = m->params + ti->offset; c.g = m->grads + ti->offset; c.m = m->m + ti->offset; c.v = m->v + ti->offset;
-        c.b1 = o->beta1; c.b2 = o->beta2; c.eps = o->eps; c.clip = clip;
-        c.step_size = (float)(lr / bc1);
-        c.inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-        c.decay_mul = decay ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
-        distill_parallel_for((int64_t)ti->numel, 16384, distill__adam_task, &c);
-    }
+    c.model = m;
+    c.b1 = o->beta1; c.b2 = o->beta2; c.eps = o->eps; c.clip = clip;
+    c.step_size = (float)(lr / bc1);
+    c.inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    c.decay_on = (float)(1.0 - lr * o->weight_decay);
+    c.decay_off = 1.0f;
+    c.decay_embeddings = o->decay_embeddings;
+    for (t = 0; t < m->n_tensors; t++) total += ((int64_t)m->tensors[t].numel + DISTILL__ADAM_CHUNK - 1) / DISTILL__ADAM_CHUNK;
+    distill_parallel_for(total, 1, distill__adam_task, &c);
     return norm;
 }
 
