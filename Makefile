@@ -105,7 +105,7 @@ fuzz-tokenizer:
 	build/fuzz/fuzz_tokenizer -max_total_time=$${FUZZ_SECONDS:-60} -max_len=65536 -timeout=10 \
 	  -rss_limit_mb=2048 -artifact_prefix=build/fuzz/crashes_fuzz_tokenizer/ build/fuzz/corpus_fuzz_tokenizer
 
-## make bench-generate: generation tokens/s with the KV cache, batch 1 and 8 (bench/RESULTS.md)
+## make bench-generate: decode tokens/s with the KV cache (batch 1, 8, 32) next to the measured memory-bandwidth bound (bench/RESULTS.md)
 .PHONY: bench-generate
 bench-generate:
 	@mkdir -p build/bench

@@ -72,6 +72,8 @@
        DISTILL_MPI             data-parallel training and distributed sweeps over MPI
                                (mpicc, or -lmpi); see distill_comm below
        DISTILL_HEAD_CHUNK      positions per LM-head chunk (memory vs speed of the fused loss)
+       DISTILL_HEADER_NAME     this file's name if it was renamed (default "distill.h"): the
+                               implementation includes the header again once per SIMD kernel set
        DISTILL_TEST_FAULTS     tests only: every file write asks distill_test_fault() (which the
                                program defines) whether to fail (tests/test_faults.c)
    ENVIRONMENT
@@ -228,6 +230,20 @@ DISTILL_API int  distill_get_threads(void);
    it. Not thread-safe: call it between jobs. */
 DISTILL_API int         distill_set_simd(const char *name);
 DISTILL_API const char *distill_simd_name(void);
+
+/* Op profile: where a step's time goes. distill_profile_start() resets and switches on
+   timers in the library's ops (each matrix product by kind and shape, attention, norms,
+   SwiGLU, RoPE, the LM head and loss, the optimizer, ...); distill_profile_print() then prints,
+   per op, its calls, thread 0's time inside it and, per thread, the time spent running its
+   tasks and the rest of the op's time (waiting in the pool for a job, the other threads, or
+   thread 0's serial part). `wall` (seconds, e.g. the sum of the timed steps) sets the shares
+   and the "outside the ops" line; `steps` divides the times. Off, the timers cost one branch
+   per op; on, two clock reads per op and per thread and job.
+       distill_profile_start();  ...steps...;  distill_profile_stop();
+       distill_profile_print(stdout, wall_seconds, n_steps);                                  */
+DISTILL_API void distill_profile_start(void);
+DISTILL_API void distill_profile_stop(void);
+DISTILL_API void distill_profile_print(FILE *f, double wall, int steps);
 
 /* Run fn(ctx, begin, end, thread) over [0, n) in chunks of `chunk` items, on all workers.
    Returns when every chunk is done. */
@@ -2198,8 +2214,9 @@ DISTILL_API int distill_write_file_atomic(const char *path, const void *data, si
    dW). This part makes them fast on an ordinary CPU:
 
      1. a thread pool (the only mutable global state of the library),
-     2. a small vector-macro layer (AVX-512, AVX2+FMA, NEON, scalar) over which each SIMD kernel
-        is written once and instantiated per instruction set,
+     2. the SIMD kernels, written once as plain functions over a small vector vocabulary and
+        compiled once per instruction set (AVX-512, AVX2+FMA, NEON, scalar) by including the
+        header's KERNEL BLOCK once per set,
      3. a blocked, packed matrix product with a register-blocked micro-kernel, threaded over
         output tiles so that every output element is computed by the same sequence of
         floating-point operations whatever the number of threads (bit-identical results),
@@ -2291,6 +2308,8 @@ typedef struct distill__pool {
     float *scratch[DISTILL__MAX_THREADS];
     size_t scratch_floats[DISTILL__MAX_THREADS];
     int scratch_reserved;           /* slots 0..scratch_reserved-1 hold full-size scratch */
+    struct distill__prof *prof;     /* the op profile while switched on, else NULL */
+    struct distill__prof *prof_data;/* its storage (kept after distill_profile_stop for printing) */
 #if !defined(DISTILL_NO_THREADS)
     pthread_t tid[DISTILL__MAX_THREADS];
     pthread_mutex_t mu;
@@ -2331,10 +2350,79 @@ static int distill__default_threads(void) {
     return n;
 }
 
+/* The op profile. Regions are named on thread 0 outside jobs (an op's entry point calls
+   distill__prof_begin/end); time is exclusive: a nested region (a matmul inside the head)
+   pauses its parent. A job run while a region is open adds each thread's time inside
+   run_chunks to that region's busy[thread]; so for thread t, wall - busy[t] is the region's
+   time not spent computing on t: pool hand-off and barrier waits, or thread 0's serial code. */
+#define DISTILL__PROF_MAX 96
+typedef struct distill__prof {
+    int n, depth, stack[8], cur;    /* cur: the innermost open region, -1 none */
+    double t0;                      /* start of the current exclusive segment */
+    struct {
+        char name[48];
+        int64_t calls;
+        double wall;                /* thread 0's exclusive time in the region */
+        double busy[DISTILL__MAX_THREADS];
+    } r[DISTILL__PROF_MAX];
+} distill__prof;
+
+static int distill__prof_begin(const char *name) {
+    distill__prof *pr = distill__the_pool.prof;
+    double now;
+    int i;
+    if (!pr || pr->depth >= 8) return 0;
+#if !defined(DISTILL_NO_THREADS)
+    if (DISTILL__LOAD(&distill__the_pool.busy)) return 0;   /* inside a task: not thread 0's op */
+#endif
+    for (i = 0; i < pr->n && strcmp(pr->r[i].name, name); i++) {}
+    if (i == pr->n) {
+        if (pr->n == DISTILL__PROF_MAX) i = DISTILL__PROF_MAX - 1;   /* the last slot collects the rest */
+        else { pr->n++; snprintf(pr->r[i].name, sizeof pr->r[i].name, "%s", name); }
+    }
+    now = distill_time_seconds();
+    if (pr->cur >= 0) pr->r[pr->cur].wall += now - pr->t0;
+    pr->stack[pr->depth++] = pr->cur;
+    pr->cur = i;
+    pr->r[i].calls++;
+    pr->t0 = now;
+    return 1;
+}
+
+static void distill__prof_end(int opened) {
+    distill__prof *pr = distill__the_pool.prof;
+    double now;
+    if (!opened || !pr) return;
+    now = distill_time_seconds();
+    pr->r[pr->cur].wall += now - pr->t0;
+    pr->cur = pr->stack[--pr->depth];
+    pr->t0 = now;
+}
+
+/* A region named by a format (shapes): formatted only while profiling. */
+static int distill__prof_beginf(const char *fmt, ...) DISTILL__PRINTF(1, 2);
+static int distill__prof_beginf(const char *fmt, ...) {
+    char name[48];
+    va_list ap;
+    if (!distill__the_pool.prof) return 0;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return distill__prof_begin(name);
+}
+
+/* Where thread `thread` runs a job's chunks: the time goes to the open region. */
+static void distill__prof_busy(int thread, double t0) {
+    distill__prof *pr = distill__the_pool.prof;
+    if (pr && pr->cur >= 0 && thread >= 0 && thread < DISTILL__MAX_THREADS)
+        pr->r[pr->cur].busy[thread] += distill_time_seconds() - t0;
+}
+
 #if !defined(DISTILL_NO_THREADS)
 #define DISTILL__SPIN 20000
 
 static void distill__run_chunks(distill__pool *P, int thread) {
+    double t0 = P->prof ? distill_time_seconds() : 0.0;
     for (;;) {
         int64_t i = DISTILL__FETCH_ADD(&P->next, 1), b, e;
         if (i >= P->n_chunks) break;
@@ -2342,6 +2430,7 @@ static void distill__run_chunks(distill__pool *P, int thread) {
         e = b + P->chunk < P->n ? b + P->chunk : P->n;
         P->fn(P->ctx, b, e, thread);
     }
+    if (P->prof) distill__prof_busy(thread, t0);
 }
 
 static void *distill__worker(void *arg) {
@@ -2468,6 +2557,7 @@ DISTILL_API int distill_get_threads(void) {
 DISTILL_API void distill_parallel_for(int64_t n, int64_t chunk, distill_task_fn fn, void *ctx) {
     distill__pool *P = &distill__the_pool;
     int64_t n_chunks, b;
+    double t0;
     if (n <= 0) return;
     if (chunk < 1) chunk = 1;
     n_chunks = (n - 1) / chunk + 1;
@@ -2499,13 +2589,89 @@ DISTILL_API void distill_parallel_for(int64_t n, int64_t chunk, distill_task_fn 
         }
     }
     DISTILL__STORE(&P->busy, 1);
+    t0 = P->prof ? distill_time_seconds() : 0.0;
     for (b = 0; b < n; b += chunk) fn(ctx, b, b + chunk < n ? b + chunk : n, 0);
+    if (P->prof) distill__prof_busy(0, t0);
     DISTILL__STORE(&P->busy, 0);
 #else
     (void)n_chunks;
     if (P->scratch_reserved < 1) distill__reserve_scratch(P);
+    t0 = P->prof ? distill_time_seconds() : 0.0;
     for (b = 0; b < n; b += chunk) fn(ctx, b, b + chunk < n ? b + chunk : n, 0);
+    if (P->prof) distill__prof_busy(0, t0);
 #endif
+}
+
+DISTILL_API void distill_profile_start(void) {
+    distill__pool *P = &distill__the_pool;
+    if (!P->prof_data) P->prof_data = (distill__prof *)DISTILL_MALLOC(sizeof(distill__prof));
+    if (!P->prof_data) return;
+    memset(P->prof_data, 0, sizeof *P->prof_data);
+    P->prof_data->cur = -1;
+    P->prof = P->prof_data;
+}
+
+DISTILL_API void distill_profile_stop(void) { distill__the_pool.prof = NULL; }
+
+/* One table row: calls, thread 0's ms, share of wall, then per thread busy ms and the rest. */
+static void distill__prof_row(FILE *f, const char *name, double calls, double ms, double share,
+                              const double *busy, int nth, double per) {
+    int t;
+    fprintf(f, "%-40s %7.1f %9.3f %6.1f%% |", name, calls, ms, 100.0 * share);
+    for (t = 0; t < nth; t++) fprintf(f, " %8.3f", 1e3 * busy[t] / per);
+    fprintf(f, " |");
+    for (t = 0; t < nth; t++) fprintf(f, " %8.3f", ms - 1e3 * busy[t] / per);
+    fprintf(f, "\n");
+}
+
+DISTILL_API void distill_profile_print(FILE *f, double wall, int steps) {
+    const distill__prof *pr = distill__the_pool.prof_data;
+    double per = steps > 0 ? (double)steps : 1.0, sum = 0.0, fb[DISTILL__MAX_THREADS], tb[DISTILL__MAX_THREADS];
+    int nth = distill_get_threads(), i, j, t, order[DISTILL__PROF_MAX], done[DISTILL__PROF_MAX];
+    if (!pr) { fprintf(f, "profile: not started\n"); return; }
+    if (nth > 8) nth = 8;
+    for (i = 0; i < pr->n; i++) { order[i] = i; done[i] = 0; sum += pr->r[i].wall; }
+    for (i = 1; i < pr->n; i++)   /* by time, largest first */
+        for (j = i; j > 0 && pr->r[order[j]].wall > pr->r[order[j - 1]].wall; j--) { t = order[j]; order[j] = order[j - 1]; order[j - 1] = t; }
+    fprintf(f, "profile: %d step(s), %.3f ms per step, %d thread(s); per op and step: calls, ms on thread 0,\n"
+               "share of the step | ms running its tasks per thread | ms not running them (waits, serial part)\n",
+            steps, 1e3 * wall / per, distill_get_threads());
+    fprintf(f, "%-40s %7s %9s %7s |", "op [shape: M x N x K of C = A.B]", "calls", "ms", "share");
+    for (t = 0; t < nth; t++) fprintf(f, "  busy t%d", t);
+    fprintf(f, " |");
+    for (t = 0; t < nth; t++) fprintf(f, "  rest t%d", t);
+    fprintf(f, "\n");
+    for (i = 0; i < pr->n; i++) {
+        const int r = order[i];
+        distill__prof_row(f, pr->r[r].name, (double)pr->r[r].calls / per, 1e3 * pr->r[r].wall / per,
+                          wall > 0 ? pr->r[r].wall / wall : 0.0, pr->r[r].busy, nth, per);
+    }
+    /* families: the name up to " [" (the shape) */
+    fprintf(f, "-- by op family\n");
+    memset(tb, 0, sizeof tb);
+    for (i = 0; i < pr->n; i++) {
+        const int r = order[i];
+        const char *br = strstr(pr->r[r].name, " [");
+        size_t len = br ? (size_t)(br - pr->r[r].name) : strlen(pr->r[r].name);
+        double fw = 0.0, fc = 0.0;
+        char fam[48];
+        if (done[r]) continue;
+        memset(fb, 0, sizeof fb);
+        for (j = i; j < pr->n; j++) {
+            const int q = order[j];
+            if (done[q] || strncmp(pr->r[q].name, pr->r[r].name, len) || (pr->r[q].name[len] && pr->r[q].name[len] != ' ')) continue;
+            done[q] = 1;
+            fw += pr->r[q].wall;
+            fc += (double)pr->r[q].calls;
+            for (t = 0; t < nth; t++) fb[t] += pr->r[q].busy[t];
+        }
+        for (t = 0; t < nth; t++) tb[t] += fb[t];
+        snprintf(fam, sizeof fam, "%.*s", (int)len, pr->r[r].name);
+        distill__prof_row(f, fam, fc / per, 1e3 * fw / per, wall > 0 ? fw / wall : 0.0, fb, nth, per);
+    }
+    distill__prof_row(f, "all ops", 0.0, 1e3 * sum / per, wall > 0 ? sum / wall : 0.0, tb, nth, per);
+    fprintf(f, "%-40s %7s %9.3f %6.1f%%\n", "outside the ops (step loop, batch)", "", 1e3 * (wall - sum) / per,
+            wall > 0 ? 100.0 * (wall - sum) / wall : 0.0);
 }
 
 /* Per-thread scratch of at least `floats` floats (64-byte aligned), or NULL when out of
@@ -2522,217 +2688,44 @@ static float *distill__thread_scratch(int thread, size_t floats) {
 }
 
 /* ===================================================================================== */
-/* The vector-macro layer                                                                 */
+/* The kernels: written once, compiled once per kernel set                                */
 /* ===================================================================================== */
-/* A kernel is written once against these macros (DV_ = "distill vector"):
+/* The SIMD kernels (micro-kernel, dot, axpy, scale, max, exp, SwiGLU) are ordinary C
+   functions written once against a small vector vocabulary (DV_ = "distill vector"):
      DV_T             the vector type, DV_W floats wide      DVI_T   a vector of int32
      DV_LOAD/STORE    unaligned load / store                 DV_SET1 broadcast, DV_ZERO()
      DV_FMA(a,b,c)    a*b + c (fused where the ISA has it)   DV_ADD, DV_SUB, DV_MUL, DV_MAX, DV_MIN
      DV_HSUM, DV_HMAX horizontal reductions to a float       DV_ROUND to nearest integer value
      DV_CVTI, DVI_ADD, DVI_SUB, DVI_SET1, DVI_SRA1 (>> 1), DVI_SHL23 (<< 23), DV_CASTI (bits as float)
-   and DISTILL__SIMD_TEMPLATE(suffix, attributes) stamps out the kernels for the current
-   definitions. The macros are #undef'd after each instantiation. */
+   The block below ("KERNEL BLOCK") is compiled once per kernel set: the implementation defines
+   DISTILL__KERNEL_PASS (1 scalar, 2 AVX2, 3 AVX-512, 4 NEON) and includes this header again;
+   on that pass everything else in the file is skipped (the API and both implementation parts
+   are already done) and the block maps DV_ onto that ISA, appends the set's suffix to each
+   name (DISTILL__K(distill__dot) is distill__dot_avx2), defines the set's table, and #undefs
+   its vocabulary. A debugger and a compiler message point at the real lines of the block.
 
-/* exp(x) for a vector (used by the softmax primitives):
-     x = n ln2 + r, n = round(x / ln2), |r| <= ln2/2, r computed with ln2 split in a high part
-     exact in float and a low part (Cody-Waite), so r carries no cancellation error;
-     exp(r) by its Taylor polynomial of degree 7 (truncation error r^8/8! < 6e-9 relative);
-     2^n built in the exponent field, in two halves 2^(n>>1) * 2^(n - (n>>1)) so that every
-     n in [-150, 128] works (denormal results and overflow to +inf come out right).
-   Inputs are clamped to [-104, 89] (exp is 0 resp. +inf beyond); NaN propagates.
-   Max relative error vs exp() in double over [-87.3, 88.7]: 1.0e-7 measured (about 1.7 ulp),
-   tested < 2e-7 in tests/test_kernels.c. */
-#define DISTILL__SIMD_TEMPLATE(SFX, ATTR)                                                    \
-DISTILL__UNUSED static ATTR DV_T distill__vexp_##SFX(DV_T x) {                               \
-    DV_T n, r, p;                                                                            \
-    DVI_T ni, n1, n2;                                                                        \
-    x = DV_MAX(DV_SET1(-104.0f), x);                                                         \
-    x = DV_MIN(DV_SET1(89.0f), x);                                                           \
-    n = DV_ROUND(DV_MUL(x, DV_SET1(1.44269504088896341f)));                                  \
-    r = DV_FMA(n, DV_SET1(-0.693145751953125f), x);                                          \
-    r = DV_FMA(n, DV_SET1(-1.428606765330187e-06f), r);                                      \
-    p = DV_SET1(1.0f / 5040.0f);                                                             \
-    p = DV_FMA(p, r, DV_SET1(1.0f / 720.0f));                                                \
-    p = DV_FMA(p, r, DV_SET1(1.0f / 120.0f));                                                \
-    p = DV_FMA(p, r, DV_SET1(1.0f / 24.0f));                                                 \
-    p = DV_FMA(p, r, DV_SET1(1.0f / 6.0f));                                                  \
-    p = DV_FMA(p, r, DV_SET1(0.5f));                                                         \
-    p = DV_FMA(p, r, DV_SET1(1.0f));                                                         \
-    p = DV_FMA(p, r, DV_SET1(1.0f));                                                         \
-    ni = DV_CVTI(n);                                                                         \
-    n1 = DVI_SRA1(ni);                                                                       \
-    n2 = DVI_SUB(ni, n1);                                                                    \
-    p = DV_MUL(p, DV_CASTI(DVI_SHL23(DVI_ADD(n1, DVI_SET1(127)))));                          \
-    return DV_MUL(p, DV_CASTI(DVI_SHL23(DVI_ADD(n2, DVI_SET1(127)))));                       \
-}                                                                                            \
-                                                                                             \
-/* The micro-kernel: a 6 x (2 DV_W) tile of C in 12 vector registers.                       \
-     c (6, 2W) (+)= a (6, kc) . b (kc, 2W)                                                   \
-   a is a packed panel (for each p, the 6 values of column p), b likewise (for each p, the   \
-   2W values of row p). Per step: 2 loads of b, 6 broadcasts of a, 12 FMAs. acc: 0 stores    \
-   the product, 1 adds it to c. ldc is the row stride of c. */                               \
-static ATTR void distill__ukernel_##SFX(int kc, const float *a, const float *b, float *c,    \
-                                        size_t ldc, int acc) {                               \
-    DV_T c00 = DV_ZERO(), c01 = DV_ZERO(), c10 = DV_ZERO(), c11 = DV_ZERO();                 \
-    DV_T c20 = DV_ZERO(), c21 = DV_ZERO(), c30 = DV_ZERO(), c31 = DV_ZERO();                 \
-    DV_T c40 = DV_ZERO(), c41 = DV_ZERO(), c50 = DV_ZERO(), c51 = DV_ZERO();                 \
-    DV_T b0, b1, av;                                                                         \
-    int p;                                                                                   \
-    for (p = 0; p < kc; p++) {                                                               \
-        b0 = DV_LOAD(b);                                                                     \
-        b1 = DV_LOAD(b + DV_W);                                                              \
-        av = DV_SET1(a[0]); c00 = DV_FMA(av, b0, c00); c01 = DV_FMA(av, b1, c01);            \
-        av = DV_SET1(a[1]); c10 = DV_FMA(av, b0, c10); c11 = DV_FMA(av, b1, c11);            \
-        av = DV_SET1(a[2]); c20 = DV_FMA(av, b0, c20); c21 = DV_FMA(av, b1, c21);            \
-        av = DV_SET1(a[3]); c30 = DV_FMA(av, b0, c30); c31 = DV_FMA(av, b1, c31);            \
-        av = DV_SET1(a[4]); c40 = DV_FMA(av, b0, c40); c41 = DV_FMA(av, b1, c41);            \
-        av = DV_SET1(a[5]); c50 = DV_FMA(av, b0, c50); c51 = DV_FMA(av, b1, c51);            \
-        a += 6;                                                                              \
-        b += 2 * DV_W;                                                                       \
-    }                                                                                        \
-    if (acc) {                                                                               \
-        c00 = DV_ADD(c00, DV_LOAD(c + 0 * ldc)); c01 = DV_ADD(c01, DV_LOAD(c + 0 * ldc + DV_W)); \
-        c10 = DV_ADD(c10, DV_LOAD(c + 1 * ldc)); c11 = DV_ADD(c11, DV_LOAD(c + 1 * ldc + DV_W)); \
-        c20 = DV_ADD(c20, DV_LOAD(c + 2 * ldc)); c21 = DV_ADD(c21, DV_LOAD(c + 2 * ldc + DV_W)); \
-        c30 = DV_ADD(c30, DV_LOAD(c + 3 * ldc)); c31 = DV_ADD(c31, DV_LOAD(c + 3 * ldc + DV_W)); \
-        c40 = DV_ADD(c40, DV_LOAD(c + 4 * ldc)); c41 = DV_ADD(c41, DV_LOAD(c + 4 * ldc + DV_W)); \
-        c50 = DV_ADD(c50, DV_LOAD(c + 5 * ldc)); c51 = DV_ADD(c51, DV_LOAD(c + 5 * ldc + DV_W)); \
-    }                                                                                        \
-    DV_STORE(c + 0 * ldc, c00); DV_STORE(c + 0 * ldc + DV_W, c01);                           \
-    DV_STORE(c + 1 * ldc, c10); DV_STORE(c + 1 * ldc + DV_W, c11);                           \
-    DV_STORE(c + 2 * ldc, c20); DV_STORE(c + 2 * ldc + DV_W, c21);                           \
-    DV_STORE(c + 3 * ldc, c30); DV_STORE(c + 3 * ldc + DV_W, c31);                           \
-    DV_STORE(c + 4 * ldc, c40); DV_STORE(c + 4 * ldc + DV_W, c41);                           \
-    DV_STORE(c + 5 * ldc, c50); DV_STORE(c + 5 * ldc + DV_W, c51);                           \
-}                                                                                            \
-                                                                                             \
-/* sum a[i]*b[i]: four independent vector accumulators, combined in a fixed order. */        \
-static ATTR float distill__dot_##SFX(const float *a, const float *b, int n) {                \
-    DV_T s0 = DV_ZERO(), s1 = DV_ZERO(), s2 = DV_ZERO(), s3 = DV_ZERO();                     \
-    int i = 0;                                                                               \
-    float s;                                                                                 \
-    for (; i + 4 * DV_W <= n; i += 4 * DV_W) {                                               \
-        s0 = DV_FMA(DV_LOAD(a + i), DV_LOAD(b + i), s0);                                     \
-        s1 = DV_FMA(DV_LOAD(a + i + DV_W), DV_LOAD(b + i + DV_W), s1);                       \
-        s2 = DV_FMA(DV_LOAD(a + i + 2 * DV_W), DV_LOAD(b + i + 2 * DV_W), s2);               \
-        s3 = DV_FMA(DV_LOAD(a + i + 3 * DV_W), DV_LOAD(b + i + 3 * DV_W), s3);               \
-    }                                                                                        \
-    for (; i + DV_W <= n; i += DV_W) s0 = DV_FMA(DV_LOAD(a + i), DV_LOAD(b + i), s0);        \
-    s = DV_HSUM(DV_ADD(DV_ADD(s0, s1), DV_ADD(s2, s3)));                                     \
-    for (; i < n; i++) s += a[i] * b[i];                                                     \
-    return s;                                                                                \
-}                                                                                            \
-                                                                                             \
-/* y += a*x */                                                                               \
-static ATTR void distill__axpy_##SFX(float *y, float a, const float *x, int n) {             \
-    DV_T av = DV_SET1(a);                                                                    \
-    int i = 0;                                                                               \
-    for (; i + DV_W <= n; i += DV_W) DV_STORE(y + i, DV_FMA(av, DV_LOAD(x + i), DV_LOAD(y + i))); \
-    for (; i < n; i++) y[i] += a * x[i];                                                     \
-}                                                                                            \
-                                                                                             \
-/* y *= a */                                                                                 \
-static ATTR void distill__scale_##SFX(float *y, float a, int n) {                            \
-    DV_T av = DV_SET1(a);                                                                    \
-    int i = 0;                                                                               \
-    for (; i + DV_W <= n; i += DV_W) DV_STORE(y + i, DV_MUL(av, DV_LOAD(y + i)));            \
-    for (; i < n; i++) y[i] *= a;                                                            \
-}                                                                                            \
-                                                                                             \
-/* max x[i] (-INFINITY for n == 0) */                                                        \
-static ATTR float distill__max_##SFX(const float *x, int n) {                                \
-    DV_T m = DV_SET1(-INFINITY);                                                             \
-    int i = 0;                                                                               \
-    float s;                                                                                 \
-    for (; i + DV_W <= n; i += DV_W) m = DV_MAX(m, DV_LOAD(x + i));                          \
-    s = DV_HMAX(m);                                                                          \
-    for (; i < n; i++) s = x[i] > s ? x[i] : s;                                              \
-    return s;                                                                                \
-}                                                                                            \
-                                                                                             \
-/* y[i] = exp(x[i] - shift), returns sum y[i]. The tail goes through the same vector exp   \
-   (via a small buffer), so every element gets the same approximation. */                    \
-static ATTR float distill__exp_sum_##SFX(float *y, const float *x, float shift, int n) {     \
-    DV_T sh = DV_SET1(shift), acc = DV_ZERO(), e;                                            \
-    float buf[DV_W], s;                                                                      \
-    int i = 0, j;                                                                            \
-    for (; i + DV_W <= n; i += DV_W) {                                                       \
-        e = distill__vexp_##SFX(DV_SUB(DV_LOAD(x + i), sh));                                 \
-        DV_STORE(y + i, e);                                                                  \
-        acc = DV_ADD(acc, e);                                                                \
-    }                                                                                        \
-    s = DV_HSUM(acc);                                                                        \
-    if (i < n) {                                                                             \
-        for (j = 0; j < DV_W; j++) buf[j] = i + j < n ? x[i + j] : shift;                    \
-        DV_STORE(buf, distill__vexp_##SFX(DV_SUB(DV_LOAD(buf), sh)));                        \
-        for (j = 0; i + j < n; j++) { y[i + j] = buf[j]; s += buf[j]; }                      \
-    }                                                                                        \
-    return s;                                                                                \
-}                                                                                            \
-                                                                                             \
-/* SwiGLU on n floats: out = silu(g) u, silu(g) = g sigmoid(g), sigmoid(g) = 1/(1 + exp(-g)) \
-   backward: dg = d u s (1 + g (1 - s)), du = d g s   (du may alias d). Tails go through a    \
-   small buffer so every element sees the same arithmetic. */                                \
-static ATTR void distill__swiglu_fwd_##SFX(float *out, const float *gate, const float *up, int n) { \
-    float bg[DV_W], bu[DV_W];                                                                \
-    int i = 0, j;                                                                            \
-    for (;; i += DV_W) {                                                                     \
-        const float *g = gate + i, *u = up + i;                                              \
-        float *o = out + i;                                                                  \
-        DV_T gv, s;                                                                          \
-        int m = n - i < DV_W ? n - i : DV_W;                                                 \
-        if (m <= 0) break;                                                                   \
-        if (m < DV_W) {                                                                      \
-            for (j = 0; j < DV_W; j++) { bg[j] = j < m ? g[j] : 0.0f; bu[j] = j < m ? u[j] : 0.0f; } \
-            g = bg; u = bu; o = bg;                                                          \
-        }                                                                                    \
-        gv = DV_LOAD(g);                                                                     \
-        s = DV_ADD(DV_SET1(1.0f), distill__vexp_##SFX(DV_SUB(DV_ZERO(), gv)));               \
-        DV_STORE(o, DV_MUL(DV_MUL(gv, DV_LOAD(u)), DV_DIVONE(s)));                           \
-        if (m < DV_W) { for (j = 0; j < m; j++) out[i + j] = bg[j]; break; }                 \
-    }                                                                                        \
-}                                                                                            \
-static ATTR void distill__swiglu_bwd_##SFX(float *dgate, float *dup, const float *dout,     \
-                                           const float *gate, const float *up, int n) {     \
-    float bg[DV_W], bu[DV_W], bd[DV_W], bdg[DV_W];                                           \
-    int i = 0, j;                                                                            \
-    for (;; i += DV_W) {                                                                     \
-        const float *g = gate + i, *u = up + i, *d = dout + i;                               \
-        float *dg = dgate + i, *du = dup + i;                                                \
-        DV_T gv, uv, dv, s, one = DV_SET1(1.0f);                                             \
-        int m = n - i < DV_W ? n - i : DV_W;                                                 \
-        if (m <= 0) break;                                                                   \
-        if (m < DV_W) {                                                                      \
-            for (j = 0; j < DV_W; j++) { bg[j] = j < m ? g[j] : 0.0f; bu[j] = j < m ? u[j] : 0.0f; \
-                                         bd[j] = j < m ? d[j] : 0.0f; }                      \
-            g = bg; u = bu; d = bd; dg = bdg; du = bd;                                       \
-        }                                                                                    \
-        gv = DV_LOAD(g); uv = DV_LOAD(u); dv = DV_LOAD(d);                                   \
-        s = DV_DIVONE(DV_ADD(one, distill__vexp_##SFX(DV_SUB(DV_ZERO(), gv))));              \
-        DV_STORE(dg, DV_MUL(DV_MUL(DV_MUL(dv, uv), s), DV_FMA(gv, DV_SUB(one, s), one)));    \
-        DV_STORE(du, DV_MUL(DV_MUL(dv, gv), s));                                             \
-        if (m < DV_W) { for (j = 0; j < m; j++) { dgate[i + j] = bdg[j]; dup[i + j] = bd[j]; } break; } \
-    }                                                                                        \
-}
+   How the header finds itself: `#include "distill.h"` with quotes searches first the
+   directory of the file that contains the directive, i.e. this header's own directory, on
+   GCC, clang and MSVC alike. So the re-inclusion works however the user's program reached the
+   header (-I path, relative or absolute path); __FILE__ would not (it is the path as spelled
+   by the includer, relative to the includer's directory, and breaks under -I). A renamed copy
+   defines DISTILL_HEADER_NAME to its own file name; if the re-inclusion reaches another file
+   (an older distill.h), the build stops with an #error below instead of mixing versions. */
+#ifndef DISTILL_HEADER_NAME
+#define DISTILL_HEADER_NAME "distill.h"
+#endif
+#define DISTILL__IMPLEMENTATION_CONTINUES
+#endif /* DISTILL_IMPLEMENTATION, part 1: platform, pool */
 
-/* The table of one kernel set. nr = 2 * DV_W columns per micro-tile, 6 rows. */
-struct distill__isa_ops {
-    const char *name;
-    int mr, nr;
-    void (*ukernel)(int kc, const float *a, const float *b, float *c, size_t ldc, int acc);
-    float (*dot)(const float *a, const float *b, int n);
-    void (*axpy)(float *y, float a, const float *x, int n);
-    void (*scale)(float *y, float a, int n);
-    float (*max)(const float *x, int n);
-    float (*exp_sum)(float *y, const float *x, float shift, int n);
-    void (*swiglu_fwd)(float *out, const float *gate, const float *up, int n);
-    void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
-};
-#define DISTILL__OPS_TABLE(SFX, NAME) { NAME, 6, 2 * DV_W, distill__ukernel_##SFX, distill__dot_##SFX, \
-    distill__axpy_##SFX, distill__scale_##SFX, distill__max_##SFX, distill__exp_sum_##SFX, \
-    distill__swiglu_fwd_##SFX, distill__swiglu_bwd_##SFX }
-
+/* ===================================================================================== */
+/* KERNEL BLOCK (one kernel set per pass; see "The kernels" just above)                   */
+/* ===================================================================================== */
+#if defined(DISTILL__KERNEL_PASS)
+#if DISTILL__KERNEL_PASS == 1
 /* --- scalar: always compiled; the fallback on CPUs without SIMD, and for other compilers - */
+#define DISTILL__K(name) name##_scalar
+#define DISTILL__KATTR
+#define DISTILL__KNAME "scalar"
 static float distill__i2f(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }
 static int32_t distill__sra1(int32_t i) { return i >= 0 ? i / 2 : -((1 - i) / 2); } /* floor(i/2) */
 static int32_t distill__f2i(float v) { return v == v ? (int32_t)v : 0; } /* NaN: any value will do */
@@ -2760,43 +2753,21 @@ static int32_t distill__f2i(float v) { return v == v ? (int32_t)v : 0; } /* NaN:
 #define DVI_SHL23(a) ((int32_t)((uint32_t)(a) << 23))
 #define DV_CASTI(i) distill__i2f(i)
 #define DV_DIVONE(x) (1.0f / (x))
-DISTILL__SIMD_TEMPLATE(scalar, )
-static const distill__isa_ops distill__ops_scalar = DISTILL__OPS_TABLE(scalar, "scalar");
-#undef DV_T
-#undef DVI_T
-#undef DV_W
-#undef DV_LOAD
-#undef DV_STORE
-#undef DV_SET1
-#undef DV_ZERO
-#undef DV_FMA
-#undef DV_ADD
-#undef DV_SUB
-#undef DV_MUL
-#undef DV_MAX
-#undef DV_MIN
-#undef DV_HSUM
-#undef DV_HMAX
-#undef DV_ROUND
-#undef DV_CVTI
-#undef DVI_ADD
-#undef DVI_SUB
-#undef DVI_SET1
-#undef DVI_SRA1
-#undef DVI_SHL23
-#undef DV_CASTI
-#undef DV_DIVONE
-
-#if defined(DISTILL__X86)
+#elif DISTILL__KERNEL_PASS == 2
 /* --- AVX2 + FMA (x86-64-v3), compiled with a per-function target attribute ----------- */
-#define DISTILL__AVX2_ATTR __attribute__((target("avx2,fma")))
-static DISTILL__AVX2_ATTR float distill__hsum_avx2(__m256 v) {
+#define DISTILL__K(name) name##_avx2
+#define DISTILL__KATTR __attribute__((target("avx2,fma")))
+#define DISTILL__KNAME "avx2"
+/* gemv one row at a time (the dot kernel): with 256-bit loads that streams faster than four
+   interleaved rows (Zen5: 1.35 vs 1.7 ms per 15M-model decode step, bench/RESULTS.md) */
+#define DISTILL__GEMV_BY_ROW 1
+static DISTILL__KATTR float distill__hsum_avx2(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
 }
-static DISTILL__AVX2_ATTR float distill__hmax_avx2(__m256 v) {
+static DISTILL__KATTR float distill__hmax_avx2(__m256 v) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
@@ -2826,42 +2797,18 @@ static DISTILL__AVX2_ATTR float distill__hmax_avx2(__m256 v) {
 #define DVI_SHL23(a) _mm256_slli_epi32((a), 23)
 #define DV_CASTI(i) _mm256_castsi256_ps(i)
 #define DV_DIVONE(x) _mm256_div_ps(_mm256_set1_ps(1.0f), (x))
-DISTILL__SIMD_TEMPLATE(avx2, DISTILL__AVX2_ATTR)
-static const distill__isa_ops distill__ops_avx2 = DISTILL__OPS_TABLE(avx2, "avx2");
-#undef DV_T
-#undef DVI_T
-#undef DV_W
-#undef DV_LOAD
-#undef DV_STORE
-#undef DV_SET1
-#undef DV_ZERO
-#undef DV_FMA
-#undef DV_ADD
-#undef DV_SUB
-#undef DV_MUL
-#undef DV_MAX
-#undef DV_MIN
-#undef DV_HSUM
-#undef DV_HMAX
-#undef DV_ROUND
-#undef DV_CVTI
-#undef DVI_ADD
-#undef DVI_SUB
-#undef DVI_SET1
-#undef DVI_SRA1
-#undef DVI_SHL23
-#undef DV_CASTI
-#undef DV_DIVONE
-
+#elif DISTILL__KERNEL_PASS == 3
 /* --- AVX-512F ------------------------------------------------------------------------ */
-#define DISTILL__AVX512_ATTR __attribute__((target("avx512f")))
+#define DISTILL__K(name) name##_avx512
+#define DISTILL__KATTR __attribute__((target("avx512f")))
+#define DISTILL__KNAME "avx512"
 /* The masked forms with an all-ones mask below, and reductions through memory: GCC 12's
    unmasked AVX-512 intrinsics (max, min, roundscale, cvt, shifts, reduce) warn under
    -Wuninitialized in C++ (their _mm512_undefined_ps). Same instructions. */
 #define DISTILL__K16 ((__mmask16)0xFFFF)
 /* Reductions through memory: GCC 12's _mm512_reduce_add_ps and shuffles warn under
    -Wuninitialized in C++ (their _mm512_undefined_ps), and this runs once per call anyway. */
-static DISTILL__AVX512_ATTR float distill__hsum_avx512(__m512 v) {
+static DISTILL__KATTR float distill__hsum_avx512(__m512 v) {
     float t[16];
     int i;
     _mm512_storeu_ps(t, v);
@@ -2869,7 +2816,7 @@ static DISTILL__AVX512_ATTR float distill__hsum_avx512(__m512 v) {
     for (i = 0; i < 4; i++) t[i] += t[i + 4];
     return (t[0] + t[2]) + (t[1] + t[3]);
 }
-static DISTILL__AVX512_ATTR float distill__hmax_avx512(__m512 v) {
+static DISTILL__KATTR float distill__hmax_avx512(__m512 v) {
     float t[16], m;
     int i;
     _mm512_storeu_ps(t, v);
@@ -2901,8 +2848,282 @@ static DISTILL__AVX512_ATTR float distill__hmax_avx512(__m512 v) {
 #define DVI_SHL23(a) _mm512_mask_slli_epi32((a), DISTILL__K16, (a), 23)
 #define DV_CASTI(i) _mm512_castsi512_ps(i)
 #define DV_DIVONE(x) _mm512_div_ps(_mm512_set1_ps(1.0f), (x))
-DISTILL__SIMD_TEMPLATE(avx512, DISTILL__AVX512_ATTR)
-static const distill__isa_ops distill__ops_avx512 = DISTILL__OPS_TABLE(avx512, "avx512");
+#elif DISTILL__KERNEL_PASS == 4
+/* --- NEON (aarch64: always present, no run-time check needed) ------------------------- */
+#define DISTILL__K(name) name##_neon
+#define DISTILL__KATTR
+#define DISTILL__KNAME "neon"
+#define DV_T float32x4_t
+#define DVI_T int32x4_t
+#define DV_W 4
+#define DV_LOAD(p) vld1q_f32(p)
+#define DV_STORE(p, v) vst1q_f32((p), (v))
+#define DV_SET1(x) vdupq_n_f32(x)
+#define DV_ZERO() vdupq_n_f32(0.0f)
+#define DV_FMA(a, b, c) vfmaq_f32((c), (a), (b))
+#define DV_ADD(a, b) vaddq_f32((a), (b))
+#define DV_SUB(a, b) vsubq_f32((a), (b))
+#define DV_MUL(a, b) vmulq_f32((a), (b))
+#define DV_MAX(a, b) vmaxq_f32((a), (b))
+#define DV_MIN(a, b) vminq_f32((a), (b))
+#define DV_HSUM(v) vaddvq_f32(v)
+#define DV_HMAX(v) vmaxvq_f32(v)
+#define DV_ROUND(v) vrndnq_f32(v)
+#define DV_CVTI(v) vcvtq_s32_f32(v)
+#define DVI_ADD(a, b) vaddq_s32((a), (b))
+#define DVI_SUB(a, b) vsubq_s32((a), (b))
+#define DVI_SET1(x) vdupq_n_s32(x)
+#define DVI_SRA1(a) vshrq_n_s32((a), 1)
+#define DVI_SHL23(a) vshlq_n_s32((a), 23)
+#define DV_CASTI(i) vreinterpretq_f32_s32(i)
+#define DV_DIVONE(x) vdivq_f32(vdupq_n_f32(1.0f), (x))
+#endif
+
+/* exp(x) for a vector (used by the softmax primitives):
+     x = n ln2 + r, n = round(x / ln2), |r| <= ln2/2, r computed with ln2 split in a high part
+     exact in float and a low part (Cody-Waite), so r carries no cancellation error;
+     exp(r) by its Taylor polynomial of degree 7 (truncation error r^8/8! < 6e-9 relative);
+     2^n built in the exponent field, in two halves 2^(n>>1) * 2^(n - (n>>1)) so that every
+     n in [-150, 128] works (denormal results and overflow to +inf come out right).
+   Inputs are clamped to [-104, 89] (exp is 0 resp. +inf beyond); NaN propagates.
+   Max relative error vs exp() in double over [-87.3, 88.7]: 1.0e-7 measured (about 1.7 ulp),
+   tested < 2e-7 in tests/test_kernels.c. */
+DISTILL__UNUSED static DISTILL__KATTR DV_T DISTILL__K(distill__vexp)(DV_T x) {
+    DV_T n, r, p;
+    DVI_T ni, n1, n2;
+    x = DV_MAX(DV_SET1(-104.0f), x);
+    x = DV_MIN(DV_SET1(89.0f), x);
+    n = DV_ROUND(DV_MUL(x, DV_SET1(1.44269504088896341f)));
+    r = DV_FMA(n, DV_SET1(-0.693145751953125f), x);
+    r = DV_FMA(n, DV_SET1(-1.428606765330187e-06f), r);
+    p = DV_SET1(1.0f / 5040.0f);
+    p = DV_FMA(p, r, DV_SET1(1.0f / 720.0f));
+    p = DV_FMA(p, r, DV_SET1(1.0f / 120.0f));
+    p = DV_FMA(p, r, DV_SET1(1.0f / 24.0f));
+    p = DV_FMA(p, r, DV_SET1(1.0f / 6.0f));
+    p = DV_FMA(p, r, DV_SET1(0.5f));
+    p = DV_FMA(p, r, DV_SET1(1.0f));
+    p = DV_FMA(p, r, DV_SET1(1.0f));
+    ni = DV_CVTI(n);
+    n1 = DVI_SRA1(ni);
+    n2 = DVI_SUB(ni, n1);
+    p = DV_MUL(p, DV_CASTI(DVI_SHL23(DVI_ADD(n1, DVI_SET1(127)))));
+    return DV_MUL(p, DV_CASTI(DVI_SHL23(DVI_ADD(n2, DVI_SET1(127)))));
+}
+
+/* The micro-kernel: a 6 x (2 DV_W) tile of C in 12 vector registers.
+     c (6, 2W) (+)= a (6, kc) . b (kc, 2W)
+   a is a packed panel (for each p, the 6 values of column p), b likewise (for each p, the
+   2W values of row p). Per step: 2 loads of b, 6 broadcasts of a, 12 FMAs. acc: 0 stores
+   the product, 1 adds it to c. ldc is the row stride of c. */
+static DISTILL__KATTR void DISTILL__K(distill__ukernel)(int kc, const float *a, const float *b, float *c,
+                                        size_t ldc, int acc) {
+    DV_T c00 = DV_ZERO(), c01 = DV_ZERO(), c10 = DV_ZERO(), c11 = DV_ZERO();
+    DV_T c20 = DV_ZERO(), c21 = DV_ZERO(), c30 = DV_ZERO(), c31 = DV_ZERO();
+    DV_T c40 = DV_ZERO(), c41 = DV_ZERO(), c50 = DV_ZERO(), c51 = DV_ZERO();
+    DV_T b0, b1, av;
+    int p;
+    for (p = 0; p < kc; p++) {
+        b0 = DV_LOAD(b);
+        b1 = DV_LOAD(b + DV_W);
+        av = DV_SET1(a[0]); c00 = DV_FMA(av, b0, c00); c01 = DV_FMA(av, b1, c01);
+        av = DV_SET1(a[1]); c10 = DV_FMA(av, b0, c10); c11 = DV_FMA(av, b1, c11);
+        av = DV_SET1(a[2]); c20 = DV_FMA(av, b0, c20); c21 = DV_FMA(av, b1, c21);
+        av = DV_SET1(a[3]); c30 = DV_FMA(av, b0, c30); c31 = DV_FMA(av, b1, c31);
+        av = DV_SET1(a[4]); c40 = DV_FMA(av, b0, c40); c41 = DV_FMA(av, b1, c41);
+        av = DV_SET1(a[5]); c50 = DV_FMA(av, b0, c50); c51 = DV_FMA(av, b1, c51);
+        a += 6;
+        b += 2 * DV_W;
+    }
+    if (acc) {
+        c00 = DV_ADD(c00, DV_LOAD(c + 0 * ldc)); c01 = DV_ADD(c01, DV_LOAD(c + 0 * ldc + DV_W));
+        c10 = DV_ADD(c10, DV_LOAD(c + 1 * ldc)); c11 = DV_ADD(c11, DV_LOAD(c + 1 * ldc + DV_W));
+        c20 = DV_ADD(c20, DV_LOAD(c + 2 * ldc)); c21 = DV_ADD(c21, DV_LOAD(c + 2 * ldc + DV_W));
+        c30 = DV_ADD(c30, DV_LOAD(c + 3 * ldc)); c31 = DV_ADD(c31, DV_LOAD(c + 3 * ldc + DV_W));
+        c40 = DV_ADD(c40, DV_LOAD(c + 4 * ldc)); c41 = DV_ADD(c41, DV_LOAD(c + 4 * ldc + DV_W));
+        c50 = DV_ADD(c50, DV_LOAD(c + 5 * ldc)); c51 = DV_ADD(c51, DV_LOAD(c + 5 * ldc + DV_W));
+    }
+    DV_STORE(c + 0 * ldc, c00); DV_STORE(c + 0 * ldc + DV_W, c01);
+    DV_STORE(c + 1 * ldc, c10); DV_STORE(c + 1 * ldc + DV_W, c11);
+    DV_STORE(c + 2 * ldc, c20); DV_STORE(c + 2 * ldc + DV_W, c21);
+    DV_STORE(c + 3 * ldc, c30); DV_STORE(c + 3 * ldc + DV_W, c31);
+    DV_STORE(c + 4 * ldc, c40); DV_STORE(c + 4 * ldc + DV_W, c41);
+    DV_STORE(c + 5 * ldc, c50); DV_STORE(c + 5 * ldc + DV_W, c51);
+}
+
+/* sum a[i]*b[i]: four independent vector accumulators, combined in a fixed order. */
+static DISTILL__KATTR float DISTILL__K(distill__dot)(const float *a, const float *b, int n) {
+    DV_T s0 = DV_ZERO(), s1 = DV_ZERO(), s2 = DV_ZERO(), s3 = DV_ZERO();
+    int i = 0;
+    float s;
+    for (; i + 4 * DV_W <= n; i += 4 * DV_W) {
+        s0 = DV_FMA(DV_LOAD(a + i), DV_LOAD(b + i), s0);
+        s1 = DV_FMA(DV_LOAD(a + i + DV_W), DV_LOAD(b + i + DV_W), s1);
+        s2 = DV_FMA(DV_LOAD(a + i + 2 * DV_W), DV_LOAD(b + i + 2 * DV_W), s2);
+        s3 = DV_FMA(DV_LOAD(a + i + 3 * DV_W), DV_LOAD(b + i + 3 * DV_W), s3);
+    }
+    for (; i + DV_W <= n; i += DV_W) s0 = DV_FMA(DV_LOAD(a + i), DV_LOAD(b + i), s0);
+    s = DV_HSUM(DV_ADD(DV_ADD(s0, s1), DV_ADD(s2, s3)));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* Matrix-vector product for decoding: y[o] = x . w[o] for rows o < rows of w (ldw floats
+   apart), n terms each. The weights are streamed once, so this is memory-bound: four rows at a
+   time share each load of x, with two accumulators per row (eight FMA chains) and one
+   horizontal sum per row. A row's arithmetic is the same in a group of four and alone (the
+   remainder loop repeats it), so how rows are grouped or split over threads never changes y. */
+static DISTILL__KATTR void DISTILL__K(distill__gemv)(float *y, const float *x, const float *w, size_t ldw,
+                                                    int rows, int n) {
+    int o = 0, k;
+#if defined(DISTILL__GEMV_BY_ROW)
+    for (; o < rows; o++) y[o] = DISTILL__K(distill__dot)(x, w + (size_t)o * ldw, n);
+    (void)k;
+    return;
+#endif
+    for (; o + 4 <= rows; o += 4) {
+        const float *w0 = w + (size_t)o * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        DV_T a0 = DV_ZERO(), a1 = DV_ZERO(), a2 = DV_ZERO(), a3 = DV_ZERO();
+        DV_T b0 = DV_ZERO(), b1 = DV_ZERO(), b2 = DV_ZERO(), b3 = DV_ZERO(), x0, x1;
+        float s0, s1, s2, s3;
+        for (k = 0; k + 2 * DV_W <= n; k += 2 * DV_W) {
+            x0 = DV_LOAD(x + k);
+            x1 = DV_LOAD(x + k + DV_W);
+            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0); b0 = DV_FMA(x1, DV_LOAD(w0 + k + DV_W), b0);
+            a1 = DV_FMA(x0, DV_LOAD(w1 + k), a1); b1 = DV_FMA(x1, DV_LOAD(w1 + k + DV_W), b1);
+            a2 = DV_FMA(x0, DV_LOAD(w2 + k), a2); b2 = DV_FMA(x1, DV_LOAD(w2 + k + DV_W), b2);
+            a3 = DV_FMA(x0, DV_LOAD(w3 + k), a3); b3 = DV_FMA(x1, DV_LOAD(w3 + k + DV_W), b3);
+        }
+        if (k + DV_W <= n) {
+            x0 = DV_LOAD(x + k);
+            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0); a1 = DV_FMA(x0, DV_LOAD(w1 + k), a1);
+            a2 = DV_FMA(x0, DV_LOAD(w2 + k), a2); a3 = DV_FMA(x0, DV_LOAD(w3 + k), a3);
+            k += DV_W;
+        }
+        s0 = DV_HSUM(DV_ADD(a0, b0)); s1 = DV_HSUM(DV_ADD(a1, b1));
+        s2 = DV_HSUM(DV_ADD(a2, b2)); s3 = DV_HSUM(DV_ADD(a3, b3));
+        for (; k < n; k++) { s0 += x[k] * w0[k]; s1 += x[k] * w1[k]; s2 += x[k] * w2[k]; s3 += x[k] * w3[k]; }
+        y[o] = s0; y[o + 1] = s1; y[o + 2] = s2; y[o + 3] = s3;
+    }
+    for (; o < rows; o++) {   /* the same per-row arithmetic, one row */
+        const float *w0 = w + (size_t)o * ldw;
+        DV_T a0 = DV_ZERO(), b0 = DV_ZERO(), x0, x1;
+        float s0;
+        for (k = 0; k + 2 * DV_W <= n; k += 2 * DV_W) {
+            x0 = DV_LOAD(x + k);
+            x1 = DV_LOAD(x + k + DV_W);
+            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0); b0 = DV_FMA(x1, DV_LOAD(w0 + k + DV_W), b0);
+        }
+        if (k + DV_W <= n) {
+            x0 = DV_LOAD(x + k);
+            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0);
+            k += DV_W;
+        }
+        s0 = DV_HSUM(DV_ADD(a0, b0));
+        for (; k < n; k++) s0 += x[k] * w0[k];
+        y[o] = s0;
+    }
+}
+
+/* y += a*x */
+static DISTILL__KATTR void DISTILL__K(distill__axpy)(float *y, float a, const float *x, int n) {
+    DV_T av = DV_SET1(a);
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W) DV_STORE(y + i, DV_FMA(av, DV_LOAD(x + i), DV_LOAD(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+/* y *= a */
+static DISTILL__KATTR void DISTILL__K(distill__scale)(float *y, float a, int n) {
+    DV_T av = DV_SET1(a);
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W) DV_STORE(y + i, DV_MUL(av, DV_LOAD(y + i)));
+    for (; i < n; i++) y[i] *= a;
+}
+
+/* max x[i] (-INFINITY for n == 0) */
+static DISTILL__KATTR float DISTILL__K(distill__max)(const float *x, int n) {
+    DV_T m = DV_SET1(-INFINITY);
+    int i = 0;
+    float s;
+    for (; i + DV_W <= n; i += DV_W) m = DV_MAX(m, DV_LOAD(x + i));
+    s = DV_HMAX(m);
+    for (; i < n; i++) s = x[i] > s ? x[i] : s;
+    return s;
+}
+
+/* y[i] = exp(x[i] - shift), returns sum y[i]. The tail goes through the same vector exp
+   (via a small buffer), so every element gets the same approximation. */
+static DISTILL__KATTR float DISTILL__K(distill__exp_sum)(float *y, const float *x, float shift, int n) {
+    DV_T sh = DV_SET1(shift), acc = DV_ZERO(), e;
+    float buf[DV_W], s;
+    int i = 0, j;
+    for (; i + DV_W <= n; i += DV_W) {
+        e = DISTILL__K(distill__vexp)(DV_SUB(DV_LOAD(x + i), sh));
+        DV_STORE(y + i, e);
+        acc = DV_ADD(acc, e);
+    }
+    s = DV_HSUM(acc);
+    if (i < n) {
+        for (j = 0; j < DV_W; j++) buf[j] = i + j < n ? x[i + j] : shift;
+        DV_STORE(buf, DISTILL__K(distill__vexp)(DV_SUB(DV_LOAD(buf), sh)));
+        for (j = 0; i + j < n; j++) { y[i + j] = buf[j]; s += buf[j]; }
+    }
+    return s;
+}
+
+/* SwiGLU on n floats: out = silu(g) u, silu(g) = g sigmoid(g), sigmoid(g) = 1/(1 + exp(-g))
+   backward: dg = d u s (1 + g (1 - s)), du = d g s   (du may alias d). Tails go through a
+   small buffer so every element sees the same arithmetic. */
+static DISTILL__KATTR void DISTILL__K(distill__swiglu_fwd)(float *out, const float *gate, const float *up, int n) {
+    float bg[DV_W], bu[DV_W];
+    int i = 0, j;
+    for (;; i += DV_W) {
+        const float *g = gate + i, *u = up + i;
+        float *o = out + i;
+        DV_T gv, s;
+        int m = n - i < DV_W ? n - i : DV_W;
+        if (m <= 0) break;
+        if (m < DV_W) {
+            for (j = 0; j < DV_W; j++) { bg[j] = j < m ? g[j] : 0.0f; bu[j] = j < m ? u[j] : 0.0f; }
+            g = bg; u = bu; o = bg;
+        }
+        gv = DV_LOAD(g);
+        s = DV_ADD(DV_SET1(1.0f), DISTILL__K(distill__vexp)(DV_SUB(DV_ZERO(), gv)));
+        DV_STORE(o, DV_MUL(DV_MUL(gv, DV_LOAD(u)), DV_DIVONE(s)));
+        if (m < DV_W) { for (j = 0; j < m; j++) out[i + j] = bg[j]; break; }
+    }
+}
+static DISTILL__KATTR void DISTILL__K(distill__swiglu_bwd)(float *dgate, float *dup, const float *dout,
+                                           const float *gate, const float *up, int n) {
+    float bg[DV_W], bu[DV_W], bd[DV_W], bdg[DV_W];
+    int i = 0, j;
+    for (;; i += DV_W) {
+        const float *g = gate + i, *u = up + i, *d = dout + i;
+        float *dg = dgate + i, *du = dup + i;
+        DV_T gv, uv, dv, s, one = DV_SET1(1.0f);
+        int m = n - i < DV_W ? n - i : DV_W;
+        if (m <= 0) break;
+        if (m < DV_W) {
+            for (j = 0; j < DV_W; j++) { bg[j] = j < m ? g[j] : 0.0f; bu[j] = j < m ? u[j] : 0.0f;
+                                         bd[j] = j < m ? d[j] : 0.0f; }
+            g = bg; u = bu; d = bd; dg = bdg; du = bd;
+        }
+        gv = DV_LOAD(g); uv = DV_LOAD(u); dv = DV_LOAD(d);
+        s = DV_DIVONE(DV_ADD(one, DISTILL__K(distill__vexp)(DV_SUB(DV_ZERO(), gv))));
+        DV_STORE(dg, DV_MUL(DV_MUL(DV_MUL(dv, uv), s), DV_FMA(gv, DV_SUB(one, s), one)));
+        DV_STORE(du, DV_MUL(DV_MUL(dv, gv), s));
+        if (m < DV_W) { for (j = 0; j < m; j++) { dgate[i + j] = bdg[j]; dup[i + j] = bd[j]; } break; }
+    }
+}
+
+/* This set's table (the struct is declared before the passes, in part 2 below). */
+static const distill__isa_ops DISTILL__K(distill__ops) = {
+    DISTILL__KNAME, 6, 2 * DV_W, DISTILL__K(distill__ukernel), DISTILL__K(distill__dot),
+    DISTILL__K(distill__axpy), DISTILL__K(distill__scale), DISTILL__K(distill__max),
+    DISTILL__K(distill__exp_sum), DISTILL__K(distill__swiglu_fwd), DISTILL__K(distill__swiglu_bwd),
+    DISTILL__K(distill__gemv)
+};
 #undef DV_T
 #undef DVI_T
 #undef DV_W
@@ -2928,61 +3149,50 @@ static const distill__isa_ops distill__ops_avx512 = DISTILL__OPS_TABLE(avx512, "
 #undef DV_CASTI
 #undef DV_DIVONE
 #undef DISTILL__K16
-#endif /* DISTILL__X86 */
+#undef DISTILL__GEMV_BY_ROW
+#undef DISTILL__K
+#undef DISTILL__KATTR
+#undef DISTILL__KNAME
+#undef DISTILL__KERNEL_PASS
+#endif /* DISTILL__KERNEL_PASS */
 
+/* ===================================================================================== */
+/* IMPLEMENTATION, part 2: dispatch, matrix products, and everything after them          */
+/* ===================================================================================== */
+#if defined(DISTILL__IMPLEMENTATION_CONTINUES)
+#undef DISTILL__IMPLEMENTATION_CONTINUES
+
+/* The table of one kernel set. nr = 2 * DV_W columns per micro-tile, 6 rows. */
+struct distill__isa_ops {
+    const char *name;
+    int mr, nr;
+    void (*ukernel)(int kc, const float *a, const float *b, float *c, size_t ldc, int acc);
+    float (*dot)(const float *a, const float *b, int n);
+    void (*axpy)(float *y, float a, const float *x, int n);
+    void (*scale)(float *y, float a, int n);
+    float (*max)(const float *x, int n);
+    float (*exp_sum)(float *y, const float *x, float shift, int n);
+    void (*swiglu_fwd)(float *out, const float *gate, const float *up, int n);
+    void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
+    void (*gemv)(float *y, const float *x, const float *w, size_t ldw, int rows, int n);
+};
+
+/* The kernel sets: the KERNEL BLOCK above, once per ISA this compiler can target. */
+#define DISTILL__KERNEL_PASS 1
+#include DISTILL_HEADER_NAME
+#if defined(DISTILL__KERNEL_PASS)
+#error "distill.h: the header's re-inclusion of itself reached another file; define DISTILL_HEADER_NAME to this file's name (see 'The kernels')"
+#endif
+#if defined(DISTILL__X86)
+#define DISTILL__KERNEL_PASS 2
+#include DISTILL_HEADER_NAME
+#define DISTILL__KERNEL_PASS 3
+#include DISTILL_HEADER_NAME
+#endif
 #if defined(DISTILL__NEON)
-/* --- NEON (aarch64: always present, no run-time check needed) ------------------------- */
-#define DV_T float32x4_t
-#define DVI_T int32x4_t
-#define DV_W 4
-#define DV_LOAD(p) vld1q_f32(p)
-#define DV_STORE(p, v) vst1q_f32((p), (v))
-#define DV_SET1(x) vdupq_n_f32(x)
-#define DV_ZERO() vdupq_n_f32(0.0f)
-#define DV_FMA(a, b, c) vfmaq_f32((c), (a), (b))
-#define DV_ADD(a, b) vaddq_f32((a), (b))
-#define DV_SUB(a, b) vsubq_f32((a), (b))
-#define DV_MUL(a, b) vmulq_f32((a), (b))
-#define DV_MAX(a, b) vmaxq_f32((a), (b))
-#define DV_MIN(a, b) vminq_f32((a), (b))
-#define DV_HSUM(v) vaddvq_f32(v)
-#define DV_HMAX(v) vmaxvq_f32(v)
-#define DV_ROUND(v) vrndnq_f32(v)
-#define DV_CVTI(v) vcvtq_s32_f32(v)
-#define DVI_ADD(a, b) vaddq_s32((a), (b))
-#define DVI_SUB(a, b) vsubq_s32((a), (b))
-#define DVI_SET1(x) vdupq_n_s32(x)
-#define DVI_SRA1(a) vshrq_n_s32((a), 1)
-#define DVI_SHL23(a) vshlq_n_s32((a), 23)
-#define DV_CASTI(i) vreinterpretq_f32_s32(i)
-#define DV_DIVONE(x) vdivq_f32(vdupq_n_f32(1.0f), (x))
-DISTILL__SIMD_TEMPLATE(neon, )
-static const distill__isa_ops distill__ops_neon = DISTILL__OPS_TABLE(neon, "neon");
-#undef DV_T
-#undef DVI_T
-#undef DV_W
-#undef DV_LOAD
-#undef DV_STORE
-#undef DV_SET1
-#undef DV_ZERO
-#undef DV_FMA
-#undef DV_ADD
-#undef DV_SUB
-#undef DV_MUL
-#undef DV_MAX
-#undef DV_MIN
-#undef DV_HSUM
-#undef DV_HMAX
-#undef DV_ROUND
-#undef DV_CVTI
-#undef DVI_ADD
-#undef DVI_SUB
-#undef DVI_SET1
-#undef DVI_SRA1
-#undef DVI_SHL23
-#undef DV_CASTI
-#undef DV_DIVONE
-#endif /* DISTILL__NEON */
+#define DISTILL__KERNEL_PASS 4
+#include DISTILL_HEADER_NAME
+#endif
 
 /* Kernel set by name if this build and this CPU support it, else NULL. */
 static const distill__isa_ops *distill__ops_by_name(const char *name) {
@@ -3343,6 +3553,7 @@ DISTILL_API int distill_set_blas(int on) {
 
 DISTILL_API void distill_matmul_forward(float *out, const float *inp, const float *weight,
                                         const float *bias, int BT, int C, int OC) {
+    int pr_ = distill__prof_beginf("matmul fwd [%dx%dx%d]", BT, OC, C);
 #ifdef DISTILL_OPENBLAS
     if (C > 0 && !distill__the_pool.no_blas) {
         distill__blas_ctx b;
@@ -3351,6 +3562,7 @@ DISTILL_API void distill_matmul_forward(float *out, const float *inp, const floa
         b.BT = BT; b.C = C; b.OC = OC;
         distill__blas_init();
         distill__blas_run(&b, BT);
+        distill__prof_end(pr_);
         return;
     }
 #endif
@@ -3364,6 +3576,7 @@ DISTILL_API void distill_matmul_forward(float *out, const float *inp, const floa
         g.bias = bias;
         distill__gemm_run(&g);
     }
+    distill__prof_end(pr_);
 }
 
 DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbias,
@@ -3376,13 +3589,14 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
         memset(&b, 0, sizeof b);
         b.inp = inp; b.weight = weight; b.dout = dout; b.BT = BT; b.C = C; b.OC = OC;
         distill__blas_init();
-        if (dinp) { b.which = 1; b.out = dinp; distill__blas_run(&b, BT); }
-        if (dweight) { b.which = 2; b.out = dweight; distill__blas_run(&b, OC); }
+        if (dinp) { int pr_ = distill__prof_begin("matmul dX (BLAS)"); b.which = 1; b.out = dinp; distill__blas_run(&b, BT); distill__prof_end(pr_); }
+        if (dweight) { int pr_ = distill__prof_begin("matmul dW (BLAS)"); b.which = 2; b.out = dweight; distill__blas_run(&b, OC); distill__prof_end(pr_); }
         dinp = dweight = NULL; /* done */
     }
 #endif
     if (dinp) { /* dinp (BT,C) += dout (BT,OC) . W (OC,C) */
         distill__gemm g;
+        int pr_ = distill__prof_beginf("matmul dX [%dx%dx%d]", BT, C, OC);
         memset(&g, 0, sizeof g);
         g.M = BT; g.N = C; g.K = OC;
         g.a = dout; g.rsa = (size_t)OC; g.csa = 1;
@@ -3390,9 +3604,11 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
         g.c = dinp; g.ldc = (size_t)C;
         g.accumulate = 1;
         distill__gemm_run(&g);
+        distill__prof_end(pr_);
     }
     if (dweight) { /* dW (OC,C) += dout^T (OC,BT) . inp (BT,C) */
         distill__gemm g;
+        int pr_ = distill__prof_beginf("matmul dW [%dx%dx%d]", OC, C, BT);
         memset(&g, 0, sizeof g);
         g.M = OC; g.N = C; g.K = BT;
         g.a = dout; g.rsa = 1; g.csa = (size_t)OC;
@@ -3400,11 +3616,14 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
         g.c = dweight; g.ldc = (size_t)C;
         g.accumulate = 1;
         distill__gemm_run(&g);
+        distill__prof_end(pr_);
     }
     if (dbias) {
         distill__dbias_ctx d;
+        int pr_ = distill__prof_begin("matmul dbias");
         d.dbias = dbias; d.dout = dout; d.BT = BT; d.OC = OC;
         distill_parallel_for((int64_t)OC, 256, distill__dbias_task, &d);
+        distill__prof_end(pr_);
     }
 }
 
@@ -3508,12 +3727,15 @@ DISTILL_API void distill_flash_attention_forward(float *out, float *lse, const f
                                                  const float *v, const int *lengths, const int *kstart,
                                                  int B, int T, int NH, int NKV, int HS) {
     distill__fa_ctx c;
+    int pr_;
     int64_t nqb = (T + DISTILL__FA_Q - 1) / DISTILL__FA_Q;
     if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
+    pr_ = distill__prof_begin("attention fwd");
     memset(&c, 0, sizeof c);
     c.out = out; c.lse = lse; c.q = q; c.k = k; c.v = v; c.lengths = lengths; c.kstart = kstart;
     c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
     distill_parallel_for((int64_t)B * NH * nqb, 1, distill__fa_fwd_task, &c);
+    distill__prof_end(pr_);
 }
 
 static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
@@ -3581,11 +3803,14 @@ DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *d
                                                   const float *out, const float *lse, const int *lengths,
                                                   const int *kstart, int B, int T, int NH, int NKV, int HS) {
     distill__fa_ctx c;
+    int pr_;
     if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
+    pr_ = distill__prof_begin("attention bwd");
     memset(&c, 0, sizeof c);
     c.dq = dq; c.dk = dk; c.dv = dv; c.dout = dout; c.q = q; c.k = k; c.v = v; c.cout = out; c.clse = lse;
     c.lengths = lengths; c.kstart = kstart; c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
     distill_parallel_for((int64_t)B * NKV, 1, distill__fa_bwd_task, &c);
+    distill__prof_end(pr_);
 }
 /* ===================================================================================== */
 /* JSON                                                                                   */
@@ -9553,9 +9778,11 @@ static void distill__emb_fwd_task(void *p, int64_t b, int64_t e, int th) {
     }
 }
 DISTILL_API void distill_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C) {
+    int pr_ = distill__prof_begin("embedding fwd");
     distill__emb_ctx c;
     c.out = out; c.table = table; c.dout = NULL; c.tok = tokens; c.N = N; c.C = C;
     distill_parallel_for(N, 64, distill__emb_fwd_task, &c);
+    distill__prof_end(pr_);
 }
 static void distill__emb_bwd_task(void *p, int64_t b, int64_t e, int th) {
     distill__emb_ctx *c = (distill__emb_ctx *)p;
@@ -9572,9 +9799,11 @@ static void distill__emb_bwd_task(void *p, int64_t b, int64_t e, int th) {
     }
 }
 DISTILL_API void distill_embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int N, int C) {
+    int pr_ = distill__prof_begin("embedding bwd");
     distill__emb_ctx c;
     c.out = dtable; c.table = NULL; c.dout = dout; c.tok = tokens; c.N = N; c.C = C;
     distill_parallel_for(C, 32, distill__emb_bwd_task, &c);
+    distill__prof_end(pr_);
 }
 
 /* ---- RMSNorm ------------------------------------------------------------------------
@@ -9604,10 +9833,12 @@ static void distill__rms_fwd_task(void *p, int64_t b, int64_t e, int th) {
     }
 }
 DISTILL_API void distill_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps) {
+    int pr_ = distill__prof_begin("rmsnorm fwd");
     distill__rms_ctx c;
     memset(&c, 0, sizeof c);
     c.out = out; c.rstd = rstd; c.inp = inp; c.weight = weight; c.C = C; c.eps = eps;
     distill_parallel_for(N, 16, distill__rms_fwd_task, &c);
+    distill__prof_end(pr_);
 }
 static void distill__rms_bwd_dx_task(void *p, int64_t b, int64_t e, int th) {
     distill__rms_ctx *c = (distill__rms_ctx *)p;
@@ -9638,6 +9869,7 @@ static void distill__rms_bwd_dw_task(void *p, int64_t b, int64_t e, int th) {
 }
 DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                                           const float *weight, const float *rstd, int N, int C) {
+    int pr_ = distill__prof_begin("rmsnorm bwd");
     distill__rms_ctx c;
     distill__rms_dw_ctx d;
     memset(&c, 0, sizeof c);
@@ -9645,6 +9877,7 @@ DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const flo
     if (dinp) distill_parallel_for(N, 16, distill__rms_bwd_dx_task, &c);
     d.c = &c; d.N = N;
     if (dweight) distill_parallel_for(C, 16, distill__rms_bwd_dw_task, &d);
+    distill__prof_end(pr_);
 }
 
 /* ---- RoPE ---------------------------------------------------------------------------
@@ -9699,14 +9932,18 @@ DISTILL_API void distill_rope_backward(float *dx, const int32_t *pos, int N, int
     distill_parallel_for(N, 16, distill__rope_task, &c);
 }
 DISTILL_API void distill_rope_forward_freqs(float *x, const int32_t *pos, int N, int nh, int hs, const double *inv_freq) {
+    int pr_ = distill__prof_begin("rope fwd");
     distill__rope_ctx c;
     c.x = x; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = 0; c.sign = 1.0f; c.inv = inv_freq;
     distill_parallel_for(N, 16, distill__rope_task, &c);
+    distill__prof_end(pr_);
 }
 DISTILL_API void distill_rope_backward_freqs(float *dx, const int32_t *pos, int N, int nh, int hs, const double *inv_freq) {
+    int pr_ = distill__prof_begin("rope bwd");
     distill__rope_ctx c;
     c.x = dx; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = 0; c.sign = -1.0f; c.inv = inv_freq;
     distill_parallel_for(N, 16, distill__rope_task, &c);
+    distill__prof_end(pr_);
 }
 
 /* The frequencies, as transformers' RoPE initialisation computes them:
@@ -9866,10 +10103,12 @@ static void distill__swiglu_fwd_task(void *p, int64_t b, int64_t e, int th) {
     distill_vec_swiglu_forward(c->out + b, c->gate + b, c->up + b, (int)(e - b));
 }
 DISTILL_API void distill_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+    int pr_ = distill__prof_begin("swiglu fwd");
     distill__swiglu_ctx c;
     memset(&c, 0, sizeof c);
     c.out = out; c.gate = gate; c.up = up;
     distill_parallel_for((int64_t)n, 4096, distill__swiglu_fwd_task, &c);
+    distill__prof_end(pr_);
 }
 static void distill__swiglu_bwd_task(void *p, int64_t b, int64_t e, int th) {
     const distill__swiglu_ctx *c = (const distill__swiglu_ctx *)p;
@@ -9878,10 +10117,12 @@ static void distill__swiglu_bwd_task(void *p, int64_t b, int64_t e, int th) {
 }
 DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                                          const float *up, size_t n) {
+    int pr_ = distill__prof_begin("swiglu bwd");
     distill__swiglu_ctx c;
     memset(&c, 0, sizeof c);
     c.dgate = dgate; c.dup = dup; c.dout = dout; c.gate = gate; c.up = up;
     distill_parallel_for((int64_t)n, 4096, distill__swiglu_bwd_task, &c);
+    distill__prof_end(pr_);
 }
 
 /* ---- weighted cross-entropy, the default head loss ----------------------------------
@@ -10258,8 +10499,10 @@ static int distill__ensure_grads(distill_model *m) {
 }
 
 DISTILL_API void distill_model_zero_grad(distill_model *m) {
+    int pr_ = distill__prof_begin("zero grad");
     if (m->grads) memset(m->grads, 0, sizeof(float) * m->num_floats);
     else distill__ensure_grads(m);   /* a new buffer is zero; on failure the next forward says so */
+    distill__prof_end(pr_);
 }
 
 /* The gradient buffer slice that mirrors a parameter view. */
@@ -10279,9 +10522,11 @@ static void distill__add_task(void *p, int64_t b, int64_t e, int th) {
     distill_vec_axpy(c->x + (size_t)b * c->C, 1.0f, c->y + (size_t)b * c->C, (int)(e - b) * c->C);
 }
 static void distill__residual_add(float *x, const float *y, int N, int C) {
+    int pr_ = distill__prof_begin("residual add");
     distill__add_ctx c;
     c.x = x; c.y = y; c.C = C;
     distill_parallel_for(N, 16, distill__add_task, &c);
+    distill__prof_end(pr_);
 }
 
 /* Check the batch against the model and derive lengths, RoPE positions, segment starts,
@@ -10352,6 +10597,7 @@ static void distill__kd_head_fn(void *ctx, const int64_t *pos, int n, float *lg,
 static void distill__kd_prepare(void *ctx, const int64_t *pos, int n);
 
 static void distill__head(distill_model *m, int compute_grad, distill_stats *acc) {
+    int pr_ = distill__prof_begin("head + loss (gather, loss, scatter)");
     distill__state *s = (distill__state *)m->internal;
     int C = m->cfg.dim, V = m->cfg.vocab_size;
     int64_t c0;
@@ -10381,6 +10627,7 @@ static void distill__head(distill_model *m, int compute_grad, distill_stats *acc
                 memcpy(s->buf_a + (size_t)s->sup[c0 + i] * C, s->head_dx + (size_t)i * C, sizeof(float) * (size_t)C);
         }
     }
+    distill__prof_end(pr_);
 }
 
 static int distill__forward(distill_model *m, const distill_batch *bt, const distill_head_loss *hl,
@@ -10638,31 +10885,56 @@ static void distill__norm_task(void *p, int64_t b, int64_t e, int th) {
 /* AdamW (Loshchilov & Hutter), the PyTorch formulation:
        g = grad * clip,  m = b1 m + (1-b1) g,  v = b2 v + (1-b2) g^2
        p -= lr * wd * p                               (decoupled decay, flagged tensors only)
-       p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),   bc_i = 1 - b_i^(step+1) */
+       p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),   bc_i = 1 - b_i^(step+1)
+   All tensors in one pool job (one hand-off per step rather than one per tensor, which on a
+   small model cost more than the update): the job's items are chunks of DISTILL__ADAM_CHUNK
+   floats of each tensor in table order, and a task finds its tensor by walking the table. */
+#define DISTILL__ADAM_CHUNK 16384
 typedef struct {
-    float *p, *g, *m, *v;
-    float b1, b2, eps, step_size, decay_mul, clip, inv_sqrt_bc2;
+    const distill_model *model;
+    float b1, b2, eps, step_size, decay_on, decay_off, clip, inv_sqrt_bc2;
+    int decay_embeddings;
 } distill__adam_ctx;
 static void distill__adam_task(void *p, int64_t b, int64_t e, int th) {
     const distill__adam_ctx *c = (const distill__adam_ctx *)p;
-    int64_t i;
+    const distill_model *md = c->model;
+    int64_t chunk, first = 0, n_chunks;   /* tensor t's chunks: [first, first + n_chunks) */
+    int t = 0;
     (void)th;
-    for (i = b; i < e; i++) {
-        float g = c->g[i] * c->clip;
-        float mi = c->b1 * c->m[i] + (1.0f - c->b1) * g;
-        float vi = c->b2 * c->v[i] + (1.0f - c->b2) * g * g;
-        c->m[i] = mi;
-        c->v[i] = vi;
-        c->p[i] = c->p[i] * c->decay_mul - c->step_size * mi / (sqrtf(vi) * c->inv_sqrt_bc2 + c->eps);
+    n_chunks = ((int64_t)md->tensors[0].numel + DISTILL__ADAM_CHUNK - 1) / DISTILL__ADAM_CHUNK;
+    for (chunk = b; chunk < e; chunk++) {
+        const distill_tensor_info *ti;
+        size_t i, i0, i1;
+        float decay_mul, *pp, *g, *m, *v;
+        while (chunk >= first + n_chunks) {
+            first += n_chunks;
+            t++;
+            n_chunks = ((int64_t)md->tensors[t].numel + DISTILL__ADAM_CHUNK - 1) / DISTILL__ADAM_CHUNK;
+        }
+        ti = &md->tensors[t];
+        decay_mul = ti->decay && (t != 0 || c->decay_embeddings) ? c->decay_on : c->decay_off;   /* tensor 0: the embedding */
+        i0 = (size_t)(chunk - first) * DISTILL__ADAM_CHUNK;
+        i1 = i0 + DISTILL__ADAM_CHUNK < ti->numel ? i0 + DISTILL__ADAM_CHUNK : ti->numel;
+        pp = md->params + ti->offset; g = md->grads + ti->offset; m = md->m + ti->offset; v = md->v + ti->offset;
+        for (i = i0; i < i1; i++) {
+            float gi = g[i] * c->clip;
+            float mi = c->b1 * m[i] + (1.0f - c->b1) * gi;
+            float vi = c->b2 * v[i] + (1.0f - c->b2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            pp[i] = pp[i] * decay_mul - c->step_size * mi / (sqrtf(vi) * c->inv_sqrt_bc2 + c->eps);
+        }
     }
 }
 
-DISTILL_API double distill_adamw_step(distill_model *m, const distill_optim_config *o, int64_t step) {
+static double distill__adamw_step(distill_model *m, const distill_optim_config *o, int64_t step) {
     distill__state *s = (distill__state *)m->internal;
     distill__norm_ctx nc;
+    distill__adam_ctx c;
     double norm2 = 0.0, norm, bc1, bc2, lr;
     float clip = 1.0f;
     size_t i;
+    int64_t total = 0;
     int t;
     if (distill__ensure_grads(m) != 0) return -1.0;
     if (!m->m || !m->v) {
@@ -10680,17 +10952,22 @@ DISTILL_API double distill_adamw_step(distill_model *m, const distill_optim_conf
     bc1 = 1.0 - pow((double)o->beta1, (double)(step + 1));
     bc2 = 1.0 - pow((double)o->beta2, (double)(step + 1));
     lr = distill_lr_at(o, step);
-    for (t = 0; t < m->n_tensors; t++) {
-        const distill_tensor_info *ti = &m->tensors[t];
-        distill__adam_ctx c;
-        int decay = ti->decay && (t != 0 || o->decay_embeddings);   /* tensor 0 is the embedding */
-        c.p = m->params + ti->offset; c.g = m->grads + ti->offset; c.m = m->m + ti->offset; c.v = m->v + ti->offset;
-        c.b1 = o->beta1; c.b2 = o->beta2; c.eps = o->eps; c.clip = clip;
-        c.step_size = (float)(lr / bc1);
-        c.inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-        c.decay_mul = decay ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
-        distill_parallel_for((int64_t)ti->numel, 16384, distill__adam_task, &c);
-    }
+    c.model = m;
+    c.b1 = o->beta1; c.b2 = o->beta2; c.eps = o->eps; c.clip = clip;
+    c.step_size = (float)(lr / bc1);
+    c.inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    c.decay_on = (float)(1.0 - lr * o->weight_decay);
+    c.decay_off = 1.0f;
+    c.decay_embeddings = o->decay_embeddings;
+    for (t = 0; t < m->n_tensors; t++) total += ((int64_t)m->tensors[t].numel + DISTILL__ADAM_CHUNK - 1) / DISTILL__ADAM_CHUNK;
+    distill_parallel_for(total, 1, distill__adam_task, &c);
+    return norm;
+}
+
+DISTILL_API double distill_adamw_step(distill_model *m, const distill_optim_config *o, int64_t step) {
+    int pr_ = distill__prof_begin("optimizer (grad norm + AdamW)");
+    double norm = distill__adamw_step(m, o, step);
+    distill__prof_end(pr_);
     return norm;
 }
 
@@ -11451,45 +11728,221 @@ DISTILL_API void distill_kd_head_free(distill_kd_head *h) {
     DISTILL_FREE(h);
 }
 
+/* The head's fast path: the losses and gradient of distill__kd_position computed on the float
+   logits with the SIMD kernels (vectorised exp, dot, axpy, scale) instead of libm exp in
+   double: for the forward and reverse KL with a full teacher, and for every divergence with a
+   top-k teacher (whose k+1 bins go through the double-precision distill__kd_bins). The JSD with
+   a full teacher (a log per entry) keeps the double path. Sums over the vocabulary are float
+   partial sums over blocks of DISTILL__KD_BLOCK entries, combined in double, so the rounding
+   grows with the block, not with V. With E = exp(z - max z) and S = sum E per distribution
+   (q = Eq/Sq the student at temperature tau, z = s/tau; p = Et/St the teacher; p1 = E1/S1 the
+   untempered student), c = alpha tau (the alpha tau^2 of the loss times the 1/tau of dz/ds):
+     forward KL  D = sum p (zt - zq) - (lse_t - lse_q)        dL/ds = c (q - p)
+     reverse KL  D = sum q (zq - zt) - (lse_q - lse_t)        dL/ds = c q (zq - zt - (lse_q - lse_t) - D)
+     top-k       bins as in distill__kd_position;             dL/ds = c q (share - R) + c (r_b - q share) on listed ids
+   plus (1 - alpha)(p1 - [j = y]) from the CE term. tests/test_kd.c checks it against the
+   double path: loss within 2e-5 relative (+1e-6), every gradient entry within 1e-6 of the
+   largest. */
+#define DISTILL__KD_BLOCK 512
+
+/* E = exp(x scale - m) into e (x scale first goes into e: exp_sum takes a shift only);
+   returns S = sum E. */
+static double distill__kd_exps(float *e, const float *x, float scale, float m, int V) {
+    double S = 0.0;
+    int j0, nb;
+    for (j0 = 0; j0 < V; j0 += nb) {
+        nb = V - j0 < DISTILL__KD_BLOCK ? V - j0 : DISTILL__KD_BLOCK;
+        if (scale != 1.0f) {
+            memcpy(e + j0, x + j0, sizeof(float) * (size_t)nb);
+            distill_vec_scale(e + j0, scale, nb);
+            S += distill_vec_exp_sum(e + j0, e + j0, m, nb);
+        } else {
+            S += distill_vec_exp_sum(e + j0, x + j0, m, nb);
+        }
+    }
+    return S;
+}
+
+/* sum a[j] b[j], or sum a[j] when b is NULL */
+static double distill__kd_dot(const float *a, const float *b, int V) {
+    float one[DISTILL__KD_BLOCK];
+    double s = 0.0;
+    int j0, nb;
+    if (!b) for (j0 = 0; j0 < DISTILL__KD_BLOCK; j0++) one[j0] = 1.0f;
+    for (j0 = 0; j0 < V; j0 += nb) {
+        nb = V - j0 < DISTILL__KD_BLOCK ? V - j0 : DISTILL__KD_BLOCK;
+        s += distill_vec_dot(a + j0, b ? b + j0 : one, nb);
+    }
+    return s;
+}
+
+/* sum e[j] (x[j] scale - y[j] - m), the difference formed per entry before the product (the
+   two dots taken apart cancel: they are ~|x| S while the result can be ~0); y may be NULL. */
+static double distill__kd_dot_diff(const float *e, const float *x, float scale, const float *y, float m, int V) {
+    float one[DISTILL__KD_BLOCK], dif[DISTILL__KD_BLOCK];
+    double s = 0.0;
+    int j0, nb;
+    for (j0 = 0; j0 < DISTILL__KD_BLOCK; j0++) one[j0] = 1.0f;
+    for (j0 = 0; j0 < V; j0 += nb) {
+        nb = V - j0 < DISTILL__KD_BLOCK ? V - j0 : DISTILL__KD_BLOCK;
+        memcpy(dif, x + j0, sizeof(float) * (size_t)nb);
+        if (scale != 1.0f) distill_vec_scale(dif, scale, nb);
+        if (y) distill_vec_axpy(dif, -1.0f, y + j0, nb);
+        if (m != 0.0f) distill_vec_axpy(dif, -m, one, nb);
+        s += distill_vec_dot(e + j0, dif, nb);
+    }
+    return s;
+}
+
+/* 1 if the fast path covers this position (else the double path runs) */
+static int distill__kd_fast_ok(const distill_kd_config *kc, int topk, int k, int V) {
+    if (topk) return k >= 1 && k <= 4096 && k < V;
+    return kc->alpha == 0.0f || kc->beta <= 0.0f || kc->beta >= 1.0f;
+}
+
+/* One position: s (V) the student's logits, overwritten with dL/ds when `grad`; t (V) the
+   teacher's logits, or (t NULL) the top-k entry ids, logp, tail_logp. f: 4V floats of
+   scratch, d: 5 (k + 1) doubles. Returns the fields of distill__kd_position. */
+static distill_kd_result distill__kd_position_fast(float *s, int V, const float *t, const int32_t *ids,
+                                                   const float *logp, int k, float tail_logp, int32_t target,
+                                                   const distill_kd_config *kc, int grad, float *f, double *d) {
+    distill_kd_result res;
+    double alpha = kc->alpha, beta = kc->beta, tau = kc->temperature, c = alpha * tau;
+    double S1, Sq = 0.0, lseq = 0.0, ce_w = 0.0;
+    float itau = (float)(1.0 / tau), m1, mq;
+    float *E1 = f, *Eq = f, *Zq = s, *Et = f + 2 * (size_t)V;
+    int j, has_y = target >= 0 && target < V;
+
+    /* the untempered student: argmax, CE, entropy = lse1 - sum p1 s */
+    m1 = distill_vec_max(s, V);
+    res.argmax = 0;
+    for (j = 0; j < V; j++) if (s[j] == m1) { res.argmax = j; break; }
+    S1 = distill__kd_exps(E1, s, 1.0f, m1, V);
+    res.entropy = log(S1) - distill__kd_dot_diff(E1, s, 1.0f, NULL, m1, V) / S1;
+    res.ce = has_y ? (double)m1 + log(S1) - s[target] : 0.0;
+    res.kd = 0.0;
+    if (has_y && alpha < 1.0) ce_w = 1.0 - alpha;   /* the CE gradient (1 - alpha)(p1 - [j = y]) */
+
+    if (alpha > 0.0) {
+        if (tau != 1.0) {   /* the tempered student: Zq = s / tau, Eq = exp(Zq - max) */
+            Eq = f + (size_t)V;
+            Zq = f + 3 * (size_t)V;
+            memcpy(Zq, s, sizeof(float) * (size_t)V);
+            distill_vec_scale(Zq, itau, V);
+            mq = m1 * itau;
+            Sq = distill__kd_exps(Eq, Zq, 1.0f, mq, V);
+        } else {
+            mq = m1;
+            Sq = S1;
+        }
+        lseq = (double)mq + log(Sq);
+    }
+    if (alpha > 0.0 && t) {   /* full teacher: zt = t / tau */
+        float mt = distill_vec_max(t, V) * itau;
+        double St = distill__kd_exps(Et, t, itau, mt, V), lset = (double)mt + log(St);
+        if (beta <= 0.0) {   /* forward KL */
+            res.kd = distill__kd_dot_diff(Et, t, itau, Zq, 0.0f, V) / St - (lset - lseq);
+            if (grad) {
+                memcpy(s, Eq, sizeof(float) * (size_t)V);
+                distill_vec_scale(s, (float)(c / Sq + (Eq == E1 ? ce_w / S1 : 0.0)), V);
+                distill_vec_axpy(s, (float)(-c / St), Et, V);
+                if (Eq != E1 && ce_w != 0.0) distill_vec_axpy(s, (float)(ce_w / S1), E1, V);
+            }
+        } else {             /* reverse KL */
+            res.kd = -distill__kd_dot_diff(Eq, t, itau, Zq, 0.0f, V) / Sq - (lseq - lset);
+            if (grad) {      /* Zq may be s itself (tau = 1): each entry is read before written.
+                                The difference in double: zq, zt and K are ~|z| and nearly cancel */
+                double a = c / Sq, K = lseq - lset + res.kd, it = 1.0 / tau;
+                for (j = 0; j < V; j++) s[j] = (float)(a * Eq[j] * ((double)Zq[j] - t[j] * it - K));
+                if (ce_w != 0.0) distill_vec_axpy(s, (float)(ce_w / S1), E1, V);
+            }
+        }
+    } else if (alpha > 0.0) {
+        /* top-k teacher: bins 0..k-1 the listed tokens, bin k the rest (the tail) */
+        double *blq = d, *bq = d + (k + 1), *lp = d + 2 * (size_t)(k + 1), *p = d + 3 * (size_t)(k + 1);
+        double *rb = d + 4 * (size_t)(k + 1), R = 0.0, tail, share;
+        float *saved = Et;
+        for (j = 0; j < k; j++) {
+            saved[j] = Eq[ids[j]];
+            blq[j] = (double)Zq[ids[j]] - lseq;
+            bq[j] = (double)saved[j] / Sq;
+            lp[j] = (double)logp[j] / tau;
+        }
+        lp[k] = (tail_logp > -87.0f ? (double)tail_logp : -87.0) / tau;
+        /* the tail's mass summed directly (not 1 - the listed mass, which cancels when the
+           listed tokens hold nearly all of it): zero the listed entries, sum, restore */
+        for (j = 0; j < k; j++) Eq[ids[j]] = 0.0f;
+        tail = distill__kd_dot(Eq, NULL, V) / Sq;
+        for (j = k - 1; j >= 0; j--) Eq[ids[j]] = saved[j];
+        blq[k] = tail > 0.0 ? log(tail) : -700.0;
+        bq[k] = tail;
+        distill__log_softmax(lp, k + 1, 1.0, lp, p);   /* renormalise the k+1 teacher bins */
+        res.kd = distill__kd_bins(blq, bq, lp, p, k + 1, beta, rb);
+        for (j = 0; j <= k; j++) R += rb[j];
+        share = tail > 0.0 ? rb[k] / tail : 0.0;
+        if (grad) {
+            memcpy(s, Eq, sizeof(float) * (size_t)V);
+            distill_vec_scale(s, (float)(c * (share - R) / Sq + (Eq == E1 ? ce_w / S1 : 0.0)), V);
+            if (Eq != E1 && ce_w != 0.0) distill_vec_axpy(s, (float)(ce_w / S1), E1, V);
+            for (j = 0; j < k; j++) s[ids[j]] += (float)(c * (rb[j] - bq[j] * share));
+        }
+    } else if (grad) {       /* alpha = 0: the CE gradient alone */
+        memcpy(s, E1, sizeof(float) * (size_t)V);
+        distill_vec_scale(s, (float)(ce_w / S1), V);
+    }
+    if (grad && ce_w != 0.0) s[target] -= (float)ce_w;
+    res.loss = alpha * tau * tau * res.kd + (1.0 - alpha) * res.ce;
+    return res;
+}
+
 /* The chunk callback: for each position of the chunk, the per-position loss of
-   distill_kd_position, weighted by w and written back as dlogits * w * grad_scale. */
+   distill_kd_position (its float fast path above where it applies), weighted by w and
+   written back as dlogits * w * grad_scale. */
 static void distill__kd_head_fn(void *ctx, const int64_t *pos, int n, float *lg, int V,
                                 const int32_t *targets, const float *weights, float grad_scale,
                                 int compute_grad, distill_stats *st, int thread) {
     distill_kd_head *h = (distill_kd_head *)ctx;
     double *s = h->scratch + (size_t)thread * 12 * (size_t)V, *t = s + V, *g = t + V, *scr = g + V;
-    int i, j;
+    int i, j, k = h->cache ? h->cache->k : 0;
+    int fast = distill__kd_fast_ok(&h->kc, h->cache != NULL, k, V);
     for (i = 0; i < n; i++) {
         int64_t p = pos[i];
-        float *row = lg + (size_t)i * V;
+        float *row = lg + (size_t)i * V, tail = 0.0f;
         int32_t tgt = targets[p];
         double w = tgt < 0 ? 0.0 : weights ? (double)weights[p] : 1.0;
+        const float *tl = NULL, *lp = NULL;
+        const int32_t *ids = NULL;
         distill_kd_result res;
         if (w == 0.0) {
             if (compute_grad) memset(row, 0, sizeof(float) * (size_t)V);
             continue;
         }
-        for (j = 0; j < V; j++) s[j] = row[j];
         if (h->cache) {
             const unsigned char *e = h->cache->entries + (size_t)h->entry[p] * h->cache->entry_bytes;
-            int k = h->cache->k;
-            /* the entry is little-endian int32/float32; copy out to aligned arrays */
-            int32_t *ids = (int32_t *)(void *)t;
-            float *lp = (float *)(void *)(ids + k);
-            for (j = 0; j < k; j++) { ids[j] = (int32_t)distill__get_u32(e + 4 * (size_t)j); lp[j] = distill__get_f32(e + 4 * (size_t)(k + j)); }
-            res = distill__kd_position(s, V, NULL, ids, lp, k, distill__get_f32(e + 8 * (size_t)k), tgt, &h->kc,
-                                      compute_grad ? g : NULL, scr);
+            /* the entry is little-endian int32/float32: copy it out to aligned arrays (in t,
+               unused by the double path with a cache; past the fast path's 2V + 5(k+1)) */
+            int32_t *idw = (int32_t *)(void *)(fast ? s + 8 * (size_t)V : t);
+            float *lpw = (float *)(void *)(idw + k);
+            for (j = 0; j < k; j++) { idw[j] = (int32_t)distill__get_u32(e + 4 * (size_t)j); lpw[j] = distill__get_f32(e + 4 * (size_t)(k + j)); }
+            ids = idw; lp = lpw; tail = distill__get_f32(e + 8 * (size_t)k);
         } else {   /* this position's row of the chunk distill__kd_prepare computed */
-            const float *tl = h->tlogits + (size_t)(pos + i - h->chunk_pos) * V;
-            for (j = 0; j < V; j++) t[j] = tl[j];
-            res = distill__kd_position(s, V, t, NULL, NULL, 0, 0.0f, tgt, &h->kc, compute_grad ? g : NULL, scr);
+            tl = h->tlogits + (size_t)(pos + i - h->chunk_pos) * V;
+        }
+        if (fast) {
+            res = distill__kd_position_fast(row, V, tl, ids, lp, k, tail, tgt, &h->kc, compute_grad,
+                                            (float *)(void *)s, s + 2 * (size_t)V);
+            if (compute_grad) distill_vec_scale(row, (float)(w * (double)grad_scale), V);
+        } else {
+            for (j = 0; j < V; j++) s[j] = row[j];
+            if (tl) for (j = 0; j < V; j++) t[j] = tl[j];
+            res = distill__kd_position(s, V, tl ? t : NULL, ids, lp, k, tail, tgt, &h->kc, compute_grad ? g : NULL, scr);
+            if (compute_grad)
+                for (j = 0; j < V; j++) row[j] = (float)(g[j] * w * (double)grad_scale);
         }
         st->loss += w * res.loss;
         st->weight_sum += w;
         st->accuracy += res.argmax == tgt ? w : 0.0;   /* weighted, as the core's CE head */
         st->entropy += w * res.entropy;
-        if (compute_grad)
-            for (j = 0; j < V; j++) row[j] = (float)(g[j] * w * (double)grad_scale);
     }
 }
 
@@ -11518,8 +11971,9 @@ static int distill__kd_reserve_chunk(distill_kd_head *h, size_t n, int Ct) {
 
 static void distill__kd_prepare(void *ctx, const int64_t *pos, int n) {
     distill_kd_head *h = (distill_kd_head *)ctx;
-    int Ct, i, rc;
+    int Ct, i, rc, pr_;
     if (!h->tmodel || n <= 0) return;
+    pr_ = distill__prof_begin("kd: teacher logits of the chunk");
     Ct = h->tmodel->cfg.dim;
     rc = distill__kd_reserve_chunk(h, (size_t)n, Ct);
     /* distill_kd_head_run_teacher reserved the largest chunk: this cannot fail */
@@ -11529,6 +11983,7 @@ static void distill__kd_prepare(void *ctx, const int64_t *pos, int n) {
         memcpy(h->tx + (size_t)i * Ct, h->teacher + (size_t)h->entry[pos[i]] * Ct, sizeof(float) * (size_t)Ct);
     distill_matmul_forward(h->tlogits, h->tx, h->tmodel->lm_head, NULL, n, Ct, h->V);
     h->chunk_pos = pos;
+    distill__prof_end(pr_);
 }
 
 
@@ -15029,37 +15484,67 @@ static void distill__gen_att_task(void *p, int64_t b0, int64_t e0, int th) {
 }
 
 /* Matrix-vector products for decoding: out (r,OC) = inp (r,C) . weight (OC,C)^T + bias, for a
-   few rows. The general matmul packs the weight for its blocked kernel, which pays off for
-   many rows but for one row per sequence costs more than the product itself; here each weight
-   row is streamed once and dotted with the r inputs, split over threads by output columns
-   (each output written by one thread: the same result for any thread count). */
+   few rows r, for up to three weights at once (q, k, v; gate, up) in one pool job. The
+   general matmul packs the weight for its blocked kernel, which pays off for many rows but for
+   one row per sequence costs more than the product itself; here each weight is streamed from
+   memory once, in blocks of rows (~16 KB) that stay in L1 while all r inputs are dotted with
+   them (distill__gemv), the blocks handed out to the threads. Each output is written by one
+   thread with the same arithmetic, so the result does not depend on the thread count. One job
+   per group of weights instead of one per weight saves pool hand-offs in every layer. */
 #define DISTILL__GEN_GEMV_ROWS 16
+typedef struct { float *out; const float *weight, *bias; int OC; } distill__gemv_seg;
 typedef struct {
-    float *out;
-    const float *inp, *weight, *bias;
-    int r, C, OC;
+    const float *inp;
+    int r, C, rows_per_block;
+    distill__gemv_seg seg[3];
+    int64_t first_block[4];       /* blocks of weight s: [first_block[s], first_block[s + 1]) */
+    const distill__isa_ops *ops;
 } distill__gemv_ctx;
 static void distill__gemv_task(void *p, int64_t b, int64_t e, int th) {
     const distill__gemv_ctx *c = (const distill__gemv_ctx *)p;
-    int64_t o;
-    int i;
+    int64_t blk;
+    int s = 0, i, j;
     (void)th;
-    for (o = b; o < e; o++) {
-        const float *w = c->weight + (size_t)o * c->C;
-        float bo = c->bias ? c->bias[o] : 0.0f;
-        for (i = 0; i < c->r; i++)
-            c->out[(size_t)i * c->OC + o] = distill_vec_dot(c->inp + (size_t)i * c->C, w, c->C) + bo;
+    for (blk = b; blk < e; blk++) {
+        const distill__gemv_seg *sg;
+        int o0, rows;
+        while (blk >= c->first_block[s + 1]) s++;
+        sg = &c->seg[s];
+        o0 = (int)(blk - c->first_block[s]) * c->rows_per_block;
+        rows = sg->OC - o0 < c->rows_per_block ? sg->OC - o0 : c->rows_per_block;
+        for (i = 0; i < c->r; i++) {
+            float *y = sg->out + (size_t)i * sg->OC + o0;
+            c->ops->gemv(y, c->inp + (size_t)i * c->C, sg->weight + (size_t)o0 * c->C, (size_t)c->C, rows, c->C);
+            if (sg->bias) for (j = 0; j < rows; j++) y[j] += sg->bias[o0 + j];
+        }
     }
+}
+/* n_seg (1..3) products sharing the input: out_s (r,OC_s) = inp (r,C) . weight_s^T + bias_s */
+static void distill__gen_matmul_n(const float *inp, int r, int C, int n_seg, const distill__gemv_seg *seg) {
+    distill__gemv_ctx c;
+    int s;
+    int64_t chunk;
+    if (r > DISTILL__GEN_GEMV_ROWS) {
+        for (s = 0; s < n_seg; s++) distill_matmul_forward(seg[s].out, inp, seg[s].weight, seg[s].bias, r, C, seg[s].OC);
+        return;
+    }
+    c.inp = inp; c.r = r; c.C = C; c.ops = distill__ops();
+    c.rows_per_block = (4096 / (C > 0 ? C : 1)) / 4 * 4;   /* ~16 KB of weights, a multiple of 4 */
+    if (c.rows_per_block < 4) c.rows_per_block = 4;
+    c.first_block[0] = 0;
+    for (s = 0; s < 3; s++) {
+        if (s < n_seg) c.seg[s] = seg[s];
+        c.first_block[s + 1] = c.first_block[s] + (s < n_seg ? (seg[s].OC + c.rows_per_block - 1) / c.rows_per_block : 0);
+    }
+    /* about 8 chunks per thread: whoever finishes early takes more */
+    chunk = c.first_block[3] / (8 * (int64_t)distill_get_threads());
+    distill_parallel_for(c.first_block[3], chunk < 1 ? 1 : chunk, distill__gemv_task, &c);
 }
 static void distill__gen_matmul(float *out, const float *inp, const float *weight, const float *bias,
                                 int r, int C, int OC) {
-    distill__gemv_ctx c;
-    if (r > DISTILL__GEN_GEMV_ROWS) {
-        distill_matmul_forward(out, inp, weight, bias, r, C, OC);
-        return;
-    }
-    c.out = out; c.inp = inp; c.weight = weight; c.bias = bias; c.r = r; c.C = C; c.OC = OC;
-    distill_parallel_for(OC, 64, distill__gemv_task, &c);
+    distill__gemv_seg sg;
+    sg.out = out; sg.weight = weight; sg.bias = bias; sg.OC = OC;
+    distill__gen_matmul_n(inp, r, C, 1, &sg);
 }
 
 /* One chunk of r rows whose positions and sequences are in g->pos / g->rowseq and whose
@@ -15071,14 +15556,16 @@ static void distill__gen_chunk(distill_generator *g, int r) {
     int KVD = NKV * HS, l, i;
     const double *inv_freq = ((const distill__state *)m->internal)->inv_freq;
     distill__gen_att_ctx ac;
+    distill__gemv_seg seg[3];
     for (l = 0; l < c->n_layers; l++) {
         const struct distill_layer_params *p = &m->layers[l];
         float *kc = g->kc + (size_t)l * g->B * g->S * KVD, *vc = g->vc + (size_t)l * g->B * g->S * KVD;
         /* attention block: x += Wo . attention(rope(Wq a), rope(Wk a), Wv a),  a = rmsnorm(x) */
         distill_rmsnorm_forward(g->xb, g->rstd, g->x, p->attn_norm, r, C, c->norm_eps);
-        distill__gen_matmul(g->q, g->xb, p->wq, p->bq, r, C, NH * HS);
-        distill__gen_matmul(g->k, g->xb, p->wk, p->bk, r, C, KVD);
-        distill__gen_matmul(g->v, g->xb, p->wv, p->bv, r, C, KVD);
+        seg[0].out = g->q; seg[0].weight = p->wq; seg[0].bias = p->bq; seg[0].OC = NH * HS;
+        seg[1].out = g->k; seg[1].weight = p->wk; seg[1].bias = p->bk; seg[1].OC = KVD;
+        seg[2].out = g->v; seg[2].weight = p->wv; seg[2].bias = p->bv; seg[2].OC = KVD;
+        distill__gen_matmul_n(g->xb, r, C, 3, seg);   /* q, k, v in one job */
         if (c->qk_norm) {   /* Qwen3: each head's q and k RMS-normalised, in place */
             distill_rmsnorm_forward(g->q, g->rstd, g->q, p->q_norm, r * NH, HS, c->norm_eps);
             distill_rmsnorm_forward(g->k, g->rstd, g->k, p->k_norm, r * NKV, HS, c->norm_eps);
@@ -15097,8 +15584,9 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);   /* x = o + x, the model's residual order */
         /* MLP block: x += Wd (silu(Wg f) * (Wu f)),  f = rmsnorm(x) */
         distill_rmsnorm_forward(g->xb, g->rstd, g->x, p->ffn_norm, r, C, c->norm_eps);
-        distill__gen_matmul(g->gate, g->xb, p->w_gate, NULL, r, C, F);
-        distill__gen_matmul(g->up, g->xb, p->w_up, NULL, r, C, F);
+        seg[0].out = g->gate; seg[0].weight = p->w_gate; seg[0].bias = NULL; seg[0].OC = F;
+        seg[1].out = g->up; seg[1].weight = p->w_up; seg[1].bias = NULL; seg[1].OC = F;
+        distill__gen_matmul_n(g->xb, r, C, 2, seg);   /* gate and up in one job */
         distill_swiglu_forward(g->gate, g->gate, g->up, (size_t)r * F);
         distill__gen_matmul(g->tmp, g->gate, p->w_down, NULL, r, F, C);
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);
@@ -16322,7 +16810,7 @@ DISTILL_API int distill_svg_save(const char *path, const char *title, const dist
     return distill_atomic_commit(&af, err);
 }
 
-#endif /* DISTILL_IMPLEMENTATION */
+#endif /* DISTILL_IMPLEMENTATION, part 2 (DISTILL__IMPLEMENTATION_CONTINUES) */
 
 /*
 ------------------------------------------------------------------------------

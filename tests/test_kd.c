@@ -173,10 +173,94 @@ static void test_sha256_crc32_vectors(void) {
     CHECK(distill_crc32(distill_crc32(0, "1234", 4), "56789", 5) == 0xCBF43926u, "incremental crc32");
 }
 
+/* The head's float fast path (distill__kd_position_fast: SIMD exps and dots, float blocks
+   summed in double) against the double-precision distill_kd_position on the same logits, for
+   every kernel set this CPU has. V = 1003 (not a multiple of any vector width or of the
+   512-entry block), logits of spread 3 (and a peaked student/teacher of spread 12, where the
+   top-k tail holds ~1e-6 of the mass). Tolerances: loss, divergence, CE and entropy within
+   2e-5 relative + 1e-6; every gradient entry within tol (max |entry| + alpha tau + 1 - alpha)
+   with tol 2e-6 for the forward KL and 2e-5 for the others, where float exps of ~|z| = 40 are
+   multiplied by log-ratios that nearly cancel (largest seen: 7e-6). */
+#define FV 1003
+static void test_fast_path_matches_double(void) {
+    static const char *sets[] = {"scalar", "avx2", "avx512", "neon"};
+    static const float betas[] = {0.0f, 1.0f, 0.5f}, taus[] = {1.0f, 2.0f, 0.7f}, alphas[] = {1.0f, 0.4f, 0.0f};
+    static float sf[FV], tf[FV], g32[FV], fscr[4 * FV];
+    static double sd[FV], td[FV], gd[FV], dscr[5 * (FV + 1)], scratch[9 * FV];
+    int32_t ids[32];
+    float lp[32];
+    size_t si, bi, ti, ai;
+    int j, spread, n_sets = 0, n_cases = 0;
+    double worst[2] = {0, 0};   /* largest gradient error / tolerance: forward KL, others */
+    for (si = 0; si < sizeof sets / sizeof sets[0]; si++) {
+        distill_rng r;
+        if (distill_set_simd(sets[si]) != 0) continue;
+        n_sets++;
+        distill_rng_seed(&r, 31);
+        for (spread = 3; spread <= 12; spread += 9)
+        for (bi = 0; bi < 3; bi++) for (ti = 0; ti < 3; ti++) for (ai = 0; ai < 3; ai++) {
+            distill_kd_config kc;
+            int topk, target = (int)(distill_rng_u64(&r) % FV);
+            double lse = 0, mass = 0, mx = -1e300;
+            kc.alpha = alphas[ai]; kc.beta = betas[bi]; kc.temperature = taus[ti];
+            for (j = 0; j < FV; j++) {
+                sf[j] = (float)(spread * distill_rng_normal(&r)); sd[j] = sf[j];
+                tf[j] = (float)(spread * distill_rng_normal(&r)); td[j] = tf[j];
+                if (td[j] > mx) mx = td[j];
+            }
+            for (j = 0; j < FV; j++) lse += exp(td[j] - mx);
+            lse = mx + log(lse);
+            /* the teacher's 32 largest as a top-k entry (selection by repeated max) */
+            for (j = 0; j < 32; j++) {
+                int a, best = -1;
+                for (a = 0; a < FV; a++) {
+                    int b, used = 0;
+                    for (b = 0; b < j; b++) used |= ids[b] == a;
+                    if (!used && (best < 0 || td[a] > td[best])) best = a;
+                }
+                ids[j] = best;
+                lp[j] = (float)(td[best] - lse);
+                mass += exp(td[best] - lse);
+            }
+            for (topk = 0; topk <= 1; topk++) {
+                distill_kd_result a, b;
+                double gmax = 0, gerr = 0, tol;
+                float tail = (float)log(1.0 - mass > 1e-30 ? 1.0 - mass : 1e-30);
+                if (!topk && !(kc.beta <= 0.0f || kc.beta >= 1.0f || kc.alpha == 0.0f)) continue;
+                memcpy(g32, sf, sizeof sf);
+                a = topk ? distill_kd_position(sd, FV, NULL, ids, lp, 32, tail, target, &kc, gd, scratch)
+                         : distill_kd_position(sd, FV, td, NULL, NULL, 0, 0.0f, target, &kc, gd, scratch);
+                b = distill__kd_position_fast(g32, FV, topk ? NULL : tf, topk ? ids : NULL, topk ? lp : NULL,
+                                              topk ? 32 : 0, tail, target, &kc, 1, fscr, dscr);
+                for (j = 0; j < FV; j++) {
+                    if (fabs(gd[j]) > gmax) gmax = fabs(gd[j]);
+                    if (fabs(gd[j] - g32[j]) > gerr) gerr = fabs(gd[j] - g32[j]);
+                }
+                n_cases++;
+                CHECK(a.argmax == b.argmax, "%s argmax %d vs %d", sets[si], a.argmax, b.argmax);
+                CHECK(fabs(a.loss - b.loss) <= 2e-5 * fabs(a.loss) + 1e-6 && fabs(a.kd - b.kd) <= 2e-5 * fabs(a.kd) + 1e-6 &&
+                      fabs(a.ce - b.ce) <= 2e-5 * fabs(a.ce) + 1e-6 && fabs(a.entropy - b.entropy) <= 2e-5 * fabs(a.entropy) + 1e-6,
+                      "%s %s spread %d beta %g tau %g alpha %g: loss %.9g vs %.9g, kd %.9g vs %.9g, ce %.9g vs %.9g, H %.9g vs %.9g",
+                      sets[si], topk ? "top-k" : "full", spread, (double)kc.beta, (double)kc.temperature, (double)kc.alpha,
+                      a.loss, b.loss, a.kd, b.kd, a.ce, b.ce, a.entropy, b.entropy);
+                tol = (kc.beta > 0.0f ? 2e-5 : 2e-6) * (gmax + kc.alpha * kc.temperature + 1.0 - kc.alpha);
+                if (gerr / tol > worst[kc.beta > 0.0f]) worst[kc.beta > 0.0f] = gerr / tol;
+                CHECK(gerr <= tol && gmax > 0, "%s %s spread %d beta %g tau %g alpha %g: max |g err| %.3g of max |g| %.3g",
+                      sets[si], topk ? "top-k" : "full", spread, (double)kc.beta, (double)kc.temperature, (double)kc.alpha, gerr, gmax);
+            }
+        }
+    }
+    distill_set_simd(NULL);
+    printf("    %d kernel sets, %d cases; largest gradient error / tolerance: forward KL %.2f, others %.2f\n",
+           n_sets, n_cases, worst[0], worst[1]);
+    CHECK(n_sets >= 1 && n_cases > 100, "%d kernel sets, %d cases", n_sets, n_cases);
+}
+
 int main(void) {
     RUN(test_values_match_formulas);
     RUN(test_gradients_full_teacher);
     RUN(test_gradients_topk_teacher);
+    RUN(test_fast_path_matches_double);
     RUN(test_validate);
     RUN(test_sha256_crc32_vectors);
     return harness_done("test_kd");

@@ -157,10 +157,47 @@ static void test_fork_after_start(void) {
 }
 #endif
 
+/* The op profile: counts each op by name and shape, leaves the results bit-identical, and
+   prints one row per op and per family (no timing is asserted). */
+static void test_profile_counts_ops(void) {
+    enum { M = 37, N = 19, K = 23 };
+    static float a[M * K], w[N * K], o1[M * N], o2[M * N];
+    char buf[8192], line[256];
+    FILE *f;
+    size_t len;
+    int i, found = 0, fam = 0;
+    for (i = 0; i < M * K; i++) a[i] = (float)((i * 7) % 11) - 5.0f;
+    for (i = 0; i < N * K; i++) w[i] = (float)((i * 5) % 13) - 6.0f;
+    distill_set_threads(2);
+    distill_matmul_forward(o1, a, w, NULL, M, K, N);
+    distill_profile_start();
+    for (i = 0; i < 3; i++) distill_matmul_forward(o2, a, w, NULL, M, K, N);
+    distill_profile_stop();
+    distill_matmul_forward(o2, a, w, NULL, M, K, N);   /* stopped: not counted */
+    CHECK(memcmp(o1, o2, sizeof o1) == 0, "profiling changed the result");
+    f = tmpfile();
+    CHECK(f != NULL, "tmpfile");
+    if (!f) return;
+    distill_profile_print(f, 1.0, 1);
+    rewind(f);
+    len = fread(buf, 1, sizeof buf - 1, f);
+    buf[len] = 0;
+    rewind(f);
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "matmul fwd [37x19x23]", 21)) found = strstr(line, " 3.0 ") != NULL;
+        if (!strncmp(line, "matmul fwd ", 11) && line[11] == ' ') fam = 1;
+    }
+    fclose(f);
+    CHECK(found, "no row 'matmul fwd [37x19x23]' with 3 calls in:\n%s", buf);
+    CHECK(fam, "no family row 'matmul fwd' in:\n%s", buf);
+    distill_set_threads(0);
+}
+
 int main(void) {
     RUN(test_cover_exactly_once);
     RUN(test_nested_runs_serially);
     RUN(test_many_small_jobs);
+    RUN(test_profile_counts_ops);
     RUN(test_env_and_default);
 #if !defined(DISTILL_NO_THREADS)
     RUN(test_fork_after_start);

@@ -11,7 +11,9 @@
    PaLM formula 6*N + 12*L*T*C with N the matmul parameters including the LM head.
    tokens_per_s_cpu divides by the process CPU time / threads instead of the wall time: what
    the step achieves while it runs, on a shared machine where we get preempted (the pool's
-   workers spin between jobs, so on an idle machine the two agree). */
+   workers spin between jobs, so on an idle machine the two agree).
+   --profile: after the JSON line, the op profile of the timed steps (distill_profile_print:
+   per op and shape, its share of the step and each thread's busy and waiting time). */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, getrusage */
 #include "cli.h"
 #include <string.h>
@@ -108,9 +110,10 @@ static double peak_rss_mib(void) {
 static int usage(FILE *f, int code) {
     fprintf(f, "usage: distill bench train [--vocab V] [--dim C] [--layers L] [--heads NH] [--kv-heads NKV]\n"
                "                           [--ffn F] [--seq T] [--batch B] [--steps N] [--warmup W]\n"
-               "                           [--threads K] [--blas] [--simd NAME] [--peak-gflops P]\n"
+               "                           [--threads K] [--blas] [--simd NAME] [--peak-gflops P] [--profile]\n"
                "  Train on random tokens; print one JSON line with tokens_per_s, step_ms (median),\n"
-               "  mfu and peak_rss_mib. Defaults: the \"S\" config (4096 256 4 4 4 768, T 256, B 8).\n");
+               "  mfu and peak_rss_mib. Defaults: the \"S\" config (4096 256 4 4 4 768, T 256, B 8).\n"
+               "  --profile: then each op's share of a step, per thread (busy / waiting).\n");
     return code;
 }
 
@@ -121,9 +124,9 @@ static int bench_train(int argc, char **argv) {
     distill_error err;
     distill_batch bt;
     distill_rng rng;
-    int B = 8, T = 256, steps = 10, warmup = 2, threads = 0, blas = 0, i, s;
+    int B = 8, T = 256, steps = 10, warmup = 2, threads = 0, blas = 0, profile = 0, i, s;
     const char *simd = NULL;
-    double peak = 0, *times, cpu_total = 0, n_matmul, flops_tok, median, tps, rss, formula;
+    double peak = 0, *times, cpu_total = 0, wall_total = 0, n_matmul, flops_tok, median, tps, rss, formula;
     int32_t *tokens, *targets;
     size_t ntok;
     cfg.vocab_size = 4096; cfg.dim = 256; cfg.n_layers = 4; cfg.n_heads = 4; cfg.n_kv_heads = 4;
@@ -132,6 +135,7 @@ static int bench_train(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout, 0);
         if (!strcmp(a, "--blas")) { blas = 1; continue; }
+        if (!strcmp(a, "--profile")) { profile = 1; continue; }
         if (!v) { fprintf(stderr, "distill bench train: %s needs a value\n", a); return usage(stderr, 2); }
         if (!strcmp(a, "--vocab")) cfg.vocab_size = atoi(v);
         else if (!strcmp(a, "--dim")) cfg.dim = atoi(v);
@@ -186,6 +190,7 @@ static int bench_train(int argc, char **argv) {
             tokens[k] = (int32_t)distill_rng_below(&rng, (uint64_t)cfg.vocab_size);
             targets[k] = (int32_t)distill_rng_below(&rng, (uint64_t)cfg.vocab_size);
         }
+        if (profile && s == warmup) distill_profile_start();
         t0 = distill_time_seconds();
         c0 = process_cpu_seconds();
         if (distill_train_step(m, &bt, &oc, s, &st, &gn, &err) != 0) {
@@ -194,9 +199,11 @@ static int bench_train(int argc, char **argv) {
         }
         if (s >= warmup) {
             times[s - warmup] = distill_time_seconds() - t0;
+            wall_total += times[s - warmup];
             cpu_total += process_cpu_seconds() - c0;
         }
     }
+    if (profile) distill_profile_stop();
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
     median = times[steps / 2];
     {   /* matmul parameters: q, k, v, o, gate, up, down per layer, and the LM head */
@@ -217,6 +224,7 @@ static int bench_train(int argc, char **argv) {
            (double)ntok * steps / (cpu_total / distill_get_threads()), 1e3 * median, 1e3 * times[0], flops_tok / 1e6,
            tps * flops_tok / 1e9, peak, peak > 0 ? tps * flops_tok / 1e9 / peak : 0.0, rss, formula,
            formula > 0 ? rss / formula : 0.0);
+    if (profile) distill_profile_print(stdout, wall_total, steps);
     free(tokens); free(targets); free(times);
     distill_model_free(m);
     return 0;
