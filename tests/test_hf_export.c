@@ -674,32 +674,30 @@ static void test_reexport_replaces_layout(void) {
     distill_model_free(m);
 }
 
+/* Write D/tc/tokenizer_config.json with `json`, then load the folder. */
+static distill_model *load_with_tokenizer_config(const char *json, distill_error *err) {
+    FILE *f = fopen(D "/tc/tokenizer_config.json", "w");
+    if (!f) { snprintf(err->msg, sizeof err->msg, "cannot write " D "/tc/tokenizer_config.json"); return NULL; }
+    fputs(json, f);
+    fclose(f);
+    return distill_model_load(D "/tc", 1, 8, NULL, err);
+}
+
 /* A tokenizer_config.json beside a model: not JSON is an error naming it; a chat_template that
    is not a built-in's (or not a string) leaves the model without a template name. */
 static void test_tokenizer_config_read(void) {
     distill_error err;
     distill_model *m = tiny(64, 0, 1, &err), *r;
-    FILE *f;
     REQUIRE(m != NULL, "%s", err.msg);
     setup();
     REQUIRE(distill_safetensors_save_sharded(m, D "/tc", "F32", 2000000000, &err) == 0, "%s", err.msg);
-    f = fopen(D "/tc/tokenizer_config.json", "w");
-    REQUIRE(f != NULL, "cannot write");
-    fputs("{\"chat_template\": \"{% for m in messages %}{{ m.content }}{% endfor %}\"}", f);
-    fclose(f);
-    r = distill_model_load(D "/tc", 1, 8, NULL, &err);
+    r = load_with_tokenizer_config("{\"chat_template\": \"{% for m in messages %}{{ m.content }}{% endfor %}\"}", &err);
     CHECK(r && !distill_model_chat_template(r), "another template: no name");
     distill_model_free(r);
-    f = fopen(D "/tc/tokenizer_config.json", "w");
-    fputs("{\"chat_template\": [{\"name\": \"default\", \"template\": \"x\"}]}", f);
-    fclose(f);
-    r = distill_model_load(D "/tc", 1, 8, NULL, &err);
+    r = load_with_tokenizer_config("{\"chat_template\": [{\"name\": \"default\", \"template\": \"x\"}]}", &err);
     CHECK(r && !distill_model_chat_template(r), "a list of templates: no name");
     distill_model_free(r);
-    f = fopen(D "/tc/tokenizer_config.json", "w");
-    fputs("{\"chat_template\": ", f);
-    fclose(f);
-    r = distill_model_load(D "/tc", 1, 8, NULL, &err);
+    r = load_with_tokenizer_config("{\"chat_template\": ", &err);
     CHECK(!r && strstr(err.msg, "tokenizer_config.json"), "broken JSON names the file: %s", err.msg);
     distill_model_free(r);
     distill_model_free(m);

@@ -1607,14 +1607,14 @@ static int sweep_find_size(const sweep_report_in *in, const char *group, int64_t
    0-based record index in --data). */
 static int sweep_write_outcomes(sweep_ctx *x, const sweep_result *r, int nr) {
     const sweep_cfg *c = &x->cfg;
-    distill_atomic_file af;
+    distill_atomic_file af, lf;
     distill_error err;
     distill_line_reader *rd;
     const char *line;
     size_t len;
     int64_t ln;
     char path[1400], **qid = NULL;
-    int *lvl = NULL, nq = 0, cap = 0, i, d, k, rc = -1;
+    int *lvl = NULL, nq = 0, cap = 0, i, d, k, have_lf = 0, rc = -1;
     /* numeric levels from the eval data ("difficulty": 3), when it has them */
     if ((rd = distill_line_reader_open(c->eval_data, 0, &err))) {
         while (distill_line_reader_next(rd, &line, &len, &ln, &err) == 1) {
@@ -1638,40 +1638,18 @@ static int sweep_write_outcomes(sweep_ctx *x, const sweep_result *r, int nr) {
     snprintf(path, sizeof path, "%s/outcomes.csv", c->out);
     if (distill_atomic_open(&af, path, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
     fprintf(af.f, "run,decoding,problem_id,difficulty,level,samples,passes\n");
-    if (nq > 0) {   /* and per-level pass@1 (sampled) in OUT/levels.md */
-        distill_atomic_file lf;
-        char lp[1400];
-        snprintf(lp, sizeof lp, "%s/levels.md", c->out);
-        if (distill_atomic_open(&lf, lp, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); distill_atomic_abort(&af); goto done; }
+    /* and, when the eval data has numeric levels, pass@1 per level (sampled) in OUT/levels.md */
+    if (nq > 0) {
+        snprintf(path, sizeof path, "%s/levels.md", c->out);
+        if (distill_atomic_open(&lf, path, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); distill_atomic_abort(&af); goto done; }
+        have_lf = 1;
         fprintf(lf.f, "# pass@1 by level (sampled decoding; from outcomes.csv)\n\n| run | level 1 | level 2 | level 3 | level 4 | level 5 |\n|---|---|---|---|---|---|\n");
-        for (i = 0; i < nr; i++) {
+    }
+    for (i = 0; i < nr; i++)
+        for (d = 0; d < 2; d++) {   /* each generations file read once: its outcome rows, its level sums */
             sweep_outcomes oc;
             char gp[1400];
             double ps[6] = {0}, ns[6] = {0};
-            snprintf(gp, sizeof gp, "%s/%s/generations.jsonl", x->runs_dir, r[i].name);
-            if (!sweep_exists(gp) || sweep_read_outcomes(gp, &oc) != 0) continue;
-            for (k = 0; k < oc.n; k++) {
-                int q;
-                for (q = 0; q < nq; q++)
-                    if (!strcmp(qid[q], oc.p[k].qid)) {
-                        if (lvl[q] >= 1 && lvl[q] <= 5) { ps[lvl[q]] += oc.p[k].pass; ns[lvl[q]] += oc.p[k].n; }
-                        break;
-                    }
-            }
-            fprintf(lf.f, "| %s |", r[i].name);
-            for (k = 1; k <= 5; k++) {
-                if (ns[k] > 0) fprintf(lf.f, " %.3f |", ps[k] / ns[k]);
-                else fprintf(lf.f, " - |");
-            }
-            fputc('\n', lf.f);
-            sweep_outcomes_free(&oc);
-        }
-        if (distill_atomic_commit(&lf, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); distill_atomic_abort(&af); goto done; }
-    }
-    for (i = 0; i < nr; i++)
-        for (d = 0; d < 2; d++) {
-            sweep_outcomes oc;
-            char gp[1400];
             snprintf(gp, sizeof gp, "%s/%s/%s", x->runs_dir, r[i].name, d ? "generations-greedy.jsonl" : "generations.jsonl");
             if (!sweep_exists(gp) || sweep_read_outcomes(gp, &oc) != 0) continue;
             for (k = 0; k < oc.n; k++) {
@@ -1680,9 +1658,19 @@ static int sweep_write_outcomes(sweep_ctx *x, const sweep_result *r, int nr) {
                 fprintf(af.f, "%s,%s,%s,%s,", r[i].name, d ? "greedy" : "sampled", oc.p[k].qid, oc.p[k].level);
                 if (level >= 0) fprintf(af.f, "%d", level);
                 fprintf(af.f, ",%d,%d\n", oc.p[k].n, oc.p[k].pass);
+                if (level >= 1 && level <= 5) { ps[level] += oc.p[k].pass; ns[level] += oc.p[k].n; }
+            }
+            if (have_lf && d == 0) {
+                fprintf(lf.f, "| %s |", r[i].name);
+                for (k = 1; k <= 5; k++) {
+                    if (ns[k] > 0) fprintf(lf.f, " %.3f |", ps[k] / ns[k]);
+                    else fprintf(lf.f, " - |");
+                }
+                fputc('\n', lf.f);
             }
             sweep_outcomes_free(&oc);
         }
+    if (have_lf && distill_atomic_commit(&lf, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); distill_atomic_abort(&af); goto done; }
     if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
     snprintf(path, sizeof path, "%s/manifests", c->out);
     if (sweep_mkdir(path) != 0) { fprintf(stderr, "distill sweep: cannot create %s\n", path); goto done; }
@@ -1696,7 +1684,7 @@ static int sweep_write_outcomes(sweep_ctx *x, const sweep_result *r, int nr) {
         rows = distill_json_get(m, "rows");
         snprintf(path, sizeof path, "%s/manifests/%s.txt", c->out, r[i].name);
         if (rows && rows->type == DISTILL_JSON_ARRAY && distill_atomic_open(&af, path, &err) == 0) {
-            for (k = 0; k < (int)rows->len; k++) fprintf(af.f, "%.0f\n", rows->items[k].num);
+            for (k = 0; k < (int)rows->len; k++) fprintf(af.f, "%lld\n", (long long)rows->items[k].i64);
             if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); distill_json_free(m); goto done; }
         }
         distill_json_free(m);

@@ -8,6 +8,7 @@
    or come back encoding the same text to the same ids. */
 #define DISTILL_IMPLEMENTATION
 #include "../../distill.h"
+#include "fuzz_put.h"
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -32,13 +33,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static int put(const char *path, const uint8_t *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    if (n) fwrite(p, 1, n, f);
-    fclose(f);
-    return 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char text[] = "Hello <|im_end|> w\xc3\xb6rld 123 \xe4\xbd\xa0\xe5\xa5\xbd <think>";

@@ -7,6 +7,7 @@
    model or an error message, never a crash, a sanitizer report, or an unjustified allocation. */
 #define DISTILL_IMPLEMENTATION
 #include "../../distill.h"
+#include "fuzz_put.h"
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -23,13 +24,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static int put(const char *path, const uint8_t *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    if (n) fwrite(p, 1, n, f);
-    fclose(f);
-    return 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     distill_error err;
