@@ -28,7 +28,9 @@
        No -march flag is needed: the kernels choose AVX-512, AVX2+FMA, NEON or scalar code once
        at run time, so the same binary runs on any x86-64. Never required: -Ofast.
 
-       Fine-tuning a student on teacher traces (the paper's method), in full:
+       Fine-tuning a student on teacher traces (the paper's method), in full. Each object is
+       made from the ones before it and freed in reverse order (a loader borrows its dataset, a
+       trainer its model and batch source):
 
            distill_error err;
            distill_tokenizer *tok = distill_tokenizer_load("tokenizer.json", NULL, &err);
@@ -46,8 +48,15 @@
            tc.out_dir = "out";                       checkpoints + metrics.jsonl
            tr = distill_trainer_create(student, &src.src, NULL, &tc, &err);
            if (!tr || distill_trainer_run(tr, &err) != 0) fprintf(stderr, "%s\n", err.msg);
+           distill_trainer_free(tr);
+           distill_model_free(student);
+           distill_loader_free(loader);
+           distill_dataset_free(ds);
+           distill_tokenizer_free(tok);
 
        (every call can fail: check each NULL / -1 and print err.msg, as examples/sft.c does).
+       The API sections below explain each call in this order: 4 the tokenizer, 5 the dataset
+       and its loader, 6 the model, 7 the trainer.
 
        On several processes (built with -DDISTILL_MPI, e.g. mpicc, started by mpirun -np P):
            distill_comm comm;
@@ -99,20 +108,31 @@
        B batch, T time (sequence), C channels (dim), V vocabulary, NH query heads,
        NKV key/value heads, HS head size (C/NH), F feed-forward width, L layers.
 
-   TABLE OF CONTENTS (the implementation follows the data: read it top to bottom)
-       1. Platform        errors, RNG (xoshiro256**), aligned memory, crash-safe files
-       2. Kernels         thread pool, vector macros, packed matmul, flash attention, OpenBLAS
-       3. JSON            strict RFC 8259 parser, JSONL line reader
-       4. Tokenizer       byte-level BPE: pre-tokenizers, training, encoding, file formats
-       5. Data            schema adapters, chat template, loss weights, subsets, loader, packing
-       6. Model           config, size table, every op forward next to its backward, fused
-                          LM head + cross-entropy, the activation-memory formula, AdamW
-       7. Trainer         logit distillation, top-k teacher cache, checkpoints, safetensors,
-                          llama2.c, communicators (one process, MPI), the training loop
-                          with data parallelism
-       8. Generation      KV cache, sampling, evaluation metrics, pass@k
-       9. Reports         results tables, SVG plots
-      10. License
+   TABLE OF CONTENTS
+       The public API and the implementation have the same sections in the same order, the
+       order data flows through a run, so each section only uses what comes before it. The API
+       headings read "API n. NAME", the implementation's "NAME"; read either top to bottom.
+       0. Types and errors     linkage, distill_error, distill_batch (the API only)
+       1. Platform             RNG (xoshiro256**), clock, aligned memory, whole files,
+                               crash-safe writes, folder locks
+       2. Threads and kernels  thread pool, SIMD kernel sets, op profile, packed matmul,
+                               vector primitives, flash attention, OpenBLAS
+       3. JSON                 strict RFC 8259 parser, JSONL line reader
+       4. Tokenizer            byte-level BPE: loading, encoding, decoding, training, file formats
+       5. Data                 conversations, schema adapters, filters, chat template, loss
+                               weights, datasets, seeded subsets, the loader (batches, packing)
+       6. Model                config, size table; Level 1 (one call per step), Level 2
+                               (forward, backward, forward_backward, AdamW), Level 3 (every op,
+                               forward next to backward); fused LM head + cross-entropy, the
+                               activation-memory formula
+       7. Trainer              checksums, logit distillation, top-k teacher cache, model files
+                               (checkpoints, safetensors, llama2.c), the training loop,
+                               communicators (one process, MPI) and data parallelism
+       8. Generation and evaluation
+                               evaluation metrics, pass@k, scoring generations files, KV
+                               cache, sampling, generation, evaluating a model
+       9. Reports              results tables, SVG plots
+      10. License              (the end of the file)
 */
 #if defined(DISTILL_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_WIN32)
 #define _POSIX_C_SOURCE 200809L
@@ -122,8 +142,18 @@
 #define DISTILL_H
 
 /* ===================================================================================== */
-/* PUBLIC API: platform (linkage, allocator, errors, RNG, time, files)                    */
+/* API 0. TYPES AND ERRORS: linkage, distill_error, distill_batch                         */
 /* ===================================================================================== */
+/* What every section shares. DISTILL_API is the linkage of every public function (extern, or
+   static under DISTILL_STATIC). distill_error is the last argument of everything that can fail;
+   distill_batch is what the data section's loader produces and the model and the trainer
+   consume, so it comes before all three. A batch by hand (one row of 4 tokens, each position
+   trained to predict the next; the last has no target):
+
+       int32_t tokens[4] = {1, 2, 3, 4}, targets[4] = {2, 3, 4, -1};
+       distill_batch b = {1, 4, tokens, targets, NULL, NULL, NULL, NULL};          B 1, T 4
+       distill_error err;
+       if (distill_train_step(m, &b, &oc, 0, NULL, NULL, &err) != 0) fprintf(stderr, "%s\n", err.msg); */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -160,6 +190,33 @@ extern "C" {
 typedef struct distill_error {
     char msg[512];
 } distill_error;
+
+/* A batch. tokens and targets are (B,T) row-major; a target < 0 is not supervised. weights
+   (B,T) is the per-token loss weight (NULL: 1 where target >= 0). lengths (B) is the number of
+   valid positions per row (NULL: all T); positions past it are ignored entirely. For packing,
+   segments (B,T) gives a segment id per position (NULL: one segment per row): attention never
+   crosses a segment boundary, and positions (B,T) (NULL: 0..T-1) feed RoPE. */
+typedef struct distill_batch {
+    int B, T;
+    const int32_t *tokens;
+    const int32_t *targets;
+    const float *weights;
+    const int *lengths;
+    const int32_t *segments;
+    const int32_t *positions;
+} distill_batch;
+/* ===================================================================================== */
+/* API 1. PLATFORM: RNG, clock, aligned memory, whole files, crash-safe writes, folder locks */
+/* ===================================================================================== */
+/* What the other sections stand on, and what a program around the library needs for its own
+   files: a seeded RNG whose state is plain data (checkpoints save it), a monotonic clock,
+   aligned memory, whole-file reads, writes that a crash cannot leave half done, and a lock so
+   two processes never write into one folder.
+
+       distill_atomic_file af;
+       if (distill_atomic_open(&af, "out/results.csv", &err) != 0) return -1;
+       fprintf(af.f, "run,loss\n");
+       if (distill_atomic_commit(&af, &err) != 0) return -1;   (distill_atomic_abort: drop it) */
 
 /* RNG: xoshiro256** seeded through splitmix64. Deterministic on every platform; the state is
    plain data so checkpoints can save and restore it exactly. */
@@ -212,8 +269,14 @@ DISTILL_API int  distill_write_file_atomic(const char *path, const void *data, s
 DISTILL_API int  distill_dir_lock(const char *dir, distill_error *err);
 DISTILL_API void distill_dir_unlock(int lock);   /* lock < 0: nothing */
 /* ===================================================================================== */
-/* PUBLIC API: threads and kernels                                                        */
+/* API 2. THREADS AND KERNELS: thread pool, SIMD kernel sets, op profile, matmul, vectors  */
 /* ===================================================================================== */
+/* The library parallelises itself: nothing here needs calling unless a program wants to fix
+   the thread count or the kernel set, see where a step's time goes, or use the kernels
+   directly (its own ops, tests). The model's ops (section 6, Level 3) are built on these.
+
+       distill_set_threads(4);                            as DISTILL_THREADS=4 would
+       distill_matmul_forward(out, inp, weight, NULL, BT, C, OC);        out = inp . weight^T */
 
 /* Thread pool. The default is one worker per core (DISTILL_THREADS overrides); the caller is
    worker 0. Under DISTILL_NO_THREADS everything runs on the calling thread. The pool is created
@@ -301,8 +364,16 @@ DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *d
                                                   const float *out, const float *lse, const int *lengths,
                                                   const int *kstart, int B, int T, int NH, int NKV, int HS);
 /* ===================================================================================== */
-/* PUBLIC API: JSON                                                                       */
+/* API 3. JSON: strict RFC 8259 parser, JSONL line reader                                  */
 /* ===================================================================================== */
+/* The data layer reads every dataset, tokenizer.json, config.json and checkpoint header with
+   this parser; programs can use it for their own configuration and results files. A parse
+   error names the file, line and column.
+
+       distill_json *doc = distill_json_parse_file("config.json", &err);
+       const distill_json *v = doc ? distill_json_path(doc, "meta.difficulty") : NULL;
+       if (v && v->type == DISTILL_JSON_STRING) puts(v->str);
+       distill_json_free(doc);                                                                */
 
 /* A parsed JSON value. A document is a tree of these in one arena; everything in it lives until
    distill_json_free(root). Strings are decoded UTF-8 (escapes resolved, validated), always
@@ -332,16 +403,24 @@ struct distill_json {
 DISTILL_API distill_json *distill_json_parse(const char *text, size_t len, const char *name,
                                              int first_line, distill_error *err);
 DISTILL_API void distill_json_free(distill_json *root);
+/* Read and parse a whole file (one JSON document, e.g. tokenizer.json or a .json array). */
+DISTILL_API distill_json *distill_json_parse_file(const char *path, distill_error *err);
 
 /* Member lookup: the value of key in an object, or NULL (missing key or v not an object). */
 DISTILL_API const distill_json *distill_json_get(const distill_json *v, const char *key);
 /* Dotted path lookup, e.g. "meta.difficulty" or "conversations.0.value". NULL if absent. */
 DISTILL_API const distill_json *distill_json_path(const distill_json *v, const char *path);
+/* Item i of an array (NULL when out of range or v is not an array). */
+DISTILL_API const distill_json *distill_json_at(const distill_json *v, size_t i);
+/* "null", "false", "true", "number", "string", "array", "object". */
+DISTILL_API const char *distill_json_type_name(distill_json_type t);
 
 /* Write s[0..len) as a JSON string literal (quotes and escapes) to f. */
 DISTILL_API void distill_json_write_string(FILE *f, const char *s, size_t len);
+/* Number of bytes the document's arena holds (tests, benchmarks). */
+DISTILL_API size_t distill_json_arena_bytes(const distill_json *root);
 
-/* ---- more of the JSON API ------------------------------------------------------
+/* ---- what the parser accepts -----------------------------------------------------
 
    Choices where RFC 8259 leaves room (the conformance tests in tests/test_json.c pin them):
    - strict RFC 8259: no comments, no trailing commas, no single quotes, no NaN/Infinity, no
@@ -363,16 +442,6 @@ DISTILL_API void distill_json_write_string(FILE *f, const char *s, size_t len);
 #define DISTILL_JSON_MAX_DEPTH 512
 #endif
 
-/* Read and parse a whole file (one JSON document, e.g. tokenizer.json or a .json array). */
-DISTILL_API distill_json *distill_json_parse_file(const char *path, distill_error *err);
-
-/* Item i of an array (NULL when out of range or v is not an array). */
-DISTILL_API const distill_json *distill_json_at(const distill_json *v, size_t i);
-/* "null", "false", "true", "number", "string", "array", "object". */
-DISTILL_API const char *distill_json_type_name(distill_json_type t);
-/* Number of bytes the document's arena holds (tests, benchmarks). */
-DISTILL_API size_t distill_json_arena_bytes(const distill_json *root);
-
 /* Streaming line reader for JSONL: memory is one chunk plus the longest line, whatever the file
    size; lines may be of any length up to max_line bytes (0: 1 GiB). A trailing "\r" is removed.
    next() returns 1 with a line (valid until the next call, NUL-terminated), 0 at end of file,
@@ -386,8 +455,20 @@ DISTILL_API int  distill_line_reader_next(distill_line_reader *r, const char **l
 DISTILL_API int64_t distill_line_reader_offset(const distill_line_reader *r);
 DISTILL_API void distill_line_reader_close(distill_line_reader *r);
 /* ===================================================================================== */
-/* PUBLIC API: tokenizer                                                                  */
+/* API 4. TOKENIZER: byte-level BPE: loading, encoding, decoding, training, file formats   */
 /* ===================================================================================== */
+/* Text to token ids and back. A tokenizer is loaded from any common file (Hugging Face
+   tokenizer.json, GPT-2 vocab.json + merges.txt, llama2.c tokenizer.bin, the library's own
+   format) or trained on texts; the dataset (section 5) encodes with it, generation (section 8)
+   decodes with it. Ids are appended to a distill_ids array, which the caller frees.
+
+       distill_ids ids = {0};
+       distill_tokenizer *tok = distill_tokenizer_load("tokenizer.json", NULL, &err);
+       if (tok && distill_tokenizer_encode(tok, "Hello", 5, 0, &ids, &err) == 0) {
+           char *text = distill_tokenizer_decode(tok, ids.ids, ids.n, NULL);   "Hello" again
+           distill_free(text);
+       }
+       distill_ids_free(&ids); distill_tokenizer_free(tok);                                  */
 
 /* A growable array of token ids. Encoding appends to it. */
 typedef struct distill_ids {
@@ -398,6 +479,8 @@ DISTILL_API int  distill_ids_push(distill_ids *a, int32_t id);   /* 0 ok, -1 out
 DISTILL_API void distill_ids_free(distill_ids *a);
 
 typedef struct distill_tokenizer distill_tokenizer;   /* opaque */
+
+/* ---- loading, saving, queries ------------------------------------------------------ */
 
 /* Load any supported file, format detected from the content: the library's own text format,
    Hugging Face tokenizer.json, GPT-2 vocab.json (merges_path = merges.txt, else NULL), or a
@@ -420,6 +503,24 @@ DISTILL_API int distill_tokenizer_vocab_size(const distill_tokenizer *tok);
 /* Id of a token given by its text (special tokens such as "<|im_end|>", "<think>", or an
    ordinary token's bytes), or -1 when the vocabulary has no such single token. */
 DISTILL_API int32_t distill_tokenizer_token_id(const distill_tokenizer *tok, const char *text);
+/* Special tokens: add one (a new id at the end, or the existing id if the text already is a
+   special token); query (0 for non-special added tokens). Adding is not thread-safe against
+   concurrent encoding. */
+DISTILL_API int32_t distill_tokenizer_add_special(distill_tokenizer *tok, const char *text,
+                                                  distill_error *err);
+DISTILL_API int distill_tokenizer_is_special(const distill_tokenizer *tok, int32_t id);
+DISTILL_API int distill_tokenizer_pattern(const distill_tokenizer *tok);
+DISTILL_API int distill_tokenizer_n_merges(const distill_tokenizer *tok);
+/* Merge r as (left, right) -> result ids; 0 ok, -1 out of range. */
+DISTILL_API int distill_tokenizer_merge(const distill_tokenizer *tok, int r, int32_t *left,
+                                        int32_t *right, int32_t *result);
+/* bos/eos ids: llama2.c tokenizers 1 and 2; BPE tokenizers: bos -1, eos "<|endoftext|>" or -1. */
+DISTILL_API int32_t distill_tokenizer_bos_id(const distill_tokenizer *tok);
+DISTILL_API int32_t distill_tokenizer_eos_id(const distill_tokenizer *tok);
+/* 1 for a llama2.c tokenizer.bin (score-based merges, byte fallback), else 0. */
+DISTILL_API int distill_tokenizer_is_llama(const distill_tokenizer *tok);
+
+/* ---- encoding -------------------------------------------------------------------- */
 
 /* Encode text[0..len) and append the ids to out. With allow_special != 0, special tokens written
    literally in the text ("<|im_end|>") become their ids; with 0 they are encoded as ordinary
@@ -429,17 +530,49 @@ DISTILL_API int32_t distill_tokenizer_token_id(const distill_tokenizer *tok, con
    same tokenizer. 0 ok, -1 error. */
 DISTILL_API int distill_tokenizer_encode(const distill_tokenizer *tok, const char *text, size_t len,
                                          int allow_special, distill_ids *out, distill_error *err);
+/* Encoding with flags: DISTILL_ENC_ALLOW_SPECIAL as above; DISTILL_ENC_BOS / DISTILL_ENC_EOS add
+   the tokenizer's bos/eos ids (llama2.c tokenizers: 1 and 2, like run.c's encode(bos, eos)). */
+enum { DISTILL_ENC_ALLOW_SPECIAL = 1, DISTILL_ENC_BOS = 2, DISTILL_ENC_EOS = 4 };
+DISTILL_API int distill_tokenizer_encode_ex(const distill_tokenizer *tok, const char *text,
+                                            size_t len, int flags, distill_ids *out,
+                                            distill_error *err);
+/* Encode n texts on the thread pool (distill_parallel_for); outs[i] gets text i's ids appended.
+   lens may be NULL. Same ids as n calls of distill_tokenizer_encode. */
+DISTILL_API int distill_tokenizer_encode_batch(const distill_tokenizer *tok,
+                                               const char *const *texts, const size_t *lens,
+                                               size_t n, int allow_special, distill_ids *outs,
+                                               distill_error *err);
+
+/* ---- decoding -------------------------------------------------------------------- */
 
 /* The bytes of one token (not NUL-terminated), or NULL for an invalid id. */
 DISTILL_API const char *distill_tokenizer_token_bytes(const distill_tokenizer *tok, int32_t id,
                                                       size_t *len);
 
-/* Decode ids to a newly allocated NUL-terminated string (free with distill_free); *len gets its
-   byte length. Bytes are returned as they are, which may be invalid UTF-8 for arbitrary ids. */
+/* Decode ids to a newly allocated NUL-terminated string (free with distill_free); *len (may be
+   NULL) gets its byte length. Bytes are returned as they are, which may be invalid UTF-8 for
+   arbitrary ids. */
 DISTILL_API char *distill_tokenizer_decode(const distill_tokenizer *tok, const int32_t *ids,
                                            size_t n, size_t *len);
 
-/* ---- additions by the tokenizer part ------------------------------------------------ */
+/* Streaming decoder for generation: push ids one at a time and get back only complete UTF-8
+   characters (an incomplete sequence is held until its last byte arrives; bytes that can never
+   form a valid character come out as U+FFFD). The returned pointer is valid until the next call.
+   For valid UTF-8 the concatenated output equals distill_tokenizer_decode of all ids. */
+typedef struct distill_decoder {
+    const distill_tokenizer *tok;
+    char *buf;
+    size_t cap;
+    unsigned char pend[4];
+    int npend;
+    int32_t prev;
+} distill_decoder;
+DISTILL_API void distill_decoder_init(distill_decoder *d, const distill_tokenizer *tok);
+DISTILL_API const char *distill_decoder_push(distill_decoder *d, int32_t id, size_t *len);
+DISTILL_API const char *distill_decoder_flush(distill_decoder *d, size_t *len);
+DISTILL_API void distill_decoder_free(distill_decoder *d);
+
+/* ---- training a BPE ---------------------------------------------------------------- */
 
 /* Pre-tokenizer patterns: how text is cut into chunks before BPE (merges never cross a chunk).
    All are hand-written equivalents of the regexes, exact on all of Unicode:
@@ -479,61 +612,29 @@ DISTILL_API int distill_bpe_trainer_add_batch(distill_bpe_trainer *tr, const cha
 DISTILL_API distill_tokenizer *distill_bpe_trainer_finish(distill_bpe_trainer *tr, int vocab_size,
                                                           distill_error *err);
 DISTILL_API void distill_bpe_trainer_free(distill_bpe_trainer *tr);
-
-/* Encoding with flags: DISTILL_ENC_ALLOW_SPECIAL as above; DISTILL_ENC_BOS / DISTILL_ENC_EOS add
-   the tokenizer's bos/eos ids (llama2.c tokenizers: 1 and 2, like run.c's encode(bos, eos)). */
-enum { DISTILL_ENC_ALLOW_SPECIAL = 1, DISTILL_ENC_BOS = 2, DISTILL_ENC_EOS = 4 };
-DISTILL_API int distill_tokenizer_encode_ex(const distill_tokenizer *tok, const char *text,
-                                            size_t len, int flags, distill_ids *out,
-                                            distill_error *err);
-/* Encode n texts on the thread pool (distill_parallel_for); outs[i] gets text i's ids appended.
-   lens may be NULL. Same ids as n calls of distill_tokenizer_encode. */
-DISTILL_API int distill_tokenizer_encode_batch(const distill_tokenizer *tok,
-                                               const char *const *texts, const size_t *lens,
-                                               size_t n, int allow_special, distill_ids *outs,
-                                               distill_error *err);
-
-/* Special tokens: add one (a new id at the end, or the existing id if the text already is a
-   special token); query (0 for non-special added tokens). Adding is not thread-safe against
-   concurrent encoding. */
-DISTILL_API int32_t distill_tokenizer_add_special(distill_tokenizer *tok, const char *text,
-                                                  distill_error *err);
-DISTILL_API int distill_tokenizer_is_special(const distill_tokenizer *tok, int32_t id);
-DISTILL_API int distill_tokenizer_pattern(const distill_tokenizer *tok);
-DISTILL_API int distill_tokenizer_n_merges(const distill_tokenizer *tok);
-/* Merge r as (left, right) -> result ids; 0 ok, -1 out of range. */
-DISTILL_API int distill_tokenizer_merge(const distill_tokenizer *tok, int r, int32_t *left,
-                                        int32_t *right, int32_t *result);
-/* bos/eos ids: llama2.c tokenizers 1 and 2; BPE tokenizers: bos -1, eos "<|endoftext|>" or -1. */
-DISTILL_API int32_t distill_tokenizer_bos_id(const distill_tokenizer *tok);
-DISTILL_API int32_t distill_tokenizer_eos_id(const distill_tokenizer *tok);
-/* 1 for a llama2.c tokenizer.bin (score-based merges, byte fallback), else 0. */
-DISTILL_API int distill_tokenizer_is_llama(const distill_tokenizer *tok);
-
-/* Streaming decoder for generation: push ids one at a time and get back only complete UTF-8
-   characters (an incomplete sequence is held until its last byte arrives; bytes that can never
-   form a valid character come out as U+FFFD). The returned pointer is valid until the next call.
-   For valid UTF-8 the concatenated output equals distill_tokenizer_decode of all ids. */
-typedef struct distill_decoder {
-    const distill_tokenizer *tok;
-    char *buf;
-    size_t cap;
-    unsigned char pend[4];
-    int npend;
-    int32_t prev;
-} distill_decoder;
-DISTILL_API void distill_decoder_init(distill_decoder *d, const distill_tokenizer *tok);
-DISTILL_API const char *distill_decoder_push(distill_decoder *d, int32_t id, size_t *len);
-DISTILL_API const char *distill_decoder_flush(distill_decoder *d, size_t *len);
-DISTILL_API void distill_decoder_free(distill_decoder *d);
 /* ===================================================================================== */
-/* PUBLIC API: data: readers, schema adapters, chat template, loss weights, selection,    */
-/* iteration                                                                              */
+/* API 5. DATA: conversations, schema adapters, filters, chat template, loss weights,     */
+/* datasets, seeded subsets, the loader                                                   */
 /* ===================================================================================== */
-/* The path of a training row, in the order the code below follows it:
+/* A dataset file becomes training batches here. distill_dataset_load reads and tokenises the
+   whole file once (with a distill_data_options that says the format, filters, loss mode and
+   length policy; NULL: the defaults); distill_loader_create then serves it as batches, shuffled
+   anew every epoch. The dataset needs the tokenizer only while loading; the loader borrows the
+   dataset, so free the loader first.
+
+       distill_dataset *ds = distill_dataset_load("traces.jsonl", NULL, tok, &err);
+       distill_loader_options lo = distill_loader_options_default();        B 8, shuffled
+       distill_loader *L = ds ? distill_loader_create(ds, &lo, &err) : NULL;
+       distill_batch b;
+       if (L && distill_loader_next(L, &b, &err) == 0) ...b.B rows of b.T tokens and targets...
+       distill_loader_free(L); distill_dataset_free(ds);
+
+   A trainer reads the loader through a distill_loader_source (section 7, the training loop).
+
+   The path of a training row, in the order the code below follows it:
 
      file (.jsonl, or .json holding one array)          distill_dataset_load
-       -> JSON record                                    (20_json)
+       -> JSON record                                    distill_json_parse (section 3)
        -> filters ("difficulty in {EASY, MEDIUM}")       distill_data_options.filters
        -> conversation: system/user/assistant messages   distill_conv_from_json (schema adapters)
        -> tokens + per-token loss weights                distill_chat_encode (chat template)
@@ -558,7 +659,8 @@ typedef struct distill_message {
     float loss_weight;      /* from the data's "loss_weight"/"weight"; < 0: the default (1) */
 } distill_message;
 
-/* A conversation; the strings live in `buf` (owned) or in the JSON document it came from. */
+/* A conversation; the strings live in `owned` (copies it made) or in the JSON document it came
+   from. */
 typedef struct distill_conv {
     distill_message *msgs;
     int n, cap;
@@ -801,7 +903,6 @@ DISTILL_API distill_loader *distill_loader_create(const distill_dataset *ds, con
    at 0 per row). When an epoch ends the next call starts the next one (reshuffled); the last
    batch of an epoch may be smaller. Sets B, T, tokens, targets, weights, lengths, segments and
    positions (NULL without packing); other fields of *b are left as they are. 0, or -1 with err. */
-struct distill_batch;   /* declared in the model part (50_model_api.h), which comes later */
 DISTILL_API int distill_loader_next(distill_loader *L, struct distill_batch *b, distill_error *err);
 DISTILL_API distill_loader_cursor distill_loader_get_cursor(const distill_loader *L);
 DISTILL_API int distill_loader_set_cursor(distill_loader *L, const distill_loader_cursor *c, distill_error *err);
@@ -809,8 +910,28 @@ DISTILL_API int distill_loader_set_cursor(distill_loader *L, const distill_loade
 DISTILL_API const int64_t *distill_loader_last_rows(const distill_loader *L, int *n);
 DISTILL_API void distill_loader_free(distill_loader *L);
 /* ===================================================================================== */
-/* PUBLIC API: model forward/backward, losses, optimizer                                  */
+/* API 6. MODEL: config, parameters; Level 1, Level 2, Level 3; losses, AdamW            */
 /* ===================================================================================== */
+/* A Llama / Qwen2 / Qwen3-style decoder with a hand-written backward pass, used at one of three
+   levels; each is built from the next:
+     Level 1  distill_train_step: one call per optimizer step (zero_grad, forward + backward,
+              AdamW) on a batch; for a loop of your own with the plain cross-entropy loss.
+     Level 2  forward, backward, forward_backward, zero_grad, adamw_step: the step in pieces,
+              for gradient accumulation, custom losses (distill_head_loss), inference.
+     Level 3  the ops on raw float* (embedding, RMSNorm, RoPE, attention, SwiGLU), each forward
+              next to its backward: for building or checking a network of your own.
+   Above Level 1 the trainer (section 7) runs the whole loop with evaluation, checkpoints,
+   logs and distillation. A model is created here from a config, or loaded from a file with
+   distill_model_load (section 7, model files).
+
+       distill_config mc = distill_config_default();
+       mc.vocab_size = distill_tokenizer_vocab_size(tok);
+       mc.dim = 128; mc.n_layers = 4; mc.n_heads = 4; mc.n_kv_heads = 2; mc.hidden_dim = 352;
+       distill_model *m = distill_model_create(&mc, 8, 1024, 42, &err);   B <= 8, T <= 1024
+       ... Level 1, 2 or 3, or a trainer ...
+       distill_model_free(m);                                                                 */
+
+/* ---- the model: config, parameters, creation ----------------------------------------- */
 
 /* Model hyper-parameters: a Llama / Qwen2 / Qwen3-style decoder. */
 typedef struct distill_config {
@@ -855,44 +976,6 @@ typedef struct distill_tensor_info {
     int decay;             /* 1: AdamW applies weight decay to this tensor */
 } distill_tensor_info;
 
-/* A batch. tokens and targets are (B,T) row-major; a target < 0 is not supervised. weights
-   (B,T) is the per-token loss weight (NULL: 1 where target >= 0). lengths (B) is the number of
-   valid positions per row (NULL: all T); positions past it are ignored entirely. For packing,
-   segments (B,T) gives a segment id per position (NULL: one segment per row): attention never
-   crosses a segment boundary, and positions (B,T) (NULL: 0..T-1) feed RoPE. */
-typedef struct distill_batch {
-    int B, T;
-    const int32_t *tokens;
-    const int32_t *targets;
-    const float *weights;
-    const int *lengths;
-    const int32_t *segments;
-    const int32_t *positions;
-} distill_batch;
-
-/* What a forward pass reports over the supervised positions. */
-typedef struct distill_stats {
-    double loss;           /* sum(w * loss_token) / sum(w) */
-    double weight_sum;     /* sum of loss weights = supervised tokens for 0/1 masks */
-    double accuracy;       /* share of supervised tokens where argmax(logits) == target */
-    double entropy;        /* mean predictive entropy (nats) over supervised tokens */
-    int64_t tokens;        /* valid positions in the batch */
-} distill_stats;
-
-/* The fused LM head processes positions in chunks: logits for `n` positions (n,V) are computed,
-   handed to a loss, and the loss writes dlogits (n,V) in place before the chunk is discarded, so
-   B*T*V is never resident. The default loss is weighted cross-entropy; the trainer plugs in
-   logit distillation here. `pos` lists the flat indices (b*T+t) of the n positions. The loss
-   adds its contributions (unnormalised sums) to *stats and scales dlogits by `grad_scale`
-   (1/total weight of the whole accumulated batch). Called from worker threads: must only touch
-   its own chunk and per-thread accumulators. */
-typedef struct distill_head_loss {
-    void (*fn)(void *ctx, const int64_t *pos, int n, float *logits_to_dlogits, int V,
-               const int32_t *targets, const float *weights, float grad_scale,
-               int compute_grad, distill_stats *stats_acc, int thread);
-    void *ctx;
-} distill_head_loss;
-
 /* Views of one layer's tensors inside distill_model.params (NULL where absent, e.g. biases
    without qkv_bias). A top-level type (not nested in distill_model) so C++ can name it. */
 typedef struct distill_layer_params {
@@ -931,21 +1014,19 @@ DISTILL_API void distill_model_free(distill_model *m);
 DISTILL_API void distill_model_init_params(distill_model *m, uint64_t seed);
 /* Bytes of activation memory a training step at capacity allocates (the header's formula). */
 DISTILL_API size_t distill_model_activation_bytes(const distill_config *cfg, int B, int T);
+/* Index of the tensor with this Hugging Face name in m->tensors, or -1. */
+DISTILL_API int distill_model_find_tensor(const distill_model *m, const char *name);
 
-/* Level 2: the separate lifecycle.
-   forward: runs the model on the batch and, when batch->targets is non-NULL, the loss
-   (head_loss NULL = weighted cross-entropy), filling *stats (may be NULL). grad_scale is
-   1/(total loss weight of the accumulated batch); pass 0 to use this batch's own weight sum.
-   backward: accumulates into m->grads the gradient of the last forward's loss.
-   Gradient accumulation = forward+backward per micro-batch with the same grad_scale. */
-DISTILL_API int  distill_model_forward(distill_model *m, const distill_batch *batch,
-                                       const distill_head_loss *head_loss, float grad_scale,
-                                       distill_stats *stats, distill_error *err);
-DISTILL_API void distill_model_zero_grad(distill_model *m);
-DISTILL_API void distill_model_backward(distill_model *m);
-/* Logits (T,V) of the positions of row b of the last forward, recomputed for the caller
-   (inference, tests). out must hold T*V floats. */
-DISTILL_API void distill_model_logits(distill_model *m, int b, float *out);
+/* ---- what a step reports, and the optimizer's settings ------------------------------- */
+
+/* What a forward pass reports over the supervised positions. */
+typedef struct distill_stats {
+    double loss;           /* sum(w * loss_token) / sum(w) */
+    double weight_sum;     /* sum of loss weights = supervised tokens for 0/1 masks */
+    double accuracy;       /* share of supervised tokens where argmax(logits) == target */
+    double entropy;        /* mean predictive entropy (nats) over supervised tokens */
+    int64_t tokens;        /* valid positions in the batch */
+} distill_stats;
 
 /* AdamW and learning-rate schedules. */
 typedef enum distill_schedule { DISTILL_SCHED_CONSTANT, DISTILL_SCHED_LINEAR, DISTILL_SCHED_COSINE } distill_schedule;
@@ -961,30 +1042,83 @@ typedef struct distill_optim_config {
 } distill_optim_config;
 DISTILL_API distill_optim_config distill_optim_default(void);
 DISTILL_API float distill_lr_at(const distill_optim_config *oc, int64_t step); /* step from 0 */
-/* One AdamW update of m->params from m->grads at `step` (0-based; bias correction uses step+1).
-   Clips first when grad_clip > 0. Returns the global gradient norm before clipping. */
-DISTILL_API double distill_adamw_step(distill_model *m, const distill_optim_config *oc, int64_t step);
+/* 0 if the optimizer config is usable, else -1 with a message naming the field. */
+DISTILL_API int distill_optim_validate(const distill_optim_config *oc, distill_error *err);
 
-/* Level 1: one call. zero_grad, forward, backward, AdamW. */
+/* ---- Level 1: one call per optimizer step -----------------------------------------------
+   zero_grad, forward + backward with weighted cross-entropy, then AdamW at `step`; *stats and
+   *grad_norm (either may be NULL) get the step's loss and the gradient norm before clipping.
+
+       distill_optim_config oc = distill_optim_default();
+       distill_stats st;
+       oc.total_steps = 1000;                                     the schedule's length
+       for (step = 0; step < 1000; step++) {
+           if (distill_loader_next(L, &b, &err) != 0 ||
+               distill_train_step(m, &b, &oc, step, &st, NULL, &err) != 0) break;
+           printf("%lld %.4f\n", (long long)step, st.loss);
+       }                                                                                   */
 DISTILL_API int distill_train_step(distill_model *m, const distill_batch *batch,
                                    const distill_optim_config *oc, int64_t step,
                                    distill_stats *stats, double *grad_norm, distill_error *err);
 
-/* Level 3: the per-op kernels on raw float* (forward next to backward). Shapes in comments
-   at the definitions. */
-DISTILL_API void distill_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps);
-DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, const float *rstd, int N, int C);
-DISTILL_API void distill_rope_forward(float *x, const int32_t *pos, int N, int nh, int hs, float theta);   /* in place */
-DISTILL_API void distill_rope_backward(float *dx, const int32_t *pos, int N, int nh, int hs, float theta); /* in place */
-/* RoPE with a config's frequencies (rope_theta, HS, rope_scaling): inv_freq gets HS/2 values
-   as transformers computes them; the _freqs variants rotate with given frequencies. */
-DISTILL_API void distill_rope_inv_freq(const distill_config *cfg, double *inv_freq);
-DISTILL_API void distill_rope_forward_freqs(float *x, const int32_t *pos, int N, int nh, int hs, const double *inv_freq);
-DISTILL_API void distill_rope_backward_freqs(float *dx, const int32_t *pos, int N, int nh, int hs, const double *inv_freq);
-DISTILL_API void distill_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
-DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
+/* ---- Level 2: forward, backward, forward_backward, the optimizer step --------------------
+   forward: runs the model on the batch and, when batch->targets is non-NULL, the loss
+   (head_loss NULL = weighted cross-entropy), filling *stats (may be NULL). grad_scale is
+   1/(total loss weight of the accumulated batch); pass 0 to use this batch's own weight sum.
+   backward: accumulates into m->grads the gradient of the last forward's loss.
+   forward_backward: both in one call, cheaper (see below).
+   Gradient accumulation = zero_grad once, then forward+backward (or forward_backward) per
+   micro-batch with the same grad_scale, then one distill_adamw_step.
 
-/* ---- more of the model API ---- */
+       distill_model_zero_grad(m);
+       if (distill_model_forward_backward(m, &b, NULL, 0.0f, &st, &err) != 0) return -1;
+       gnorm = distill_adamw_step(m, &oc, step);                                            */
+
+/* The fused LM head processes positions in chunks: logits for `n` positions (n,V) are computed,
+   handed to a loss, and the loss writes dlogits (n,V) in place before the chunk is discarded, so
+   B*T*V is never resident. The default loss is weighted cross-entropy; the trainer plugs in
+   logit distillation here. `pos` lists the flat indices (b*T+t) of the n positions. The loss
+   adds its contributions (unnormalised sums) to *stats and scales dlogits by `grad_scale`
+   (1/total weight of the whole accumulated batch). Called from worker threads: must only touch
+   its own chunk and per-thread accumulators. */
+typedef struct distill_head_loss {
+    void (*fn)(void *ctx, const int64_t *pos, int n, float *logits_to_dlogits, int V,
+               const int32_t *targets, const float *weights, float grad_scale,
+               int compute_grad, distill_stats *stats_acc, int thread);
+    void *ctx;
+} distill_head_loss;
+
+/* Positions per chunk of the fused LM head: the head holds (DISTILL_HEAD_CHUNK, V) logits at a
+   time. Define before including the implementation to trade memory for fewer, larger GEMMs. */
+#ifndef DISTILL_HEAD_CHUNK
+#define DISTILL_HEAD_CHUNK 128
+#endif
+
+DISTILL_API void distill_model_zero_grad(distill_model *m);
+DISTILL_API int  distill_model_forward(distill_model *m, const distill_batch *batch,
+                                       const distill_head_loss *head_loss, float grad_scale,
+                                       distill_stats *stats, distill_error *err);
+DISTILL_API void distill_model_backward(distill_model *m);
+/* forward + backward in one call, accumulating into m->grads (the LM head's gradient is formed
+   while the logits are in hand, so they are not recomputed: cheaper than the two calls).
+   Use it for gradient accumulation: zero_grad once, then one call per micro-batch. */
+DISTILL_API int distill_model_forward_backward(distill_model *m, const distill_batch *batch,
+                                               const distill_head_loss *head_loss, float grad_scale,
+                                               distill_stats *stats, distill_error *err);
+/* One AdamW update of m->params from m->grads at `step` (0-based; bias correction uses step+1).
+   Clips first when grad_clip > 0. Returns the global gradient norm before clipping. */
+DISTILL_API double distill_adamw_step(distill_model *m, const distill_optim_config *oc, int64_t step);
+/* Logits (T,V) of the positions of row b of the last forward, recomputed for the caller
+   (inference, tests). out must hold T*V floats. */
+DISTILL_API void distill_model_logits(distill_model *m, int b, float *out);
+/* The default head loss (weighted cross-entropy) as a distill_head_loss callback, so custom
+   losses can call it and add their own terms. ctx is unused. Per position i with target y,
+   weight w, logits z, p = softmax(z):  loss += w * (logsumexp(z) - z[y]),
+   dlogits = grad_scale * w * (p - onehot(y)); stats get w*loss, w, w*[argmax==y], w*entropy. */
+DISTILL_API void distill_ce_head_loss(void *ctx, const int64_t *pos, int n, float *logits_to_dlogits,
+                                      int V, const int32_t *targets, const float *weights,
+                                      float grad_scale, int compute_grad, distill_stats *stats_acc,
+                                      int thread);
 
 /* Notes on the contract above, as implemented:
    - The LM head (and so the head_loss callback) runs only on the positions that can carry
@@ -999,34 +1133,24 @@ DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *
      them alive and unchanged between forward and backward.
    - A segment (packing) is a maximal run of equal segment ids within a row. */
 
-/* Positions per chunk of the fused LM head: the head holds (DISTILL_HEAD_CHUNK, V) logits at a
-   time. Define before including the implementation to trade memory for fewer, larger GEMMs. */
-#ifndef DISTILL_HEAD_CHUNK
-#define DISTILL_HEAD_CHUNK 128
-#endif
+/* ---- Level 3: the ops, forward next to backward -----------------------------------------
+   On raw float*, in the implementation's order (embedding, RMSNorm, RoPE, attention, SwiGLU);
+   shapes in comments at the definitions. The matrix product and the blocked flash attention
+   are in section 2.
 
-/* 0 if the optimizer config is usable, else -1 with a message naming the field. */
-DISTILL_API int distill_optim_validate(const distill_optim_config *oc, distill_error *err);
-/* Index of the tensor with this Hugging Face name in m->tensors, or -1. */
-DISTILL_API int distill_model_find_tensor(const distill_model *m, const char *name);
-/* forward + backward in one call, accumulating into m->grads (the LM head's gradient is formed
-   while the logits are in hand, so they are not recomputed: cheaper than the two calls).
-   Use it for gradient accumulation: zero_grad once, then one call per micro-batch. */
-DISTILL_API int distill_model_forward_backward(distill_model *m, const distill_batch *batch,
-                                               const distill_head_loss *head_loss, float grad_scale,
-                                               distill_stats *stats, distill_error *err);
-/* The default head loss (weighted cross-entropy) as a distill_head_loss callback, so custom
-   losses can call it and add their own terms. ctx is unused. Per position i with target y,
-   weight w, logits z, p = softmax(z):  loss += w * (logsumexp(z) - z[y]),
-   dlogits = grad_scale * w * (p - onehot(y)); stats get w*loss, w, w*[argmax==y], w*entropy. */
-DISTILL_API void distill_ce_head_loss(void *ctx, const int64_t *pos, int n, float *logits_to_dlogits,
-                                      int V, const int32_t *targets, const float *weights,
-                                      float grad_scale, int compute_grad, distill_stats *stats_acc,
-                                      int thread);
-
-/* Level 3, continued (shapes at the definitions). */
+       distill_rmsnorm_forward(out, rstd, x, weight, N, C, 1e-5f);
+       distill_rmsnorm_backward(dx, dweight, dout, x, weight, rstd, N, C);     dx, dweight += */
 DISTILL_API void distill_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C);
 DISTILL_API void distill_embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int N, int C);
+DISTILL_API void distill_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps);
+DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, const float *rstd, int N, int C);
+DISTILL_API void distill_rope_forward(float *x, const int32_t *pos, int N, int nh, int hs, float theta);   /* in place */
+DISTILL_API void distill_rope_backward(float *dx, const int32_t *pos, int N, int nh, int hs, float theta); /* in place */
+/* RoPE with a config's frequencies (rope_theta, HS, rope_scaling): inv_freq gets HS/2 values
+   as transformers computes them; the _freqs variants rotate with given frequencies. */
+DISTILL_API void distill_rope_inv_freq(const distill_config *cfg, double *inv_freq);
+DISTILL_API void distill_rope_forward_freqs(float *x, const int32_t *pos, int N, int nh, int hs, const double *inv_freq);
+DISTILL_API void distill_rope_backward_freqs(float *dx, const int32_t *pos, int N, int nh, int hs, const double *inv_freq);
 /* Causal grouped-query attention with online softmax. q (B,T,NH,HS), k/v (B,T,NKV,HS),
    out (B,T,NH,HS), lse (B,NH,T). lengths (B) or NULL; kstart (B,T) or NULL: the first key
    position a query may see (the start of its packed segment). */
@@ -1037,24 +1161,26 @@ DISTILL_API void distill_attention_backward(float *dq, float *dk, float *dv, con
                                             const float *q, const float *k, const float *v,
                                             const float *out, const float *lse, const int *lengths,
                                             const int *kstart, int B, int T, int NH, int NKV, int HS);
+DISTILL_API void distill_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
 /* ===================================================================================== */
-/* PUBLIC API: trainer, distillation losses, checkpoints, interop                         */
+/* API 7. TRAINER: checksums, logit distillation, top-k teacher cache, model files,       */
+/* the training loop, data parallelism                                                    */
 /* ===================================================================================== */
+/* A trainer turns a model (section 6) and a batch source (the loader, section 5) into a run:
+   steps to the end of max_steps or epochs, evaluation, checkpoints that resume bit-exactly,
+   metrics.jsonl, and with a teacher (in process or as a top-k cache) logit distillation. The
+   parts it is made of come first (checksums for the files, the distillation loss, the cache,
+   the distillation head, model files); the training loop itself is at the end. The trainer
+   borrows the model and the source: free it first.
 
-/* Load any model file the library reads, format detected from the content: the library's own
-   checkpoint, safetensors (+ config.json beside it), or a llama2.c .bin. A Hugging Face folder
-   (model.safetensors.index.json or model.safetensors in it), an index file, or one shard
-   ("model-00002-of-00004.safetensors") loads the whole sharded checkpoint: every tensor exactly
-   once, each shard bounds-checked; config.json features the model lacks (MoE, sliding window,
-   quantization, ...) are refused by field name. Llama, Qwen2, Qwen3 (q/k norm), any head_dim,
-   rope_scaling linear or llama3. The model is created with the given capacity. If tok_out is
-   non-NULL and the model carries a tokenizer (a distill checkpoint written from a model with
-   distill_model_set_tokenizer) or one lies beside it (tokenizer.json / tokenizer.bin), it is
-   loaded too, else *tok_out = NULL. The gradient buffer is not allocated (m->grads NULL) until
-   training needs it, so a model loaded to generate, evaluate, export or teach takes half the
-   memory of a created one. */
-DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
-                                              distill_tokenizer **tok_out, distill_error *err);
+       distill_train_config tc = distill_train_default();
+       tc.epochs = 2; tc.optim.lr = 1e-3f; tc.out_dir = "out";
+       tc.kd = teacher != NULL;                           logit distillation needs kd = 1
+       distill_trainer *tr = distill_trainer_create(student, &src.src, NULL, &tc, &err);
+       if (tr && teacher && distill_trainer_set_teacher(tr, teacher, &err) != 0) ...
+       if (!tr || distill_trainer_run(tr, &err) != 0) fprintf(stderr, "%s\n", err.msg);
+       distill_trainer_free(tr);                                                             */
 
 /* ---- checksums ------------------------------------------------------------------------- */
 /* CRC-32 (IEEE 802.3, the zlib/PNG one), incremental: crc = distill_crc32(0, p, n) then feed
@@ -1157,7 +1283,7 @@ DISTILL_API int distill_topk_cache_check_row(const distill_topk_cache *c, int64_
                                              distill_error *err);
 
 /* ---- the distillation head loss -------------------------------------------------------------
-   A distill_head_loss (see the model part) that computes the loss above chunk by chunk inside
+   A distill_head_loss (section 6, Level 2) that computes the loss above chunk by chunk inside
    the student's fused LM head. The teacher signal for a batch is set before each forward:
    - in-process teacher: distill_kd_head_run_teacher() runs the teacher's layers on the batch
      and keeps its final hidden states at the supervised positions only (n_supervised * C_teacher
@@ -1177,8 +1303,23 @@ DISTILL_API int distill_kd_head_set_cache_rows(distill_kd_head *h, const distill
                                                const int64_t *rows, const distill_batch *batch,
                                                distill_error *err);
 
-/* ---- model files ----------------------------------------------------------------------------
-   Own checkpoint format (".dstl"): "DSTLCKPT" | u32 version | u32 0 | u64 json_len | u64 data_len
+/* ---- model files: one loader for every format, then the writers ------------------------------ */
+/* Load any model file the library reads, format detected from the content: the library's own
+   checkpoint, safetensors (+ config.json beside it), or a llama2.c .bin. A Hugging Face folder
+   (model.safetensors.index.json or model.safetensors in it), an index file, or one shard
+   ("model-00002-of-00004.safetensors") loads the whole sharded checkpoint: every tensor exactly
+   once, each shard bounds-checked; config.json features the model lacks (MoE, sliding window,
+   quantization, ...) are refused by field name. Llama, Qwen2, Qwen3 (q/k norm), any head_dim,
+   rope_scaling linear or llama3. The model is created with the given capacity. If tok_out is
+   non-NULL and the model carries a tokenizer (a distill checkpoint written from a model with
+   distill_model_set_tokenizer) or one lies beside it (tokenizer.json / tokenizer.bin), it is
+   loaded too, else *tok_out = NULL. The gradient buffer is not allocated (m->grads NULL) until
+   training needs it, so a model loaded to generate, evaluate, export or teach takes half the
+   memory of a created one. */
+DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
+                                              distill_tokenizer **tok_out, distill_error *err);
+
+/* Own checkpoint format (".dstl"): "DSTLCKPT" | u32 version | u32 0 | u64 json_len | u64 data_len
    | u32 crc32(json + data) | u32 crc32(the 36 bytes before it) | json | data. The JSON holds the
    model config, the list of binary sections {name, offset, size} into data, and (for training
    checkpoints) the whole training state; sections hold the parameters ("params"), AdamW moments
@@ -1334,12 +1475,16 @@ typedef struct distill_step_info {
 /* Return nonzero to stop training after this step. */
 typedef int (*distill_step_callback)(void *ctx, const distill_step_info *info);
 
+/* A trainer for `student` on the batch source `train` (eval: the held-out source, or NULL for
+   no evaluation). It keeps the model and the sources' ctx, which must outlive it; tc is copied.
+   Set a teacher or cache, a callback, a communicator, or resume, before the first step. */
 typedef struct distill_trainer distill_trainer;
 DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, const distill_batch_source *train,
                                                     const distill_batch_source *eval,
                                                     const distill_train_config *tc, distill_error *err);
 DISTILL_API void distill_trainer_free(distill_trainer *t);
-/* Logit distillation from a teacher in process, or from a top-k cache (one of the two). */
+/* Logit distillation from a teacher in process, or from a top-k cache (one of the two); the
+   trainer must have been created with tc.kd = 1. */
 DISTILL_API int  distill_trainer_set_teacher(distill_trainer *t, distill_model *teacher, distill_error *err);
 DISTILL_API int  distill_trainer_set_cache(distill_trainer *t, const distill_topk_cache *c, distill_error *err);
 DISTILL_API void distill_trainer_set_callback(distill_trainer *t, distill_step_callback fn, void *ctx);
@@ -1447,8 +1592,18 @@ DISTILL_API int  distill_comm_mpi(distill_comm *out, MPI_Comm comm, distill_erro
 DISTILL_API void distill_mpi_finalize(void);
 #endif
 /* ===================================================================================== */
-/* PUBLIC API: generation and evaluation                                                  */
+/* API 8. GENERATION AND EVALUATION: metrics, pass@k, KV cache, sampling, evaluating      */
 /* ===================================================================================== */
+/* What a trained model is for: generating answers and measuring them. The metrics come first
+   because they apply to any generations, also ones made elsewhere (vLLM, transformers) and
+   read from a file; then the KV-cached generator, sampling, distill_generate, and
+   distill_eval_model, which does it all for an eval set: prompts, samples, verification,
+   scores.
+
+       distill_eval_model_options eo = distill_eval_model_options_default();
+       eo.n_samples = 4; eo.gen.temperature = 0.6f; eo.out_jsonl = "generations.jsonl";
+       if (distill_eval_model(m, tok, "eval.jsonl", &eo, stdout, &err) != 0) ...
+                                               results JSON on stdout, every sample in the file */
 
 /* ---- Evaluation metrics -----------------------------------------------------------------
 
@@ -1757,13 +1912,19 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
                                    const char *data_path, const distill_eval_model_options *o,
                                    FILE *results, distill_error *err);   /* results may be NULL */
 /* ===================================================================================== */
-/* PUBLIC API: reports: results tables and SVG plots                                     */
+/* API 9. REPORTS: results tables and SVG plots                                            */
 /* ===================================================================================== */
 /* Experiments end in a table a person reads and a plot a person looks at. A table is a
    header plus rows of text cells, written as CSV (RFC 4180 quoting), Markdown (for READMEs)
    or JSON (an array of objects; cells that are JSON numbers stay numbers). A plot is one or
    more panels side by side, each with line series over a linear or log10 x axis, written as a
-   self-contained SVG file (no fonts or scripts to fetch). */
+   self-contained SVG file (no fonts or scripts to fetch).
+
+       distill_table t;
+       const char *hdr[2] = {"run", "loss"}, *row[2] = {"a", "1.25"};
+       if (distill_table_init(&t, hdr, 2) == 0 && distill_table_add_row(&t, row) == 0)
+           distill_table_write_markdown(stdout, &t);
+       distill_table_free(&t);                                                                */
 
 typedef struct distill_table {
     int ncol, nrow, cap;
@@ -3630,7 +3791,7 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
 /* ===================================================================================== */
 /* Blocked flash attention                                                                */
 /* ===================================================================================== */
-/* Same contract as distill_attention_forward/backward in the model part (causal GQA, lengths,
+/* Same contract as distill_attention_forward/backward in the model section (causal GQA, lengths,
    kstart for packed segments, lse saved, dq/dk/dv overwritten), but computed on blocks of 64
    queries x 64 keys with the matmul engine, so the FLOPs run in the FMA micro-kernel instead
    of one dot product per (query, key) pair:
@@ -10668,7 +10829,7 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
         }
         distill_rope_forward_freqs(q, s->pos, (int)BT, NH, HS, s->inv_freq);
         distill_rope_forward_freqs(k, s->pos, (int)BT, NKV, HS, s->inv_freq);
-        /* the blocked kernel of 10_kernels: same contract and math as distill_attention_forward
+        /* the blocked kernel of the kernels section: same contract and math as distill_attention_forward
            above (the readable version, checked against finite differences in the tests) */
         distill_flash_attention_forward(att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
         distill_matmul_forward(xmid, att, p->wo, NULL, (int)BT, QD, C);
