@@ -20,7 +20,7 @@ static const char *expected_story =
     "Lily was sad and didn't know what to do. She said, \"I'm sorry, Lily. I didn't know what to do.\"\n"
     "Lily didn't want to help her mom, so she";
 
-/* llama2.c tokenizer.bin, read here independently of the tokenizer part:
+/* llama2.c tokenizer.bin, read here independently of the library's tokenizer code:
    int32 max_token_length, then per token: float score, int32 len, len bytes. */
 static char **read_tok512(int n, size_t *total) {
     size_t size, off = 4;

@@ -105,7 +105,7 @@ static const jcase n_cases[] = {
     {"n_not_json", "hello world", 0},
 };
 
-/* implementation-defined: what we accept (1) or reject (0), as documented in 20_json_api.h */
+/* implementation-defined: what we accept (1) or reject (0), as documented in distill.h (API 3, "what the parser accepts") */
 static const struct { jcase c; int accept; } i_cases[] = {
     {{"i_lone_high_surrogate", "\"\\ud800\"", 0}, 0},
     {{"i_lone_low_surrogate", "\"\\udc00\"", 0}, 0},

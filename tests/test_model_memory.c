@@ -66,7 +66,7 @@ static void check_config(const char *what, distill_config c, int B, int T) {
     for (i = 0; i < B * T; i++) { tok[i] = i % c.vocab_size; tgt[i] = (i * 7) % c.vocab_size; }
     memset(&b, 0, sizeof b);
     b.B = B; b.T = T; b.tokens = tok; b.targets = tgt;
-    /* the first pass may size the kernels' per-thread matmul scratch (10_kernels, persistent);
+    /* the first pass may size the kernels' per-thread matmul scratch (distill.h's kernels section, persistent);
        the model itself allocates nothing after create */
     CHECK(distill_model_forward(m, &b, NULL, 0, &st, &e) == 0, "forward: %s", e.msg);
     distill_model_backward(m);
