@@ -142,7 +142,7 @@
 #define DISTILL_H
 
 /* ===================================================================================== */
-/* API 0. TYPES AND ERRORS: linkage, distill_error, distill_batch                         */
+/* API 0. TYPES AND ERRORS: linkage, distill_error, distill_batch                        */
 /* ===================================================================================== */
 /* What every section shares. DISTILL_API is the linkage of every public function (extern, or
    static under DISTILL_STATIC). distill_error is the last argument of everything that can fail;
@@ -153,7 +153,8 @@
        int32_t tokens[4] = {1, 2, 3, 4}, targets[4] = {2, 3, 4, -1};
        distill_batch b = {1, 4, tokens, targets, NULL, NULL, NULL, NULL};          B 1, T 4
        distill_error err;
-       if (distill_train_step(m, &b, &oc, 0, NULL, NULL, &err) != 0) fprintf(stderr, "%s\n", err.msg); */
+       if (distill_train_step(m, &b, &oc, 0, NULL, NULL, &err) != 0)
+           fprintf(stderr, "%s\n", err.msg);                                                    */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -206,7 +207,7 @@ typedef struct distill_batch {
     const int32_t *positions;
 } distill_batch;
 /* ===================================================================================== */
-/* API 1. PLATFORM: RNG, clock, aligned memory, whole files, crash-safe writes, folder locks */
+/* API 1. PLATFORM: RNG, clock, aligned memory, whole files, crash-safe writes, locks    */
 /* ===================================================================================== */
 /* What the other sections stand on, and what a program around the library needs for its own
    files: a seeded RNG whose state is plain data (checkpoints save it), a monotonic clock,
@@ -269,7 +270,7 @@ DISTILL_API int  distill_write_file_atomic(const char *path, const void *data, s
 DISTILL_API int  distill_dir_lock(const char *dir, distill_error *err);
 DISTILL_API void distill_dir_unlock(int lock);   /* lock < 0: nothing */
 /* ===================================================================================== */
-/* API 2. THREADS AND KERNELS: thread pool, SIMD kernel sets, op profile, matmul, vectors  */
+/* API 2. THREADS AND KERNELS: thread pool, SIMD sets, op profile, matmul, vectors       */
 /* ===================================================================================== */
 /* The library parallelises itself: nothing here needs calling unless a program wants to fix
    the thread count or the kernel set, see where a step's time goes, or use the kernels
@@ -364,7 +365,7 @@ DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *d
                                                   const float *out, const float *lse, const int *lengths,
                                                   const int *kstart, int B, int T, int NH, int NKV, int HS);
 /* ===================================================================================== */
-/* API 3. JSON: strict RFC 8259 parser, JSONL line reader                                  */
+/* API 3. JSON: strict RFC 8259 parser, JSONL line reader                                */
 /* ===================================================================================== */
 /* The data layer reads every dataset, tokenizer.json, config.json and checkpoint header with
    this parser; programs can use it for their own configuration and results files. A parse
@@ -445,7 +446,13 @@ DISTILL_API size_t distill_json_arena_bytes(const distill_json *root);
 /* Streaming line reader for JSONL: memory is one chunk plus the longest line, whatever the file
    size; lines may be of any length up to max_line bytes (0: 1 GiB). A trailing "\r" is removed.
    next() returns 1 with a line (valid until the next call, NUL-terminated), 0 at end of file,
-   -1 on a read error or a line longer than max_line (err says which line). */
+   -1 on a read error or a line longer than max_line (err says which line).
+
+       distill_line_reader *r = distill_line_reader_open("data.jsonl", 0, &err);
+       const char *line; size_t len; int64_t no;
+       while (r && distill_line_reader_next(r, &line, &len, &no, &err) == 1)
+           ...distill_json_parse(line, len, "data.jsonl", (int)no, &err)...
+       distill_line_reader_close(r);                                                          */
 typedef struct distill_line_reader distill_line_reader;
 DISTILL_API distill_line_reader *distill_line_reader_open(const char *path, size_t max_line,
                                                           distill_error *err);
@@ -455,7 +462,7 @@ DISTILL_API int  distill_line_reader_next(distill_line_reader *r, const char **l
 DISTILL_API int64_t distill_line_reader_offset(const distill_line_reader *r);
 DISTILL_API void distill_line_reader_close(distill_line_reader *r);
 /* ===================================================================================== */
-/* API 4. TOKENIZER: byte-level BPE: loading, encoding, decoding, training, file formats   */
+/* API 4. TOKENIZER: byte-level BPE: loading, encoding, decoding, training, files        */
 /* ===================================================================================== */
 /* Text to token ids and back. A tokenizer is loaded from any common file (Hugging Face
    tokenizer.json, GPT-2 vocab.json + merges.txt, llama2.c tokenizer.bin, the library's own
@@ -572,7 +579,14 @@ DISTILL_API const char *distill_decoder_push(distill_decoder *d, int32_t id, siz
 DISTILL_API const char *distill_decoder_flush(distill_decoder *d, size_t *len);
 DISTILL_API void distill_decoder_free(distill_decoder *d);
 
-/* ---- training a BPE ---------------------------------------------------------------- */
+/* ---- training a BPE ----------------------------------------------------------------
+   A tokenizer of your own from texts in memory, or streamed (distill_bpe_trainer):
+
+       const char *texts[2] = {"def f(x):\n    return x\n", "print(f(1))\n"};
+       int n_sp;
+       const char *const *sp = distill_tokenizer_default_specials(&n_sp);
+       distill_tokenizer *tok = distill_tokenizer_train(texts, NULL, 2, 300,
+                                                        DISTILL_PATTERN_QWEN2, sp, n_sp, &err); */
 
 /* Pre-tokenizer patterns: how text is cut into chunks before BPE (merges never cross a chunk).
    All are hand-written equivalents of the regexes, exact on all of Unicode:
@@ -613,8 +627,8 @@ DISTILL_API distill_tokenizer *distill_bpe_trainer_finish(distill_bpe_trainer *t
                                                           distill_error *err);
 DISTILL_API void distill_bpe_trainer_free(distill_bpe_trainer *tr);
 /* ===================================================================================== */
-/* API 5. DATA: conversations, schema adapters, filters, chat template, loss weights,     */
-/* datasets, seeded subsets, the loader                                                   */
+/* API 5. DATA: conversations, schema adapters, filters, chat template, loss weights,    */
+/* datasets, seeded subsets, the loader                                                  */
 /* ===================================================================================== */
 /* A dataset file becomes training batches here. distill_dataset_load reads and tokenises the
    whole file once (with a distill_data_options that says the format, filters, loss mode and
@@ -716,7 +730,12 @@ typedef enum distill_data_policy {
    separators never are. A generation prompt is the turns so far + role_prefix[ASSISTANT] +
    gen_prefill. All strings are encoded with special tokens allowed (as Hugging Face tokenizers
    do), each piece separately, so piece boundaries are token boundaries in training and at
-   generation alike. */
+   generation alike. The prompt for a question, as the model saw such prompts in training:
+
+       const distill_chat_template *tmpl = distill_chat_template_get("chatml");
+       distill_ids prompt = {0};
+       if (distill_chat_prompt_ids(tmpl, tok, NULL, "Write fizzbuzz.", &prompt, &err) == 0)
+           ...generate from prompt.ids; stop at distill_chat_eot_id(tmpl, tok)...           */
 typedef struct distill_chat_template {
     const char *name;
     const char *bos;              /* once at the start of every row/prompt ("" for none) */
@@ -856,7 +875,14 @@ DISTILL_API const distill_data_stats *distill_dataset_stats(const distill_datase
 /* Write the stats as one JSON object (rows, skipped, format, tokens, ...) followed by "\n". */
 DISTILL_API void distill_data_stats_write_json(FILE *f, const distill_data_stats *s, int with_tokens);
 
-/* ---- selection for experiments ----------------------------------------------------------- */
+/* ---- selection for experiments -----------------------------------------------------------
+   Seeded subsets of a loaded dataset, for runs on 1K, 10K, ... rows where each size contains the
+   smaller ones, and disjoint pools (exclude); the manifest records which rows a run used.
+
+       distill_select_options sel = {0};
+       distill_dataset *sub;
+       sel.seed = 7; sel.n = 1000; sel.manifest = "out/manifest.json";
+       sub = distill_dataset_select(ds, &sel, &err);          free sub and ds, in any order */
 typedef struct distill_select_options {
     uint64_t seed;        /* the permutation: the same seed gives NESTED subsets (the first 1K
                              of the permutation is inside the first 10K) */
@@ -1164,8 +1190,8 @@ DISTILL_API void distill_attention_backward(float *dq, float *dk, float *dv, con
 DISTILL_API void distill_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
 /* ===================================================================================== */
-/* API 7. TRAINER: checksums, logit distillation, top-k teacher cache, model files,       */
-/* the training loop, data parallelism                                                    */
+/* API 7. TRAINER: checksums, logit distillation, top-k teacher cache, model files,      */
+/* the training loop, data parallelism                                                   */
 /* ===================================================================================== */
 /* A trainer turns a model (section 6) and a batch source (the loader, section 5) into a run:
    steps to the end of max_steps or epochs, evaluation, checkpoints that resume bit-exactly,
@@ -1254,7 +1280,12 @@ DISTILL_API distill_kd_result distill_kd_position(const double *s, int V, const 
        | n_positions x { i32 ids[k], f32 logp[k], f32 tail_logp }
        | u32 crc32 of everything before it
    row_hash is FNV-1a 64 over the row's tokens and targets, so a cache used with another dataset
-   (or a reordered one) is refused row by row. */
+   (or a reordered one) is refused row by row. Built once, used by every student run:
+
+       distill_topk_cache_build(teacher, ds, 32, 8, "teacher.topk", &err);    k 32, 8 rows a pass
+       distill_topk_cache *c = distill_topk_cache_open("teacher.topk", V, distill_dataset_size(ds),
+                                                       &err);
+       if (c) distill_trainer_set_cache(tr, c, &err);            a trainer made with tc.kd = 1 */
 typedef struct distill_topk_writer distill_topk_writer;
 typedef struct distill_topk_cache distill_topk_cache;
 
@@ -1303,7 +1334,14 @@ DISTILL_API int distill_kd_head_set_cache_rows(distill_kd_head *h, const distill
                                                const int64_t *rows, const distill_batch *batch,
                                                distill_error *err);
 
-/* ---- model files: one loader for every format, then the writers ------------------------------ */
+/* ---- model files: one loader for every format, then the writers ------------------------------
+   Any checkpoint or export in, any format out, e.g. a Hugging Face folder for transformers:
+
+       distill_tokenizer *tok;
+       distill_model *m = distill_model_load("out/ckpt-1000.dstl", 1, 4096, &tok, &err);
+       if (m && distill_safetensors_save_sharded(m, "hf", "BF16", (int64_t)5 << 30, &err) == 0
+             && tok)                                                    hf/ is created if needed
+           distill_hf_save_tokenizer(tok, distill_chat_template_get("chatml"), "hf", &err); */
 /* Load any model file the library reads, format detected from the content: the library's own
    checkpoint, safetensors (+ config.json beside it), or a llama2.c .bin. A Hugging Face folder
    (model.safetensors.index.json or model.safetensors in it), an index file, or one shard
@@ -1539,7 +1577,9 @@ DISTILL_API int distill_topk_cache_build(distill_model *teacher, const distill_d
    summed with one allreduce after the backward pass, or (comm_overlap) in buckets started layer
    by layer while the backward pass is still running, then every rank clips and applies AdamW to
    identical gradients, so the weights stay identical without ever being broadcast. Rank 0 alone
-   writes checkpoints, metrics and progress; resume reads the same checkpoint on every rank. */
+   writes checkpoints, metrics and progress; resume reads the same checkpoint on every rank.
+   The calls (the quick start at the top has them in place): distill_mpi_init before anything
+   else, distill_trainer_set_comm right after distill_trainer_create, distill_mpi_finalize. */
 typedef enum distill_dtype { DISTILL_F32 = 0, DISTILL_F64 = 1, DISTILL_I64 = 2 } distill_dtype;
 
 typedef struct distill_comm distill_comm;
@@ -1592,7 +1632,7 @@ DISTILL_API int  distill_comm_mpi(distill_comm *out, MPI_Comm comm, distill_erro
 DISTILL_API void distill_mpi_finalize(void);
 #endif
 /* ===================================================================================== */
-/* API 8. GENERATION AND EVALUATION: metrics, pass@k, KV cache, sampling, evaluating      */
+/* API 8. GENERATION AND EVALUATION: metrics, pass@k, KV cache, sampling, evaluating     */
 /* ===================================================================================== */
 /* What a trained model is for: generating answers and measuring them. The metrics come first
    because they apply to any generations, also ones made elsewhere (vLLM, transformers) and
@@ -1615,7 +1655,10 @@ DISTILL_API void distill_mpi_finalize(void);
    Think markers recognised: <think> ... </think> and <|begin_of_thought|> ... <|end_of_thought|>.
    Some chat templates put the opening tag in the PROMPT ("<|im_start|>assistant\n<think>\n");
    the analysis therefore also looks at the prompt: an opening tag in the prompt that the prompt
-   does not close counts as opened. */
+   does not close counts as opened. Scoring a file of generations made elsewhere:
+
+       distill_eval_file_options fo = {0};                     all defaults: the "text" field
+       distill_eval_generations_file("vllm_samples.jsonl", &fo, stdout, &err);   results JSON */
 
 /* Why a generation ended. STOP: end-of-turn, EOS or a stop string before the token cap.
    LENGTH: it hit the cap (max new tokens or the context). UNKNOWN: read from a file that did
@@ -1793,7 +1836,20 @@ DISTILL_API int distill_eval_generations_file(const char *path, const distill_ev
 
    A forward call takes rows (seq[i], token[i]): each row is appended to its sequence at the
    next free position; all rows' keys and values are written first, so rows of one sequence
-   given together (a prompt) attend causally to each other exactly as in training. */
+   given together (a prompt) attend causally to each other exactly as in training. Most callers
+   only create a generator and call distill_generate (below):
+
+       distill_generator *g = distill_generator_create(m, 4, 2048, &err);
+       distill_gen_options go = distill_gen_options_default();
+       const int32_t *prompts[1] = {prompt.ids};
+       int lens[1] = {(int)prompt.n};
+       int32_t eot = distill_chat_eot_id(tmpl, tok);
+       distill_gen_result res;
+       go.stop_ids = &eot; go.n_stop_ids = 1;
+       if (g && distill_generate(g, tok, prompts, lens, 1, &go, &res, &err) == 0) {
+           puts(res.text); distill_gen_result_free(&res);
+       }
+       distill_generator_free(g);                                                            */
 typedef struct distill_generator distill_generator;
 
 /* A generator for model m (which must outlive it) with room for max_batch sequences of
@@ -1912,7 +1968,7 @@ DISTILL_API int distill_eval_model(distill_model *m, const distill_tokenizer *to
                                    const char *data_path, const distill_eval_model_options *o,
                                    FILE *results, distill_error *err);   /* results may be NULL */
 /* ===================================================================================== */
-/* API 9. REPORTS: results tables and SVG plots                                            */
+/* API 9. REPORTS: results tables and SVG plots                                          */
 /* ===================================================================================== */
 /* Experiments end in a table a person reads and a plot a person looks at. A table is a
    header plus rows of text cells, written as CSV (RFC 4180 quoting), Markdown (for READMEs)
