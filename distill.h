@@ -353,7 +353,7 @@ DISTILL_API void  distill_vec_swiglu_backward(float *dgate, float *dup, const fl
    approximation with max relative error < 2e-7 (measured 1.0e-7) for results >= FLT_MIN. */
 DISTILL_API float distill_vec_exp_sum(float *y, const float *x, float shift, int n);
 
-/* Blocked flash attention: the same contract as distill_attention_forward/backward (causal
+/* Blocked flash attention: the contract of distill_attention_forward/backward (section 6; causal
    grouped-query attention; q (B,T,NH,HS), k/v (B,T,NKV,HS), out (B,T,NH,HS), lse (B,NH,T);
    lengths (B) or NULL; kstart (B,T) or NULL = first key a query may see; dq/dk/dv overwritten),
    computed on 64x64 blocks with the matmul micro-kernel. */
@@ -1146,7 +1146,7 @@ DISTILL_API void distill_ce_head_loss(void *ctx, const int64_t *pos, int n, floa
                                       float grad_scale, int compute_grad, distill_stats *stats_acc,
                                       int thread);
 
-/* Notes on the contract above, as implemented:
+/* Notes on the Level 2 contract:
    - The LM head (and so the head_loss callback) runs only on the positions that can carry
      loss: t < lengths[b], targets >= 0 and weight > 0. `pos` lists them in increasing order;
      the callback is invoked on blocks of 4 positions, each with its own zeroed stats slot, and
