@@ -2696,6 +2696,7 @@ static float *distill__thread_scratch(int thread, size_t floats) {
      DV_LOAD/STORE    unaligned load / store                 DV_SET1 broadcast, DV_ZERO()
      DV_FMA(a,b,c)    a*b + c (fused where the ISA has it)   DV_ADD, DV_SUB, DV_MUL, DV_MAX, DV_MIN
      DV_HSUM, DV_HMAX horizontal reductions to a float       DV_ROUND to nearest integer value
+     DV_DIV, DV_SQRT  IEEE division and square root (correctly rounded, as the scalar / and sqrtf)
      DV_CVTI, DVI_ADD, DVI_SUB, DVI_SET1, DVI_SRA1 (>> 1), DVI_SHL23 (<< 23), DV_CASTI (bits as float)
    The block below ("KERNEL BLOCK") is compiled once per kernel set: the implementation defines
    DISTILL__KERNEL_PASS (1 scalar, 2 AVX2, 3 AVX-512, 4 NEON) and includes this header again;
@@ -2753,6 +2754,8 @@ static int32_t distill__f2i(float v) { return v == v ? (int32_t)v : 0; } /* NaN:
 #define DVI_SHL23(a) ((int32_t)((uint32_t)(a) << 23))
 #define DV_CASTI(i) distill__i2f(i)
 #define DV_DIVONE(x) (1.0f / (x))
+#define DV_DIV(a, b) ((a) / (b))
+#define DV_SQRT(x) sqrtf(x)
 #elif DISTILL__KERNEL_PASS == 2
 /* --- AVX2 + FMA (x86-64-v3), compiled with a per-function target attribute ----------- */
 #define DISTILL__K(name) name##_avx2
@@ -2797,6 +2800,8 @@ static DISTILL__KATTR float distill__hmax_avx2(__m256 v) {
 #define DVI_SHL23(a) _mm256_slli_epi32((a), 23)
 #define DV_CASTI(i) _mm256_castsi256_ps(i)
 #define DV_DIVONE(x) _mm256_div_ps(_mm256_set1_ps(1.0f), (x))
+#define DV_DIV(a, b) _mm256_div_ps((a), (b))
+#define DV_SQRT(x) _mm256_sqrt_ps(x)
 #elif DISTILL__KERNEL_PASS == 3
 /* --- AVX-512F ------------------------------------------------------------------------ */
 #define DISTILL__K(name) name##_avx512
@@ -2848,6 +2853,8 @@ static DISTILL__KATTR float distill__hmax_avx512(__m512 v) {
 #define DVI_SHL23(a) _mm512_mask_slli_epi32((a), DISTILL__K16, (a), 23)
 #define DV_CASTI(i) _mm512_castsi512_ps(i)
 #define DV_DIVONE(x) _mm512_div_ps(_mm512_set1_ps(1.0f), (x))
+#define DV_DIV(a, b) _mm512_div_ps((a), (b))
+#define DV_SQRT(x) _mm512_sqrt_ps(x)
 #elif DISTILL__KERNEL_PASS == 4
 /* --- NEON (aarch64: always present, no run-time check needed) ------------------------- */
 #define DISTILL__K(name) name##_neon
@@ -2877,6 +2884,8 @@ static DISTILL__KATTR float distill__hmax_avx512(__m512 v) {
 #define DVI_SHL23(a) vshlq_n_s32((a), 23)
 #define DV_CASTI(i) vreinterpretq_f32_s32(i)
 #define DV_DIVONE(x) vdivq_f32(vdupq_n_f32(1.0f), (x))
+#define DV_DIV(a, b) vdivq_f32((a), (b))
+#define DV_SQRT(x) vsqrtq_f32(x)
 #endif
 
 /* exp(x) for a vector (used by the softmax primitives):
@@ -3117,12 +3126,101 @@ static DISTILL__KATTR void DISTILL__K(distill__swiglu_bwd)(float *dgate, float *
     }
 }
 
+/* ---- the elementwise kernels of the training step ------------------------------------
+   Each is the scalar formula of its op (RMSNorm, AdamW, the CE head's exp pass) run over
+   vectors, with the tail through the same scalar expression. Where a kernel only maps
+   elements (no reduction) it uses separate multiplies and adds in the scalar code's order, so
+   every kernel set gives the same bits as the scalar one. */
+
+/* RMSNorm forward of one row: out_i = (x_i * r) * w_i. */
+static DISTILL__KATTR void DISTILL__K(distill__rms_row)(float *out, const float *x, const float *w, float r, int n) {
+    DV_T rv = DV_SET1(r);
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W) DV_STORE(out + i, DV_MUL(DV_MUL(DV_LOAD(x + i), rv), DV_LOAD(w + i)));
+    for (; i < n; i++) out[i] = x[i] * r * w[i];
+}
+/* RMSNorm backward of one row (see distill_rmsnorm_backward):
+     gx = sum_i g_i w_i x_i,  k = r^3 gx / C,  dx_i += (r g_i) w_i - k x_i */
+static DISTILL__KATTR void DISTILL__K(distill__rms_bwd_row)(float *dx, const float *g, const float *x, const float *w,
+                                           float r, int n) {
+    DV_T acc = DV_ZERO(), rv = DV_SET1(r), kv;
+    float gx, k;
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W) acc = DV_FMA(DV_MUL(DV_LOAD(g + i), DV_LOAD(w + i)), DV_LOAD(x + i), acc);
+    gx = DV_HSUM(acc);
+    for (; i < n; i++) gx += g[i] * w[i] * x[i];
+    k = r * r * r * gx / (float)n;
+    kv = DV_SET1(k);
+    for (i = 0; i + DV_W <= n; i += DV_W)
+        DV_STORE(dx + i, DV_ADD(DV_LOAD(dx + i), DV_SUB(DV_MUL(DV_MUL(rv, DV_LOAD(g + i)), DV_LOAD(w + i)),
+                                                        DV_MUL(kv, DV_LOAD(x + i)))));
+    for (; i < n; i++) dx[i] += r * g[i] * w[i] - k * x[i];
+}
+/* dw_i += (g_i x_i) r over one row's columns [0, n). */
+static DISTILL__KATTR void DISTILL__K(distill__rms_dw_row)(float *dw, const float *g, const float *x, float r, int n) {
+    DV_T rv = DV_SET1(r);
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W)
+        DV_STORE(dw + i, DV_ADD(DV_LOAD(dw + i), DV_MUL(DV_MUL(DV_LOAD(g + i), DV_LOAD(x + i)), rv)));
+    for (; i < n; i++) dw[i] += g[i] * x[i] * r;
+}
+/* One AdamW update of n floats (the formula above distill__adam_task), in its exact order. */
+static DISTILL__KATTR void DISTILL__K(distill__adamw)(float *p, const float *g, float *m, float *v, size_t n,
+                                     const float *k) {
+    /* k: clip, b1, b2, step_size, inv_sqrt_bc2, eps, decay_mul */
+    DV_T clip = DV_SET1(k[0]), b1 = DV_SET1(k[1]), b2 = DV_SET1(k[2]), ss = DV_SET1(k[3]);
+    DV_T ib = DV_SET1(k[4]), eps = DV_SET1(k[5]), dm = DV_SET1(k[6]);
+    DV_T c1 = DV_SET1(1.0f - k[1]), c2 = DV_SET1(1.0f - k[2]);
+    size_t i = 0;
+    for (; i + DV_W <= n; i += DV_W) {
+        DV_T gi = DV_MUL(DV_LOAD(g + i), clip);
+        DV_T mi = DV_ADD(DV_MUL(b1, DV_LOAD(m + i)), DV_MUL(c1, gi));
+        DV_T vi = DV_ADD(DV_MUL(b2, DV_LOAD(v + i)), DV_MUL(DV_MUL(c2, gi), gi));
+        DV_STORE(m + i, mi);
+        DV_STORE(v + i, vi);
+        DV_STORE(p + i, DV_SUB(DV_MUL(DV_LOAD(p + i), dm),
+                               DV_DIV(DV_MUL(ss, mi), DV_ADD(DV_MUL(DV_SQRT(vi), ib), eps))));
+    }
+    for (; i < n; i++) {
+        float gi = g[i] * k[0];
+        float mi = k[1] * m[i] + (1.0f - k[1]) * gi;
+        float vi = k[2] * v[i] + (1.0f - k[2]) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * k[6] - k[3] * mi / (sqrtf(vi) * k[4] + k[5]);
+    }
+}
+/* The CE head's pass over a block of one logits row: z_j <- e_j = exp(z_j - shift), returns
+   sum_j e_j and sets *sz = sum_j e_j (z_j - shift) (both summed per lane, then across lanes). */
+static DISTILL__KATTR float DISTILL__K(distill__exp_sum_sz)(float *z, float shift, int n, float *sz) {
+    DV_T sh = DV_SET1(shift), acc = DV_ZERO(), accz = DV_ZERO(), d, e;
+    float buf[DV_W], s, t;
+    int i = 0, j;
+    for (; i + DV_W <= n; i += DV_W) {
+        d = DV_SUB(DV_LOAD(z + i), sh);
+        e = DISTILL__K(distill__vexp)(d);
+        DV_STORE(z + i, e);
+        acc = DV_ADD(acc, e);
+        accz = DV_FMA(e, d, accz);
+    }
+    s = DV_HSUM(acc);
+    t = DV_HSUM(accz);
+    if (i < n) {
+        for (j = 0; j < DV_W; j++) buf[j] = i + j < n ? z[i + j] : shift;
+        DV_STORE(buf, DISTILL__K(distill__vexp)(DV_SUB(DV_LOAD(buf), sh)));
+        for (j = 0; i + j < n; j++) { s += buf[j]; t += buf[j] * (z[i + j] - shift); z[i + j] = buf[j]; }
+    }
+    *sz = t;
+    return s;
+}
+
 /* This set's table (the struct is declared before the passes, in part 2 below). */
 static const distill__isa_ops DISTILL__K(distill__ops) = {
     DISTILL__KNAME, 6, 2 * DV_W, DISTILL__K(distill__ukernel), DISTILL__K(distill__dot),
     DISTILL__K(distill__axpy), DISTILL__K(distill__scale), DISTILL__K(distill__max),
     DISTILL__K(distill__exp_sum), DISTILL__K(distill__swiglu_fwd), DISTILL__K(distill__swiglu_bwd),
-    DISTILL__K(distill__gemv)
+    DISTILL__K(distill__gemv), DISTILL__K(distill__rms_row), DISTILL__K(distill__rms_bwd_row),
+    DISTILL__K(distill__rms_dw_row), DISTILL__K(distill__adamw), DISTILL__K(distill__exp_sum_sz)
 };
 #undef DV_T
 #undef DVI_T
@@ -3148,6 +3246,8 @@ static const distill__isa_ops DISTILL__K(distill__ops) = {
 #undef DVI_SHL23
 #undef DV_CASTI
 #undef DV_DIVONE
+#undef DV_DIV
+#undef DV_SQRT
 #undef DISTILL__K16
 #undef DISTILL__GEMV_BY_ROW
 #undef DISTILL__K
@@ -3175,6 +3275,11 @@ struct distill__isa_ops {
     void (*swiglu_fwd)(float *out, const float *gate, const float *up, int n);
     void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
     void (*gemv)(float *y, const float *x, const float *w, size_t ldw, int rows, int n);
+    void (*rms_row)(float *out, const float *x, const float *w, float r, int n);
+    void (*rms_bwd_row)(float *dx, const float *g, const float *x, const float *w, float r, int n);
+    void (*rms_dw_row)(float *dw, const float *g, const float *x, float r, int n);
+    void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, const float *k);
+    float (*exp_sum_sz)(float *z, float shift, int n, float *sz);
 };
 
 /* The kernel sets: the KERNEL BLOCK above, once per ISA this compiler can target. */
@@ -9622,8 +9727,10 @@ DISTILL_API const int64_t *distill_loader_last_rows(const distill_loader *L, int
            + BT*(2C + max(2F, C + 2*KVD))                 backward scratch: d(residual), one
                                                           (BT,C) buffer reused for dnorm/datt,
                                                           and dh/dgate/dup or dq/dk/dv
-           + K*(V + 2C) ]                                 one chunk of logits/dlogits and its
+           + K*(V + 2C)                                   one chunk of logits/dlogits and its
                                                           gathered inputs and their gradient
+           + BT*HS ]                                      RoPE: cos and sin of every position's
+                                                          HS/2 angles, computed once per step
        + 20*BT + 4*B                                      RoPE positions, masked tokens, segment
                                                           starts (int32 each), the supervised
                                                           position list (int64); lengths (B)
@@ -9822,13 +9929,13 @@ typedef struct {
 static void distill__rms_fwd_task(void *p, int64_t b, int64_t e, int th) {
     distill__rms_ctx *c = (distill__rms_ctx *)p;
     int64_t n;
-    int i, C = c->C;
+    int C = c->C;
     (void)th;
     for (n = b; n < e; n++) {
         const float *x = c->inp + (size_t)n * C;
         float *o = c->out + (size_t)n * C;
         float r = 1.0f / sqrtf(distill_vec_dot(x, x, C) / (float)C + c->eps);
-        for (i = 0; i < C; i++) o[i] = x[i] * r * c->weight[i];
+        distill__ops()->rms_row(o, x, c->weight, r, C);
         if (c->rstd) c->rstd[n] = r;
     }
 }
@@ -9842,30 +9949,24 @@ DISTILL_API void distill_rmsnorm_forward(float *out, float *rstd, const float *i
 }
 static void distill__rms_bwd_dx_task(void *p, int64_t b, int64_t e, int th) {
     distill__rms_ctx *c = (distill__rms_ctx *)p;
+    const distill__isa_ops *ops = distill__ops();
     int64_t n;
-    int i, C = c->C;
+    int C = c->C;
     (void)th;
-    for (n = b; n < e; n++) {
-        const float *x = c->inp + (size_t)n * C, *g = c->dout + (size_t)n * C;
-        float *dx = c->dinp + (size_t)n * C;
-        float r = c->crstd[n], gx = 0.0f, k;
-        for (i = 0; i < C; i++) gx += g[i] * c->weight[i] * x[i];
-        k = r * r * r * gx / (float)C;
-        for (i = 0; i < C; i++) dx[i] += r * g[i] * c->weight[i] - k * x[i];
-    }
+    for (n = b; n < e; n++)
+        ops->rms_bwd_row(c->dinp + (size_t)n * C, c->dout + (size_t)n * C, c->inp + (size_t)n * C, c->weight,
+                         c->crstd[n], C);
 }
 typedef struct { const distill__rms_ctx *c; int N; } distill__rms_dw_ctx;
 static void distill__rms_bwd_dw_task(void *p, int64_t b, int64_t e, int th) {
     const distill__rms_dw_ctx *d = (const distill__rms_dw_ctx *)p;
     const distill__rms_ctx *c = d->c;
+    const distill__isa_ops *ops = distill__ops();
     int n;
-    int64_t i;
     (void)th;
-    for (n = 0; n < d->N; n++) {
-        const float *x = c->inp + (size_t)n * c->C, *g = c->dout + (size_t)n * c->C;
-        float r = c->crstd[n];
-        for (i = b; i < e; i++) c->dweight[i] += g[i] * x[i] * r;
-    }
+    for (n = 0; n < d->N; n++)
+        ops->rms_dw_row(c->dweight + b, c->dout + (size_t)n * c->C + b, c->inp + (size_t)n * c->C + b, c->crstd[n],
+                        (int)(e - b));
 }
 DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                                           const float *weight, const float *rstd, int N, int C) {
@@ -9943,6 +10044,54 @@ DISTILL_API void distill_rope_backward_freqs(float *dx, const int32_t *pos, int 
     distill__rope_ctx c;
     c.x = dx; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = 0; c.sign = -1.0f; c.inv = inv_freq;
     distill_parallel_for(N, 16, distill__rope_task, &c);
+    distill__prof_end(pr_);
+}
+
+/* The model's RoPE: the cos and sin of every position's angles are computed once per forward
+   (the same float values distill__rope_task computes) into a (BT, HS/2) table, which every
+   layer's q and k, forward and backward, then only read. */
+typedef struct { float *cs, *sn; const int32_t *pos; const double *inv; int half; } distill__rope_tab_ctx;
+static void distill__rope_tab_task(void *p, int64_t b, int64_t e, int th) {
+    const distill__rope_tab_ctx *c = (const distill__rope_tab_ctx *)p;
+    int64_t n;
+    int i;
+    (void)th;
+    for (n = b; n < e; n++)
+        for (i = 0; i < c->half; i++) {
+            double a = (double)c->pos[n] * c->inv[i];
+            c->cs[n * c->half + i] = (float)cos(a);
+            c->sn[n * c->half + i] = (float)sin(a);
+        }
+}
+static void distill__rope_table(float *cs, float *sn, const int32_t *pos, int N, int hs, const double *inv) {
+    distill__rope_tab_ctx c;
+    c.cs = cs; c.sn = sn; c.pos = pos; c.inv = inv; c.half = hs / 2;
+    distill_parallel_for(N, 16, distill__rope_tab_task, &c);
+}
+typedef struct { float *x; const float *cs, *sn; int nh, hs; float sign; } distill__rope_apply_ctx;
+static void distill__rope_apply_task(void *p, int64_t b, int64_t e, int th) {
+    const distill__rope_apply_ctx *c = (const distill__rope_apply_ctx *)p;
+    int half = c->hs / 2, h, i;
+    int64_t n;
+    (void)th;
+    for (n = b; n < e; n++) {
+        const float *cs = c->cs + n * half, *sn0 = c->sn + n * half;
+        for (h = 0; h < c->nh; h++) {
+            float *xi = c->x + ((size_t)n * c->nh + h) * c->hs, *xj = xi + half;
+            for (i = 0; i < half; i++) {
+                float u = xi[i], v = xj[i], sn = c->sign * sn0[i];
+                xi[i] = u * cs[i] - v * sn;
+                xj[i] = v * cs[i] + u * sn;
+            }
+        }
+    }
+}
+/* x (N,nh,hs) rotated in place by the table's angles (sign -1: the backward's inverse rotation) */
+static void distill__rope_apply(float *x, const float *cs, const float *sn, int N, int nh, int hs, float sign) {
+    int pr_ = distill__prof_begin(sign > 0 ? "rope fwd" : "rope bwd");
+    distill__rope_apply_ctx c;
+    c.x = x; c.cs = cs; c.sn = sn; c.nh = nh; c.hs = hs; c.sign = sign;
+    distill_parallel_for(N, 16, distill__rope_apply_task, &c);
     distill__prof_end(pr_);
 }
 
@@ -10131,12 +10280,13 @@ DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *
        loss = lse - z_y,   entropy = lse - sum_j p_j z_j,   p = softmax(z)
        dz_j = grad_scale * w * (p_j - [j == y])
    The logits row is overwritten by its gradient (or by exp(z - m) when no gradient is asked).
-   exp is the vectorised one (relative error ~1e-7); the sums are accumulated in double. */
+   exp is the vectorised one (relative error ~1e-7); the sums are accumulated per block of
+   DISTILL__CE_EXP_BLOCK logits in float vector lanes, and across blocks in double. */
 #define DISTILL__CE_EXP_BLOCK 256
 DISTILL_API void distill_ce_head_loss(void *ctx, const int64_t *pos, int n, float *z, int V,
                                       const int32_t *targets, const float *weights, float grad_scale,
                                       int compute_grad, distill_stats *acc, int thread) {
-    float ex[DISTILL__CE_EXP_BLOCK];
+    const distill__isa_ops *ops = distill__ops();
     int i, j, j0, nb;
     (void)ctx; (void)thread;
     for (i = 0; i < n; i++) {
@@ -10146,16 +10296,13 @@ DISTILL_API void distill_ce_head_loss(void *ctx, const int64_t *pos, int n, floa
         float m = distill_vec_max(row, V), zy = row[y];
         double s = 0.0, sz = 0.0, lse;
         for (j = 0; j < V; j++) if (row[j] == m) { am = j; break; }
-        /* exps by the SIMD kernel into a small stack block (the block still needs z - m for the
-           entropy), then one pass accumulating in double and writing exp(z - m) back */
+        /* exp(z - m) in place by the SIMD kernel, a block at a time; each block's two sums
+           (per lane in float, then across lanes) are added up in double */
         for (j0 = 0; j0 < V; j0 += nb) {
+            float bsz;
             nb = V - j0 < DISTILL__CE_EXP_BLOCK ? V - j0 : DISTILL__CE_EXP_BLOCK;
-            distill_vec_exp_sum(ex, row + j0, m, nb);
-            for (j = 0; j < nb; j++) {
-                s += ex[j];
-                sz += (double)ex[j] * (row[j0 + j] - m);
-                row[j0 + j] = ex[j];
-            }
+            s += ops->exp_sum_sz(row + j0, m, nb, &bsz);
+            sz += bsz;
         }
         lse = (double)m + log(s);
         acc->loss += (double)w * (lse - zy);
@@ -10206,6 +10353,7 @@ typedef struct distill__state {
     size_t tok_size;
     char tmpl_name[32];              /* chat template name ("" none) */
     double *inv_freq;                /* RoPE frequencies (HS/2) of the config (rope_scaling included) */
+    float *rope_cs, *rope_sn;        /* cos and sin of each position's angles (BT, HS/2), per forward */
 } distill__state;
 
 #define DISTILL__CE_BLOCK 4          /* rows per loss-callback call (one statistics slot each) */
@@ -10256,6 +10404,8 @@ static size_t distill__layout(distill__state *s, char *base, const distill_confi
     s->head_logits = (float *)distill__carve(base, &off, K * V, 4);
     s->head_x = (float *)distill__carve(base, &off, K * C, 4);
     s->head_dx = (float *)distill__carve(base, &off, K * C, 4);
+    s->rope_cs = (float *)distill__carve(base, &off, BT * (HS / 2) * 2, 4);
+    s->rope_sn = s->rope_cs ? s->rope_cs + BT * (HS / 2) : NULL;
     s->pos = (int32_t *)distill__carve(base, &off, BT, 4);
     s->tok = (int32_t *)distill__carve(base, &off, BT, 4);
     s->kstart = (int *)distill__carve(base, &off, BT, sizeof(int));
@@ -10274,6 +10424,7 @@ DISTILL_API size_t distill_model_activation_bytes(const distill_config *c, int B
     double floats = L * (BT * (4 * C + 2 * QD + 2 * KVD + 2 * F + 2) + B * NH * T + QK)
                   + BT * (2 * C + 1)
                   + BT * (C + CA + W)
+                  + BT * 2 * floor(HS / 2)
                   + K * (V + 2 * C);
     double bytes = 4 * floats + 20 * BT + 4.0 * B + (double)sizeof(distill_stats) * ceil(K / DISTILL__CE_BLOCK);
     return bytes >= (double)SIZE_MAX ? SIZE_MAX : (size_t)bytes;
@@ -10649,6 +10800,7 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
     s->B = B; s->T = T; s->batch = *bt;
 
     distill_embedding_forward(s->x, s->tok, m->tok_emb, (int)BT, C);
+    distill__rope_table(s->rope_cs, s->rope_sn, s->pos, (int)BT, HS, s->inv_freq);
     for (l = 0; l < c->n_layers; l++) {
         const distill_layer_params *p = &m->layers[l];
         float *x = s->x + l * cap * C, *ln1 = s->ln1 + l * cap * C, *q = s->q + l * cap * QD;
@@ -10666,8 +10818,8 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
             distill_rmsnorm_forward(q, s->rstdq + l * cap * NH, qp, p->q_norm, (int)BT * NH, HS, c->norm_eps);
             distill_rmsnorm_forward(k, s->rstdk + l * cap * NKV, kp, p->k_norm, (int)BT * NKV, HS, c->norm_eps);
         }
-        distill_rope_forward_freqs(q, s->pos, (int)BT, NH, HS, s->inv_freq);
-        distill_rope_forward_freqs(k, s->pos, (int)BT, NKV, HS, s->inv_freq);
+        distill__rope_apply(q, s->rope_cs, s->rope_sn, (int)BT, NH, HS, 1.0f);
+        distill__rope_apply(k, s->rope_cs, s->rope_sn, (int)BT, NKV, HS, 1.0f);
         /* the blocked kernel of 10_kernels: same contract and math as distill_attention_forward
            above (the readable version, checked against finite differences in the tests) */
         distill_flash_attention_forward(att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
@@ -10778,8 +10930,8 @@ DISTILL_API void distill_model_backward(distill_model *m) {
         memset(A, 0, sizeof(float) * BT * QD);
         distill_matmul_backward(A, g.wo, NULL, dres, att, p->wo, (int)BT, QD, C);
         distill_flash_attention_backward(DQ, DK, DV, A, q, k, v, att, lse, s->len, s->kstart, B, T, NH, NKV, HS);
-        distill_rope_backward_freqs(DQ, s->pos, (int)BT, NH, HS, s->inv_freq);
-        distill_rope_backward_freqs(DK, s->pos, (int)BT, NKV, HS, s->inv_freq);
+        distill__rope_apply(DQ, s->rope_cs, s->rope_sn, (int)BT, NH, HS, -1.0f);
+        distill__rope_apply(DK, s->rope_cs, s->rope_sn, (int)BT, NKV, HS, -1.0f);
         if (c->qk_norm) {   /* through the per-head norms (RMSNorm backward with N = BT*heads rows of HS) */
             memset(DQR, 0, sizeof(float) * BT * (QD + KVD));
             distill_rmsnorm_backward(DQR, g.q_norm, DQ, s->qr + l * cap * QD, p->q_norm, s->rstdq + l * cap * NH, (int)BT * NH, HS);
@@ -10904,26 +11056,20 @@ static void distill__adam_task(void *p, int64_t b, int64_t e, int th) {
     n_chunks = ((int64_t)md->tensors[0].numel + DISTILL__ADAM_CHUNK - 1) / DISTILL__ADAM_CHUNK;
     for (chunk = b; chunk < e; chunk++) {
         const distill_tensor_info *ti;
-        size_t i, i0, i1;
-        float decay_mul, *pp, *g, *m, *v;
+        size_t i0, i1;
+        float k[7];
         while (chunk >= first + n_chunks) {
             first += n_chunks;
             t++;
             n_chunks = ((int64_t)md->tensors[t].numel + DISTILL__ADAM_CHUNK - 1) / DISTILL__ADAM_CHUNK;
         }
         ti = &md->tensors[t];
-        decay_mul = ti->decay && (t != 0 || c->decay_embeddings) ? c->decay_on : c->decay_off;   /* tensor 0: the embedding */
+        k[0] = c->clip; k[1] = c->b1; k[2] = c->b2; k[3] = c->step_size; k[4] = c->inv_sqrt_bc2; k[5] = c->eps;
+        k[6] = ti->decay && (t != 0 || c->decay_embeddings) ? c->decay_on : c->decay_off;   /* tensor 0: the embedding */
         i0 = (size_t)(chunk - first) * DISTILL__ADAM_CHUNK;
         i1 = i0 + DISTILL__ADAM_CHUNK < ti->numel ? i0 + DISTILL__ADAM_CHUNK : ti->numel;
-        pp = md->params + ti->offset; g = md->grads + ti->offset; m = md->m + ti->offset; v = md->v + ti->offset;
-        for (i = i0; i < i1; i++) {
-            float gi = g[i] * c->clip;
-            float mi = c->b1 * m[i] + (1.0f - c->b1) * gi;
-            float vi = c->b2 * v[i] + (1.0f - c->b2) * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
-            pp[i] = pp[i] * decay_mul - c->step_size * mi / (sqrtf(vi) * c->inv_sqrt_bc2 + c->eps);
-        }
+        distill__ops()->adamw(md->params + ti->offset + i0, md->grads + ti->offset + i0, md->m + ti->offset + i0,
+                              md->v + ti->offset + i0, i1 - i0, k);
     }
 }
 
