@@ -2308,6 +2308,7 @@ typedef struct distill__pool {
     float *scratch[DISTILL__MAX_THREADS];
     size_t scratch_floats[DISTILL__MAX_THREADS];
     int scratch_reserved;           /* slots 0..scratch_reserved-1 hold full-size scratch */
+    float *shared_b;                /* the matmul's B block packed once for all threads (KC x NCS) */
     struct distill__prof *prof;     /* the op profile while switched on, else NULL */
     struct distill__prof *prof_data;/* its storage (kept after distill_profile_stop for printing) */
 #if !defined(DISTILL_NO_THREADS)
@@ -3421,6 +3422,10 @@ DISTILL_API void distill_matmul_backward_ref(float *dinp, float *dweight, float 
 #define DISTILL__KC 256
 #define DISTILL__MC 96   /* multiple of 6 */
 #define DISTILL__NC 1024 /* multiple of every nr (2, 8, 16, 32); the B block (KC x NC, 1 MB) sits in L2/L3 */
+#define DISTILL__NCS 4096 /* columns of the B block packed once and shared by all threads (4 MB) */
+#ifndef DISTILL__SHARED_MIN
+#define DISTILL__SHARED_MIN 16384 /* floats of one B block (KC x N) from which threads share it */
+#endif
 
 typedef struct distill__gemm {
     int M, N, K;
@@ -3478,6 +3483,39 @@ static void distill__gemm_tile_naive(const distill__gemm *g, int i0, int j0, int
         }
 }
 
+/* One K block of C rows [i0, i0 + mb) x columns [j0 + jr0, j0 + jr1): pa holds the packed A
+   panels of those rows (MR rows each), pb the packed B panels of columns j0, j0 + NR, ... */
+static void distill__gemm_block(const distill__gemm *g, const float *pa, const float *pb, int kb, int acc,
+                                int i0, int mb, int j0, int jr0, int jr1, float *tmp) {
+    const int MR = g->ops->mr, NR = g->ops->nr;
+    int ir, jr, i, j;
+    for (jr = jr0; jr < jr1; jr += NR)
+        for (ir = 0; ir < mb; ir += MR) {
+            float *c = g->c + (size_t)(i0 + ir) * g->ldc + (j0 + jr);
+            int h = mb - ir < MR ? mb - ir : MR, w = jr1 - jr < NR ? jr1 - jr : NR;
+            if (h == MR && w == NR) {
+                g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * kb, c, g->ldc, acc);
+            } else { /* edge: compute the full tile aside, keep the valid part */
+                g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * kb, tmp, (size_t)NR, 0);
+                for (i = 0; i < h; i++)
+                    for (j = 0; j < w; j++)
+                        c[(size_t)i * g->ldc + j] = acc ? tmp[i * NR + j] + c[(size_t)i * g->ldc + j]
+                                                        : tmp[i * NR + j];
+            }
+        }
+}
+
+/* C rows [r0, r1) x columns [j0, j0 + nb): + bias, or the bias alone when K = 0 */
+static void distill__gemm_bias(const distill__gemm *g, int r0, int r1, int j0, int nb) {
+    int i, j;
+    for (i = r0; i < r1; i++)
+        for (j = j0; j < j0 + nb; j++) {
+            float *c = g->c + (size_t)i * g->ldc + j;
+            float bj = g->bias ? g->bias[j] : 0.0f;
+            *c = g->K == 0 ? bj : *c + bj;
+        }
+}
+
 static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread) {
     const distill__gemm *g = (const distill__gemm *)ctx;
     const int MR = g->ops->mr, NR = g->ops->nr, MC = DISTILL__MC;
@@ -3491,7 +3529,7 @@ static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread
         int r0 = (int)(t / g->tiles_n) * g->mc, j0 = (int)(t % g->tiles_n) * g->nc;
         int r1 = g->M - r0 < g->mc ? g->M : r0 + g->mc;
         int nb = g->N - j0 < g->nc ? g->N - j0 : g->nc;
-        int p0, i0, ir, jr, i, j;
+        int p0, i0, ir, jr;
         if (!pa) { distill__gemm_tile_naive(g, r0, j0, r1 - r0, nb); continue; }
         for (p0 = 0; p0 < g->K; p0 += DISTILL__KC) {
             int kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC;
@@ -3505,31 +3543,93 @@ static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread
                 for (ir = 0; ir < mb; ir += MR)
                     distill__pack(pa + (size_t)ir * kb, g->a + (size_t)(i0 + ir) * g->rsa + (size_t)p0 * g->csa,
                                   g->rsa, g->csa, mb - ir < MR ? mb - ir : MR, MR, kb);
-                for (jr = 0; jr < nb; jr += NR)
-                    for (ir = 0; ir < mb; ir += MR) {
-                        float *c = g->c + (size_t)(i0 + ir) * g->ldc + (j0 + jr);
-                        int h = mb - ir < MR ? mb - ir : MR, w = nb - jr < NR ? nb - jr : NR;
-                        if (h == MR && w == NR) {
-                            g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * kb, c, g->ldc, acc);
-                        } else { /* edge: compute the full tile aside, keep the valid part */
-                            g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * kb, tmp, (size_t)NR, 0);
-                            for (i = 0; i < h; i++)
-                                for (j = 0; j < w; j++)
-                                    c[(size_t)i * g->ldc + j] = acc ? tmp[i * NR + j] + c[(size_t)i * g->ldc + j]
-                                                                    : tmp[i * NR + j];
-                        }
-                    }
+                distill__gemm_block(g, pa, pb, kb, acc, i0, mb, j0, 0, nb, tmp);
             }
         }
-        if (!g->accumulate && (g->bias || g->K == 0))
-            for (i = r0; i < r1; i++)
-                for (j = j0; j < j0 + nb; j++) {
-                    float *c = g->c + (size_t)i * g->ldc + j;
-                    float bj = g->bias ? g->bias[j] : 0.0f;
-                    *c = g->K == 0 ? bj : *c + bj;
-                }
+        if (!g->accumulate && (g->bias || g->K == 0)) distill__gemm_bias(g, r0, r1, j0, nb);
     }
 }
+
+#if !defined(DISTILL_NO_THREADS)
+/* With several threads, the B block is packed once into the pool's shared buffer (one job: its
+   NR-column panels split across the threads) and then read by all (a second job: tasks of MC
+   rows x a column range). Per task, packing B again for every row block would repeat the same
+   copy once per task: for the forward's transposed gather it cost as much as a third of the
+   FMAs on two threads. Every C tile still sees the same packed panels, K blocks and
+   micro-kernel calls as on one thread, so the result is bit-identical. */
+typedef struct {
+    const distill__gemm *g;
+    float *pb;
+    int p0, kb, j0, nb, ncb, nct;
+} distill__gemm_sh;
+
+static void distill__gemm_pack_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__gemm_sh *sh = (const distill__gemm_sh *)ctx;
+    const distill__gemm *g = sh->g;
+    const int NR = g->ops->nr;
+    int64_t t;
+    (void)thread;
+    for (t = begin; t < end; t++) {
+        int jr = (int)t * NR;
+        distill__pack(sh->pb + (size_t)jr * sh->kb, g->b + (size_t)sh->p0 * g->rsb + (size_t)(sh->j0 + jr) * g->csb,
+                      g->csb, g->rsb, sh->nb - jr < NR ? sh->nb - jr : NR, NR, sh->kb);
+    }
+}
+
+static void distill__gemm_shared_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__gemm_sh *sh = (const distill__gemm_sh *)ctx;
+    const distill__gemm *g = sh->g;
+    const int MR = g->ops->mr, NR = g->ops->nr, MC = DISTILL__MC, kb = sh->kb;
+    float *pa = distill__thread_scratch(thread, (size_t)MC * DISTILL__KC + (size_t)DISTILL__NC * DISTILL__KC + (size_t)MR * NR);
+    float *tmp = pa + (size_t)MC * DISTILL__KC;
+    int acc = g->accumulate || sh->p0 > 0, last = sh->p0 + kb >= g->K;
+    int64_t t;
+    for (t = begin; t < end; t++) {
+        int i0 = (int)(t / sh->nct) * MC, jb0 = (int)(t % sh->nct) * sh->ncb, ir;
+        int mb = g->M - i0 < MC ? g->M - i0 : MC, jb1 = sh->nb - jb0 < sh->ncb ? sh->nb : jb0 + sh->ncb;
+        for (ir = 0; ir < mb; ir += MR)
+            distill__pack(pa + (size_t)ir * kb, g->a + (size_t)(i0 + ir) * g->rsa + (size_t)sh->p0 * g->csa,
+                          g->rsa, g->csa, mb - ir < MR ? mb - ir : MR, MR, kb);
+        distill__gemm_block(g, pa, sh->pb, kb, acc, i0, mb, sh->j0, jb0, jb1, tmp);
+        if (last && !g->accumulate && g->bias) distill__gemm_bias(g, i0, i0 + mb, sh->j0 + jb0, jb1 - jb0);
+    }
+}
+
+/* 1 if threads 0..nth-1 all hold full-size packing scratch (reserved before the first job) */
+static int distill__scratch_ready(int nth) {
+    const distill__pool *P = &distill__the_pool;
+    size_t need = (size_t)DISTILL__MC * DISTILL__KC + (size_t)DISTILL__NC * DISTILL__KC + 64 * 64;
+    int t;
+    if (P->scratch_reserved < nth) return 0;
+    for (t = 0; t < nth && t < DISTILL__MAX_THREADS; t++)
+        if (!P->scratch[t] || P->scratch_floats[t] < need) return 0;
+    return 1;
+}
+
+static void distill__gemm_run_shared(distill__gemm *g, float *shared, int nth) {
+    const int NR = g->ops->nr, MC = DISTILL__MC;
+    int blocks_m = (g->M + MC - 1) / MC, j0, p0;
+    distill__gemm_sh sh;
+    sh.g = g;
+    sh.pb = shared;
+    for (j0 = 0; j0 < g->N; j0 += DISTILL__NCS) {
+        int nb = g->N - j0 < DISTILL__NCS ? g->N - j0 : DISTILL__NCS, panels = (nb + NR - 1) / NR;
+        /* column ranges per task (whole panels): enough tasks for ~4 per thread */
+        int nct = (4 * nth + blocks_m - 1) / blocks_m;
+        if (nct > panels) nct = panels;
+        if (nct < 1) nct = 1;
+        sh.j0 = j0; sh.nb = nb;
+        sh.ncb = (panels + nct - 1) / nct * NR;
+        sh.nct = (nb + sh.ncb - 1) / sh.ncb;
+        for (p0 = 0; p0 < g->K; p0 += DISTILL__KC) {
+            sh.p0 = p0;
+            sh.kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC;
+            distill_parallel_for((int64_t)panels, 1, distill__gemm_pack_task, &sh);
+            distill_parallel_for((int64_t)blocks_m * sh.nct, 1, distill__gemm_shared_task, &sh);
+        }
+    }
+}
+#endif
 
 /* Every thread's packing scratch is sized once for the largest tile (an A panel MC x KC, a B
    block NC x KC, one MR x NR tile), on the calling thread before the first job, so no worker
@@ -3539,6 +3639,8 @@ static void distill__reserve_scratch(distill__pool *P) {
     size_t need = (size_t)DISTILL__MC * DISTILL__KC + (size_t)DISTILL__NC * DISTILL__KC + 64 * 64;
     int t;
     for (t = 0; t < P->n_threads && t < DISTILL__MAX_THREADS; t++) distill__thread_scratch(t, need);
+    if (P->n_threads > 1 && !P->shared_b)
+        P->shared_b = (float *)distill_alloc_aligned(sizeof(float) * DISTILL__KC * DISTILL__NCS, 64);
     P->scratch_reserved = P->n_threads;
 }
 
@@ -3549,6 +3651,15 @@ static void distill__gemm_run(distill__gemm *g) {
     if (g->M <= 0 || g->N <= 0) return;
     if (g->K <= 0 && g->accumulate) return;
     g->ops = distill__ops();
+#if !defined(DISTILL_NO_THREADS)
+    /* B shared by the threads: when the B block is big enough for its repeated packing to
+       matter, and not inside another job (the shared buffer is one for the whole pool) */
+    if (nth > 1 && g->K > 0 && (size_t)g->N * (size_t)(g->K < DISTILL__KC ? g->K : DISTILL__KC) >= DISTILL__SHARED_MIN &&
+        distill__the_pool.shared_b && !DISTILL__LOAD(&distill__the_pool.busy) && distill__scratch_ready(nth)) {
+        distill__gemm_run_shared(g, distill__the_pool.shared_b, nth);
+        return;
+    }
+#endif
     g->nc = DISTILL__NC;
     blocks_m = (g->M + DISTILL__MC - 1) / DISTILL__MC;
     while (nth > 1 && g->nc > 64 && blocks_m * ((g->N + g->nc - 1) / g->nc) < 3 * nth) g->nc /= 2;
