@@ -3191,6 +3191,14 @@ static DISTILL__KATTR void DISTILL__K(distill__adamw)(float *p, const float *g, 
         p[i] = p[i] * k[6] - k[3] * mi / (sqrtf(vi) * k[4] + k[5]);
     }
 }
+/* Attention backward, one row of a block: d_j <- (p_j (d_j - D)) * scale (dS from dP). */
+static DISTILL__KATTR void DISTILL__K(distill__ds_row)(float *d, const float *p, float D, float scale, int n) {
+    DV_T dv = DV_SET1(D), sv = DV_SET1(scale);
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W)
+        DV_STORE(d + i, DV_MUL(DV_MUL(DV_LOAD(p + i), DV_SUB(DV_LOAD(d + i), dv)), sv));
+    for (; i < n; i++) d[i] = p[i] * (d[i] - D) * scale;
+}
 /* The CE head's pass over a block of one logits row: z_j <- e_j = exp(z_j - shift), returns
    sum_j e_j and sets *sz = sum_j e_j (z_j - shift) (both summed per lane, then across lanes). */
 static DISTILL__KATTR float DISTILL__K(distill__exp_sum_sz)(float *z, float shift, int n, float *sz) {
@@ -3221,7 +3229,8 @@ static const distill__isa_ops DISTILL__K(distill__ops) = {
     DISTILL__K(distill__axpy), DISTILL__K(distill__scale), DISTILL__K(distill__max),
     DISTILL__K(distill__exp_sum), DISTILL__K(distill__swiglu_fwd), DISTILL__K(distill__swiglu_bwd),
     DISTILL__K(distill__gemv), DISTILL__K(distill__rms_row), DISTILL__K(distill__rms_bwd_row),
-    DISTILL__K(distill__rms_dw_row), DISTILL__K(distill__adamw), DISTILL__K(distill__exp_sum_sz)
+    DISTILL__K(distill__rms_dw_row), DISTILL__K(distill__adamw), DISTILL__K(distill__exp_sum_sz),
+    DISTILL__K(distill__ds_row)
 };
 #undef DV_T
 #undef DVI_T
@@ -3281,6 +3290,7 @@ struct distill__isa_ops {
     void (*rms_dw_row)(float *dw, const float *g, const float *x, float r, int n);
     void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, const float *k);
     float (*exp_sum_sz)(float *z, float shift, int n, float *sz);
+    void (*ds_row)(float *d, const float *p, float D, float scale, int n);
 };
 
 /* The kernel sets: the KERNEL BLOCK above, once per ISA this compiler can target. */
@@ -3484,9 +3494,10 @@ static void distill__gemm_tile_naive(const distill__gemm *g, int i0, int j0, int
 }
 
 /* One K block of C rows [i0, i0 + mb) x columns [j0 + jr0, j0 + jr1): pa holds the packed A
-   panels of those rows (MR rows each), pb the packed B panels of columns j0, j0 + NR, ... */
-static void distill__gemm_block(const distill__gemm *g, const float *pa, const float *pb, int kb, int acc,
-                                int i0, int mb, int j0, int jr0, int jr1, float *tmp) {
+   panels of those rows (MR rows each), pb the packed B panels of columns j0, j0 + NR, ...
+   (column jr's panel at pb + jr * ps: ps = kb, or the full K when B was packed ahead). */
+static void distill__gemm_block_ps(const distill__gemm *g, const float *pa, const float *pb, size_t ps, int kb,
+                                   int acc, int i0, int mb, int j0, int jr0, int jr1, float *tmp) {
     const int MR = g->ops->mr, NR = g->ops->nr;
     int ir, jr, i, j;
     for (jr = jr0; jr < jr1; jr += NR)
@@ -3494,9 +3505,9 @@ static void distill__gemm_block(const distill__gemm *g, const float *pa, const f
             float *c = g->c + (size_t)(i0 + ir) * g->ldc + (j0 + jr);
             int h = mb - ir < MR ? mb - ir : MR, w = jr1 - jr < NR ? jr1 - jr : NR;
             if (h == MR && w == NR) {
-                g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * kb, c, g->ldc, acc);
+                g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * ps, c, g->ldc, acc);
             } else { /* edge: compute the full tile aside, keep the valid part */
-                g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * kb, tmp, (size_t)NR, 0);
+                g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * ps, tmp, (size_t)NR, 0);
                 for (i = 0; i < h; i++)
                     for (j = 0; j < w; j++)
                         c[(size_t)i * g->ldc + j] = acc ? tmp[i * NR + j] + c[(size_t)i * g->ldc + j]
@@ -3504,6 +3515,9 @@ static void distill__gemm_block(const distill__gemm *g, const float *pa, const f
             }
         }
 }
+
+#define distill__gemm_block(g, pa, pb, kb, acc, i0, mb, j0, jr0, jr1, tmp) \
+    distill__gemm_block_ps((g), (pa), (pb), (size_t)(kb), (kb), (acc), (i0), (mb), (j0), (jr0), (jr1), (tmp))
 
 /* C rows [r0, r1) x columns [j0, j0 + nb): + bias, or the bias alone when K = 0 */
 static void distill__gemm_bias(const distill__gemm *g, int r0, int r1, int j0, int nb) {
@@ -3693,6 +3707,33 @@ static void distill__gemm_serial(int M, int N, int K, const float *a, size_t rsa
     distill__gemm_task(&g, 0, (int64_t)g.tiles_n, thread);
 }
 
+/* The same product on the calling thread with B packed ahead by distill__pack_b (the
+   attention kernels reuse one packed key/value block for many query blocks). pa and tmp: the
+   thread's scratch (MC x KC and MR x NR floats); M <= MC. The K blocks, panels and micro-kernel
+   calls are those of distill__gemm_serial, so the result is the same to the bit. */
+static void distill__pack_b(float *pb, const float *b, size_t rsb, size_t csb, int K, int N, int NR) {
+    int jr;
+    for (jr = 0; jr < N; jr += NR)
+        distill__pack(pb + (size_t)jr * K, b + (size_t)jr * csb, csb, rsb, N - jr < NR ? N - jr : NR, NR, K);
+}
+static void distill__gemm_prepacked(int M, int N, int K, const float *a, size_t rsa, size_t csa, const float *pb,
+                                    float *c, size_t ldc, int accumulate, float *pa, float *tmp) {
+    distill__gemm g;
+    int p0, ir, MR;
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    memset(&g, 0, sizeof g);
+    g.M = M; g.N = N; g.K = K; g.c = c; g.ldc = ldc; g.accumulate = accumulate;
+    g.ops = distill__ops();
+    MR = g.ops->mr;
+    for (p0 = 0; p0 < K; p0 += DISTILL__KC) {
+        int kb = K - p0 < DISTILL__KC ? K - p0 : DISTILL__KC;
+        for (ir = 0; ir < M; ir += MR)
+            distill__pack(pa + (size_t)ir * kb, a + (size_t)ir * rsa + (size_t)p0 * csa, rsa, csa,
+                          M - ir < MR ? M - ir : MR, MR, kb);
+        distill__gemm_block_ps(&g, pa, pb + (size_t)p0 * g.ops->nr, (size_t)K, kb, accumulate || p0 > 0, 0, M, 0, 0, N, tmp);
+    }
+}
+
 /* dbias (OC) += sum over BT of dout (BT,OC), columns split across threads, rows summed in
    order, so the result does not depend on the thread count. */
 typedef struct { float *dbias; const float *dout; int BT, OC; } distill__dbias_ctx;
@@ -3877,64 +3918,102 @@ static int distill__fa_mask_row(float *srow, int nk, int j0, int ks, int t, floa
     if (hi > nk - 1) hi = nk - 1;
     if (lo > hi) return 0;
     for (j = 0; j < lo; j++) srow[j] = -INFINITY;
-    for (j = lo; j <= hi; j++) srow[j] *= scale;
+    distill__ops()->scale(srow + lo, scale, hi - lo + 1);
     for (j = hi + 1; j < nk; j++) srow[j] = -INFINITY;
     return 1;
 }
 
+/* Each thread's attention scratch sits after its matmul packing scratch: the packed key and
+   value blocks (K^T as B panels, V as B panels) and the running max / sum of every query row. */
+#define DISTILL__SCRATCH_GEMM ((size_t)DISTILL__MC * DISTILL__KC + (size_t)DISTILL__NC * DISTILL__KC + 64 * 64)
+static size_t distill__fa_scratch(int T, int HS, int rep) {
+    size_t hsp = (size_t)(HS + 63) / 64 * 64;    /* HS rounded up to a multiple of every NR */
+    return DISTILL__SCRATCH_GEMM + 6 * hsp * DISTILL__FA_K + (size_t)(rep + 2) * (size_t)T + 64;
+}
+/* Reserve it on the calling thread before the job (no worker allocates inside a step);
+   -1 if out of memory (the caller then runs the readable version, which needs no scratch). */
+static int distill__fa_reserve(int T, int HS, int rep) {
+    int t, nth = distill_get_threads();
+#if !defined(DISTILL_NO_THREADS)
+    if (DISTILL__LOAD(&distill__the_pool.busy))   /* nested: the job runs on this thread alone */
+        return distill__thread_scratch(distill__self_index(&distill__the_pool), distill__fa_scratch(T, HS, rep)) ? 0 : -1;
+#endif
+    for (t = 0; t < nth && t < DISTILL__MAX_THREADS; t++)
+        if (!distill__thread_scratch(t, distill__fa_scratch(T, HS, rep))) return -1;
+    return 0;
+}
+
+/* Task (b, h): the key blocks are the outer loop, so each key block is packed once (K^T and
+   V as B panels) and then used by every query block at or after it; each query row keeps its
+   running max and sum across key blocks. Blocks are aligned to multiples of DISTILL__FA_K
+   (packed segments: keys before a row's kstart are masked). */
 static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
     const distill__fa_ctx *c = (const distill__fa_ctx *)p;
-    const int T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, rep = NH / NKV;
-    const int nqb = (T + DISTILL__FA_Q - 1) / DISTILL__FA_Q;
-    const size_t qs = (size_t)NH * HS, ks = (size_t)NKV * HS;
+    const int T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, rep = NH / NKV, NR = distill__ops()->nr;
+    const size_t qs = (size_t)NH * HS, ks = (size_t)NKV * HS, hsp = (size_t)(HS + 63) / 64 * 64;
     const float scale = 1.0f / sqrtf((float)HS);
-    float S[DISTILL__FA_Q * DISTILL__FA_K], mrow[DISTILL__FA_Q], lrow[DISTILL__FA_Q]; /* 16.5 KB of stack */
+    float *pa = distill__thread_scratch(th, distill__fa_scratch(T, HS, rep)), *tmp, *pk, *pv, *mrow, *lrow;
+    float S[DISTILL__FA_Q * DISTILL__FA_K];   /* 16 KB of stack */
     int64_t task;
+    if (!pa) return;   /* not after distill__fa_reserve succeeded */
+    tmp = pa + (size_t)DISTILL__MC * DISTILL__KC;
+    pk = pa + DISTILL__SCRATCH_GEMM;
+    pv = pk + 2 * hsp * DISTILL__FA_K;
+    mrow = pv + 2 * hsp * DISTILL__FA_K;
+    lrow = mrow + T;
     for (task = b0; task < e0; task++) {
-        int b = (int)(task / ((int64_t)NH * nqb)), h = (int)(task / nqb % NH), qb = (int)(task % nqb);
-        int g = h / rep, t0 = qb * DISTILL__FA_Q, t1 = t0 + DISTILL__FA_Q < T ? t0 + DISTILL__FA_Q : T;
-        int len = c->lengths ? c->lengths[b] : T, tv1 = t1 < len ? t1 : len, nq = tv1 - t0, i, j0, ksmin;
-        const float *qblk = c->q + ((size_t)b * T + t0) * qs + (size_t)h * HS;
-        float *oblk = c->out + ((size_t)b * T + t0) * qs + (size_t)h * HS;
+        int b = (int)(task / NH), h = (int)(task % NH), g = h / rep;
+        int len = c->lengths ? c->lengths[b] : T, nv = len < T ? len : T, t, i, j0, t0, ksmin = nv;
+        const float *qh = c->q + (size_t)b * T * qs + (size_t)h * HS;
+        float *oh = c->out + (size_t)b * T * qs + (size_t)h * HS;
         float *lse = c->lse + ((size_t)b * NH + h) * T;
-        for (i = 0; i < t1 - t0; i++) memset(oblk + (size_t)i * qs, 0, sizeof(float) * (size_t)HS);
-        for (i = (nq > 0 ? nq : 0); i < t1 - t0; i++) lse[t0 + i] = 0.0f;   /* past the length */
-        if (nq <= 0) continue;
-        ksmin = tv1 - 1;
-        for (i = 0; i < nq; i++) {
-            int kst = c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0;
+        for (t = 0; t < T; t++) memset(oh + (size_t)t * qs, 0, sizeof(float) * (size_t)HS);
+        for (t = nv > 0 ? nv : 0; t < T; t++) lse[t] = 0.0f;   /* past the length */
+        if (nv <= 0) continue;
+        for (t = 0; t < nv; t++) {
+            int kst = c->kstart ? c->kstart[(size_t)b * T + t] : 0;
             if (kst < ksmin) ksmin = kst;
-            mrow[i] = -INFINITY;
-            lrow[i] = 0.0f;
+            mrow[t] = -INFINITY;
+            lrow[t] = 0.0f;
         }
-        for (j0 = ksmin; j0 < tv1; j0 += DISTILL__FA_K) {
-            int nk = tv1 - j0 < DISTILL__FA_K ? tv1 - j0 : DISTILL__FA_K;
+        for (j0 = ksmin / DISTILL__FA_K * DISTILL__FA_K; j0 < nv; j0 += DISTILL__FA_K) {
+            int nk = nv - j0 < DISTILL__FA_K ? nv - j0 : DISTILL__FA_K;
             const float *kblk = c->k + ((size_t)b * T + j0) * ks + (size_t)g * HS;
             const float *vblk = c->v + ((size_t)b * T + j0) * ks + (size_t)g * HS;
-            /* S (nq, nk) = Q (nq, HS) . K (nk, HS)^T */
-            distill__gemm_serial(nq, nk, HS, qblk, qs, 1, kblk, 1, ks, S, DISTILL__FA_K, 0, th);
-            for (i = 0; i < nq; i++) {
-                float *srow = S + (size_t)i * DISTILL__FA_K, mb;
-                int t = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + t] : 0;
-                if (!distill__fa_mask_row(srow, nk, j0, kst, t, scale)) {
-                    memset(srow, 0, sizeof(float) * (size_t)nk);
-                    continue;
+            distill__pack_b(pk, kblk, 1, ks, HS, nk, NR);   /* B (HS, nk) = K^T */
+            distill__pack_b(pv, vblk, ks, 1, nk, HS, NR);   /* B (nk, HS) = V */
+            for (t0 = j0 / DISTILL__FA_Q * DISTILL__FA_Q; t0 < nv; t0 += DISTILL__FA_Q) {
+                int nq = nv - t0 < DISTILL__FA_Q ? nv - t0 : DISTILL__FA_Q, any = 0;
+                const float *qblk = qh + (size_t)t0 * qs;
+                float *oblk = oh + (size_t)t0 * qs;
+                for (i = 0; i < nq && !any; i++)   /* skip a query block whose rows all start later */
+                    any = (c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0) < j0 + nk;
+                if (!any) continue;
+                /* S (nq, nk) = Q (nq, HS) . K (nk, HS)^T */
+                distill__gemm_prepacked(nq, nk, HS, qblk, qs, 1, pk, S, DISTILL__FA_K, 0, pa, tmp);
+                for (i = 0; i < nq; i++) {
+                    float *srow = S + (size_t)i * DISTILL__FA_K, mb;
+                    int tt = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + tt] : 0;
+                    if (!distill__fa_mask_row(srow, nk, j0, kst, tt, scale)) {
+                        memset(srow, 0, sizeof(float) * (size_t)nk);
+                        continue;
+                    }
+                    mb = distill_vec_max(srow, nk);
+                    if (mb > mrow[tt]) { /* rescale what was accumulated under the old max */
+                        float corr = expf(mrow[tt] - mb);
+                        distill_vec_scale(oblk + (size_t)i * qs, corr, HS);
+                        lrow[tt] *= corr;
+                        mrow[tt] = mb;
+                    }
+                    lrow[tt] += distill_vec_exp_sum(srow, srow, mrow[tt], nk);
                 }
-                mb = distill_vec_max(srow, nk);
-                if (mb > mrow[i]) { /* rescale what was accumulated under the old max */
-                    float corr = expf(mrow[i] - mb);
-                    distill_vec_scale(oblk + (size_t)i * qs, corr, HS);
-                    lrow[i] *= corr;
-                    mrow[i] = mb;
-                }
-                lrow[i] += distill_vec_exp_sum(srow, srow, mrow[i], nk);
+                /* O (nq, HS) += P (nq, nk) . V (nk, HS) */
+                distill__gemm_prepacked(nq, HS, nk, S, DISTILL__FA_K, 1, pv, oblk, qs, 1, pa, tmp);
             }
-            /* O (nq, HS) += P (nq, nk) . V (nk, HS) */
-            distill__gemm_serial(nq, HS, nk, S, DISTILL__FA_K, 1, vblk, ks, 1, oblk, qs, 1, th);
         }
-        for (i = 0; i < nq; i++) {
-            distill_vec_scale(oblk + (size_t)i * qs, 1.0f / lrow[i], HS);
-            lse[t0 + i] = mrow[i] + logf(lrow[i]);
+        for (t = 0; t < nv; t++) {
+            distill_vec_scale(oh + (size_t)t * qs, 1.0f / lrow[t], HS);
+            lse[t] = mrow[t] + logf(lrow[t]);
         }
     }
 }
@@ -3944,54 +4023,74 @@ DISTILL_API void distill_flash_attention_forward(float *out, float *lse, const f
                                                  int B, int T, int NH, int NKV, int HS) {
     distill__fa_ctx c;
     int pr_;
-    int64_t nqb = (T + DISTILL__FA_Q - 1) / DISTILL__FA_Q;
     if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
     pr_ = distill__prof_begin("attention fwd");
     memset(&c, 0, sizeof c);
     c.out = out; c.lse = lse; c.q = q; c.k = k; c.v = v; c.lengths = lengths; c.kstart = kstart;
     c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
-    distill_parallel_for((int64_t)B * NH * nqb, 1, distill__fa_fwd_task, &c);
+    if (distill__fa_reserve(T, HS, NH / NKV) == 0) distill_parallel_for((int64_t)B * NH, 1, distill__fa_fwd_task, &c);
+    else distill_attention_forward(out, lse, q, k, v, lengths, kstart, B, T, NH, NKV, HS);
     distill__prof_end(pr_);
 }
 
+/* Task (b, kv head g): key blocks outer, as in the forward. Each key block is packed once as
+   K^T (for S = Q K^T), V^T (for dP = dO V^T) and K (for dQ += dS K); then for every query head
+   of the group and every query block at or after it the five products run. Per float, the
+   order of the additions is the same as with query blocks outer: dK and dV of a key block
+   take (head, query block) in order, dQ of a query block takes the key blocks in order. */
 static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
     const distill__fa_ctx *c = (const distill__fa_ctx *)p;
-    const int T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, rep = NH / NKV;
-    const size_t qs = (size_t)NH * HS, ks = (size_t)NKV * HS;
+    const int T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, rep = NH / NKV, NR = distill__ops()->nr;
+    const size_t qs = (size_t)NH * HS, ks = (size_t)NKV * HS, hsp = (size_t)(HS + 63) / 64 * 64;
     const float scale = 1.0f / sqrtf((float)HS);
-    float P[DISTILL__FA_Q * DISTILL__FA_K], dS[DISTILL__FA_Q * DISTILL__FA_K], D[DISTILL__FA_Q]; /* 33 KB */
+    const distill__isa_ops *ops = distill__ops();
+    float *pa = distill__thread_scratch(th, distill__fa_scratch(T, HS, rep)), *tmp, *pk, *pvt, *pkk, *D;
+    float P[DISTILL__FA_Q * DISTILL__FA_K], dS[DISTILL__FA_Q * DISTILL__FA_K]; /* 32 KB of stack */
     int64_t task;
+    if (!pa) return;   /* not after distill__fa_reserve succeeded */
+    tmp = pa + (size_t)DISTILL__MC * DISTILL__KC;
+    pk = pa + DISTILL__SCRATCH_GEMM;
+    pvt = pk + 2 * hsp * DISTILL__FA_K;
+    pkk = pvt + 2 * hsp * DISTILL__FA_K;
+    D = pkk + 2 * hsp * DISTILL__FA_K;
     for (task = b0; task < e0; task++) {
-        int b = (int)(task / NKV), g = (int)(task % NKV), h, t, t0, j0, i, j;
-        int len = c->lengths ? c->lengths[b] : T;
+        int b = (int)(task / NKV), g = (int)(task % NKV), h, t, t0, j0, i;
+        int len = c->lengths ? c->lengths[b] : T, nv = len < T ? len : T, ksmin = nv;
         for (t = 0; t < T; t++) {
             size_t n = (size_t)b * T + t;
             memset(c->dk + n * ks + (size_t)g * HS, 0, sizeof(float) * (size_t)HS);
             memset(c->dv + n * ks + (size_t)g * HS, 0, sizeof(float) * (size_t)HS);
             for (h = g * rep; h < (g + 1) * rep; h++) memset(c->dq + n * qs + (size_t)h * HS, 0, sizeof(float) * (size_t)HS);
         }
-        for (h = g * rep; h < (g + 1) * rep; h++) {
-            const float *lse = c->clse + ((size_t)b * NH + h) * T;
-            for (t0 = 0; t0 < len && t0 < T; t0 += DISTILL__FA_Q) {
-                int tv1 = t0 + DISTILL__FA_Q < len ? t0 + DISTILL__FA_Q : len, nq, ksmin = tv1 - 1;
-                const float *qblk, *doblk;
-                float *dqblk;
-                if (tv1 > T) tv1 = T;
-                nq = tv1 - t0;
-                qblk = c->q + ((size_t)b * T + t0) * qs + (size_t)h * HS;
-                doblk = c->dout + ((size_t)b * T + t0) * qs + (size_t)h * HS;
-                dqblk = c->dq + ((size_t)b * T + t0) * qs + (size_t)h * HS;
-                for (i = 0; i < nq; i++) {
-                    int kst = c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0;
-                    if (kst < ksmin) ksmin = kst;
-                    D[i] = distill_vec_dot(doblk + (size_t)i * qs, c->cout + ((size_t)b * T + t0 + i) * qs + (size_t)h * HS, HS);
-                }
-                for (j0 = ksmin; j0 < tv1; j0 += DISTILL__FA_K) {
-                    int nk = tv1 - j0 < DISTILL__FA_K ? tv1 - j0 : DISTILL__FA_K;
-                    size_t kvoff = ((size_t)b * T + j0) * ks + (size_t)g * HS;
+        /* D_t = dout_t . out_t for every query head of the group */
+        for (h = g * rep; h < (g + 1) * rep; h++)
+            for (t = 0; t < nv; t++) {
+                size_t off = ((size_t)b * T + t) * qs + (size_t)h * HS;
+                D[(size_t)(h - g * rep) * T + t] = distill_vec_dot(c->dout + off, c->cout + off, HS);
+            }
+        for (t = 0; t < nv; t++) {
+            int kst = c->kstart ? c->kstart[(size_t)b * T + t] : 0;
+            if (kst < ksmin) ksmin = kst;
+        }
+        for (j0 = ksmin / DISTILL__FA_K * DISTILL__FA_K; j0 < nv; j0 += DISTILL__FA_K) {
+            int nk = nv - j0 < DISTILL__FA_K ? nv - j0 : DISTILL__FA_K;
+            size_t kvoff = ((size_t)b * T + j0) * ks + (size_t)g * HS;
+            distill__pack_b(pk, c->k + kvoff, 1, ks, HS, nk, NR);    /* B (HS, nk) = K^T */
+            distill__pack_b(pvt, c->v + kvoff, 1, ks, HS, nk, NR);   /* B (HS, nk) = V^T */
+            distill__pack_b(pkk, c->k + kvoff, ks, 1, nk, HS, NR);   /* B (nk, HS) = K */
+            for (h = g * rep; h < (g + 1) * rep; h++) {
+                const float *lse = c->clse + ((size_t)b * NH + h) * T, *Dh = D + (size_t)(h - g * rep) * T;
+                for (t0 = j0 / DISTILL__FA_Q * DISTILL__FA_Q; t0 < nv; t0 += DISTILL__FA_Q) {
+                    int nq = nv - t0 < DISTILL__FA_Q ? nv - t0 : DISTILL__FA_Q, any = 0;
+                    size_t qoff = ((size_t)b * T + t0) * qs + (size_t)h * HS;
+                    const float *qblk = c->q + qoff, *doblk = c->dout + qoff;
+                    float *dqblk = c->dq + qoff;
+                    for (i = 0; i < nq && !any; i++)   /* skip a query block whose rows all start later */
+                        any = (c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0) < j0 + nk;
+                    if (!any) continue;
                     /* P = exp(Q K^T * scale - lse), dP = dO V^T */
-                    distill__gemm_serial(nq, nk, HS, qblk, qs, 1, c->k + kvoff, 1, ks, P, DISTILL__FA_K, 0, th);
-                    distill__gemm_serial(nq, nk, HS, doblk, qs, 1, c->v + kvoff, 1, ks, dS, DISTILL__FA_K, 0, th);
+                    distill__gemm_prepacked(nq, nk, HS, qblk, qs, 1, pk, P, DISTILL__FA_K, 0, pa, tmp);
+                    distill__gemm_prepacked(nq, nk, HS, doblk, qs, 1, pvt, dS, DISTILL__FA_K, 0, pa, tmp);
                     for (i = 0; i < nq; i++) {
                         float *prow = P + (size_t)i * DISTILL__FA_K, *drow = dS + (size_t)i * DISTILL__FA_K;
                         int tt = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + tt] : 0;
@@ -4000,14 +4099,13 @@ static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
                             memset(drow, 0, sizeof(float) * (size_t)nk);
                             continue;
                         }
-                        distill_vec_exp_sum(prow, prow, lse[tt], nk);
-                        /* dS = P (dP - D) * scale; masked entries have P = 0 */
-                        for (j = 0; j < nk; j++) drow[j] = prow[j] * (drow[j] - D[i]) * scale;
+                        ops->exp_sum(prow, prow, lse[tt], nk);
+                        ops->ds_row(drow, prow, Dh[tt], scale, nk);   /* dS = P (dP - D) * scale; masked: P = 0 */
                     }
                     /* dV (nk, HS) += P^T dO;  dK (nk, HS) += dS^T Q;  dQ (nq, HS) += dS K */
                     distill__gemm_serial(nk, HS, nq, P, 1, DISTILL__FA_K, doblk, qs, 1, c->dv + kvoff, ks, 1, th);
                     distill__gemm_serial(nk, HS, nq, dS, 1, DISTILL__FA_K, qblk, qs, 1, c->dk + kvoff, ks, 1, th);
-                    distill__gemm_serial(nq, HS, nk, dS, DISTILL__FA_K, 1, c->k + kvoff, ks, 1, dqblk, qs, 1, th);
+                    distill__gemm_prepacked(nq, HS, nk, dS, DISTILL__FA_K, 1, pkk, dqblk, qs, 1, pa, tmp);
                 }
             }
         }
@@ -4025,7 +4123,8 @@ DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *d
     memset(&c, 0, sizeof c);
     c.dq = dq; c.dk = dk; c.dv = dv; c.dout = dout; c.q = q; c.k = k; c.v = v; c.cout = out; c.clse = lse;
     c.lengths = lengths; c.kstart = kstart; c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
-    distill_parallel_for((int64_t)B * NKV, 1, distill__fa_bwd_task, &c);
+    if (distill__fa_reserve(T, HS, NH / NKV) == 0) distill_parallel_for((int64_t)B * NKV, 1, distill__fa_bwd_task, &c);
+    else distill_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, lengths, kstart, B, T, NH, NKV, HS);
     distill__prof_end(pr_);
 }
 /* ===================================================================================== */
