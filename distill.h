@@ -3926,9 +3926,22 @@ static int distill__fa_mask_row(float *srow, int nk, int j0, int ks, int t, floa
 /* Each thread's attention scratch sits after its matmul packing scratch: the packed key and
    value blocks (K^T as B panels, V as B panels) and the running max / sum of every query row. */
 #define DISTILL__SCRATCH_GEMM ((size_t)DISTILL__MC * DISTILL__KC + (size_t)DISTILL__NC * DISTILL__KC + 64 * 64)
+#define DISTILL__FA_QROWS (DISTILL__FA_Q + 8)   /* a query block's rows padded to whole A panels */
 static size_t distill__fa_scratch(int T, int HS, int rep) {
     size_t hsp = (size_t)(HS + 63) / 64 * 64;    /* HS rounded up to a multiple of every NR */
-    return DISTILL__SCRATCH_GEMM + 6 * hsp * DISTILL__FA_K + (size_t)(rep + 2) * (size_t)T + 64;
+    size_t nqb = (size_t)(T + DISTILL__FA_Q - 1) / DISTILL__FA_Q;
+    return DISTILL__SCRATCH_GEMM + 6 * hsp * DISTILL__FA_K + (size_t)(rep + 2) * (size_t)T + 64
+         + nqb * DISTILL__FA_QROWS * hsp;        /* the forward's packed query blocks */
+}
+/* A block already packed as A panels (MR rows each, K <= KC): C (M,N) (+)= A . B. */
+static void distill__gemm_packed_ab(int M, int N, int K, const float *pa, const float *pb, float *c, size_t ldc,
+                                    int accumulate, float *tmp) {
+    distill__gemm g;
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    memset(&g, 0, sizeof g);
+    g.M = M; g.N = N; g.K = K; g.c = c; g.ldc = ldc; g.accumulate = accumulate;
+    g.ops = distill__ops();
+    distill__gemm_block_ps(&g, pa, pb, (size_t)K, K, accumulate, 0, M, 0, 0, N, tmp);
 }
 /* Reserve it on the calling thread before the job (no worker allocates inside a step);
    -1 if out of memory (the caller then runs the readable version, which needs no scratch). */
@@ -3952,8 +3965,9 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
     const int T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, rep = NH / NKV, NR = distill__ops()->nr;
     const size_t qs = (size_t)NH * HS, ks = (size_t)NKV * HS, hsp = (size_t)(HS + 63) / 64 * 64;
     const float scale = 1.0f / sqrtf((float)HS);
-    float *pa = distill__thread_scratch(th, distill__fa_scratch(T, HS, rep)), *tmp, *pk, *pv, *mrow, *lrow;
+    float *pa = distill__thread_scratch(th, distill__fa_scratch(T, HS, rep)), *tmp, *pk, *pv, *mrow, *lrow, *qp;
     float S[DISTILL__FA_Q * DISTILL__FA_K];   /* 16 KB of stack */
+    const int MR = distill__ops()->mr, qpre = HS <= DISTILL__KC;   /* query blocks packed once per task */
     int64_t task;
     if (!pa) return;   /* not after distill__fa_reserve succeeded */
     tmp = pa + (size_t)DISTILL__MC * DISTILL__KC;
@@ -3961,6 +3975,7 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
     pv = pk + 2 * hsp * DISTILL__FA_K;
     mrow = pv + 2 * hsp * DISTILL__FA_K;
     lrow = mrow + T;
+    qp = lrow + T + 64;
     for (task = b0; task < e0; task++) {
         int b = (int)(task / NH), h = (int)(task % NH), g = h / rep;
         int len = c->lengths ? c->lengths[b] : T, nv = len < T ? len : T, t, i, j0, t0, ksmin = nv;
@@ -3976,6 +3991,13 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
             mrow[t] = -INFINITY;
             lrow[t] = 0.0f;
         }
+        if (qpre)   /* every query block as A panels, as distill__gemm_prepacked would pack it */
+            for (t0 = 0; t0 < nv; t0 += DISTILL__FA_Q) {
+                int nq = nv - t0 < DISTILL__FA_Q ? nv - t0 : DISTILL__FA_Q, ir;
+                float *dst = qp + (size_t)(t0 / DISTILL__FA_Q) * DISTILL__FA_QROWS * hsp;
+                for (ir = 0; ir < nq; ir += MR)
+                    distill__pack(dst + (size_t)ir * HS, qh + (size_t)(t0 + ir) * qs, qs, 1, nq - ir < MR ? nq - ir : MR, MR, HS);
+            }
         for (j0 = ksmin / DISTILL__FA_K * DISTILL__FA_K; j0 < nv; j0 += DISTILL__FA_K) {
             int nk = nv - j0 < DISTILL__FA_K ? nv - j0 : DISTILL__FA_K;
             const float *kblk = c->k + ((size_t)b * T + j0) * ks + (size_t)g * HS;
@@ -3990,7 +4012,9 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
                     any = (c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0) < j0 + nk;
                 if (!any) continue;
                 /* S (nq, nk) = Q (nq, HS) . K (nk, HS)^T */
-                distill__gemm_prepacked(nq, nk, HS, qblk, qs, 1, pk, S, DISTILL__FA_K, 0, pa, tmp);
+                if (qpre) distill__gemm_packed_ab(nq, nk, HS, qp + (size_t)(t0 / DISTILL__FA_Q) * DISTILL__FA_QROWS * hsp, pk,
+                                                  S, DISTILL__FA_K, 0, tmp);
+                else distill__gemm_prepacked(nq, nk, HS, qblk, qs, 1, pk, S, DISTILL__FA_K, 0, pa, tmp);
                 for (i = 0; i < nq; i++) {
                     float *srow = S + (size_t)i * DISTILL__FA_K, mb;
                     int tt = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + tt] : 0;
