@@ -2525,6 +2525,7 @@ typedef struct distill__pool {
     float *scratch[DISTILL__MAX_THREADS];
     size_t scratch_floats[DISTILL__MAX_THREADS];
     int scratch_reserved;           /* slots 0..scratch_reserved-1 hold full-size scratch */
+    float *shared_b;                /* the matmul's B block packed once for all threads (KC x NCS) */
     struct distill__prof *prof;     /* the op profile while switched on, else NULL */
     struct distill__prof *prof_data;/* its storage (kept after distill_profile_stop for printing) */
 #if !defined(DISTILL_NO_THREADS)
@@ -2913,6 +2914,7 @@ static float *distill__thread_scratch(int thread, size_t floats) {
      DV_LOAD/STORE    unaligned load / store                 DV_SET1 broadcast, DV_ZERO()
      DV_FMA(a,b,c)    a*b + c (fused where the ISA has it)   DV_ADD, DV_SUB, DV_MUL, DV_MAX, DV_MIN
      DV_HSUM, DV_HMAX horizontal reductions to a float       DV_ROUND to nearest integer value
+     DV_DIV, DV_SQRT  IEEE division and square root (correctly rounded, as the scalar / and sqrtf)
      DV_CVTI, DVI_ADD, DVI_SUB, DVI_SET1, DVI_SRA1 (>> 1), DVI_SHL23 (<< 23), DV_CASTI (bits as float)
    The block below ("KERNEL BLOCK") is compiled once per kernel set: the implementation defines
    DISTILL__KERNEL_PASS (1 scalar, 2 AVX2, 3 AVX-512, 4 NEON) and includes this header again;
@@ -2970,6 +2972,8 @@ static int32_t distill__f2i(float v) { return v == v ? (int32_t)v : 0; } /* NaN:
 #define DVI_SHL23(a) ((int32_t)((uint32_t)(a) << 23))
 #define DV_CASTI(i) distill__i2f(i)
 #define DV_DIVONE(x) (1.0f / (x))
+#define DV_DIV(a, b) ((a) / (b))
+#define DV_SQRT(x) sqrtf(x)
 #elif DISTILL__KERNEL_PASS == 2
 /* --- AVX2 + FMA (x86-64-v3), compiled with a per-function target attribute ----------- */
 #define DISTILL__K(name) name##_avx2
@@ -3014,6 +3018,8 @@ static DISTILL__KATTR float distill__hmax_avx2(__m256 v) {
 #define DVI_SHL23(a) _mm256_slli_epi32((a), 23)
 #define DV_CASTI(i) _mm256_castsi256_ps(i)
 #define DV_DIVONE(x) _mm256_div_ps(_mm256_set1_ps(1.0f), (x))
+#define DV_DIV(a, b) _mm256_div_ps((a), (b))
+#define DV_SQRT(x) _mm256_sqrt_ps(x)
 #elif DISTILL__KERNEL_PASS == 3
 /* --- AVX-512F ------------------------------------------------------------------------ */
 #define DISTILL__K(name) name##_avx512
@@ -3065,6 +3071,8 @@ static DISTILL__KATTR float distill__hmax_avx512(__m512 v) {
 #define DVI_SHL23(a) _mm512_mask_slli_epi32((a), DISTILL__K16, (a), 23)
 #define DV_CASTI(i) _mm512_castsi512_ps(i)
 #define DV_DIVONE(x) _mm512_div_ps(_mm512_set1_ps(1.0f), (x))
+#define DV_DIV(a, b) _mm512_div_ps((a), (b))
+#define DV_SQRT(x) _mm512_sqrt_ps(x)
 #elif DISTILL__KERNEL_PASS == 4
 /* --- NEON (aarch64: always present, no run-time check needed) ------------------------- */
 #define DISTILL__K(name) name##_neon
@@ -3094,6 +3102,8 @@ static DISTILL__KATTR float distill__hmax_avx512(__m512 v) {
 #define DVI_SHL23(a) vshlq_n_s32((a), 23)
 #define DV_CASTI(i) vreinterpretq_f32_s32(i)
 #define DV_DIVONE(x) vdivq_f32(vdupq_n_f32(1.0f), (x))
+#define DV_DIV(a, b) vdivq_f32((a), (b))
+#define DV_SQRT(x) vsqrtq_f32(x)
 #endif
 
 /* exp(x) for a vector (used by the softmax primitives):
@@ -3334,12 +3344,110 @@ static DISTILL__KATTR void DISTILL__K(distill__swiglu_bwd)(float *dgate, float *
     }
 }
 
+/* ---- the elementwise kernels of the training step ------------------------------------
+   Each is the scalar formula of its op (RMSNorm, AdamW, the CE head's exp pass) run over
+   vectors, with the tail through the same scalar expression. Where a kernel only maps
+   elements (no reduction) it uses separate multiplies and adds in the scalar code's order, so
+   every kernel set gives the same bits as the scalar one. */
+
+/* RMSNorm forward of one row: out_i = (x_i * r) * w_i. */
+static DISTILL__KATTR void DISTILL__K(distill__rms_row)(float *out, const float *x, const float *w, float r, int n) {
+    DV_T rv = DV_SET1(r);
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W) DV_STORE(out + i, DV_MUL(DV_MUL(DV_LOAD(x + i), rv), DV_LOAD(w + i)));
+    for (; i < n; i++) out[i] = x[i] * r * w[i];
+}
+/* RMSNorm backward of one row (see distill_rmsnorm_backward):
+     gx = sum_i g_i w_i x_i,  k = r^3 gx / C,  dx_i += (r g_i) w_i - k x_i */
+static DISTILL__KATTR void DISTILL__K(distill__rms_bwd_row)(float *dx, const float *g, const float *x, const float *w,
+                                           float r, int n) {
+    DV_T acc = DV_ZERO(), rv = DV_SET1(r), kv;
+    float gx, k;
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W) acc = DV_FMA(DV_MUL(DV_LOAD(g + i), DV_LOAD(w + i)), DV_LOAD(x + i), acc);
+    gx = DV_HSUM(acc);
+    for (; i < n; i++) gx += g[i] * w[i] * x[i];
+    k = r * r * r * gx / (float)n;
+    kv = DV_SET1(k);
+    for (i = 0; i + DV_W <= n; i += DV_W)
+        DV_STORE(dx + i, DV_ADD(DV_LOAD(dx + i), DV_SUB(DV_MUL(DV_MUL(rv, DV_LOAD(g + i)), DV_LOAD(w + i)),
+                                                        DV_MUL(kv, DV_LOAD(x + i)))));
+    for (; i < n; i++) dx[i] += r * g[i] * w[i] - k * x[i];
+}
+/* dw_i += (g_i x_i) r over one row's columns [0, n). */
+static DISTILL__KATTR void DISTILL__K(distill__rms_dw_row)(float *dw, const float *g, const float *x, float r, int n) {
+    DV_T rv = DV_SET1(r);
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W)
+        DV_STORE(dw + i, DV_ADD(DV_LOAD(dw + i), DV_MUL(DV_MUL(DV_LOAD(g + i), DV_LOAD(x + i)), rv)));
+    for (; i < n; i++) dw[i] += g[i] * x[i] * r;
+}
+/* One AdamW update of n floats (the formula above distill__adam_task), in its exact order. */
+static DISTILL__KATTR void DISTILL__K(distill__adamw)(float *p, const float *g, float *m, float *v, size_t n,
+                                     const float *k) {
+    /* k: clip, b1, b2, step_size, inv_sqrt_bc2, eps, decay_mul */
+    DV_T clip = DV_SET1(k[0]), b1 = DV_SET1(k[1]), b2 = DV_SET1(k[2]), ss = DV_SET1(k[3]);
+    DV_T ib = DV_SET1(k[4]), eps = DV_SET1(k[5]), dm = DV_SET1(k[6]);
+    DV_T c1 = DV_SET1(1.0f - k[1]), c2 = DV_SET1(1.0f - k[2]);
+    size_t i = 0;
+    for (; i + DV_W <= n; i += DV_W) {
+        DV_T gi = DV_MUL(DV_LOAD(g + i), clip);
+        DV_T mi = DV_ADD(DV_MUL(b1, DV_LOAD(m + i)), DV_MUL(c1, gi));
+        DV_T vi = DV_ADD(DV_MUL(b2, DV_LOAD(v + i)), DV_MUL(DV_MUL(c2, gi), gi));
+        DV_STORE(m + i, mi);
+        DV_STORE(v + i, vi);
+        DV_STORE(p + i, DV_SUB(DV_MUL(DV_LOAD(p + i), dm),
+                               DV_DIV(DV_MUL(ss, mi), DV_ADD(DV_MUL(DV_SQRT(vi), ib), eps))));
+    }
+    for (; i < n; i++) {
+        float gi = g[i] * k[0];
+        float mi = k[1] * m[i] + (1.0f - k[1]) * gi;
+        float vi = k[2] * v[i] + (1.0f - k[2]) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * k[6] - k[3] * mi / (sqrtf(vi) * k[4] + k[5]);
+    }
+}
+/* Attention backward, one row of a block: d_j <- (p_j (d_j - D)) * scale (dS from dP). */
+static DISTILL__KATTR void DISTILL__K(distill__ds_row)(float *d, const float *p, float D, float scale, int n) {
+    DV_T dv = DV_SET1(D), sv = DV_SET1(scale);
+    int i = 0;
+    for (; i + DV_W <= n; i += DV_W)
+        DV_STORE(d + i, DV_MUL(DV_MUL(DV_LOAD(p + i), DV_SUB(DV_LOAD(d + i), dv)), sv));
+    for (; i < n; i++) d[i] = p[i] * (d[i] - D) * scale;
+}
+/* The CE head's pass over a block of one logits row: z_j <- e_j = exp(z_j - shift), returns
+   sum_j e_j and sets *sz = sum_j e_j (z_j - shift) (both summed per lane, then across lanes). */
+static DISTILL__KATTR float DISTILL__K(distill__exp_sum_sz)(float *z, float shift, int n, float *sz) {
+    DV_T sh = DV_SET1(shift), acc = DV_ZERO(), accz = DV_ZERO(), d, e;
+    float buf[DV_W], s, t;
+    int i = 0, j;
+    for (; i + DV_W <= n; i += DV_W) {
+        d = DV_SUB(DV_LOAD(z + i), sh);
+        e = DISTILL__K(distill__vexp)(d);
+        DV_STORE(z + i, e);
+        acc = DV_ADD(acc, e);
+        accz = DV_FMA(e, d, accz);
+    }
+    s = DV_HSUM(acc);
+    t = DV_HSUM(accz);
+    if (i < n) {
+        for (j = 0; j < DV_W; j++) buf[j] = i + j < n ? z[i + j] : shift;
+        DV_STORE(buf, DISTILL__K(distill__vexp)(DV_SUB(DV_LOAD(buf), sh)));
+        for (j = 0; i + j < n; j++) { s += buf[j]; t += buf[j] * (z[i + j] - shift); z[i + j] = buf[j]; }
+    }
+    *sz = t;
+    return s;
+}
+
 /* This set's table (the struct is declared before the passes, in part 2 below). */
 static const distill__isa_ops DISTILL__K(distill__ops) = {
     DISTILL__KNAME, 6, 2 * DV_W, DISTILL__K(distill__ukernel), DISTILL__K(distill__dot),
     DISTILL__K(distill__axpy), DISTILL__K(distill__scale), DISTILL__K(distill__max),
     DISTILL__K(distill__exp_sum), DISTILL__K(distill__swiglu_fwd), DISTILL__K(distill__swiglu_bwd),
-    DISTILL__K(distill__gemv)
+    DISTILL__K(distill__gemv), DISTILL__K(distill__rms_row), DISTILL__K(distill__rms_bwd_row),
+    DISTILL__K(distill__rms_dw_row), DISTILL__K(distill__adamw), DISTILL__K(distill__exp_sum_sz),
+    DISTILL__K(distill__ds_row)
 };
 #undef DV_T
 #undef DVI_T
@@ -3365,6 +3473,8 @@ static const distill__isa_ops DISTILL__K(distill__ops) = {
 #undef DVI_SHL23
 #undef DV_CASTI
 #undef DV_DIVONE
+#undef DV_DIV
+#undef DV_SQRT
 #undef DISTILL__K16
 #undef DISTILL__GEMV_BY_ROW
 #undef DISTILL__K
@@ -3392,6 +3502,12 @@ struct distill__isa_ops {
     void (*swiglu_fwd)(float *out, const float *gate, const float *up, int n);
     void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
     void (*gemv)(float *y, const float *x, const float *w, size_t ldw, int rows, int n);
+    void (*rms_row)(float *out, const float *x, const float *w, float r, int n);
+    void (*rms_bwd_row)(float *dx, const float *g, const float *x, const float *w, float r, int n);
+    void (*rms_dw_row)(float *dw, const float *g, const float *x, float r, int n);
+    void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, const float *k);
+    float (*exp_sum_sz)(float *z, float shift, int n, float *sz);
+    void (*ds_row)(float *d, const float *p, float D, float scale, int n);
 };
 
 /* The kernel sets: the KERNEL BLOCK above, once per ISA this compiler can target. */
@@ -3533,6 +3649,10 @@ DISTILL_API void distill_matmul_backward_ref(float *dinp, float *dweight, float 
 #define DISTILL__KC 256
 #define DISTILL__MC 96   /* multiple of 6 */
 #define DISTILL__NC 1024 /* multiple of every nr (2, 8, 16, 32); the B block (KC x NC, 1 MB) sits in L2/L3 */
+#define DISTILL__NCS 4096 /* columns of the B block packed once and shared by all threads (4 MB) */
+#ifndef DISTILL__SHARED_MIN
+#define DISTILL__SHARED_MIN 16384 /* floats of one B block (KC x N) from which threads share it */
+#endif
 
 typedef struct distill__gemm {
     int M, N, K;
@@ -3590,6 +3710,43 @@ static void distill__gemm_tile_naive(const distill__gemm *g, int i0, int j0, int
         }
 }
 
+/* One K block of C rows [i0, i0 + mb) x columns [j0 + jr0, j0 + jr1): pa holds the packed A
+   panels of those rows (MR rows each), pb the packed B panels of columns j0, j0 + NR, ...
+   (column jr's panel at pb + jr * ps: ps = kb, or the full K when B was packed ahead). */
+static void distill__gemm_block_ps(const distill__gemm *g, const float *pa, const float *pb, size_t ps, int kb,
+                                   int acc, int i0, int mb, int j0, int jr0, int jr1, float *tmp) {
+    const int MR = g->ops->mr, NR = g->ops->nr;
+    int ir, jr, i, j;
+    for (jr = jr0; jr < jr1; jr += NR)
+        for (ir = 0; ir < mb; ir += MR) {
+            float *c = g->c + (size_t)(i0 + ir) * g->ldc + (j0 + jr);
+            int h = mb - ir < MR ? mb - ir : MR, w = jr1 - jr < NR ? jr1 - jr : NR;
+            if (h == MR && w == NR) {
+                g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * ps, c, g->ldc, acc);
+            } else { /* edge: compute the full tile aside, keep the valid part */
+                g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * ps, tmp, (size_t)NR, 0);
+                for (i = 0; i < h; i++)
+                    for (j = 0; j < w; j++)
+                        c[(size_t)i * g->ldc + j] = acc ? tmp[i * NR + j] + c[(size_t)i * g->ldc + j]
+                                                        : tmp[i * NR + j];
+            }
+        }
+}
+
+#define distill__gemm_block(g, pa, pb, kb, acc, i0, mb, j0, jr0, jr1, tmp) \
+    distill__gemm_block_ps((g), (pa), (pb), (size_t)(kb), (kb), (acc), (i0), (mb), (j0), (jr0), (jr1), (tmp))
+
+/* C rows [r0, r1) x columns [j0, j0 + nb): + bias, or the bias alone when K = 0 */
+static void distill__gemm_bias(const distill__gemm *g, int r0, int r1, int j0, int nb) {
+    int i, j;
+    for (i = r0; i < r1; i++)
+        for (j = j0; j < j0 + nb; j++) {
+            float *c = g->c + (size_t)i * g->ldc + j;
+            float bj = g->bias ? g->bias[j] : 0.0f;
+            *c = g->K == 0 ? bj : *c + bj;
+        }
+}
+
 static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread) {
     const distill__gemm *g = (const distill__gemm *)ctx;
     const int MR = g->ops->mr, NR = g->ops->nr, MC = DISTILL__MC;
@@ -3603,7 +3760,7 @@ static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread
         int r0 = (int)(t / g->tiles_n) * g->mc, j0 = (int)(t % g->tiles_n) * g->nc;
         int r1 = g->M - r0 < g->mc ? g->M : r0 + g->mc;
         int nb = g->N - j0 < g->nc ? g->N - j0 : g->nc;
-        int p0, i0, ir, jr, i, j;
+        int p0, i0, ir, jr;
         if (!pa) { distill__gemm_tile_naive(g, r0, j0, r1 - r0, nb); continue; }
         for (p0 = 0; p0 < g->K; p0 += DISTILL__KC) {
             int kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC;
@@ -3617,31 +3774,93 @@ static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread
                 for (ir = 0; ir < mb; ir += MR)
                     distill__pack(pa + (size_t)ir * kb, g->a + (size_t)(i0 + ir) * g->rsa + (size_t)p0 * g->csa,
                                   g->rsa, g->csa, mb - ir < MR ? mb - ir : MR, MR, kb);
-                for (jr = 0; jr < nb; jr += NR)
-                    for (ir = 0; ir < mb; ir += MR) {
-                        float *c = g->c + (size_t)(i0 + ir) * g->ldc + (j0 + jr);
-                        int h = mb - ir < MR ? mb - ir : MR, w = nb - jr < NR ? nb - jr : NR;
-                        if (h == MR && w == NR) {
-                            g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * kb, c, g->ldc, acc);
-                        } else { /* edge: compute the full tile aside, keep the valid part */
-                            g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * kb, tmp, (size_t)NR, 0);
-                            for (i = 0; i < h; i++)
-                                for (j = 0; j < w; j++)
-                                    c[(size_t)i * g->ldc + j] = acc ? tmp[i * NR + j] + c[(size_t)i * g->ldc + j]
-                                                                    : tmp[i * NR + j];
-                        }
-                    }
+                distill__gemm_block(g, pa, pb, kb, acc, i0, mb, j0, 0, nb, tmp);
             }
         }
-        if (!g->accumulate && (g->bias || g->K == 0))
-            for (i = r0; i < r1; i++)
-                for (j = j0; j < j0 + nb; j++) {
-                    float *c = g->c + (size_t)i * g->ldc + j;
-                    float bj = g->bias ? g->bias[j] : 0.0f;
-                    *c = g->K == 0 ? bj : *c + bj;
-                }
+        if (!g->accumulate && (g->bias || g->K == 0)) distill__gemm_bias(g, r0, r1, j0, nb);
     }
 }
+
+#if !defined(DISTILL_NO_THREADS)
+/* With several threads, the B block is packed once into the pool's shared buffer (one job: its
+   NR-column panels split across the threads) and then read by all (a second job: tasks of MC
+   rows x a column range). Per task, packing B again for every row block would repeat the same
+   copy once per task: for the forward's transposed gather it cost as much as a third of the
+   FMAs on two threads. Every C tile still sees the same packed panels, K blocks and
+   micro-kernel calls as on one thread, so the result is bit-identical. */
+typedef struct {
+    const distill__gemm *g;
+    float *pb;
+    int p0, kb, j0, nb, ncb, nct;
+} distill__gemm_sh;
+
+static void distill__gemm_pack_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__gemm_sh *sh = (const distill__gemm_sh *)ctx;
+    const distill__gemm *g = sh->g;
+    const int NR = g->ops->nr;
+    int64_t t;
+    (void)thread;
+    for (t = begin; t < end; t++) {
+        int jr = (int)t * NR;
+        distill__pack(sh->pb + (size_t)jr * sh->kb, g->b + (size_t)sh->p0 * g->rsb + (size_t)(sh->j0 + jr) * g->csb,
+                      g->csb, g->rsb, sh->nb - jr < NR ? sh->nb - jr : NR, NR, sh->kb);
+    }
+}
+
+static void distill__gemm_shared_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__gemm_sh *sh = (const distill__gemm_sh *)ctx;
+    const distill__gemm *g = sh->g;
+    const int MR = g->ops->mr, NR = g->ops->nr, MC = DISTILL__MC, kb = sh->kb;
+    float *pa = distill__thread_scratch(thread, (size_t)MC * DISTILL__KC + (size_t)DISTILL__NC * DISTILL__KC + (size_t)MR * NR);
+    float *tmp = pa + (size_t)MC * DISTILL__KC;
+    int acc = g->accumulate || sh->p0 > 0, last = sh->p0 + kb >= g->K;
+    int64_t t;
+    for (t = begin; t < end; t++) {
+        int i0 = (int)(t / sh->nct) * MC, jb0 = (int)(t % sh->nct) * sh->ncb, ir;
+        int mb = g->M - i0 < MC ? g->M - i0 : MC, jb1 = sh->nb - jb0 < sh->ncb ? sh->nb : jb0 + sh->ncb;
+        for (ir = 0; ir < mb; ir += MR)
+            distill__pack(pa + (size_t)ir * kb, g->a + (size_t)(i0 + ir) * g->rsa + (size_t)sh->p0 * g->csa,
+                          g->rsa, g->csa, mb - ir < MR ? mb - ir : MR, MR, kb);
+        distill__gemm_block(g, pa, sh->pb, kb, acc, i0, mb, sh->j0, jb0, jb1, tmp);
+        if (last && !g->accumulate && g->bias) distill__gemm_bias(g, i0, i0 + mb, sh->j0 + jb0, jb1 - jb0);
+    }
+}
+
+/* 1 if threads 0..nth-1 all hold full-size packing scratch (reserved before the first job) */
+static int distill__scratch_ready(int nth) {
+    const distill__pool *P = &distill__the_pool;
+    size_t need = (size_t)DISTILL__MC * DISTILL__KC + (size_t)DISTILL__NC * DISTILL__KC + 64 * 64;
+    int t;
+    if (P->scratch_reserved < nth) return 0;
+    for (t = 0; t < nth && t < DISTILL__MAX_THREADS; t++)
+        if (!P->scratch[t] || P->scratch_floats[t] < need) return 0;
+    return 1;
+}
+
+static void distill__gemm_run_shared(distill__gemm *g, float *shared, int nth) {
+    const int NR = g->ops->nr, MC = DISTILL__MC;
+    int blocks_m = (g->M + MC - 1) / MC, j0, p0;
+    distill__gemm_sh sh;
+    sh.g = g;
+    sh.pb = shared;
+    for (j0 = 0; j0 < g->N; j0 += DISTILL__NCS) {
+        int nb = g->N - j0 < DISTILL__NCS ? g->N - j0 : DISTILL__NCS, panels = (nb + NR - 1) / NR;
+        /* column ranges per task (whole panels): enough tasks for ~4 per thread */
+        int nct = (4 * nth + blocks_m - 1) / blocks_m;
+        if (nct > panels) nct = panels;
+        if (nct < 1) nct = 1;
+        sh.j0 = j0; sh.nb = nb;
+        sh.ncb = (panels + nct - 1) / nct * NR;
+        sh.nct = (nb + sh.ncb - 1) / sh.ncb;
+        for (p0 = 0; p0 < g->K; p0 += DISTILL__KC) {
+            sh.p0 = p0;
+            sh.kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC;
+            distill_parallel_for((int64_t)panels, 1, distill__gemm_pack_task, &sh);
+            distill_parallel_for((int64_t)blocks_m * sh.nct, 1, distill__gemm_shared_task, &sh);
+        }
+    }
+}
+#endif
 
 /* Every thread's packing scratch is sized once for the largest tile (an A panel MC x KC, a B
    block NC x KC, one MR x NR tile), on the calling thread before the first job, so no worker
@@ -3651,6 +3870,8 @@ static void distill__reserve_scratch(distill__pool *P) {
     size_t need = (size_t)DISTILL__MC * DISTILL__KC + (size_t)DISTILL__NC * DISTILL__KC + 64 * 64;
     int t;
     for (t = 0; t < P->n_threads && t < DISTILL__MAX_THREADS; t++) distill__thread_scratch(t, need);
+    if (P->n_threads > 1 && !P->shared_b)
+        P->shared_b = (float *)distill_alloc_aligned(sizeof(float) * DISTILL__KC * DISTILL__NCS, 64);
     P->scratch_reserved = P->n_threads;
 }
 
@@ -3661,6 +3882,15 @@ static void distill__gemm_run(distill__gemm *g) {
     if (g->M <= 0 || g->N <= 0) return;
     if (g->K <= 0 && g->accumulate) return;
     g->ops = distill__ops();
+#if !defined(DISTILL_NO_THREADS)
+    /* B shared by the threads: when the B block is big enough for its repeated packing to
+       matter, and not inside another job (the shared buffer is one for the whole pool) */
+    if (nth > 1 && g->K > 0 && (size_t)g->N * (size_t)(g->K < DISTILL__KC ? g->K : DISTILL__KC) >= DISTILL__SHARED_MIN &&
+        distill__the_pool.shared_b && !DISTILL__LOAD(&distill__the_pool.busy) && distill__scratch_ready(nth)) {
+        distill__gemm_run_shared(g, distill__the_pool.shared_b, nth);
+        return;
+    }
+#endif
     g->nc = DISTILL__NC;
     blocks_m = (g->M + DISTILL__MC - 1) / DISTILL__MC;
     while (nth > 1 && g->nc > 64 && blocks_m * ((g->N + g->nc - 1) / g->nc) < 3 * nth) g->nc /= 2;
@@ -3692,6 +3922,33 @@ static void distill__gemm_serial(int M, int N, int K, const float *a, size_t rsa
     g.mc = (M + DISTILL__MC - 1) / DISTILL__MC * DISTILL__MC;
     g.tiles_n = (N + g.nc - 1) / g.nc;
     distill__gemm_task(&g, 0, (int64_t)g.tiles_n, thread);
+}
+
+/* The same product on the calling thread with B packed ahead by distill__pack_b (the
+   attention kernels reuse one packed key/value block for many query blocks). pa and tmp: the
+   thread's scratch (MC x KC and MR x NR floats); M <= MC. The K blocks, panels and micro-kernel
+   calls are those of distill__gemm_serial, so the result is the same to the bit. */
+static void distill__pack_b(float *pb, const float *b, size_t rsb, size_t csb, int K, int N, int NR) {
+    int jr;
+    for (jr = 0; jr < N; jr += NR)
+        distill__pack(pb + (size_t)jr * K, b + (size_t)jr * csb, csb, rsb, N - jr < NR ? N - jr : NR, NR, K);
+}
+static void distill__gemm_prepacked(int M, int N, int K, const float *a, size_t rsa, size_t csa, const float *pb,
+                                    float *c, size_t ldc, int accumulate, float *pa, float *tmp) {
+    distill__gemm g;
+    int p0, ir, MR;
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    memset(&g, 0, sizeof g);
+    g.M = M; g.N = N; g.K = K; g.c = c; g.ldc = ldc; g.accumulate = accumulate;
+    g.ops = distill__ops();
+    MR = g.ops->mr;
+    for (p0 = 0; p0 < K; p0 += DISTILL__KC) {
+        int kb = K - p0 < DISTILL__KC ? K - p0 : DISTILL__KC;
+        for (ir = 0; ir < M; ir += MR)
+            distill__pack(pa + (size_t)ir * kb, a + (size_t)ir * rsa + (size_t)p0 * csa, rsa, csa,
+                          M - ir < MR ? M - ir : MR, MR, kb);
+        distill__gemm_block_ps(&g, pa, pb + (size_t)p0 * g.ops->nr, (size_t)K, kb, accumulate || p0 > 0, 0, M, 0, 0, N, tmp);
+    }
 }
 
 /* dbias (OC) += sum over BT of dout (BT,OC), columns split across threads, rows summed in
@@ -3878,64 +4135,126 @@ static int distill__fa_mask_row(float *srow, int nk, int j0, int ks, int t, floa
     if (hi > nk - 1) hi = nk - 1;
     if (lo > hi) return 0;
     for (j = 0; j < lo; j++) srow[j] = -INFINITY;
-    for (j = lo; j <= hi; j++) srow[j] *= scale;
+    distill__ops()->scale(srow + lo, scale, hi - lo + 1);
     for (j = hi + 1; j < nk; j++) srow[j] = -INFINITY;
     return 1;
 }
 
+/* Each thread's attention scratch sits after its matmul packing scratch: the packed key and
+   value blocks (K^T as B panels, V as B panels) and the running max / sum of every query row. */
+#define DISTILL__SCRATCH_GEMM ((size_t)DISTILL__MC * DISTILL__KC + (size_t)DISTILL__NC * DISTILL__KC + 64 * 64)
+#define DISTILL__FA_QROWS (DISTILL__FA_Q + 8)   /* a query block's rows padded to whole A panels */
+static size_t distill__fa_scratch(int T, int HS, int rep) {
+    size_t hsp = (size_t)(HS + 63) / 64 * 64;    /* HS rounded up to a multiple of every NR */
+    size_t nqb = (size_t)(T + DISTILL__FA_Q - 1) / DISTILL__FA_Q;
+    return DISTILL__SCRATCH_GEMM + 6 * hsp * DISTILL__FA_K + (size_t)(rep + 2) * (size_t)T + 64
+         + nqb * DISTILL__FA_QROWS * hsp;        /* the forward's packed query blocks */
+}
+/* A block already packed as A panels (MR rows each, K <= KC): C (M,N) (+)= A . B. */
+static void distill__gemm_packed_ab(int M, int N, int K, const float *pa, const float *pb, float *c, size_t ldc,
+                                    int accumulate, float *tmp) {
+    distill__gemm g;
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    memset(&g, 0, sizeof g);
+    g.M = M; g.N = N; g.K = K; g.c = c; g.ldc = ldc; g.accumulate = accumulate;
+    g.ops = distill__ops();
+    distill__gemm_block_ps(&g, pa, pb, (size_t)K, K, accumulate, 0, M, 0, 0, N, tmp);
+}
+/* Reserve it on the calling thread before the job (no worker allocates inside a step);
+   -1 if out of memory (the caller then runs the readable version, which needs no scratch). */
+static int distill__fa_reserve(int T, int HS, int rep) {
+    int t, nth = distill_get_threads();
+#if !defined(DISTILL_NO_THREADS)
+    if (DISTILL__LOAD(&distill__the_pool.busy))   /* nested: the job runs on this thread alone */
+        return distill__thread_scratch(distill__self_index(&distill__the_pool), distill__fa_scratch(T, HS, rep)) ? 0 : -1;
+#endif
+    for (t = 0; t < nth && t < DISTILL__MAX_THREADS; t++)
+        if (!distill__thread_scratch(t, distill__fa_scratch(T, HS, rep))) return -1;
+    return 0;
+}
+
+/* Task (b, h): the key blocks are the outer loop, so each key block is packed once (K^T and
+   V as B panels) and then used by every query block at or after it; each query row keeps its
+   running max and sum across key blocks. Blocks are aligned to multiples of DISTILL__FA_K
+   (packed segments: keys before a row's kstart are masked). */
 static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
     const distill__fa_ctx *c = (const distill__fa_ctx *)p;
-    const int T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, rep = NH / NKV;
-    const int nqb = (T + DISTILL__FA_Q - 1) / DISTILL__FA_Q;
-    const size_t qs = (size_t)NH * HS, ks = (size_t)NKV * HS;
+    const int T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, rep = NH / NKV, NR = distill__ops()->nr;
+    const size_t qs = (size_t)NH * HS, ks = (size_t)NKV * HS, hsp = (size_t)(HS + 63) / 64 * 64;
     const float scale = 1.0f / sqrtf((float)HS);
-    float S[DISTILL__FA_Q * DISTILL__FA_K], mrow[DISTILL__FA_Q], lrow[DISTILL__FA_Q]; /* 16.5 KB of stack */
+    float *pa = distill__thread_scratch(th, distill__fa_scratch(T, HS, rep)), *tmp, *pk, *pv, *mrow, *lrow, *qp;
+    float S[DISTILL__FA_Q * DISTILL__FA_K];   /* 16 KB of stack */
+    const int MR = distill__ops()->mr, qpre = HS <= DISTILL__KC;   /* query blocks packed once per task */
     int64_t task;
+    if (!pa) return;   /* not after distill__fa_reserve succeeded */
+    tmp = pa + (size_t)DISTILL__MC * DISTILL__KC;
+    pk = pa + DISTILL__SCRATCH_GEMM;
+    pv = pk + 2 * hsp * DISTILL__FA_K;
+    mrow = pv + 2 * hsp * DISTILL__FA_K;
+    lrow = mrow + T;
+    qp = lrow + T + 64;
     for (task = b0; task < e0; task++) {
-        int b = (int)(task / ((int64_t)NH * nqb)), h = (int)(task / nqb % NH), qb = (int)(task % nqb);
-        int g = h / rep, t0 = qb * DISTILL__FA_Q, t1 = t0 + DISTILL__FA_Q < T ? t0 + DISTILL__FA_Q : T;
-        int len = c->lengths ? c->lengths[b] : T, tv1 = t1 < len ? t1 : len, nq = tv1 - t0, i, j0, ksmin;
-        const float *qblk = c->q + ((size_t)b * T + t0) * qs + (size_t)h * HS;
-        float *oblk = c->out + ((size_t)b * T + t0) * qs + (size_t)h * HS;
+        int b = (int)(task / NH), h = (int)(task % NH), g = h / rep;
+        int len = c->lengths ? c->lengths[b] : T, nv = len < T ? len : T, t, i, j0, t0, ksmin = nv;
+        const float *qh = c->q + (size_t)b * T * qs + (size_t)h * HS;
+        float *oh = c->out + (size_t)b * T * qs + (size_t)h * HS;
         float *lse = c->lse + ((size_t)b * NH + h) * T;
-        for (i = 0; i < t1 - t0; i++) memset(oblk + (size_t)i * qs, 0, sizeof(float) * (size_t)HS);
-        for (i = (nq > 0 ? nq : 0); i < t1 - t0; i++) lse[t0 + i] = 0.0f;   /* past the length */
-        if (nq <= 0) continue;
-        ksmin = tv1 - 1;
-        for (i = 0; i < nq; i++) {
-            int kst = c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0;
+        for (t = 0; t < T; t++) memset(oh + (size_t)t * qs, 0, sizeof(float) * (size_t)HS);
+        for (t = nv > 0 ? nv : 0; t < T; t++) lse[t] = 0.0f;   /* past the length */
+        if (nv <= 0) continue;
+        for (t = 0; t < nv; t++) {
+            int kst = c->kstart ? c->kstart[(size_t)b * T + t] : 0;
             if (kst < ksmin) ksmin = kst;
-            mrow[i] = -INFINITY;
-            lrow[i] = 0.0f;
+            mrow[t] = -INFINITY;
+            lrow[t] = 0.0f;
         }
-        for (j0 = ksmin; j0 < tv1; j0 += DISTILL__FA_K) {
-            int nk = tv1 - j0 < DISTILL__FA_K ? tv1 - j0 : DISTILL__FA_K;
+        if (qpre)   /* every query block as A panels, as distill__gemm_prepacked would pack it */
+            for (t0 = 0; t0 < nv; t0 += DISTILL__FA_Q) {
+                int nq = nv - t0 < DISTILL__FA_Q ? nv - t0 : DISTILL__FA_Q, ir;
+                float *dst = qp + (size_t)(t0 / DISTILL__FA_Q) * DISTILL__FA_QROWS * hsp;
+                for (ir = 0; ir < nq; ir += MR)
+                    distill__pack(dst + (size_t)ir * HS, qh + (size_t)(t0 + ir) * qs, qs, 1, nq - ir < MR ? nq - ir : MR, MR, HS);
+            }
+        for (j0 = ksmin / DISTILL__FA_K * DISTILL__FA_K; j0 < nv; j0 += DISTILL__FA_K) {
+            int nk = nv - j0 < DISTILL__FA_K ? nv - j0 : DISTILL__FA_K;
             const float *kblk = c->k + ((size_t)b * T + j0) * ks + (size_t)g * HS;
             const float *vblk = c->v + ((size_t)b * T + j0) * ks + (size_t)g * HS;
-            /* S (nq, nk) = Q (nq, HS) . K (nk, HS)^T */
-            distill__gemm_serial(nq, nk, HS, qblk, qs, 1, kblk, 1, ks, S, DISTILL__FA_K, 0, th);
-            for (i = 0; i < nq; i++) {
-                float *srow = S + (size_t)i * DISTILL__FA_K, mb;
-                int t = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + t] : 0;
-                if (!distill__fa_mask_row(srow, nk, j0, kst, t, scale)) {
-                    memset(srow, 0, sizeof(float) * (size_t)nk);
-                    continue;
+            distill__pack_b(pk, kblk, 1, ks, HS, nk, NR);   /* B (HS, nk) = K^T */
+            distill__pack_b(pv, vblk, ks, 1, nk, HS, NR);   /* B (nk, HS) = V */
+            for (t0 = j0 / DISTILL__FA_Q * DISTILL__FA_Q; t0 < nv; t0 += DISTILL__FA_Q) {
+                int nq = nv - t0 < DISTILL__FA_Q ? nv - t0 : DISTILL__FA_Q, any = 0;
+                const float *qblk = qh + (size_t)t0 * qs;
+                float *oblk = oh + (size_t)t0 * qs;
+                for (i = 0; i < nq && !any; i++)   /* skip a query block whose rows all start later */
+                    any = (c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0) < j0 + nk;
+                if (!any) continue;
+                /* S (nq, nk) = Q (nq, HS) . K (nk, HS)^T */
+                if (qpre) distill__gemm_packed_ab(nq, nk, HS, qp + (size_t)(t0 / DISTILL__FA_Q) * DISTILL__FA_QROWS * hsp, pk,
+                                                  S, DISTILL__FA_K, 0, tmp);
+                else distill__gemm_prepacked(nq, nk, HS, qblk, qs, 1, pk, S, DISTILL__FA_K, 0, pa, tmp);
+                for (i = 0; i < nq; i++) {
+                    float *srow = S + (size_t)i * DISTILL__FA_K, mb;
+                    int tt = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + tt] : 0;
+                    if (!distill__fa_mask_row(srow, nk, j0, kst, tt, scale)) {
+                        memset(srow, 0, sizeof(float) * (size_t)nk);
+                        continue;
+                    }
+                    mb = distill_vec_max(srow, nk);
+                    if (mb > mrow[tt]) { /* rescale what was accumulated under the old max */
+                        float corr = expf(mrow[tt] - mb);
+                        distill_vec_scale(oblk + (size_t)i * qs, corr, HS);
+                        lrow[tt] *= corr;
+                        mrow[tt] = mb;
+                    }
+                    lrow[tt] += distill_vec_exp_sum(srow, srow, mrow[tt], nk);
                 }
-                mb = distill_vec_max(srow, nk);
-                if (mb > mrow[i]) { /* rescale what was accumulated under the old max */
-                    float corr = expf(mrow[i] - mb);
-                    distill_vec_scale(oblk + (size_t)i * qs, corr, HS);
-                    lrow[i] *= corr;
-                    mrow[i] = mb;
-                }
-                lrow[i] += distill_vec_exp_sum(srow, srow, mrow[i], nk);
+                /* O (nq, HS) += P (nq, nk) . V (nk, HS) */
+                distill__gemm_prepacked(nq, HS, nk, S, DISTILL__FA_K, 1, pv, oblk, qs, 1, pa, tmp);
             }
-            /* O (nq, HS) += P (nq, nk) . V (nk, HS) */
-            distill__gemm_serial(nq, HS, nk, S, DISTILL__FA_K, 1, vblk, ks, 1, oblk, qs, 1, th);
         }
-        for (i = 0; i < nq; i++) {
-            distill_vec_scale(oblk + (size_t)i * qs, 1.0f / lrow[i], HS);
-            lse[t0 + i] = mrow[i] + logf(lrow[i]);
+        for (t = 0; t < nv; t++) {
+            distill_vec_scale(oh + (size_t)t * qs, 1.0f / lrow[t], HS);
+            lse[t] = mrow[t] + logf(lrow[t]);
         }
     }
 }
@@ -3945,54 +4264,74 @@ DISTILL_API void distill_flash_attention_forward(float *out, float *lse, const f
                                                  int B, int T, int NH, int NKV, int HS) {
     distill__fa_ctx c;
     int pr_;
-    int64_t nqb = (T + DISTILL__FA_Q - 1) / DISTILL__FA_Q;
     if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
     pr_ = distill__prof_begin("attention fwd");
     memset(&c, 0, sizeof c);
     c.out = out; c.lse = lse; c.q = q; c.k = k; c.v = v; c.lengths = lengths; c.kstart = kstart;
     c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
-    distill_parallel_for((int64_t)B * NH * nqb, 1, distill__fa_fwd_task, &c);
+    if (distill__fa_reserve(T, HS, NH / NKV) == 0) distill_parallel_for((int64_t)B * NH, 1, distill__fa_fwd_task, &c);
+    else distill_attention_forward(out, lse, q, k, v, lengths, kstart, B, T, NH, NKV, HS);
     distill__prof_end(pr_);
 }
 
+/* Task (b, kv head g): key blocks outer, as in the forward. Each key block is packed once as
+   K^T (for S = Q K^T), V^T (for dP = dO V^T) and K (for dQ += dS K); then for every query head
+   of the group and every query block at or after it the five products run. Per float, the
+   order of the additions is the same as with query blocks outer: dK and dV of a key block
+   take (head, query block) in order, dQ of a query block takes the key blocks in order. */
 static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
     const distill__fa_ctx *c = (const distill__fa_ctx *)p;
-    const int T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, rep = NH / NKV;
-    const size_t qs = (size_t)NH * HS, ks = (size_t)NKV * HS;
+    const int T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, rep = NH / NKV, NR = distill__ops()->nr;
+    const size_t qs = (size_t)NH * HS, ks = (size_t)NKV * HS, hsp = (size_t)(HS + 63) / 64 * 64;
     const float scale = 1.0f / sqrtf((float)HS);
-    float P[DISTILL__FA_Q * DISTILL__FA_K], dS[DISTILL__FA_Q * DISTILL__FA_K], D[DISTILL__FA_Q]; /* 33 KB */
+    const distill__isa_ops *ops = distill__ops();
+    float *pa = distill__thread_scratch(th, distill__fa_scratch(T, HS, rep)), *tmp, *pk, *pvt, *pkk, *D;
+    float P[DISTILL__FA_Q * DISTILL__FA_K], dS[DISTILL__FA_Q * DISTILL__FA_K]; /* 32 KB of stack */
     int64_t task;
+    if (!pa) return;   /* not after distill__fa_reserve succeeded */
+    tmp = pa + (size_t)DISTILL__MC * DISTILL__KC;
+    pk = pa + DISTILL__SCRATCH_GEMM;
+    pvt = pk + 2 * hsp * DISTILL__FA_K;
+    pkk = pvt + 2 * hsp * DISTILL__FA_K;
+    D = pkk + 2 * hsp * DISTILL__FA_K;
     for (task = b0; task < e0; task++) {
-        int b = (int)(task / NKV), g = (int)(task % NKV), h, t, t0, j0, i, j;
-        int len = c->lengths ? c->lengths[b] : T;
+        int b = (int)(task / NKV), g = (int)(task % NKV), h, t, t0, j0, i;
+        int len = c->lengths ? c->lengths[b] : T, nv = len < T ? len : T, ksmin = nv;
         for (t = 0; t < T; t++) {
             size_t n = (size_t)b * T + t;
             memset(c->dk + n * ks + (size_t)g * HS, 0, sizeof(float) * (size_t)HS);
             memset(c->dv + n * ks + (size_t)g * HS, 0, sizeof(float) * (size_t)HS);
             for (h = g * rep; h < (g + 1) * rep; h++) memset(c->dq + n * qs + (size_t)h * HS, 0, sizeof(float) * (size_t)HS);
         }
-        for (h = g * rep; h < (g + 1) * rep; h++) {
-            const float *lse = c->clse + ((size_t)b * NH + h) * T;
-            for (t0 = 0; t0 < len && t0 < T; t0 += DISTILL__FA_Q) {
-                int tv1 = t0 + DISTILL__FA_Q < len ? t0 + DISTILL__FA_Q : len, nq, ksmin = tv1 - 1;
-                const float *qblk, *doblk;
-                float *dqblk;
-                if (tv1 > T) tv1 = T;
-                nq = tv1 - t0;
-                qblk = c->q + ((size_t)b * T + t0) * qs + (size_t)h * HS;
-                doblk = c->dout + ((size_t)b * T + t0) * qs + (size_t)h * HS;
-                dqblk = c->dq + ((size_t)b * T + t0) * qs + (size_t)h * HS;
-                for (i = 0; i < nq; i++) {
-                    int kst = c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0;
-                    if (kst < ksmin) ksmin = kst;
-                    D[i] = distill_vec_dot(doblk + (size_t)i * qs, c->cout + ((size_t)b * T + t0 + i) * qs + (size_t)h * HS, HS);
-                }
-                for (j0 = ksmin; j0 < tv1; j0 += DISTILL__FA_K) {
-                    int nk = tv1 - j0 < DISTILL__FA_K ? tv1 - j0 : DISTILL__FA_K;
-                    size_t kvoff = ((size_t)b * T + j0) * ks + (size_t)g * HS;
+        /* D_t = dout_t . out_t for every query head of the group */
+        for (h = g * rep; h < (g + 1) * rep; h++)
+            for (t = 0; t < nv; t++) {
+                size_t off = ((size_t)b * T + t) * qs + (size_t)h * HS;
+                D[(size_t)(h - g * rep) * T + t] = distill_vec_dot(c->dout + off, c->cout + off, HS);
+            }
+        for (t = 0; t < nv; t++) {
+            int kst = c->kstart ? c->kstart[(size_t)b * T + t] : 0;
+            if (kst < ksmin) ksmin = kst;
+        }
+        for (j0 = ksmin / DISTILL__FA_K * DISTILL__FA_K; j0 < nv; j0 += DISTILL__FA_K) {
+            int nk = nv - j0 < DISTILL__FA_K ? nv - j0 : DISTILL__FA_K;
+            size_t kvoff = ((size_t)b * T + j0) * ks + (size_t)g * HS;
+            distill__pack_b(pk, c->k + kvoff, 1, ks, HS, nk, NR);    /* B (HS, nk) = K^T */
+            distill__pack_b(pvt, c->v + kvoff, 1, ks, HS, nk, NR);   /* B (HS, nk) = V^T */
+            distill__pack_b(pkk, c->k + kvoff, ks, 1, nk, HS, NR);   /* B (nk, HS) = K */
+            for (h = g * rep; h < (g + 1) * rep; h++) {
+                const float *lse = c->clse + ((size_t)b * NH + h) * T, *Dh = D + (size_t)(h - g * rep) * T;
+                for (t0 = j0 / DISTILL__FA_Q * DISTILL__FA_Q; t0 < nv; t0 += DISTILL__FA_Q) {
+                    int nq = nv - t0 < DISTILL__FA_Q ? nv - t0 : DISTILL__FA_Q, any = 0;
+                    size_t qoff = ((size_t)b * T + t0) * qs + (size_t)h * HS;
+                    const float *qblk = c->q + qoff, *doblk = c->dout + qoff;
+                    float *dqblk = c->dq + qoff;
+                    for (i = 0; i < nq && !any; i++)   /* skip a query block whose rows all start later */
+                        any = (c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0) < j0 + nk;
+                    if (!any) continue;
                     /* P = exp(Q K^T * scale - lse), dP = dO V^T */
-                    distill__gemm_serial(nq, nk, HS, qblk, qs, 1, c->k + kvoff, 1, ks, P, DISTILL__FA_K, 0, th);
-                    distill__gemm_serial(nq, nk, HS, doblk, qs, 1, c->v + kvoff, 1, ks, dS, DISTILL__FA_K, 0, th);
+                    distill__gemm_prepacked(nq, nk, HS, qblk, qs, 1, pk, P, DISTILL__FA_K, 0, pa, tmp);
+                    distill__gemm_prepacked(nq, nk, HS, doblk, qs, 1, pvt, dS, DISTILL__FA_K, 0, pa, tmp);
                     for (i = 0; i < nq; i++) {
                         float *prow = P + (size_t)i * DISTILL__FA_K, *drow = dS + (size_t)i * DISTILL__FA_K;
                         int tt = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + tt] : 0;
@@ -4001,14 +4340,13 @@ static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
                             memset(drow, 0, sizeof(float) * (size_t)nk);
                             continue;
                         }
-                        distill_vec_exp_sum(prow, prow, lse[tt], nk);
-                        /* dS = P (dP - D) * scale; masked entries have P = 0 */
-                        for (j = 0; j < nk; j++) drow[j] = prow[j] * (drow[j] - D[i]) * scale;
+                        ops->exp_sum(prow, prow, lse[tt], nk);
+                        ops->ds_row(drow, prow, Dh[tt], scale, nk);   /* dS = P (dP - D) * scale; masked: P = 0 */
                     }
                     /* dV (nk, HS) += P^T dO;  dK (nk, HS) += dS^T Q;  dQ (nq, HS) += dS K */
                     distill__gemm_serial(nk, HS, nq, P, 1, DISTILL__FA_K, doblk, qs, 1, c->dv + kvoff, ks, 1, th);
                     distill__gemm_serial(nk, HS, nq, dS, 1, DISTILL__FA_K, qblk, qs, 1, c->dk + kvoff, ks, 1, th);
-                    distill__gemm_serial(nq, HS, nk, dS, DISTILL__FA_K, 1, c->k + kvoff, ks, 1, dqblk, qs, 1, th);
+                    distill__gemm_prepacked(nq, HS, nk, dS, DISTILL__FA_K, 1, pkk, dqblk, qs, 1, pa, tmp);
                 }
             }
         }
@@ -4026,7 +4364,8 @@ DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *d
     memset(&c, 0, sizeof c);
     c.dq = dq; c.dk = dk; c.dv = dv; c.dout = dout; c.q = q; c.k = k; c.v = v; c.cout = out; c.clse = lse;
     c.lengths = lengths; c.kstart = kstart; c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
-    distill_parallel_for((int64_t)B * NKV, 1, distill__fa_bwd_task, &c);
+    if (distill__fa_reserve(T, HS, NH / NKV) == 0) distill_parallel_for((int64_t)B * NKV, 1, distill__fa_bwd_task, &c);
+    else distill_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, lengths, kstart, B, T, NH, NKV, HS);
     distill__prof_end(pr_);
 }
 /* ===================================================================================== */
@@ -9839,8 +10178,10 @@ DISTILL_API const int64_t *distill_loader_last_rows(const distill_loader *L, int
            + BT*(2C + max(2F, C + 2*KVD))                 backward scratch: d(residual), one
                                                           (BT,C) buffer reused for dnorm/datt,
                                                           and dh/dgate/dup or dq/dk/dv
-           + K*(V + 2C) ]                                 one chunk of logits/dlogits and its
+           + K*(V + 2C)                                   one chunk of logits/dlogits and its
                                                           gathered inputs and their gradient
+           + BT*HS ]                                      RoPE: cos and sin of every position's
+                                                          HS/2 angles, computed once per step
        + 20*BT + 4*B                                      RoPE positions, masked tokens, segment
                                                           starts (int32 each), the supervised
                                                           position list (int64); lengths (B)
@@ -10039,13 +10380,13 @@ typedef struct {
 static void distill__rms_fwd_task(void *p, int64_t b, int64_t e, int th) {
     distill__rms_ctx *c = (distill__rms_ctx *)p;
     int64_t n;
-    int i, C = c->C;
+    int C = c->C;
     (void)th;
     for (n = b; n < e; n++) {
         const float *x = c->inp + (size_t)n * C;
         float *o = c->out + (size_t)n * C;
         float r = 1.0f / sqrtf(distill_vec_dot(x, x, C) / (float)C + c->eps);
-        for (i = 0; i < C; i++) o[i] = x[i] * r * c->weight[i];
+        distill__ops()->rms_row(o, x, c->weight, r, C);
         if (c->rstd) c->rstd[n] = r;
     }
 }
@@ -10059,30 +10400,24 @@ DISTILL_API void distill_rmsnorm_forward(float *out, float *rstd, const float *i
 }
 static void distill__rms_bwd_dx_task(void *p, int64_t b, int64_t e, int th) {
     distill__rms_ctx *c = (distill__rms_ctx *)p;
+    const distill__isa_ops *ops = distill__ops();
     int64_t n;
-    int i, C = c->C;
+    int C = c->C;
     (void)th;
-    for (n = b; n < e; n++) {
-        const float *x = c->inp + (size_t)n * C, *g = c->dout + (size_t)n * C;
-        float *dx = c->dinp + (size_t)n * C;
-        float r = c->crstd[n], gx = 0.0f, k;
-        for (i = 0; i < C; i++) gx += g[i] * c->weight[i] * x[i];
-        k = r * r * r * gx / (float)C;
-        for (i = 0; i < C; i++) dx[i] += r * g[i] * c->weight[i] - k * x[i];
-    }
+    for (n = b; n < e; n++)
+        ops->rms_bwd_row(c->dinp + (size_t)n * C, c->dout + (size_t)n * C, c->inp + (size_t)n * C, c->weight,
+                         c->crstd[n], C);
 }
 typedef struct { const distill__rms_ctx *c; int N; } distill__rms_dw_ctx;
 static void distill__rms_bwd_dw_task(void *p, int64_t b, int64_t e, int th) {
     const distill__rms_dw_ctx *d = (const distill__rms_dw_ctx *)p;
     const distill__rms_ctx *c = d->c;
+    const distill__isa_ops *ops = distill__ops();
     int n;
-    int64_t i;
     (void)th;
-    for (n = 0; n < d->N; n++) {
-        const float *x = c->inp + (size_t)n * c->C, *g = c->dout + (size_t)n * c->C;
-        float r = c->crstd[n];
-        for (i = b; i < e; i++) c->dweight[i] += g[i] * x[i] * r;
-    }
+    for (n = 0; n < d->N; n++)
+        ops->rms_dw_row(c->dweight + b, c->dout + (size_t)n * c->C + b, c->inp + (size_t)n * c->C + b, c->crstd[n],
+                        (int)(e - b));
 }
 DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                                           const float *weight, const float *rstd, int N, int C) {
@@ -10160,6 +10495,54 @@ DISTILL_API void distill_rope_backward_freqs(float *dx, const int32_t *pos, int 
     distill__rope_ctx c;
     c.x = dx; c.pos = pos; c.nh = nh; c.hs = hs; c.theta = 0; c.sign = -1.0f; c.inv = inv_freq;
     distill_parallel_for(N, 16, distill__rope_task, &c);
+    distill__prof_end(pr_);
+}
+
+/* The model's RoPE: the cos and sin of every position's angles are computed once per forward
+   (the same float values distill__rope_task computes) into a (BT, HS/2) table, which every
+   layer's q and k, forward and backward, then only read. */
+typedef struct { float *cs, *sn; const int32_t *pos; const double *inv; int half; } distill__rope_tab_ctx;
+static void distill__rope_tab_task(void *p, int64_t b, int64_t e, int th) {
+    const distill__rope_tab_ctx *c = (const distill__rope_tab_ctx *)p;
+    int64_t n;
+    int i;
+    (void)th;
+    for (n = b; n < e; n++)
+        for (i = 0; i < c->half; i++) {
+            double a = (double)c->pos[n] * c->inv[i];
+            c->cs[n * c->half + i] = (float)cos(a);
+            c->sn[n * c->half + i] = (float)sin(a);
+        }
+}
+static void distill__rope_table(float *cs, float *sn, const int32_t *pos, int N, int hs, const double *inv) {
+    distill__rope_tab_ctx c;
+    c.cs = cs; c.sn = sn; c.pos = pos; c.inv = inv; c.half = hs / 2;
+    distill_parallel_for(N, 16, distill__rope_tab_task, &c);
+}
+typedef struct { float *x; const float *cs, *sn; int nh, hs; float sign; } distill__rope_apply_ctx;
+static void distill__rope_apply_task(void *p, int64_t b, int64_t e, int th) {
+    const distill__rope_apply_ctx *c = (const distill__rope_apply_ctx *)p;
+    int half = c->hs / 2, h, i;
+    int64_t n;
+    (void)th;
+    for (n = b; n < e; n++) {
+        const float *cs = c->cs + n * half, *sn0 = c->sn + n * half;
+        for (h = 0; h < c->nh; h++) {
+            float *xi = c->x + ((size_t)n * c->nh + h) * c->hs, *xj = xi + half;
+            for (i = 0; i < half; i++) {
+                float u = xi[i], v = xj[i], sn = c->sign * sn0[i];
+                xi[i] = u * cs[i] - v * sn;
+                xj[i] = v * cs[i] + u * sn;
+            }
+        }
+    }
+}
+/* x (N,nh,hs) rotated in place by the table's angles (sign -1: the backward's inverse rotation) */
+static void distill__rope_apply(float *x, const float *cs, const float *sn, int N, int nh, int hs, float sign) {
+    int pr_ = distill__prof_begin(sign > 0 ? "rope fwd" : "rope bwd");
+    distill__rope_apply_ctx c;
+    c.x = x; c.cs = cs; c.sn = sn; c.nh = nh; c.hs = hs; c.sign = sign;
+    distill_parallel_for(N, 16, distill__rope_apply_task, &c);
     distill__prof_end(pr_);
 }
 
@@ -10348,12 +10731,13 @@ DISTILL_API void distill_swiglu_backward(float *dgate, float *dup, const float *
        loss = lse - z_y,   entropy = lse - sum_j p_j z_j,   p = softmax(z)
        dz_j = grad_scale * w * (p_j - [j == y])
    The logits row is overwritten by its gradient (or by exp(z - m) when no gradient is asked).
-   exp is the vectorised one (relative error ~1e-7); the sums are accumulated in double. */
+   exp is the vectorised one (relative error ~1e-7); the sums are accumulated per block of
+   DISTILL__CE_EXP_BLOCK logits in float vector lanes, and across blocks in double. */
 #define DISTILL__CE_EXP_BLOCK 256
 DISTILL_API void distill_ce_head_loss(void *ctx, const int64_t *pos, int n, float *z, int V,
                                       const int32_t *targets, const float *weights, float grad_scale,
                                       int compute_grad, distill_stats *acc, int thread) {
-    float ex[DISTILL__CE_EXP_BLOCK];
+    const distill__isa_ops *ops = distill__ops();
     int i, j, j0, nb;
     (void)ctx; (void)thread;
     for (i = 0; i < n; i++) {
@@ -10363,16 +10747,13 @@ DISTILL_API void distill_ce_head_loss(void *ctx, const int64_t *pos, int n, floa
         float m = distill_vec_max(row, V), zy = row[y];
         double s = 0.0, sz = 0.0, lse;
         for (j = 0; j < V; j++) if (row[j] == m) { am = j; break; }
-        /* exps by the SIMD kernel into a small stack block (the block still needs z - m for the
-           entropy), then one pass accumulating in double and writing exp(z - m) back */
+        /* exp(z - m) in place by the SIMD kernel, a block at a time; each block's two sums
+           (per lane in float, then across lanes) are added up in double */
         for (j0 = 0; j0 < V; j0 += nb) {
+            float bsz;
             nb = V - j0 < DISTILL__CE_EXP_BLOCK ? V - j0 : DISTILL__CE_EXP_BLOCK;
-            distill_vec_exp_sum(ex, row + j0, m, nb);
-            for (j = 0; j < nb; j++) {
-                s += ex[j];
-                sz += (double)ex[j] * (row[j0 + j] - m);
-                row[j0 + j] = ex[j];
-            }
+            s += ops->exp_sum_sz(row + j0, m, nb, &bsz);
+            sz += bsz;
         }
         lse = (double)m + log(s);
         acc->loss += (double)w * (lse - zy);
@@ -10423,6 +10804,7 @@ typedef struct distill__state {
     size_t tok_size;
     char tmpl_name[32];              /* chat template name ("" none) */
     double *inv_freq;                /* RoPE frequencies (HS/2) of the config (rope_scaling included) */
+    float *rope_cs, *rope_sn;        /* cos and sin of each position's angles (BT, HS/2), per forward */
 } distill__state;
 
 #define DISTILL__CE_BLOCK 4          /* rows per loss-callback call (one statistics slot each) */
@@ -10473,6 +10855,8 @@ static size_t distill__layout(distill__state *s, char *base, const distill_confi
     s->head_logits = (float *)distill__carve(base, &off, K * V, 4);
     s->head_x = (float *)distill__carve(base, &off, K * C, 4);
     s->head_dx = (float *)distill__carve(base, &off, K * C, 4);
+    s->rope_cs = (float *)distill__carve(base, &off, BT * (HS / 2) * 2, 4);
+    s->rope_sn = s->rope_cs ? s->rope_cs + BT * (HS / 2) : NULL;
     s->pos = (int32_t *)distill__carve(base, &off, BT, 4);
     s->tok = (int32_t *)distill__carve(base, &off, BT, 4);
     s->kstart = (int *)distill__carve(base, &off, BT, sizeof(int));
@@ -10491,6 +10875,7 @@ DISTILL_API size_t distill_model_activation_bytes(const distill_config *c, int B
     double floats = L * (BT * (4 * C + 2 * QD + 2 * KVD + 2 * F + 2) + B * NH * T + QK)
                   + BT * (2 * C + 1)
                   + BT * (C + CA + W)
+                  + BT * 2 * floor(HS / 2)
                   + K * (V + 2 * C);
     double bytes = 4 * floats + 20 * BT + 4.0 * B + (double)sizeof(distill_stats) * ceil(K / DISTILL__CE_BLOCK);
     return bytes >= (double)SIZE_MAX ? SIZE_MAX : (size_t)bytes;
@@ -10866,6 +11251,7 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
     s->B = B; s->T = T; s->batch = *bt;
 
     distill_embedding_forward(s->x, s->tok, m->tok_emb, (int)BT, C);
+    distill__rope_table(s->rope_cs, s->rope_sn, s->pos, (int)BT, HS, s->inv_freq);
     for (l = 0; l < c->n_layers; l++) {
         const distill_layer_params *p = &m->layers[l];
         float *x = s->x + l * cap * C, *ln1 = s->ln1 + l * cap * C, *q = s->q + l * cap * QD;
@@ -10883,8 +11269,8 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
             distill_rmsnorm_forward(q, s->rstdq + l * cap * NH, qp, p->q_norm, (int)BT * NH, HS, c->norm_eps);
             distill_rmsnorm_forward(k, s->rstdk + l * cap * NKV, kp, p->k_norm, (int)BT * NKV, HS, c->norm_eps);
         }
-        distill_rope_forward_freqs(q, s->pos, (int)BT, NH, HS, s->inv_freq);
-        distill_rope_forward_freqs(k, s->pos, (int)BT, NKV, HS, s->inv_freq);
+        distill__rope_apply(q, s->rope_cs, s->rope_sn, (int)BT, NH, HS, 1.0f);
+        distill__rope_apply(k, s->rope_cs, s->rope_sn, (int)BT, NKV, HS, 1.0f);
         /* the blocked kernel of the kernels section: same contract and math as distill_attention_forward
            above (the readable version, checked against finite differences in the tests) */
         distill_flash_attention_forward(att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
@@ -10995,8 +11381,8 @@ DISTILL_API void distill_model_backward(distill_model *m) {
         memset(A, 0, sizeof(float) * BT * QD);
         distill_matmul_backward(A, g.wo, NULL, dres, att, p->wo, (int)BT, QD, C);
         distill_flash_attention_backward(DQ, DK, DV, A, q, k, v, att, lse, s->len, s->kstart, B, T, NH, NKV, HS);
-        distill_rope_backward_freqs(DQ, s->pos, (int)BT, NH, HS, s->inv_freq);
-        distill_rope_backward_freqs(DK, s->pos, (int)BT, NKV, HS, s->inv_freq);
+        distill__rope_apply(DQ, s->rope_cs, s->rope_sn, (int)BT, NH, HS, -1.0f);
+        distill__rope_apply(DK, s->rope_cs, s->rope_sn, (int)BT, NKV, HS, -1.0f);
         if (c->qk_norm) {   /* through the per-head norms (RMSNorm backward with N = BT*heads rows of HS) */
             memset(DQR, 0, sizeof(float) * BT * (QD + KVD));
             distill_rmsnorm_backward(DQR, g.q_norm, DQ, s->qr + l * cap * QD, p->q_norm, s->rstdq + l * cap * NH, (int)BT * NH, HS);
@@ -11121,26 +11507,20 @@ static void distill__adam_task(void *p, int64_t b, int64_t e, int th) {
     n_chunks = ((int64_t)md->tensors[0].numel + DISTILL__ADAM_CHUNK - 1) / DISTILL__ADAM_CHUNK;
     for (chunk = b; chunk < e; chunk++) {
         const distill_tensor_info *ti;
-        size_t i, i0, i1;
-        float decay_mul, *pp, *g, *m, *v;
+        size_t i0, i1;
+        float k[7];
         while (chunk >= first + n_chunks) {
             first += n_chunks;
             t++;
             n_chunks = ((int64_t)md->tensors[t].numel + DISTILL__ADAM_CHUNK - 1) / DISTILL__ADAM_CHUNK;
         }
         ti = &md->tensors[t];
-        decay_mul = ti->decay && (t != 0 || c->decay_embeddings) ? c->decay_on : c->decay_off;   /* tensor 0: the embedding */
+        k[0] = c->clip; k[1] = c->b1; k[2] = c->b2; k[3] = c->step_size; k[4] = c->inv_sqrt_bc2; k[5] = c->eps;
+        k[6] = ti->decay && (t != 0 || c->decay_embeddings) ? c->decay_on : c->decay_off;   /* tensor 0: the embedding */
         i0 = (size_t)(chunk - first) * DISTILL__ADAM_CHUNK;
         i1 = i0 + DISTILL__ADAM_CHUNK < ti->numel ? i0 + DISTILL__ADAM_CHUNK : ti->numel;
-        pp = md->params + ti->offset; g = md->grads + ti->offset; m = md->m + ti->offset; v = md->v + ti->offset;
-        for (i = i0; i < i1; i++) {
-            float gi = g[i] * c->clip;
-            float mi = c->b1 * m[i] + (1.0f - c->b1) * gi;
-            float vi = c->b2 * v[i] + (1.0f - c->b2) * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
-            pp[i] = pp[i] * decay_mul - c->step_size * mi / (sqrtf(vi) * c->inv_sqrt_bc2 + c->eps);
-        }
+        distill__ops()->adamw(md->params + ti->offset + i0, md->grads + ti->offset + i0, md->m + ti->offset + i0,
+                              md->v + ti->offset + i0, i1 - i0, k);
     }
 }
 

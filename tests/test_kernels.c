@@ -83,10 +83,11 @@ static int check_matmul_shape(int BT, int C, int OC, int with_bias, distill_rng 
     return bad == 0;
 }
 
-/* Odd edges around the micro-tile sizes (6 rows, 2..32 columns) and the block sizes (96, 256). */
+/* Odd edges around the micro-tile sizes (6 rows, 2..32 columns) and the block sizes (96, 256);
+   the last two cross the 4,096 columns of the threads' shared B block (BT, C, OC). */
 static const int shapes[][3] = {
     {1, 1, 1}, {1, 7, 5}, {5, 3, 17}, {6, 16, 16}, {7, 33, 31}, {13, 64, 48}, {37, 300, 53},
-    {97, 257, 65}, {64, 513, 40}, {130, 40, 290}, {2, 600, 3}, {300, 17, 9}};
+    {97, 257, 65}, {64, 513, 40}, {130, 40, 290}, {2, 600, 3}, {300, 17, 9}, {9, 20, 4133}, {50, 4100, 70}};
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 
 static void test_matmul_every_isa(void) {
@@ -134,9 +135,10 @@ static void test_matmul_zero_sizes(void) {
     CHECK(dx[0] == 1 && dx[3] == 1, "BT=0 backward touched dinp");
 }
 
-/* The same product with 1, 2 and 3 threads must give identical bits. */
-static void test_matmul_threads_bit_exact(void) {
-    int BT = 301, C = 520, OC = 203, nt, k;
+/* The same product with 1, 2 and 3 threads must give identical bits (the threads share the
+   packed B block above 16,384 floats; OC 4,203 also crosses its 4,096-column chunk). */
+static void test_matmul_threads_bit_exact_shape(int BT, int C, int OC) {
+    int nt, k;
     size_t n_out = (size_t)BT * OC, n_dx = (size_t)BT * C, n_dw = (size_t)OC * C;
     distill_rng r;
     float *x, *w, *b, *dout, *ref[4], *got[4];
@@ -165,6 +167,11 @@ static void test_matmul_threads_bit_exact(void) {
     distill_set_threads(0);
     for (k = 0; k < 4; k++) { free(ref[k]); free(got[k]); }
     free(x); free(w); free(b); free(dout);
+}
+static void test_matmul_threads_bit_exact(void) {
+    test_matmul_threads_bit_exact_shape(301, 520, 203);
+    test_matmul_threads_bit_exact_shape(37, 70, 4203);
+    test_matmul_threads_bit_exact_shape(200, 16, 64);   /* below the sharing threshold */
 }
 
 /* OpenBLAS (BLAS=1 builds) against our kernels: same products within float rounding. */
