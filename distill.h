@@ -2908,7 +2908,8 @@ static float *distill__thread_scratch(int thread, size_t floats) {
 /* ===================================================================================== */
 /* The kernels: written once, compiled once per kernel set                                */
 /* ===================================================================================== */
-/* The SIMD kernels (micro-kernel, dot, axpy, scale, max, exp, SwiGLU) are ordinary C
+/* The SIMD kernels (micro-kernel, dot, axpy, scale, max, exp, SwiGLU, the RMSNorm rows,
+   AdamW, the CE head's exp pass, attention's dS rows) are ordinary C
    functions written once against a small vector vocabulary (DV_ = "distill vector"):
      DV_T             the vector type, DV_W floats wide      DVI_T   a vector of int32
      DV_LOAD/STORE    unaligned load / store                 DV_SET1 broadcast, DV_ZERO()
