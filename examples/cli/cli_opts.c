@@ -44,6 +44,7 @@ int cli_usage_error(const cli_cmd *c, const char *fmt, ...) {
 
 static void fmt_bound(char *buf, size_t cap, const cli_opt *o, double v) {
     if (o->kind == CLI_K_U64 && v >= 1.8e19) snprintf(buf, cap, "18446744073709551615");
+    else if (v == floor(v) && fabs(v) < 1e18) snprintf(buf, cap, "%.0f", v);
     else snprintf(buf, cap, "%.15g", v);
 }
 
@@ -141,8 +142,9 @@ static const char *suggest(const cli_cmd *c, const char *name) {
     return bd <= lim ? best : NULL;
 }
 
-/* "--name" or "-n" as the user writes it */
-static const char *dashes(const char *name) { return name[1] ? "--" : "-"; }
+/* "--name" (a flag is also accepted with one dash); the one-letter aliases (-o for --out) are
+   shown with one */
+static const char *dashes(const char *name) { (void)name; return "--"; }
 
 /* ---- setting values ------------------------------------------------------------------------ */
 #define AT(s, o, T) ((T *)((char *)(s) + (o)->off))
@@ -525,7 +527,7 @@ void cli_help(const cli_cmd *c, const void *defaults, FILE *f) {
         const char *meta = o->kind == CLI_K_ENUM || (o->kind == CLI_K_BUF && o->min == 1) ? o->meta : o->meta ? o->meta : "";
         if (o->kind == CLI_K_SECTION) { fprintf(f, "%s\n", o->name); continue; }
         if (o->kind == CLI_K_ALIAS) {
-            fprintf(f, "  %s%-23s the same as %s%s\n", dashes(o->name), o->name, dashes(o->meta), o->meta);
+            fprintf(f, "  %s%-*s the same as --%s\n", o->name[1] ? "--" : "-", o->name[1] ? 22 : 23, o->name, o->meta);
             continue;
         }
         if (o->kind == CLI_K_OPTVAL) snprintf(left, sizeof left, "%s%s [%s]", dashes(o->name), o->name, meta);
