@@ -491,14 +491,23 @@ int cli_parse(const cli_cmd *c, void *s, int argc, char **argv, const char **pos
 }
 
 /* ---- --help -------------------------------------------------------------------------------- */
+/* The default as --help shows it. A number outside the accepted range is a sentinel ("-1: as
+   --train") that the help text explains: not shown. */
 static void default_text(const cli_opt *o, const void *s, char *buf, size_t cap) {
+    double d;
     buf[0] = 0;
     if (!s) return;
     switch (o->kind) {
-    case CLI_K_INT: snprintf(buf, cap, "%d", *AT(s, o, const int)); break;
-    case CLI_K_INT64: snprintf(buf, cap, "%lld", (long long)*AT(s, o, const int64_t)); break;
-    case CLI_K_U64: snprintf(buf, cap, "%llu", (unsigned long long)*AT(s, o, const uint64_t)); break;
-    case CLI_K_DOUBLE: snprintf(buf, cap, "%g", *AT(s, o, const double)); break;
+    case CLI_K_INT: d = *AT(s, o, const int); if (d >= o->min && d <= o->max) snprintf(buf, cap, "%d", *AT(s, o, const int)); break;
+    case CLI_K_INT64:
+        d = (double)*AT(s, o, const int64_t);
+        if (d >= o->min && d <= o->max) snprintf(buf, cap, "%lld", (long long)*AT(s, o, const int64_t));
+        break;
+    case CLI_K_U64:
+        d = (double)*AT(s, o, const uint64_t);
+        if (d >= o->min && d <= o->max) snprintf(buf, cap, "%llu", (unsigned long long)*AT(s, o, const uint64_t));
+        break;
+    case CLI_K_DOUBLE: d = *AT(s, o, const double); if (d >= o->min && d <= o->max) snprintf(buf, cap, "%g", d); break;
     case CLI_K_STRING: case CLI_K_PATH: case CLI_K_ENUM: {
         const char *v = *AT(s, o, const char *const);
         if (v && *v) snprintf(buf, cap, "%s", v);
