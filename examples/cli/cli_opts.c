@@ -254,7 +254,8 @@ static int set_text(const cli_opt *o, void *s, const char *t) {
         *AT(s, o, const char *) = t;
         return 0;
     case CLI_K_BUF:
-        if (!t || strlen(t) >= (size_t)o->max || (o->min == 1 && !in_list(o->meta, t))) return -1;
+        /* "" is "not set" (a saved sweep config writes unset names as "") */
+        if (!t || strlen(t) >= (size_t)o->max || (o->min == 1 && *t && !in_list(o->meta, t))) return -1;
         memcpy(AT(s, o, char), t, strlen(t) + 1);
         return 0;
     case CLI_K_BOOL:
