@@ -554,3 +554,53 @@ void cli_help(const cli_cmd *c, const void *defaults, FILE *f) {
     if (c->notes) { fputc('\n', f); fputs(c->notes, f); }
     fputs(CLI_EXIT_STATUS_TEXT, f);
 }
+
+/* ---- the resolved options as a config file -------------------------------------------------- */
+static void put_str(FILE *f, const char *v) { distill_json_write_string(f, v, strlen(v)); }
+
+void cli_opts_write_json(const cli_cmd *c, const void *s, FILE *f) {
+    int i, k, n = 0;
+    fputc('{', f);
+    for (i = 0; i < c->n_opts; i++) {
+        const cli_opt *o = &c->opts[i];
+        const char *str = NULL;
+        if (o->kind == CLI_K_SECTION || o->kind == CLI_K_ALIAS) continue;
+        if (o->kind == CLI_K_STRING || o->kind == CLI_K_PATH || o->kind == CLI_K_ENUM) {
+            str = *AT(s, o, const char *const);
+            if (!str) continue;
+        }
+        fprintf(f, "%s\n  ", n++ ? "," : "");
+        put_str(f, o->name);
+        fputs(": ", f);
+        switch (o->kind) {
+        case CLI_K_INT: fprintf(f, "%d", *AT(s, o, const int)); break;
+        case CLI_K_INT64: fprintf(f, "%lld", (long long)*AT(s, o, const int64_t)); break;
+        case CLI_K_U64: fprintf(f, "%llu", (unsigned long long)*AT(s, o, const uint64_t)); break;
+        case CLI_K_DOUBLE: fprintf(f, "%.17g", *AT(s, o, const double)); break;
+        case CLI_K_BOOL: fputs(*AT(s, o, const int) ? "true" : "false", f); break;
+        case CLI_K_BUF: put_str(f, AT(s, o, const char)); break;
+        case CLI_K_LIST: {
+            const cli_strlist *L = AT(s, o, const cli_strlist);
+            fputc('[', f);
+            for (k = 0; k < L->n; k++) { if (k) fputs(", ", f); put_str(f, L->v[k]); }
+            fputc(']', f);
+            break;
+        }
+        case CLI_K_INTS: {
+            const cli_intlist *L = AT(s, o, const cli_intlist);
+            fputc('[', f);
+            for (k = 0; k < L->n; k++) fprintf(f, "%s%lld", k ? ", " : "", (long long)L->v[k]);
+            fputc(']', f);
+            break;
+        }
+        case CLI_K_OPTVAL: {
+            const cli_optval *v = AT(s, o, const cli_optval);
+            if (v->on && v->value) put_str(f, v->value);
+            else fputs(v->on ? "true" : "false", f);
+            break;
+        }
+        default: put_str(f, str ? str : ""); break;
+        }
+    }
+    fputs("\n}\n", f);
+}

@@ -114,6 +114,9 @@ int cli_check_required(const cli_cmd *c, const void *s);                        
 /* 1 if argv (argv[0] is the command) gives flag `name` on the command line itself. */
 int cli_args_have(const cli_cmd *c, int argc, char **argv, const char *name);
 void cli_help(const cli_cmd *c, const void *defaults, FILE *f);
+/* The resolved options as a JSON object in the --config format (unset texts left out): what a
+   run records so that it can be repeated with --config. */
+void cli_opts_write_json(const cli_cmd *c, const void *s, FILE *f);
 /* A usage error: "distill <cmd>: <message>" on one line of stderr; returns 2. */
 int cli_usage_error(const cli_cmd *c, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -84,7 +84,7 @@ static const cli_opt train_options[] = {
     CLI_DBL("beta2", beta2, 0, 1, "AdamW beta2"),
     CLI_INT("threads", threads, 0, 4096, "worker threads (0: all cores)"),
     CLI_SECTION("evaluation, checkpoints, logs"),
-    CLI_PATH("out", out, "DIR", "checkpoints ckpt-<step>.dstl, metrics.jsonl, loss.svg, final model.dstl (required unless --build-cache)"),
+    CLI_PATH("out", out, "DIR", "checkpoints ckpt-<step>.dstl, metrics.jsonl, loss.svg, train-config.json, final model.dstl (required unless --build-cache)"),
     CLI_INT64("eval-every", eval_every, 0, 1e12, "evaluate on --eval-data every N steps (0: never)"),
     CLI_INT64("eval-batches", eval_batches, 1, 1e12, "batches per evaluation"),
     CLI_INT64("save-every", save_every, 0, 1e12, "checkpoint period in steps (0: at the end)"),
@@ -113,7 +113,8 @@ static const cli_cmd train_cmd = {
     "train", "usage: distill train --data FILE.jsonl --tokenizer TOK --out DIR [options]\n",
     "  Supervised fine-tuning on teacher traces (sequence-level distillation), or logit\n"
     "  distillation from --teacher / --teacher-cache. --out gets metrics.jsonl and loss.svg\n"
-    "  (train and eval loss and the learning rate against the step, redrawn at every checkpoint).\n",
+    "  (train and eval loss and the learning rate against the step, redrawn at every checkpoint)\n"
+    "  and train-config.json (every option as resolved: --config train-config.json repeats the run).\n",
     train_options, CLI_N(train_options),
     "Ctrl-C, SIGTERM or SIGUSR1 (Slurm --signal=USR1@90): finish the step, save a checkpoint,\n"
     "exit 130 / 143 / 138; a second Ctrl-C or SIGTERM exits at once. One trainer per --out:\n"
@@ -283,6 +284,13 @@ int cli_train(int argc, char **argv) {
         }
         lock = distill_dir_lock(o.out, &err);
         if (lock < 0) { fprintf(stderr, "distill train: %s\n", err.msg); cli_fail_all(1); goto done; }
+    }
+    if (lock >= 0) {   /* OUT/train-config.json: the resolved options, a --config file that repeats the run */
+        distill_atomic_file af;
+        snprintf(path, sizeof path, "%s/train-config.json", o.out);
+        if (distill_atomic_open(&af, path, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
+        cli_opts_write_json(&train_cmd, &o, af.f);
+        if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
     }
     cli_catch_stop_signals();
     if (comm->size > 1) {
