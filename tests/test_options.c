@@ -11,7 +11,8 @@
       a flag overrides the same key of the file, unknown keys and wrong types name file and key,
       the sweep's older snake_case config keys still load;
    4. distill train's OUT/loss.svg: an SVG document whose train-loss and LR lines have one point
-      per line of OUT/metrics.jsonl and whose eval markers are the logged evaluations. */
+      per line of OUT/metrics.jsonl and whose eval markers are the logged evaluations; redrawn
+      at checkpoints while the run goes on, and after a resume or a SIGTERM. */
 #include "harness.h"
 #include "cli_harness.h"
 #include <string.h>
@@ -526,11 +527,43 @@ static void test_loss_svg(void) {
     free(metrics);
 }
 
+/* 5. the plot is drawn at checkpoints, while the run goes on: a long run is watched until
+   loss.svg appears, which is read while the run still trains; then SIGTERM stops it (it saves
+   and exits 143) and the final plot has every logged step. */
+static void test_loss_svg_during_run(void) {
+    char *svg = NULL;
+    int i, pts = -1, rc;
+    if (!have_cli()) SKIP("./distill not built (make)");
+    if (setup_data() != 0) SKIP("no tokenizer");
+    rc = sh("./distill train --data " D "/d.jsonl --tokenizer " D "/tok.txt --out " D "/R --steps 1000000 --save-every 3 "
+            "--batch-rows 4 --max-seq 64 " MODEL_FLAGS " > /dev/null 2>&1 & echo $! > " D "/R.pid");
+    REQUIRE(rc == 0, "cannot start distill train");
+    /* only the checkpoint hook draws the plot before the run ends */
+    for (i = 0; i < 400 && sh("test -f " D "/R/loss.svg") != 0; i++) sh("sleep 0.05");
+    CHECK(i < 400, "no loss.svg after 20 s of training");
+    svg = slurp(D "/R/loss.svg");
+    if (svg) pts = polyline_points(svg, 0);
+    CHECK(sh("kill -0 $(cat " D "/R.pid)") == 0, "the run ended by itself");
+    CHECK(svg && pts >= 3, "loss.svg during the run has %d points (a checkpoint every 3 steps)", pts);
+    CHECK(svg && svg_wellformed(svg), "loss.svg during the run is not a whole SVG document");
+    free(svg);
+    sh("kill -TERM $(cat " D "/R.pid); while kill -0 $(cat " D "/R.pid) 2> /dev/null; do sleep 0.05; done");
+    svg = slurp(D "/R/loss.svg");
+    {
+        char *m = slurp(D "/R/metrics.jsonl");
+        CHECK(svg && m && polyline_points(svg, 0) == count_lines(m), "after SIGTERM: %d points, %d logged steps",
+              svg ? polyline_points(svg, 0) : -1, count_lines(m));
+        free(m);
+    }
+    free(svg);
+}
+
 int main(void) {
     sh("mkdir -p " D);
     RUN(test_help_lists_every_flag);
     RUN(test_bad_input);
     RUN(test_config_and_flags);
     RUN(test_loss_svg);
+    RUN(test_loss_svg_during_run);
     return harness_done("test_options");
 }

@@ -158,10 +158,18 @@ static char *config_json(const train_opts *o, const distill_config *mc) {
 
 /* ---- loss.svg: the run's curves, redrawn from metrics.jsonl ----------------------------------
    The trainer logs one line per step to OUT/metrics.jsonl (step, loss, lr, and eval_loss on the
-   steps that evaluated). The plot is drawn from that log rather than from memory, so that a
-   resumed run's plot holds its whole history. A log that restarts at a lower step (a new run
-   in an old --out, without --resume) is plotted from the restart on. */
-typedef struct { double *step, *loss, *lr, *estep, *eloss; int n, ne, cap; } train_curves;
+   steps that evaluated). The plot is drawn from that log rather than from the step callback's
+   values, so that a resumed run's plot holds its whole history (resume truncates the log to the
+   checkpoint). The log is read incrementally: each redraw parses only the lines appended since
+   the last one. A log that restarts at a lower step (a new run in an old --out, without
+   --resume) is plotted from the restart on. Every point is drawn: the train-loss and LR lines
+   have one point per logged step. */
+typedef struct {
+    double *step, *loss, *lr, *estep, *eloss;
+    int n, ne, cap;
+    long offset;         /* bytes of metrics.jsonl read so far (whole lines) */
+    const char *out;
+} train_curves;
 
 static int curves_push(train_curves *c, double step, double loss, double lr, double eloss) {
     if (c->n == c->cap) {
@@ -182,55 +190,69 @@ static int curves_push(train_curves *c, double step, double loss, double lr, dou
     return 0;
 }
 
-/* Write OUT/loss.svg (atomically) from OUT/metrics.jsonl: the train loss (one point per logged
-   step) and the eval loss (markers) in one panel, the learning rate in the other. */
-static int train_plot(const char *out, distill_error *err) {
-    char path[1200];
-    distill_line_reader *r;
-    train_curves c;
+static void curves_free(train_curves *c) {
+    free(c->step); free(c->loss); free(c->lr); free(c->estep); free(c->eloss);
+    memset(c, 0, sizeof *c);
+}
+
+/* Read the whole lines appended to OUT/metrics.jsonl since the last call. 0, or -1 (err set). */
+static int curves_update(train_curves *c, distill_error *err) {
+    char path[1200], line[4096];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
+    f = fopen(path, "rb");
+    if (!f) return 0;   /* nothing logged yet */
+    if (fseek(f, c->offset, SEEK_SET) != 0) { fclose(f); return 0; }
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        distill_json *j;
+        const distill_json *st, *lo, *lr, *ev;
+        if (len == 0 || line[len - 1] != '\n') break;   /* a line being written: next time */
+        c->offset += (long)len;
+        j = distill_json_parse(line, len - 1, path, 0, NULL);
+        st = j ? distill_json_get(j, "step") : NULL;
+        lo = j ? distill_json_get(j, "loss") : NULL;
+        lr = j ? distill_json_get(j, "lr") : NULL;
+        ev = j ? distill_json_get(j, "eval_loss") : NULL;
+        if (st && lo && lr && st->type == DISTILL_JSON_NUMBER && lo->type == DISTILL_JSON_NUMBER && lr->type == DISTILL_JSON_NUMBER &&
+            curves_push(c, st->num, lo->num, lr->num, ev && ev->type == DISTILL_JSON_NUMBER ? ev->num : NAN) != 0) {
+            distill_json_free(j);
+            fclose(f);
+            snprintf(err->msg, sizeof err->msg, "out of memory");
+            return -1;
+        }
+        distill_json_free(j);
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Write OUT/loss.svg (atomically, through the library's SVG writer): the train loss and the eval
+   loss (markers) against the step in one panel, the learning rate in the other. */
+static int train_plot(train_curves *c, distill_error *err) {
+    char path[1200], title[1200];
     distill_plot_series ls[2], lrs;
     distill_plot_panel pn[2];
-    const char *line;
-    size_t len;
-    int64_t line_no;
-    int rc;
-    char title[1200];
-    memset(&c, 0, sizeof c);
-    snprintf(title, sizeof title, "distill train: %s", out);
-    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
-    r = distill_line_reader_open(path, 0, err);
-    if (!r) return -1;
-    while ((rc = distill_line_reader_next(r, &line, &len, &line_no, err)) == 1) {
-        distill_json *j = len ? distill_json_parse(line, len, path, (int)line_no, NULL) : NULL;
-        const distill_json *st = j ? distill_json_get(j, "step") : NULL, *lo = j ? distill_json_get(j, "loss") : NULL;
-        const distill_json *lr = j ? distill_json_get(j, "lr") : NULL, *ev = j ? distill_json_get(j, "eval_loss") : NULL;
-        if (st && lo && lr && st->type == DISTILL_JSON_NUMBER && lo->type == DISTILL_JSON_NUMBER && lr->type == DISTILL_JSON_NUMBER)
-            rc = curves_push(&c, st->num, lo->num, lr->num, ev && ev->type == DISTILL_JSON_NUMBER ? ev->num : NAN);
-        distill_json_free(j);
-        if (rc < 0) { snprintf(err->msg, sizeof err->msg, "out of memory"); break; }
-    }
-    distill_line_reader_close(r);
-    if (rc == 0) {
-        memset(ls, 0, sizeof ls);
-        memset(&lrs, 0, sizeof lrs);
-        memset(pn, 0, sizeof pn);
-        ls[0].label = "train loss"; ls[0].x = c.step; ls[0].y = c.loss; ls[0].n = c.n;
-        ls[1].label = "eval loss"; ls[1].x = c.estep; ls[1].y = c.eloss; ls[1].n = c.ne; ls[1].markers = 1;
-        lrs.label = "learning rate"; lrs.x = c.step; lrs.y = c.lr; lrs.n = c.n; lrs.color = "#2ca02c";
-        pn[0].title = "loss"; pn[0].xlabel = "step"; pn[0].ylabel = "cross-entropy (nats/token)";
-        pn[0].series = ls; pn[0].n_series = 2;
-        pn[1].title = "learning rate"; pn[1].xlabel = "step"; pn[1].ylabel = "lr";
-        pn[1].series = &lrs; pn[1].n_series = 1;
-        snprintf(path, sizeof path, "%s/loss.svg", out);
-        rc = distill_svg_save(path, title, pn, 2, 520, 360, err);
-    }
-    free(c.step); free(c.loss); free(c.lr); free(c.estep); free(c.eloss);
-    return rc < 0 ? -1 : 0;
+    if (curves_update(c, err) != 0) return -1;
+    if (c->n == 0) return 0;
+    memset(ls, 0, sizeof ls);
+    memset(&lrs, 0, sizeof lrs);
+    memset(pn, 0, sizeof pn);
+    ls[0].label = "train loss"; ls[0].x = c->step; ls[0].y = c->loss; ls[0].n = c->n;
+    ls[1].label = "eval loss"; ls[1].x = c->estep; ls[1].y = c->eloss; ls[1].n = c->ne; ls[1].markers = 1;
+    lrs.label = "learning rate"; lrs.x = c->step; lrs.y = c->lr; lrs.n = c->n; lrs.color = "#2ca02c";
+    pn[0].title = "loss"; pn[0].xlabel = "step"; pn[0].ylabel = "cross-entropy (nats/token)";
+    pn[0].series = ls; pn[0].n_series = 2;
+    pn[1].title = "learning rate"; pn[1].xlabel = "step"; pn[1].ylabel = "lr";
+    pn[1].series = &lrs; pn[1].n_series = 1;
+    snprintf(title, sizeof title, "distill train: %s", c->out);
+    snprintf(path, sizeof path, "%s/loss.svg", c->out);
+    return distill_svg_save(path, title, pn, 2, 520, 360, err);
 }
 
 /* The step callback: when the trainer has written a new checkpoint since the last call, the
    plot is redrawn (metrics.jsonl then holds every step up to that checkpoint). */
-typedef struct { distill_trainer *T; const char *out; char last[1200]; int warned; } train_plotter;
+typedef struct { distill_trainer *T; train_curves curves; char last[1200]; int warned; } train_plotter;
 static int train_plot_on_step(void *ctx, const distill_step_info *in) {
     train_plotter *p = (train_plotter *)ctx;
     const char *ck = distill_trainer_last_checkpoint(p->T);
@@ -238,7 +260,7 @@ static int train_plot_on_step(void *ctx, const distill_step_info *in) {
     (void)in;
     if (!ck[0] || !strcmp(ck, p->last)) return 0;
     snprintf(p->last, sizeof p->last, "%s", ck);
-    if (train_plot(p->out, &err) != 0 && !p->warned) {
+    if (train_plot(&p->curves, &err) != 0 && !p->warned) {
         fprintf(stderr, "distill train: warning: loss.svg: %s\n", err.msg);
         p->warned = 1;
     }
@@ -464,16 +486,15 @@ int cli_train(int argc, char **argv) {
         rc = cli_stop_status(*cli_stop_flag());
         goto done;
     }
-    if (comm->size == 1 && o.out) {   /* under MPI a callback costs an all-reduce per step: plot at the end */
-        plotter.T = T;
-        plotter.out = o.out;
-        snprintf(plotter.last, sizeof plotter.last, "%s", distill_trainer_last_checkpoint(T));
-        distill_trainer_set_callback(T, train_plot_on_step, &plotter);
-    }
+    plotter.T = T;
+    plotter.curves.out = o.out;
+    snprintf(plotter.last, sizeof plotter.last, "%s", distill_trainer_last_checkpoint(T));
+    /* under MPI a callback costs an all-reduce per step: rank 0 plots at the end only */
+    if (comm->size == 1 && o.out) distill_trainer_set_callback(T, train_plot_on_step, &plotter);
     run_rc = distill_trainer_run(T, &err);
     if (comm->rank == 0 && o.out) {   /* the whole run, also when it stopped early or failed */
         distill_error perr;
-        if (train_plot(o.out, &perr) != 0) fprintf(stderr, "distill train: warning: loss.svg: %s\n", perr.msg);
+        if (train_plot(&plotter.curves, &perr) != 0) fprintf(stderr, "distill train: warning: loss.svg: %s\n", perr.msg);
     }
     if (run_rc != 0) {
         if (comm->size > 1) fprintf(stderr, "distill train: rank %d: %s\n", comm->rank, err.msg);
@@ -505,6 +526,7 @@ int cli_train(int argc, char **argv) {
        complete, but the caller asked to stop, so say so with the status (scripts stop too) */
     rc = *cli_stop_flag() ? cli_stop_status(*cli_stop_flag()) : 0;
 done:
+    curves_free(&plotter.curves);
     distill_trainer_free(T);
     distill_topk_cache_free(cache);
     distill_model_free(m);
