@@ -102,7 +102,7 @@ static const cli_opt eval_options[] = {
     CLI_INTS("k", k, 1, 1000000, "pass@k for these k (at most 16 values)"),
     CLI_ENUM("verifier", verifier, "world", "a built-in verifier: the miniature programming world's hidden tests"),
     CLI_STR("verifier-cmd", verifier_cmd, "CMD", "an external verifier, run under /bin/sh per sample"),
-    CLI_DBL("verifier-timeout", timeout, 1e-3, 1e6, "seconds per verifier run (then a fail)"),
+    CLI_DBL("verifier-timeout", timeout, 1e-6, 1e6, "seconds per verifier run (then a fail)"),
     CLI_PATH("out", out_dir, "DIR", "DIR/results.json and DIR/generations.jsonl (one process per folder)"),
 };
 #undef CLI_T

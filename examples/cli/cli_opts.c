@@ -354,6 +354,8 @@ int cli_config_load(const cli_cmd *c, void *s, const char *path) {
         const distill_json *v = &j->items[i];
         const cli_opt *o = find_opt(c, j->keys[i], -1);
         char want[160];
+        if (name_eq(j->keys[i], "config", -1) || name_eq(j->keys[i], "help", -1))
+            return cli_usage_error(c, "%s:%d:%d: key '%s' has no meaning in a config file", path, v->line, v->col, j->keys[i]);
         if (!o) {
             const char *near = suggest(c, j->keys[i]);
             if (near) return cli_usage_error(c, "%s:%d:%d: unknown key '%s' (did you mean \"%s\"?)", path, v->line, v->col, j->keys[i], near);

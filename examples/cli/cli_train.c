@@ -88,7 +88,7 @@ static const cli_opt train_options[] = {
     CLI_INT64("eval-every", eval_every, 0, 1e12, "evaluate on --eval-data every N steps (0: never)"),
     CLI_INT64("eval-batches", eval_batches, 1, 1e12, "batches per evaluation"),
     CLI_INT64("save-every", save_every, 0, 1e12, "checkpoint period in steps (0: at the end)"),
-    CLI_DBL("save-every-minutes", save_every_minutes, 0, 1e7, "also a checkpoint when M minutes passed since the last (0: off)"),
+    CLI_DBL("save-every-minutes", save_every_minutes, 0, 1e7, "also a checkpoint when X minutes passed since the last (0: off)"),
     CLI_INT("keep", keep, 0, 1000000, "checkpoints kept"),
     CLI_INT64("log-every", log_every, 1, 1e12, "plain progress line period when stdout is not a terminal"),
     CLI_OPTVAL("resume", resume, "DIR|FILE", "continue from the newest checkpoint in --out (or the given one); bare --resume with none yet starts from scratch"),

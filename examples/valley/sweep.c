@@ -2062,9 +2062,11 @@ static const char *sweep_pick_preset(int argc, char **argv) {
     int a;
     for (a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--preset") && a + 1 < argc) return argv[a + 1];
+        if (!strncmp(argv[a], "--preset=", 9)) return argv[a] + 9;
         if (!strcmp(argv[a], "--config") && a + 1 < argc) config = argv[a + 1];
+        if (!strncmp(argv[a], "--config=", 9)) config = argv[a] + 9;
     }
-    for (a = 1; a < argc; a++) if (!strcmp(argv[a], "--data")) return "custom";
+    if (cli_args_have(&sweep_cmd, argc, argv, "data")) return "custom";
     if (config) {
         distill_error err;
         distill_json *j = distill_json_parse_file(config, &err);
@@ -2179,11 +2181,12 @@ int cli_sweep(int argc, char **argv) {
     for (a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) { sweep_usage(stdout); return 0; }
         if (!strcmp(argv[a], "--config") && a + 1 < argc) config = argv[a + 1];
+        if (!strncmp(argv[a], "--config=", 9)) config = argv[a] + 9;
     }
     /* preset, then the config file, then flags */
     preset = sweep_pick_preset(argc, argv);
     if (strcmp(preset, "smoke") && strcmp(preset, "demo") && strcmp(preset, "valley") && strcmp(preset, "custom")) {
-        fprintf(stderr, "distill sweep: unknown preset '%s' (smoke, demo, valley, custom)\n", preset);
+        fprintf(stderr, "distill sweep: --preset expects one of smoke|demo|valley|custom, got '%s'\n", preset);
         return 2;
     }
     sweep_preset(c, preset);
