@@ -36,8 +36,9 @@ static void usage(FILE *f) {
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nEvery command reads its options as flags (--name VALUE or --name=VALUE) or from\n"
                "--config FILE.json ({\"name\": value}, the flag names without --); a flag on the command\n"
-               "line wins over the file. Numbers are checked whole and against their range.\n"
-               CLI_EXIT_STATUS_TEXT);
+               "line wins over the file. Numbers are checked whole and against their range.\n\n"
+               CLI_EXIT_STATUS_TEXT
+               "  (train, eval --model, sweep: 130 / 143 / 138 after SIGINT / SIGTERM / SIGUSR1, the work saved)\n");
 }
 
 /* The communicator of this process: MPI_COMM_WORLD when built with DISTILL_MPI and started by
