@@ -3,6 +3,12 @@
 #ifndef DISTILL_CLI_H
 #define DISTILL_CLI_H
 #include "../../distill.h"
+#include "cli_opts.h"   /* the option layer: one table per command */
+
+/* the values of the enumerations several commands share */
+#define CLI_TEMPLATES "chatml|chatml-prefill|plain"
+#define CLI_FORMATS "auto|messages|conversations|prompt-completion|alpaca|text|mapped"
+#define CLI_LOSSES "assistant|last|all"
 
 int cli_tokenizer(int argc, char **argv);   /* cli_tokenizer.c */
 int cli_json(int argc, char **argv);        /* cli_json.c */

@@ -107,14 +107,44 @@ static double peak_rss_mib(void) {
     return 0.0;
 }
 
-static int usage(FILE *f, int code) {
-    fprintf(f, "usage: distill bench train [--vocab V] [--dim C] [--layers L] [--heads NH] [--kv-heads NKV]\n"
-               "                           [--ffn F] [--seq T] [--batch B] [--steps N] [--warmup W]\n"
-               "                           [--threads K] [--blas] [--simd NAME] [--peak-gflops P] [--profile]\n"
-               "  Train on random tokens; print one JSON line with tokens_per_s, step_ms (median),\n"
-               "  mfu and peak_rss_mib. Defaults: the \"S\" config (4096 256 4 4 4 768, T 256, B 8).\n"
-               "  --profile: then each op's share of a step, per thread (busy / waiting).\n");
-    return code;
+typedef struct {
+    int vocab, dim, layers, heads, kv_heads, ffn, seq, batch, steps, warmup, threads, blas, profile;
+    const char *simd;
+    double peak;
+} bench_opts;
+
+#define CLI_T bench_opts
+static const cli_opt bench_options[] = {
+    CLI_SECTION("model (the \"S\" config by default)"),
+    CLI_INT("vocab", vocab, 1, 1 << 22, "vocabulary size"),
+    CLI_INT("dim", dim, 1, 65536, "width"),
+    CLI_INT("layers", layers, 1, 4096, "layers"),
+    CLI_INT("heads", heads, 1, 4096, "attention heads"),
+    CLI_INT("kv-heads", kv_heads, 1, 4096, "key/value heads"),
+    CLI_INT("ffn", ffn, 1, 1 << 22, "MLP width"),
+    CLI_SECTION("run"),
+    CLI_INT("seq", seq, 1, 1 << 20, "sequence length T"),
+    CLI_INT("batch", batch, 1, 1 << 20, "rows per step B"),
+    CLI_INT("steps", steps, 1, 100000, "timed steps"),
+    CLI_INT("warmup", warmup, 0, 100000, "untimed steps first"),
+    CLI_INT("threads", threads, 0, 4096, "worker threads (0: all cores)"),
+    CLI_BOOL("blas", blas, "matrix products through BLAS (a build with BLAS=1)"),
+    CLI_STR("simd", simd, "NAME", "force a kernel ISA (scalar, avx2, avx512, neon; default: the best here)"),
+    CLI_DBL("peak-gflops", peak, 0, 1e9, "the peak for MFU (0: measured here with FMA chains)"),
+    CLI_BOOL("profile", profile, "then each op's share of a step, per thread (busy / waiting)"),
+};
+#undef CLI_T
+
+static const cli_cmd bench_cmd = {
+    "bench train", "usage: distill bench train [options]\n",
+    "  Train on random tokens; print one JSON line with tokens_per_s, step_ms (median),\n"
+    "  mfu and peak_rss_mib.\n",
+    bench_options, CLI_N(bench_options), NULL, 0};
+
+static void bench_defaults(bench_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->vocab = 4096; o->dim = 256; o->layers = 4; o->heads = 4; o->kv_heads = 4; o->ffn = 768;
+    o->seq = 256; o->batch = 8; o->steps = 10; o->warmup = 2;
 }
 
 static int bench_train(int argc, char **argv) {
@@ -124,39 +154,19 @@ static int bench_train(int argc, char **argv) {
     distill_error err;
     distill_batch bt;
     distill_rng rng;
-    int B = 8, T = 256, steps = 10, warmup = 2, threads = 0, blas = 0, profile = 0, i, s;
-    const char *simd = NULL;
-    double peak = 0, *times, cpu_total = 0, wall_total = 0, n_matmul, flops_tok, median, tps, rss, formula;
+    bench_opts o;
+    int B, T, steps, warmup, threads, blas, profile, i, s;
+    const char *simd;
+    double peak, *times, cpu_total = 0, wall_total = 0, n_matmul, flops_tok, median, tps, rss, formula;
     int32_t *tokens, *targets;
     size_t ntok;
-    cfg.vocab_size = 4096; cfg.dim = 256; cfg.n_layers = 4; cfg.n_heads = 4; cfg.n_kv_heads = 4;
-    cfg.hidden_dim = 768;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout, 0);
-        if (!strcmp(a, "--blas")) { blas = 1; continue; }
-        if (!strcmp(a, "--profile")) { profile = 1; continue; }
-        if (!v) { fprintf(stderr, "distill bench train: %s needs a value\n", a); return usage(stderr, 2); }
-        if (!strcmp(a, "--vocab")) cfg.vocab_size = atoi(v);
-        else if (!strcmp(a, "--dim")) cfg.dim = atoi(v);
-        else if (!strcmp(a, "--layers")) cfg.n_layers = atoi(v);
-        else if (!strcmp(a, "--heads")) cfg.n_heads = atoi(v);
-        else if (!strcmp(a, "--kv-heads")) cfg.n_kv_heads = atoi(v);
-        else if (!strcmp(a, "--ffn")) cfg.hidden_dim = atoi(v);
-        else if (!strcmp(a, "--seq")) T = atoi(v);
-        else if (!strcmp(a, "--batch")) B = atoi(v);
-        else if (!strcmp(a, "--steps")) steps = atoi(v);
-        else if (!strcmp(a, "--warmup")) warmup = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--simd")) simd = v;
-        else if (!strcmp(a, "--peak-gflops")) peak = atof(v);
-        else { fprintf(stderr, "distill bench train: unknown option %s\n", a); return usage(stderr, 2); }
-        i++;
-    }
-    if (B < 1 || T < 1 || steps < 1 || steps > 100000 || warmup < 0 || threads < 0) {
-        fprintf(stderr, "distill bench train: --batch, --seq, --steps must be >= 1, --warmup/--threads >= 0\n");
-        return 2;
-    }
+    bench_defaults(&o);
+    i = cli_parse(&bench_cmd, &o, argc, argv, NULL, NULL);
+    if (i != 0) return i == CLI_HELP ? 0 : 2;
+    cfg.vocab_size = o.vocab; cfg.dim = o.dim; cfg.n_layers = o.layers; cfg.n_heads = o.heads; cfg.n_kv_heads = o.kv_heads;
+    cfg.hidden_dim = o.ffn;
+    B = o.batch; T = o.seq; steps = o.steps; warmup = o.warmup; threads = o.threads; blas = o.blas; profile = o.profile;
+    simd = o.simd; peak = o.peak;
     if (distill_config_validate(&cfg, &err) != 0) { fprintf(stderr, "distill bench train: %s\n", err.msg); return 2; }
     if (distill_set_blas(blas) != 0) { fprintf(stderr, "distill bench train: --blas: not built with BLAS=1\n"); return 2; }
     if (simd && distill_set_simd(simd) != 0) {
@@ -231,9 +241,14 @@ static int bench_train(int argc, char **argv) {
 }
 
 int cli_bench(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
-        return usage(argc < 2 ? stderr : stdout, argc < 2 ? 2 : 0);
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        if (argc < 2) { fprintf(stderr, "distill bench: give a subcommand: distill bench train [options] (see --help)\n"); return 2; }
+        bench_opts o;
+        bench_defaults(&o);
+        cli_help(&bench_cmd, &o, stdout);
+        return 0;
+    }
     if (!strcmp(argv[1], "train")) return bench_train(argc - 1, argv + 1);
-    fprintf(stderr, "distill bench: unknown subcommand '%s'\n", argv[1]);
-    return usage(stderr, 2);
+    fprintf(stderr, "distill bench: unknown subcommand '%s' (train)\n", argv[1]);
+    return 2;
 }

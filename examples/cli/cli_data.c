@@ -6,101 +6,79 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLI_DATA_MAX_LIST 64
-
 typedef struct {
-    const char *data, *tokenizer, *merges, *manifest;
-    const char *map[CLI_DATA_MAX_LIST], *filters[CLI_DATA_MAX_LIST];
+    const char *data, *tokenizer, *merges, *manifest, *format, *policy, *loss, *tmpl;
+    cli_strlist map, filters;
     distill_data_options opt;
+    int max_seq, truncate, normalize_think;
     int64_t row, n;
     uint64_t seed;
     int ids, splits, split;
 } cli_data_args;
 
-static void cli_data_usage(FILE *f) {
-    fprintf(f,
-            "usage: distill data stats  --data FILE [options]      one JSON object of counts\n"
-            "       distill data render --data FILE --tokenizer FILE --row N [--ids]\n"
-            "       distill data select --data FILE --n N [--seed S] [--splits K --split I] --manifest OUT\n"
-            "options:\n"
-            "  --data FILE            .jsonl (one record per line) or .json (one array of records)\n"
-            "  --format F             auto|messages|conversations|prompt-completion|alpaca|text|mapped\n"
-            "  --tokenizer FILE       tokenizer.json, vocab.json (+ --merges merges.txt), tokenizer.bin, own format\n"
-            "  --map SRC=DST          field mapping, DST in prompt|response|think|system|messages|conversations|text\n"
-            "  --filter EXPR          keep rows where EXPR holds, e.g. 'difficulty in {EASY, MEDIUM}', 'pass_rate == 1'\n"
-            "  --policy strict|skip   stop at the first bad row (default) or count and skip bad rows\n"
-            "  --max-seq N            longest row in tokens; longer rows are dropped (or --truncate)\n"
-            "  --truncate             cut rows longer than --max-seq instead of dropping them\n"
-            "  --normalize-think      <|begin_of_thought|>...<|end_of_thought|> -> <think>...</think>\n"
-            "  --template NAME        chatml (default) | chatml-prefill | plain\n"
-            "  --loss MODE            assistant (every assistant turn, default) | last | all\n"
-            "  --row N                render: the N-th usable row (0-based)\n"
-            "  --ids                  render: one line per token: position, id, weight, bytes\n");
-}
+#define CLI_T cli_data_args
+static const cli_opt data_options[] = {
+    CLI_PATH_REQ("data", data, "FILE", ".jsonl (one record per line) or .json (one array of records)"),
+    CLI_ENUM("format", format, CLI_FORMATS, "the records' layout (auto: detected from the first record)"),
+    CLI_PATH("tokenizer", tokenizer, "FILE", "tokenizer.json, vocab.json (+ --merges merges.txt), tokenizer.bin, own format"),
+    CLI_PATH("merges", merges, "FILE", "merges.txt of a GPT-2 vocab.json (default: the one beside it)"),
+    CLI_LIST("map", map, "SRC=DST", "field mapping, DST in prompt|response|think|system|messages|conversations|text (repeatable)"),
+    CLI_LIST("filter", filters, "EXPR", "keep rows where EXPR holds, e.g. 'difficulty in {EASY, MEDIUM}' (repeatable)"),
+    CLI_ENUM("policy", policy, "strict|skip", "stop at the first bad row (strict, default) or count and skip bad rows"),
+    CLI_INT("max-seq", max_seq, 0, 1 << 30, "longest row in tokens; longer rows are dropped (or --truncate; 0: no limit)"),
+    CLI_BOOL("truncate", truncate, "cut rows longer than --max-seq instead of dropping them"),
+    CLI_BOOL("normalize-think", normalize_think, "<|begin_of_thought|>...<|end_of_thought|> -> <think>...</think>"),
+    CLI_ENUM("template", tmpl, CLI_TEMPLATES, "chat template (chatml)"),
+    CLI_ENUM("loss", loss, CLI_LOSSES, "supervised tokens: every assistant turn (default), the last one, all"),
+    CLI_SECTION("render"),
+    CLI_INT64("row", row, 0, 1e15, "the N-th usable row (0-based; required)"),
+    CLI_BOOL("ids", ids, "one line per token: position, id, weight, bytes"),
+    CLI_SECTION("select"),
+    CLI_INT64("n", n, 0, 1e15, "rows in the subset (0: all)"),
+    CLI_U64("seed", seed, 0, 18446744073709551615.0, "permutation seed"),
+    CLI_INT("splits", splits, 0, 1 << 20, "cut the permutation into K disjoint splits"),
+    CLI_INT("split", split, 0, 1 << 20, "the split to take (0-based)"),
+    CLI_PATH("manifest", manifest, "OUT", "the subset's row ids as JSON (required)"),
+};
+#undef CLI_T
 
-static int cli_data_parse(int argc, char **argv, cli_data_args *a) {
-    int i, n_map = 0, n_filters = 0;
+static const cli_cmd data_cmd = {
+    "data",
+    "usage: distill data stats  --data FILE [options]      one JSON object of counts\n"
+    "       distill data render --data FILE --tokenizer FILE --row N [--ids]\n"
+    "       distill data select --data FILE --n N [--seed S] [--splits K --split I] --manifest OUT\n",
+    NULL, data_options, CLI_N(data_options), NULL, 0};
+
+static void cli_data_defaults(cli_data_args *a) {
     memset(a, 0, sizeof *a);
-    a->opt = distill_data_options_default();
     a->row = -1;
     a->seed = 1;
-    for (i = 2; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1;
-        if (!strcmp(k, "--truncate")) { a->opt.truncate = 1; takes = 0; }
-        else if (!strcmp(k, "--normalize-think")) { a->opt.normalize_think = 1; takes = 0; }
-        else if (!strcmp(k, "--ids")) { a->ids = 1; takes = 0; }
-        else if (!strcmp(k, "--help") || !strcmp(k, "-h")) { cli_data_usage(stdout); exit(0); }
-        else if (!v) { fprintf(stderr, "distill data: %s needs a value\n", k); return -1; }
-        else if (!strcmp(k, "--data")) a->data = v;
-        else if (!strcmp(k, "--tokenizer")) a->tokenizer = v;
-        else if (!strcmp(k, "--merges")) a->merges = v;
-        else if (!strcmp(k, "--manifest")) a->manifest = v;
-        else if (!strcmp(k, "--format")) {
-            if (distill_data_format_parse(v, &a->opt.format) != 0) { fprintf(stderr, "distill data: unknown format '%s'\n", v); return -1; }
-        } else if (!strcmp(k, "--map")) {
-            if (n_map == CLI_DATA_MAX_LIST) { fprintf(stderr, "distill data: too many --map\n"); return -1; }
-            a->map[n_map++] = v;
-        } else if (!strcmp(k, "--filter")) {
-            if (n_filters == CLI_DATA_MAX_LIST) { fprintf(stderr, "distill data: too many --filter\n"); return -1; }
-            a->filters[n_filters++] = v;
-        } else if (!strcmp(k, "--policy")) {
-            if (!strcmp(v, "strict")) a->opt.policy = DISTILL_POLICY_STRICT;
-            else if (!strcmp(v, "skip")) a->opt.policy = DISTILL_POLICY_SKIP;
-            else { fprintf(stderr, "distill data: --policy is strict or skip, not '%s'\n", v); return -1; }
-        } else if (!strcmp(k, "--loss")) {
-            if (!strcmp(v, "assistant")) a->opt.loss = DISTILL_LOSS_ASSISTANT;
-            else if (!strcmp(v, "last")) a->opt.loss = DISTILL_LOSS_LAST;
-            else if (!strcmp(v, "all")) a->opt.loss = DISTILL_LOSS_ALL;
-            else { fprintf(stderr, "distill data: --loss is assistant, last or all, not '%s'\n", v); return -1; }
-        } else if (!strcmp(k, "--template")) {
-            a->opt.tmpl = distill_chat_template_get(v);
-            if (!a->opt.tmpl) { fprintf(stderr, "distill data: unknown template '%s' (chatml, chatml-prefill, plain)\n", v); return -1; }
-        } else if (!strcmp(k, "--max-seq") || !strcmp(k, "--row") || !strcmp(k, "--n") || !strcmp(k, "--seed") ||
-                   !strcmp(k, "--splits") || !strcmp(k, "--split")) {
-            char *end;
-            long long x = strtoll(v, &end, 10);
-            if (*v == 0 || *end != 0 || x < 0 || (!strcmp(k, "--max-seq") && x > 1 << 30)) {
-                fprintf(stderr, "distill data: %s expects a non-negative integer, got '%s'\n", k, v);
-                return -1;
-            }
-            if (!strcmp(k, "--max-seq")) a->opt.max_seq = (int)x;
-            else if (!strcmp(k, "--row")) a->row = x;
-            else if (!strcmp(k, "--n")) a->n = x;
-            else if (!strcmp(k, "--seed")) a->seed = (uint64_t)x;
-            else if (!strcmp(k, "--splits")) a->splits = (int)(x > 1 << 20 ? 1 << 20 : x);
-            else a->split = (int)(x > 1 << 20 ? 1 << 20 : x);
-        } else {
-            fprintf(stderr, "distill data: unknown option '%s'\n", k);
-            return -1;
-        }
-        i += takes;
-    }
-    a->opt.map = a->map;
-    a->opt.n_map = n_map;
-    a->opt.filters = a->filters;
-    a->opt.n_filters = n_filters;
-    if (!a->data) { fprintf(stderr, "distill data: --data FILE is required\n"); return -1; }
+}
+
+static void cli_data_usage(FILE *f) {
+    cli_data_args a;
+    cli_data_defaults(&a);
+    cli_help(&data_cmd, &a, f);
+}
+
+/* 0, CLI_HELP or 2 */
+static int cli_data_parse(const cli_cmd *c, int argc, char **argv, cli_data_args *a) {
+    int rc;
+    cli_data_defaults(a);
+    rc = cli_parse(c, a, argc, argv, NULL, NULL);
+    if (rc != 0) return rc;
+    a->opt = distill_data_options_default();
+    if (a->format) distill_data_format_parse(a->format, &a->opt.format);
+    if (a->policy) a->opt.policy = !strcmp(a->policy, "skip") ? DISTILL_POLICY_SKIP : DISTILL_POLICY_STRICT;
+    if (a->loss) a->opt.loss = !strcmp(a->loss, "last") ? DISTILL_LOSS_LAST : !strcmp(a->loss, "all") ? DISTILL_LOSS_ALL : DISTILL_LOSS_ASSISTANT;
+    if (a->tmpl) a->opt.tmpl = distill_chat_template_get(a->tmpl);
+    a->opt.max_seq = a->max_seq;
+    a->opt.truncate = a->truncate;
+    a->opt.normalize_think = a->normalize_think;
+    a->opt.map = a->map.v;
+    a->opt.n_map = a->map.n;
+    a->opt.filters = a->filters.v;
+    a->opt.n_filters = a->filters.n;
     return 0;
 }
 
@@ -166,24 +144,24 @@ int cli_data(int argc, char **argv) {
     distill_dataset *ds;
     distill_error err;
     int rc = 0;
+    cli_cmd sub;
     const char *cmd = argc >= 2 ? argv[1] : NULL;
     if (!cmd || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         cli_data_usage(cmd ? stdout : stderr);
         return cmd ? 0 : 2;
     }
     if (strcmp(cmd, "stats") != 0 && strcmp(cmd, "render") != 0 && strcmp(cmd, "select") != 0) {
-        fprintf(stderr, "distill data: unknown subcommand '%s' (stats, render, select)\n", cmd);
+        fprintf(stderr, "distill data: unknown subcommand '%s' (stats, render, select; see distill data --help)\n", cmd);
         return 2;
     }
-    if (cli_data_parse(argc, argv, &a) != 0) return 2;
-    if (!strcmp(cmd, "render") && (!a.tokenizer || a.row < 0)) {
-        fprintf(stderr, "distill data render: --tokenizer FILE and --row N are required\n");
-        return 2;
-    }
-    if (!strcmp(cmd, "select") && !a.manifest) {
-        fprintf(stderr, "distill data select: --manifest OUT is required\n");
-        return 2;
-    }
+    sub = data_cmd;
+    sub.name = !strcmp(cmd, "stats") ? "data stats" : !strcmp(cmd, "render") ? "data render" : "data select";
+    rc = cli_data_parse(&sub, argc - 1, argv + 1, &a);
+    if (rc != 0) return rc == CLI_HELP ? 0 : 2;
+    if (!strcmp(cmd, "render") && (!a.tokenizer || a.row < 0))
+        return cli_usage_error(&sub, "%s required (see distill data --help)",
+                               !a.tokenizer && a.row < 0 ? "--tokenizer FILE and --row N are" : !a.tokenizer ? "--tokenizer FILE is" : "--row N is");
+    if (!strcmp(cmd, "select") && !a.manifest) return cli_usage_error(&sub, "--manifest OUT is required (see distill data --help)");
     if (a.tokenizer && !(tok = cli_data_tokenizer(&a))) return 1;
     ds = distill_dataset_load(a.data, &a.opt, tok, &err);
     if (!ds) {

@@ -63,56 +63,83 @@ static void cat_file(const char *path) {
     if (p) { fwrite(p, 1, n, stdout); distill_free(p); }
 }
 
-static void eval_usage(FILE *f) {
-    fprintf(f,
-        "usage: distill eval --generations FILE.jsonl [--field text] [--prompt-field prompt]\n"
-        "                    [--think-in-prompt] [--tokenizer FILE] [--k 1,5]\n"
-        "                    [--verifier NAME | --verifier-cmd CMD] [--verifier-timeout SEC] [--out DIR]\n"
-        "       distill eval --model FILE --data EVAL.jsonl [--tokenizer FILE] [--n N] [--k 1,5]\n"
-        "                    [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
-        "                    [--batch B] [--template NAME] [--system TEXT] [--prompt-field F] [--raw]\n"
-        "                    [--max-problems N] [--quiet]\n"
-        "                    [--verifier NAME | --verifier-cmd CMD] [--verifier-timeout SEC] [--out DIR]\n"
-        "                    [--resume]\n"
-        "\n"
-        "Scores generations with the same definitions for any model: completion_rate,\n"
-        "strict_completion_rate, think_open/close/both_rate, think_tokens_mean/median, and with a\n"
-        "verifier pass_at_1, pass_at_k, accuracy_completed/truncated (per difficulty too).\n"
-        "The results JSON goes to stdout (and DIR/results.json); the samples to DIR/generations.jsonl.\n"
-        "\n"
-        "--generations: one JSON object per line with the text in --field (default text); read when\n"
-        "  present: finish_reason, question_id (or id, task_id), difficulty, pass, and the prompt in\n"
-        "  --prompt-field (its think tag counts). --think-in-prompt: every prompt opened <think>.\n"
-        "  Think lengths are tokens with --tokenizer, else whitespace-separated words.\n"
-        "--model: the prompt is --prompt-field or the first of prompt/question/problem/instruction\n"
-        "  (rendered by the chat template, or as is after BOS with --raw), else the record's\n"
-        "  conversation up to its final assistant turn. Defaults: --n 1, --k 1, --max-new-tokens 512,\n"
-        "  --temperature 0 (greedy), --batch 8, --seed 1.\n"
-        "  Samples are saved problem by problem (DIR/generations.jsonl.partial until the end).\n"
-        "  Ctrl-C/SIGTERM/SIGUSR1 finish the current problems and exit 130/143/138; --resume\n"
-        "  continues after the last complete problem (same options, same results). One\n"
-        "  process per --out folder.\n"
-        "Verifiers: --verifier world (the miniature programming world: record's hidden_tests),\n"
-        "  --verifier-cmd CMD (run under /bin/sh per sample; reads {\"record\",\"text\",\"code\"} JSON on\n"
-        "  stdin, prints {\"pass\": bool, \"reason\": str}; non-zero exit, no verdict or more than\n"
-        "  --verifier-timeout seconds (default 30) = fail). Without a verifier, --generations uses a\n"
-        "  boolean \"pass\" field when every line has one.\n");
-}
+typedef struct {
+    const char *gens, *field, *prompt_field, *tok_path, *verifier, *verifier_cmd, *out_dir;
+    const char *model_path, *data_path, *tmpl_name, *system;
+    int think_in_prompt, raw, quiet, resume, n, batch, max_new, top_k;
+    int64_t max_problems;
+    uint64_t seed;
+    double timeout, temperature, top_p;
+    cli_intlist k;
+} eval_opts;
 
-/* Parse "1,5,10" into ks; returns the count or -1. */
-static int parse_ks(const char *s, int *ks, int cap) {
-    int n = 0;
-    while (*s) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 1000000 || n >= cap) return -1;
-        ks[n++] = (int)v;
-        s = end;
-        if (*s == ',') s++;
-        else if (*s) return -1;
-    }
-    return n;
-}
+#define CLI_T eval_opts
+static const cli_opt eval_options[] = {
+    CLI_SECTION("what to score (one of the two)"),
+    CLI_PATH("generations", gens, "FILE.jsonl", "generations made elsewhere, one JSON object per line"),
+    CLI_PATH("model", model_path, "FILE", "generate with this model on --data's problems, then score"),
+    CLI_SECTION("--generations"),
+    CLI_STR("field", field, "NAME", "the text's field (text)"),
+    CLI_BOOL("think-in-prompt", think_in_prompt, "every prompt opened <think>"),
+    CLI_SECTION("--model"),
+    CLI_PATH("data", data_path, "EVAL.jsonl", "the problems"),
+    CLI_INT("n", n, 1, 1000000, "samples per problem"),
+    CLI_INT("max-new-tokens", max_new, 1, 1 << 24, "tokens generated per sample at most"),
+    CLI_DBL("temperature", temperature, 0, 100, "0: greedy"),
+    CLI_DBL("top-p", top_p, 1e-12, 1, "nucleus sampling (1: off)"),
+    CLI_INT("top-k", top_k, 0, 1 << 24, "top-k sampling (0: off)"),
+    CLI_U64("seed", seed, 0, 18446744073709551615.0, "sampling seed"),
+    CLI_INT("batch", batch, 1, 65536, "sequences generated together"),
+    CLI_ENUM("template", tmpl_name, CLI_TEMPLATES, "chat template (default: the checkpoint's, else chatml)"),
+    CLI_STR("system", system, "TEXT", "a system turn before each prompt"),
+    CLI_BOOL("raw", raw, "no chat template: the prompt as is after BOS"),
+    CLI_INT64("max-problems", max_problems, 0, 1e15, "the first N problems only (0: all)"),
+    CLI_BOOL("quiet", quiet, "no progress output"),
+    CLI_BOOL("resume", resume, "continue an interrupted evaluation in --out (same options, same results)"),
+    CLI_SECTION("both"),
+    CLI_STR("prompt-field", prompt_field, "NAME", "the prompt's field"),
+    CLI_PATH("tokenizer", tok_path, "FILE", "tokenizer (think lengths in tokens; --model: default the checkpoint's)"),
+    CLI_INTS("k", k, 1, 1000000, "pass@k for these k (at most 16 values)"),
+    CLI_ENUM("verifier", verifier, "world", "a built-in verifier: the miniature programming world's hidden tests"),
+    CLI_STR("verifier-cmd", verifier_cmd, "CMD", "an external verifier, run under /bin/sh per sample"),
+    CLI_DBL("verifier-timeout", timeout, 1e-6, 1e6, "seconds per verifier run (then a fail)"),
+    CLI_PATH("out", out_dir, "DIR", "DIR/results.json and DIR/generations.jsonl (one process per folder)"),
+};
+#undef CLI_T
+
+static const cli_cmd eval_cmd = {
+    "eval",
+    "usage: distill eval --generations FILE.jsonl [--field text] [--prompt-field prompt]\n"
+    "                    [--think-in-prompt] [--tokenizer FILE] [--k 1,5]\n"
+    "                    [--verifier NAME | --verifier-cmd CMD] [--verifier-timeout SEC] [--out DIR]\n"
+    "       distill eval --model FILE --data EVAL.jsonl [--tokenizer FILE] [--n N] [--k 1,5]\n"
+    "                    [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
+    "                    [--batch B] [--template NAME] [--system TEXT] [--prompt-field F] [--raw]\n"
+    "                    [--max-problems N] [--quiet]\n"
+    "                    [--verifier NAME | --verifier-cmd CMD] [--verifier-timeout SEC] [--out DIR]\n"
+    "                    [--resume]\n",
+    "Scores generations with the same definitions for any model: completion_rate,\n"
+    "strict_completion_rate, think_open/close/both_rate, think_tokens_mean/median, and with a\n"
+    "verifier pass_at_1, pass_at_k, accuracy_completed/truncated (per difficulty too).\n"
+    "The results JSON goes to stdout (and DIR/results.json); the samples to DIR/generations.jsonl.\n",
+    eval_options, CLI_N(eval_options),
+    "--generations: one JSON object per line with the text in --field (default text); read when\n"
+    "  present: finish_reason, question_id (or id, task_id), difficulty, pass, and the prompt in\n"
+    "  --prompt-field (its think tag counts). --think-in-prompt: every prompt opened <think>.\n"
+    "  Think lengths are tokens with --tokenizer, else whitespace-separated words.\n"
+    "--model: the prompt is --prompt-field or the first of prompt/question/problem/instruction\n"
+    "  (rendered by the chat template, or as is after BOS with --raw), else the record's\n"
+    "  conversation up to its final assistant turn.\n"
+    "  Samples are saved problem by problem (DIR/generations.jsonl.partial until the end).\n"
+    "  Ctrl-C/SIGTERM/SIGUSR1 finish the current problems and exit 130/143/138; --resume\n"
+    "  continues after the last complete problem (same options, same results). One\n"
+    "  process per --out folder.\n"
+    "Verifiers: --verifier world (the miniature programming world: record's hidden_tests),\n"
+    "  --verifier-cmd CMD (run under /bin/sh per sample; reads {\"record\",\"text\",\"code\"} JSON on\n"
+    "  stdin, prints {\"pass\": bool, \"reason\": str}; non-zero exit, no verdict or more than\n"
+    "  --verifier-timeout seconds = fail). Without a verifier, --generations uses a\n"
+    "  boolean \"pass\" field when every line has one.\n",
+    0};
 
 /* Results to stdout, and atomically to results_path when given. */
 typedef int (*results_fn)(void *ctx, FILE *f, distill_error *err);
@@ -144,57 +171,35 @@ static int model_results(void *ctx, FILE *f, distill_error *err) {
 }
 
 int cli_eval(int argc, char **argv) {
-    const char *gens = NULL, *field = NULL, *prompt_field = NULL, *tok_path = NULL;
-    const char *verifier = NULL, *verifier_cmd = NULL, *out_dir = NULL;
-    const char *model_path = NULL, *data_path = NULL, *tmpl_name = NULL, *system = NULL;
-    int think_in_prompt = 0, ks[DISTILL_EVAL_MAX_K], nk = 1, i, rc = 1, raw = 0, quiet = 0, lock = -1;
+    const char *gens, *field, *prompt_field, *tok_path, *verifier, *verifier_cmd, *out_dir;
+    const char *model_path, *data_path, *tmpl_name, *system;
+    int think_in_prompt, ks[DISTILL_EVAL_MAX_K], nk, i, rc = 1, raw, quiet, lock = -1;
     distill_eval_model_options mo = distill_eval_model_options_default();
-    double timeout = 30.0;
+    double timeout;
     distill_error err;
     distill_tokenizer *tok = NULL;
     cli_verifier cv;
     distill_verifier v;
     char results_path[4096], gens_path[4096];
+    eval_opts o;
 
-    ks[0] = 1;
+    memset(&o, 0, sizeof o);
+    o.n = mo.n_samples; o.batch = mo.batch; o.max_new = mo.gen.max_new_tokens; o.temperature = mo.gen.temperature;
+    o.top_p = mo.gen.top_p; o.top_k = mo.gen.top_k; o.seed = mo.gen.seed; o.timeout = 30.0;
+    o.k.v[0] = 1; o.k.n = 1;
     err.msg[0] = 0;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { eval_usage(stdout); return 0; }
-        else if (!strcmp(a, "--think-in-prompt")) { think_in_prompt = 1; takes = 0; }
-        else if (!strcmp(a, "--raw")) { raw = 1; takes = 0; }
-        else if (!strcmp(a, "--quiet")) { quiet = 1; takes = 0; }
-        else if (!strcmp(a, "--resume")) { mo.resume = 1; takes = 0; }
-        else if (!val) { fprintf(stderr, "distill eval: %s needs a value\n", a); return 2; }
-        else if (!strcmp(a, "--generations")) gens = val;
-        else if (!strcmp(a, "--field")) field = val;
-        else if (!strcmp(a, "--prompt-field")) prompt_field = val;
-        else if (!strcmp(a, "--tokenizer")) tok_path = val;
-        else if (!strcmp(a, "--verifier")) verifier = val;
-        else if (!strcmp(a, "--verifier-cmd")) verifier_cmd = val;
-        else if (!strcmp(a, "--verifier-timeout")) timeout = atof(val);
-        else if (!strcmp(a, "--out")) out_dir = val;
-        else if (!strcmp(a, "--model")) model_path = val;
-        else if (!strcmp(a, "--data")) data_path = val;
-        else if (!strcmp(a, "--template")) tmpl_name = val;
-        else if (!strcmp(a, "--system")) system = val;
-        else if (!strcmp(a, "--n")) mo.n_samples = atoi(val);
-        else if (!strcmp(a, "--batch")) mo.batch = atoi(val);
-        else if (!strcmp(a, "--max-problems")) mo.max_problems = atoll(val);
-        else if (!strcmp(a, "--max-new-tokens")) mo.gen.max_new_tokens = atoi(val);
-        else if (!strcmp(a, "--temperature")) mo.gen.temperature = (float)atof(val);
-        else if (!strcmp(a, "--top-p")) mo.gen.top_p = (float)atof(val);
-        else if (!strcmp(a, "--top-k")) mo.gen.top_k = atoi(val);
-        else if (!strcmp(a, "--seed")) mo.gen.seed = strtoull(val, NULL, 10);
-        else if (!strcmp(a, "--k")) {
-            nk = parse_ks(val, ks, DISTILL_EVAL_MAX_K);
-            if (nk < 1) { fprintf(stderr, "distill eval: --k wants a list like 1,5,10 (at most %d values)\n", DISTILL_EVAL_MAX_K); return 2; }
-        } else { fprintf(stderr, "distill eval: unknown option '%s'\n\n", a); eval_usage(stderr); return 2; }
-        i += takes;
-    }
-    if (!gens && !model_path) { eval_usage(stderr); return 2; }
+    i = cli_parse(&eval_cmd, &o, argc, argv, NULL, NULL);
+    if (i != 0) return i == CLI_HELP ? 0 : 2;
+    if (o.k.n > DISTILL_EVAL_MAX_K) return cli_usage_error(&eval_cmd, "--k: at most %d values", DISTILL_EVAL_MAX_K);
+    for (nk = 0; nk < o.k.n; nk++) ks[nk] = (int)o.k.v[nk];
+    gens = o.gens; field = o.field; prompt_field = o.prompt_field; tok_path = o.tok_path; verifier = o.verifier;
+    verifier_cmd = o.verifier_cmd; out_dir = o.out_dir; model_path = o.model_path; data_path = o.data_path;
+    tmpl_name = o.tmpl_name; system = o.system; think_in_prompt = o.think_in_prompt; raw = o.raw; quiet = o.quiet;
+    timeout = o.timeout;
+    mo.resume = o.resume; mo.n_samples = o.n; mo.batch = o.batch; mo.max_problems = o.max_problems;
+    mo.gen.max_new_tokens = o.max_new; mo.gen.temperature = (float)o.temperature; mo.gen.top_p = (float)o.top_p;
+    mo.gen.top_k = o.top_k; mo.gen.seed = o.seed;
+    if (!gens && !model_path) return cli_usage_error(&eval_cmd, "--generations FILE or --model FILE is required (see distill eval --help)");
     if (gens && model_path) { fprintf(stderr, "distill eval: give --generations or --model, not both\n"); return 2; }
     if (verifier && verifier_cmd) { fprintf(stderr, "distill eval: give --verifier or --verifier-cmd, not both\n"); return 2; }
     if (!(timeout > 0)) { fprintf(stderr, "distill eval: --verifier-timeout must be > 0\n"); return 2; }

@@ -4,29 +4,43 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void export_usage(FILE *f) {
-    fprintf(f,
-        "usage: distill export MODEL --format safetensors|llama2c [--dtype f32|bf16|f16] [--max-shard-size 2GB]\n"
-        "                      [--tokenizer FILE] [--template NAME] [--no-tokenizer] -o OUT\n"
-        "  safetensors: a Hugging Face model folder, in the layout transformers' from_pretrained(OUT)\n"
-        "               and AutoTokenizer.from_pretrained(OUT) read:\n"
-        "                 config.json             LlamaForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM, torch_dtype\n"
-        "                 model.safetensors       tensors with HF names; above --max-shard-size (default 2GB)\n"
-        "                                         model-0000i-of-0000N.safetensors + model.safetensors.index.json\n"
-        "                 tokenizer.json          the model's tokenizer (byte-level BPE, added and special tokens)\n"
-        "                 tokenizer_config.json   eos/pad tokens and the chat template as Jinja (apply_chat_template\n"
-        "                                         renders what distill's template renders)\n"
-        "                 generation_config.json  eos_token_id: the template's end of turn and the tokenizer's eos\n"
-        "               OUT ending in .safetensors keeps the older layout: that one file (never sharded\n"
-        "               unless --max-shard-size is given, which makes OUT a folder) with the other files\n"
-        "               beside it. --dtype bf16 or f16 halves the weights (rounded to nearest even; f16\n"
-        "               refuses weights beyond 65504).\n"
-        "  --tokenizer FILE   the tokenizer to write (default: the one the model carries, else the\n"
-        "                     tokenizer.json/.bin next to it; without one only weights and config.json)\n"
-        "  --template NAME    chat template for tokenizer_config.json (default: the model's, else chatml)\n"
-        "  --no-tokenizer     weights and config.json only\n"
-        "  llama2c:     llama2.c's .bin (run.c reads it); needs a Llama model with rope_theta 10000.\n");
-}
+typedef struct {
+    const char *out, *fmt, *dtype, *shard, *tok_path, *tmpl_name;
+    int no_tok;
+} export_opts;
+
+#define CLI_T export_opts
+static const cli_opt export_options[] = {
+    CLI_ENUM("format", fmt, "safetensors|llama2c", "the output format"),
+    CLI_ENUM("dtype", dtype, "f32|float32|bf16|bfloat16|f16|fp16|float16", "safetensors weights' type"),
+    CLI_STR("max-shard-size", shard, "SIZE", "shard above this size, e.g. 2GB or 500MB (default 2GB for a folder)"),
+    CLI_PATH("tokenizer", tok_path, "FILE", "the tokenizer to write (default: the model's, else tokenizer.json/.bin beside it)"),
+    CLI_ENUM("template", tmpl_name, CLI_TEMPLATES, "chat template for tokenizer_config.json (default: the model's, else chatml)"),
+    CLI_BOOL("no-tokenizer", no_tok, "weights and config.json only"),
+    CLI_PATH_REQ("out", out, "OUT", "the folder (or OUT.safetensors, or OUT.bin for llama2c)"),
+    CLI_ALIAS("o", "out"),
+};
+#undef CLI_T
+
+static const cli_cmd export_cmd = {
+    "export",
+    "usage: distill export MODEL --format safetensors|llama2c [--dtype f32|bf16|f16] [--max-shard-size 2GB]\n"
+    "                      [--tokenizer FILE] [--template NAME] [--no-tokenizer] -o OUT\n",
+    "  safetensors: a Hugging Face model folder, in the layout transformers' from_pretrained(OUT)\n"
+    "               and AutoTokenizer.from_pretrained(OUT) read:\n"
+    "                 config.json             LlamaForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM, torch_dtype\n"
+    "                 model.safetensors       tensors with HF names; above --max-shard-size (default 2GB)\n"
+    "                                         model-0000i-of-0000N.safetensors + model.safetensors.index.json\n"
+    "                 tokenizer.json          the model's tokenizer (byte-level BPE, added and special tokens)\n"
+    "                 tokenizer_config.json   eos/pad tokens and the chat template as Jinja (apply_chat_template\n"
+    "                                         renders what distill's template renders)\n"
+    "                 generation_config.json  eos_token_id: the template's end of turn and the tokenizer's eos\n"
+    "               OUT ending in .safetensors keeps the older layout: that one file (never sharded\n"
+    "               unless --max-shard-size is given, which makes OUT a folder) with the other files\n"
+    "               beside it. --dtype bf16 or f16 halves the weights (rounded to nearest even; f16\n"
+    "               refuses weights beyond 65504).\n"
+    "  llama2c:     llama2.c's .bin (run.c reads it); needs a Llama model with rope_theta 10000.\n",
+    export_options, CLI_N(export_options), NULL, 1};
 
 /* N, NKB, NMB, NGB (powers of 1000, as transformers counts them); -1 if malformed */
 static int64_t parse_size(const char *s) {
@@ -76,28 +90,23 @@ static void list_files(const char *dir, const char *weights_file, int with_tok) 
 }
 
 int cli_export(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *fmt = "safetensors", *dtype = "f32", *st_dtype = NULL, *shard = NULL;
-    const char *tok_path = NULL, *tmpl_name = NULL;
+    const char *in = NULL, *out, *fmt, *dtype, *st_dtype = NULL, *shard;
+    const char *tok_path, *tmpl_name;
+    export_opts o;
     const distill_chat_template *tmpl = NULL;
     int64_t shard_bytes = 0;
     distill_error err;
     distill_model *m;
     distill_tokenizer *tok = NULL;
-    int i, rc, no_tok = 0, folder, with_tok = 0;
+    int i, rc, no_tok, folder, with_tok = 0, npos = 0;
     char *dir = NULL;
-    for (i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { export_usage(stdout); return 0; }
-        else if (!strcmp(argv[i], "--format") && i + 1 < argc) fmt = argv[++i];
-        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype = argv[++i];
-        else if (!strcmp(argv[i], "--max-shard-size") && i + 1 < argc) shard = argv[++i];
-        else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tok_path = argv[++i];
-        else if (!strcmp(argv[i], "--template") && i + 1 < argc) tmpl_name = argv[++i];
-        else if (!strcmp(argv[i], "--no-tokenizer")) no_tok = 1;
-        else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--out")) && i + 1 < argc) out = argv[++i];
-        else if (argv[i][0] != '-' && !in) in = argv[i];
-        else { fprintf(stderr, "distill export: unexpected argument '%s' (see --help)\n", argv[i]); return 2; }
-    }
-    if (!in || !out) { fprintf(stderr, "usage: distill export MODEL --format safetensors|llama2c -o OUT\n"); return 2; }
+    memset(&o, 0, sizeof o);
+    o.fmt = "safetensors";
+    o.dtype = "f32";
+    i = cli_parse(&export_cmd, &o, argc, argv, &in, &npos);
+    if (i != 0) return i == CLI_HELP ? 0 : 2;
+    if (!npos) return cli_usage_error(&export_cmd, "MODEL is required: distill export MODEL -o OUT (see distill export --help)");
+    out = o.out; fmt = o.fmt; dtype = o.dtype; shard = o.shard; tok_path = o.tok_path; tmpl_name = o.tmpl_name; no_tok = o.no_tok;
     if (strcmp(fmt, "safetensors") != 0 && strcmp(fmt, "llama2c") != 0) {
         fprintf(stderr, "distill export: --format must be safetensors or llama2c\n");
         return 2;

@@ -14,25 +14,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void generate_usage(FILE *f) {
-    fprintf(f,
-        "usage: distill generate --model FILE [--tokenizer FILE] --prompt TEXT [--raw]\n"
-        "                        [--system TEXT] [--template NAME] [--temperature T] [--top-p P]\n"
-        "                        [--top-k K] [--seed S] [--max-new-tokens N] [--stop STR]...\n"
-        "                        [--ctx N] [--ids]\n"
-        "\n"
-        "  --model FILE        distill checkpoint, safetensors (+config.json) or llama2.c .bin\n"
-        "  --tokenizer FILE    tokenizer (default: the one a distill checkpoint carries, else tokenizer.json/.bin next to the model)\n"
-        "  --raw               no chat template: the prompt as is, after BOS if the tokenizer has one\n"
-        "  --template NAME     chat template (default: the checkpoint's, else chatml; see distill_chat_template_get)\n"
-        "  --temperature T     0 = greedy (default 0)\n"
-        "  --top-p P, --top-k K  nucleus / top-k sampling (default off)\n"
-        "  --seed S            sampling seed (default 1)\n"
-        "  --max-new-tokens N  default 256\n"
-        "  --stop STR          stop when the text contains STR (repeatable)\n"
-        "  --ctx N             context size in tokens (default prompt + max new tokens)\n"
-        "  --ids               print the generated token ids as a JSON array instead of text\n");
-}
+typedef struct {
+    const char *model, *tokenizer, *prompt, *system, *tmpl;
+    cli_strlist stops;
+    int raw, ids, ctx, top_k, max_new;
+    double temperature, top_p;
+    uint64_t seed;
+} generate_opts;
+
+#define CLI_T generate_opts
+static const cli_opt generate_options[] = {
+    CLI_PATH_REQ("model", model, "FILE", "distill checkpoint, safetensors (+config.json) or llama2.c .bin"),
+    CLI_PATH("tokenizer", tokenizer, "FILE", "tokenizer (default: the one a distill checkpoint carries, else tokenizer.json/.bin next to the model)"),
+    CLI_STR("prompt", prompt, "TEXT", "the user turn (or, with --raw, the text to continue) (required)"),
+    CLI_BOOL("raw", raw, "no chat template: the prompt as is, after BOS if the tokenizer has one"),
+    CLI_STR("system", system, "TEXT", "a system turn before the prompt"),
+    CLI_ENUM("template", tmpl, CLI_TEMPLATES, "chat template (default: the checkpoint's, else chatml)"),
+    CLI_DBL("temperature", temperature, 0, 100, "0 = greedy"),
+    CLI_DBL("top-p", top_p, 1e-12, 1, "nucleus sampling (1: off)"),
+    CLI_INT("top-k", top_k, 0, 1 << 24, "top-k sampling (0: off)"),
+    CLI_U64("seed", seed, 0, 18446744073709551615.0, "sampling seed"),
+    CLI_INT("max-new-tokens", max_new, 0, 1 << 24, "tokens generated at most"),
+    CLI_LIST("stop", stops, "STR", "stop when the text contains STR (repeatable, at most 15)"),
+    CLI_INT("ctx", ctx, 0, 1 << 24, "context size in tokens (0: prompt + max new tokens)"),
+    CLI_BOOL("ids", ids, "print the generated token ids as a JSON array instead of text"),
+};
+#undef CLI_T
+
+static const cli_cmd generate_cmd = {
+    "generate",
+    "usage: distill generate --model FILE [--tokenizer FILE] --prompt TEXT [--raw]\n"
+    "                        [--system TEXT] [--template NAME] [--temperature T] [--top-p P]\n"
+    "                        [--top-k K] [--seed S] [--max-new-tokens N] [--stop STR]...\n"
+    "                        [--ctx N] [--ids]\n",
+    NULL, generate_options, CLI_N(generate_options),
+    "The text streams to stdout; the finish reason and speed go to stderr.\n", 0};
 
 static void stream_piece(void *ctx, int sample, int32_t id, const char *piece, size_t len) {
     (void)ctx; (void)sample; (void)id;
@@ -40,10 +56,11 @@ static void stream_piece(void *ctx, int sample, int32_t id, const char *piece, s
 }
 
 int cli_generate(int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *system = NULL;
-    const char *tmpl_name = NULL;   /* --template, else the model's, else chatml */
+    const char *model_path, *tok_path, *prompt, *system;
+    const char *tmpl_name;   /* --template, else the model's, else chatml */
+    generate_opts go;
     const char *stops[16];
-    int n_stops = 0, raw = 0, ids_out = 0, ctx = 0, i, rc = 1;
+    int n_stops = 0, raw, ids_out, ctx, i, rc = 1;
     distill_gen_options o = distill_gen_options_default();
     distill_error err;
     distill_model *m = NULL;
@@ -59,31 +76,17 @@ int cli_generate(int argc, char **argv) {
     memset(&ids, 0, sizeof ids);
     memset(&res, 0, sizeof res);
     err.msg[0] = 0;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { generate_usage(stdout); return 0; }
-        else if (!strcmp(a, "--raw")) { raw = 1; takes = 0; }
-        else if (!strcmp(a, "--ids")) { ids_out = 1; takes = 0; }
-        else if (!val) { fprintf(stderr, "distill generate: %s needs a value\n", a); return 2; }
-        else if (!strcmp(a, "--model")) model_path = val;
-        else if (!strcmp(a, "--tokenizer")) tok_path = val;
-        else if (!strcmp(a, "--prompt")) prompt = val;
-        else if (!strcmp(a, "--system")) system = val;
-        else if (!strcmp(a, "--template")) tmpl_name = val;
-        else if (!strcmp(a, "--temperature")) o.temperature = (float)atof(val);
-        else if (!strcmp(a, "--top-p")) o.top_p = (float)atof(val);
-        else if (!strcmp(a, "--top-k")) o.top_k = atoi(val);
-        else if (!strcmp(a, "--seed")) o.seed = strtoull(val, NULL, 10);
-        else if (!strcmp(a, "--max-new-tokens")) o.max_new_tokens = atoi(val);
-        else if (!strcmp(a, "--ctx")) ctx = atoi(val);
-        else if (!strcmp(a, "--stop")) {
-            if (n_stops == 16) { fprintf(stderr, "distill generate: at most 16 --stop strings\n"); return 2; }
-            stops[n_stops++] = val;
-        } else { fprintf(stderr, "distill generate: unknown option '%s'\n\n", a); generate_usage(stderr); return 2; }
-        i += takes;
-    }
-    if (!model_path || !prompt) { generate_usage(stderr); return 2; }
+    memset(&go, 0, sizeof go);
+    go.temperature = o.temperature; go.top_p = o.top_p; go.top_k = o.top_k; go.seed = o.seed; go.max_new = o.max_new_tokens;
+    i = cli_parse(&generate_cmd, &go, argc, argv, NULL, NULL);
+    if (i != 0) return i == CLI_HELP ? 0 : 2;
+    if (!go.prompt) return cli_usage_error(&generate_cmd, "--prompt TEXT is required (see distill generate --help)");
+    if (go.stops.n > 15) return cli_usage_error(&generate_cmd, "at most 15 --stop strings");
+    model_path = go.model; tok_path = go.tokenizer; prompt = go.prompt; system = go.system; tmpl_name = go.tmpl;
+    raw = go.raw; ids_out = go.ids; ctx = go.ctx;
+    o.temperature = (float)go.temperature; o.top_p = (float)go.top_p; o.top_k = go.top_k; o.seed = go.seed;
+    o.max_new_tokens = go.max_new;
+    for (n_stops = 0; n_stops < go.stops.n; n_stops++) stops[n_stops] = go.stops.v[n_stops];
     if (o.max_new_tokens < 0 || o.max_new_tokens > (1 << 24)) { fprintf(stderr, "distill generate: --max-new-tokens out of range\n"); return 2; }
     if (o.temperature < 0 || o.top_k < 0 || !(o.top_p > 0 && o.top_p <= 1)) {
         fprintf(stderr, "distill generate: need --temperature >= 0, --top-k >= 0, 0 < --top-p <= 1\n");

@@ -2,23 +2,33 @@
 #include "cli.h"
 #include <string.h>
 
+typedef struct { const char *out; } import_opts;
+
+#define CLI_T import_opts
+static const cli_opt import_options[] = {
+    CLI_PATH_REQ("out", out, "OUT.dstl", "the distill checkpoint to write"),
+    CLI_ALIAS("o", "out"),
+};
+#undef CLI_T
+
+static const cli_cmd import_cmd = {
+    "import", "usage: distill import FILE -o OUT.dstl\n",
+    "  FILE: safetensors (config.json beside it; F32/F16/BF16), a llama2.c .bin (RoPE rows are\n"
+    "  permuted to the rotate-half convention), or a distill checkpoint (weights only are kept).\n",
+    import_options, CLI_N(import_options), NULL, 1};
+
 int cli_import(int argc, char **argv) {
-    const char *in = NULL, *out = NULL;
+    const char *in = NULL, *out;
     distill_error err;
     distill_model *m;
     char sha[65];
-    int i;
-    for (i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: distill import FILE -o OUT.dstl\n"
-                   "  FILE: safetensors (config.json beside it; F32/F16/BF16), a llama2.c .bin (RoPE rows are\n"
-                   "  permuted to the rotate-half convention), or a distill checkpoint (weights only are kept).\n");
-            return 0;
-        } else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--out")) && i + 1 < argc) out = argv[++i];
-        else if (argv[i][0] != '-' && !in) in = argv[i];
-        else { fprintf(stderr, "distill import: unexpected argument '%s' (see --help)\n", argv[i]); return 2; }
-    }
-    if (!in || !out) { fprintf(stderr, "usage: distill import FILE -o OUT.dstl\n"); return 2; }
+    int npos = 0, rc;
+    import_opts o;
+    o.out = NULL;
+    rc = cli_parse(&import_cmd, &o, argc, argv, &in, &npos);
+    if (rc != 0) return rc == CLI_HELP ? 0 : 2;
+    if (!npos) return cli_usage_error(&import_cmd, "FILE is required: distill import FILE -o OUT.dstl");
+    out = o.out;
     m = distill_model_load(in, 1, 1, NULL, &err);
     if (!m) { fprintf(stderr, "distill import: %s\n", err.msg); return 1; }
     if (distill_checkpoint_write(out, m, 0, NULL, NULL, 0, &err) != 0) {

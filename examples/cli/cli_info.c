@@ -34,33 +34,44 @@ static int info_diff(const char *a, const char *b) {
     return 0;
 }
 
+typedef struct { const char *diff; } info_opts;
+
+#define CLI_T info_opts
+static const cli_opt info_options[] = {
+    CLI_PATH("diff", diff, "OTHER", "the largest absolute weight difference to OTHER (and relative to its largest weight), the tensor where it is, and whether the weights are identical"),
+};
+#undef CLI_T
+
+static const cli_cmd info_cmd = {
+    "info", "usage: distill info FILE            distill info FILE --diff OTHER\n",
+    "  FILE: a distill checkpoint (.dstl), a safetensors file (config.json beside it), a sharded\n"
+    "  Hugging Face folder (or its model.safetensors.index.json, or one shard) or a llama2.c .bin.\n"
+    "  Prints the format, the model config, the parameter count and the SHA-256 of the weights\n"
+    "  (float32 little-endian, tensors in size-table order: equal weights give equal hashes\n"
+    "  whatever the file format).\n",
+    info_options, CLI_N(info_options), NULL, 1};
+
 int cli_info(int argc, char **argv) {
     distill_error err;
     distill_model *m;
-    const char *fmt;
+    const char *fmt, *file = NULL;
     char sha[65];
     const distill_config *c;
     distill_tokenizer *tok = NULL;
-    if (argc == 4 && !strcmp(argv[2], "--diff")) return info_diff(argv[1], argv[3]);
-    if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fprintf(argc == 2 ? stdout : stderr,
-                "usage: distill info FILE            distill info FILE --diff OTHER\n"
-                "  FILE: a distill checkpoint (.dstl), a safetensors file (config.json beside it), a sharded\n"
-                "  Hugging Face folder (or its model.safetensors.index.json, or one shard) or a llama2.c .bin.\n"
-                "  Prints the format, the model config, the parameter count and the SHA-256 of the weights\n"
-                "  (float32 little-endian, tensors in size-table order: equal weights give equal hashes\n"
-                "  whatever the file format).\n"
-                "  --diff OTHER: the largest absolute weight difference (and relative to the largest\n"
-                "  weight of OTHER), the tensor where it is, and whether the weights are identical.\n");
-        return argc == 2 ? 0 : 2;
-    }
-    fmt = distill_model_file_format(argv[1], &err);
+    info_opts o;
+    int npos = 0, rc;
+    o.diff = NULL;
+    rc = cli_parse(&info_cmd, &o, argc, argv, &file, &npos);
+    if (rc != 0) return rc == CLI_HELP ? 0 : 2;
+    if (!npos) return cli_usage_error(&info_cmd, "FILE is required: distill info FILE (see distill info --help)");
+    if (o.diff) return info_diff(file, o.diff);
+    fmt = distill_model_file_format(file, &err);
     if (!fmt) { fprintf(stderr, "distill info: %s\n", err.msg); return 1; }
-    m = distill_model_load(argv[1], 1, 1, &tok, &err);
+    m = distill_model_load(file, 1, 1, &tok, &err);
     if (!m) { fprintf(stderr, "distill info: %s\n", err.msg); return 1; }
     c = &m->cfg;
     distill_model_sha256(m, sha);
-    printf("file        %s\nformat      %s\narchitecture %s\n", argv[1], fmt,
+    printf("file        %s\nformat      %s\narchitecture %s\n", file, fmt,
            c->qk_norm ? "Qwen3 (q/k norm)" : c->qkv_bias ? "Qwen2 (q/k/v bias)" : "Llama");
     if (c->head_dim) printf("head_dim    %d (decoupled from dim / n_heads)\n", c->head_dim);
     if (c->rope_scaling)
@@ -75,7 +86,7 @@ int cli_info(int argc, char **argv) {
     if (distill_model_chat_template(m)) printf("template    %s\n", distill_model_chat_template(m));
     distill_tokenizer_free(tok);
     if (!strcmp(fmt, "checkpoint")) {
-        distill_checkpoint *ck = distill_checkpoint_read(argv[1], &err);
+        distill_checkpoint *ck = distill_checkpoint_read(file, &err);
         if (ck && ck->train) {
             const distill_json *st = distill_json_get(ck->train, "step");
             printf("training    step %lld (resumable: AdamW moments and data position included)\n",

@@ -7,30 +7,61 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct {
+    const char *data, *field, *out, *special, *pattern, *tokenizer, *merges;
+    int vocab, no_special, allow_special, bos, eos;
+} tok_opts;
+
+#define CLI_T tok_opts
+static const cli_opt tok_train_options[] = {
+    CLI_PATH_REQ("data", data, "FILE.jsonl", "the texts, one JSON object per line"),
+    CLI_STR("field", field, "PATH", "the string to learn from (a dotted path such as meta.text is allowed)"),
+    CLI_INT("vocab-size", vocab, 1, 1 << 24, "the 256 bytes + the merges + the special tokens (required)"),
+    CLI_PATH_REQ("out", out, "FILE", "the tokenizer, in distill's text format"),
+    CLI_ENUM("pattern", pattern, "gpt2|cl100k|qwen2|none", "the pre-tokenizer regex"),
+    CLI_STR("special", special, "LIST", "special tokens, comma-separated; they get the last ids in order (default <|endoftext|>,<|im_start|>,<|im_end|>,<think>,</think>)"),
+    CLI_BOOL("no-special", no_special, "no special tokens"),
+};
+static const cli_opt tok_codec_options[] = {
+    CLI_PATH_REQ("tokenizer", tokenizer, "FILE", "distill's format, a Hugging Face tokenizer.json, a GPT-2 vocab.json (with --merges) or a llama2.c tokenizer.bin"),
+    CLI_PATH("merges", merges, "FILE", "merges.txt of a GPT-2 vocab.json"),
+    CLI_STR("field", field, "PATH", "encode: the string field of each line"),
+    CLI_BOOL("allow-special", allow_special, "encode: special tokens written in the text (\"<|im_end|>\") become their ids"),
+    CLI_BOOL("bos", bos, "encode: add the tokenizer's BOS id (llama2.c: 1)"),
+    CLI_BOOL("eos", eos, "encode: add the tokenizer's EOS id (llama2.c: 2; BPE: <|endoftext|>)"),
+};
+#undef CLI_T
+
+static const cli_cmd tok_train_cmd = {
+    "tokenizer train",
+    "usage: distill tokenizer train  --data FILE.jsonl --field text --vocab-size N --out FILE\n"
+    "                                [--pattern gpt2|cl100k|qwen2|none] [--special LIST | --no-special]\n",
+    "  Learn a byte-level BPE from the string at --field of every line of FILE.jsonl and save it\n"
+    "  in distill's text format. Chunks are counted on all threads (DISTILL_THREADS); the result\n"
+    "  does not depend on the thread count. Errors name the file and line.\n",
+    tok_train_options, CLI_N(tok_train_options), NULL, 0};
+static const cli_cmd tok_codec_cmd = {
+    "tokenizer encode",
+    "usage: distill tokenizer encode --tokenizer FILE [--merges FILE] [--allow-special]\n"
+    "                                [--field text] [--bos] [--eos]\n"
+    "       distill tokenizer decode --tokenizer FILE [--merges FILE]\n",
+    "  encode: JSONL lines {\"text\": \"...\"} on stdin -> {\"ids\": [...]} per line on stdout.\n"
+    "  decode: JSONL lines {\"ids\": [...]} on stdin -> {\"text\": \"...\"} per line on stdout.\n"
+    "  Errors name stdin and the line; exit status 1 on bad input.\n",
+    tok_codec_options, CLI_N(tok_codec_options), NULL, 0};
+
+static void tok_defaults(tok_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->field = "text";
+    o->pattern = "gpt2";
+}
+
 static void tok_usage(FILE *f) {
-    fprintf(f,
-        "usage: distill tokenizer train  --data FILE.jsonl --field text --vocab-size N --out FILE\n"
-        "                                [--pattern gpt2|cl100k|qwen2|none] [--special LIST | --no-special]\n"
-        "       distill tokenizer encode --tokenizer FILE [--merges FILE] [--allow-special]\n"
-        "                                [--field text] [--bos] [--eos]\n"
-        "       distill tokenizer decode --tokenizer FILE [--merges FILE]\n"
-        "\n"
-        "train    learn a byte-level BPE from the string at --field (a dotted path such as\n"
-        "         meta.text is allowed) of every line of FILE.jsonl and save it in distill's\n"
-        "         text format. --vocab-size counts the 256 bytes, the merges and the special\n"
-        "         tokens. The pattern (pre-tokenizer regex) defaults to gpt2. Special tokens,\n"
-        "         comma-separated, get the last ids in order; the default is\n"
-        "         <|endoftext|>,<|im_start|>,<|im_end|>,<think>,</think>. Chunks are counted on\n"
-        "         all threads (DISTILL_THREADS); the result does not depend on the thread count.\n"
-        "encode   read JSONL lines {\"text\": \"...\"} on stdin, write {\"ids\": [...]} per line.\n"
-        "         FILE is detected: distill's format, a Hugging Face tokenizer.json, a GPT-2\n"
-        "         vocab.json (give --merges merges.txt) or a llama2.c tokenizer.bin.\n"
-        "         --allow-special turns special tokens written in the text (\"<|im_end|>\") into\n"
-        "         their ids; without it they are encoded as ordinary text. --bos/--eos add the\n"
-        "         tokenizer's BOS/EOS ids (llama2.c: 1 and 2; BPE: EOS is <|endoftext|>).\n"
-        "decode   read JSONL lines {\"ids\": [...]} on stdin, write {\"text\": \"...\"} per line.\n"
-        "\n"
-        "Errors name the file (or stdin) and line; exit status 1 on bad input, 2 on bad usage.\n");
+    tok_opts o;
+    tok_defaults(&o);
+    cli_help(&tok_train_cmd, &o, f);
+    fputc('\n', f);
+    cli_help(&tok_codec_cmd, &o, f);
 }
 
 /* Read one line from f into a growing buffer; returns its length or -1 at end of input. */
@@ -55,8 +86,9 @@ static long read_line(FILE *f, char **buf, size_t *cap) {
 }
 
 static int cmd_train(int argc, char **argv) {
-    const char *data = NULL, *field = "text", *out = NULL, *special = NULL, *pattern_name = "gpt2";
-    int vocab = 0, no_special = 0, i, pattern, n_special = 0, rc = 1;
+    const char *data, *field, *out, *special, *pattern_name;
+    int vocab, no_special, i, pattern, n_special = 0, rc = 1;
+    tok_opts o;
     const char *specials[256];
     char *special_copy = NULL;
     distill_error err;
@@ -67,22 +99,12 @@ static int cmd_train(int argc, char **argv) {
     size_t len, n_texts = 0, n_bytes = 0;
     int64_t line_no;
     double t0 = distill_time_seconds();
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--no-special")) no_special = 1;
-        else if (i + 1 < argc && !strcmp(a, "--data")) data = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--field")) field = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--out")) out = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--special")) special = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--pattern")) pattern_name = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--vocab-size")) vocab = atoi(argv[++i]);
-        else { fprintf(stderr, "distill tokenizer train: unknown or incomplete option '%s'\n\n", a); tok_usage(stderr); return 2; }
-    }
-    if (!data || !out || vocab <= 0) {
-        fprintf(stderr, "distill tokenizer train: --data, --vocab-size and --out are required\n\n");
-        tok_usage(stderr);
-        return 2;
-    }
+    tok_defaults(&o);
+    i = cli_parse(&tok_train_cmd, &o, argc, argv, NULL, NULL);
+    if (i != 0) return i == CLI_HELP ? 0 : 2;
+    if (o.vocab <= 0) return cli_usage_error(&tok_train_cmd, "--vocab-size N is required (see distill tokenizer --help)");
+    data = o.data; field = o.field; out = o.out; special = o.special; pattern_name = o.pattern;
+    vocab = o.vocab; no_special = o.no_special;
     pattern = distill_pattern_from_name(pattern_name);
     if (pattern < 0) { fprintf(stderr, "distill tokenizer train: unknown --pattern '%s'\n", pattern_name); return 2; }
     if (special && !no_special) {
@@ -158,8 +180,10 @@ done:
 }
 
 static int cmd_codec(int argc, char **argv, int decode) {
-    const char *path = NULL, *merges = NULL, *field = "text";
-    int flags = 0, i, rc = 0;
+    const char *path, *merges, *field;
+    int flags, i, rc = 0;
+    tok_opts o;
+    cli_cmd cmd;
     distill_error err;
     distill_tokenizer *tok;
     char *buf = NULL;
@@ -167,17 +191,13 @@ static int cmd_codec(int argc, char **argv, int decode) {
     long n;
     int line = 0;
     distill_ids ids = {NULL, 0, 0};
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--allow-special")) flags |= DISTILL_ENC_ALLOW_SPECIAL;
-        else if (!strcmp(a, "--bos")) flags |= DISTILL_ENC_BOS;
-        else if (!strcmp(a, "--eos")) flags |= DISTILL_ENC_EOS;
-        else if (i + 1 < argc && !strcmp(a, "--tokenizer")) path = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--merges")) merges = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--field")) field = argv[++i];
-        else { fprintf(stderr, "distill tokenizer %s: unknown or incomplete option '%s'\n\n", argv[0], a); tok_usage(stderr); return 2; }
-    }
-    if (!path) { fprintf(stderr, "distill tokenizer %s: --tokenizer is required\n\n", argv[0]); tok_usage(stderr); return 2; }
+    cmd = tok_codec_cmd;
+    cmd.name = decode ? "tokenizer decode" : "tokenizer encode";
+    tok_defaults(&o);
+    i = cli_parse(&cmd, &o, argc, argv, NULL, NULL);
+    if (i != 0) return i == CLI_HELP ? 0 : 2;
+    path = o.tokenizer; merges = o.merges; field = o.field;
+    flags = (o.allow_special ? DISTILL_ENC_ALLOW_SPECIAL : 0) | (o.bos ? DISTILL_ENC_BOS : 0) | (o.eos ? DISTILL_ENC_EOS : 0);
     tok = distill_tokenizer_load(path, merges, &err);
     if (!tok) { fprintf(stderr, "distill tokenizer %s: %s\n", argv[0], err.msg); return 1; }
     while ((n = read_line(stdin, &buf, &cap)) >= 0) {
@@ -238,18 +258,13 @@ static int cmd_codec(int argc, char **argv, int decode) {
 
 int cli_tokenizer(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        tok_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    {
-        int i;
-        for (i = 2; i < argc; i++)
-            if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { tok_usage(stdout); return 0; }
+        if (argc < 2) { fprintf(stderr, "distill tokenizer: give a subcommand: train, encode or decode (see distill tokenizer --help)\n"); return 2; }
+        tok_usage(stdout);
+        return 0;
     }
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "encode")) return cmd_codec(argc - 1, argv + 1, 0);
     if (!strcmp(argv[1], "decode")) return cmd_codec(argc - 1, argv + 1, 1);
-    fprintf(stderr, "distill tokenizer: unknown subcommand '%s'\n\n", argv[1]);
-    tok_usage(stderr);
+    fprintf(stderr, "distill tokenizer: unknown subcommand '%s' (train, encode, decode; see distill tokenizer --help)\n", argv[1]);
     return 2;
 }

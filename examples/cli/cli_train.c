@@ -1,6 +1,7 @@
 /* distill train: supervised fine-tuning on teacher traces (sequence-level distillation) or logit
-   distillation from a teacher model / a top-k teacher cache. Every option is a flag; a JSON
-   config file (--config) gives the same options by name, and flags after it override it. */
+   distillation from a teacher model / a top-k teacher cache. The options are one table
+   (train_options, parsed by cli_opts.c: flags, --config FILE.json, --help); OUT/loss.svg is
+   redrawn from OUT/metrics.jsonl at every checkpoint and at the end. */
 #define _POSIX_C_SOURCE 200809L   /* opendir */
 #include "cli.h"
 #include <stdlib.h>
@@ -24,164 +25,103 @@ static int has_checkpoint(const char *dir) {
     return n > 0;
 }
 
-static void train_usage(FILE *f) {
-    fprintf(f,
-"usage: distill train --data FILE.jsonl --tokenizer TOK --out DIR [options]\n"
-"\n"
-"  --config FILE.json     options as {\"name\": value} (flag names without --); flags override\n"
-"data\n"
-"  --data FILE            training data (.jsonl or .json array; messages, conversations,\n"
-"                         prompt/completion, alpaca, text: see distill data --help)\n"
-"  --eval-data FILE       held-out data for periodic evaluation\n"
-"  --tokenizer FILE       tokenizer (tokenizer.json, vocab.json, tokenizer.bin, own format)\n"
-"  --format NAME          auto|messages|conversations|prompt-completion|alpaca|text (auto)\n"
-"  --template NAME        chatml|chatml-prefill|plain (chatml)\n"
-"  --loss MODE            assistant|last|all: which tokens are supervised (assistant)\n"
-"  --map SRC=DST          field mapping, e.g. question=prompt response=response (repeatable)\n"
-"  --filter EXPR          keep rows matching, e.g. \"difficulty in {EASY, MEDIUM}\" (repeatable)\n"
-"  --max-seq N            longest row in tokens (default 512); longer rows are dropped\n"
-"  --truncate             cut long rows to --max-seq instead of dropping them\n"
-"  --subset N             train on N rows of a seeded permutation (nested across N)\n"
-"  --subset-seed S        permutation seed for --subset (1)\n"
-"  --manifest FILE        write the chosen subset's row ids there\n"
-"model\n"
-"  --init FILE            start from a model file (own checkpoint, safetensors, llama2.c .bin)\n"
-"  --dim N --layers N --heads N --kv-heads N --hidden N   a new model (defaults 128 4 4 4 352)\n"
-"  --qkv-bias --untied --rope-theta X                      Qwen2-style options\n"
-"batches and optimisation\n"
-"  --batch-rows B         rows per micro-batch (8)      --batch-tokens N   or a token budget\n"
-"  --pack                 pack several rows per sequence of --max-seq tokens\n"
-"  --grad-accum K         micro-batches per step (1)    --seed S           data order seed (1)\n"
-"  --steps N | --epochs E training length (1 epoch)\n"
-"  --lr X (3e-4) --min-lr-ratio X (0.1) --warmup N (or --warmup-ratio X) --schedule cosine|linear|constant\n"
-"  --weight-decay X (0.1) --grad-clip X (1.0) --beta1 X --beta2 X\n"
-"  --threads N            worker threads (default: all cores)\n");
-    fprintf(f,
-"evaluation, checkpoints, logs\n"
-"  --out DIR              checkpoints ckpt-<step>.dstl, metrics.jsonl, final model.dstl\n"
-"  --eval-every N (0) --eval-batches N (16) --save-every N (0: at the end) --keep K (3)\n"
-"  --save-every-minutes M  also a checkpoint when M minutes passed since the last (10; 0: off)\n"
-"  --log-every N          plain progress line period when stdout is not a terminal (10)\n"
-"  --resume [DIR|FILE]    continue exactly from the newest checkpoint in --out (or the given one);\n"
-"                         bare --resume with no checkpoint in --out yet starts from scratch\n"
-"  --quiet                no progress output\n"
-"  Ctrl-C, SIGTERM or SIGUSR1 (Slurm --signal=USR1@90): finish the step, save a checkpoint,\n"
-"  exit 130 / 143 / 138; a second Ctrl-C or SIGTERM exits at once. One trainer per --out:\n"
-"  a second one is refused, naming the holder's pid.\n"
-"data parallel (a build with `make MPI=1`, started by mpirun/srun; see docs/cluster.md)\n"
-"  mpirun -np P distill train ...   each rank takes B/P rows of every --batch-rows B batch;\n"
-"                         gradients are summed with MPI_Allreduce; rank 0 writes the files\n"
-"  --overlap              all-reduce the gradient in buckets while the backward pass runs\n"
-"                         (default: one all-reduce after it; see docs/cluster.md)\n"
-"  --bucket-mb X          bucket size in MiB for --overlap (4)\n"
-"logit distillation (teacher and student share the tokenizer)\n"
-"  --teacher FILE         teacher model in process      --teacher-cache FILE   or a top-k cache\n"
-"  --kd-loss fkl|rkl|jsd  forward KL, reverse KL, JSD (sets --kd-beta 0, 1, 0.5)\n"
-"  --kd-beta X            generalised JSD: 0 forward KL ... 1 reverse KL (TRL GKD convention)\n"
-"  --kd-temperature X (1) --kd-alpha X (1: pure KD; loss = a*T^2*D + (1-a)*CE)\n"
-"  --build-cache FILE     compute the teacher's top-k cache over --data and exit (under\n"
-"                         mpirun the ranks share the rows; the file is the same)\n"
-"  --top-k K              entries per position in the cache (32)\n");
-}
-
 /* Options gathered from the config file and the command line (last one wins). */
 typedef struct {
-    const char *data, *eval_data, *tokenizer, *format, *tmpl, *loss, *manifest, *init, *out, *resume;
+    const char *data, *eval_data, *tokenizer, *format, *tmpl, *loss, *manifest, *init, *out;
     const char *teacher, *teacher_cache, *build_cache, *schedule, *kd_loss;
-    const char *filters[32], *maps[32];
-    int n_filters, n_maps, max_seq, truncate, pack, grad_accum, batch_rows, threads, keep, quiet, top_k;
-    int dim, layers, heads, kv_heads, hidden, qkv_bias, untied, resume_flag, overlap, no_overlap;
+    cli_strlist filters, maps;
+    cli_optval resume;
+    int max_seq, truncate, pack, grad_accum, batch_rows, threads, keep, quiet, top_k;
+    int dim, layers, heads, kv_heads, hidden, qkv_bias, untied, overlap, no_overlap;
     int64_t subset, steps, batch_tokens, warmup, eval_every, eval_batches, save_every, log_every;
     uint64_t seed, subset_seed;
     double epochs, lr, min_lr_ratio, warmup_ratio, weight_decay, grad_clip, beta1, beta2, rope_theta;
     double kd_beta, kd_temperature, kd_alpha, bucket_mb, save_every_minutes;
 } train_opts;
 
-static int parse_opt(train_opts *o, const char *name, const char *val, int *used_val) {
-#define S(n, f) if (!strcmp(name, n)) { o->f = val; *used_val = 1; return val ? 0 : -1; }
-#define I(n, f) if (!strcmp(name, n)) { *used_val = 1; if (!val) return -1; o->f = atoi(val); return 0; }
-#define L(n, f) if (!strcmp(name, n)) { *used_val = 1; if (!val) return -1; o->f = (int64_t)strtoll(val, NULL, 10); return 0; }
-#define D(n, f) if (!strcmp(name, n)) { *used_val = 1; if (!val) return -1; o->f = strtod(val, NULL); return 0; }
-#define F(n, f) if (!strcmp(name, n)) { *used_val = 0; o->f = 1; return 0; }
-    *used_val = 0;
-    S("data", data) S("eval-data", eval_data) S("tokenizer", tokenizer) S("format", format)
-    S("template", tmpl) S("loss", loss) S("manifest", manifest) S("init", init) S("out", out)
-    S("teacher", teacher) S("teacher-cache", teacher_cache) S("build-cache", build_cache)
-    S("schedule", schedule) S("kd-loss", kd_loss)
-    I("max-seq", max_seq) I("grad-accum", grad_accum) I("batch-rows", batch_rows) I("threads", threads)
-    I("keep", keep) I("top-k", top_k) I("dim", dim) I("layers", layers) I("heads", heads)
-    I("kv-heads", kv_heads) I("hidden", hidden)
-    L("subset", subset) L("steps", steps) L("batch-tokens", batch_tokens) L("warmup", warmup)
-    L("eval-every", eval_every) L("eval-batches", eval_batches) L("save-every", save_every) L("log-every", log_every)
-    D("epochs", epochs) D("lr", lr) D("min-lr-ratio", min_lr_ratio) D("warmup-ratio", warmup_ratio)
-    D("weight-decay", weight_decay) D("grad-clip", grad_clip) D("beta1", beta1) D("beta2", beta2)
-    D("save-every-minutes", save_every_minutes) D("rope-theta", rope_theta) D("kd-beta", kd_beta) D("kd-temperature", kd_temperature) D("kd-alpha", kd_alpha) D("bucket-mb", bucket_mb)
-    F("truncate", truncate) F("pack", pack) F("qkv-bias", qkv_bias) F("untied", untied) F("quiet", quiet) F("overlap", overlap) F("no-overlap", no_overlap)
-    if (!strcmp(name, "seed")) { *used_val = 1; if (!val) return -1; o->seed = strtoull(val, NULL, 10); return 0; }
-    if (!strcmp(name, "subset-seed")) { *used_val = 1; if (!val) return -1; o->subset_seed = strtoull(val, NULL, 10); return 0; }
-    if (!strcmp(name, "map")) {
-        *used_val = 1;
-        if (!val || o->n_maps == 32) return -1;
-        o->maps[o->n_maps++] = val;
-        return 0;
-    }
-    if (!strcmp(name, "filter")) {
-        *used_val = 1;
-        if (!val || o->n_filters == 32) return -1;
-        o->filters[o->n_filters++] = val;
-        return 0;
-    }
-    if (!strcmp(name, "resume")) {   /* optional value */
-        o->resume_flag = 1;
-        if (val && strncmp(val, "--", 2) != 0) { o->resume = val; *used_val = 1; }
-        return 0;
-    }
-#undef S
-#undef I
-#undef L
-#undef D
-#undef F
-    return -2;
-}
+#define CLI_T train_opts
+static const cli_opt train_options[] = {
+    CLI_SECTION("data"),
+    CLI_PATH_REQ("data", data, "FILE", "training data (.jsonl or .json array; messages, conversations, prompt/completion, alpaca, text)"),
+    CLI_PATH("eval-data", eval_data, "FILE", "held-out data for periodic evaluation"),
+    CLI_PATH_REQ("tokenizer", tokenizer, "FILE", "tokenizer (tokenizer.json, vocab.json, tokenizer.bin, own format)"),
+    CLI_ENUM("format", format, CLI_FORMATS, "the data's layout (auto: detected)"),
+    CLI_ENUM("template", tmpl, CLI_TEMPLATES, "chat template (chatml)"),
+    CLI_ENUM("loss", loss, CLI_LOSSES, "which tokens are supervised (assistant)"),
+    CLI_LIST("map", maps, "SRC=DST", "field mapping, e.g. question=prompt (repeatable)"),
+    CLI_LIST("filter", filters, "EXPR", "keep rows matching, e.g. \"difficulty in {EASY, MEDIUM}\" (repeatable)"),
+    CLI_INT("max-seq", max_seq, 2, 1 << 20, "longest row in tokens; longer rows are dropped"),
+    CLI_BOOL("truncate", truncate, "cut long rows to --max-seq instead of dropping them"),
+    CLI_INT64("subset", subset, 0, 1e15, "train on N rows of a seeded permutation (nested across N; 0: all)"),
+    CLI_U64("subset-seed", subset_seed, 0, 18446744073709551615.0, "permutation seed for --subset"),
+    CLI_PATH("manifest", manifest, "FILE", "write the chosen subset's row ids there"),
+    CLI_SECTION("model"),
+    CLI_PATH("init", init, "FILE", "start from a model file (own checkpoint, safetensors, llama2.c .bin)"),
+    CLI_INT("dim", dim, 1, 65536, "a new model: width"),
+    CLI_INT("layers", layers, 1, 4096, "a new model: layers"),
+    CLI_INT("heads", heads, 1, 4096, "a new model: attention heads"),
+    CLI_INT("kv-heads", kv_heads, 1, 4096, "a new model: key/value heads"),
+    CLI_INT("hidden", hidden, 1, 1 << 22, "a new model: MLP width"),
+    CLI_BOOL("qkv-bias", qkv_bias, "Qwen2-style q/k/v biases"),
+    CLI_BOOL("untied", untied, "an LM head apart from the embedding"),
+    CLI_DBL("rope-theta", rope_theta, 1, 1e12, "RoPE base"),
+    CLI_SECTION("batches and optimisation"),
+    CLI_INT("batch-rows", batch_rows, 0, 1 << 20, "rows per micro-batch (the cap on rows with --batch-tokens)"),
+    CLI_INT64("batch-tokens", batch_tokens, 0, 1e12, "or a token budget per micro-batch (0: off)"),
+    CLI_BOOL("pack", pack, "pack several rows per sequence of --max-seq tokens"),
+    CLI_INT("grad-accum", grad_accum, 1, 1 << 20, "micro-batches per step"),
+    CLI_U64("seed", seed, 0, 18446744073709551615.0, "data order and initialisation seed"),
+    CLI_INT64("steps", steps, 0, 1e12, "optimizer steps (0: --epochs decides)"),
+    CLI_DBL("epochs", epochs, 1e-6, 1e6, "training length in epochs when --steps is 0"),
+    CLI_DBL("lr", lr, 0, 10, "peak learning rate"),
+    CLI_DBL("min-lr-ratio", min_lr_ratio, 0, 1, "final learning rate / peak"),
+    CLI_INT64("warmup", warmup, -1, 1e12, "warmup steps (-1: --warmup-ratio, else 5% of the steps)"),
+    CLI_DBL("warmup-ratio", warmup_ratio, 0, 1, "warmup as a share of the steps"),
+    CLI_ENUM("schedule", schedule, "cosine|linear|constant", "learning-rate schedule (cosine)"),
+    CLI_DBL("weight-decay", weight_decay, 0, 100, "AdamW weight decay"),
+    CLI_DBL("grad-clip", grad_clip, 0, 1e9, "gradient norm clip (0: off)"),
+    CLI_DBL("beta1", beta1, 0, 1, "AdamW beta1"),
+    CLI_DBL("beta2", beta2, 0, 1, "AdamW beta2"),
+    CLI_INT("threads", threads, 0, 4096, "worker threads (0: all cores)"),
+    CLI_SECTION("evaluation, checkpoints, logs"),
+    CLI_PATH("out", out, "DIR", "checkpoints ckpt-<step>.dstl, metrics.jsonl, loss.svg, train-config.json, final model.dstl (required unless --build-cache)"),
+    CLI_INT64("eval-every", eval_every, 0, 1e12, "evaluate on --eval-data every N steps (0: never)"),
+    CLI_INT64("eval-batches", eval_batches, 1, 1e12, "batches per evaluation"),
+    CLI_INT64("save-every", save_every, 0, 1e12, "checkpoint period in steps (0: at the end)"),
+    CLI_DBL("save-every-minutes", save_every_minutes, 0, 1e7, "also a checkpoint when X minutes passed since the last (0: off)"),
+    CLI_INT("keep", keep, 0, 1000000, "checkpoints kept"),
+    CLI_INT64("log-every", log_every, 1, 1e12, "plain progress line period when stdout is not a terminal"),
+    CLI_OPTVAL("resume", resume, "DIR|FILE", "continue from the newest checkpoint in --out (or the given one); bare --resume with none yet starts from scratch"),
+    CLI_BOOL("quiet", quiet, "no progress output"),
+    CLI_SECTION("data parallel (a build with `make MPI=1`, started by mpirun/srun; see docs/cluster.md)"),
+    CLI_BOOL("overlap", overlap, "all-reduce the gradient in buckets while the backward pass runs"),
+    CLI_BOOL("no-overlap", no_overlap, "one all-reduce after the backward pass (the default)"),
+    CLI_DBL("bucket-mb", bucket_mb, 0, 65536, "bucket size in MiB for --overlap (0: 4)"),
+    CLI_SECTION("logit distillation (teacher and student share the tokenizer)"),
+    CLI_PATH("teacher", teacher, "FILE", "teacher model in process"),
+    CLI_PATH("teacher-cache", teacher_cache, "FILE", "or a top-k cache of its logits"),
+    CLI_ENUM("kd-loss", kd_loss, "fkl|rkl|jsd", "forward KL, reverse KL, JSD (sets --kd-beta 0, 1, 0.5)"),
+    CLI_DBL("kd-beta", kd_beta, 0, 1, "generalised JSD: 0 forward KL ... 1 reverse KL (TRL GKD convention)"),
+    CLI_DBL("kd-temperature", kd_temperature, 1e-3, 1e3, "softmax temperature of both models"),
+    CLI_DBL("kd-alpha", kd_alpha, 0, 1, "loss = a*T^2*D + (1-a)*CE (1: pure KD)"),
+    CLI_PATH("build-cache", build_cache, "FILE", "compute the teacher's top-k cache over --data and exit (under mpirun the ranks share the rows)"),
+    CLI_INT("top-k", top_k, 1, 1 << 20, "entries per position in the cache"),
+};
+#undef CLI_T
 
-/* The config file: every member becomes an option; numbers and strings as their text. The JSON
-   document is kept alive (strings point into it). */
-static int load_config(train_opts *o, const char *path, distill_json **keep) {
-    distill_error err;
-    distill_json *j = distill_json_parse_file(path, &err);
-    size_t i;
-    static char numbuf[64][32];
-    int nb = 0;
-    if (!j) { fprintf(stderr, "distill train: %s\n", err.msg); return -1; }
-    if (j->type != DISTILL_JSON_OBJECT) { fprintf(stderr, "distill train: %s: expected a JSON object\n", path); distill_json_free(j); return -1; }
-    for (i = 0; i < j->len; i++) {
-        const distill_json *v = &j->items[i];
-        const char *val = NULL;
-        int used, rc;
-        size_t a;
-        if (v->type == DISTILL_JSON_STRING) val = v->str;
-        else if (v->type == DISTILL_JSON_NUMBER && nb < 64) {
-            if (v->is_int) snprintf(numbuf[nb], 32, "%lld", (long long)v->i64);
-            else snprintf(numbuf[nb], 32, "%.17g", v->num);
-            val = numbuf[nb++];
-        } else if (v->type == DISTILL_JSON_FALSE) continue;
-        else if (v->type == DISTILL_JSON_ARRAY) {
-            for (a = 0; a < v->len; a++) {
-                if (v->items[a].type != DISTILL_JSON_STRING || parse_opt(o, j->keys[i], v->items[a].str, &used) != 0) {
-                    fprintf(stderr, "distill train: %s:%d: option '%s': bad list item\n", path, v->line, j->keys[i]);
-                    distill_json_free(j);
-                    return -1;
-                }
-            }
-            continue;
-        }
-        rc = parse_opt(o, j->keys[i], val, &used);
-        if (rc == -2) { fprintf(stderr, "distill train: %s:%d: unknown option '%s'\n", path, v->line, j->keys[i]); distill_json_free(j); return -1; }
-        if (rc != 0) { fprintf(stderr, "distill train: %s:%d: option '%s': bad value\n", path, v->line, j->keys[i]); distill_json_free(j); return -1; }
-    }
-    *keep = j;
-    return 0;
-}
+static const cli_cmd train_cmd = {
+    "train", "usage: distill train --data FILE.jsonl --tokenizer TOK --out DIR [options]\n",
+    "  Supervised fine-tuning on teacher traces (sequence-level distillation), or logit\n"
+    "  distillation from --teacher / --teacher-cache. --out gets metrics.jsonl and loss.svg\n"
+    "  (train and eval loss and the learning rate against the step, redrawn at every checkpoint)\n"
+    "  and train-config.json (every option as resolved: --config train-config.json repeats the run).\n",
+    train_options, CLI_N(train_options),
+    "Ctrl-C, SIGTERM or SIGUSR1 (Slurm --signal=USR1@90): finish the step, save a checkpoint,\n"
+    "exit 130 / 143 / 138; a second Ctrl-C or SIGTERM exits at once. One trainer per --out:\n"
+    "a second one is refused, naming the holder's pid.\n"
+    "Data parallel: mpirun -np P distill train ... : each rank takes B/P rows of every --batch-rows B\n"
+    "batch; gradients are summed with MPI_Allreduce; rank 0 writes the files.\n",
+    0};
 
 /* The resolved configuration as JSON, stored in every checkpoint. */
 static char *config_json(const train_opts *o, const distill_config *mc) {
@@ -195,9 +135,9 @@ static char *config_json(const train_opts *o, const distill_config *mc) {
     fprintf(f, ", \"tokenizer\": ");
     distill_json_write_string(f, o->tokenizer ? o->tokenizer : "", o->tokenizer ? strlen(o->tokenizer) : 0);
     fprintf(f, ", \"filters\": [");
-    for (i = 0; i < o->n_filters; i++) {
+    for (i = 0; i < o->filters.n; i++) {
         if (i) fprintf(f, ", ");
-        distill_json_write_string(f, o->filters[i], strlen(o->filters[i]));
+        distill_json_write_string(f, o->filters.v[i], strlen(o->filters.v[i]));
     }
     fprintf(f, "], \"max_seq\": %d, \"subset\": %lld, \"subset_seed\": %llu, \"batch_rows\": %d, \"batch_tokens\": %lld, "
                "\"pack\": %d, \"grad_accum\": %d, \"seed\": %llu, \"steps\": %lld, \"epochs\": %.9g, \"lr\": %.9g, "
@@ -216,9 +156,119 @@ static char *config_json(const train_opts *o, const distill_config *mc) {
     return s;
 }
 
+/* ---- loss.svg: the run's curves, redrawn from metrics.jsonl ----------------------------------
+   The trainer logs one line per step to OUT/metrics.jsonl (step, loss, lr, and eval_loss on the
+   steps that evaluated). The plot is drawn from that log rather than from the step callback's
+   values, so that a resumed run's plot holds its whole history (resume truncates the log to the
+   checkpoint). The log is read incrementally: each redraw parses only the lines appended since
+   the last one. A log that restarts at a lower step (a new run in an old --out, without
+   --resume) is plotted from the restart on. Every point is drawn: the train-loss and LR lines
+   have one point per logged step. */
+typedef struct {
+    double *step, *loss, *lr, *estep, *eloss;
+    int n, ne, cap;
+    long offset;         /* bytes of metrics.jsonl read so far (whole lines) */
+    const char *out;
+} train_curves;
+
+static int curves_push(train_curves *c, double step, double loss, double lr, double eloss) {
+    if (c->n == c->cap) {
+        int nc = c->cap ? 2 * c->cap : 256, k;
+        double **a[5];
+        a[0] = &c->step; a[1] = &c->loss; a[2] = &c->lr; a[3] = &c->estep; a[4] = &c->eloss;
+        for (k = 0; k < 5; k++) {
+            double *p = (double *)realloc(*a[k], (size_t)nc * sizeof(double));
+            if (!p) return -1;
+            *a[k] = p;
+        }
+        c->cap = nc;
+    }
+    if (c->n && step <= c->step[c->n - 1]) c->n = c->ne = 0;   /* the log restarted */
+    c->step[c->n] = step; c->loss[c->n] = loss; c->lr[c->n] = lr;
+    c->n++;
+    if (eloss == eloss) { c->estep[c->ne] = step; c->eloss[c->ne] = eloss; c->ne++; }
+    return 0;
+}
+
+static void curves_free(train_curves *c) {
+    free(c->step); free(c->loss); free(c->lr); free(c->estep); free(c->eloss);
+    memset(c, 0, sizeof *c);
+}
+
+/* Read the whole lines appended to OUT/metrics.jsonl since the last call. 0, or -1 (err set). */
+static int curves_update(train_curves *c, distill_error *err) {
+    char path[1200], line[4096];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
+    f = fopen(path, "rb");
+    if (!f) return 0;   /* nothing logged yet */
+    if (fseek(f, c->offset, SEEK_SET) != 0) { fclose(f); return 0; }
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        distill_json *j;
+        const distill_json *st, *lo, *lr, *ev;
+        if (len == 0 || line[len - 1] != '\n') break;   /* a line being written: next time */
+        c->offset += (long)len;
+        j = distill_json_parse(line, len - 1, path, 0, NULL);
+        st = j ? distill_json_get(j, "step") : NULL;
+        lo = j ? distill_json_get(j, "loss") : NULL;
+        lr = j ? distill_json_get(j, "lr") : NULL;
+        ev = j ? distill_json_get(j, "eval_loss") : NULL;
+        if (st && lo && lr && st->type == DISTILL_JSON_NUMBER && lo->type == DISTILL_JSON_NUMBER && lr->type == DISTILL_JSON_NUMBER &&
+            curves_push(c, st->num, lo->num, lr->num, ev && ev->type == DISTILL_JSON_NUMBER ? ev->num : NAN) != 0) {
+            distill_json_free(j);
+            fclose(f);
+            snprintf(err->msg, sizeof err->msg, "out of memory");
+            return -1;
+        }
+        distill_json_free(j);
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Write OUT/loss.svg (atomically, through the library's SVG writer): the train loss and the eval
+   loss (markers) against the step in one panel, the learning rate in the other. */
+static int train_plot(train_curves *c, distill_error *err) {
+    char path[1200], title[1200];
+    distill_plot_series ls[2], lrs;
+    distill_plot_panel pn[2];
+    if (curves_update(c, err) != 0) return -1;
+    if (c->n == 0) return 0;
+    memset(ls, 0, sizeof ls);
+    memset(&lrs, 0, sizeof lrs);
+    memset(pn, 0, sizeof pn);
+    ls[0].label = "train loss"; ls[0].x = c->step; ls[0].y = c->loss; ls[0].n = c->n;
+    ls[1].label = "eval loss"; ls[1].x = c->estep; ls[1].y = c->eloss; ls[1].n = c->ne; ls[1].markers = 1;
+    lrs.label = "learning rate"; lrs.x = c->step; lrs.y = c->lr; lrs.n = c->n; lrs.color = "#2ca02c";
+    pn[0].title = "loss"; pn[0].xlabel = "step"; pn[0].ylabel = "cross-entropy (nats/token)";
+    pn[0].series = ls; pn[0].n_series = 2;
+    pn[1].title = "learning rate"; pn[1].xlabel = "step"; pn[1].ylabel = "lr";
+    pn[1].series = &lrs; pn[1].n_series = 1;
+    snprintf(title, sizeof title, "distill train: %s", c->out);
+    snprintf(path, sizeof path, "%s/loss.svg", c->out);
+    return distill_svg_save(path, title, pn, 2, 520, 360, err);
+}
+
+/* The step callback: when the trainer has written a new checkpoint since the last call, the
+   plot is redrawn (metrics.jsonl then holds every step up to that checkpoint). */
+typedef struct { distill_trainer *T; train_curves curves; char last[1200]; int warned; } train_plotter;
+static int train_plot_on_step(void *ctx, const distill_step_info *in) {
+    train_plotter *p = (train_plotter *)ctx;
+    const char *ck = distill_trainer_last_checkpoint(p->T);
+    distill_error err;
+    (void)in;
+    if (!ck[0] || !strcmp(ck, p->last)) return 0;
+    snprintf(p->last, sizeof p->last, "%s", ck);
+    if (train_plot(&p->curves, &err) != 0 && !p->warned) {
+        fprintf(stderr, "distill train: warning: loss.svg: %s\n", err.msg);
+        p->warned = 1;
+    }
+    return 0;
+}
+
 int cli_train(int argc, char **argv) {
     train_opts o;
-    distill_json *cfg_doc = NULL;
     distill_error err;
     distill_tokenizer *tok = NULL;
     distill_dataset *ds = NULL, *full = NULL, *eds = NULL;
@@ -231,40 +281,22 @@ int cli_train(int argc, char **argv) {
     distill_loader_options lopt;
     distill_train_config tc;
     char *cj = NULL, path[1024];
-    int i, rc = 1, shard_rows, lock = -1;
+    int i, rc = 1, shard_rows, lock = -1, run_rc;
     const distill_comm *comm = cli_comm();
+    train_plotter plotter;
 
     memset(&o, 0, sizeof o);
+    memset(&plotter, 0, sizeof plotter);
     o.max_seq = 512; o.grad_accum = 1; o.batch_rows = 8; o.keep = 3; o.top_k = 32;
     o.dim = 128; o.layers = 4; o.heads = 4; o.kv_heads = 4; o.hidden = 352;
     o.eval_batches = 16; o.log_every = 10; o.seed = 1; o.subset_seed = 1; o.epochs = 1.0;
     o.lr = 3e-4; o.min_lr_ratio = 0.1; o.warmup = -1; o.warmup_ratio = 0.0; o.weight_decay = 0.1; o.grad_clip = 1.0;
     o.save_every_minutes = 10.0;
     o.beta1 = 0.9; o.beta2 = 0.95; o.rope_theta = 10000.0; o.kd_beta = 0.0; o.kd_temperature = 1.0; o.kd_alpha = 1.0;
-    for (i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { train_usage(stdout); return 0; }
-    for (i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--config") && i + 1 < argc && load_config(&o, argv[i + 1], &cfg_doc) != 0) return 2;
-    for (i = 1; i < argc; i++) {
-        int used, r;
-        if (!strcmp(argv[i], "--config")) { i++; continue; }
-        if (strncmp(argv[i], "--", 2) != 0) { fprintf(stderr, "distill train: unexpected argument '%s' (see --help)\n", argv[i]); goto done2; }
-        r = parse_opt(&o, argv[i] + 2, i + 1 < argc ? argv[i + 1] : NULL, &used);
-        if (r == -2) { fprintf(stderr, "distill train: unknown option '%s' (see --help)\n", argv[i]); goto done2; }
-        if (r != 0) { fprintf(stderr, "distill train: option '%s' needs a value\n", argv[i]); goto done2; }
-        i += used;
-    }
-    if (o.kd_loss) {
-        if (!strcmp(o.kd_loss, "fkl")) o.kd_beta = 0.0;
-        else if (!strcmp(o.kd_loss, "rkl")) o.kd_beta = 1.0;
-        else if (!strcmp(o.kd_loss, "jsd")) o.kd_beta = 0.5;
-        else { fprintf(stderr, "distill train: --kd-loss must be fkl, rkl or jsd\n"); goto done2; }
-    }
-    if (!o.data || !o.tokenizer || (!o.out && !o.build_cache)) {
-        fprintf(stderr, "distill train: --data, --tokenizer and --out are required (see --help)\n");
-        goto done2;
-    }
-    if (!(o.save_every_minutes >= 0.0)) { fprintf(stderr, "distill train: --save-every-minutes must be >= 0\n"); goto done2; }
+    i = cli_parse(&train_cmd, &o, argc, argv, NULL, NULL);
+    if (i != 0) return i == CLI_HELP ? 0 : 2;
+    if (o.kd_loss) o.kd_beta = !strcmp(o.kd_loss, "fkl") ? 0.0 : !strcmp(o.kd_loss, "rkl") ? 1.0 : 0.5;
+    if (!o.out && !o.build_cache) return cli_usage_error(&train_cmd, "--out is required (or --build-cache FILE) (see distill train --help)");
     if (o.threads > 0) distill_set_threads(o.threads);
     /* one trainer per --out (rank 0 writes there): refused at once, before the data is loaded */
     if (o.out && !o.build_cache && comm->rank == 0) {
@@ -274,6 +306,13 @@ int cli_train(int argc, char **argv) {
         }
         lock = distill_dir_lock(o.out, &err);
         if (lock < 0) { fprintf(stderr, "distill train: %s\n", err.msg); cli_fail_all(1); goto done; }
+    }
+    if (lock >= 0) {   /* OUT/train-config.json: the resolved options, a --config file that repeats the run */
+        distill_atomic_file af;
+        snprintf(path, sizeof path, "%s/train-config.json", o.out);
+        if (distill_atomic_open(&af, path, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
+        cli_opts_write_json(&train_cmd, &o, af.f);
+        if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
     }
     cli_catch_stop_signals();
     if (comm->size > 1) {
@@ -300,8 +339,8 @@ int cli_train(int argc, char **argv) {
         else if (!strcmp(o.loss, "all")) dopt.loss = DISTILL_LOSS_ALL;
         else { fprintf(stderr, "distill train: --loss must be assistant, last or all\n"); goto done; }
     }
-    dopt.filters = o.filters; dopt.n_filters = o.n_filters;
-    dopt.map = o.maps; dopt.n_map = o.n_maps;
+    dopt.filters = o.filters.v; dopt.n_filters = o.filters.n;
+    dopt.map = o.maps.v; dopt.n_map = o.maps.n;
     dopt.max_seq = o.max_seq; dopt.truncate = o.truncate;
     full = distill_dataset_load(o.data, &dopt, tok, &err);
     if (!full) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
@@ -425,13 +464,13 @@ int cli_train(int argc, char **argv) {
                comm->name, o.batch_rows, o.batch_rows / comm->size, shard_rows, distill_get_threads());
     if (teacher && distill_trainer_set_teacher(T, teacher, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
     if (cache && distill_trainer_set_cache(T, cache, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
-    if (o.resume_flag) {
+    if (o.resume.on) {
         /* bare --resume in a job script that both starts and continues a run: with no checkpoint
            in --out yet, start from scratch; an explicit --resume PATH must exist */
-        if (!o.resume && !has_checkpoint(o.out)) {
+        if (!o.resume.value && !has_checkpoint(o.out)) {
             if (!o.quiet) printf("no checkpoint in %s yet: starting from scratch\n", o.out);
         } else {
-            if (distill_trainer_resume(T, o.resume ? o.resume : o.out, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
+            if (distill_trainer_resume(T, o.resume.value ? o.resume.value : o.out, &err) != 0) { fprintf(stderr, "distill train: %s\n", err.msg); goto done; }
             if (!o.quiet) printf("resumed at step %lld\n", (long long)distill_trainer_steps_done(T));
         }
     }
@@ -447,7 +486,17 @@ int cli_train(int argc, char **argv) {
         rc = cli_stop_status(*cli_stop_flag());
         goto done;
     }
-    if (distill_trainer_run(T, &err) != 0) {
+    plotter.T = T;
+    plotter.curves.out = o.out;
+    snprintf(plotter.last, sizeof plotter.last, "%s", distill_trainer_last_checkpoint(T));
+    /* under MPI a callback costs an all-reduce per step: rank 0 plots at the end only */
+    if (comm->size == 1 && o.out) distill_trainer_set_callback(T, train_plot_on_step, &plotter);
+    run_rc = distill_trainer_run(T, &err);
+    if (comm->rank == 0 && o.out) {   /* the whole run, also when it stopped early or failed */
+        distill_error perr;
+        if (train_plot(&plotter.curves, &perr) != 0) fprintf(stderr, "distill train: warning: loss.svg: %s\n", perr.msg);
+    }
+    if (run_rc != 0) {
         if (comm->size > 1) fprintf(stderr, "distill train: rank %d: %s\n", comm->rank, err.msg);
         else fprintf(stderr, "distill train: %s\n", err.msg);
         goto done;
@@ -477,6 +526,7 @@ int cli_train(int argc, char **argv) {
        complete, but the caller asked to stop, so say so with the status (scripts stop too) */
     rc = *cli_stop_flag() ? cli_stop_status(*cli_stop_flag()) : 0;
 done:
+    curves_free(&plotter.curves);
     distill_trainer_free(T);
     distill_topk_cache_free(cache);
     distill_model_free(m);
@@ -488,11 +538,9 @@ done:
     distill_dataset_free(eds);
     distill_tokenizer_free(tok);
     free(cj);
-    distill_json_free(cfg_doc);
     distill_dir_unlock(lock);
     return rc;
 done2:
-    distill_json_free(cfg_doc);
     distill_dir_unlock(lock);
     return 2;
 }

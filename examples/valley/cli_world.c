@@ -12,61 +12,85 @@
 #include <stdlib.h>
 #include <errno.h>
 
-static void world_usage(FILE *f) {
-    fprintf(f,
-        "usage: distill world <generate|verify|show|run> [options]\n"
-        "  generate --out DIR [--train N] [--eval M] [--direct D] [--seed S] [--error-rate R]\n"
-        "           writes DIR/train.jsonl (think traces; a share R of them end in wrong code),\n"
-        "           DIR/direct.jsonl (question -> fenced answer, no <think>: the stage-0 data) and\n"
-        "           DIR/eval.jsonl (held-out problems). Defaults: N 2000, M 200, D = N, S 1, R 0.3.\n"
-        "  verify   --data FILE [--field response]   run each record's FIELD on its hidden tests\n"
-        "  show     [--seed S] [--level 1..5] [--hasty]   one problem and its teacher trace\n"
-        "  run      PROGRAM INPUT    e.g. distill world run 'filter odd | sum' '[3,8,1]'\n");
+typedef struct {
+    world_gen_options g;
+    const char *out, *data, *field;
+    int verbose, hasty, level;
+    uint64_t seed;
+} world_cli_opts;
+
+#define CLI_T world_cli_opts
+static const cli_opt world_generate_options[] = {
+    CLI_PATH_REQ("out", out, "DIR", "writes DIR/train.jsonl, DIR/direct.jsonl, DIR/eval.jsonl"),
+    CLI_U64("train", g.n_train, 0, 10000000, "teacher traces (think traces; a share --error-rate of them end in wrong code)"),
+    CLI_U64("eval", g.n_eval, 0, 1000000, "held-out problems"),
+    CLI_U64("direct", g.n_direct, 0, 10000000, "direct answers, no <think> (the stage-0 data; default: as --train)"),
+    CLI_U64("seed", g.seed, 0, 18446744073709551615.0, "the world's seed"),
+    CLI_DBL("error-rate", g.error_rate, 0, 1, "share of traces that end in wrong code"),
+};
+static const cli_opt world_verify_options[] = {
+    CLI_PATH_REQ("data", data, "FILE", "records with hidden tests"),
+    CLI_STR("field", field, "NAME", "the field holding the answer to run"),
+    CLI_BOOL("verbose", verbose, "one line per record (else the first 5 failures)"),
+    CLI_ALIAS("v", "verbose"),
+};
+static const cli_opt world_show_options[] = {
+    CLI_U64("seed", seed, 0, 18446744073709551615.0, "the problem's seed"),
+    CLI_INT("level", level, 1, 5, "difficulty level"),
+    CLI_BOOL("hasty", hasty, "the hasty teacher (may end in wrong code)"),
+};
+static const cli_opt world_run_options[] = {
+    CLI_SECTION("  (none: PROGRAM and INPUT are the two arguments)"),
+};
+#undef CLI_T
+
+static const cli_cmd world_generate_c = {
+    "world generate", "usage: distill world generate --out DIR [--train N] [--eval M] [--direct D] [--seed S] [--error-rate R]\n",
+    NULL, world_generate_options, CLI_N(world_generate_options), NULL, 0};
+static const cli_cmd world_verify_c = {
+    "world verify", "usage: distill world verify --data FILE [--field response] [-v]\n",
+    "  Run each record's FIELD on its hidden tests.\n", world_verify_options, CLI_N(world_verify_options), NULL, 0};
+static const cli_cmd world_show_c = {
+    "world show", "usage: distill world show [--seed S] [--level 1..5] [--hasty]\n",
+    "  One problem and its teacher trace.\n", world_show_options, CLI_N(world_show_options), NULL, 0};
+static const cli_cmd world_run_c = {
+    "world run", "usage: distill world run PROGRAM INPUT    e.g. distill world run 'filter odd | sum' '[3,8,1]'\n",
+    "  Run a program on an input and print every intermediate value.\n", world_run_options, CLI_N(world_run_options), NULL, 2};
+
+static void world_defaults(world_cli_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->g = world_gen_options_default();
+    o->field = "response";
+    o->seed = 1;
+    o->level = 4;
 }
 
-/* Parse a non-negative integer flag value; -1 on error (message printed). */
-static int world_flag_u64(const char *flag, const char *v, uint64_t lo, uint64_t hi, uint64_t *out) {
-    char *end;
-    unsigned long long x;
-    errno = 0;
-    if (!v || !*v || *v == '-') { fprintf(stderr, "distill world: %s needs a number\n", flag); return -1; }
-    x = strtoull(v, &end, 10);
-    if (errno || *end || x < lo || x > hi) {
-        fprintf(stderr, "distill world: %s: '%s' is not an integer in [%llu, %llu]\n", flag, v,
-                (unsigned long long)lo, (unsigned long long)hi);
-        return -1;
-    }
-    *out = x;
-    return 0;
+static void world_usage(FILE *f) {
+    world_cli_opts o;
+    world_defaults(&o);
+    fprintf(f, "usage: distill world <generate|verify|show|run> [options]   the miniature programming world\n\n");
+    cli_help(&world_generate_c, &o, f);
+    fputc('\n', f);
+    cli_help(&world_verify_c, &o, f);
+    fputc('\n', f);
+    cli_help(&world_show_c, &o, f);
+    fputc('\n', f);
+    cli_help(&world_run_c, &o, f);
 }
 
 static int world_generate_cmd(int argc, char **argv) {
     world_gen_options o;
     world_gen_summary sum;
     distill_error err;
-    const char *out = NULL;
+    const char *out;
+    world_cli_opts w;
     int a;
     double t0 = distill_time_seconds();
-    o = world_gen_options_default();
-    for (a = 1; a < argc; a++) {
-        const char *v = a + 1 < argc ? argv[a + 1] : NULL;
-        if (!strcmp(argv[a], "--out") && v) { out = v; a++; }
-        else if (!strcmp(argv[a], "--train")) { if (world_flag_u64("--train", v, 0, 10000000, &o.n_train)) return 2; a++; }
-        else if (!strcmp(argv[a], "--eval")) { if (world_flag_u64("--eval", v, 0, 1000000, &o.n_eval)) return 2; a++; }
-        else if (!strcmp(argv[a], "--direct")) { if (world_flag_u64("--direct", v, 0, 10000000, &o.n_direct)) return 2; a++; }
-        else if (!strcmp(argv[a], "--seed")) { if (world_flag_u64("--seed", v, 0, UINT64_MAX, &o.seed)) return 2; a++; }
-        else if (!strcmp(argv[a], "--error-rate") && v) {
-            char *end;
-            o.error_rate = strtod(v, &end);
-            if (*end || !(o.error_rate >= 0 && o.error_rate <= 1)) {
-                fprintf(stderr, "distill world: --error-rate: '%s' is not a number in [0, 1]\n", v);
-                return 2;
-            }
-            a++;
-        } else if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) { world_usage(stdout); return 0; }
-        else { fprintf(stderr, "distill world generate: unknown or incomplete option '%s'\n", argv[a]); world_usage(stderr); return 2; }
-    }
-    if (!out) { fprintf(stderr, "distill world generate: --out DIR is required\n"); return 2; }
+    world_defaults(&w);
+    a = cli_parse(&world_generate_c, &w, argc, argv, NULL, NULL);
+    if (a != 0) return a == CLI_HELP ? 0 : 2;
+    o = w.g;
+    out = w.out;
     if (o.n_direct == (uint64_t)-1) o.n_direct = o.n_train;
     if (mkdir(out, 0777) != 0 && errno != EEXIST) { fprintf(stderr, "distill world: cannot create directory %s\n", out); return 1; }
     if (world_write_files(out, &o, &sum, &err) != 0) { fprintf(stderr, "distill world: %s\n", err.msg); return 1; }
@@ -76,19 +100,17 @@ static int world_generate_cmd(int argc, char **argv) {
 }
 
 static int world_verify_cmd(int argc, char **argv) {
-    const char *data = NULL, *field = "response", *line;
+    const char *data, *field, *line;
+    world_cli_opts w;
     distill_line_reader *rd;
     distill_error err;
     size_t len;
     int64_t line_no, n = 0, pass = 0, missing = 0;
-    int a, rc, verbose = 0;
-    for (a = 1; a < argc; a++) {
-        if (!strcmp(argv[a], "--data") && a + 1 < argc) data = argv[++a];
-        else if (!strcmp(argv[a], "--field") && a + 1 < argc) field = argv[++a];
-        else if (!strcmp(argv[a], "-v")) verbose = 1;
-        else { fprintf(stderr, "distill world verify: unknown or incomplete option '%s'\n", argv[a]); world_usage(stderr); return 2; }
-    }
-    if (!data) { fprintf(stderr, "distill world verify: --data FILE is required\n"); return 2; }
+    int a, rc, verbose;
+    world_defaults(&w);
+    a = cli_parse(&world_verify_c, &w, argc, argv, NULL, NULL);
+    if (a != 0) return a == CLI_HELP ? 0 : 2;
+    data = w.data; field = w.field; verbose = w.verbose;
     rd = distill_line_reader_open(data, 0, &err);
     if (!rd) { fprintf(stderr, "%s\n", err.msg); return 1; }
     while ((rc = distill_line_reader_next(rd, &line, &len, &line_no, &err)) == 1) {
@@ -117,19 +139,17 @@ static int world_verify_cmd(int argc, char **argv) {
 }
 
 static int world_show_cmd(int argc, char **argv) {
-    uint64_t seed = 1, level = 4;
-    int a, hasty = 0, passed;
+    uint64_t seed, level;
+    int a, hasty, passed;
+    world_cli_opts w;
     world_problem pr;
     world_program fin;
     world_teacher_kind kind;
     char resp[8192], direct[1024];
-    for (a = 1; a < argc; a++) {
-        const char *v = a + 1 < argc ? argv[a + 1] : NULL;
-        if (!strcmp(argv[a], "--seed")) { if (world_flag_u64("--seed", v, 0, UINT64_MAX, &seed)) return 2; a++; }
-        else if (!strcmp(argv[a], "--level")) { if (world_flag_u64("--level", v, 1, 5, &level)) return 2; a++; }
-        else if (!strcmp(argv[a], "--hasty")) hasty = 1;
-        else { fprintf(stderr, "distill world show: unknown option '%s'\n", argv[a]); return 2; }
-    }
+    world_defaults(&w);
+    a = cli_parse(&world_show_c, &w, argc, argv, NULL, NULL);
+    if (a != 0) return a == CLI_HELP ? 0 : 2;
+    seed = w.seed; level = (uint64_t)w.level; hasty = w.hasty;
     world_generate(&pr, seed, (int)level);
     world_teacher(&pr, seed, hasty, resp, sizeof resp, &fin, &kind);
     world_direct(&pr, direct, sizeof direct);
@@ -145,10 +165,15 @@ static int world_run_cmd(int argc, char **argv) {
     world_program p;
     world_value in, out, trace[WORLD_MAX_OPS];
     char err[160], txt[512];
-    int s;
-    if (argc != 3) { world_usage(stderr); return 2; }
-    if (world_parse(argv[1], strlen(argv[1]), &p, err, sizeof err) != 0) { fprintf(stderr, "program: %s\n", err); return 1; }
-    if (world_parse_value(argv[2], strlen(argv[2]), &in, err, sizeof err) != 0) { fprintf(stderr, "input: %s\n", err); return 1; }
+    const char *pos[2];
+    int s, npos = 0;
+    world_cli_opts w;
+    world_defaults(&w);
+    s = cli_parse(&world_run_c, &w, argc, argv, pos, &npos);
+    if (s != 0) return s == CLI_HELP ? 0 : 2;
+    if (npos != 2) return cli_usage_error(&world_run_c, "PROGRAM and INPUT are required: distill world run 'filter odd | sum' '[3,8,1]'");
+    if (world_parse(pos[0], strlen(pos[0]), &p, err, sizeof err) != 0) { fprintf(stderr, "program: %s\n", err); return 1; }
+    if (world_parse_value(pos[1], strlen(pos[1]), &in, err, sizeof err) != 0) { fprintf(stderr, "input: %s\n", err); return 1; }
     if (world_run(&p, &in, &out, trace, err, sizeof err) != 0) { fprintf(stderr, "run: %s\n", err); return 1; }
     world_format_value(&in, txt, sizeof txt);
     printf("%s", txt);
@@ -159,14 +184,14 @@ static int world_run_cmd(int argc, char **argv) {
 
 int cli_world(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        world_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+        if (argc < 2) { fprintf(stderr, "distill world: give a subcommand: generate, verify, show or run (see distill world --help)\n"); return 2; }
+        world_usage(stdout);
+        return 0;
     }
     if (!strcmp(argv[1], "generate")) return world_generate_cmd(argc - 1, argv + 1);
     if (!strcmp(argv[1], "verify")) return world_verify_cmd(argc - 1, argv + 1);
     if (!strcmp(argv[1], "show")) return world_show_cmd(argc - 1, argv + 1);
     if (!strcmp(argv[1], "run")) return world_run_cmd(argc - 1, argv + 1);
-    fprintf(stderr, "distill world: unknown subcommand '%s'\n", argv[1]);
-    world_usage(stderr);
+    fprintf(stderr, "distill world: unknown subcommand '%s' (generate, verify, show, run; see distill world --help)\n", argv[1]);
     return 2;
 }

@@ -35,7 +35,7 @@
 
 #define SWEEP_MAX_SIZES 32
 #define SWEEP_MAX_SEEDS 16
-#define SWEEP_MAX_LIST 16    /* --map, --filter */
+#define SWEEP_MAX_LIST CLI_LIST_MAX    /* --map, --filter */
 #define SWEEP_STR 1200
 #define CW 160               /* report cell width */
 
@@ -46,8 +46,7 @@ typedef struct sweep_cfg {
     char verifier[32], verifier_cmd[SWEEP_STR];
     double verifier_timeout;
     char format[32], tmpl[32], loss[16];
-    char maps[SWEEP_MAX_LIST][256], filters[SWEEP_MAX_LIST][256];
-    int n_maps, n_filters;
+    cli_strlist maps, filters;
     int max_seq, truncate, normalize_think;
     /* second-stage experiments */
     char easy[256], hard[256], correct[256], incorrect[256];
@@ -56,8 +55,8 @@ typedef struct sweep_cfg {
     int second_seeds;          /* run them for the first k seeds */
     /* controls, for the first arm_seeds seeds */
     int64_t budget_arm;        /* > 0: every size also trained on this many tokens */
-    char control_maps[SWEEP_MAX_LIST][256];   /* the same rows seen through these maps (answers only) */
-    int n_control_maps, arm_seeds;
+    cli_strlist control_maps;   /* the same rows seen through these maps (answers only) */
+    int arm_seeds;
     /* the world (a preset's data provider) */
     int world;                 /* 1: generate OUT/world/{train,direct,eval}.jsonl and a tokenizer */
     int64_t n_train, n_direct, n_eval;
@@ -72,17 +71,17 @@ typedef struct sweep_cfg {
     double save_every_minutes;
     double lr, warmup_ratio, weight_decay, epochs, stage0_epochs, stage0_lr;
     /* the sweep */
-    int64_t sizes[SWEEP_MAX_SIZES];
-    int n_sizes;
-    uint64_t seeds[SWEEP_MAX_SEEDS];
-    int n_seeds;
+    cli_intlist sizes;         /* at most SWEEP_MAX_SIZES, increasing */
+    cli_intlist seeds;         /* at most SWEEP_MAX_SEEDS */
     /* evaluation */
     int eval_n, top_k, max_new, gen_batch, nk, eval_greedy;
-    int ks[DISTILL_EVAL_MAX_K];
+    int ks[DISTILL_EVAL_MAX_K];   /* from k (sweep_lists_check) */
+    cli_intlist k;
     double temperature, top_p;
     int64_t eval_max_problems;
     /* process */
     int threads, report_only, task_id, num_tasks, merge, plan;
+    char preset[16];           /* --preset (read first, by sweep_pick_preset) */
     double wait_timeout;
 } sweep_cfg;
 
@@ -100,9 +99,9 @@ static void sweep_defaults(sweep_cfg *c) {
     c->dim = 96; c->layers = 3; c->heads = 4; c->kv_heads = 2; c->hidden = 256;
     c->batch_rows = 8; c->grad_accum = 1; c->save_every_minutes = 10;
     c->lr = 1e-4; c->warmup_ratio = 0.1; c->weight_decay = 0.01; c->epochs = 5; c->stage0_epochs = 3; c->stage0_lr = 1e-3;
-    c->sizes[0] = 1000; c->n_sizes = 1;
-    c->seeds[0] = 1; c->n_seeds = 1;
-    c->eval_n = 1; c->top_p = 1; c->max_new = 512; c->gen_batch = 32; c->ks[0] = 1; c->nk = 1;
+    c->sizes.v[0] = 1000; c->sizes.n = 1;
+    c->seeds.v[0] = 1; c->seeds.n = 1;
+    c->eval_n = 1; c->top_p = 1; c->max_new = 512; c->gen_batch = 32; c->k.v[0] = 1; c->k.n = 1;
     c->threads = 0;
     c->task_id = -1; c->wait_timeout = 86400;
 }
@@ -112,9 +111,9 @@ static void sweep_preset(sweep_cfg *c, const char *name) {
     sweep_defaults(c);
     if (!strcmp(name, "custom")) return;
     c->world = 1;
-    snprintf(c->maps[0], sizeof c->maps[0], "question=prompt");
-    snprintf(c->maps[1], sizeof c->maps[1], "response=response");
-    c->n_maps = 2;
+    c->maps.v[0] = "question=prompt";
+    c->maps.v[1] = "response=response";
+    c->maps.n = 2;
     snprintf(c->loss, sizeof c->loss, "last");
     snprintf(c->verifier, sizeof c->verifier, "world");
     snprintf(c->easy, sizeof c->easy, "difficulty_label == \"EASY\"");
@@ -128,9 +127,9 @@ static void sweep_preset(sweep_cfg *c, const char *name) {
        at barriers (measured: the smoke preset 14.2 s with 2 threads vs 1.9 s with 1 at load 11). */
     c->threads = 1;
     c->second_seeds = 1;
-    snprintf(c->control_maps[0], sizeof c->control_maps[0], "question=prompt");
-    snprintf(c->control_maps[1], sizeof c->control_maps[1], "answer_only=response");
-    c->n_control_maps = 2;
+    c->control_maps.v[0] = "question=prompt";
+    c->control_maps.v[1] = "answer_only=response";
+    c->control_maps.n = 2;
     /* the second-stage pools are disjoint from every sweep subset: n_train leaves room for them
        (a quarter to a third of the traces are wrong, two fifths easy) */
     if (!strcmp(name, "smoke")) {           /* CI: seconds */
@@ -138,275 +137,165 @@ static void sweep_preset(sweep_cfg *c, const char *name) {
         c->n_train = 160; c->n_direct = 120; c->n_eval = 10; c->vocab = 300;
         c->dim = 32; c->layers = 1; c->heads = 2; c->kv_heads = 1; c->hidden = 64;
         c->stage0_epochs = 1; c->epochs = 1; c->max_new = 64;
-        c->sizes[0] = 10; c->sizes[1] = 40; c->n_sizes = 2;
+        c->sizes.v[0] = 10; c->sizes.v[1] = 40; c->sizes.n = 2;
         c->split_size = 10;
-        c->n_control_maps = 0;   /* no controls: the CI smoke checks the table's shape */
+        c->control_maps.n = 0;   /* no controls: the CI smoke checks the table's shape */
     } else if (!strcmp(name, "valley")) {   /* the full miniature: 2.5 decades of data, 3 seeds */
         snprintf(c->out, sizeof c->out, "build/valley");
         c->n_train = 20000; c->n_direct = 12000; c->n_eval = 400; c->stage0_epochs = 3;
         /* the student of the pilot (docs/valley-pilot): 0.8 M parameters fit the traces (final
            loss 0.30 at 10,000 traces, against 0.51 for dim 96 / 3 layers) */
         c->dim = 128; c->layers = 4; c->heads = 4; c->kv_heads = 2; c->hidden = 352;
-        c->sizes[0] = 30; c->sizes[1] = 100; c->sizes[2] = 300; c->sizes[3] = 1000; c->sizes[4] = 3000;
-        c->sizes[5] = 10000; c->n_sizes = 6;
-        c->seeds[0] = 1; c->seeds[1] = 2; c->seeds[2] = 3; c->n_seeds = 3;
+        c->sizes.v[0] = 30; c->sizes.v[1] = 100; c->sizes.v[2] = 300; c->sizes.v[3] = 1000; c->sizes.v[4] = 3000;
+        c->sizes.v[5] = 10000; c->sizes.n = 6;
+        c->seeds.v[0] = 1; c->seeds.v[1] = 2; c->seeds.v[2] = 3; c->seeds.n = 3;
         c->split_size = 300; c->second_seeds = 3;
         /* sampled evaluation (4 samples at 0.7: pass@1, pass@4) and greedy beside it */
-        c->eval_n = 4; c->temperature = 0.7; c->top_p = 1; c->ks[0] = 1; c->ks[1] = 4; c->nk = 2; c->eval_greedy = 1;
+        c->eval_n = 4; c->temperature = 0.7; c->top_p = 1; c->k.v[0] = 1; c->k.v[1] = 4; c->k.n = 2; c->eval_greedy = 1;
         c->max_new = 384;
         c->budget_arm = 1000000;
     } else {                                /* demo: <= 5 min */
         snprintf(c->out, sizeof c->out, "build/demo");
         c->n_train = 1500; c->n_direct = 800; c->n_eval = 100; c->stage0_epochs = 5;
-        c->sizes[0] = 30; c->sizes[1] = 100; c->sizes[2] = 300; c->sizes[3] = 1000; c->n_sizes = 4;
+        c->sizes.v[0] = 30; c->sizes.v[1] = 100; c->sizes.v[2] = 300; c->sizes.v[3] = 1000; c->sizes.n = 4;
         c->split_size = 100;
     }
 }
 
+#define CLI_T sweep_cfg
+static const cli_opt sweep_options[] = {
+    CLI_BUF_ENUM("preset", preset, "smoke|demo|valley|custom", "the miniature world's sweeps (custom: your --data; default demo without --data)"),
+    CLI_SECTION("data (as in distill train)"),
+    CLI_BUF("data", data, "FILE", "teacher traces (any format distill data reads)"),
+    CLI_LIST("map", maps, "SRC=DST", "field mapping (repeatable)"),
+    CLI_LIST("filter", filters, "EXPR", "keep rows matching (repeatable)"),
+    CLI_BUF_ENUM("format", format, CLI_FORMATS, "the data's layout (auto)"),
+    CLI_BUF_ENUM("template", tmpl, CLI_TEMPLATES, "chat template"),
+    CLI_BUF_ENUM("loss", loss, CLI_LOSSES, "supervised tokens"),
+    CLI_INT("max-seq", max_seq, 16, 1 << 20, "longest row in tokens"),
+    CLI_BOOL("truncate", truncate, "cut long rows instead of dropping them"),
+    CLI_BOOL("normalize-think", normalize_think, "<|begin_of_thought|> tags -> <think>"),
+    CLI_BUF("tokenizer", tokenizer, "FILE", "any tokenizer format the library reads"),
+    CLI_SECTION("stage 0 (one of the two)"),
+    CLI_BUF("init", init, "MODEL", "the non-reasoning student (own checkpoint, safetensors, llama2.c .bin)"),
+    CLI_BUF("stage0-data", stage0_data, "FILE", "train a fresh student on it first"),
+    CLI_INT("dim", dim, 8, 16384, "the fresh student: width"),
+    CLI_INT("layers", layers, 1, 256, "layers"),
+    CLI_INT("heads", heads, 1, 256, "attention heads"),
+    CLI_INT("kv-heads", kv_heads, 1, 256, "key/value heads"),
+    CLI_INT("hidden", hidden, 8, 65536, "MLP width"),
+    CLI_DBL("stage0-epochs", stage0_epochs, 1e-3, 1e5, "epochs of stage 0"),
+    CLI_DBL("stage0-lr", stage0_lr, 1e-9, 1, "learning rate of stage 0"),
+    CLI_SECTION("the sweep"),
+    CLI_INTS("sizes", sizes, 1, 1e15, "nested subset sizes, increasing (at most 32)"),
+    CLI_INTS("seeds", seeds, 0, 9e15, "permutation seeds (at most 16)"),
+    CLI_DBL("epochs", epochs, 1e-3, 1e5, "epochs per run"),
+    CLI_INT64("token-budget", token_budget, 0, 1e15, "or tokens per run (0: --epochs)"),
+    CLI_DBL("lr", lr, 1e-9, 1, "peak learning rate"),
+    CLI_DBL("warmup-ratio", warmup_ratio, 0, 0.9, "warmup share of the steps"),
+    CLI_DBL("weight-decay", weight_decay, 0, 10, "AdamW weight decay"),
+    CLI_INT("batch-rows", batch_rows, 1, 65536, "rows per micro-batch"),
+    CLI_INT64("batch-tokens", batch_tokens, 0, 1e9, "or a token budget per micro-batch (0: off)"),
+    CLI_INT("grad-accum", grad_accum, 1, 65536, "micro-batches per step"),
+    CLI_BOOL("pack", pack, "pack rows into sequences of --max-seq tokens"),
+    CLI_INT64("save-every", save_every, 0, 1e12, "checkpoint period in steps inside a run (0: at the end)"),
+    CLI_DBL("save-every-minutes", save_every_minutes, 0, 1e7, "also a checkpoint every M minutes: a killed run resumes there"),
+    CLI_SECTION("second-stage experiments (filter expressions as in --filter)"),
+    CLI_BUF("easy", easy, "EXPR", "the easy traces"),
+    CLI_BUF("hard", hard, "EXPR", "the hard traces"),
+    CLI_BUF("correct", correct, "EXPR", "the traces whose code is right"),
+    CLI_BUF("incorrect", incorrect, "EXPR", "the traces whose code is wrong"),
+    CLI_INT64("split-size", split_size, 0, 1e9, "rows per second-stage run (0: none)"),
+    CLI_BUF_ENUM("second-from", second_from, "largest|stage0|both", "start from the largest subset's model, stage 0, or both"),
+    CLI_INT("second-seeds", second_seeds, 0, 16, "run them for the first K seeds"),
+    CLI_BUF_ENUM("second-pool", second_pool, "disjoint|overlap", "disjoint: only rows no sweep subset used"),
+    CLI_SECTION("controls (for the first --arm-seeds K seeds)"),
+    CLI_INT("arm-seeds", arm_seeds, 0, 16, "seeds with control runs"),
+    CLI_INT64("budget-arm", budget_arm, 0, 1e15, "every size also trained on N tokens (runs s<seed>_n<size>_budget; 0: off)"),
+    CLI_LIST("control-map", control_maps, "SRC=DST", "the same rows seen through other maps, e.g. answers only (runs s<seed>_n<size>_direct; repeatable)"),
+    CLI_SECTION("evaluation"),
+    CLI_BUF("eval-data", eval_data, "FILE", "held-out problems (the prompt found as distill eval --model finds it)"),
+    CLI_BUF_ENUM("verifier", verifier, "world", "the miniature world's verifier"),
+    CLI_BUF("verifier-cmd", verifier_cmd, "CMD", "an external verifier (protocol of distill eval)"),
+    CLI_DBL("verifier-timeout", verifier_timeout, 1e-3, 1e6, "seconds per verifier run"),
+    CLI_INT("eval-n", eval_n, 1, 100000, "samples per problem"),
+    CLI_DBL("temperature", temperature, 0, 100, "sampling temperature (0: greedy)"),
+    CLI_DBL("top-p", top_p, 1e-6, 1, "nucleus sampling"),
+    CLI_INT("top-k", top_k, 0, 1 << 20, "top-k sampling (0: off)"),
+    CLI_INTS("k", k, 1, 100000, "pass@k for these k (at most 16)"),
+    CLI_INT("max-new-tokens", max_new, 1, 1 << 20, "tokens generated per sample at most"),
+    CLI_INT64("eval-max-problems", eval_max_problems, 0, 1e12, "the first N problems only (0: all)"),
+    CLI_INT("gen-batch", gen_batch, 1, 4096, "sequences generated together"),
+    CLI_BOOL("eval-greedy", eval_greedy, "with sampling: also one greedy sample per problem (pass_at_1_greedy)"),
+    CLI_SECTION("the world (presets)"),
+    CLI_INT64("train", n_train, 1, 1e7, "teacher traces"),
+    CLI_INT64("direct", n_direct, 1, 1e7, "direct answers (stage-0 data)"),
+    CLI_INT64("eval", n_eval, 1, 1e6, "held-out problems"),
+    CLI_DBL("error-rate", error_rate, 0, 1, "share of traces ending in wrong code"),
+    CLI_U64("world-seed", world_seed, 0, 9e15, "the world's seed"),
+    CLI_INT("vocab", vocab, 260, 65536, "the world tokenizer's vocabulary"),
+    CLI_SECTION("process"),
+    CLI_BUF("out", out, "DIR", "the sweep's folder"),
+    CLI_INT("threads", threads, 0, 1024, "worker threads (0: one per core)"),
+    CLI_BOOL("report-only", report_only, "the report from the finished runs, no training"),
+    CLI_SECTION("distributed (docs/cluster.md; OUT on a filesystem every worker shares)"),
+    CLI_INT("task-id", task_id, 0, 1000000, "task K's share (default from SLURM_ARRAY_TASK_ID), no report"),
+    CLI_INT("num-tasks", num_tasks, 1, 1000000, "N tasks (default from SLURM_ARRAY_TASK_COUNT)"),
+    CLI_BOOL("merge", merge, "the report from every run's result.json (options from OUT/sweep-config.json)"),
+    CLI_BOOL("plan", plan, "print which task does which run and stop"),
+    CLI_DBL("wait-timeout", wait_timeout, 0, 1e9, "seconds a task waits for the runs it starts from"),
+    CLI_SECTION("other names (kept from earlier versions)"),
+    CLI_ALIAS("seq", "max-seq"),
+    CLI_ALIAS("batch", "batch-rows"),
+    CLI_ALIAS("max-new", "max-new-tokens"),
+    CLI_ALIAS("warmup", "warmup-ratio"),
+};
+#undef CLI_T
+
+static const cli_cmd sweep_cmd = {
+    "sweep",
+    "usage: distill sweep --data TRACES --eval-data PROBLEMS --tokenizer TOK (--init MODEL | --stage0-data FILE)\n"
+    "                     (--verifier-cmd CMD | --verifier world) [options]\n"
+    "       distill sweep --preset demo|valley|smoke [options]    (the miniature world, docs/valley.md)\n",
+    "  The Valley of Code Reasoning design: stage 0, a data-quantity sweep of nested subsets, second-stage\n"
+    "  experiments (easy/hard, correct/incorrect), every model evaluated with a verifier. Resumable: rerun\n"
+    "  the same command after a kill; finished runs are reused, an unfinished one resumes from its checkpoint.\n"
+    "  Ctrl-C, SIGTERM or SIGUSR1 (Slurm --signal=USR1@90) finish the step (or the problems being\n"
+    "  evaluated), save, and exit 130/143/138; one process per run folder (a lock names the holder).\n"
+    "  Options apply in this order: the preset's values, --config FILE.json (keys: the flag names;\n"
+    "  the older snake_case keys such as max_seq are read as the same names), then the flags.\n"
+    "  Lists in a config file are arrays: {\"sizes\": [30, 100], \"map\": [\"question=prompt\"]}.\n",
+    sweep_options, CLI_N(sweep_options),
+    "mpirun -np N distill sweep ...   ranks share the runs; rank 0 writes the report.\n"
+    "outputs: OUT/results.{csv,json,md} (pass@k, completion, think tags, truncation, paired 95% bootstrap\n"
+    "  intervals), OUT/valley.svg, OUT/sweep-config.json (the options, in the --config format),\n"
+    "  OUT/runs/<run>/{result.json,generations.jsonl,manifest.json,metrics.jsonl}\n",
+    0};
+
 static void sweep_usage(FILE *f) {
-    fprintf(f,
-"usage: distill sweep --data TRACES --eval-data PROBLEMS --tokenizer TOK (--init MODEL | --stage0-data FILE)\n"
-"                     (--verifier-cmd CMD | --verifier world) [options]\n"
-"       distill sweep --preset demo|valley|smoke [options]    (the miniature world, docs/valley.md)\n"
-"  The Valley of Code Reasoning design: stage 0, a data-quantity sweep of nested subsets, second-stage\n"
-"  experiments (easy/hard, correct/incorrect), every model evaluated with a verifier. Resumable: rerun\n"
-"  the same command after a kill; finished runs are reused, an unfinished one resumes from its checkpoint.\n"
-"  Ctrl-C, SIGTERM or SIGUSR1 (Slurm --signal=USR1@90) finish the step (or the problems being\n"
-"  evaluated), save, and exit 130/143/138; one process per run folder (a lock names the holder).\n"
-"data (as in distill train)\n"
-"  --data FILE            teacher traces (any format distill data reads)\n"
-"  --map SRC=DST --filter EXPR (repeatable) --format NAME --template NAME --loss assistant|last|all\n"
-"  --max-seq N --truncate --normalize-think\n"
-"  --tokenizer FILE       any tokenizer format the library reads\n"
-"stage 0 (one of the two)\n"
-"  --init MODEL           the non-reasoning student (own checkpoint, safetensors, llama2.c .bin)\n"
-"  --stage0-data FILE     train a fresh student on it first (--dim --layers --heads --kv-heads --hidden,\n"
-"                         --stage0-epochs E, --stage0-lr X)\n"
-"the sweep\n"
-"  --sizes 1000,3000,10000  nested subset sizes    --seeds 1,2,3   permutation seeds\n"
-"  --epochs E | --token-budget N   per run         --lr X --warmup-ratio X --weight-decay X\n"
-"  --batch-rows B | --batch-tokens N   --grad-accum K   --pack\n"
-"  --save-every N --save-every-minutes M (10)   checkpoints inside a run: a killed run resumes there\n"
-"second-stage experiments (filter expressions as in --filter)\n"
-"  --easy EXPR --hard EXPR   --correct EXPR --incorrect EXPR   --split-size N (0: none)\n"
-"  --second-from largest|stage0|both (both)   --second-seeds K (first K seeds)\n"
-"  --second-pool disjoint|overlap   disjoint (default): only rows no sweep subset used\n"
-"controls (for the first --arm-seeds K seeds, default 1)\n"
-"  --budget-arm N         every size also trained on N tokens (runs s<seed>_n<size>_budget)\n"
-"  --control-map SRC=DST  (repeatable) the same rows of --data seen through other maps, e.g. an\n"
-"                         answers-only field: the direct-answer control (runs s<seed>_n<size>_direct)\n"
-"evaluation\n"
-"  --eval-data FILE       held-out problems (the prompt found as distill eval --model finds it)\n"
-"  --verifier world | --verifier-cmd CMD   (protocol of distill eval)  --verifier-timeout SEC (30)\n"
-"  --eval-n N (samples per problem, 1) --temperature T (0) --top-p P --top-k K --k 1,4\n"
-"  --max-new-tokens N --eval-max-problems N --gen-batch N\n"
-"  --eval-greedy          with sampling: also one greedy sample per problem (pass_at_1_greedy)\n"
-"the world (presets)\n"
-"  --train N --direct N --eval N --error-rate R --world-seed S --vocab V\n"
-"process\n"
-"  --out DIR   --threads N (0: one per core)   --report-only 1   --config FILE.json (the flag names,\n"
-"  '-' or '_'; lists as arrays: {\"sizes\": [30, 100], \"map\": [\"question=prompt\"]})\n"
-"distributed (docs/cluster.md; OUT on a filesystem every worker shares)\n"
-"  mpirun -np N distill sweep ...   ranks share the runs; rank 0 writes the report\n"
-"  --task-id K --num-tasks N   task K's share (defaults from SLURM_ARRAY_TASK_ID/COUNT), no report\n"
-"  --merge      the report from every run's result.json (options from OUT/sweep-config.json)\n"
-"  --plan       print which task does which run and stop   --wait-timeout S (86400)\n"
-"outputs: OUT/results.{csv,json,md} (pass@k, completion, think tags, truncation, paired 95%% bootstrap\n"
-"  intervals), OUT/valley.svg, OUT/runs/<run>/{result.json,generations.jsonl,manifest.json,metrics.jsonl}\n");
+    static sweep_cfg c;   /* large: not on the stack */
+    sweep_preset(&c, "custom");
+    cli_help(&sweep_cmd, &c, f);
 }
 
-/* ---- options: one setter for flags and config files ---------------------------------------- */
-static int sweep_parse_list(const char *s, int64_t *out, int cap) {
-    int n = 0;
-    while (*s) {
-        char *end;
-        long long v;
-        errno = 0;
-        v = strtoll(s, &end, 10);
-        if (end == s || errno || v < 0 || n == cap) return -1;
-        out[n++] = v;
-        s = end;
-        if (*s == ',') s++;
-        else if (*s) return -1;
-    }
-    return n;
-}
-
-static int sweep_str(char *dst, size_t cap, const char *val) {
-    if (!val || strlen(val) >= cap) return -1;
-    memcpy(dst, val, strlen(val) + 1);
-    return 0;
-}
-
-/* Set option `key` (a flag name without "--"; '-' and '_' are the same) from text (val) or a
-   JSON value (jv). 0 ok, -1 invalid value, -2 unknown option. */
-static int sweep_set(sweep_cfg *c, const char *key, const char *val, const distill_json *jv) {
-    static const char *const strs[] = {"out", "data", "eval_data", "tokenizer", "init", "stage0_data", "verifier",
-                                       "verifier_cmd", "format", "template", "loss", "easy", "hard", "correct",
-                                       "incorrect", "second_from", "second_pool"};
-    char k[64], num[64];
-    size_t i;
-    double d = 0;
-    char *end = NULL;
-    for (i = 0; key[i] && i + 1 < sizeof k; i++) k[i] = key[i] == '-' ? '_' : key[i];
-    k[i] = 0;
-    /* aliases kept from the first version of the tool */
-    if (!strcmp(k, "seq")) snprintf(k, sizeof k, "max_seq");
-    if (!strcmp(k, "batch")) snprintf(k, sizeof k, "batch_rows");
-    if (!strcmp(k, "max_new")) snprintf(k, sizeof k, "max_new_tokens");
-    if (!strcmp(k, "map") || !strcmp(k, "filter") || !strcmp(k, "control_map")) {
-        int *n = k[0] == 'm' ? &c->n_maps : k[0] == 'f' ? &c->n_filters : &c->n_control_maps;
-        char (*dst)[256] = k[0] == 'm' ? c->maps : k[0] == 'f' ? c->filters : c->control_maps;
-        if (jv) {
-            if (jv->type != DISTILL_JSON_ARRAY || jv->len > SWEEP_MAX_LIST) return -1;
-            *n = 0;
-            for (i = 0; i < jv->len; i++)
-                if (jv->items[i].type != DISTILL_JSON_STRING || sweep_str(dst[(*n)++], 256, jv->items[i].str)) return -1;
-            return 0;
-        }
-        if (*n == SWEEP_MAX_LIST) return -1;
-        return sweep_str(dst[(*n)++], 256, val);
-    }
-    for (i = 0; i < sizeof strs / sizeof strs[0]; i++)
-        if (!strcmp(k, strs[i])) {
-            const char *v = val;
-            char *dst;
-            size_t cap;
-            if (jv && jv->type != DISTILL_JSON_STRING) return -1;
-            if (jv) v = jv->str;
-#define SW(name, f) if (!strcmp(k, name)) { dst = c->f; cap = sizeof c->f; } else
-            SW("out", out) SW("data", data) SW("eval_data", eval_data) SW("tokenizer", tokenizer) SW("init", init)
-            SW("stage0_data", stage0_data) SW("verifier", verifier) SW("verifier_cmd", verifier_cmd)
-            SW("format", format) SW("template", tmpl) SW("loss", loss) SW("easy", easy) SW("hard", hard)
-            SW("correct", correct) SW("incorrect", incorrect) SW("second_from", second_from)
-            { dst = c->second_pool; cap = sizeof c->second_pool; }
-#undef SW
-            if (sweep_str(dst, cap, v)) return -1;
-            if (!strcmp(k, "second_from") && strcmp(v, "largest") && strcmp(v, "stage0") && strcmp(v, "both")) return -1;
-            if (!strcmp(k, "second_pool") && strcmp(v, "disjoint") && strcmp(v, "overlap")) return -1;
-            if (!strcmp(k, "data")) c->world = 0;   /* the user's data: no world */
-            return 0;
-        }
-    if (!strcmp(k, "sizes") || !strcmp(k, "seeds") || !strcmp(k, "k")) {
-        int64_t tmp[SWEEP_MAX_SIZES];
-        int n, cap = k[1] == 'i' ? SWEEP_MAX_SIZES : k[0] == 'k' ? DISTILL_EVAL_MAX_K : SWEEP_MAX_SEEDS, j;
-        if (jv) {
-            if (jv->type != DISTILL_JSON_ARRAY || jv->len > (size_t)cap) return -1;
-            for (n = 0; n < (int)jv->len; n++) {
-                if (!jv->items[n].is_int || jv->items[n].i64 < 0) return -1;
-                tmp[n] = jv->items[n].i64;
-            }
-        } else if ((n = sweep_parse_list(val, tmp, cap)) < 0) return -1;
-        if (n < 1) return -1;
-        if (k[0] == 'k') {
-            for (j = 0; j < n; j++) { if (tmp[j] < 1 || tmp[j] > 100000) return -1; c->ks[j] = (int)tmp[j]; }
-            c->nk = n;
-        } else if (k[1] == 'i') {
-            for (j = 0; j < n; j++) { if (tmp[j] < 1 || (j && tmp[j] <= tmp[j - 1])) return -1; c->sizes[j] = tmp[j]; }
-            c->n_sizes = n;
-        } else {
-            for (j = 0; j < n; j++) c->seeds[j] = (uint64_t)tmp[j];
-            c->n_seeds = n;
-        }
-        return 0;
-    }
-    if (jv) {
-        if (jv->type == DISTILL_JSON_TRUE || jv->type == DISTILL_JSON_FALSE) d = jv->type == DISTILL_JSON_TRUE;
-        else if (jv->type != DISTILL_JSON_NUMBER) return -1;
-        else d = jv->num;
-    } else {
-        if (!val) return -1;
-        snprintf(num, sizeof num, "%s", val);
-        errno = 0;
-        d = strtod(num, &end);
-        if (!num[0] || *end || errno) return -1;
-    }
-#define SWEEP_INT(name, field, lo, hi) if (!strcmp(k, name)) { if (d != floor(d) || d < (lo) || d > (hi)) return -1; c->field = (int)d; return 0; }
-#define SWEEP_I64(name, field, lo, hi) if (!strcmp(k, name)) { if (d != floor(d) || d < (lo) || d > (hi)) return -1; c->field = (int64_t)d; return 0; }
-#define SWEEP_DBL(name, field, lo, hi) if (!strcmp(k, name)) { if (!(d >= (lo) && d <= (hi))) return -1; c->field = d; return 0; }
-    SWEEP_I64("train", n_train, 1, 1e7) SWEEP_I64("direct", n_direct, 1, 1e7) SWEEP_I64("eval", n_eval, 1, 1e6)
-    SWEEP_DBL("error_rate", error_rate, 0, 1) SWEEP_INT("vocab", vocab, 260, 65536)
-    SWEEP_INT("dim", dim, 8, 16384) SWEEP_INT("layers", layers, 1, 256) SWEEP_INT("heads", heads, 1, 256)
-    SWEEP_INT("kv_heads", kv_heads, 1, 256) SWEEP_INT("hidden", hidden, 8, 65536)
-    SWEEP_INT("max_seq", max_seq, 16, 1 << 20) SWEEP_INT("truncate", truncate, 0, 1)
-    SWEEP_INT("normalize_think", normalize_think, 0, 1) SWEEP_INT("pack", pack, 0, 1)
-    SWEEP_INT("batch_rows", batch_rows, 1, 65536) SWEEP_I64("batch_tokens", batch_tokens, 0, 1e9)
-    SWEEP_INT("grad_accum", grad_accum, 1, 65536) SWEEP_I64("save_every", save_every, 0, 1e12)
-    SWEEP_DBL("save_every_minutes", save_every_minutes, 0, 1e7)
-    SWEEP_DBL("lr", lr, 1e-9, 1) SWEEP_DBL("warmup_ratio", warmup_ratio, 0, 0.9) SWEEP_DBL("warmup", warmup_ratio, 0, 0.9)
-    SWEEP_DBL("weight_decay", weight_decay, 0, 10) SWEEP_DBL("epochs", epochs, 1e-3, 1e5)
-    SWEEP_I64("token_budget", token_budget, 0, 1e15)
-    SWEEP_DBL("stage0_epochs", stage0_epochs, 1e-3, 1e5) SWEEP_DBL("stage0_lr", stage0_lr, 1e-9, 1)
-    SWEEP_I64("budget_arm", budget_arm, 0, 1e15) SWEEP_INT("arm_seeds", arm_seeds, 0, SWEEP_MAX_SEEDS)
-    SWEEP_I64("split_size", split_size, 0, 1e9) SWEEP_INT("second_seeds", second_seeds, 0, SWEEP_MAX_SEEDS)
-    SWEEP_INT("eval_greedy", eval_greedy, 0, 1) SWEEP_INT("eval_n", eval_n, 1, 100000) SWEEP_DBL("temperature", temperature, 0, 100) SWEEP_DBL("top_p", top_p, 1e-6, 1)
-    SWEEP_INT("top_k", top_k, 0, 1 << 20) SWEEP_INT("max_new_tokens", max_new, 1, 1 << 20)
-    SWEEP_I64("eval_max_problems", eval_max_problems, 0, 1e12) SWEEP_INT("gen_batch", gen_batch, 1, 4096)
-    SWEEP_DBL("verifier_timeout", verifier_timeout, 1e-3, 1e6)
-    SWEEP_INT("threads", threads, 0, 1024) SWEEP_INT("report_only", report_only, 0, 1)
-    SWEEP_INT("task_id", task_id, 0, 1000000) SWEEP_INT("num_tasks", num_tasks, 1, 1000000)
-    SWEEP_INT("merge", merge, 0, 1) SWEEP_INT("plan", plan, 0, 1) SWEEP_DBL("wait_timeout", wait_timeout, 0, 1e9)
-    if (!strcmp(k, "world_seed")) { if (d != floor(d) || d < 0 || d > 9e15) return -1; c->world_seed = (uint64_t)d; return 0; }
-#undef SWEEP_INT
-#undef SWEEP_I64
-#undef SWEEP_DBL
-    return -2;
-}
-
-/* Switches may stand alone on the command line ("--pack"), or take 0/1. */
-static int sweep_is_switch(const char *flag) {
-    static const char *const sw[] = {"--merge", "--plan", "--pack", "--truncate", "--normalize-think", "--report-only",
-                                     "--eval-greedy"};
-    size_t i;
-    for (i = 0; i < sizeof sw / sizeof sw[0]; i++) if (!strcmp(flag, sw[i])) return 1;
-    return 0;
-}
-
-static int sweep_load_config(sweep_cfg *c, const char *path) {
-    distill_error err;
-    distill_json *j = distill_json_parse_file(path, &err);
-    size_t i;
-    if (!j) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
-    if (j->type != DISTILL_JSON_OBJECT) { fprintf(stderr, "distill sweep: %s: expected a JSON object\n", path); distill_json_free(j); return -1; }
-    for (i = 0; i < j->len; i++) {
-        int rc;
-        if (!strcmp(j->keys[i], "preset")) continue;
-        rc = sweep_set(c, j->keys[i], NULL, &j->items[i]);
-        if (rc) {
-            fprintf(stderr, "distill sweep: %s:%d:%d: field '%s': %s\n", path, j->items[i].line, j->items[i].col,
-                    j->keys[i], rc == -2 ? "unknown option" : "invalid value");
-            distill_json_free(j);
-            return -1;
-        }
-    }
-    distill_json_free(j);
-    return 0;
-}
+static int sweep_load_config(sweep_cfg *c, const char *path) { return cli_config_load(&sweep_cmd, c, path) ? -1 : 0; }
 
 /* The command line's options over *c (after the preset and config file). 0, or 2 after a message. */
-static int sweep_flags(sweep_cfg *c, int argc, char **argv) {
-    int a, rc;
-    for (a = 1; a < argc; a++) {
-        if (!strcmp(argv[a], "--preset") || !strcmp(argv[a], "--config")) { a++; continue; }
-        if (sweep_is_switch(argv[a])) {
-            int v = a + 1 < argc && (!strcmp(argv[a + 1], "0") || !strcmp(argv[a + 1], "1"));
-            (void)sweep_set(c, argv[a] + 2, v ? argv[a + 1] : "1", NULL);
-            a += v;
-            continue;
-        }
-        if (strncmp(argv[a], "--", 2) || a + 1 >= argc) {
-            fprintf(stderr, "distill sweep: %s '%s' (see distill sweep --help)\n",
-                    strncmp(argv[a], "--", 2) ? "unexpected argument" : "a value is missing after", argv[a]);
-            return 2;
-        }
-        rc = sweep_set(c, argv[a] + 2, argv[a + 1], NULL);
-        if (rc) {
-            if (rc == -2) fprintf(stderr, "distill sweep: unknown option '%s' (see distill sweep --help)\n", argv[a]);
-            else fprintf(stderr, "distill sweep: %s: invalid value '%s'\n", argv[a], argv[a + 1]);
-            return 2;
-        }
-        a++;
-    }
+static int sweep_flags(sweep_cfg *c, int argc, char **argv) { return cli_args_apply(&sweep_cmd, c, argc, argv, NULL, NULL); }
+
+/* The lists' own rules, after every layer is read: at most SWEEP_MAX_SIZES increasing sizes,
+   SWEEP_MAX_SEEDS seeds, DISTILL_EVAL_MAX_K values of k (copied to ks). 0, or 2 after a message. */
+static int sweep_lists_check(sweep_cfg *c) {
+    int i;
+    if (c->sizes.n > SWEEP_MAX_SIZES) return cli_usage_error(&sweep_cmd, "--sizes: at most %d sizes", SWEEP_MAX_SIZES);
+    for (i = 1; i < c->sizes.n; i++)
+        if (c->sizes.v[i] <= c->sizes.v[i - 1])
+            return cli_usage_error(&sweep_cmd, "--sizes must increase (%lld after %lld)", (long long)c->sizes.v[i], (long long)c->sizes.v[i - 1]);
+    if (c->seeds.n > SWEEP_MAX_SEEDS) return cli_usage_error(&sweep_cmd, "--seeds: at most %d seeds", SWEEP_MAX_SEEDS);
+    if (c->k.n > DISTILL_EVAL_MAX_K) return cli_usage_error(&sweep_cmd, "--k: at most %d values", DISTILL_EVAL_MAX_K);
+    for (i = 0; i < c->k.n; i++) c->ks[i] = (int)c->k.v[i];
+    c->nk = c->k.n;
+    if (c->data[0]) c->world = 0;   /* the user's data: no world (a preset fills data later) */
     return 0;
 }
 
@@ -501,7 +390,7 @@ static distill_dataset *sweep_load2(sweep_ctx *x, const char *path, const char *
     distill_data_options o = x->dopt;
     distill_error err;
     distill_dataset *ds;
-    o.n_filters = x->cfg.n_filters;
+    o.n_filters = x->cfg.filters.n;
     if (filter) x->filters[o.n_filters++] = filter;
     if (filter2) x->filters[o.n_filters++] = filter2;
     ds = distill_dataset_load(path, &o, x->tok, &err);
@@ -530,12 +419,12 @@ static int sweep_data_options(sweep_ctx *x) {
         else if (!strcmp(c->loss, "all")) x->dopt.loss = DISTILL_LOSS_ALL;
         else { fprintf(stderr, "distill sweep: --loss must be assistant, last or all\n"); return -1; }
     }
-    for (i = 0; i < c->n_maps; i++) x->maps[i] = c->maps[i];
-    for (i = 0; i < c->n_filters; i++) x->filters[i] = c->filters[i];
+    for (i = 0; i < c->maps.n; i++) x->maps[i] = c->maps.v[i];
+    for (i = 0; i < c->filters.n; i++) x->filters[i] = c->filters.v[i];
     x->dopt.map = x->maps;
-    x->dopt.n_map = c->n_maps;
+    x->dopt.n_map = c->maps.n;
     x->dopt.filters = x->filters;
-    x->dopt.n_filters = c->n_filters;
+    x->dopt.n_filters = c->filters.n;
     x->dopt.max_seq = c->max_seq;
     x->dopt.truncate = c->truncate;
     x->dopt.normalize_think = c->normalize_think;
@@ -1111,7 +1000,7 @@ static void sweep_sort(const sweep_job *jb, int *idx, int n, int (*before)(const
 
 /* The run list (in report order) with each run's worker; *order gets the execution order. */
 static sweep_job *sweep_plan(const sweep_cfg *c, int n_workers, int *n_jobs, int **order) {
-    int cap = 1 + c->n_seeds * (3 * c->n_sizes + 8), n = 0, s, k, g, from, w, i, j;
+    int cap = 1 + c->seeds.n * (3 * c->sizes.n + 8), n = 0, s, k, g, from, w, i, j;
     sweep_job *jb = (sweep_job *)calloc((size_t)cap, sizeof *jb);
     int64_t *busy = (int64_t *)calloc((size_t)n_workers, sizeof(int64_t));
     int *idx = (int *)calloc((size_t)cap, sizeof(int));
@@ -1122,41 +1011,41 @@ static sweep_job *sweep_plan(const sweep_cfg *c, int n_workers, int *n_jobs, int
     jb[0].keep_model = sweep_stage0_trained(c); jb[0].dep = -1;
     jb[0].cost = sweep_stage0_trained(c) ? sweep_cost(c, c->n_direct / 2, c->stage0_epochs, 0) : sweep_cost(c, 0, 0, 0);
     n = 1;
-    for (s = 0; s < c->n_seeds; s++)
-        for (k = 0; k < c->n_sizes; k++, n++) {
-            snprintf(jb[n].name, sizeof jb[n].name, "s%llu_n%lld", (unsigned long long)c->seeds[s], (long long)c->sizes[k]);
+    for (s = 0; s < c->seeds.n; s++)
+        for (k = 0; k < c->sizes.n; k++, n++) {
+            snprintf(jb[n].name, sizeof jb[n].name, "s%llu_n%lld", (unsigned long long)c->seeds.v[s], (long long)c->sizes.v[k]);
             jb[n].group = "sweep"; jb[n].from = "stage0"; jb[n].kind = SWEEP_SUBSET;
-            jb[n].s = s; jb[n].k = k; jb[n].seed = (int64_t)c->seeds[s]; jb[n].size = c->sizes[k];
-            jb[n].keep_model = k == c->n_sizes - 1 && from_hi == 1 && s < c->second_seeds &&
+            jb[n].s = s; jb[n].k = k; jb[n].seed = (int64_t)c->seeds.v[s]; jb[n].size = c->sizes.v[k];
+            jb[n].keep_model = k == c->sizes.n - 1 && from_hi == 1 && s < c->second_seeds &&
                                (sweep_group_on(c, 0) || sweep_group_on(c, 2));
             jb[n].dep = 0; jb[n].level = 1;
-            jb[n].cost = sweep_cost(c, c->sizes[k], c->epochs, c->token_budget);
+            jb[n].cost = sweep_cost(c, c->sizes.v[k], c->epochs, c->token_budget);
         }
-    for (s = 0; s < c->n_seeds && s < c->second_seeds; s++)
+    for (s = 0; s < c->seeds.n && s < c->second_seeds; s++)
         for (from = from_lo; from <= from_hi; from++)
             for (g = 0; g < 4; g++) {
                 if (!sweep_group_on(c, g)) continue;
-                snprintf(jb[n].name, sizeof jb[n].name, "s%llu_%s_from%s", (unsigned long long)c->seeds[s],
+                snprintf(jb[n].name, sizeof jb[n].name, "s%llu_%s_from%s", (unsigned long long)c->seeds.v[s],
                          sweep_groups[g], from ? "L" : "0");
                 jb[n].group = sweep_groups[g]; jb[n].from = from ? "largest" : "stage0"; jb[n].kind = SWEEP_SECOND;
                 jb[n].s = s; jb[n].g = g; jb[n].from_largest = from;
-                jb[n].seed = (int64_t)c->seeds[s]; jb[n].size = c->split_size;
-                jb[n].dep = from ? 1 + s * c->n_sizes + c->n_sizes - 1 : 0;
+                jb[n].seed = (int64_t)c->seeds.v[s]; jb[n].size = c->split_size;
+                jb[n].dep = from ? 1 + s * c->sizes.n + c->sizes.n - 1 : 0;
                 jb[n].level = 1 + from;
                 jb[n].cost = sweep_cost(c, c->split_size, c->epochs, c->token_budget);
                 n++;
             }
     /* the controls: the same subsets trained on a fixed token budget, and seen as answers only */
-    for (s = 0; s < c->n_seeds && s < c->arm_seeds; s++)
+    for (s = 0; s < c->seeds.n && s < c->arm_seeds; s++)
         for (g = 0; g < 2; g++)
-            for (k = 0; k < c->n_sizes; k++) {
-                if (g == 0 ? c->budget_arm <= 0 : c->n_control_maps == 0) continue;
-                snprintf(jb[n].name, sizeof jb[n].name, "s%llu_n%lld_%s", (unsigned long long)c->seeds[s],
-                         (long long)c->sizes[k], g ? "direct" : "budget");
+            for (k = 0; k < c->sizes.n; k++) {
+                if (g == 0 ? c->budget_arm <= 0 : c->control_maps.n == 0) continue;
+                snprintf(jb[n].name, sizeof jb[n].name, "s%llu_n%lld_%s", (unsigned long long)c->seeds.v[s],
+                         (long long)c->sizes.v[k], g ? "direct" : "budget");
                 jb[n].group = g ? "direct" : "budget"; jb[n].from = "stage0"; jb[n].kind = g ? SWEEP_CONTROL : SWEEP_BUDGET;
-                jb[n].s = s; jb[n].k = k; jb[n].seed = (int64_t)c->seeds[s]; jb[n].size = c->sizes[k];
+                jb[n].s = s; jb[n].k = k; jb[n].seed = (int64_t)c->seeds.v[s]; jb[n].size = c->sizes.v[k];
                 jb[n].dep = 0; jb[n].level = 1;
-                jb[n].cost = g ? sweep_cost(c, c->sizes[k] / 5, c->epochs, 0) : sweep_cost(c, 0, 0, c->budget_arm);
+                jb[n].cost = g ? sweep_cost(c, c->sizes.v[k] / 5, c->epochs, 0) : sweep_cost(c, 0, 0, c->budget_arm);
                 n++;
             }
     for (i = 0; i < n; i++) idx[i] = i;
@@ -1235,15 +1124,15 @@ static int sweep_used_ids(sweep_ctx *x) {
     const sweep_cfg *c = &x->cfg;
     distill_error err;
     int s;
-    int64_t i, n = 0, k = 0, max = c->sizes[c->n_sizes - 1];
+    int64_t i, n = 0, k = 0, max = c->sizes.v[c->sizes.n - 1];
     if (x->used_ids) return 0;
-    x->used_ids = (int64_t *)malloc((size_t)(max * c->n_seeds + 1) * sizeof(int64_t));
+    x->used_ids = (int64_t *)malloc((size_t)(max * c->seeds.n + 1) * sizeof(int64_t));
     if (!x->used_ids) return -1;
-    for (s = 0; s < c->n_seeds; s++) {
+    for (s = 0; s < c->seeds.n; s++) {
         distill_select_options so;
         distill_dataset *sub;
         memset(&so, 0, sizeof so);
-        so.seed = c->seeds[s];
+        so.seed = c->seeds.v[s];
         so.n = max;
         if (!(sub = distill_dataset_select(x->train_all, &so, &err))) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
         for (i = 0; i < distill_dataset_size(sub); i++) {
@@ -1306,9 +1195,9 @@ static distill_dataset *sweep_control_rows(sweep_ctx *x, const sweep_job *jb, co
         distill_data_options o = x->dopt;
         const char *maps[SWEEP_MAX_LIST];
         int q;
-        for (q = 0; q < x->cfg.n_control_maps; q++) maps[q] = x->cfg.control_maps[q];
+        for (q = 0; q < x->cfg.control_maps.n; q++) maps[q] = x->cfg.control_maps.v[q];
         o.map = maps;
-        o.n_map = x->cfg.n_control_maps;
+        o.n_map = x->cfg.control_maps.n;
         if (!(x->control_all = distill_dataset_load(x->cfg.data, &o, x->tok, &err))) {
             fprintf(stderr, "distill sweep: --control-map: %s\n", err.msg);
             return NULL;
@@ -1705,7 +1594,7 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
     distill_atomic_file af;
     char path[1200], (*cells)[CW] = NULL, hdr_buf[64][48];
     const char *cp[64], *hdr[64];
-    int i, j, k, s, g, ncol = 0, n_pts = c->n_sizes + 1, rc = -1;
+    int i, j, k, s, g, ncol = 0, n_pts = c->sizes.n + 1, rc = -1;
     const sweep_result *stage0 = &r[0];
     double xs[SWEEP_MAX_SIZES + 1], ys[SWEEP_MAX_SEEDS][SWEEP_MAX_SIZES + 1], mean[SWEEP_MAX_SIZES + 1],
            sd[SWEEP_MAX_SIZES + 1], comp[SWEEP_MAX_SIZES + 1], think[SWEEP_MAX_SIZES + 1], tmp[SWEEP_MAX_SEEDS],
@@ -1814,42 +1703,42 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
         xs[0] = 0;
         mean[0] = stage0->pass1; sd[0] = 0; comp[0] = stage0->completion; think[0] = stage0->think_rate;
         compsd[0] = thinksd[0] = 0;
-        for (s = 0; s < c->n_seeds; s++) ys[s][0] = stage0->pass1;
-        for (k = -1; k < c->n_sizes; k++) {
+        for (s = 0; s < c->seeds.n; s++) ys[s][0] = stage0->pass1;
+        for (k = -1; k < c->sizes.n; k++) {
             size_t off = 0;
             int got = 0, first = -1;
             double tr[SWEEP_MAX_SEEDS];
             if (k >= 0) {
-                xs[k + 1] = (double)c->sizes[k];
-                for (s = 0; s < c->n_seeds; s++) {
+                xs[k + 1] = (double)c->sizes.v[k];
+                for (s = 0; s < c->seeds.n; s++) {
                     tmp[s] = tmp2[s] = tr[s] = ys[s][k + 1] = NAN;
                     for (i = 0; i < nr; i++)
-                        if (!strcmp(r[i].group, "sweep") && r[i].seed == (int64_t)c->seeds[s] && r[i].size == c->sizes[k]) {
+                        if (!strcmp(r[i].group, "sweep") && r[i].seed == (int64_t)c->seeds.v[s] && r[i].size == c->sizes.v[k]) {
                             ys[s][k + 1] = r[i].pass1;
                             got++;
                             if (first < 0) first = i;
                         }
                 }
-                for (s = 0; s < c->n_seeds; s++) tmp[s] = ys[s][k + 1];
-                mean[k + 1] = sweep_mean(tmp, c->n_seeds, &sd[k + 1]);
-                for (s = 0; s < c->n_seeds; s++) {
+                for (s = 0; s < c->seeds.n; s++) tmp[s] = ys[s][k + 1];
+                mean[k + 1] = sweep_mean(tmp, c->seeds.n, &sd[k + 1]);
+                for (s = 0; s < c->seeds.n; s++) {
                     tmp[s] = tmp2[s] = tr[s] = NAN;
                     for (i = 0; i < nr; i++)
-                        if (!strcmp(r[i].group, "sweep") && r[i].seed == (int64_t)c->seeds[s] && r[i].size == c->sizes[k]) {
+                        if (!strcmp(r[i].group, "sweep") && r[i].seed == (int64_t)c->seeds.v[s] && r[i].size == c->sizes.v[k]) {
                             tmp[s] = r[i].completion;
                             tmp2[s] = r[i].think_rate;
                             tr[s] = r[i].truncation;
                         }
                 }
-                comp[k + 1] = sweep_mean(tmp, c->n_seeds, &compsd[k + 1]);
-                think[k + 1] = sweep_mean(tmp2, c->n_seeds, &thinksd[k + 1]);
-                snprintf(cells[0], CW, "%lld", (long long)c->sizes[k]);
+                comp[k + 1] = sweep_mean(tmp, c->seeds.n, &compsd[k + 1]);
+                think[k + 1] = sweep_mean(tmp2, c->seeds.n, &thinksd[k + 1]);
+                snprintf(cells[0], CW, "%lld", (long long)c->sizes.v[k]);
                 snprintf(cells[1], CW, "%d", got);
                 /* a standard deviation needs two seeds: with one, print the value alone */
                 if (got > 1) snprintf(cells[2], CW, "%.3f ± %.3f", mean[k + 1], sd[k + 1]);
                 else snprintf(cells[2], CW, "%.3f", mean[k + 1]);
                 cells[3][0] = 0;
-                for (s = 0; s < c->n_seeds && off + 8 < CW; s++)
+                for (s = 0; s < c->seeds.n && off + 8 < CW; s++)
                     off += (size_t)snprintf(cells[3] + off, CW - off, "%s%.2f", s ? " " : "", ys[s][k + 1]);
                 if (first >= 0) sweep_cmp_text(cells[4], CW, in.delta[first], in.lo[first], in.hi[first]);
                 else snprintf(cells[4], CW, "-");
@@ -1870,7 +1759,7 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
             if (k >= 0 && got > 1) {
                 snprintf(cells[6], CW, "%.2f ± %.2f", comp[k + 1], compsd[k + 1]);
                 snprintf(cells[7], CW, "%.2f ± %.2f", think[k + 1], thinksd[k + 1]);
-                snprintf(cells[8], CW, "%.2f", sweep_mean(tr, c->n_seeds, NULL));
+                snprintf(cells[8], CW, "%.2f", sweep_mean(tr, c->seeds.n, NULL));
             } else {
                 snprintf(cells[6], CW, "%.2f", k >= 0 ? comp[k + 1] : stage0->completion);
                 snprintf(cells[7], CW, "%.2f", k >= 0 ? think[k + 1] : stage0->think_rate);
@@ -1883,26 +1772,26 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
     /* the plot */
     memset(ser, 0, sizeof ser);
     memset(pan, 0, sizeof pan);
-    for (s = 0; s < c->n_seeds; s++) {
-        snprintf(labels[s], sizeof labels[s], "seed %llu", (unsigned long long)c->seeds[s]);
+    for (s = 0; s < c->seeds.n; s++) {
+        snprintf(labels[s], sizeof labels[s], "seed %llu", (unsigned long long)c->seeds.v[s]);
         ser[s].label = labels[s];
         ser[s].x = xs; ser[s].y = ys[s]; ser[s].n = n_pts;
         ser[s].width = 1; ser[s].opacity = 0.55; ser[s].markers = 1;
     }
-    ser[c->n_seeds].label = c->n_seeds > 1 ? "mean ± sd" : "pass@1";
-    ser[c->n_seeds].x = xs; ser[c->n_seeds].y = mean; ser[c->n_seeds].y_err = c->n_seeds > 1 ? sd : NULL;
-    ser[c->n_seeds].n = n_pts; ser[c->n_seeds].width = 3; ser[c->n_seeds].color = "#111111"; ser[c->n_seeds].markers = 1;
+    ser[c->seeds.n].label = c->seeds.n > 1 ? "mean ± sd" : "pass@1";
+    ser[c->seeds.n].x = xs; ser[c->seeds.n].y = mean; ser[c->seeds.n].y_err = c->seeds.n > 1 ? sd : NULL;
+    ser[c->seeds.n].n = n_pts; ser[c->seeds.n].width = 3; ser[c->seeds.n].color = "#111111"; ser[c->seeds.n].markers = 1;
     pan[0].title = "pass@1 on held-out problems";
     pan[0].xlabel = "teacher traces in the fine-tuning set (log; 0 = stage-0 student)";
     pan[0].ylabel = "pass@1";
     pan[0].log_x = 1;
     /* panel 0: the seeds, their mean, and the controls of the first seed (when run) */
-    memcpy(ser0, ser, sizeof(distill_plot_series) * (size_t)(c->n_seeds + 1));
-    nser0 = c->n_seeds + 1;
+    memcpy(ser0, ser, sizeof(distill_plot_series) * (size_t)(c->seeds.n + 1));
+    nser0 = c->seeds.n + 1;
     ybud[0] = ydir[0] = stage0->pass1;
-    for (k = 0; k < c->n_sizes; k++) {
-        int b = sweep_find_size(&in, "budget", (int64_t)c->seeds[0], c->sizes[k]);
-        int d2 = sweep_find_size(&in, "direct", (int64_t)c->seeds[0], c->sizes[k]);
+    for (k = 0; k < c->sizes.n; k++) {
+        int b = sweep_find_size(&in, "budget", (int64_t)c->seeds.v[0], c->sizes.v[k]);
+        int d2 = sweep_find_size(&in, "direct", (int64_t)c->seeds.v[0], c->sizes.v[k]);
         ybud[k + 1] = b >= 0 ? r[b].pass1 : NAN;
         ydir[k + 1] = d2 >= 0 ? r[d2].pass1 : NAN;
         have_bud |= b >= 0;
@@ -1917,29 +1806,29 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
         double top = 0;
         for (k = 0; k < n_pts; k++) {
             if (mean[k] == mean[k] && mean[k] + (sd[k] == sd[k] ? sd[k] : 0) > top) top = mean[k] + (sd[k] == sd[k] ? sd[k] : 0);
-            for (s = 0; s < c->n_seeds; s++) if (ys[s][k] == ys[s][k] && ys[s][k] > top) top = ys[s][k];
+            for (s = 0; s < c->seeds.n; s++) if (ys[s][k] == ys[s][k] && ys[s][k] > top) top = ys[s][k];
         }
         pan[0].y_min = 0;
         pan[0].y_max = top > 0.9 ? 1 : ceil(top * 10 + 1e-9) / 10 + (top * 10 - floor(top * 10) > 0.7 ? 0.1 : 0);
         if (pan[0].y_max <= 0) pan[0].y_max = 0.1;
     }
-    ser[c->n_seeds + 1].label = "completion rate";
-    ser[c->n_seeds + 1].x = xs; ser[c->n_seeds + 1].y = comp; ser[c->n_seeds + 1].y_err = c->n_seeds > 1 ? compsd : NULL;
-    ser[c->n_seeds + 1].n = n_pts; ser[c->n_seeds + 1].width = 2.5; ser[c->n_seeds + 1].color = "#2ca02c"; ser[c->n_seeds + 1].markers = 1;
-    ser[c->n_seeds + 2].label = "think-tag rate";
-    ser[c->n_seeds + 2].x = xs; ser[c->n_seeds + 2].y = think; ser[c->n_seeds + 2].y_err = c->n_seeds > 1 ? thinksd : NULL;
-    ser[c->n_seeds + 2].n = n_pts; ser[c->n_seeds + 2].width = 2.5; ser[c->n_seeds + 2].color = "#9467bd";
-    ser[c->n_seeds + 2].dashed = 1; ser[c->n_seeds + 2].markers = 1;
+    ser[c->seeds.n + 1].label = "completion rate";
+    ser[c->seeds.n + 1].x = xs; ser[c->seeds.n + 1].y = comp; ser[c->seeds.n + 1].y_err = c->seeds.n > 1 ? compsd : NULL;
+    ser[c->seeds.n + 1].n = n_pts; ser[c->seeds.n + 1].width = 2.5; ser[c->seeds.n + 1].color = "#2ca02c"; ser[c->seeds.n + 1].markers = 1;
+    ser[c->seeds.n + 2].label = "think-tag rate";
+    ser[c->seeds.n + 2].x = xs; ser[c->seeds.n + 2].y = think; ser[c->seeds.n + 2].y_err = c->seeds.n > 1 ? thinksd : NULL;
+    ser[c->seeds.n + 2].n = n_pts; ser[c->seeds.n + 2].width = 2.5; ser[c->seeds.n + 2].color = "#9467bd";
+    ser[c->seeds.n + 2].dashed = 1; ser[c->seeds.n + 2].markers = 1;
     pan[1].title = "completion and think-tag rates (mean over seeds)";
     pan[1].xlabel = pan[0].xlabel;
     pan[1].ylabel = "rate";
     pan[1].log_x = 1;
     pan[1].y_min = 0; pan[1].y_max = 1;
-    pan[1].series = ser + c->n_seeds + 1;
+    pan[1].series = ser + c->seeds.n + 1;
     pan[1].n_series = 2;
     pan[1].legend_pos = DISTILL_LEGEND_BOTTOM_RIGHT;
-    snprintf(title, sizeof title, "Valley of Code Reasoning%s: %d seed%s, %s", c->world ? ", miniature" : "", c->n_seeds,
-             c->n_seeds > 1 ? "s" : "", c->token_budget > 0 ? "fixed token budget" : "fixed epochs");
+    snprintf(title, sizeof title, "Valley of Code Reasoning%s: %d seed%s, %s", c->world ? ", miniature" : "", c->seeds.n,
+             c->seeds.n > 1 ? "s" : "", c->token_budget > 0 ? "fixed token budget" : "fixed epochs");
     snprintf(path, sizeof path, "%s/valley.svg", c->out);
     if (distill_svg_save(path, title, pan, 2, 520, 380, &err) != 0) fprintf(stderr, "distill sweep: %s\n", err.msg);
 
@@ -2026,11 +1915,11 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
             n_res += in.lo[i] > 0 || in.hi[i] < 0;
         }
         fprintf(f, "- Against stage 0: %d of %d runs differ by an interval that excludes 0.\n", n_res, n_cmp);
-        for (s = 0; s < c->n_seeds; s++)
+        for (s = 0; s < c->seeds.n; s++)
             for (j = 0; j < 2; j++)
                 for (k = 0; k < 4; k += 2) {
                     const char *from = j ? "largest" : "stage0";
-                    int a = sweep_find(&in, sweep_groups[k], from, (int64_t)c->seeds[s]);
+                    int a = sweep_find(&in, sweep_groups[k], from, (int64_t)c->seeds.v[s]);
                     double d, lo, hi;
                     char txt[CW];
                     if (a < 0 || in.partner[a] < 0) continue;
@@ -2039,12 +1928,12 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
                     hi = in.phi[a];
                     sweep_cmp_text(txt, CW, d, lo, hi);
                     fprintf(f, "- %s minus %s, from %s, seed %llu: %s — %s\n", sweep_groups[k], sweep_groups[k + 1], from,
-                            (unsigned long long)c->seeds[s], txt,
+                            (unsigned long long)c->seeds.v[s], txt,
                             lo > 0 || hi < 0 ? "the interval resolves the difference"
                                              : "not resolved: the interval includes 0 (no claim either way)");
                 }
         /* pooled over seeds: each arm's seeds together against its partner's (or stage 0) */
-        if (c->n_seeds > 1) {
+        if (c->seeds.n > 1) {
             const sweep_outcomes *ra[SWEEP_MAX_SEEDS], *rb[SWEEP_MAX_SEEDS];
             sweep_outcomes pa, pb;
             int na;
@@ -2056,25 +1945,25 @@ static int sweep_report(sweep_ctx *x, const sweep_result *r, int nr) {
             fprintf(cf.f, "comparison,from,seeds,problems,delta,ci_low,ci_high\n");
             fprintf(f, "\nPooled over seeds (per problem, the mean over the seeds that ran both arms; the bootstrap "
                        "resamples problems):\n\n");
-            for (k = 0; k < c->n_sizes; k++) {   /* each size against stage 0 */
-                for (na = 0, s = 0; s < c->n_seeds; s++) {
-                    int a = sweep_find_size(&in, "sweep", (int64_t)c->seeds[s], c->sizes[k]);
+            for (k = 0; k < c->sizes.n; k++) {   /* each size against stage 0 */
+                for (na = 0, s = 0; s < c->seeds.n; s++) {
+                    int a = sweep_find_size(&in, "sweep", (int64_t)c->seeds.v[s], c->sizes.v[k]);
                     if (a >= 0) { ra[na] = &in.oc[a]; rb[na] = &in.oc[0]; na++; }
                 }
                 if (na < 1 || sweep_pool_outcomes(ra, na, &pa) != 0) continue;
                 if (sweep_pool_outcomes(rb, na, &pb) != 0) { sweep_outcomes_free(&pa); continue; }
                 g = sweep_paired_bootstrap(&pa, &pb, SWEEP_BOOT, &d, &lo, &hi);
                 sweep_cmp_text(txt, CW, d, lo, hi);
-                fprintf(f, "- %lld traces minus stage 0, %d seed%s: %s\n", (long long)c->sizes[k], na, na > 1 ? "s" : "", txt);
-                fprintf(cf.f, "n%lld minus stage0,stage0,%d,%d,%.6f,%.6f,%.6f\n", (long long)c->sizes[k], na, g, d, lo, hi);
+                fprintf(f, "- %lld traces minus stage 0, %d seed%s: %s\n", (long long)c->sizes.v[k], na, na > 1 ? "s" : "", txt);
+                fprintf(cf.f, "n%lld minus stage0,stage0,%d,%d,%.6f,%.6f,%.6f\n", (long long)c->sizes.v[k], na, g, d, lo, hi);
                 sweep_outcomes_free(&pa);
                 sweep_outcomes_free(&pb);
             }
             for (j = 0; j < 2; j++)
                 for (k = 0; k < 4; k += 2) {
                     const char *from = j ? "largest" : "stage0";
-                    for (na = 0, s = 0; s < c->n_seeds; s++) {
-                        int a = sweep_find(&in, sweep_groups[k], from, (int64_t)c->seeds[s]);
+                    for (na = 0, s = 0; s < c->seeds.n; s++) {
+                        int a = sweep_find(&in, sweep_groups[k], from, (int64_t)c->seeds.v[s]);
                         if (a >= 0 && in.partner[a] >= 0) { ra[na] = &in.oc[a]; rb[na] = &in.oc[in.partner[a]]; na++; }
                     }
                     if (na < 1 || sweep_pool_outcomes(ra, na, &pa) != 0) continue;
@@ -2109,7 +1998,8 @@ done:
 }
 
 /* OUT/sweep-config.json: every option that shapes the runs and the report, in the config-file
-   format, so that `--merge` and `--report-only` need only --out. */
+   format (keys: the flag names), so that `--merge` and `--report-only` need only --out. Files
+   written before the flag names became the keys (max_seq) still load: '_' reads as '-'. */
 static void sweep_put_str(FILE *f, const char *key, const char *v) {
     fprintf(f, "\"%s\": ", key);
     distill_json_write_string(f, v, strlen(v));
@@ -2126,39 +2016,39 @@ static int sweep_save_config(const sweep_cfg *c, const char *preset, const char 
     fputs("{", f);
     sweep_put_str(f, "preset", preset);
     if (!c->world) {   /* a world preset derives these from --out */
-        sweep_put_str(f, "data", c->data); sweep_put_str(f, "eval_data", c->eval_data);
-        sweep_put_str(f, "tokenizer", c->tokenizer); sweep_put_str(f, "stage0_data", c->stage0_data);
+        sweep_put_str(f, "data", c->data); sweep_put_str(f, "eval-data", c->eval_data);
+        sweep_put_str(f, "tokenizer", c->tokenizer); sweep_put_str(f, "stage0-data", c->stage0_data);
     }
     sweep_put_str(f, "init", c->init);
-    sweep_put_str(f, "verifier", c->verifier); sweep_put_str(f, "verifier_cmd", c->verifier_cmd);
+    sweep_put_str(f, "verifier", c->verifier); sweep_put_str(f, "verifier-cmd", c->verifier_cmd);
     sweep_put_str(f, "format", c->format); sweep_put_str(f, "template", c->tmpl); sweep_put_str(f, "loss", c->loss);
     sweep_put_str(f, "easy", c->easy); sweep_put_str(f, "hard", c->hard); sweep_put_str(f, "correct", c->correct);
-    sweep_put_str(f, "incorrect", c->incorrect); sweep_put_str(f, "second_from", c->second_from);
-    sweep_put_str(f, "second_pool", c->second_pool);
+    sweep_put_str(f, "incorrect", c->incorrect); sweep_put_str(f, "second-from", c->second_from);
+    sweep_put_str(f, "second-pool", c->second_pool);
     fputs("\n \"map\": [", f);
-    for (i = 0; i < c->n_maps; i++) { if (i) fputs(", ", f); distill_json_write_string(f, c->maps[i], strlen(c->maps[i])); }
+    for (i = 0; i < c->maps.n; i++) { if (i) fputs(", ", f); distill_json_write_string(f, c->maps.v[i], strlen(c->maps.v[i])); }
     fputs("], \"filter\": [", f);
-    for (i = 0; i < c->n_filters; i++) { if (i) fputs(", ", f); distill_json_write_string(f, c->filters[i], strlen(c->filters[i])); }
-    fprintf(f, "],\n \"train\": %lld, \"direct\": %lld, \"eval\": %lld, \"error_rate\": %.17g, \"world_seed\": %llu, \"vocab\": %d,\n",
+    for (i = 0; i < c->filters.n; i++) { if (i) fputs(", ", f); distill_json_write_string(f, c->filters.v[i], strlen(c->filters.v[i])); }
+    fprintf(f, "],\n \"train\": %lld, \"direct\": %lld, \"eval\": %lld, \"error-rate\": %.17g, \"world-seed\": %llu, \"vocab\": %d,\n",
             (long long)c->n_train, (long long)c->n_direct, (long long)c->n_eval, c->error_rate,
             (unsigned long long)c->world_seed, c->vocab);
-    fprintf(f, " \"dim\": %d, \"layers\": %d, \"heads\": %d, \"kv_heads\": %d, \"hidden\": %d, \"max_seq\": %d, \"truncate\": %d, "
-               "\"normalize_think\": %d,\n", c->dim, c->layers, c->heads, c->kv_heads, c->hidden, c->max_seq, c->truncate,
+    fprintf(f, " \"dim\": %d, \"layers\": %d, \"heads\": %d, \"kv-heads\": %d, \"hidden\": %d, \"max-seq\": %d, \"truncate\": %d, "
+               "\"normalize-think\": %d,\n", c->dim, c->layers, c->heads, c->kv_heads, c->hidden, c->max_seq, c->truncate,
             c->normalize_think);
-    fprintf(f, " \"batch_rows\": %d, \"batch_tokens\": %lld, \"grad_accum\": %d, \"pack\": %d, \"lr\": %.17g, \"warmup_ratio\": %.17g, "
-               "\"weight_decay\": %.17g, \"epochs\": %.17g, \"token_budget\": %lld, \"stage0_epochs\": %.17g, \"stage0_lr\": %.17g,\n",
+    fprintf(f, " \"batch-rows\": %d, \"batch-tokens\": %lld, \"grad-accum\": %d, \"pack\": %d, \"lr\": %.17g, \"warmup-ratio\": %.17g, "
+               "\"weight-decay\": %.17g, \"epochs\": %.17g, \"token-budget\": %lld, \"stage0-epochs\": %.17g, \"stage0-lr\": %.17g,\n",
             c->batch_rows, (long long)c->batch_tokens, c->grad_accum, c->pack, c->lr, c->warmup_ratio, c->weight_decay,
             c->epochs, (long long)c->token_budget, c->stage0_epochs, c->stage0_lr);
     fprintf(f, " \"sizes\": [");
-    for (i = 0; i < c->n_sizes; i++) fprintf(f, "%s%lld", i ? ", " : "", (long long)c->sizes[i]);
+    for (i = 0; i < c->sizes.n; i++) fprintf(f, "%s%lld", i ? ", " : "", (long long)c->sizes.v[i]);
     fprintf(f, "], \"seeds\": [");
-    for (i = 0; i < c->n_seeds; i++) fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)c->seeds[i]);
+    for (i = 0; i < c->seeds.n; i++) fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)c->seeds.v[i]);
     fprintf(f, "], \"k\": [");
     for (i = 0; i < c->nk; i++) fprintf(f, "%s%d", i ? ", " : "", c->ks[i]);
-    fprintf(f, "], \"split_size\": %lld, \"second_seeds\": %d, \"eval_greedy\": %d,\n", (long long)c->split_size, c->second_seeds,
+    fprintf(f, "], \"split-size\": %lld, \"second-seeds\": %d, \"eval-greedy\": %d,\n", (long long)c->split_size, c->second_seeds,
             c->eval_greedy);
-    fprintf(f, " \"eval_n\": %d, \"temperature\": %.17g, \"top_p\": %.17g, \"top_k\": %d, \"max_new_tokens\": %d, "
-               "\"eval_max_problems\": %lld, \"gen_batch\": %d, \"verifier_timeout\": %.17g}\n",
+    fprintf(f, " \"eval-n\": %d, \"temperature\": %.17g, \"top-p\": %.17g, \"top-k\": %d, \"max-new-tokens\": %d, "
+               "\"eval-max-problems\": %lld, \"gen-batch\": %d, \"verifier-timeout\": %.17g}\n",
             c->eval_n, c->temperature, c->top_p, c->top_k, c->max_new, (long long)c->eval_max_problems, c->gen_batch,
             c->verifier_timeout);
     if (distill_atomic_commit(&af, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); return -1; }
@@ -2172,9 +2062,11 @@ static const char *sweep_pick_preset(int argc, char **argv) {
     int a;
     for (a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--preset") && a + 1 < argc) return argv[a + 1];
+        if (!strncmp(argv[a], "--preset=", 9)) return argv[a] + 9;
         if (!strcmp(argv[a], "--config") && a + 1 < argc) config = argv[a + 1];
+        if (!strncmp(argv[a], "--config=", 9)) config = argv[a] + 9;
     }
-    for (a = 1; a < argc; a++) if (!strcmp(argv[a], "--data")) return "custom";
+    if (cli_args_have(&sweep_cmd, argc, argv, "data")) return "custom";
     if (config) {
         distill_error err;
         distill_json *j = distill_json_parse_file(config, &err);
@@ -2192,8 +2084,8 @@ static const char *sweep_pick_preset(int argc, char **argv) {
 static int sweep_check(const sweep_cfg *c) {
     if (c->world) return c->heads % c->kv_heads || c->dim % c->heads
         ? (fprintf(stderr, "distill sweep: dim (%d) must divide by heads (%d), heads by kv_heads (%d)\n", c->dim, c->heads, c->kv_heads), 2)
-        : c->sizes[c->n_sizes - 1] > c->n_train
-        ? (fprintf(stderr, "distill sweep: the largest size (%lld) exceeds --train (%lld)\n", (long long)c->sizes[c->n_sizes - 1], (long long)c->n_train), 2)
+        : c->sizes.v[c->sizes.n - 1] > c->n_train
+        ? (fprintf(stderr, "distill sweep: the largest size (%lld) exceeds --train (%lld)\n", (long long)c->sizes.v[c->sizes.n - 1], (long long)c->n_train), 2)
         : 0;
     if (!c->data[0] || !c->eval_data[0] || !c->tokenizer[0]) {
         fprintf(stderr, "distill sweep: --data, --eval-data and --tokenizer are required (or --preset demo|valley|smoke)\n");
@@ -2289,15 +2181,16 @@ int cli_sweep(int argc, char **argv) {
     for (a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) { sweep_usage(stdout); return 0; }
         if (!strcmp(argv[a], "--config") && a + 1 < argc) config = argv[a + 1];
+        if (!strncmp(argv[a], "--config=", 9)) config = argv[a] + 9;
     }
     /* preset, then the config file, then flags */
     preset = sweep_pick_preset(argc, argv);
     if (strcmp(preset, "smoke") && strcmp(preset, "demo") && strcmp(preset, "valley") && strcmp(preset, "custom")) {
-        fprintf(stderr, "distill sweep: unknown preset '%s' (smoke, demo, valley, custom)\n", preset);
+        fprintf(stderr, "distill sweep: --preset expects one of smoke|demo|valley|custom, got '%s'\n", preset);
         return 2;
     }
     sweep_preset(c, preset);
-    if ((config && sweep_load_config(c, config) != 0) || sweep_flags(c, argc, argv) != 0) return 2;
+    if ((config && sweep_load_config(c, config) != 0) || sweep_flags(c, argc, argv) != 0 || sweep_lists_check(c) != 0) return 2;
     if ((c->merge || c->report_only) && !c->plan) {
         /* a report takes the options the sweep recorded (the merge step then needs only --out);
            a config file and flags still override them */
@@ -2312,7 +2205,7 @@ int cli_sweep(int argc, char **argv) {
             preset = saved_preset;
             sweep_preset(c, preset);
             if (sweep_load_config(c, saved) != 0 || (config && sweep_load_config(c, config) != 0) ||
-                sweep_flags(c, argc, argv) != 0)
+                sweep_flags(c, argc, argv) != 0 || sweep_lists_check(c) != 0)
                 return 2;
             printf("options: %s, then the command line\n", saved);
         }
@@ -2379,7 +2272,7 @@ int cli_sweep(int argc, char **argv) {
         if (sweep_save_config(c, preset, path) != 0) goto done;
     }
     printf("distill sweep -> %s  (%s%s; %d sizes x %d seeds, %s, %d threads)\n", c->out,
-           strcmp(preset, "custom") ? "preset " : "", strcmp(preset, "custom") ? preset : c->data, c->n_sizes, c->n_seeds,
+           strcmp(preset, "custom") ? "preset " : "", strcmp(preset, "custom") ? preset : c->data, c->sizes.n, c->seeds.n,
            c->token_budget > 0 ? "fixed token budget" : "fixed epochs", distill_get_threads());
     if (nw > 1 && !reporting)
         printf("%s %d of %d%s: %d of the %d runs\n", mpi ? "rank" : "task", w, nw, mpi ? " (MPI)" : "", mine, nj);
@@ -2436,9 +2329,9 @@ int cli_sweep(int argc, char **argv) {
         printf("data: %s: %lld traces (%.1f tokens/row, max %lld; %lld filtered, %lld dropped > %d tokens)\n", c->data,
                (long long)st->rows, (double)st->tokens / (double)(st->rows ? st->rows : 1), (long long)st->max_len,
                (long long)st->filtered, (long long)st->dropped, c->max_seq);
-        if (distill_dataset_size(x.train_all) < c->sizes[c->n_sizes - 1]) {
+        if (distill_dataset_size(x.train_all) < c->sizes.v[c->sizes.n - 1]) {
             fprintf(stderr, "distill sweep: %s: only %lld usable traces (of at most %d tokens); the largest size is %lld\n",
-                    c->data, (long long)distill_dataset_size(x.train_all), c->max_seq, (long long)c->sizes[c->n_sizes - 1]);
+                    c->data, (long long)distill_dataset_size(x.train_all), c->max_seq, (long long)c->sizes.v[c->sizes.n - 1]);
             goto done;
         }
         if (sweep_stage0_trained(c)) {
