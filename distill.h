@@ -141,6 +141,9 @@
 #ifndef DISTILL_H
 #define DISTILL_H
 
+/* The header's version (major.minor.patch); `distill --version` prints it. */
+#define DISTILL_VERSION "0.1.0"
+
 /* ===================================================================================== */
 /* API 0. TYPES AND ERRORS: linkage, distill_error, distill_batch                        */
 /* ===================================================================================== */

@@ -25,9 +25,6 @@ static const command commands[] = {
     {"info", cli_info, "a model file's format, config, parameter count, weights SHA-256"},
 };
 
-/* The tool's version (distill.h has no version macro yet; see NOTE.md). */
-#define DISTILL_CLI_VERSION "0.1.0"
-
 static void usage(FILE *f) {
     size_t i;
     fprintf(f, "usage: distill <command> [options]   (distill <command> --help for details)\n"
@@ -57,7 +54,7 @@ int main(int argc, char **argv) {
     size_t i;
     int ranks, rank = 0, rc;
     if (argc >= 2 && !strcmp(argv[1], "--version")) {
-        printf("distill %s\n", DISTILL_CLI_VERSION);
+        printf("distill %s\n", DISTILL_VERSION);
         return 0;
     }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
