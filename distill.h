@@ -10432,7 +10432,12 @@ DISTILL_API void distill_rmsnorm_backward(float *dinp, float *dweight, const flo
     c.dinp = dinp; c.dweight = dweight; c.dout = dout; c.inp = inp; c.weight = weight; c.crstd = rstd; c.C = C;
     if (dinp) distill_parallel_for(N, 16, distill__rms_bwd_dx_task, &c);
     d.c = &c; d.N = N;
-    if (dweight) distill_parallel_for(C, 16, distill__rms_bwd_dw_task, &d);
+    /* dweight: one column range per thread (multiples of 16), each walking all rows once */
+    if (dweight) {
+        int nth = distill_get_threads(), chunk = (C + nth - 1) / nth;
+        chunk = (chunk + 15) / 16 * 16;
+        distill_parallel_for(C, chunk, distill__rms_bwd_dw_task, &d);
+    }
     distill__prof_end(pr_);
 }
 
