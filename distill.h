@@ -3882,19 +3882,10 @@ static void distill__reserve_scratch(distill__pool *P) {
 /* Split C into tasks of (mc rows) x (nc columns), mc a multiple of MC: few big tasks (the B
    block is packed once per task) but at least ~3 per thread so the threads finish together. */
 static void distill__gemm_run(distill__gemm *g) {
-    int nth = distill_get_threads(), blocks_m, blocks_n, per, tasks;
+    int nth = distill_get_threads(), blocks_m, blocks_n, per, tasks, row_tasks;
     if (g->M <= 0 || g->N <= 0) return;
     if (g->K <= 0 && g->accumulate) return;
     g->ops = distill__ops();
-#if !defined(DISTILL_NO_THREADS)
-    /* B shared by the threads: when the B block is big enough for its repeated packing to
-       matter, and not inside another job (the shared buffer is one for the whole pool) */
-    if (nth > 1 && g->K > 0 && (size_t)g->N * (size_t)(g->K < DISTILL__KC ? g->K : DISTILL__KC) >= DISTILL__SHARED_MIN &&
-        distill__the_pool.shared_b && !DISTILL__LOAD(&distill__the_pool.busy) && distill__scratch_ready(nth)) {
-        distill__gemm_run_shared(g, distill__the_pool.shared_b, nth);
-        return;
-    }
-#endif
     g->nc = DISTILL__NC;
     blocks_m = (g->M + DISTILL__MC - 1) / DISTILL__MC;
     while (nth > 1 && g->nc > 64 && blocks_m * ((g->N + g->nc - 1) / g->nc) < 3 * nth) g->nc /= 2;
@@ -3904,7 +3895,21 @@ static void distill__gemm_run(distill__gemm *g) {
     if (per > blocks_m) per = blocks_m;
     g->mc = per * DISTILL__MC;
     g->tiles_n = blocks_n;
-    tasks = ((g->M + g->mc - 1) / g->mc) * blocks_n;
+    row_tasks = (g->M + g->mc - 1) / g->mc;
+#if !defined(DISTILL_NO_THREADS)
+    /* B shared by the threads when these tasks would pack each B block more than once per
+       thread, the block is big enough for that to matter, and each K block is enough work to
+       pay for its two hand-offs (~2 M multiply-adds); never inside another job (the shared
+       buffer is one for the whole pool) */
+    if (nth > 1 && row_tasks > nth && g->K > 0 &&
+        (size_t)g->N * (size_t)(g->K < DISTILL__KC ? g->K : DISTILL__KC) >= DISTILL__SHARED_MIN &&
+        (double)g->M * g->N * (g->K < DISTILL__KC ? g->K : DISTILL__KC) >= 2e6 &&
+        distill__the_pool.shared_b && !DISTILL__LOAD(&distill__the_pool.busy) && distill__scratch_ready(nth)) {
+        distill__gemm_run_shared(g, distill__the_pool.shared_b, nth);
+        return;
+    }
+#endif
+    tasks = row_tasks * blocks_n;
     distill_parallel_for((int64_t)tasks, 1, distill__gemm_task, g);
 }
 
