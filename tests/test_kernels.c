@@ -152,9 +152,10 @@ static void test_matmul_threads_bit_exact_shape(int BT, int C, int OC) {
     for (nt = 1; nt <= 3; nt++) {
         float **dst = nt == 1 ? ref : got;
         distill_set_threads(nt);
-        memset(dst[1], 0, n_dx * sizeof(float));
-        memset(dst[2], 0, n_dw * sizeof(float));
-        memset(dst[3], 0, (size_t)OC * sizeof(float));
+        /* accumulating products start from the same nonzero values (x, w, b: any data will do) */
+        memcpy(dst[1], x, n_dx * sizeof(float));
+        memcpy(dst[2], w, n_dw * sizeof(float));
+        memcpy(dst[3], b, (size_t)OC * sizeof(float));
         distill_matmul_forward(dst[0], x, w, b, BT, C, OC);
         distill_matmul_backward(dst[1], dst[2], dst[3], dout, x, w, BT, C, OC);
         if (nt > 1) {
