@@ -932,6 +932,17 @@ DISTILL_API void distill_model_init_params(distill_model *m, uint64_t seed);
 /* Bytes of activation memory a training step at capacity allocates (the header's formula). */
 DISTILL_API size_t distill_model_activation_bytes(const distill_config *cfg, int B, int T);
 
+/* Precision of a model's matrix products. FP32 (the default) everywhere; BF16: the inputs of
+   the linear layers and the LM head (weights, activations and, in backward, output gradients)
+   are rounded to BF16 and their products summed in FP32 (vdpbf16ps where the CPU has
+   AVX512_BF16, else a portable path that says so once on stderr). Master weights, gradients,
+   AdamW, norms, softmax, RoPE, attention and the loss stay FP32; results stay bit-identical
+   across thread counts. distill_bf16_path(): "vdpbf16ps" or "portable" (what BF16 runs now). */
+enum { DISTILL_PRECISION_FP32 = 0, DISTILL_PRECISION_BF16 = 1 };
+DISTILL_API int distill_model_set_precision(distill_model *m, int precision); /* 0, or -1 if unknown */
+DISTILL_API int distill_model_precision(const distill_model *m);
+DISTILL_API const char *distill_bf16_path(void);
+
 /* Level 2: the separate lifecycle.
    forward: runs the model on the batch and, when batch->targets is non-NULL, the loss
    (head_loss NULL = weighted cross-entropy), filling *stats (may be NULL). grad_scale is
@@ -1314,6 +1325,8 @@ typedef struct distill_train_config {
     const char *config_json;  /* the whole run's configuration as a JSON object, stored in
                                  every checkpoint (NULL: none)                                 */
     const char *manifest_json;/* the subset manifest as JSON, stored in checkpoints           */
+    int precision;            /* DISTILL_PRECISION_FP32 (default) or _BF16: the trainer sets
+                                 the student's (distill_model_set_precision)                   */
     size_t comm_bucket_bytes; /* data parallel: gradient all-reduce bucket (0: 4 MiB)        */
     int comm_overlap;         /* 1: all-reduce bucket by bucket (MPI_Iallreduce) while the
                                  backward pass runs; 0 (default): one blocking all-reduce after
@@ -2235,6 +2248,11 @@ DISTILL_API int distill_write_file_atomic(const char *path, const void *data, si
 #define DISTILL__X86 1
 #include <immintrin.h>
 #endif
+/* BF16 dot products (vdpbf16ps, AVX512_BF16): the compiler must know the target attribute */
+#if defined(DISTILL__X86) && !defined(DISTILL_NO_BF16) && \
+    ((defined(__clang__) && __clang_major__ >= 9) || (!defined(__clang__) && __GNUC__ >= 10))
+#define DISTILL__BF16_CC 1
+#endif
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #define DISTILL__NEON 1
 #include <arm_neon.h>
@@ -3117,6 +3135,48 @@ static DISTILL__KATTR void DISTILL__K(distill__swiglu_bwd)(float *dgate, float *
     }
 }
 
+#if DISTILL__KERNEL_PASS == 3 && defined(DISTILL__BF16_CC)
+/* The BF16 micro-kernel (mixed precision, "BF16 matrix products" in part 2): an 8 x 32 tile of
+   C in 16 registers, c (8,32) (+)= a (8,2kp) . b (2kp,32), the inputs already rounded to BF16
+   and packed as pairs along k: a[p*8 + r] holds rows r's elements (2p, 2p+1) in one 32-bit
+   word (low half 2p), b[p*32 + j] likewise for column j. vdpbf16ps adds per lane
+   a(2p+1) b(2p+1) and then a(2p) b(2p) to the FP32 accumulator, each product exact, each sum
+   rounded to nearest even, denormal inputs and outputs flushed to zero (whatever MXCSR says).
+   Per pair: 2 loads of b, 8 broadcasts of a, 16 vdpbf16ps. acc: as the FP32 micro-kernel. */
+typedef __m512bh distill__v512bh;
+#define DISTILL__DP(c, a, b) _mm512_dpbf16_ps((c), (distill__v512bh)(a), (distill__v512bh)(b))
+static __attribute__((target("avx512f,avx512bw,avx512bf16"))) void
+distill__ukernel_bf16_avx512(int kp, const uint32_t *a, const uint32_t *b, float *c, size_t ldc, int acc) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
+    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
+    __m512i b0, b1, av;
+    int p;
+    for (p = 0; p < kp; p++) {
+        b0 = _mm512_loadu_si512((const void *)b);
+        b1 = _mm512_loadu_si512((const void *)(b + 16));
+        av = _mm512_set1_epi32((int)a[0]); c00 = DISTILL__DP(c00, av, b0); c01 = DISTILL__DP(c01, av, b1);
+        av = _mm512_set1_epi32((int)a[1]); c10 = DISTILL__DP(c10, av, b0); c11 = DISTILL__DP(c11, av, b1);
+        av = _mm512_set1_epi32((int)a[2]); c20 = DISTILL__DP(c20, av, b0); c21 = DISTILL__DP(c21, av, b1);
+        av = _mm512_set1_epi32((int)a[3]); c30 = DISTILL__DP(c30, av, b0); c31 = DISTILL__DP(c31, av, b1);
+        av = _mm512_set1_epi32((int)a[4]); c40 = DISTILL__DP(c40, av, b0); c41 = DISTILL__DP(c41, av, b1);
+        av = _mm512_set1_epi32((int)a[5]); c50 = DISTILL__DP(c50, av, b0); c51 = DISTILL__DP(c51, av, b1);
+        av = _mm512_set1_epi32((int)a[6]); c60 = DISTILL__DP(c60, av, b0); c61 = DISTILL__DP(c61, av, b1);
+        av = _mm512_set1_epi32((int)a[7]); c70 = DISTILL__DP(c70, av, b0); c71 = DISTILL__DP(c71, av, b1);
+        a += 8;
+        b += 32;
+    }
+#define DISTILL__ST(r, v0, v1) do { float *cr = c + (size_t)(r) * ldc;                              \
+        if (acc) { v0 = _mm512_add_ps(v0, _mm512_loadu_ps(cr)); v1 = _mm512_add_ps(v1, _mm512_loadu_ps(cr + 16)); } \
+        _mm512_storeu_ps(cr, v0); _mm512_storeu_ps(cr + 16, v1); } while (0)
+    DISTILL__ST(0, c00, c01); DISTILL__ST(1, c10, c11); DISTILL__ST(2, c20, c21); DISTILL__ST(3, c30, c31);
+    DISTILL__ST(4, c40, c41); DISTILL__ST(5, c50, c51); DISTILL__ST(6, c60, c61); DISTILL__ST(7, c70, c71);
+#undef DISTILL__ST
+}
+#undef DISTILL__DP
+#endif
+
 /* This set's table (the struct is declared before the passes, in part 2 below). */
 static const distill__isa_ops DISTILL__K(distill__ops) = {
     DISTILL__KNAME, 6, 2 * DV_W, DISTILL__K(distill__ukernel), DISTILL__K(distill__dot),
@@ -3625,6 +3685,300 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
         distill_parallel_for((int64_t)OC, 256, distill__dbias_task, &d);
         distill__prof_end(pr_);
     }
+}
+
+/* ===================================================================================== */
+/* BF16 matrix products (mixed precision)                                                 */
+/* ===================================================================================== */
+/* The same three products as above with the inputs rounded to BF16 (8 significant bits) and
+   the products accumulated in FP32: what a model in DISTILL_PRECISION_BF16 runs its linear
+   layers (and LM head) with. Master weights, gradients (dW is accumulated into the FP32
+   gradient buffer), AdamW, norms, softmax, RoPE, attention and the loss stay FP32.
+
+   Rounding (distill__bf16_bits): nearest, ties to even, on the float's bit pattern (add 0x7fff
+   plus the lowest kept bit, truncate); denormal inputs become a signed zero (as vdpbf16ps
+   treats them anyway), NaN stays NaN, overflow rounds to infinity. It happens while packing,
+   so the FP32 operands are never copied as a whole.
+
+   Two paths compute the same sums:
+     vdpbf16ps   (AVX512_BF16; Zen4/5, Cooper Lake, Sapphire Rapids): the packed panels hold
+                 pairs of BF16 along k in 32-bit words; distill__ukernel_bf16_avx512 does 16
+                 products per instruction;
+     portable    (any other CPU, or DISTILL_BF16=portable): the panels hold the rounded values
+                 as floats, pairs swapped (k = 1, 0, 3, 2, ...), and the FP32 micro-kernel of
+                 the current kernel set runs them. A product of two BF16 is exact in FP32, so
+                 each FMA adds exactly the product the instruction adds, in the same order:
+                 both paths give the same bits except where vdpbf16ps flushes a denormal
+                 product or partial sum to zero (|x| < 2^-126; never in practice, tested equal
+                 on random data in tests/test_bf16.c).
+   Determinism: K is cut in blocks of DISTILL__KC (even, so pairs never straddle blocks), a
+   block's sum runs over pairs in order and is added to C: the value of C(i,j) does not depend
+   on the tiles or the thread count (bit-identical for any number of threads). */
+#if defined(DISTILL__BF16_CC)
+#include <cpuid.h>
+#endif
+#define DISTILL__BF16_MR 8   /* rows of the vdpbf16ps micro-tile (DISTILL__MC is a multiple) */
+#define DISTILL__BF16_NR 32
+
+static int distill__bf16_portable_forced = -1; /* -1: read DISTILL_BF16 on first use */
+
+/* 1 when this CPU (and OS) can run vdpbf16ps on zmm registers. CPUID leaf 7 sub-leaf 1, EAX
+   bit 5 is AVX512_BF16; AMX (leaf 7.0 EDX bit 22 amx_bf16) is not used. */
+static int distill__bf16_cpu(void) {
+#if defined(DISTILL__BF16_CC)
+    static int known = -1;
+    if (known < 0) {
+        unsigned int a = 0, b = 0, c = 0, d = 0;
+        known = distill__ops_by_name("avx512") != NULL && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1u);
+    }
+    return known;
+#else
+    return 0;
+#endif
+}
+
+/* The path BF16 products take now: 1 vdpbf16ps, 0 portable. vdpbf16ps needs the AVX-512 kernel
+   set chosen (DISTILL_SIMD=avx2 or scalar therefore tests the portable path too). */
+static int distill__bf16_native(void) {
+    if (distill__bf16_portable_forced < 0) {
+        const char *e = getenv("DISTILL_BF16");
+        distill__bf16_portable_forced = e && !strcmp(e, "portable");
+    }
+#if defined(DISTILL__BF16_CC)
+    return !distill__bf16_portable_forced && distill__ops() == &distill__ops_avx512 && distill__bf16_cpu();
+#else
+    return 0;
+#endif
+}
+
+DISTILL_API const char *distill_bf16_path(void) {
+    if (distill__bf16_native()) return "vdpbf16ps";
+    return "portable";
+}
+
+/* float -> BF16 bits, see the rounding above */
+static uint32_t distill__bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7F800000u) == 0) return (u >> 16) & 0x8000u;
+    if ((u & 0x7F800000u) == 0x7F800000u) return (u >> 16) | ((u & 0x7FFFFFu) ? 0x40u : 0u);
+    return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+}
+/* BF16 bits -> float (exact) */
+static float distill__bf16_float(uint32_t h) {
+    uint32_t u = h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+static float distill__bf16_round(float x) { return distill__bf16_float(distill__bf16_bits(x)); }
+
+/* vdpbf16ps panels: dst[p*w + r] = bf16(src(r, 2p)) | bf16(src(r, 2p+1)) << 16 for r < h, 0 for
+   h <= r < w; src(r, k) = src[r*rs + k*cs]; an odd kb's last pair has a zero high half. */
+static void distill__bf16_pack2(uint32_t *dst, const float *src, size_t rs, size_t cs, int h, int w, int kb) {
+    int kp = (kb + 1) / 2, p, r;
+    for (p = 0; p < kp; p++, dst += w) {
+        const float *s0 = src + (size_t)(2 * p) * cs;
+        if (2 * p + 1 < kb) {
+            const float *s1 = s0 + cs;
+            for (r = 0; r < h; r++)
+                dst[r] = distill__bf16_bits(s0[(size_t)r * rs]) | distill__bf16_bits(s1[(size_t)r * rs]) << 16;
+        } else {
+            for (r = 0; r < h; r++) dst[r] = distill__bf16_bits(s0[(size_t)r * rs]);
+        }
+        for (; r < w; r++) dst[r] = 0;
+    }
+}
+
+/* portable panels: the FP32 layout of distill__pack, rounded values, k in the order
+   1, 0, 3, 2, ... (vdpbf16ps's order), padded to an even count with zeros */
+static void distill__bf16_packf(float *dst, const float *src, size_t rs, size_t cs, int h, int w, int kb) {
+    int ke = (kb + 1) & ~1, q, r;
+    for (q = 0; q < ke; q++, dst += w) {
+        int k = q ^ 1;
+        const float *s = src + (size_t)k * cs;
+        r = 0;
+        if (k < kb)
+            for (; r < h; r++) dst[r] = distill__bf16_round(s[(size_t)r * rs]);
+        for (; r < w; r++) dst[r] = 0.0f;
+    }
+}
+
+typedef struct distill__bgemm {
+    int M, N, K;
+    const float *a; size_t rsa, csa;
+    const float *b; size_t rsb, csb;
+    float *c; size_t ldc;
+    const float *bias;
+    int accumulate, native;
+    int mr, nr, mc, nc, tiles_n;
+    const distill__isa_ops *ops;
+} distill__bgemm;
+
+/* Without scratch: the same sums element by element (rounded inputs, pairs in the kernels'
+   order, one partial sum per K block). */
+static void distill__bgemm_tile_naive(const distill__bgemm *g, int i0, int j0, int mb, int nb) {
+    int i, j, k, p0;
+    for (i = i0; i < i0 + mb; i++)
+        for (j = j0; j < j0 + nb; j++) {
+            float *c = g->c + (size_t)i * g->ldc + j, t = g->accumulate ? *c : 0.0f;
+            for (p0 = 0; p0 < g->K; p0 += DISTILL__KC) {
+                int kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC, ke = (kb + 1) & ~1;
+                float s = 0.0f;
+                for (k = 0; k < ke; k++) {
+                    int kk = p0 + (k ^ 1);
+                    if ((k ^ 1) < kb)
+                        s += distill__bf16_round(g->a[i * g->rsa + (size_t)kk * g->csa]) *
+                             distill__bf16_round(g->b[(size_t)kk * g->rsb + j * g->csb]);
+                }
+                t = (g->accumulate || p0 > 0) ? t + s : s;
+            }
+            *c = g->accumulate ? t : t + (g->bias ? g->bias[j] : 0.0f);
+        }
+}
+
+static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__bgemm *g = (const distill__bgemm *)ctx;
+    const int MR = g->mr, NR = g->nr, MC = DISTILL__MC;
+    /* native: uint32 pairs (half the K rows); portable: floats. Sizes in 4-byte words. */
+    size_t kw = g->native ? DISTILL__KC / 2 : DISTILL__KC;
+    size_t a_words = (size_t)MC * kw, b_words = (size_t)((g->nc + NR - 1) / NR * NR) * kw;
+    float *pa = distill__thread_scratch(thread, a_words + b_words + (size_t)MR * NR);
+    float *pb = pa + a_words, *tmp = pb + b_words;
+    int64_t t;
+    for (t = begin; t < end; t++) {
+        int r0 = (int)(t / g->tiles_n) * g->mc, j0 = (int)(t % g->tiles_n) * g->nc;
+        int r1 = g->M - r0 < g->mc ? g->M : r0 + g->mc;
+        int nb = g->N - j0 < g->nc ? g->N - j0 : g->nc;
+        int p0, i0, ir, jr, i, j;
+        if (!pa) { distill__bgemm_tile_naive(g, r0, j0, r1 - r0, nb); continue; }
+        for (p0 = 0; p0 < g->K; p0 += DISTILL__KC) {
+            int kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC;
+            int kk = g->native ? (kb + 1) / 2 : (kb + 1) & ~1;   /* packed rows per panel */
+            int acc = g->accumulate || p0 > 0;
+            for (jr = 0; jr < nb; jr += NR) {
+                const float *src = g->b + (size_t)p0 * g->rsb + (size_t)(j0 + jr) * g->csb;
+                int w = nb - jr < NR ? nb - jr : NR;
+                if (g->native) distill__bf16_pack2((uint32_t *)pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
+                else distill__bf16_packf(pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
+            }
+            for (i0 = r0; i0 < r1; i0 += MC) {
+                int mb = r1 - i0 < MC ? r1 - i0 : MC;
+                for (ir = 0; ir < mb; ir += MR) {
+                    const float *src = g->a + (size_t)(i0 + ir) * g->rsa + (size_t)p0 * g->csa;
+                    int h = mb - ir < MR ? mb - ir : MR;
+                    if (g->native) distill__bf16_pack2((uint32_t *)pa + (size_t)ir * kk, src, g->rsa, g->csa, h, MR, kb);
+                    else distill__bf16_packf(pa + (size_t)ir * kk, src, g->rsa, g->csa, h, MR, kb);
+                }
+                for (jr = 0; jr < nb; jr += NR)
+                    for (ir = 0; ir < mb; ir += MR) {
+                        float *c = g->c + (size_t)(i0 + ir) * g->ldc + (j0 + jr);
+                        int h = mb - ir < MR ? mb - ir : MR, w = nb - jr < NR ? nb - jr : NR;
+                        int full = h == MR && w == NR;
+                        float *dst = full ? c : tmp;
+                        size_t ldd = full ? g->ldc : (size_t)NR;
+#if defined(DISTILL__BF16_CC)
+                        if (g->native)
+                            distill__ukernel_bf16_avx512(kk, (const uint32_t *)pa + (size_t)ir * kk,
+                                                         (const uint32_t *)pb + (size_t)jr * kk, dst, ldd, full && acc);
+                        else
+#endif
+                            g->ops->ukernel(kk, pa + (size_t)ir * kk, pb + (size_t)jr * kk, dst, ldd, full && acc);
+                        if (!full)   /* edge: the full tile was computed aside, keep the valid part */
+                            for (i = 0; i < h; i++)
+                                for (j = 0; j < w; j++)
+                                    c[(size_t)i * g->ldc + j] = acc ? tmp[i * NR + j] + c[(size_t)i * g->ldc + j]
+                                                                    : tmp[i * NR + j];
+                    }
+            }
+        }
+        if (!g->accumulate && (g->bias || g->K == 0))
+            for (i = r0; i < r1; i++)
+                for (j = j0; j < j0 + nb; j++) {
+                    float *c = g->c + (size_t)i * g->ldc + j;
+                    float bj = g->bias ? g->bias[j] : 0.0f;
+                    *c = g->K == 0 ? bj : *c + bj;
+                }
+    }
+}
+
+/* The task split of distill__gemm_run, with this path's tile. */
+static void distill__bgemm_run(distill__bgemm *g) {
+    int nth = distill_get_threads(), blocks_m, blocks_n, per, tasks;
+    if (g->M <= 0 || g->N <= 0) return;
+    if (g->K <= 0 && g->accumulate) return;
+    g->ops = distill__ops();
+    g->native = distill__bf16_native();
+    g->mr = g->native ? DISTILL__BF16_MR : g->ops->mr;
+    g->nr = g->native ? DISTILL__BF16_NR : g->ops->nr;
+    g->nc = DISTILL__NC;
+    blocks_m = (g->M + DISTILL__MC - 1) / DISTILL__MC;
+    while (nth > 1 && g->nc > 64 && blocks_m * ((g->N + g->nc - 1) / g->nc) < 3 * nth) g->nc /= 2;
+    blocks_n = (g->N + g->nc - 1) / g->nc;
+    per = nth == 1 ? blocks_m : (blocks_m * blocks_n) / (3 * nth);
+    if (per < 1) per = 1;
+    if (per > blocks_m) per = blocks_m;
+    g->mc = per * DISTILL__MC;
+    g->tiles_n = blocks_n;
+    tasks = ((g->M + g->mc - 1) / g->mc) * blocks_n;
+    distill_parallel_for((int64_t)tasks, 1, distill__bgemm_task, g);
+}
+
+/* distill_matmul_forward / _backward with BF16 inputs (same shapes and contract). */
+static void distill__matmul_forward_bf16(float *out, const float *inp, const float *weight,
+                                         const float *bias, int BT, int C, int OC) {
+    distill__bgemm g;
+    int pr_ = distill__prof_beginf("matmul fwd bf16 [%dx%dx%d]", BT, OC, C);
+    memset(&g, 0, sizeof g);
+    g.M = BT; g.N = OC; g.K = C;
+    g.a = inp; g.rsa = (size_t)C; g.csa = 1;
+    g.b = weight; g.rsb = 1; g.csb = (size_t)C;
+    g.c = out; g.ldc = (size_t)OC;
+    g.bias = bias;
+    distill__bgemm_run(&g);
+    distill__prof_end(pr_);
+}
+
+static void distill__matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
+                                          const float *inp, const float *weight, int BT, int C, int OC) {
+    if (BT <= 0 || OC <= 0) return;
+    if (dinp) {
+        distill__bgemm g;
+        int pr_ = distill__prof_beginf("matmul dX bf16 [%dx%dx%d]", BT, C, OC);
+        memset(&g, 0, sizeof g);
+        g.M = BT; g.N = C; g.K = OC;
+        g.a = dout; g.rsa = (size_t)OC; g.csa = 1;
+        g.b = weight; g.rsb = (size_t)C; g.csb = 1;
+        g.c = dinp; g.ldc = (size_t)C;
+        g.accumulate = 1;
+        distill__bgemm_run(&g);
+        distill__prof_end(pr_);
+    }
+    if (dweight) {
+        distill__bgemm g;
+        int pr_ = distill__prof_beginf("matmul dW bf16 [%dx%dx%d]", OC, C, BT);
+        memset(&g, 0, sizeof g);
+        g.M = OC; g.N = C; g.K = BT;
+        g.a = dout; g.rsa = 1; g.csa = (size_t)OC;
+        g.b = inp; g.rsb = (size_t)C; g.csb = 1;
+        g.c = dweight; g.ldc = (size_t)C;
+        g.accumulate = 1;
+        distill__bgemm_run(&g);
+        distill__prof_end(pr_);
+    }
+    if (dbias) distill_matmul_backward(NULL, NULL, dbias, dout, inp, weight, BT, C, OC);
+}
+
+/* The products of a model: FP32 or BF16 by the model's precision. */
+static void distill__mm_forward(int bf16, float *out, const float *inp, const float *weight,
+                                const float *bias, int BT, int C, int OC) {
+    if (bf16) distill__matmul_forward_bf16(out, inp, weight, bias, BT, C, OC);
+    else distill_matmul_forward(out, inp, weight, bias, BT, C, OC);
+}
+static void distill__mm_backward(int bf16, float *dinp, float *dweight, float *dbias, const float *dout,
+                                 const float *inp, const float *weight, int BT, int C, int OC) {
+    if (bf16) distill__matmul_backward_bf16(dinp, dweight, dbias, dout, inp, weight, BT, C, OC);
+    else distill_matmul_backward(dinp, dweight, dbias, dout, inp, weight, BT, C, OC);
 }
 
 /* ===================================================================================== */
@@ -10206,6 +10560,7 @@ typedef struct distill__state {
     size_t tok_size;
     char tmpl_name[32];              /* chat template name ("" none) */
     double *inv_freq;                /* RoPE frequencies (HS/2) of the config (rope_scaling included) */
+    int bf16;                        /* DISTILL_PRECISION_BF16: the linear layers' products in BF16 */
 } distill__state;
 
 #define DISTILL__CE_BLOCK 4          /* rows per loss-callback call (one statistics slot each) */
@@ -10608,7 +10963,7 @@ static void distill__head(distill_model *m, int compute_grad, distill_stats *acc
         int n = s->n_sup - c0 < (int64_t)s->head_k ? (int)(s->n_sup - c0) : (int)s->head_k, i, nb;
         for (i = 0; i < n; i++)
             memcpy(s->head_x + (size_t)i * C, s->lnf + (size_t)s->sup[c0 + i] * C, sizeof(float) * (size_t)C);
-        distill_matmul_forward(s->head_logits, s->head_x, m->lm_head, NULL, n, C, V);
+        distill__mm_forward(s->bf16, s->head_logits, s->head_x, m->lm_head, NULL, n, C, V);
         if (s->hl.fn == distill__kd_head_fn) distill__kd_prepare(s->hl.ctx, s->sup + c0, n);   /* its teacher's logits */
         hc.hl = &s->hl; hc.bt = &s->batch; hc.pos = s->sup + c0; hc.logits = s->head_logits;
         hc.slots = s->slots; hc.n = n; hc.V = V; hc.compute_grad = compute_grad; hc.grad_scale = s->grad_scale;
@@ -10622,7 +10977,7 @@ static void distill__head(distill_model *m, int compute_grad, distill_stats *acc
         }
         if (compute_grad) {
             memset(s->head_dx, 0, sizeof(float) * (size_t)n * C);
-            distill_matmul_backward(s->head_dx, dW, NULL, s->head_logits, s->head_x, m->lm_head, n, C, V);
+            distill__mm_backward(s->bf16, s->head_dx, dW, NULL, s->head_logits, s->head_x, m->lm_head, n, C, V);
             for (i = 0; i < n; i++)
                 memcpy(s->buf_a + (size_t)s->sup[c0 + i] * C, s->head_dx + (size_t)i * C, sizeof(float) * (size_t)C);
         }
@@ -10659,9 +11014,9 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
         /* attention block; with qk_norm (Qwen3) q and k are RMS-normalised per head before RoPE */
         float *qp = c->qk_norm ? s->qr + l * cap * QD : q, *kp = c->qk_norm ? s->kr + l * cap * KVD : k;
         distill_rmsnorm_forward(ln1, s->rstd1 + l * cap, x, p->attn_norm, (int)BT, C, c->norm_eps);
-        distill_matmul_forward(qp, ln1, p->wq, p->bq, (int)BT, C, QD);
-        distill_matmul_forward(kp, ln1, p->wk, p->bk, (int)BT, C, KVD);
-        distill_matmul_forward(v, ln1, p->wv, p->bv, (int)BT, C, KVD);
+        distill__mm_forward(s->bf16, qp, ln1, p->wq, p->bq, (int)BT, C, QD);
+        distill__mm_forward(s->bf16, kp, ln1, p->wk, p->bk, (int)BT, C, KVD);
+        distill__mm_forward(s->bf16, v, ln1, p->wv, p->bv, (int)BT, C, KVD);
         if (c->qk_norm) {
             distill_rmsnorm_forward(q, s->rstdq + l * cap * NH, qp, p->q_norm, (int)BT * NH, HS, c->norm_eps);
             distill_rmsnorm_forward(k, s->rstdk + l * cap * NKV, kp, p->k_norm, (int)BT * NKV, HS, c->norm_eps);
@@ -10671,14 +11026,14 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
         /* the blocked kernel of 10_kernels: same contract and math as distill_attention_forward
            above (the readable version, checked against finite differences in the tests) */
         distill_flash_attention_forward(att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
-        distill_matmul_forward(xmid, att, p->wo, NULL, (int)BT, QD, C);
+        distill__mm_forward(s->bf16, xmid, att, p->wo, NULL, (int)BT, QD, C);
         distill__residual_add(xmid, x, (int)BT, C);
         /* MLP block; h = silu(gate)*up lives in scratch (recomputed in the backward) */
         distill_rmsnorm_forward(ln2, s->rstd2 + l * cap, xmid, p->ffn_norm, (int)BT, C, c->norm_eps);
-        distill_matmul_forward(gate, ln2, p->w_gate, NULL, (int)BT, C, F);
-        distill_matmul_forward(up, ln2, p->w_up, NULL, (int)BT, C, F);
+        distill__mm_forward(s->bf16, gate, ln2, p->w_gate, NULL, (int)BT, C, F);
+        distill__mm_forward(s->bf16, up, ln2, p->w_up, NULL, (int)BT, C, F);
         distill_swiglu_forward(s->buf_w, gate, up, BT * F);
-        distill_matmul_forward(xout, s->buf_w, p->w_down, NULL, (int)BT, F, C);
+        distill__mm_forward(s->bf16, xout, s->buf_w, p->w_down, NULL, (int)BT, F, C);
         distill__residual_add(xout, xmid, (int)BT, C);
     }
     distill_rmsnorm_forward(s->lnf, s->rstdf, s->xL, m->final_norm, (int)BT, C, c->norm_eps);
@@ -10720,8 +11075,23 @@ DISTILL_API void distill_model_logits(distill_model *m, int b, float *out) {
         memset(out, 0, sizeof(float) * (size_t)(s->have_fwd ? s->T : 0) * m->cfg.vocab_size);
         return;
     }
-    distill_matmul_forward(out, s->lnf + (size_t)b * s->T * m->cfg.dim, m->lm_head, NULL, s->T, m->cfg.dim,
+    distill__mm_forward(s->bf16, out, s->lnf + (size_t)b * s->T * m->cfg.dim, m->lm_head, NULL, s->T, m->cfg.dim,
                            m->cfg.vocab_size);
+}
+
+DISTILL_API int distill_model_set_precision(distill_model *m, int precision) {
+    static int told;
+    if (precision != DISTILL_PRECISION_FP32 && precision != DISTILL_PRECISION_BF16) return -1;
+    ((distill__state *)m->internal)->bf16 = precision == DISTILL_PRECISION_BF16;
+    if (precision == DISTILL_PRECISION_BF16 && !distill__bf16_native() && !told) {
+        told = 1;
+        fprintf(stderr, "distill: BF16 matmuls take the portable path (%s; BF16 rounding + the FP32 %s kernels)\n",
+                distill__bf16_cpu() ? "forced" : "this CPU has no avx512_bf16", distill_simd_name());
+    }
+    return 0;
+}
+DISTILL_API int distill_model_precision(const distill_model *m) {
+    return ((const distill__state *)m->internal)->bf16 ? DISTILL_PRECISION_BF16 : DISTILL_PRECISION_FP32;
 }
 
 /* ===================================================================================== */
@@ -10768,15 +11138,15 @@ DISTILL_API void distill_model_backward(distill_model *m) {
         /* MLP: dres is d(x_l+1); x_l+1 = xmid + down(h) */
         distill_swiglu_forward(H, gate, up, BT * F);
         memset(DH, 0, sizeof(float) * BT * F);
-        distill_matmul_backward(DH, g.w_down, NULL, dres, H, p->w_down, (int)BT, F, C);
+        distill__mm_backward(s->bf16, DH, g.w_down, NULL, dres, H, p->w_down, (int)BT, F, C);
         distill_swiglu_backward(H, DH, DH, gate, up, BT * F);   /* H := dgate, DH := dup */
         memset(A, 0, sizeof(float) * BT * C);
-        distill_matmul_backward(A, g.w_gate, NULL, H, ln2, p->w_gate, (int)BT, C, F);
-        distill_matmul_backward(A, g.w_up, NULL, DH, ln2, p->w_up, (int)BT, C, F);
+        distill__mm_backward(s->bf16, A, g.w_gate, NULL, H, ln2, p->w_gate, (int)BT, C, F);
+        distill__mm_backward(s->bf16, A, g.w_up, NULL, DH, ln2, p->w_up, (int)BT, C, F);
         distill_rmsnorm_backward(dres, g.ffn_norm, A, xmid, p->ffn_norm, s->rstd2 + l * cap, (int)BT, C);
         /* attention: dres is now d(xmid); xmid = x + o(att) */
         memset(A, 0, sizeof(float) * BT * QD);
-        distill_matmul_backward(A, g.wo, NULL, dres, att, p->wo, (int)BT, QD, C);
+        distill__mm_backward(s->bf16, A, g.wo, NULL, dres, att, p->wo, (int)BT, QD, C);
         distill_flash_attention_backward(DQ, DK, DV, A, q, k, v, att, lse, s->len, s->kstart, B, T, NH, NKV, HS);
         distill_rope_backward_freqs(DQ, s->pos, (int)BT, NH, HS, s->inv_freq);
         distill_rope_backward_freqs(DK, s->pos, (int)BT, NKV, HS, s->inv_freq);
@@ -10788,9 +11158,9 @@ DISTILL_API void distill_model_backward(distill_model *m) {
             DK = DKR;
         }
         memset(A, 0, sizeof(float) * BT * C);
-        distill_matmul_backward(A, g.wq, g.bq, DQ, ln1, p->wq, (int)BT, C, QD);
-        distill_matmul_backward(A, g.wk, g.bk, DK, ln1, p->wk, (int)BT, C, KVD);
-        distill_matmul_backward(A, g.wv, g.bv, DV, ln1, p->wv, (int)BT, C, KVD);
+        distill__mm_backward(s->bf16, A, g.wq, g.bq, DQ, ln1, p->wq, (int)BT, C, QD);
+        distill__mm_backward(s->bf16, A, g.wk, g.bk, DK, ln1, p->wk, (int)BT, C, KVD);
+        distill__mm_backward(s->bf16, A, g.wv, g.bv, DV, ln1, p->wv, (int)BT, C, KVD);
         distill_rmsnorm_backward(dres, g.attn_norm, A, x, p->attn_norm, s->rstd1 + l * cap, (int)BT, C);
         if (s->grad_ready) s->grad_ready(s->grad_ready_ctx, (size_t)(p->attn_norm - m->params));
     }
@@ -11981,7 +12351,7 @@ static void distill__kd_prepare(void *ctx, const int64_t *pos, int n) {
     (void)rc;
     for (i = 0; i < n; i++)
         memcpy(h->tx + (size_t)i * Ct, h->teacher + (size_t)h->entry[pos[i]] * Ct, sizeof(float) * (size_t)Ct);
-    distill_matmul_forward(h->tlogits, h->tx, h->tmodel->lm_head, NULL, n, Ct, h->V);
+    distill__mm_forward(((distill__state *)h->tmodel->internal)->bf16, h->tlogits, h->tx, h->tmodel->lm_head, NULL, n, Ct, h->V);
     h->chunk_pos = pos;
     distill__prof_end(pr_);
 }
@@ -13684,6 +14054,10 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
     if (tc->grad_accum < 1 || tc->grad_accum > 65536) { distill__err(err, "grad_accum (%d) must be in [1, 65536]", tc->grad_accum); return NULL; }
     if (tc->max_steps <= 0 && !(tc->epochs > 0.0 && tc->epochs < 1e6)) { distill__err(err, "give max_steps > 0 or epochs in (0, 1e6) (epochs %g)", tc->epochs); return NULL; }
     if (tc->kd && distill_kd_validate(&tc->kdc, err) != 0) return NULL;
+    if (distill_model_set_precision(student, tc->precision) != 0) {
+        distill__err(err, "precision (%d) must be DISTILL_PRECISION_FP32 (0) or DISTILL_PRECISION_BF16 (1)", tc->precision);
+        return NULL;
+    }
     if (distill__ensure_grads(student) != 0) { distill__err(err, "out of memory for the gradient"); return NULL; }
     t = (distill_trainer *)DISTILL_MALLOC(sizeof *t);
     if (!t) { distill__err(err, "out of memory"); return NULL; }
