@@ -3175,6 +3175,74 @@ distill__ukernel_bf16_avx512(int kp, const uint32_t *a, const uint32_t *b, float
 #undef DISTILL__ST
 }
 #undef DISTILL__DP
+
+/* BF16 bits of 16 floats in the high halves of 32-bit lanes (low halves garbage): the rounding
+   of distill__bf16_bits (nearest even; denormals to signed zero; NaN stays NaN). Masked forms
+   of shifts and moves for GCC 12's C++ -Wuninitialized (see DISTILL__K16). */
+static __attribute__((target("avx512f"))) __m512i distill__bf16_round16_avx512(__m512 x) {
+    const __mmask16 K = (__mmask16)0xFFFF;
+    __m512i u = _mm512_castps_si512(x), z = _mm512_setzero_si512();
+    __m512i ab = _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF));
+    __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(K, u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+    r = _mm512_mask_mov_epi32(r, _mm512_cmplt_epu32_mask(ab, _mm512_set1_epi32(0x00800000)),
+                              _mm512_and_si512(u, _mm512_set1_epi32((int)0x80000000u)));
+    r = _mm512_mask_mov_epi32(r, _mm512_cmpeq_epi32_mask(ab, _mm512_set1_epi32(0x7F800000)), u);
+    r = _mm512_mask_mov_epi32(r, _mm512_cmpgt_epu32_mask(ab, _mm512_set1_epi32(0x7F800000)),
+                              _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
+    (void)z;
+    return r;
+}
+
+/* distill__bf16_pack2 (part 2) for the full panels of the four products, vectorised; anything
+   else (edge panels, other strides, the last odd k) goes to the scalar version. Same bits.
+     rs == 1 (rows contiguous: B of dX and dW, A of dW): per pair, 16 rows from source rows
+       2p and 2p+1: high halves of 2p+1 | high halves of 2p shifted down;
+     cs == 1 (k contiguous: A and B of the forward, A of dX): per row, 16 k -> 8 pair words
+       (vpmovdw of the high halves), 8 rows x 8 pairs transposed in registers. */
+static __attribute__((target("avx512f,avx2"))) void
+distill__bf16_pack2_avx512(uint32_t *dst, const float *src, size_t rs, size_t cs, int h, int w, int kb) {
+    const __mmask16 K = (__mmask16)0xFFFF, K8 = (__mmask16)0xFF;
+    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    int p = 0, r, g, kp = (kb + 1) / 2;
+    if (h == w && (w == 8 || w == 32) && rs == 1) {
+        for (; 2 * p + 1 < kb; p++) {
+            const float *s0 = src + (size_t)(2 * p) * cs, *s1 = s0 + cs;
+            uint32_t *d = dst + (size_t)p * w;
+            for (r = 0; r < w; r += 16) {
+                __mmask16 m = w - r >= 16 ? K : K8;
+                __m512i e = distill__bf16_round16_avx512(_mm512_maskz_loadu_ps(m, s0 + r));
+                __m512i o = distill__bf16_round16_avx512(_mm512_maskz_loadu_ps(m, s1 + r));
+                __m512i v = _mm512_or_si512(_mm512_and_si512(o, hi), _mm512_maskz_srli_epi32(K, e, 16));
+                _mm512_mask_storeu_epi32(d + r, m, v);
+            }
+        }
+    } else if (h == w && (w == 8 || w == 32) && cs == 1) {
+        for (; 2 * p + 16 <= kb; p += 8) {
+            for (g = 0; g < w; g += 8) {
+                __m256i v[8], t[8], u[8];
+                const float *s = src + (size_t)g * rs + (size_t)(2 * p);
+                uint32_t *d = dst + (size_t)p * w + g;
+                for (r = 0; r < 8; r++)
+                    v[r] = _mm512_maskz_cvtepi32_epi16(K, _mm512_maskz_srli_epi32(K,
+                               distill__bf16_round16_avx512(_mm512_loadu_ps(s + (size_t)r * rs)), 16));
+                t[0] = _mm256_unpacklo_epi32(v[0], v[1]); t[1] = _mm256_unpackhi_epi32(v[0], v[1]);
+                t[2] = _mm256_unpacklo_epi32(v[2], v[3]); t[3] = _mm256_unpackhi_epi32(v[2], v[3]);
+                t[4] = _mm256_unpacklo_epi32(v[4], v[5]); t[5] = _mm256_unpackhi_epi32(v[4], v[5]);
+                t[6] = _mm256_unpacklo_epi32(v[6], v[7]); t[7] = _mm256_unpackhi_epi32(v[6], v[7]);
+                u[0] = _mm256_unpacklo_epi64(t[0], t[2]); u[1] = _mm256_unpackhi_epi64(t[0], t[2]);
+                u[2] = _mm256_unpacklo_epi64(t[1], t[3]); u[3] = _mm256_unpackhi_epi64(t[1], t[3]);
+                u[4] = _mm256_unpacklo_epi64(t[4], t[6]); u[5] = _mm256_unpackhi_epi64(t[4], t[6]);
+                u[6] = _mm256_unpacklo_epi64(t[5], t[7]); u[7] = _mm256_unpackhi_epi64(t[5], t[7]);
+                for (r = 0; r < 4; r++) {
+                    _mm256_storeu_si256((__m256i *)(void *)(d + (size_t)r * w), _mm256_permute2x128_si256(u[r], u[r + 4], 0x20));
+                    _mm256_storeu_si256((__m256i *)(void *)(d + (size_t)(r + 4) * w), _mm256_permute2x128_si256(u[r], u[r + 4], 0x31));
+                }
+            }
+        }
+    }
+    if (p < kp) distill__bf16_pack2(dst + (size_t)p * w, src + (size_t)(2 * p) * cs, rs, cs, h, w, kb - 2 * p);
+}
 #endif
 
 /* This set's table (the struct is declared before the passes, in part 2 below). */
@@ -3236,6 +3304,9 @@ struct distill__isa_ops {
     void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n);
     void (*gemv)(float *y, const float *x, const float *w, size_t ldw, int rows, int n);
 };
+
+/* BF16 packing in scalar code ("BF16 matrix products" below); the vectorised one falls back to it */
+static void distill__bf16_pack2(uint32_t *dst, const float *src, size_t rs, size_t cs, int h, int w, int kb);
 
 /* The kernel sets: the KERNEL BLOCK above, once per ISA this compiler can target. */
 #define DISTILL__KERNEL_PASS 1
@@ -3721,6 +3792,17 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
 #define DISTILL__BF16_NR 32
 
 static int distill__bf16_portable_forced = -1; /* -1: read DISTILL_BF16 on first use */
+static int distill__bf16_attn = -1;             /* -1: read DISTILL_BF16_ATTENTION on first use */
+
+/* BF16 models run the attention's block products in BF16 too, unless DISTILL_BF16_ATTENTION=0
+   (for measurements: bench/RESULTS.md, issue 20). Softmax, masks and lse stay FP32. */
+static int distill__bf16_attention(void) {
+    if (distill__bf16_attn < 0) {
+        const char *e = getenv("DISTILL_BF16_ATTENTION");
+        distill__bf16_attn = !(e && !strcmp(e, "0"));
+    }
+    return distill__bf16_attn;
+}
 
 /* 1 when this CPU (and OS) can run vdpbf16ps on zmm registers. CPUID leaf 7 sub-leaf 1, EAX
    bit 5 is AVX512_BF16; AMX (leaf 7.0 EDX bit 22 amx_bf16) is not used. */
@@ -3804,6 +3886,12 @@ static void distill__bf16_packf(float *dst, const float *src, size_t rs, size_t 
     }
 }
 
+#if defined(DISTILL__BF16_CC)
+#define DISTILL__BF16_PACK2 distill__bf16_pack2_avx512
+#else
+#define DISTILL__BF16_PACK2 distill__bf16_pack2
+#endif
+
 typedef struct distill__bgemm {
     int M, N, K;
     const float *a; size_t rsa, csa;
@@ -3859,7 +3947,7 @@ static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int threa
             for (jr = 0; jr < nb; jr += NR) {
                 const float *src = g->b + (size_t)p0 * g->rsb + (size_t)(j0 + jr) * g->csb;
                 int w = nb - jr < NR ? nb - jr : NR;
-                if (g->native) distill__bf16_pack2((uint32_t *)pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
+                if (g->native) DISTILL__BF16_PACK2((uint32_t *)pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
                 else distill__bf16_packf(pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
             }
             for (i0 = r0; i0 < r1; i0 += MC) {
@@ -3867,7 +3955,7 @@ static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int threa
                 for (ir = 0; ir < mb; ir += MR) {
                     const float *src = g->a + (size_t)(i0 + ir) * g->rsa + (size_t)p0 * g->csa;
                     int h = mb - ir < MR ? mb - ir : MR;
-                    if (g->native) distill__bf16_pack2((uint32_t *)pa + (size_t)ir * kk, src, g->rsa, g->csa, h, MR, kb);
+                    if (g->native) DISTILL__BF16_PACK2((uint32_t *)pa + (size_t)ir * kk, src, g->rsa, g->csa, h, MR, kb);
                     else distill__bf16_packf(pa + (size_t)ir * kk, src, g->rsa, g->csa, h, MR, kb);
                 }
                 for (jr = 0; jr < nb; jr += NR)
@@ -3922,6 +4010,28 @@ static void distill__bgemm_run(distill__bgemm *g) {
     g->tiles_n = blocks_n;
     tasks = ((g->M + g->mc - 1) / g->mc) * blocks_n;
     distill_parallel_for((int64_t)tasks, 1, distill__bgemm_task, g);
+}
+
+/* distill__gemm_serial with BF16 inputs: the attention blocks of a BF16 model. */
+static void distill__bgemm_serial(int M, int N, int K, const float *a, size_t rsa, size_t csa,
+                                  const float *b, size_t rsb, size_t csb, float *c, size_t ldc,
+                                  int accumulate, int thread) {
+    distill__bgemm g;
+    if (M <= 0 || N <= 0 || (K <= 0 && accumulate)) return;
+    memset(&g, 0, sizeof g);
+    g.M = M; g.N = N; g.K = K;
+    g.a = a; g.rsa = rsa; g.csa = csa;
+    g.b = b; g.rsb = rsb; g.csb = csb;
+    g.c = c; g.ldc = ldc;
+    g.accumulate = accumulate;
+    g.ops = distill__ops();
+    g.native = distill__bf16_native();
+    g.mr = g.native ? DISTILL__BF16_MR : g.ops->mr;
+    g.nr = g.native ? DISTILL__BF16_NR : g.ops->nr;
+    g.nc = DISTILL__NC;
+    g.mc = (M + DISTILL__MC - 1) / DISTILL__MC * DISTILL__MC;
+    g.tiles_n = (N + g.nc - 1) / g.nc;
+    distill__bgemm_task(&g, 0, (int64_t)g.tiles_n, thread);
 }
 
 /* distill_matmul_forward / _backward with BF16 inputs (same shapes and contract). */
@@ -4006,7 +4116,10 @@ typedef struct {
     const float *q, *k, *v, *dout, *cout, *clse;
     const int *lengths, *kstart;
     int B, T, NH, NKV, HS;
+    int bf16;   /* the block products with BF16 inputs (a model in DISTILL_PRECISION_BF16) */
 } distill__fa_ctx;
+
+#define DISTILL__FA_MM(c, ...) ((c)->bf16 ? distill__bgemm_serial(__VA_ARGS__) : distill__gemm_serial(__VA_ARGS__))
 
 /* Scale row i of the S block, mask keys outside [kstart, t], return 0 if none is visible. */
 static int distill__fa_mask_row(float *srow, int nk, int j0, int ks, int t, float scale) {
@@ -4050,7 +4163,7 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
             const float *kblk = c->k + ((size_t)b * T + j0) * ks + (size_t)g * HS;
             const float *vblk = c->v + ((size_t)b * T + j0) * ks + (size_t)g * HS;
             /* S (nq, nk) = Q (nq, HS) . K (nk, HS)^T */
-            distill__gemm_serial(nq, nk, HS, qblk, qs, 1, kblk, 1, ks, S, DISTILL__FA_K, 0, th);
+            DISTILL__FA_MM(c, nq, nk, HS, qblk, qs, 1, kblk, 1, ks, S, DISTILL__FA_K, 0, th);
             for (i = 0; i < nq; i++) {
                 float *srow = S + (size_t)i * DISTILL__FA_K, mb;
                 int t = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + t] : 0;
@@ -4068,7 +4181,7 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
                 lrow[i] += distill_vec_exp_sum(srow, srow, mrow[i], nk);
             }
             /* O (nq, HS) += P (nq, nk) . V (nk, HS) */
-            distill__gemm_serial(nq, HS, nk, S, DISTILL__FA_K, 1, vblk, ks, 1, oblk, qs, 1, th);
+            DISTILL__FA_MM(c, nq, HS, nk, S, DISTILL__FA_K, 1, vblk, ks, 1, oblk, qs, 1, th);
         }
         for (i = 0; i < nq; i++) {
             distill_vec_scale(oblk + (size_t)i * qs, 1.0f / lrow[i], HS);
@@ -4077,19 +4190,25 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
     }
 }
 
-DISTILL_API void distill_flash_attention_forward(float *out, float *lse, const float *q, const float *k,
-                                                 const float *v, const int *lengths, const int *kstart,
-                                                 int B, int T, int NH, int NKV, int HS) {
+static void distill__flash_forward(int bf16, float *out, float *lse, const float *q, const float *k,
+                                   const float *v, const int *lengths, const int *kstart,
+                                   int B, int T, int NH, int NKV, int HS) {
     distill__fa_ctx c;
     int pr_;
     int64_t nqb = (T + DISTILL__FA_Q - 1) / DISTILL__FA_Q;
     if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
-    pr_ = distill__prof_begin("attention fwd");
+    pr_ = distill__prof_begin(bf16 ? "attention fwd bf16" : "attention fwd");
     memset(&c, 0, sizeof c);
+    c.bf16 = bf16;
     c.out = out; c.lse = lse; c.q = q; c.k = k; c.v = v; c.lengths = lengths; c.kstart = kstart;
     c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
     distill_parallel_for((int64_t)B * NH * nqb, 1, distill__fa_fwd_task, &c);
     distill__prof_end(pr_);
+}
+DISTILL_API void distill_flash_attention_forward(float *out, float *lse, const float *q, const float *k,
+                                                 const float *v, const int *lengths, const int *kstart,
+                                                 int B, int T, int NH, int NKV, int HS) {
+    distill__flash_forward(0, out, lse, q, k, v, lengths, kstart, B, T, NH, NKV, HS);
 }
 
 static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
@@ -4128,8 +4247,8 @@ static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
                     int nk = tv1 - j0 < DISTILL__FA_K ? tv1 - j0 : DISTILL__FA_K;
                     size_t kvoff = ((size_t)b * T + j0) * ks + (size_t)g * HS;
                     /* P = exp(Q K^T * scale - lse), dP = dO V^T */
-                    distill__gemm_serial(nq, nk, HS, qblk, qs, 1, c->k + kvoff, 1, ks, P, DISTILL__FA_K, 0, th);
-                    distill__gemm_serial(nq, nk, HS, doblk, qs, 1, c->v + kvoff, 1, ks, dS, DISTILL__FA_K, 0, th);
+                    DISTILL__FA_MM(c, nq, nk, HS, qblk, qs, 1, c->k + kvoff, 1, ks, P, DISTILL__FA_K, 0, th);
+                    DISTILL__FA_MM(c, nq, nk, HS, doblk, qs, 1, c->v + kvoff, 1, ks, dS, DISTILL__FA_K, 0, th);
                     for (i = 0; i < nq; i++) {
                         float *prow = P + (size_t)i * DISTILL__FA_K, *drow = dS + (size_t)i * DISTILL__FA_K;
                         int tt = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + tt] : 0;
@@ -4143,28 +4262,35 @@ static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
                         for (j = 0; j < nk; j++) drow[j] = prow[j] * (drow[j] - D[i]) * scale;
                     }
                     /* dV (nk, HS) += P^T dO;  dK (nk, HS) += dS^T Q;  dQ (nq, HS) += dS K */
-                    distill__gemm_serial(nk, HS, nq, P, 1, DISTILL__FA_K, doblk, qs, 1, c->dv + kvoff, ks, 1, th);
-                    distill__gemm_serial(nk, HS, nq, dS, 1, DISTILL__FA_K, qblk, qs, 1, c->dk + kvoff, ks, 1, th);
-                    distill__gemm_serial(nq, HS, nk, dS, DISTILL__FA_K, 1, c->k + kvoff, ks, 1, dqblk, qs, 1, th);
+                    DISTILL__FA_MM(c, nk, HS, nq, P, 1, DISTILL__FA_K, doblk, qs, 1, c->dv + kvoff, ks, 1, th);
+                    DISTILL__FA_MM(c, nk, HS, nq, dS, 1, DISTILL__FA_K, qblk, qs, 1, c->dk + kvoff, ks, 1, th);
+                    DISTILL__FA_MM(c, nq, HS, nk, dS, DISTILL__FA_K, 1, c->k + kvoff, ks, 1, dqblk, qs, 1, th);
                 }
             }
         }
     }
 }
 
-DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                                                  const float *q, const float *k, const float *v,
-                                                  const float *out, const float *lse, const int *lengths,
-                                                  const int *kstart, int B, int T, int NH, int NKV, int HS) {
+static void distill__flash_backward(int bf16, float *dq, float *dk, float *dv, const float *dout,
+                                    const float *q, const float *k, const float *v,
+                                    const float *out, const float *lse, const int *lengths,
+                                    const int *kstart, int B, int T, int NH, int NKV, int HS) {
     distill__fa_ctx c;
     int pr_;
     if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
-    pr_ = distill__prof_begin("attention bwd");
+    pr_ = distill__prof_begin(bf16 ? "attention bwd bf16" : "attention bwd");
     memset(&c, 0, sizeof c);
+    c.bf16 = bf16;
     c.dq = dq; c.dk = dk; c.dv = dv; c.dout = dout; c.q = q; c.k = k; c.v = v; c.cout = out; c.clse = lse;
     c.lengths = lengths; c.kstart = kstart; c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
     distill_parallel_for((int64_t)B * NKV, 1, distill__fa_bwd_task, &c);
     distill__prof_end(pr_);
+}
+DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                                  const float *q, const float *k, const float *v,
+                                                  const float *out, const float *lse, const int *lengths,
+                                                  const int *kstart, int B, int T, int NH, int NKV, int HS) {
+    distill__flash_backward(0, dq, dk, dv, dout, q, k, v, out, lse, lengths, kstart, B, T, NH, NKV, HS);
 }
 /* ===================================================================================== */
 /* JSON                                                                                   */
@@ -11025,7 +11151,7 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
         distill_rope_forward_freqs(k, s->pos, (int)BT, NKV, HS, s->inv_freq);
         /* the blocked kernel of 10_kernels: same contract and math as distill_attention_forward
            above (the readable version, checked against finite differences in the tests) */
-        distill_flash_attention_forward(att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
+        distill__flash_forward(s->bf16 && distill__bf16_attention(), att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
         distill__mm_forward(s->bf16, xmid, att, p->wo, NULL, (int)BT, QD, C);
         distill__residual_add(xmid, x, (int)BT, C);
         /* MLP block; h = silu(gate)*up lives in scratch (recomputed in the backward) */
@@ -11147,7 +11273,7 @@ DISTILL_API void distill_model_backward(distill_model *m) {
         /* attention: dres is now d(xmid); xmid = x + o(att) */
         memset(A, 0, sizeof(float) * BT * QD);
         distill__mm_backward(s->bf16, A, g.wo, NULL, dres, att, p->wo, (int)BT, QD, C);
-        distill_flash_attention_backward(DQ, DK, DV, A, q, k, v, att, lse, s->len, s->kstart, B, T, NH, NKV, HS);
+        distill__flash_backward(s->bf16 && distill__bf16_attention(), DQ, DK, DV, A, q, k, v, att, lse, s->len, s->kstart, B, T, NH, NKV, HS);
         distill_rope_backward_freqs(DQ, s->pos, (int)BT, NH, HS, s->inv_freq);
         distill_rope_backward_freqs(DK, s->pos, (int)BT, NKV, HS, s->inv_freq);
         if (c->qk_norm) {   /* through the per-head norms (RMSNorm backward with N = BT*heads rows of HS) */

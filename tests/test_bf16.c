@@ -236,8 +236,8 @@ static distill_config tiny(int V, int C, int L, int NH, int NKV, int F, int bias
    inputs the same way (tolerance: FP32 sums and the FP32 non-matmul ops, as the FP32 test of
    test_model.c, 2e-6 relative); and the BF16 gradient against central differences of the
    double loss without rounding: the difference is the BF16 rounding of the backward's inputs,
-   a few 2^-9 relative per product averaging out over the sums, bounded here by 5e-2 of the
-   gradient's largest entry per tensor (measured 0.022; FP32 mode gets 5e-5 in test_model.c; a
+   a few 2^-9 relative per product averaging out over the sums, bounded here by 8e-2 of the
+   gradient's largest entry per tensor (measured 0.041 with the attention blocks in BF16; FP32 mode gets 5e-5 in test_model.c; a
    wrong transpose or a missing term is O(1)). */
 static void test_model_bf16_vs_reference(void) {
     int p;
@@ -299,7 +299,7 @@ static void test_model_bf16_vs_reference(void) {
             d32 /= mx + 1e-4;
             if (err > worst) worst = err;
             if (d32 > diff_fp32) diff_fp32 = d32;
-            CHECK(err < 5e-2, "%s: %s gradient rel err %.3g", path_name(p), t->name, err);
+            CHECK(err < 8e-2, "%s: %s gradient rel err %.3g", path_name(p), t->name, err);
         }
         CHECK(diff_fp32 > 1e-4, "%s: BF16 gradients equal the FP32 ones (%.3g): no rounding?", path_name(p), diff_fp32);
         printf("    %s: loss %.6f (ref %.6f), worst gradient rel err %.2g, max diff to FP32 %.2g\n", path_name(p), st.loss,

@@ -106,13 +106,20 @@ static void ref_attention(double *o, const double *q, const double *k, const dou
                 double s = 0.0;
                 p[j] = -1e300;
                 if (seg && seg[j] != seg[t]) continue;
-                for (i = 0; i < HS; i++) s += q[(t * NH + h) * HS + i] * k[(j * NKV + g) * HS + i];
+                if (ref_bf16_inputs)   /* BF16 mode: the block products round their inputs too */
+                    for (i = 0; i < HS; i++) s += ref_bf16(q[(t * NH + h) * HS + i]) * ref_bf16(k[(j * NKV + g) * HS + i]);
+                else
+                    for (i = 0; i < HS; i++) s += q[(t * NH + h) * HS + i] * k[(j * NKV + g) * HS + i];
                 p[j] = s / sqrt((double)HS);
                 if (p[j] > mx) mx = p[j];
             }
             for (j = 0; j <= t; j++) { p[j] = p[j] > -1e299 ? exp(p[j] - mx) : 0.0; sum += p[j]; }
+            /* BF16 mode: the unnormalised exp(s - max) and v rounded (exact for T <= 64, one key
+               block of the flash kernel, where its running max is the row's max) */
             for (j = 0; j <= t; j++)
-                for (i = 0; i < HS; i++) o[(t * NH + h) * HS + i] += p[j] / sum * v[(j * NKV + g) * HS + i];
+                for (i = 0; i < HS; i++)
+                    o[(t * NH + h) * HS + i] += ref_bf16_inputs ? ref_bf16(p[j]) / sum * ref_bf16(v[(j * NKV + g) * HS + i])
+                                                                : p[j] / sum * v[(j * NKV + g) * HS + i];
         }
     free(p);
 }

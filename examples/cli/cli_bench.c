@@ -111,9 +111,12 @@ static int usage(FILE *f, int code) {
     fprintf(f, "usage: distill bench train [--vocab V] [--dim C] [--layers L] [--heads NH] [--kv-heads NKV]\n"
                "                           [--ffn F] [--seq T] [--batch B] [--steps N] [--warmup W]\n"
                "                           [--threads K] [--blas] [--simd NAME] [--peak-gflops P] [--profile]\n"
+               "                           [--precision fp32|bf16]\n"
                "  Train on random tokens; print one JSON line with tokens_per_s, step_ms (median),\n"
                "  mfu and peak_rss_mib. Defaults: the \"S\" config (4096 256 4 4 4 768, T 256, B 8).\n"
-               "  --profile: then each op's share of a step, per thread (busy / waiting).\n");
+               "  --profile: then each op's share of a step, per thread (busy / waiting).\n"
+               "  --precision bf16: BF16 matmul inputs, FP32 sums (\"bf16_path\": vdpbf16ps or portable;\n"
+               "  mfu stays against the FP32 FMA peak).\n");
     return code;
 }
 
@@ -126,6 +129,7 @@ static int bench_train(int argc, char **argv) {
     distill_rng rng;
     int B = 8, T = 256, steps = 10, warmup = 2, threads = 0, blas = 0, profile = 0, i, s;
     const char *simd = NULL;
+    int precision = DISTILL_PRECISION_FP32;
     double peak = 0, *times, cpu_total = 0, wall_total = 0, n_matmul, flops_tok, median, tps, rss, formula;
     int32_t *tokens, *targets;
     size_t ntok;
@@ -150,6 +154,9 @@ static int bench_train(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--simd")) simd = v;
         else if (!strcmp(a, "--peak-gflops")) peak = atof(v);
+        else if (!strcmp(a, "--precision") && (!strcmp(v, "fp32") || !strcmp(v, "bf16")))
+            precision = !strcmp(v, "bf16") ? DISTILL_PRECISION_BF16 : DISTILL_PRECISION_FP32;
+        else if (!strcmp(a, "--precision")) { fprintf(stderr, "distill bench train: --precision must be fp32 or bf16\n"); return 2; }
         else { fprintf(stderr, "distill bench train: unknown option %s\n", a); return usage(stderr, 2); }
         i++;
     }
@@ -173,6 +180,7 @@ static int bench_train(int argc, char **argv) {
 #endif
     m = distill_model_create(&cfg, B, T, 1234, &err);
     if (!m) { fprintf(stderr, "distill bench train: %s\n", err.msg); return 1; }
+    distill_model_set_precision(m, precision);
     ntok = (size_t)B * T;
     tokens = (int32_t *)malloc(ntok * sizeof(int32_t));
     targets = (int32_t *)malloc(ntok * sizeof(int32_t));
@@ -218,12 +226,13 @@ static int bench_train(int argc, char **argv) {
            "\"seq\":%d,\"batch\":%d,\"steps\":%d,\"threads\":%d,\"simd\":\"%s\",\"blas\":%d,"
            "\"tokens_per_s\":%.1f,\"tokens_per_s_cpu\":%.1f,\"step_ms\":%.2f,\"step_ms_min\":%.2f,\"mflop_per_token\":%.2f,"
            "\"achieved_gflops\":%.1f,\"peak_gflops\":%.1f,\"mfu\":%.3f,\"peak_rss_mib\":%.1f,"
-           "\"formula_mib\":%.1f,\"rss_over_formula\":%.2f}\n",
+           "\"formula_mib\":%.1f,\"rss_over_formula\":%.2f,\"precision\":\"%s\",\"bf16_path\":\"%s\"}\n",
            cfg.vocab_size, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.hidden_dim, T, B, steps,
            distill_get_threads(), distill_simd_name(), blas, tps,
            (double)ntok * steps / (cpu_total / distill_get_threads()), 1e3 * median, 1e3 * times[0], flops_tok / 1e6,
            tps * flops_tok / 1e9, peak, peak > 0 ? tps * flops_tok / 1e9 / peak : 0.0, rss, formula,
-           formula > 0 ? rss / formula : 0.0);
+           formula > 0 ? rss / formula : 0.0, precision == DISTILL_PRECISION_BF16 ? "bf16" : "fp32",
+           precision == DISTILL_PRECISION_BF16 ? distill_bf16_path() : "none");
     if (profile) distill_profile_print(stdout, wall_total, steps);
     free(tokens); free(targets); free(times);
     distill_model_free(m);

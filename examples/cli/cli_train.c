@@ -55,7 +55,9 @@ static void train_usage(FILE *f) {
 "  --steps N | --epochs E training length (1 epoch)\n"
 "  --lr X (3e-4) --min-lr-ratio X (0.1) --warmup N (or --warmup-ratio X) --schedule cosine|linear|constant\n"
 "  --weight-decay X (0.1) --grad-clip X (1.0) --beta1 X --beta2 X\n"
-"  --threads N            worker threads (default: all cores)\n");
+"  --threads N            worker threads (default: all cores)\n"
+"  --precision fp32|bf16  linear layers' products: fp32 (default) or bf16 inputs with FP32 sums;\n"
+"                         weights, gradients, optimizer, norms, attention stay FP32 (also the teacher's)\n");
     fprintf(f,
 "evaluation, checkpoints, logs\n"
 "  --out DIR              checkpoints ckpt-<step>.dstl, metrics.jsonl, final model.dstl\n"
@@ -88,6 +90,7 @@ static void train_usage(FILE *f) {
 typedef struct {
     const char *data, *eval_data, *tokenizer, *format, *tmpl, *loss, *manifest, *init, *out, *resume;
     const char *teacher, *teacher_cache, *build_cache, *schedule, *kd_loss;
+    const char *precision;
     const char *filters[32], *maps[32];
     int n_filters, n_maps, max_seq, truncate, pack, grad_accum, batch_rows, threads, keep, quiet, top_k;
     int dim, layers, heads, kv_heads, hidden, qkv_bias, untied, resume_flag, overlap, no_overlap;
@@ -108,6 +111,7 @@ static int parse_opt(train_opts *o, const char *name, const char *val, int *used
     S("template", tmpl) S("loss", loss) S("manifest", manifest) S("init", init) S("out", out)
     S("teacher", teacher) S("teacher-cache", teacher_cache) S("build-cache", build_cache)
     S("schedule", schedule) S("kd-loss", kd_loss)
+    S("precision", precision)
     I("max-seq", max_seq) I("grad-accum", grad_accum) I("batch-rows", batch_rows) I("threads", threads)
     I("keep", keep) I("top-k", top_k) I("dim", dim) I("layers", layers) I("heads", heads)
     I("kv-heads", kv_heads) I("hidden", hidden)
@@ -403,6 +407,12 @@ int cli_train(int argc, char **argv) {
         else if (!strcmp(o.schedule, "linear")) tc.optim.schedule = DISTILL_SCHED_LINEAR;
         else if (!strcmp(o.schedule, "constant")) tc.optim.schedule = DISTILL_SCHED_CONSTANT;
         else { fprintf(stderr, "distill train: --schedule must be cosine, linear or constant\n"); goto done; }
+    }
+    if (o.precision) {
+        if (!strcmp(o.precision, "fp32")) tc.precision = DISTILL_PRECISION_FP32;
+        else if (!strcmp(o.precision, "bf16")) tc.precision = DISTILL_PRECISION_BF16;
+        else { fprintf(stderr, "distill train: --precision must be fp32 or bf16\n"); goto done; }
+        if (teacher) distill_model_set_precision(teacher, tc.precision);
     }
     tc.eval_every = o.eval_every; tc.eval_batches = o.eval_batches;
     tc.out_dir = o.out; tc.save_every = o.save_every; tc.keep_last = o.keep; tc.log_every = o.log_every;
