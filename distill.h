@@ -3205,16 +3205,23 @@ distill__bf16_pack2_avx512(uint32_t *dst, const float *src, size_t rs, size_t cs
     const __mmask16 K = (__mmask16)0xFFFF, K8 = (__mmask16)0xFF;
     const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
     int p = 0, r, g, kp = (kb + 1) / 2;
-    if (h == w && (w == 8 || w == 32) && rs == 1) {
+    if (h == w && w == 8 && rs == 1 && cs >= 8) {   /* two pairs per vector: rows 2p|2p+2 and 2p+1|2p+3 */
+        for (; 2 * p + 3 < kb; p += 2) {
+            const float *s0 = src + (size_t)(2 * p) * cs;
+            __m512 x0 = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(K8, s0), (__mmask16)0xFF00, s0 + 2 * cs - 8);
+            __m512 x1 = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(K8, s0 + cs), (__mmask16)0xFF00, s0 + 3 * cs - 8);
+            __m512i e = distill__bf16_round16_avx512(x0), o = distill__bf16_round16_avx512(x1);
+            _mm512_storeu_si512((void *)(dst + (size_t)p * 8),
+                                _mm512_or_si512(_mm512_and_si512(o, hi), _mm512_maskz_srli_epi32(K, e, 16)));
+        }
+    } else if (h == w && w == 32 && rs == 1) {
         for (; 2 * p + 1 < kb; p++) {
             const float *s0 = src + (size_t)(2 * p) * cs, *s1 = s0 + cs;
             uint32_t *d = dst + (size_t)p * w;
-            for (r = 0; r < w; r += 16) {
-                __mmask16 m = w - r >= 16 ? K : K8;
-                __m512i e = distill__bf16_round16_avx512(_mm512_maskz_loadu_ps(m, s0 + r));
-                __m512i o = distill__bf16_round16_avx512(_mm512_maskz_loadu_ps(m, s1 + r));
-                __m512i v = _mm512_or_si512(_mm512_and_si512(o, hi), _mm512_maskz_srli_epi32(K, e, 16));
-                _mm512_mask_storeu_epi32(d + r, m, v);
+            for (r = 0; r < 32; r += 16) {
+                __m512i e = distill__bf16_round16_avx512(_mm512_loadu_ps(s0 + r));
+                __m512i o = distill__bf16_round16_avx512(_mm512_loadu_ps(s1 + r));
+                _mm512_storeu_si512((void *)(d + r), _mm512_or_si512(_mm512_and_si512(o, hi), _mm512_maskz_srli_epi32(K, e, 16)));
             }
         }
     } else if (h == w && (w == 8 || w == 32) && cs == 1) {

@@ -84,6 +84,7 @@ typedef struct sweep_cfg {
     /* process */
     int threads, report_only, task_id, num_tasks, merge, plan;
     double wait_timeout;
+    int precision;   /* --precision fp32|bf16: DISTILL_PRECISION_ of every run's training */
 } sweep_cfg;
 
 /* ---- presets ----------------------------------------------------------------------------- */
@@ -187,6 +188,7 @@ static void sweep_usage(FILE *f) {
 "  --epochs E | --token-budget N   per run         --lr X --warmup-ratio X --weight-decay X\n"
 "  --batch-rows B | --batch-tokens N   --grad-accum K   --pack\n"
 "  --save-every N --save-every-minutes M (10)   checkpoints inside a run: a killed run resumes there\n"
+"  --precision fp32|bf16  the runs' matmuls: fp32 (default) or BF16 inputs with FP32 sums\n"
 "second-stage experiments (filter expressions as in --filter)\n"
 "  --easy EXPR --hard EXPR   --correct EXPR --incorrect EXPR   --split-size N (0: none)\n"
 "  --second-from largest|stage0|both (both)   --second-seeds K (first K seeds)\n"
@@ -266,6 +268,12 @@ static int sweep_set(sweep_cfg *c, const char *key, const char *val, const disti
         }
         if (*n == SWEEP_MAX_LIST) return -1;
         return sweep_str(dst[(*n)++], 256, val);
+    }
+    if (!strcmp(k, "precision")) {
+        const char *v = jv ? (jv->type == DISTILL_JSON_STRING ? jv->str : NULL) : val;
+        if (!v || (strcmp(v, "fp32") && strcmp(v, "bf16"))) return -1;
+        c->precision = !strcmp(v, "bf16") ? DISTILL_PRECISION_BF16 : DISTILL_PRECISION_FP32;
+        return 0;
     }
     for (i = 0; i < sizeof strs / sizeof strs[0]; i++)
         if (!strcmp(k, strs[i])) {
@@ -711,6 +719,7 @@ static distill_model *sweep_train(sweep_ctx *x, const distill_dataset *ds, const
     } else tc.epochs = epochs;
     tc.batch_rows = c->batch_rows;
     tc.grad_accum = c->grad_accum;
+    tc.precision = c->precision;
     tc.optim.lr = (float)lr;
     tc.optim.warmup_steps = -1;
     tc.optim.warmup_ratio = (float)c->warmup_ratio;
