@@ -16026,13 +16026,14 @@ static void distill__gemv_task(void *p, int64_t b, int64_t e, int th) {
         }
     }
 }
-/* n_seg (1..3) products sharing the input: out_s (r,OC_s) = inp (r,C) . weight_s^T + bias_s */
-static void distill__gen_matmul_n(const float *inp, int r, int C, int n_seg, const distill__gemv_seg *seg) {
+/* n_seg (1..3) products sharing the input: out_s (r,OC_s) = inp (r,C) . weight_s^T + bias_s;
+   bf16: a model in DISTILL_PRECISION_BF16, whose prefill (the blocked matmul) runs in BF16 */
+static void distill__gen_matmul_n(int bf16, const float *inp, int r, int C, int n_seg, const distill__gemv_seg *seg) {
     distill__gemv_ctx c;
     int s;
     int64_t chunk;
     if (r > DISTILL__GEN_GEMV_ROWS) {
-        for (s = 0; s < n_seg; s++) distill_matmul_forward(seg[s].out, inp, seg[s].weight, seg[s].bias, r, C, seg[s].OC);
+        for (s = 0; s < n_seg; s++) distill__mm_forward(bf16, seg[s].out, inp, seg[s].weight, seg[s].bias, r, C, seg[s].OC);
         return;
     }
     c.inp = inp; c.r = r; c.C = C; c.ops = distill__ops();
@@ -16047,11 +16048,11 @@ static void distill__gen_matmul_n(const float *inp, int r, int C, int n_seg, con
     chunk = c.first_block[3] / (8 * (int64_t)distill_get_threads());
     distill_parallel_for(c.first_block[3], chunk < 1 ? 1 : chunk, distill__gemv_task, &c);
 }
-static void distill__gen_matmul(float *out, const float *inp, const float *weight, const float *bias,
+static void distill__gen_matmul(int bf16, float *out, const float *inp, const float *weight, const float *bias,
                                 int r, int C, int OC) {
     distill__gemv_seg sg;
     sg.out = out; sg.weight = weight; sg.bias = bias; sg.OC = OC;
-    distill__gen_matmul_n(inp, r, C, 1, &sg);
+    distill__gen_matmul_n(bf16, inp, r, C, 1, &sg);
 }
 
 /* One chunk of r rows whose positions and sequences are in g->pos / g->rowseq and whose
@@ -16062,6 +16063,7 @@ static void distill__gen_chunk(distill_generator *g, int r) {
     int C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = distill_config_head_dim(c);
     int KVD = NKV * HS, l, i;
     const double *inv_freq = ((const distill__state *)m->internal)->inv_freq;
+    int bf16 = ((const distill__state *)m->internal)->bf16;
     distill__gen_att_ctx ac;
     distill__gemv_seg seg[3];
     for (l = 0; l < c->n_layers; l++) {
@@ -16072,7 +16074,7 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         seg[0].out = g->q; seg[0].weight = p->wq; seg[0].bias = p->bq; seg[0].OC = NH * HS;
         seg[1].out = g->k; seg[1].weight = p->wk; seg[1].bias = p->bk; seg[1].OC = KVD;
         seg[2].out = g->v; seg[2].weight = p->wv; seg[2].bias = p->bv; seg[2].OC = KVD;
-        distill__gen_matmul_n(g->xb, r, C, 3, seg);   /* q, k, v in one job */
+        distill__gen_matmul_n(bf16, g->xb, r, C, 3, seg);   /* q, k, v in one job */
         if (c->qk_norm) {   /* Qwen3: each head's q and k RMS-normalised, in place */
             distill_rmsnorm_forward(g->q, g->rstd, g->q, p->q_norm, r * NH, HS, c->norm_eps);
             distill_rmsnorm_forward(g->k, g->rstd, g->k, p->k_norm, r * NKV, HS, c->norm_eps);
@@ -16087,15 +16089,15 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         ac.out = g->att; ac.q = g->q; ac.kc = kc; ac.vc = vc; ac.pos = g->pos; ac.seq = g->rowseq;
         ac.NH = NH; ac.NKV = NKV; ac.HS = HS; ac.S = g->S;
         distill_parallel_for((int64_t)r * NH, 1, distill__gen_att_task, &ac);
-        distill__gen_matmul(g->tmp, g->att, p->wo, NULL, r, NH * HS, C);
+        distill__gen_matmul(bf16, g->tmp, g->att, p->wo, NULL, r, NH * HS, C);
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);   /* x = o + x, the model's residual order */
         /* MLP block: x += Wd (silu(Wg f) * (Wu f)),  f = rmsnorm(x) */
         distill_rmsnorm_forward(g->xb, g->rstd, g->x, p->ffn_norm, r, C, c->norm_eps);
         seg[0].out = g->gate; seg[0].weight = p->w_gate; seg[0].bias = NULL; seg[0].OC = F;
         seg[1].out = g->up; seg[1].weight = p->w_up; seg[1].bias = NULL; seg[1].OC = F;
-        distill__gen_matmul_n(g->xb, r, C, 2, seg);   /* gate and up in one job */
+        distill__gen_matmul_n(bf16, g->xb, r, C, 2, seg);   /* gate and up in one job */
         distill_swiglu_forward(g->gate, g->gate, g->up, (size_t)r * F);
-        distill__gen_matmul(g->tmp, g->gate, p->w_down, NULL, r, F, C);
+        distill__gen_matmul(bf16, g->tmp, g->gate, p->w_down, NULL, r, F, C);
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);
     }
     distill_rmsnorm_forward(g->xb, g->rstd, g->x, m->final_norm, r, C, c->norm_eps);
@@ -16134,9 +16136,9 @@ DISTILL_API int distill_generator_forward(distill_generator *g, const int *seq,
         }
         distill__gen_chunk(g, r);
         if (logits && all_rows) {
-            distill__gen_matmul(logits + (size_t)i0 * V, g->xb, m->lm_head, NULL, r, C, V);
+            distill__gen_matmul(((const distill__state *)m->internal)->bf16, logits + (size_t)i0 * V, g->xb, m->lm_head, NULL, r, C, V);
         } else if (logits && i0 + r == n) {
-            distill__gen_matmul(logits, g->xb + (size_t)(r - 1) * C, m->lm_head, NULL, 1, C, V);
+            distill__gen_matmul(((const distill__state *)m->internal)->bf16, logits, g->xb + (size_t)(r - 1) * C, m->lm_head, NULL, 1, C, V);
         }
     }
     return 0;

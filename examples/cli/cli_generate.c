@@ -31,7 +31,9 @@ static void generate_usage(FILE *f) {
         "  --max-new-tokens N  default 256\n"
         "  --stop STR          stop when the text contains STR (repeatable)\n"
         "  --ctx N             context size in tokens (default prompt + max new tokens)\n"
-        "  --ids               print the generated token ids as a JSON array instead of text\n");
+        "  --ids               print the generated token ids as a JSON array instead of text\n"
+        "  --precision fp32|bf16  bf16: the prompt's prefill matmuls with BF16 inputs, FP32 sums (the\n"
+        "                      decode steps and the weights in memory stay FP32)\n");
 }
 
 static void stream_piece(void *ctx, int sample, int32_t id, const char *piece, size_t len) {
@@ -44,6 +46,7 @@ int cli_generate(int argc, char **argv) {
     const char *tmpl_name = NULL;   /* --template, else the model's, else chatml */
     const char *stops[16];
     int n_stops = 0, raw = 0, ids_out = 0, ctx = 0, i, rc = 1;
+    int precision = DISTILL_PRECISION_FP32;
     distill_gen_options o = distill_gen_options_default();
     distill_error err;
     distill_model *m = NULL;
@@ -77,6 +80,9 @@ int cli_generate(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) o.seed = strtoull(val, NULL, 10);
         else if (!strcmp(a, "--max-new-tokens")) o.max_new_tokens = atoi(val);
         else if (!strcmp(a, "--ctx")) ctx = atoi(val);
+        else if (!strcmp(a, "--precision") && (!strcmp(val, "fp32") || !strcmp(val, "bf16")))
+            precision = !strcmp(val, "bf16") ? DISTILL_PRECISION_BF16 : DISTILL_PRECISION_FP32;
+        else if (!strcmp(a, "--precision")) { fprintf(stderr, "distill generate: --precision must be fp32 or bf16\n"); return 2; }
         else if (!strcmp(a, "--stop")) {
             if (n_stops == 16) { fprintf(stderr, "distill generate: at most 16 --stop strings\n"); return 2; }
             stops[n_stops++] = val;
@@ -92,6 +98,7 @@ int cli_generate(int argc, char **argv) {
 
     m = distill_model_load(model_path, 1, 1, tok_path ? NULL : &tok, &err);
     if (!m) goto fail;
+    distill_model_set_precision(m, precision);
     if (tok_path) {
         tok = distill_tokenizer_load(tok_path, NULL, &err);
         if (!tok) goto fail;
