@@ -3142,29 +3142,34 @@ static DISTILL__KATTR void DISTILL__K(distill__swiglu_bwd)(float *dgate, float *
    word (low half 2p), b[p*32 + j] likewise for column j. vdpbf16ps adds per lane
    a(2p+1) b(2p+1) and then a(2p) b(2p) to the FP32 accumulator, each product exact, each sum
    rounded to nearest even, denormal inputs and outputs flushed to zero (whatever MXCSR says).
-   Per pair: 2 loads of b, 8 broadcasts of a, 16 vdpbf16ps. acc: as the FP32 micro-kernel. */
+   Per pair: 2 loads of b, 8 broadcasts of a, 16 vdpbf16ps. acc: as the FP32 micro-kernel.
+   a's layout is given by strides: word (p, r) at a[p*ap + r*ar]: ap = 8, ar = 1 as above, or
+   ap = 1, ar = kp (row-major, packed from rows contiguous along k without a transpose). */
 typedef __m512bh distill__v512bh;
 #define DISTILL__DP(c, a, b) _mm512_dpbf16_ps((c), (distill__v512bh)(a), (distill__v512bh)(b))
 static __attribute__((target("avx512f,avx512bw,avx512bf16"))) void
-distill__ukernel_bf16_avx512(int kp, const uint32_t *a, const uint32_t *b, float *c, size_t ldc, int acc) {
+distill__ukernel_bf16_avx512(int kp, const uint32_t *a, size_t ap, size_t ar, const uint32_t *b, float *c,
+                             size_t ldc, int acc) {
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
     __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
     __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
     __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
     __m512i b0, b1, av;
+    const uint32_t *a0 = a, *a1 = a + ar, *a2 = a + 2 * ar, *a3 = a + 3 * ar;
+    const uint32_t *a4 = a + 4 * ar, *a5 = a + 5 * ar, *a6 = a + 6 * ar, *a7 = a + 7 * ar;
+    size_t q = 0;
     int p;
-    for (p = 0; p < kp; p++) {
+    for (p = 0; p < kp; p++, q += ap) {
         b0 = _mm512_loadu_si512((const void *)b);
         b1 = _mm512_loadu_si512((const void *)(b + 16));
-        av = _mm512_set1_epi32((int)a[0]); c00 = DISTILL__DP(c00, av, b0); c01 = DISTILL__DP(c01, av, b1);
-        av = _mm512_set1_epi32((int)a[1]); c10 = DISTILL__DP(c10, av, b0); c11 = DISTILL__DP(c11, av, b1);
-        av = _mm512_set1_epi32((int)a[2]); c20 = DISTILL__DP(c20, av, b0); c21 = DISTILL__DP(c21, av, b1);
-        av = _mm512_set1_epi32((int)a[3]); c30 = DISTILL__DP(c30, av, b0); c31 = DISTILL__DP(c31, av, b1);
-        av = _mm512_set1_epi32((int)a[4]); c40 = DISTILL__DP(c40, av, b0); c41 = DISTILL__DP(c41, av, b1);
-        av = _mm512_set1_epi32((int)a[5]); c50 = DISTILL__DP(c50, av, b0); c51 = DISTILL__DP(c51, av, b1);
-        av = _mm512_set1_epi32((int)a[6]); c60 = DISTILL__DP(c60, av, b0); c61 = DISTILL__DP(c61, av, b1);
-        av = _mm512_set1_epi32((int)a[7]); c70 = DISTILL__DP(c70, av, b0); c71 = DISTILL__DP(c71, av, b1);
-        a += 8;
+        av = _mm512_set1_epi32((int)a0[q]); c00 = DISTILL__DP(c00, av, b0); c01 = DISTILL__DP(c01, av, b1);
+        av = _mm512_set1_epi32((int)a1[q]); c10 = DISTILL__DP(c10, av, b0); c11 = DISTILL__DP(c11, av, b1);
+        av = _mm512_set1_epi32((int)a2[q]); c20 = DISTILL__DP(c20, av, b0); c21 = DISTILL__DP(c21, av, b1);
+        av = _mm512_set1_epi32((int)a3[q]); c30 = DISTILL__DP(c30, av, b0); c31 = DISTILL__DP(c31, av, b1);
+        av = _mm512_set1_epi32((int)a4[q]); c40 = DISTILL__DP(c40, av, b0); c41 = DISTILL__DP(c41, av, b1);
+        av = _mm512_set1_epi32((int)a5[q]); c50 = DISTILL__DP(c50, av, b0); c51 = DISTILL__DP(c51, av, b1);
+        av = _mm512_set1_epi32((int)a6[q]); c60 = DISTILL__DP(c60, av, b0); c61 = DISTILL__DP(c61, av, b1);
+        av = _mm512_set1_epi32((int)a7[q]); c70 = DISTILL__DP(c70, av, b0); c71 = DISTILL__DP(c71, av, b1);
         b += 32;
     }
 #define DISTILL__ST(r, v0, v1) do { float *cr = c + (size_t)(r) * ldc;                              \
@@ -3249,6 +3254,24 @@ distill__bf16_pack2_avx512(uint32_t *dst, const float *src, size_t rs, size_t cs
         }
     }
     if (p < kp) distill__bf16_pack2(dst + (size_t)p * w, src + (size_t)(2 * p) * cs, rs, cs, h, w, kb - 2 * p);
+}
+
+/* A panel of w rows contiguous along k (src(r, k) = src[r*rs + k]) in the row-major layout of
+   the micro-kernel (ap = 1, ar = kp): row r's pair words at dst[r*kp + p], rows h..w-1 zero. No
+   transpose: 16 floats -> 8 words (vpmovdw of the rounded high halves). */
+static __attribute__((target("avx512f"))) void
+distill__bf16_pack_rows_avx512(uint32_t *dst, const float *src, size_t rs, int h, int w, int kb) {
+    const __mmask16 K = (__mmask16)0xFFFF;
+    int kp = (kb + 1) / 2, r, k;
+    for (r = 0; r < h; r++) {
+        const float *s = src + (size_t)r * rs;
+        uint32_t *d = dst + (size_t)r * kp;
+        for (k = 0; k + 16 <= kb; k += 16)
+            _mm256_storeu_si256((__m256i *)(void *)(d + k / 2), _mm512_maskz_cvtepi32_epi16(K,
+                                _mm512_maskz_srli_epi32(K, distill__bf16_round16_avx512(_mm512_loadu_ps(s + k)), 16)));
+        if (k < kb) distill__bf16_pack2(d + k / 2, s + k, 0, 1, 1, 1, kb - k);
+    }
+    if (h < w) memset(dst + (size_t)h * kp, 0, sizeof(uint32_t) * (size_t)kp * (size_t)(w - h));
 }
 #endif
 
@@ -3940,7 +3963,9 @@ static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int threa
     size_t a_words = (size_t)MC * kw, b_words = (size_t)((g->nc + NR - 1) / NR * NR) * kw;
     float *pa = distill__thread_scratch(thread, a_words + b_words + (size_t)MR * NR);
     float *pb = pa + a_words, *tmp = pb + b_words;
+    int arow = g->csa == 1;   /* A rows contiguous along k: the row-major A panels (native path) */
     int64_t t;
+    (void)arow;
     for (t = begin; t < end; t++) {
         int r0 = (int)(t / g->tiles_n) * g->mc, j0 = (int)(t % g->tiles_n) * g->nc;
         int r1 = g->M - r0 < g->mc ? g->M : r0 + g->mc;
@@ -3962,6 +3987,10 @@ static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int threa
                 for (ir = 0; ir < mb; ir += MR) {
                     const float *src = g->a + (size_t)(i0 + ir) * g->rsa + (size_t)p0 * g->csa;
                     int h = mb - ir < MR ? mb - ir : MR;
+#if defined(DISTILL__BF16_CC)
+                    if (g->native && arow) distill__bf16_pack_rows_avx512((uint32_t *)pa + (size_t)ir * kk, src, g->rsa, h, MR, kb);
+                    else
+#endif
                     if (g->native) DISTILL__BF16_PACK2((uint32_t *)pa + (size_t)ir * kk, src, g->rsa, g->csa, h, MR, kb);
                     else distill__bf16_packf(pa + (size_t)ir * kk, src, g->rsa, g->csa, h, MR, kb);
                 }
@@ -3974,8 +4003,9 @@ static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int threa
                         size_t ldd = full ? g->ldc : (size_t)NR;
 #if defined(DISTILL__BF16_CC)
                         if (g->native)
-                            distill__ukernel_bf16_avx512(kk, (const uint32_t *)pa + (size_t)ir * kk,
-                                                         (const uint32_t *)pb + (size_t)jr * kk, dst, ldd, full && acc);
+                            distill__ukernel_bf16_avx512(kk, (const uint32_t *)pa + (size_t)ir * kk, arow ? 1 : (size_t)MR,
+                                                         arow ? (size_t)kk : 1, (const uint32_t *)pb + (size_t)jr * kk,
+                                                         dst, ldd, full && acc);
                         else
 #endif
                             g->ops->ukernel(kk, pa + (size_t)ir * kk, pb + (size_t)jr * kk, dst, ldd, full && acc);

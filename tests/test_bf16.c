@@ -208,7 +208,7 @@ static void test_threads_bit_identical(void) {
         float *ref;
         double l1 = 0, l = 0;
         size_t n1 = 0, n = 0;
-        if (p != N_ISAS && p != 1 && p != 0) continue;   /* vdpbf16ps, portable scalar and avx2 */
+        if (p == 2) continue;   /* vdpbf16ps, portable scalar, avx2, neon (avx512 portable: see above) */
         if (!set_path(p)) continue;
         ref = train_bf16(1, 3, &l1, &n1);
         REQUIRE(ref != NULL, "training failed");
