@@ -3096,7 +3096,7 @@ static DISTILL__KATTR float distill__hmax_avx512(__m512 v) {
 #define DV_CASTI(i) _mm512_castsi512_ps(i)
 #define DV_DIVONE(x) _mm512_div_ps(_mm512_set1_ps(1.0f), (x))
 #define DV_DIV(a, b) _mm512_div_ps((a), (b))
-#define DV_SQRT(x) _mm512_sqrt_ps(x)
+#define DV_SQRT(x) _mm512_mask_sqrt_ps((x), DISTILL__K16, (x))
 #elif DISTILL__KERNEL_PASS == 4
 /* --- NEON (aarch64: always present, no run-time check needed) ------------------------- */
 #define DISTILL__K(name) name##_neon
