@@ -4416,7 +4416,14 @@ typedef struct distill__bgemm {
     int accumulate, native;
     int mr, nr, mc, nc, tiles_n;
     const distill__isa_ops *ops;
+    uint32_t *bpre;        /* vdpbf16ps, several row tasks: all of B packed once (else NULL) */
+    size_t bpre_block;     /* its words per K block: Npad * DISTILL__KC / 2 */
 } distill__bgemm;
+
+/* The shared packed B of distill__bgemm_run (grown on first use, kept like the per-thread
+   scratch; only the thread that issues the product touches the pointer). */
+static uint32_t *distill__bf16_bbuf;
+static size_t distill__bf16_bbuf_words;
 
 /* Without scratch: the same sums element by element (rounded inputs, pairs in the kernels'
    order, one partial sum per K block). */
@@ -4461,12 +4468,16 @@ static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int threa
             int kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC;
             int kk = g->native ? (kb + 1) / 2 : (kb + 1) & ~1;   /* packed rows per panel */
             int acc = g->accumulate || p0 > 0;
-            for (jr = 0; jr < nb; jr += NR) {
-                const float *src = g->b + (size_t)p0 * g->rsb + (size_t)(j0 + jr) * g->csb;
-                int w = nb - jr < NR ? nb - jr : NR;
-                if (g->native) DISTILL__BF16_PACK2((uint32_t *)pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
-                else distill__bf16_packf(pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
-            }
+            const float *pbk = pb;
+            if (g->bpre)   /* packed once for all tasks by distill__bgemm_run */
+                pbk = (const float *)(g->bpre + (size_t)(p0 / DISTILL__KC) * g->bpre_block + (size_t)j0 * kk);
+            else
+                for (jr = 0; jr < nb; jr += NR) {
+                    const float *src = g->b + (size_t)p0 * g->rsb + (size_t)(j0 + jr) * g->csb;
+                    int w = nb - jr < NR ? nb - jr : NR;
+                    if (g->native) DISTILL__BF16_PACK2((uint32_t *)pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
+                    else distill__bf16_packf(pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
+                }
             for (i0 = r0; i0 < r1; i0 += MC) {
                 int mb = r1 - i0 < MC ? r1 - i0 : MC;
                 for (ir = 0; ir < mb; ir += MR) {
@@ -4489,11 +4500,11 @@ static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int threa
 #if defined(DISTILL__BF16_CC)
                         if (g->native)
                             distill__ukernel_bf16_avx512(kk, (const uint32_t *)pa + (size_t)ir * kk, arow ? 1 : (size_t)MR,
-                                                         arow ? (size_t)kk : 1, (const uint32_t *)pb + (size_t)jr * kk,
+                                                         arow ? (size_t)kk : 1, (const uint32_t *)pbk + (size_t)jr * kk,
                                                          dst, ldd, full && acc);
                         else
 #endif
-                            g->ops->ukernel(kk, pa + (size_t)ir * kk, pb + (size_t)jr * kk, dst, ldd, full && acc);
+                            g->ops->ukernel(kk, pa + (size_t)ir * kk, pbk + (size_t)jr * kk, dst, ldd, full && acc);
                         if (!full)   /* edge: the full tile was computed aside, keep the valid part */
                             for (i = 0; i < h; i++)
                                 for (j = 0; j < w; j++)
@@ -4512,7 +4523,23 @@ static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int threa
     }
 }
 
-/* The task split of distill__gemm_run, with this path's tile. */
+/* Pre-packing of B: task = (K block, NR-column panel), the same packer as inside the tasks. */
+static void distill__bgemm_prepack_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__bgemm *g = (const distill__bgemm *)ctx;
+    int64_t npan = (g->N + g->nr - 1) / g->nr, t;
+    (void)thread;
+    for (t = begin; t < end; t++) {
+        int p0 = (int)(t / npan) * DISTILL__KC, j = (int)(t % npan) * g->nr;
+        int kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC, kk = (kb + 1) / 2;
+        int w = g->N - j < g->nr ? g->N - j : g->nr;
+        DISTILL__BF16_PACK2(g->bpre + (size_t)(p0 / DISTILL__KC) * g->bpre_block + (size_t)j * kk,
+                            g->b + (size_t)p0 * g->rsb + (size_t)j * g->csb, g->csb, g->rsb, w, g->nr, kb);
+    }
+}
+
+/* The task split of distill__gemm_run, with this path's tile. When several tasks would each pack
+   the same B block (more than one row task), the vdpbf16ps path packs B once up front instead,
+   in parallel (the same words: no bit changes). */
 static void distill__bgemm_run(distill__bgemm *g) {
     int nth = distill_get_threads(), blocks_m, blocks_n, per, tasks;
     if (g->M <= 0 || g->N <= 0) return;
@@ -4531,6 +4558,19 @@ static void distill__bgemm_run(distill__bgemm *g) {
     g->mc = per * DISTILL__MC;
     g->tiles_n = blocks_n;
     tasks = ((g->M + g->mc - 1) / g->mc) * blocks_n;
+    if (g->native && g->K > 0 && (g->M + g->mc - 1) / g->mc > 1) {
+        int64_t npan = (g->N + g->nr - 1) / g->nr, nkb = (g->K + DISTILL__KC - 1) / DISTILL__KC;
+        size_t words;
+        g->bpre_block = (size_t)npan * g->nr * (DISTILL__KC / 2);
+        words = (size_t)nkb * g->bpre_block;
+        if (distill__bf16_bbuf_words < words) {
+            distill_free_aligned(distill__bf16_bbuf);
+            distill__bf16_bbuf = (uint32_t *)distill_alloc_aligned(words * sizeof(uint32_t), 64);
+            distill__bf16_bbuf_words = distill__bf16_bbuf ? words : 0;
+        }
+        g->bpre = distill__bf16_bbuf;
+        if (g->bpre) distill_parallel_for(nkb * npan, 1, distill__bgemm_prepack_task, g);
+    }
     distill_parallel_for((int64_t)tasks, 1, distill__bgemm_task, g);
 }
 

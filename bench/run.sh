@@ -66,15 +66,15 @@ def tps(name):
         return d
     except (OSError, ValueError, IndexError):
         return None
-print("%-6s %3s | %9s %9s %9s | %9s %9s | %11s %11s" % ("config", "thr", "ours fp32", "ours bf16", "bf16/fp32",
+print("%-6s %3s | %9s %9s %9s | %10s %10s | %15s %15s" % ("config", "thr", "ours fp32", "ours bf16", "bf16/fp32",
       "torch fp32", "torch bf16", "ours/torch fp32", "ours/torch bf16"))
 for c in configs:
     for t in threads:
         o32, o16 = tps("train_%s_t%s.json" % (c, t)), tps("train_%s_t%s_bf16.json" % (c, t))
         p32, p16 = tps("torch_%s_t%s.json" % (c, t)), tps("torch_%s_t%s_bf16.json" % (c, t))
-        f = lambda d: "%9.0f" % d["tokens_per_s"] if d else "%9s" % "-"
-        r = lambda a, b: "%11.2f" % (a["tokens_per_s"] / b["tokens_per_s"]) if a and b else "%11s" % "-"
-        print("%-6s %3s | %s %s %s | %s %s | %s %s   (bf16 path: %s)" % (c, t, f(o32), f(o16), r(o16, o32),
-              f(p32), f(p16), r(o32, p32), r(o16, p16), o16.get("bf16_path", "?") if o16 else "-"))
+        f = lambda d, w: "%*.0f" % (w, d["tokens_per_s"]) if d else "%*s" % (w, "-")
+        r = lambda a, b, w: "%*.2f" % (w, a["tokens_per_s"] / b["tokens_per_s"]) if a and b else "%*s" % (w, "-")
+        print("%-6s %3s | %s %s %s | %s %s | %s %s   (bf16 path: %s)" % (c, t, f(o32, 9), f(o16, 9), r(o16, o32, 9),
+              f(p32, 10), f(p16, 10), r(o32, p32, 15), r(o16, p16, 15), o16.get("bf16_path", "?") if o16 else "-"))
 PY
 echo "== results in $OUT"
