@@ -1046,6 +1046,19 @@ DISTILL_API size_t distill_model_activation_bytes(const distill_config *cfg, int
 /* Index of the tensor with this Hugging Face name in m->tensors, or -1. */
 DISTILL_API int distill_model_find_tensor(const distill_model *m, const char *name);
 
+/* ---- precision of the matrix products ------------------------------------------------
+   FP32 (the default) everywhere; BF16: the inputs of the linear layers and the LM head
+   (weights, activations and, in backward, output gradients) are rounded to BF16 and their
+   products summed in FP32 (vdpbf16ps where the CPU has AVX512_BF16, else a portable path that
+   says so once on stderr). Master weights, gradients, AdamW, norms, softmax, RoPE and the loss
+   stay FP32; results stay bit-identical across thread counts. distill_bf16_path():
+   "vdpbf16ps" or "portable" (what BF16 runs now).
+       distill_model_set_precision(m, DISTILL_PRECISION_BF16);        or tc.precision, below */
+enum { DISTILL_PRECISION_FP32 = 0, DISTILL_PRECISION_BF16 = 1 };
+DISTILL_API int distill_model_set_precision(distill_model *m, int precision); /* 0, or -1 if unknown */
+DISTILL_API int distill_model_precision(const distill_model *m);
+DISTILL_API const char *distill_bf16_path(void);
+
 /* ---- what a step reports, and the optimizer's settings ------------------------------- */
 
 /* What a forward pass reports over the supervised positions. */
@@ -1496,6 +1509,8 @@ typedef struct distill_train_config {
     const char *config_json;  /* the whole run's configuration as a JSON object, stored in
                                  every checkpoint (NULL: none)                                 */
     const char *manifest_json;/* the subset manifest as JSON, stored in checkpoints           */
+    int precision;            /* DISTILL_PRECISION_FP32 (default) or _BF16: the trainer sets
+                                 the student's (distill_model_set_precision)                   */
     size_t comm_bucket_bytes; /* data parallel: gradient all-reduce bucket (0: 4 MiB)        */
     int comm_overlap;         /* 1: all-reduce bucket by bucket (MPI_Iallreduce) while the
                                  backward pass runs; 0 (default): one blocking all-reduce after
@@ -2454,6 +2469,11 @@ DISTILL_API int distill_write_file_atomic(const char *path, const void *data, si
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define DISTILL__X86 1
 #include <immintrin.h>
+#endif
+/* BF16 dot products (vdpbf16ps, AVX512_BF16): the compiler must know the target attribute */
+#if defined(DISTILL__X86) && !defined(DISTILL_NO_BF16) && \
+    ((defined(__clang__) && __clang_major__ >= 9) || (!defined(__clang__) && __GNUC__ >= 10))
+#define DISTILL__BF16_CC 1
 #endif
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #define DISTILL__NEON 1
@@ -3444,6 +3464,146 @@ static DISTILL__KATTR float DISTILL__K(distill__exp_sum_sz)(float *z, float shif
     return s;
 }
 
+#if DISTILL__KERNEL_PASS == 3 && defined(DISTILL__BF16_CC)
+/* The BF16 micro-kernel (mixed precision, "BF16 matrix products" in part 2): an 8 x 32 tile of
+   C in 16 registers, c (8,32) (+)= a (8,2kp) . b (2kp,32), the inputs already rounded to BF16
+   and packed as pairs along k: a[p*8 + r] holds rows r's elements (2p, 2p+1) in one 32-bit
+   word (low half 2p), b[p*32 + j] likewise for column j. vdpbf16ps adds per lane
+   a(2p+1) b(2p+1) and then a(2p) b(2p) to the FP32 accumulator, each product exact, each sum
+   rounded to nearest even, denormal inputs and outputs flushed to zero (whatever MXCSR says).
+   Per pair: 2 loads of b, 8 broadcasts of a, 16 vdpbf16ps. acc: as the FP32 micro-kernel.
+   a's layout is given by strides: word (p, r) at a[p*ap + r*ar]: ap = 8, ar = 1 as above, or
+   ap = 1, ar = kp (row-major, packed from rows contiguous along k without a transpose). */
+typedef __m512bh distill__v512bh;
+#define DISTILL__DP(c, a, b) _mm512_dpbf16_ps((c), (distill__v512bh)(a), (distill__v512bh)(b))
+static __attribute__((target("avx512f,avx512bw,avx512bf16"))) void
+distill__ukernel_bf16_avx512(int kp, const uint32_t *a, size_t ap, size_t ar, const uint32_t *b, float *c,
+                             size_t ldc, int acc) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
+    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
+    __m512i b0, b1, av;
+    const uint32_t *a0 = a, *a1 = a + ar, *a2 = a + 2 * ar, *a3 = a + 3 * ar;
+    const uint32_t *a4 = a + 4 * ar, *a5 = a + 5 * ar, *a6 = a + 6 * ar, *a7 = a + 7 * ar;
+    size_t q = 0;
+    int p;
+    for (p = 0; p < kp; p++, q += ap) {
+        b0 = _mm512_loadu_si512((const void *)b);
+        b1 = _mm512_loadu_si512((const void *)(b + 16));
+        av = _mm512_set1_epi32((int)a0[q]); c00 = DISTILL__DP(c00, av, b0); c01 = DISTILL__DP(c01, av, b1);
+        av = _mm512_set1_epi32((int)a1[q]); c10 = DISTILL__DP(c10, av, b0); c11 = DISTILL__DP(c11, av, b1);
+        av = _mm512_set1_epi32((int)a2[q]); c20 = DISTILL__DP(c20, av, b0); c21 = DISTILL__DP(c21, av, b1);
+        av = _mm512_set1_epi32((int)a3[q]); c30 = DISTILL__DP(c30, av, b0); c31 = DISTILL__DP(c31, av, b1);
+        av = _mm512_set1_epi32((int)a4[q]); c40 = DISTILL__DP(c40, av, b0); c41 = DISTILL__DP(c41, av, b1);
+        av = _mm512_set1_epi32((int)a5[q]); c50 = DISTILL__DP(c50, av, b0); c51 = DISTILL__DP(c51, av, b1);
+        av = _mm512_set1_epi32((int)a6[q]); c60 = DISTILL__DP(c60, av, b0); c61 = DISTILL__DP(c61, av, b1);
+        av = _mm512_set1_epi32((int)a7[q]); c70 = DISTILL__DP(c70, av, b0); c71 = DISTILL__DP(c71, av, b1);
+        b += 32;
+    }
+#define DISTILL__ST(r, v0, v1) do { float *cr = c + (size_t)(r) * ldc;                              \
+        if (acc) { v0 = _mm512_add_ps(v0, _mm512_loadu_ps(cr)); v1 = _mm512_add_ps(v1, _mm512_loadu_ps(cr + 16)); } \
+        _mm512_storeu_ps(cr, v0); _mm512_storeu_ps(cr + 16, v1); } while (0)
+    DISTILL__ST(0, c00, c01); DISTILL__ST(1, c10, c11); DISTILL__ST(2, c20, c21); DISTILL__ST(3, c30, c31);
+    DISTILL__ST(4, c40, c41); DISTILL__ST(5, c50, c51); DISTILL__ST(6, c60, c61); DISTILL__ST(7, c70, c71);
+#undef DISTILL__ST
+}
+#undef DISTILL__DP
+
+/* BF16 bits of 16 floats in the high halves of 32-bit lanes (low halves garbage): the rounding
+   of distill__bf16_bits (nearest even; denormals to signed zero; NaN stays NaN). Masked forms
+   of shifts and moves for GCC 12's C++ -Wuninitialized (see DISTILL__K16). */
+static __attribute__((target("avx512f"))) __m512i distill__bf16_round16_avx512(__m512 x) {
+    const __mmask16 K = (__mmask16)0xFFFF;
+    __m512i u = _mm512_castps_si512(x), z = _mm512_setzero_si512();
+    __m512i ab = _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF));
+    __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(K, u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+    r = _mm512_mask_mov_epi32(r, _mm512_cmplt_epu32_mask(ab, _mm512_set1_epi32(0x00800000)),
+                              _mm512_and_si512(u, _mm512_set1_epi32((int)0x80000000u)));
+    r = _mm512_mask_mov_epi32(r, _mm512_cmpeq_epi32_mask(ab, _mm512_set1_epi32(0x7F800000)), u);
+    r = _mm512_mask_mov_epi32(r, _mm512_cmpgt_epu32_mask(ab, _mm512_set1_epi32(0x7F800000)),
+                              _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
+    (void)z;
+    return r;
+}
+
+/* distill__bf16_pack2 (part 2) for the full panels of the four products, vectorised; anything
+   else (edge panels, other strides, the last odd k) goes to the scalar version. Same bits.
+     rs == 1 (rows contiguous: B of dX and dW, A of dW): per pair, 16 rows from source rows
+       2p and 2p+1: high halves of 2p+1 | high halves of 2p shifted down;
+     cs == 1 (k contiguous: A and B of the forward, A of dX): per row, 16 k -> 8 pair words
+       (vpmovdw of the high halves), 8 rows x 8 pairs transposed in registers. */
+static __attribute__((target("avx512f,avx2"))) void
+distill__bf16_pack2_avx512(uint32_t *dst, const float *src, size_t rs, size_t cs, int h, int w, int kb) {
+    const __mmask16 K = (__mmask16)0xFFFF, K8 = (__mmask16)0xFF;
+    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    int p = 0, r, g, kp = (kb + 1) / 2;
+    if (h == w && w == 8 && rs == 1 && cs >= 8) {   /* two pairs per vector: rows 2p|2p+2 and 2p+1|2p+3 */
+        for (; 2 * p + 3 < kb; p += 2) {
+            const float *s0 = src + (size_t)(2 * p) * cs;
+            __m512 x0 = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(K8, s0), (__mmask16)0xFF00, s0 + 2 * cs - 8);
+            __m512 x1 = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(K8, s0 + cs), (__mmask16)0xFF00, s0 + 3 * cs - 8);
+            __m512i e = distill__bf16_round16_avx512(x0), o = distill__bf16_round16_avx512(x1);
+            _mm512_storeu_si512((void *)(dst + (size_t)p * 8),
+                                _mm512_or_si512(_mm512_and_si512(o, hi), _mm512_maskz_srli_epi32(K, e, 16)));
+        }
+    } else if (h == w && w == 32 && rs == 1) {
+        for (; 2 * p + 1 < kb; p++) {
+            const float *s0 = src + (size_t)(2 * p) * cs, *s1 = s0 + cs;
+            uint32_t *d = dst + (size_t)p * w;
+            for (r = 0; r < 32; r += 16) {
+                __m512i e = distill__bf16_round16_avx512(_mm512_loadu_ps(s0 + r));
+                __m512i o = distill__bf16_round16_avx512(_mm512_loadu_ps(s1 + r));
+                _mm512_storeu_si512((void *)(d + r), _mm512_or_si512(_mm512_and_si512(o, hi), _mm512_maskz_srli_epi32(K, e, 16)));
+            }
+        }
+    } else if (h == w && (w == 8 || w == 32) && cs == 1) {
+        for (; 2 * p + 16 <= kb; p += 8) {
+            for (g = 0; g < w; g += 8) {
+                __m256i v[8], t[8], u[8];
+                const float *s = src + (size_t)g * rs + (size_t)(2 * p);
+                uint32_t *d = dst + (size_t)p * w + g;
+                for (r = 0; r < 8; r++)
+                    v[r] = _mm512_maskz_cvtepi32_epi16(K, _mm512_maskz_srli_epi32(K,
+                               distill__bf16_round16_avx512(_mm512_loadu_ps(s + (size_t)r * rs)), 16));
+                t[0] = _mm256_unpacklo_epi32(v[0], v[1]); t[1] = _mm256_unpackhi_epi32(v[0], v[1]);
+                t[2] = _mm256_unpacklo_epi32(v[2], v[3]); t[3] = _mm256_unpackhi_epi32(v[2], v[3]);
+                t[4] = _mm256_unpacklo_epi32(v[4], v[5]); t[5] = _mm256_unpackhi_epi32(v[4], v[5]);
+                t[6] = _mm256_unpacklo_epi32(v[6], v[7]); t[7] = _mm256_unpackhi_epi32(v[6], v[7]);
+                u[0] = _mm256_unpacklo_epi64(t[0], t[2]); u[1] = _mm256_unpackhi_epi64(t[0], t[2]);
+                u[2] = _mm256_unpacklo_epi64(t[1], t[3]); u[3] = _mm256_unpackhi_epi64(t[1], t[3]);
+                u[4] = _mm256_unpacklo_epi64(t[4], t[6]); u[5] = _mm256_unpackhi_epi64(t[4], t[6]);
+                u[6] = _mm256_unpacklo_epi64(t[5], t[7]); u[7] = _mm256_unpackhi_epi64(t[5], t[7]);
+                for (r = 0; r < 4; r++) {
+                    _mm256_storeu_si256((__m256i *)(void *)(d + (size_t)r * w), _mm256_permute2x128_si256(u[r], u[r + 4], 0x20));
+                    _mm256_storeu_si256((__m256i *)(void *)(d + (size_t)(r + 4) * w), _mm256_permute2x128_si256(u[r], u[r + 4], 0x31));
+                }
+            }
+        }
+    }
+    if (p < kp) distill__bf16_pack2(dst + (size_t)p * w, src + (size_t)(2 * p) * cs, rs, cs, h, w, kb - 2 * p);
+}
+
+/* A panel of w rows contiguous along k (src(r, k) = src[r*rs + k]) in the row-major layout of
+   the micro-kernel (ap = 1, ar = kp): row r's pair words at dst[r*kp + p], rows h..w-1 zero. No
+   transpose: 16 floats -> 8 words (vpmovdw of the rounded high halves). */
+static __attribute__((target("avx512f"))) void
+distill__bf16_pack_rows_avx512(uint32_t *dst, const float *src, size_t rs, int h, int w, int kb) {
+    const __mmask16 K = (__mmask16)0xFFFF;
+    int kp = (kb + 1) / 2, r, k;
+    for (r = 0; r < h; r++) {
+        const float *s = src + (size_t)r * rs;
+        uint32_t *d = dst + (size_t)r * kp;
+        for (k = 0; k + 16 <= kb; k += 16)
+            _mm256_storeu_si256((__m256i *)(void *)(d + k / 2), _mm512_maskz_cvtepi32_epi16(K,
+                                _mm512_maskz_srli_epi32(K, distill__bf16_round16_avx512(_mm512_loadu_ps(s + k)), 16)));
+        if (k < kb) distill__bf16_pack2(d + k / 2, s + k, 0, 1, 1, 1, kb - k);
+    }
+    if (h < w) memset(dst + (size_t)h * kp, 0, sizeof(uint32_t) * (size_t)kp * (size_t)(w - h));
+}
+#endif
+
 /* This set's table (the struct is declared before the passes, in part 2 below). */
 static const distill__isa_ops DISTILL__K(distill__ops) = {
     DISTILL__KNAME, 6, 2 * DV_W, DISTILL__K(distill__ukernel), DISTILL__K(distill__dot),
@@ -3513,6 +3673,9 @@ struct distill__isa_ops {
     float (*exp_sum_sz)(float *z, float shift, int n, float *sz);
     void (*ds_row)(float *d, const float *p, float D, float scale, int n);
 };
+
+/* BF16 packing in scalar code ("BF16 matrix products" below); the vectorised one falls back to it */
+static void distill__bf16_pack2(uint32_t *dst, const float *src, size_t rs, size_t cs, int h, int w, int kb);
 
 /* The kernel sets: the KERNEL BLOCK above, once per ISA this compiler can target. */
 #define DISTILL__KERNEL_PASS 1
@@ -4111,6 +4274,386 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
 }
 
 /* ===================================================================================== */
+/* BF16 matrix products (mixed precision)                                                 */
+/* ===================================================================================== */
+/* The same three products as above with the inputs rounded to BF16 (8 significant bits) and
+   the products accumulated in FP32: what a model in DISTILL_PRECISION_BF16 runs its linear
+   layers (and LM head) with. Master weights, gradients (dW is accumulated into the FP32
+   gradient buffer), AdamW, norms, softmax, RoPE, attention and the loss stay FP32.
+
+   Rounding (distill__bf16_bits): nearest, ties to even, on the float's bit pattern (add 0x7fff
+   plus the lowest kept bit, truncate); denormal inputs become a signed zero (as vdpbf16ps
+   treats them anyway), NaN stays NaN, overflow rounds to infinity. It happens while packing,
+   so the FP32 operands are never copied as a whole.
+
+   Two paths compute the same sums:
+     vdpbf16ps   (AVX512_BF16; Zen4/5, Cooper Lake, Sapphire Rapids): the packed panels hold
+                 pairs of BF16 along k in 32-bit words; distill__ukernel_bf16_avx512 does 16
+                 products per instruction;
+     portable    (any other CPU, or DISTILL_BF16=portable): the panels hold the rounded values
+                 as floats, pairs swapped (k = 1, 0, 3, 2, ...), and the FP32 micro-kernel of
+                 the current kernel set runs them. A product of two BF16 is exact in FP32, so
+                 each FMA adds exactly the product the instruction adds, in the same order:
+                 both paths give the same bits except where vdpbf16ps flushes a denormal
+                 product or partial sum to zero (|x| < 2^-126; never in practice, tested equal
+                 on random data in tests/test_bf16.c).
+   Determinism: K is cut in blocks of DISTILL__KC (even, so pairs never straddle blocks), a
+   block's sum runs over pairs in order and is added to C: the value of C(i,j) does not depend
+   on the tiles or the thread count (bit-identical for any number of threads). */
+#if defined(DISTILL__BF16_CC)
+#include <cpuid.h>
+#endif
+#define DISTILL__BF16_MR 8   /* rows of the vdpbf16ps micro-tile (DISTILL__MC is a multiple) */
+#define DISTILL__BF16_NR 32
+
+static int distill__bf16_portable_forced = -1; /* -1: read DISTILL_BF16 on first use */
+static int distill__bf16_attn = -1;             /* -1: read DISTILL_BF16_ATTENTION on first use */
+
+/* BF16 models run the attention's block products in BF16 too, unless DISTILL_BF16_ATTENTION=0
+   (for measurements: bench/RESULTS.md, issue 20). Softmax, masks and lse stay FP32. */
+static int distill__bf16_attention(void) {
+    if (distill__bf16_attn < 0) {
+        const char *e = getenv("DISTILL_BF16_ATTENTION");
+        distill__bf16_attn = !(e && !strcmp(e, "0"));
+    }
+    return distill__bf16_attn;
+}
+
+/* 1 when this CPU (and OS) can run vdpbf16ps on zmm registers. CPUID leaf 7 sub-leaf 1, EAX
+   bit 5 is AVX512_BF16; AMX (leaf 7.0 EDX bit 22 amx_bf16) is not used. */
+static int distill__bf16_cpu(void) {
+#if defined(DISTILL__BF16_CC)
+    static int known = -1;
+    if (known < 0) {
+        unsigned int a = 0, b = 0, c = 0, d = 0;
+        known = distill__ops_by_name("avx512") != NULL && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1u);
+    }
+    return known;
+#else
+    return 0;
+#endif
+}
+
+/* The path BF16 products take now: 1 vdpbf16ps, 0 portable. vdpbf16ps needs the AVX-512 kernel
+   set chosen (DISTILL_SIMD=avx2 or scalar therefore tests the portable path too). */
+static int distill__bf16_native(void) {
+    if (distill__bf16_portable_forced < 0) {
+        const char *e = getenv("DISTILL_BF16");
+        distill__bf16_portable_forced = e && !strcmp(e, "portable");
+    }
+#if defined(DISTILL__BF16_CC)
+    return !distill__bf16_portable_forced && distill__ops() == &distill__ops_avx512 && distill__bf16_cpu();
+#else
+    return 0;
+#endif
+}
+
+DISTILL_API const char *distill_bf16_path(void) {
+    if (distill__bf16_native()) return "vdpbf16ps";
+    return "portable";
+}
+
+/* float -> BF16 bits, see the rounding above */
+static uint32_t distill__bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7F800000u) == 0) return (u >> 16) & 0x8000u;
+    if ((u & 0x7F800000u) == 0x7F800000u) return (u >> 16) | ((u & 0x7FFFFFu) ? 0x40u : 0u);
+    return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+}
+/* BF16 bits -> float (exact) */
+static float distill__bf16_float(uint32_t h) {
+    uint32_t u = h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+static float distill__bf16_round(float x) { return distill__bf16_float(distill__bf16_bits(x)); }
+
+/* vdpbf16ps panels: dst[p*w + r] = bf16(src(r, 2p)) | bf16(src(r, 2p+1)) << 16 for r < h, 0 for
+   h <= r < w; src(r, k) = src[r*rs + k*cs]; an odd kb's last pair has a zero high half. */
+static void distill__bf16_pack2(uint32_t *dst, const float *src, size_t rs, size_t cs, int h, int w, int kb) {
+    int kp = (kb + 1) / 2, p, r;
+    for (p = 0; p < kp; p++, dst += w) {
+        const float *s0 = src + (size_t)(2 * p) * cs;
+        if (2 * p + 1 < kb) {
+            const float *s1 = s0 + cs;
+            for (r = 0; r < h; r++)
+                dst[r] = distill__bf16_bits(s0[(size_t)r * rs]) | distill__bf16_bits(s1[(size_t)r * rs]) << 16;
+        } else {
+            for (r = 0; r < h; r++) dst[r] = distill__bf16_bits(s0[(size_t)r * rs]);
+        }
+        for (; r < w; r++) dst[r] = 0;
+    }
+}
+
+/* portable panels: the FP32 layout of distill__pack, rounded values, k in the order
+   1, 0, 3, 2, ... (vdpbf16ps's order), padded to an even count with zeros */
+static void distill__bf16_packf(float *dst, const float *src, size_t rs, size_t cs, int h, int w, int kb) {
+    int ke = (kb + 1) & ~1, q, r;
+    for (q = 0; q < ke; q++, dst += w) {
+        int k = q ^ 1;
+        const float *s = src + (size_t)k * cs;
+        r = 0;
+        if (k < kb)
+            for (; r < h; r++) dst[r] = distill__bf16_round(s[(size_t)r * rs]);
+        for (; r < w; r++) dst[r] = 0.0f;
+    }
+}
+
+#if defined(DISTILL__BF16_CC)
+#define DISTILL__BF16_PACK2 distill__bf16_pack2_avx512
+#else
+#define DISTILL__BF16_PACK2 distill__bf16_pack2
+#endif
+
+typedef struct distill__bgemm {
+    int M, N, K;
+    const float *a; size_t rsa, csa;
+    const float *b; size_t rsb, csb;
+    float *c; size_t ldc;
+    const float *bias;
+    int accumulate, native;
+    int mr, nr, mc, nc, tiles_n;
+    const distill__isa_ops *ops;
+    uint32_t *bpre;        /* vdpbf16ps, several row tasks: all of B packed once (else NULL) */
+    size_t bpre_block;     /* its words per K block: Npad * DISTILL__KC / 2 */
+} distill__bgemm;
+
+/* The shared packed B of distill__bgemm_run (grown on first use, kept like the per-thread
+   scratch; only the thread that issues the product touches the pointer). */
+static uint32_t *distill__bf16_bbuf;
+static size_t distill__bf16_bbuf_words;
+
+/* Without scratch: the same sums element by element (rounded inputs, pairs in the kernels'
+   order, one partial sum per K block). */
+static void distill__bgemm_tile_naive(const distill__bgemm *g, int i0, int j0, int mb, int nb) {
+    int i, j, k, p0;
+    for (i = i0; i < i0 + mb; i++)
+        for (j = j0; j < j0 + nb; j++) {
+            float *c = g->c + (size_t)i * g->ldc + j, t = g->accumulate ? *c : 0.0f;
+            for (p0 = 0; p0 < g->K; p0 += DISTILL__KC) {
+                int kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC, ke = (kb + 1) & ~1;
+                float s = 0.0f;
+                for (k = 0; k < ke; k++) {
+                    int kk = p0 + (k ^ 1);
+                    if ((k ^ 1) < kb)
+                        s += distill__bf16_round(g->a[i * g->rsa + (size_t)kk * g->csa]) *
+                             distill__bf16_round(g->b[(size_t)kk * g->rsb + j * g->csb]);
+                }
+                t = (g->accumulate || p0 > 0) ? t + s : s;
+            }
+            *c = g->accumulate ? t : t + (g->bias ? g->bias[j] : 0.0f);
+        }
+}
+
+static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__bgemm *g = (const distill__bgemm *)ctx;
+    const int MR = g->mr, NR = g->nr, MC = DISTILL__MC;
+    /* native: uint32 pairs (half the K rows); portable: floats. Sizes in 4-byte words. */
+    size_t kw = g->native ? DISTILL__KC / 2 : DISTILL__KC;
+    size_t a_words = (size_t)MC * kw, b_words = (size_t)((g->nc + NR - 1) / NR * NR) * kw;
+    float *pa = distill__thread_scratch(thread, a_words + b_words + (size_t)MR * NR);
+    float *pb = pa + a_words, *tmp = pb + b_words;
+    int arow = g->csa == 1;   /* A rows contiguous along k: the row-major A panels (native path) */
+    int64_t t;
+    (void)arow;
+    for (t = begin; t < end; t++) {
+        int r0 = (int)(t / g->tiles_n) * g->mc, j0 = (int)(t % g->tiles_n) * g->nc;
+        int r1 = g->M - r0 < g->mc ? g->M : r0 + g->mc;
+        int nb = g->N - j0 < g->nc ? g->N - j0 : g->nc;
+        int p0, i0, ir, jr, i, j;
+        if (!pa) { distill__bgemm_tile_naive(g, r0, j0, r1 - r0, nb); continue; }
+        for (p0 = 0; p0 < g->K; p0 += DISTILL__KC) {
+            int kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC;
+            int kk = g->native ? (kb + 1) / 2 : (kb + 1) & ~1;   /* packed rows per panel */
+            int acc = g->accumulate || p0 > 0;
+            const float *pbk = pb;
+            if (g->bpre)   /* packed once for all tasks by distill__bgemm_run */
+                pbk = (const float *)(g->bpre + (size_t)(p0 / DISTILL__KC) * g->bpre_block + (size_t)j0 * kk);
+            else
+                for (jr = 0; jr < nb; jr += NR) {
+                    const float *src = g->b + (size_t)p0 * g->rsb + (size_t)(j0 + jr) * g->csb;
+                    int w = nb - jr < NR ? nb - jr : NR;
+                    if (g->native) DISTILL__BF16_PACK2((uint32_t *)pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
+                    else distill__bf16_packf(pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
+                }
+            for (i0 = r0; i0 < r1; i0 += MC) {
+                int mb = r1 - i0 < MC ? r1 - i0 : MC;
+                for (ir = 0; ir < mb; ir += MR) {
+                    const float *src = g->a + (size_t)(i0 + ir) * g->rsa + (size_t)p0 * g->csa;
+                    int h = mb - ir < MR ? mb - ir : MR;
+#if defined(DISTILL__BF16_CC)
+                    if (g->native && arow) distill__bf16_pack_rows_avx512((uint32_t *)pa + (size_t)ir * kk, src, g->rsa, h, MR, kb);
+                    else
+#endif
+                    if (g->native) DISTILL__BF16_PACK2((uint32_t *)pa + (size_t)ir * kk, src, g->rsa, g->csa, h, MR, kb);
+                    else distill__bf16_packf(pa + (size_t)ir * kk, src, g->rsa, g->csa, h, MR, kb);
+                }
+                for (jr = 0; jr < nb; jr += NR)
+                    for (ir = 0; ir < mb; ir += MR) {
+                        float *c = g->c + (size_t)(i0 + ir) * g->ldc + (j0 + jr);
+                        int h = mb - ir < MR ? mb - ir : MR, w = nb - jr < NR ? nb - jr : NR;
+                        int full = h == MR && w == NR;
+                        float *dst = full ? c : tmp;
+                        size_t ldd = full ? g->ldc : (size_t)NR;
+#if defined(DISTILL__BF16_CC)
+                        if (g->native)
+                            distill__ukernel_bf16_avx512(kk, (const uint32_t *)pa + (size_t)ir * kk, arow ? 1 : (size_t)MR,
+                                                         arow ? (size_t)kk : 1, (const uint32_t *)pbk + (size_t)jr * kk,
+                                                         dst, ldd, full && acc);
+                        else
+#endif
+                            g->ops->ukernel(kk, pa + (size_t)ir * kk, pbk + (size_t)jr * kk, dst, ldd, full && acc);
+                        if (!full)   /* edge: the full tile was computed aside, keep the valid part */
+                            for (i = 0; i < h; i++)
+                                for (j = 0; j < w; j++)
+                                    c[(size_t)i * g->ldc + j] = acc ? tmp[i * NR + j] + c[(size_t)i * g->ldc + j]
+                                                                    : tmp[i * NR + j];
+                    }
+            }
+        }
+        if (!g->accumulate && (g->bias || g->K == 0))
+            for (i = r0; i < r1; i++)
+                for (j = j0; j < j0 + nb; j++) {
+                    float *c = g->c + (size_t)i * g->ldc + j;
+                    float bj = g->bias ? g->bias[j] : 0.0f;
+                    *c = g->K == 0 ? bj : *c + bj;
+                }
+    }
+}
+
+/* Pre-packing of B: task = (K block, NR-column panel), the same packer as inside the tasks. */
+static void distill__bgemm_prepack_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__bgemm *g = (const distill__bgemm *)ctx;
+    int64_t npan = (g->N + g->nr - 1) / g->nr, t;
+    (void)thread;
+    for (t = begin; t < end; t++) {
+        int p0 = (int)(t / npan) * DISTILL__KC, j = (int)(t % npan) * g->nr;
+        int kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC, kk = (kb + 1) / 2;
+        int w = g->N - j < g->nr ? g->N - j : g->nr;
+        DISTILL__BF16_PACK2(g->bpre + (size_t)(p0 / DISTILL__KC) * g->bpre_block + (size_t)j * kk,
+                            g->b + (size_t)p0 * g->rsb + (size_t)j * g->csb, g->csb, g->rsb, w, g->nr, kb);
+    }
+}
+
+/* The task split of distill__gemm_run, with this path's tile. When several tasks would each pack
+   the same B block (more than one row task), the vdpbf16ps path packs B once up front instead,
+   in parallel (the same words: no bit changes). */
+static void distill__bgemm_run(distill__bgemm *g) {
+    int nth = distill_get_threads(), blocks_m, blocks_n, per, tasks;
+    if (g->M <= 0 || g->N <= 0) return;
+    if (g->K <= 0 && g->accumulate) return;
+    g->ops = distill__ops();
+    g->native = distill__bf16_native();
+    g->mr = g->native ? DISTILL__BF16_MR : g->ops->mr;
+    g->nr = g->native ? DISTILL__BF16_NR : g->ops->nr;
+    g->nc = DISTILL__NC;
+    blocks_m = (g->M + DISTILL__MC - 1) / DISTILL__MC;
+    while (nth > 1 && g->nc > 64 && blocks_m * ((g->N + g->nc - 1) / g->nc) < 3 * nth) g->nc /= 2;
+    blocks_n = (g->N + g->nc - 1) / g->nc;
+    per = nth == 1 ? blocks_m : (blocks_m * blocks_n) / (3 * nth);
+    if (per < 1) per = 1;
+    if (per > blocks_m) per = blocks_m;
+    g->mc = per * DISTILL__MC;
+    g->tiles_n = blocks_n;
+    tasks = ((g->M + g->mc - 1) / g->mc) * blocks_n;
+    if (g->native && g->K > 0 && (g->M + g->mc - 1) / g->mc > 1) {
+        int64_t npan = (g->N + g->nr - 1) / g->nr, nkb = (g->K + DISTILL__KC - 1) / DISTILL__KC;
+        size_t words;
+        g->bpre_block = (size_t)npan * g->nr * (DISTILL__KC / 2);
+        words = (size_t)nkb * g->bpre_block;
+        if (distill__bf16_bbuf_words < words) {
+            distill_free_aligned(distill__bf16_bbuf);
+            distill__bf16_bbuf = (uint32_t *)distill_alloc_aligned(words * sizeof(uint32_t), 64);
+            distill__bf16_bbuf_words = distill__bf16_bbuf ? words : 0;
+        }
+        g->bpre = distill__bf16_bbuf;
+        if (g->bpre) distill_parallel_for(nkb * npan, 1, distill__bgemm_prepack_task, g);
+    }
+    distill_parallel_for((int64_t)tasks, 1, distill__bgemm_task, g);
+}
+
+/* distill__gemm_serial with BF16 inputs: the attention blocks of a BF16 model. */
+static void distill__bgemm_serial(int M, int N, int K, const float *a, size_t rsa, size_t csa,
+                                  const float *b, size_t rsb, size_t csb, float *c, size_t ldc,
+                                  int accumulate, int thread) {
+    distill__bgemm g;
+    if (M <= 0 || N <= 0 || (K <= 0 && accumulate)) return;
+    memset(&g, 0, sizeof g);
+    g.M = M; g.N = N; g.K = K;
+    g.a = a; g.rsa = rsa; g.csa = csa;
+    g.b = b; g.rsb = rsb; g.csb = csb;
+    g.c = c; g.ldc = ldc;
+    g.accumulate = accumulate;
+    g.ops = distill__ops();
+    g.native = distill__bf16_native();
+    g.mr = g.native ? DISTILL__BF16_MR : g.ops->mr;
+    g.nr = g.native ? DISTILL__BF16_NR : g.ops->nr;
+    g.nc = DISTILL__NC;
+    g.mc = (M + DISTILL__MC - 1) / DISTILL__MC * DISTILL__MC;
+    g.tiles_n = (N + g.nc - 1) / g.nc;
+    distill__bgemm_task(&g, 0, (int64_t)g.tiles_n, thread);
+}
+
+/* distill_matmul_forward / _backward with BF16 inputs (same shapes and contract). */
+static void distill__matmul_forward_bf16(float *out, const float *inp, const float *weight,
+                                         const float *bias, int BT, int C, int OC) {
+    distill__bgemm g;
+    int pr_ = distill__prof_beginf("matmul fwd bf16 [%dx%dx%d]", BT, OC, C);
+    memset(&g, 0, sizeof g);
+    g.M = BT; g.N = OC; g.K = C;
+    g.a = inp; g.rsa = (size_t)C; g.csa = 1;
+    g.b = weight; g.rsb = 1; g.csb = (size_t)C;
+    g.c = out; g.ldc = (size_t)OC;
+    g.bias = bias;
+    distill__bgemm_run(&g);
+    distill__prof_end(pr_);
+}
+
+static void distill__matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
+                                          const float *inp, const float *weight, int BT, int C, int OC) {
+    if (BT <= 0 || OC <= 0) return;
+    if (dinp) {
+        distill__bgemm g;
+        int pr_ = distill__prof_beginf("matmul dX bf16 [%dx%dx%d]", BT, C, OC);
+        memset(&g, 0, sizeof g);
+        g.M = BT; g.N = C; g.K = OC;
+        g.a = dout; g.rsa = (size_t)OC; g.csa = 1;
+        g.b = weight; g.rsb = (size_t)C; g.csb = 1;
+        g.c = dinp; g.ldc = (size_t)C;
+        g.accumulate = 1;
+        distill__bgemm_run(&g);
+        distill__prof_end(pr_);
+    }
+    if (dweight) {
+        distill__bgemm g;
+        int pr_ = distill__prof_beginf("matmul dW bf16 [%dx%dx%d]", OC, C, BT);
+        memset(&g, 0, sizeof g);
+        g.M = OC; g.N = C; g.K = BT;
+        g.a = dout; g.rsa = 1; g.csa = (size_t)OC;
+        g.b = inp; g.rsb = (size_t)C; g.csb = 1;
+        g.c = dweight; g.ldc = (size_t)C;
+        g.accumulate = 1;
+        distill__bgemm_run(&g);
+        distill__prof_end(pr_);
+    }
+    if (dbias) distill_matmul_backward(NULL, NULL, dbias, dout, inp, weight, BT, C, OC);
+}
+
+/* The products of a model: FP32 or BF16 by the model's precision. */
+static void distill__mm_forward(int bf16, float *out, const float *inp, const float *weight,
+                                const float *bias, int BT, int C, int OC) {
+    if (bf16) distill__matmul_forward_bf16(out, inp, weight, bias, BT, C, OC);
+    else distill_matmul_forward(out, inp, weight, bias, BT, C, OC);
+}
+static void distill__mm_backward(int bf16, float *dinp, float *dweight, float *dbias, const float *dout,
+                                 const float *inp, const float *weight, int BT, int C, int OC) {
+    if (bf16) distill__matmul_backward_bf16(dinp, dweight, dbias, dout, inp, weight, BT, C, OC);
+    else distill_matmul_backward(dinp, dweight, dbias, dout, inp, weight, BT, C, OC);
+}
+
+/* ===================================================================================== */
 /* Blocked flash attention                                                                */
 /* ===================================================================================== */
 /* Same contract as distill_attention_forward/backward in the model section (causal GQA, lengths,
@@ -4135,7 +4678,10 @@ typedef struct {
     const float *q, *k, *v, *dout, *cout, *clse;
     const int *lengths, *kstart;
     int B, T, NH, NKV, HS;
+    int bf16;   /* the block products with BF16 inputs (a model in DISTILL_PRECISION_BF16) */
 } distill__fa_ctx;
+
+#define DISTILL__FA_MM(c, ...) ((c)->bf16 ? distill__bgemm_serial(__VA_ARGS__) : distill__gemm_serial(__VA_ARGS__))
 
 /* Scale row i of the S block, mask keys outside [kstart, t], return 0 if none is visible. */
 static int distill__fa_mask_row(float *srow, int nk, int j0, int ks, int t, float scale) {
@@ -4217,7 +4763,7 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
             mrow[t] = -INFINITY;
             lrow[t] = 0.0f;
         }
-        if (qpre)   /* every query block as A panels, as distill__gemm_prepacked would pack it */
+        if (qpre && !c->bf16)   /* every query block as A panels, as distill__gemm_prepacked would pack it */
             for (t0 = 0; t0 < nv; t0 += DISTILL__FA_Q) {
                 int nq = nv - t0 < DISTILL__FA_Q ? nv - t0 : DISTILL__FA_Q, ir;
                 float *dst = qp + (size_t)(t0 / DISTILL__FA_Q) * DISTILL__FA_QROWS * hsp;
@@ -4228,8 +4774,10 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
             int nk = nv - j0 < DISTILL__FA_K ? nv - j0 : DISTILL__FA_K;
             const float *kblk = c->k + ((size_t)b * T + j0) * ks + (size_t)g * HS;
             const float *vblk = c->v + ((size_t)b * T + j0) * ks + (size_t)g * HS;
-            distill__pack_b(pk, kblk, 1, ks, HS, nk, NR);   /* B (HS, nk) = K^T */
-            distill__pack_b(pv, vblk, ks, 1, nk, HS, NR);   /* B (nk, HS) = V */
+            if (!c->bf16) {
+                distill__pack_b(pk, kblk, 1, ks, HS, nk, NR);   /* B (HS, nk) = K^T */
+                distill__pack_b(pv, vblk, ks, 1, nk, HS, NR);   /* B (nk, HS) = V */
+            }
             for (t0 = j0 / DISTILL__FA_Q * DISTILL__FA_Q; t0 < nv; t0 += DISTILL__FA_Q) {
                 int nq = nv - t0 < DISTILL__FA_Q ? nv - t0 : DISTILL__FA_Q, any = 0;
                 const float *qblk = qh + (size_t)t0 * qs;
@@ -4237,8 +4785,9 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
                 for (i = 0; i < nq && !any; i++)   /* skip a query block whose rows all start later */
                     any = (c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0) < j0 + nk;
                 if (!any) continue;
-                /* S (nq, nk) = Q (nq, HS) . K (nk, HS)^T */
-                if (qpre) distill__gemm_packed_ab(nq, nk, HS, qp + (size_t)(t0 / DISTILL__FA_Q) * DISTILL__FA_QROWS * hsp, pk,
+                /* S (nq, nk) = Q (nq, HS) . K (nk, HS)^T (BF16 block products: packed per call) */
+                if (c->bf16) distill__bgemm_serial(nq, nk, HS, qblk, qs, 1, kblk, 1, ks, S, DISTILL__FA_K, 0, th);
+                else if (qpre) distill__gemm_packed_ab(nq, nk, HS, qp + (size_t)(t0 / DISTILL__FA_Q) * DISTILL__FA_QROWS * hsp, pk,
                                                   S, DISTILL__FA_K, 0, tmp);
                 else distill__gemm_prepacked(nq, nk, HS, qblk, qs, 1, pk, S, DISTILL__FA_K, 0, pa, tmp);
                 for (i = 0; i < nq; i++) {
@@ -4258,7 +4807,8 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
                     lrow[tt] += distill_vec_exp_sum(srow, srow, mrow[tt], nk);
                 }
                 /* O (nq, HS) += P (nq, nk) . V (nk, HS) */
-                distill__gemm_prepacked(nq, HS, nk, S, DISTILL__FA_K, 1, pv, oblk, qs, 1, pa, tmp);
+                if (c->bf16) distill__bgemm_serial(nq, HS, nk, S, DISTILL__FA_K, 1, vblk, ks, 1, oblk, qs, 1, th);
+                else distill__gemm_prepacked(nq, HS, nk, S, DISTILL__FA_K, 1, pv, oblk, qs, 1, pa, tmp);
             }
         }
         for (t = 0; t < nv; t++) {
@@ -4268,19 +4818,25 @@ static void distill__fa_fwd_task(void *p, int64_t b0, int64_t e0, int th) {
     }
 }
 
-DISTILL_API void distill_flash_attention_forward(float *out, float *lse, const float *q, const float *k,
-                                                 const float *v, const int *lengths, const int *kstart,
-                                                 int B, int T, int NH, int NKV, int HS) {
+static void distill__flash_forward(int bf16, float *out, float *lse, const float *q, const float *k,
+                                   const float *v, const int *lengths, const int *kstart,
+                                   int B, int T, int NH, int NKV, int HS) {
     distill__fa_ctx c;
     int pr_;
     if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
-    pr_ = distill__prof_begin("attention fwd");
+    pr_ = distill__prof_begin(bf16 ? "attention fwd bf16" : "attention fwd");
     memset(&c, 0, sizeof c);
+    c.bf16 = bf16;
     c.out = out; c.lse = lse; c.q = q; c.k = k; c.v = v; c.lengths = lengths; c.kstart = kstart;
     c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
     if (distill__fa_reserve(T, HS, NH / NKV) == 0) distill_parallel_for((int64_t)B * NH, 1, distill__fa_fwd_task, &c);
     else distill_attention_forward(out, lse, q, k, v, lengths, kstart, B, T, NH, NKV, HS);
     distill__prof_end(pr_);
+}
+DISTILL_API void distill_flash_attention_forward(float *out, float *lse, const float *q, const float *k,
+                                                 const float *v, const int *lengths, const int *kstart,
+                                                 int B, int T, int NH, int NKV, int HS) {
+    distill__flash_forward(0, out, lse, q, k, v, lengths, kstart, B, T, NH, NKV, HS);
 }
 
 /* Task (b, kv head g): key blocks outer, as in the forward. Each key block is packed once as
@@ -4325,9 +4881,11 @@ static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
         for (j0 = ksmin / DISTILL__FA_K * DISTILL__FA_K; j0 < nv; j0 += DISTILL__FA_K) {
             int nk = nv - j0 < DISTILL__FA_K ? nv - j0 : DISTILL__FA_K;
             size_t kvoff = ((size_t)b * T + j0) * ks + (size_t)g * HS;
-            distill__pack_b(pk, c->k + kvoff, 1, ks, HS, nk, NR);    /* B (HS, nk) = K^T */
-            distill__pack_b(pvt, c->v + kvoff, 1, ks, HS, nk, NR);   /* B (HS, nk) = V^T */
-            distill__pack_b(pkk, c->k + kvoff, ks, 1, nk, HS, NR);   /* B (nk, HS) = K */
+            if (!c->bf16) {
+                distill__pack_b(pk, c->k + kvoff, 1, ks, HS, nk, NR);    /* B (HS, nk) = K^T */
+                distill__pack_b(pvt, c->v + kvoff, 1, ks, HS, nk, NR);   /* B (HS, nk) = V^T */
+                distill__pack_b(pkk, c->k + kvoff, ks, 1, nk, HS, NR);   /* B (nk, HS) = K */
+            }
             for (h = g * rep; h < (g + 1) * rep; h++) {
                 const float *lse = c->clse + ((size_t)b * NH + h) * T, *Dh = D + (size_t)(h - g * rep) * T;
                 for (t0 = j0 / DISTILL__FA_Q * DISTILL__FA_Q; t0 < nv; t0 += DISTILL__FA_Q) {
@@ -4339,8 +4897,13 @@ static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
                         any = (c->kstart ? c->kstart[(size_t)b * T + t0 + i] : 0) < j0 + nk;
                     if (!any) continue;
                     /* P = exp(Q K^T * scale - lse), dP = dO V^T */
-                    distill__gemm_prepacked(nq, nk, HS, qblk, qs, 1, pk, P, DISTILL__FA_K, 0, pa, tmp);
-                    distill__gemm_prepacked(nq, nk, HS, doblk, qs, 1, pvt, dS, DISTILL__FA_K, 0, pa, tmp);
+                    if (c->bf16) {   /* BF16 block products: packed per call by the BF16 path */
+                        DISTILL__FA_MM(c, nq, nk, HS, qblk, qs, 1, c->k + kvoff, 1, ks, P, DISTILL__FA_K, 0, th);
+                        DISTILL__FA_MM(c, nq, nk, HS, doblk, qs, 1, c->v + kvoff, 1, ks, dS, DISTILL__FA_K, 0, th);
+                    } else {
+                        distill__gemm_prepacked(nq, nk, HS, qblk, qs, 1, pk, P, DISTILL__FA_K, 0, pa, tmp);
+                        distill__gemm_prepacked(nq, nk, HS, doblk, qs, 1, pvt, dS, DISTILL__FA_K, 0, pa, tmp);
+                    }
                     for (i = 0; i < nq; i++) {
                         float *prow = P + (size_t)i * DISTILL__FA_K, *drow = dS + (size_t)i * DISTILL__FA_K;
                         int tt = t0 + i, kst = c->kstart ? c->kstart[(size_t)b * T + tt] : 0;
@@ -4353,29 +4916,42 @@ static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
                         ops->ds_row(drow, prow, Dh[tt], scale, nk);   /* dS = P (dP - D) * scale; masked: P = 0 */
                     }
                     /* dV (nk, HS) += P^T dO;  dK (nk, HS) += dS^T Q;  dQ (nq, HS) += dS K */
-                    distill__gemm_serial(nk, HS, nq, P, 1, DISTILL__FA_K, doblk, qs, 1, c->dv + kvoff, ks, 1, th);
-                    distill__gemm_serial(nk, HS, nq, dS, 1, DISTILL__FA_K, qblk, qs, 1, c->dk + kvoff, ks, 1, th);
-                    distill__gemm_prepacked(nq, HS, nk, dS, DISTILL__FA_K, 1, pkk, dqblk, qs, 1, pa, tmp);
+                    if (c->bf16) {   /* BF16 block products: packed per call by the BF16 path */
+                        DISTILL__FA_MM(c, nk, HS, nq, P, 1, DISTILL__FA_K, doblk, qs, 1, c->dv + kvoff, ks, 1, th);
+                        DISTILL__FA_MM(c, nk, HS, nq, dS, 1, DISTILL__FA_K, qblk, qs, 1, c->dk + kvoff, ks, 1, th);
+                        DISTILL__FA_MM(c, nq, HS, nk, dS, DISTILL__FA_K, 1, c->k + kvoff, ks, 1, dqblk, qs, 1, th);
+                    } else {
+                        distill__gemm_serial(nk, HS, nq, P, 1, DISTILL__FA_K, doblk, qs, 1, c->dv + kvoff, ks, 1, th);
+                        distill__gemm_serial(nk, HS, nq, dS, 1, DISTILL__FA_K, qblk, qs, 1, c->dk + kvoff, ks, 1, th);
+                        distill__gemm_prepacked(nq, HS, nk, dS, DISTILL__FA_K, 1, pkk, dqblk, qs, 1, pa, tmp);
+                    }
                 }
             }
         }
     }
 }
 
-DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                                                  const float *q, const float *k, const float *v,
-                                                  const float *out, const float *lse, const int *lengths,
-                                                  const int *kstart, int B, int T, int NH, int NKV, int HS) {
+static void distill__flash_backward(int bf16, float *dq, float *dk, float *dv, const float *dout,
+                                    const float *q, const float *k, const float *v,
+                                    const float *out, const float *lse, const int *lengths,
+                                    const int *kstart, int B, int T, int NH, int NKV, int HS) {
     distill__fa_ctx c;
     int pr_;
     if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HS <= 0 || NH % NKV) return;
-    pr_ = distill__prof_begin("attention bwd");
+    pr_ = distill__prof_begin(bf16 ? "attention bwd bf16" : "attention bwd");
     memset(&c, 0, sizeof c);
+    c.bf16 = bf16;
     c.dq = dq; c.dk = dk; c.dv = dv; c.dout = dout; c.q = q; c.k = k; c.v = v; c.cout = out; c.clse = lse;
     c.lengths = lengths; c.kstart = kstart; c.B = B; c.T = T; c.NH = NH; c.NKV = NKV; c.HS = HS;
     if (distill__fa_reserve(T, HS, NH / NKV) == 0) distill_parallel_for((int64_t)B * NKV, 1, distill__fa_bwd_task, &c);
     else distill_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, lengths, kstart, B, T, NH, NKV, HS);
     distill__prof_end(pr_);
+}
+DISTILL_API void distill_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                                  const float *q, const float *k, const float *v,
+                                                  const float *out, const float *lse, const int *lengths,
+                                                  const int *kstart, int B, int T, int NH, int NKV, int HS) {
+    distill__flash_backward(0, dq, dk, dv, dout, q, k, v, out, lse, lengths, kstart, B, T, NH, NKV, HS);
 }
 /* ===================================================================================== */
 /* JSON                                                                                   */
@@ -10819,6 +11395,7 @@ typedef struct distill__state {
     char tmpl_name[32];              /* chat template name ("" none) */
     double *inv_freq;                /* RoPE frequencies (HS/2) of the config (rope_scaling included) */
     float *rope_cs, *rope_sn;        /* cos and sin of each position's angles (BT, HS/2), per forward */
+    int bf16;                        /* DISTILL_PRECISION_BF16: the linear layers' products in BF16 */
 } distill__state;
 
 #define DISTILL__CE_BLOCK 4          /* rows per loss-callback call (one statistics slot each) */
@@ -11224,7 +11801,7 @@ static void distill__head(distill_model *m, int compute_grad, distill_stats *acc
         int n = s->n_sup - c0 < (int64_t)s->head_k ? (int)(s->n_sup - c0) : (int)s->head_k, i, nb;
         for (i = 0; i < n; i++)
             memcpy(s->head_x + (size_t)i * C, s->lnf + (size_t)s->sup[c0 + i] * C, sizeof(float) * (size_t)C);
-        distill_matmul_forward(s->head_logits, s->head_x, m->lm_head, NULL, n, C, V);
+        distill__mm_forward(s->bf16, s->head_logits, s->head_x, m->lm_head, NULL, n, C, V);
         if (s->hl.fn == distill__kd_head_fn) distill__kd_prepare(s->hl.ctx, s->sup + c0, n);   /* its teacher's logits */
         hc.hl = &s->hl; hc.bt = &s->batch; hc.pos = s->sup + c0; hc.logits = s->head_logits;
         hc.slots = s->slots; hc.n = n; hc.V = V; hc.compute_grad = compute_grad; hc.grad_scale = s->grad_scale;
@@ -11238,7 +11815,7 @@ static void distill__head(distill_model *m, int compute_grad, distill_stats *acc
         }
         if (compute_grad) {
             memset(s->head_dx, 0, sizeof(float) * (size_t)n * C);
-            distill_matmul_backward(s->head_dx, dW, NULL, s->head_logits, s->head_x, m->lm_head, n, C, V);
+            distill__mm_backward(s->bf16, s->head_dx, dW, NULL, s->head_logits, s->head_x, m->lm_head, n, C, V);
             for (i = 0; i < n; i++)
                 memcpy(s->buf_a + (size_t)s->sup[c0 + i] * C, s->head_dx + (size_t)i * C, sizeof(float) * (size_t)C);
         }
@@ -11276,9 +11853,9 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
         /* attention block; with qk_norm (Qwen3) q and k are RMS-normalised per head before RoPE */
         float *qp = c->qk_norm ? s->qr + l * cap * QD : q, *kp = c->qk_norm ? s->kr + l * cap * KVD : k;
         distill_rmsnorm_forward(ln1, s->rstd1 + l * cap, x, p->attn_norm, (int)BT, C, c->norm_eps);
-        distill_matmul_forward(qp, ln1, p->wq, p->bq, (int)BT, C, QD);
-        distill_matmul_forward(kp, ln1, p->wk, p->bk, (int)BT, C, KVD);
-        distill_matmul_forward(v, ln1, p->wv, p->bv, (int)BT, C, KVD);
+        distill__mm_forward(s->bf16, qp, ln1, p->wq, p->bq, (int)BT, C, QD);
+        distill__mm_forward(s->bf16, kp, ln1, p->wk, p->bk, (int)BT, C, KVD);
+        distill__mm_forward(s->bf16, v, ln1, p->wv, p->bv, (int)BT, C, KVD);
         if (c->qk_norm) {
             distill_rmsnorm_forward(q, s->rstdq + l * cap * NH, qp, p->q_norm, (int)BT * NH, HS, c->norm_eps);
             distill_rmsnorm_forward(k, s->rstdk + l * cap * NKV, kp, p->k_norm, (int)BT * NKV, HS, c->norm_eps);
@@ -11287,15 +11864,15 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
         distill__rope_apply(k, s->rope_cs, s->rope_sn, (int)BT, NKV, HS, 1.0f);
         /* the blocked kernel of the kernels section: same contract and math as distill_attention_forward
            above (the readable version, checked against finite differences in the tests) */
-        distill_flash_attention_forward(att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
-        distill_matmul_forward(xmid, att, p->wo, NULL, (int)BT, QD, C);
+        distill__flash_forward(s->bf16 && distill__bf16_attention(), att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
+        distill__mm_forward(s->bf16, xmid, att, p->wo, NULL, (int)BT, QD, C);
         distill__residual_add(xmid, x, (int)BT, C);
         /* MLP block; h = silu(gate)*up lives in scratch (recomputed in the backward) */
         distill_rmsnorm_forward(ln2, s->rstd2 + l * cap, xmid, p->ffn_norm, (int)BT, C, c->norm_eps);
-        distill_matmul_forward(gate, ln2, p->w_gate, NULL, (int)BT, C, F);
-        distill_matmul_forward(up, ln2, p->w_up, NULL, (int)BT, C, F);
+        distill__mm_forward(s->bf16, gate, ln2, p->w_gate, NULL, (int)BT, C, F);
+        distill__mm_forward(s->bf16, up, ln2, p->w_up, NULL, (int)BT, C, F);
         distill_swiglu_forward(s->buf_w, gate, up, BT * F);
-        distill_matmul_forward(xout, s->buf_w, p->w_down, NULL, (int)BT, F, C);
+        distill__mm_forward(s->bf16, xout, s->buf_w, p->w_down, NULL, (int)BT, F, C);
         distill__residual_add(xout, xmid, (int)BT, C);
     }
     distill_rmsnorm_forward(s->lnf, s->rstdf, s->xL, m->final_norm, (int)BT, C, c->norm_eps);
@@ -11337,8 +11914,23 @@ DISTILL_API void distill_model_logits(distill_model *m, int b, float *out) {
         memset(out, 0, sizeof(float) * (size_t)(s->have_fwd ? s->T : 0) * m->cfg.vocab_size);
         return;
     }
-    distill_matmul_forward(out, s->lnf + (size_t)b * s->T * m->cfg.dim, m->lm_head, NULL, s->T, m->cfg.dim,
+    distill__mm_forward(s->bf16, out, s->lnf + (size_t)b * s->T * m->cfg.dim, m->lm_head, NULL, s->T, m->cfg.dim,
                            m->cfg.vocab_size);
+}
+
+DISTILL_API int distill_model_set_precision(distill_model *m, int precision) {
+    static int told;
+    if (precision != DISTILL_PRECISION_FP32 && precision != DISTILL_PRECISION_BF16) return -1;
+    ((distill__state *)m->internal)->bf16 = precision == DISTILL_PRECISION_BF16;
+    if (precision == DISTILL_PRECISION_BF16 && !distill__bf16_native() && !told) {
+        told = 1;
+        fprintf(stderr, "distill: BF16 matmuls take the portable path (%s; BF16 rounding + the FP32 %s kernels)\n",
+                distill__bf16_cpu() ? "forced" : "this CPU has no avx512_bf16", distill_simd_name());
+    }
+    return 0;
+}
+DISTILL_API int distill_model_precision(const distill_model *m) {
+    return ((const distill__state *)m->internal)->bf16 ? DISTILL_PRECISION_BF16 : DISTILL_PRECISION_FP32;
 }
 
 /* ===================================================================================== */
@@ -11385,16 +11977,16 @@ DISTILL_API void distill_model_backward(distill_model *m) {
         /* MLP: dres is d(x_l+1); x_l+1 = xmid + down(h) */
         distill_swiglu_forward(H, gate, up, BT * F);
         memset(DH, 0, sizeof(float) * BT * F);
-        distill_matmul_backward(DH, g.w_down, NULL, dres, H, p->w_down, (int)BT, F, C);
+        distill__mm_backward(s->bf16, DH, g.w_down, NULL, dres, H, p->w_down, (int)BT, F, C);
         distill_swiglu_backward(H, DH, DH, gate, up, BT * F);   /* H := dgate, DH := dup */
         memset(A, 0, sizeof(float) * BT * C);
-        distill_matmul_backward(A, g.w_gate, NULL, H, ln2, p->w_gate, (int)BT, C, F);
-        distill_matmul_backward(A, g.w_up, NULL, DH, ln2, p->w_up, (int)BT, C, F);
+        distill__mm_backward(s->bf16, A, g.w_gate, NULL, H, ln2, p->w_gate, (int)BT, C, F);
+        distill__mm_backward(s->bf16, A, g.w_up, NULL, DH, ln2, p->w_up, (int)BT, C, F);
         distill_rmsnorm_backward(dres, g.ffn_norm, A, xmid, p->ffn_norm, s->rstd2 + l * cap, (int)BT, C);
         /* attention: dres is now d(xmid); xmid = x + o(att) */
         memset(A, 0, sizeof(float) * BT * QD);
-        distill_matmul_backward(A, g.wo, NULL, dres, att, p->wo, (int)BT, QD, C);
-        distill_flash_attention_backward(DQ, DK, DV, A, q, k, v, att, lse, s->len, s->kstart, B, T, NH, NKV, HS);
+        distill__mm_backward(s->bf16, A, g.wo, NULL, dres, att, p->wo, (int)BT, QD, C);
+        distill__flash_backward(s->bf16 && distill__bf16_attention(), DQ, DK, DV, A, q, k, v, att, lse, s->len, s->kstart, B, T, NH, NKV, HS);
         distill__rope_apply(DQ, s->rope_cs, s->rope_sn, (int)BT, NH, HS, -1.0f);
         distill__rope_apply(DK, s->rope_cs, s->rope_sn, (int)BT, NKV, HS, -1.0f);
         if (c->qk_norm) {   /* through the per-head norms (RMSNorm backward with N = BT*heads rows of HS) */
@@ -11405,9 +11997,9 @@ DISTILL_API void distill_model_backward(distill_model *m) {
             DK = DKR;
         }
         memset(A, 0, sizeof(float) * BT * C);
-        distill_matmul_backward(A, g.wq, g.bq, DQ, ln1, p->wq, (int)BT, C, QD);
-        distill_matmul_backward(A, g.wk, g.bk, DK, ln1, p->wk, (int)BT, C, KVD);
-        distill_matmul_backward(A, g.wv, g.bv, DV, ln1, p->wv, (int)BT, C, KVD);
+        distill__mm_backward(s->bf16, A, g.wq, g.bq, DQ, ln1, p->wq, (int)BT, C, QD);
+        distill__mm_backward(s->bf16, A, g.wk, g.bk, DK, ln1, p->wk, (int)BT, C, KVD);
+        distill__mm_backward(s->bf16, A, g.wv, g.bv, DV, ln1, p->wv, (int)BT, C, KVD);
         distill_rmsnorm_backward(dres, g.attn_norm, A, x, p->attn_norm, s->rstd1 + l * cap, (int)BT, C);
         if (s->grad_ready) s->grad_ready(s->grad_ready_ctx, (size_t)(p->attn_norm - m->params));
     }
@@ -12592,7 +13184,7 @@ static void distill__kd_prepare(void *ctx, const int64_t *pos, int n) {
     (void)rc;
     for (i = 0; i < n; i++)
         memcpy(h->tx + (size_t)i * Ct, h->teacher + (size_t)h->entry[pos[i]] * Ct, sizeof(float) * (size_t)Ct);
-    distill_matmul_forward(h->tlogits, h->tx, h->tmodel->lm_head, NULL, n, Ct, h->V);
+    distill__mm_forward(((distill__state *)h->tmodel->internal)->bf16, h->tlogits, h->tx, h->tmodel->lm_head, NULL, n, Ct, h->V);
     h->chunk_pos = pos;
     distill__prof_end(pr_);
 }
@@ -14295,6 +14887,10 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
     if (tc->grad_accum < 1 || tc->grad_accum > 65536) { distill__err(err, "grad_accum (%d) must be in [1, 65536]", tc->grad_accum); return NULL; }
     if (tc->max_steps <= 0 && !(tc->epochs > 0.0 && tc->epochs < 1e6)) { distill__err(err, "give max_steps > 0 or epochs in (0, 1e6) (epochs %g)", tc->epochs); return NULL; }
     if (tc->kd && distill_kd_validate(&tc->kdc, err) != 0) return NULL;
+    if (distill_model_set_precision(student, tc->precision) != 0) {
+        distill__err(err, "precision (%d) must be DISTILL_PRECISION_FP32 (0) or DISTILL_PRECISION_BF16 (1)", tc->precision);
+        return NULL;
+    }
     if (distill__ensure_grads(student) != 0) { distill__err(err, "out of memory for the gradient"); return NULL; }
     t = (distill_trainer *)DISTILL_MALLOC(sizeof *t);
     if (!t) { distill__err(err, "out of memory"); return NULL; }
@@ -16130,13 +16726,14 @@ static void distill__gemv_task(void *p, int64_t b, int64_t e, int th) {
         }
     }
 }
-/* n_seg (1..3) products sharing the input: out_s (r,OC_s) = inp (r,C) . weight_s^T + bias_s */
-static void distill__gen_matmul_n(const float *inp, int r, int C, int n_seg, const distill__gemv_seg *seg) {
+/* n_seg (1..3) products sharing the input: out_s (r,OC_s) = inp (r,C) . weight_s^T + bias_s;
+   bf16: a model in DISTILL_PRECISION_BF16, whose prefill (the blocked matmul) runs in BF16 */
+static void distill__gen_matmul_n(int bf16, const float *inp, int r, int C, int n_seg, const distill__gemv_seg *seg) {
     distill__gemv_ctx c;
     int s;
     int64_t chunk;
     if (r > DISTILL__GEN_GEMV_ROWS) {
-        for (s = 0; s < n_seg; s++) distill_matmul_forward(seg[s].out, inp, seg[s].weight, seg[s].bias, r, C, seg[s].OC);
+        for (s = 0; s < n_seg; s++) distill__mm_forward(bf16, seg[s].out, inp, seg[s].weight, seg[s].bias, r, C, seg[s].OC);
         return;
     }
     c.inp = inp; c.r = r; c.C = C; c.ops = distill__ops();
@@ -16151,11 +16748,11 @@ static void distill__gen_matmul_n(const float *inp, int r, int C, int n_seg, con
     chunk = c.first_block[3] / (8 * (int64_t)distill_get_threads());
     distill_parallel_for(c.first_block[3], chunk < 1 ? 1 : chunk, distill__gemv_task, &c);
 }
-static void distill__gen_matmul(float *out, const float *inp, const float *weight, const float *bias,
+static void distill__gen_matmul(int bf16, float *out, const float *inp, const float *weight, const float *bias,
                                 int r, int C, int OC) {
     distill__gemv_seg sg;
     sg.out = out; sg.weight = weight; sg.bias = bias; sg.OC = OC;
-    distill__gen_matmul_n(inp, r, C, 1, &sg);
+    distill__gen_matmul_n(bf16, inp, r, C, 1, &sg);
 }
 
 /* One chunk of r rows whose positions and sequences are in g->pos / g->rowseq and whose
@@ -16166,6 +16763,7 @@ static void distill__gen_chunk(distill_generator *g, int r) {
     int C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = distill_config_head_dim(c);
     int KVD = NKV * HS, l, i;
     const double *inv_freq = ((const distill__state *)m->internal)->inv_freq;
+    int bf16 = ((const distill__state *)m->internal)->bf16;
     distill__gen_att_ctx ac;
     distill__gemv_seg seg[3];
     for (l = 0; l < c->n_layers; l++) {
@@ -16176,7 +16774,7 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         seg[0].out = g->q; seg[0].weight = p->wq; seg[0].bias = p->bq; seg[0].OC = NH * HS;
         seg[1].out = g->k; seg[1].weight = p->wk; seg[1].bias = p->bk; seg[1].OC = KVD;
         seg[2].out = g->v; seg[2].weight = p->wv; seg[2].bias = p->bv; seg[2].OC = KVD;
-        distill__gen_matmul_n(g->xb, r, C, 3, seg);   /* q, k, v in one job */
+        distill__gen_matmul_n(bf16, g->xb, r, C, 3, seg);   /* q, k, v in one job */
         if (c->qk_norm) {   /* Qwen3: each head's q and k RMS-normalised, in place */
             distill_rmsnorm_forward(g->q, g->rstd, g->q, p->q_norm, r * NH, HS, c->norm_eps);
             distill_rmsnorm_forward(g->k, g->rstd, g->k, p->k_norm, r * NKV, HS, c->norm_eps);
@@ -16191,15 +16789,15 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         ac.out = g->att; ac.q = g->q; ac.kc = kc; ac.vc = vc; ac.pos = g->pos; ac.seq = g->rowseq;
         ac.NH = NH; ac.NKV = NKV; ac.HS = HS; ac.S = g->S;
         distill_parallel_for((int64_t)r * NH, 1, distill__gen_att_task, &ac);
-        distill__gen_matmul(g->tmp, g->att, p->wo, NULL, r, NH * HS, C);
+        distill__gen_matmul(bf16, g->tmp, g->att, p->wo, NULL, r, NH * HS, C);
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);   /* x = o + x, the model's residual order */
         /* MLP block: x += Wd (silu(Wg f) * (Wu f)),  f = rmsnorm(x) */
         distill_rmsnorm_forward(g->xb, g->rstd, g->x, p->ffn_norm, r, C, c->norm_eps);
         seg[0].out = g->gate; seg[0].weight = p->w_gate; seg[0].bias = NULL; seg[0].OC = F;
         seg[1].out = g->up; seg[1].weight = p->w_up; seg[1].bias = NULL; seg[1].OC = F;
-        distill__gen_matmul_n(g->xb, r, C, 2, seg);   /* gate and up in one job */
+        distill__gen_matmul_n(bf16, g->xb, r, C, 2, seg);   /* gate and up in one job */
         distill_swiglu_forward(g->gate, g->gate, g->up, (size_t)r * F);
-        distill__gen_matmul(g->tmp, g->gate, p->w_down, NULL, r, F, C);
+        distill__gen_matmul(bf16, g->tmp, g->gate, p->w_down, NULL, r, F, C);
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);
     }
     distill_rmsnorm_forward(g->xb, g->rstd, g->x, m->final_norm, r, C, c->norm_eps);
@@ -16238,9 +16836,9 @@ DISTILL_API int distill_generator_forward(distill_generator *g, const int *seq,
         }
         distill__gen_chunk(g, r);
         if (logits && all_rows) {
-            distill__gen_matmul(logits + (size_t)i0 * V, g->xb, m->lm_head, NULL, r, C, V);
+            distill__gen_matmul(((const distill__state *)m->internal)->bf16, logits + (size_t)i0 * V, g->xb, m->lm_head, NULL, r, C, V);
         } else if (logits && i0 + r == n) {
-            distill__gen_matmul(logits, g->xb + (size_t)(r - 1) * C, m->lm_head, NULL, 1, C, V);
+            distill__gen_matmul(((const distill__state *)m->internal)->bf16, logits, g->xb + (size_t)(r - 1) * C, m->lm_head, NULL, 1, C, V);
         }
     }
     return 0;

@@ -5,7 +5,10 @@ Llama/Qwen2-style decoder with the same shapes and the same defaults as distill_
 RMSNorm (eps 1e-5), RoPE (theta 1e4), grouped-query attention, SwiGLU, tied embeddings, no
 biases; weighted cross-entropy on random tokens; AdamW (lr 1e-4, wd 0.1) with grad clipping 1.0.
 Prints one JSON line like distill's, and with --distill FILE (a JSON line written by `distill
-bench train`) also the ratio distill / PyTorch.
+bench train`) also the ratio distill / PyTorch. --precision bf16 runs the forward and the loss under
+torch.autocast("cpu", dtype=torch.bfloat16) (matmuls in BF16 through oneDNN, which uses
+avx512_bf16 where the CPU has it; master weights, gradients and AdamW stay FP32), the usual way to
+train in mixed precision on a CPU with PyTorch.
 
   /usr/bin/python3 bench/torch_ref.py --vocab 4096 --dim 256 --layers 4 --heads 4 --kv-heads 4 \
       --ffn 768 --seq 256 --batch 8 --steps 10 --threads 1 [--distill build/bench/S_t1.json]
@@ -107,6 +110,8 @@ def main():
                  ("seq", 256), ("batch", 8), ("steps", 10), ("warmup", 2), ("threads", 1)]:
         ap.add_argument("--" + k, type=int, default=v)
     ap.add_argument("--distill", help="file with the JSON line of `distill bench train` on the same shapes")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: forward and loss under torch.autocast('cpu', dtype=torch.bfloat16)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -118,8 +123,9 @@ def main():
         targets = torch.randint(0, a.vocab, (a.batch, a.seq))
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
-        logits = model(tokens)
-        loss = F.cross_entropy(logits.view(-1, a.vocab), targets.view(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            logits = model(tokens)
+            loss = F.cross_entropy(logits.view(-1, a.vocab), targets.view(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -128,7 +134,7 @@ def main():
             cpu += time.process_time() - c0
     med = statistics.median(times)
     ntok = a.batch * a.seq
-    out = {"bench": "train_torch", "torch": torch.__version__, "threads": a.threads,
+    out = {"bench": "train_torch", "torch": torch.__version__, "threads": a.threads, "precision": a.precision,
            "vocab": a.vocab, "dim": a.dim, "layers": a.layers, "heads": a.heads, "kv_heads": a.kv_heads,
            "ffn": a.ffn, "seq": a.seq, "batch": a.batch, "steps": a.steps,
            "tokens_per_s": round(ntok / med, 1),

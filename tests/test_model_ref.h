@@ -21,13 +21,30 @@ static const double *ref_w(const distill_model *m, const double *P, const char *
     return P + m->tensors[i].offset;
 }
 
+/* 1: ref_linear rounds x and W to BF16 (nearest, ties to even; the reference of BF16 mode) */
+static int ref_bf16_inputs;
+/* v rounded to the nearest BF16 (8 significant bits), ties to the even significand, computed
+   on the value (frexp/ldexp), not on the bit pattern; float's normal range only */
+static double ref_bf16(double v) {
+    int e;
+    double f, t, r;
+    if (v == 0.0 || fabs(v) < 1.1754943508222875e-38) return v == v ? 0.0 * v : v;
+    f = frexp(v, &e);           /* v = f 2^e, 0.5 <= |f| < 1 */
+    t = f * 256.0;              /* 8 significant bits before the point */
+    r = floor(t);
+    if (t - r > 0.5 || (t - r == 0.5 && fmod(r, 2.0) != 0.0)) r += 1.0;
+    return ldexp(r / 256.0, e);
+}
 /* y (N,O) = x (N,I) W^T (O,I) + b */
 static void ref_linear(double *y, const double *x, const double *W, const double *b, int N, int I, int O) {
     int n, o, i;
     for (n = 0; n < N; n++)
         for (o = 0; o < O; o++) {
             double s = b ? b[o] : 0.0;
-            for (i = 0; i < I; i++) s += x[n * I + i] * W[o * I + i];
+            if (ref_bf16_inputs)
+                for (i = 0; i < I; i++) s += ref_bf16(x[n * I + i]) * ref_bf16(W[o * I + i]);
+            else
+                for (i = 0; i < I; i++) s += x[n * I + i] * W[o * I + i];
             y[n * O + o] = s;
         }
 }
@@ -89,13 +106,20 @@ static void ref_attention(double *o, const double *q, const double *k, const dou
                 double s = 0.0;
                 p[j] = -1e300;
                 if (seg && seg[j] != seg[t]) continue;
-                for (i = 0; i < HS; i++) s += q[(t * NH + h) * HS + i] * k[(j * NKV + g) * HS + i];
+                if (ref_bf16_inputs)   /* BF16 mode: the block products round their inputs too */
+                    for (i = 0; i < HS; i++) s += ref_bf16(q[(t * NH + h) * HS + i]) * ref_bf16(k[(j * NKV + g) * HS + i]);
+                else
+                    for (i = 0; i < HS; i++) s += q[(t * NH + h) * HS + i] * k[(j * NKV + g) * HS + i];
                 p[j] = s / sqrt((double)HS);
                 if (p[j] > mx) mx = p[j];
             }
             for (j = 0; j <= t; j++) { p[j] = p[j] > -1e299 ? exp(p[j] - mx) : 0.0; sum += p[j]; }
+            /* BF16 mode: the unnormalised exp(s - max) and v rounded (exact for T <= 64, one key
+               block of the flash kernel, where its running max is the row's max) */
             for (j = 0; j <= t; j++)
-                for (i = 0; i < HS; i++) o[(t * NH + h) * HS + i] += p[j] / sum * v[(j * NKV + g) * HS + i];
+                for (i = 0; i < HS; i++)
+                    o[(t * NH + h) * HS + i] += ref_bf16_inputs ? ref_bf16(p[j]) / sum * ref_bf16(v[(j * NKV + g) * HS + i])
+                                                                : p[j] / sum * v[(j * NKV + g) * HS + i];
         }
     free(p);
 }

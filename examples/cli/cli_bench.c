@@ -109,7 +109,7 @@ static double peak_rss_mib(void) {
 
 typedef struct {
     int vocab, dim, layers, heads, kv_heads, ffn, seq, batch, steps, warmup, threads, blas, profile;
-    const char *simd;
+    const char *simd, *precision;
     double peak;
 } bench_opts;
 
@@ -132,6 +132,7 @@ static const cli_opt bench_options[] = {
     CLI_STR("simd", simd, "NAME", "force a kernel ISA (scalar, avx2, avx512, neon; default: the best here)"),
     CLI_DBL("peak-gflops", peak, 0, 1e9, "the peak for MFU (0: measured here with FMA chains)"),
     CLI_BOOL("profile", profile, "then each op's share of a step, per thread (busy / waiting)"),
+    CLI_ENUM("precision", precision, "fp32|bf16", "bf16: BF16 matmul inputs, FP32 sums (the JSON says which path ran; mfu stays against the FP32 peak)"),
 };
 #undef CLI_T
 
@@ -155,7 +156,7 @@ static int bench_train(int argc, char **argv) {
     distill_batch bt;
     distill_rng rng;
     bench_opts o;
-    int B, T, steps, warmup, threads, blas, profile, i, s;
+    int B, T, steps, warmup, threads, blas, profile, i, s, precision;
     const char *simd;
     double peak, *times, cpu_total = 0, wall_total = 0, n_matmul, flops_tok, median, tps, rss, formula;
     int32_t *tokens, *targets;
@@ -167,6 +168,7 @@ static int bench_train(int argc, char **argv) {
     cfg.hidden_dim = o.ffn;
     B = o.batch; T = o.seq; steps = o.steps; warmup = o.warmup; threads = o.threads; blas = o.blas; profile = o.profile;
     simd = o.simd; peak = o.peak;
+    precision = o.precision && !strcmp(o.precision, "bf16") ? DISTILL_PRECISION_BF16 : DISTILL_PRECISION_FP32;
     if (distill_config_validate(&cfg, &err) != 0) { fprintf(stderr, "distill bench train: %s\n", err.msg); return 2; }
     if (distill_set_blas(blas) != 0) { fprintf(stderr, "distill bench train: --blas: not built with BLAS=1\n"); return 2; }
     if (simd && distill_set_simd(simd) != 0) {
@@ -183,6 +185,7 @@ static int bench_train(int argc, char **argv) {
 #endif
     m = distill_model_create(&cfg, B, T, 1234, &err);
     if (!m) { fprintf(stderr, "distill bench train: %s\n", err.msg); return 1; }
+    distill_model_set_precision(m, precision);
     ntok = (size_t)B * T;
     tokens = (int32_t *)malloc(ntok * sizeof(int32_t));
     targets = (int32_t *)malloc(ntok * sizeof(int32_t));
@@ -228,12 +231,13 @@ static int bench_train(int argc, char **argv) {
            "\"seq\":%d,\"batch\":%d,\"steps\":%d,\"threads\":%d,\"simd\":\"%s\",\"blas\":%d,"
            "\"tokens_per_s\":%.1f,\"tokens_per_s_cpu\":%.1f,\"step_ms\":%.2f,\"step_ms_min\":%.2f,\"mflop_per_token\":%.2f,"
            "\"achieved_gflops\":%.1f,\"peak_gflops\":%.1f,\"mfu\":%.3f,\"peak_rss_mib\":%.1f,"
-           "\"formula_mib\":%.1f,\"rss_over_formula\":%.2f}\n",
+           "\"formula_mib\":%.1f,\"rss_over_formula\":%.2f,\"precision\":\"%s\",\"bf16_path\":\"%s\"}\n",
            cfg.vocab_size, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.hidden_dim, T, B, steps,
            distill_get_threads(), distill_simd_name(), blas, tps,
            (double)ntok * steps / (cpu_total / distill_get_threads()), 1e3 * median, 1e3 * times[0], flops_tok / 1e6,
            tps * flops_tok / 1e9, peak, peak > 0 ? tps * flops_tok / 1e9 / peak : 0.0, rss, formula,
-           formula > 0 ? rss / formula : 0.0);
+           formula > 0 ? rss / formula : 0.0, precision == DISTILL_PRECISION_BF16 ? "bf16" : "fp32",
+           precision == DISTILL_PRECISION_BF16 ? distill_bf16_path() : "none");
     if (profile) distill_profile_print(stdout, wall_total, steps);
     free(tokens); free(targets); free(times);
     distill_model_free(m);

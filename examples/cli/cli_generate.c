@@ -15,7 +15,7 @@
 #include <string.h>
 
 typedef struct {
-    const char *model, *tokenizer, *prompt, *system, *tmpl;
+    const char *model, *tokenizer, *prompt, *system, *tmpl, *precision;
     cli_strlist stops;
     int raw, ids, ctx, top_k, max_new;
     double temperature, top_p;
@@ -38,6 +38,7 @@ static const cli_opt generate_options[] = {
     CLI_LIST("stop", stops, "STR", "stop when the text contains STR (repeatable, at most 15)"),
     CLI_INT("ctx", ctx, 0, 1 << 24, "context size in tokens (0: prompt + max new tokens)"),
     CLI_BOOL("ids", ids, "print the generated token ids as a JSON array instead of text"),
+    CLI_ENUM("precision", precision, "fp32|bf16", "bf16: the prefill's matrix products with BF16 inputs, FP32 sums"),
 };
 #undef CLI_T
 
@@ -60,7 +61,7 @@ int cli_generate(int argc, char **argv) {
     const char *tmpl_name;   /* --template, else the model's, else chatml */
     generate_opts go;
     const char *stops[16];
-    int n_stops = 0, raw, ids_out, ctx, i, rc = 1;
+    int n_stops = 0, raw, ids_out, ctx, i, rc = 1, precision;
     distill_gen_options o = distill_gen_options_default();
     distill_error err;
     distill_model *m = NULL;
@@ -84,6 +85,7 @@ int cli_generate(int argc, char **argv) {
     if (go.stops.n > 15) return cli_usage_error(&generate_cmd, "at most 15 --stop strings");
     model_path = go.model; tok_path = go.tokenizer; prompt = go.prompt; system = go.system; tmpl_name = go.tmpl;
     raw = go.raw; ids_out = go.ids; ctx = go.ctx;
+    precision = go.precision && !strcmp(go.precision, "bf16") ? DISTILL_PRECISION_BF16 : DISTILL_PRECISION_FP32;
     o.temperature = (float)go.temperature; o.top_p = (float)go.top_p; o.top_k = go.top_k; o.seed = go.seed;
     o.max_new_tokens = go.max_new;
     for (n_stops = 0; n_stops < go.stops.n; n_stops++) stops[n_stops] = go.stops.v[n_stops];
@@ -95,6 +97,7 @@ int cli_generate(int argc, char **argv) {
 
     m = distill_model_load(model_path, 1, 1, tok_path ? NULL : &tok, &err);
     if (!m) goto fail;
+    distill_model_set_precision(m, precision);
     if (tok_path) {
         tok = distill_tokenizer_load(tok_path, NULL, &err);
         if (!tok) goto fail;

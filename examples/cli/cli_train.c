@@ -28,7 +28,7 @@ static int has_checkpoint(const char *dir) {
 /* Options gathered from the config file and the command line (last one wins). */
 typedef struct {
     const char *data, *eval_data, *tokenizer, *format, *tmpl, *loss, *manifest, *init, *out;
-    const char *teacher, *teacher_cache, *build_cache, *schedule, *kd_loss;
+    const char *teacher, *teacher_cache, *build_cache, *schedule, *kd_loss, *precision;
     cli_strlist filters, maps;
     cli_optval resume;
     int max_seq, truncate, pack, grad_accum, batch_rows, threads, keep, quiet, top_k;
@@ -83,6 +83,7 @@ static const cli_opt train_options[] = {
     CLI_DBL("beta1", beta1, 0, 1, "AdamW beta1"),
     CLI_DBL("beta2", beta2, 0, 1, "AdamW beta2"),
     CLI_INT("threads", threads, 0, 4096, "worker threads (0: all cores)"),
+    CLI_ENUM("precision", precision, "fp32|bf16", "products of the linear layers (and attention blocks): fp32, or bf16 inputs with FP32 sums" " (the teacher's too)"),
     CLI_SECTION("evaluation, checkpoints, logs"),
     CLI_PATH("out", out, "DIR", "checkpoints ckpt-<step>.dstl, metrics.jsonl, loss.svg, train-config.json, final model.dstl (required unless --build-cache)"),
     CLI_INT64("eval-every", eval_every, 0, 1e12, "evaluate on --eval-data every N steps (0: never)"),
@@ -442,6 +443,12 @@ int cli_train(int argc, char **argv) {
         else if (!strcmp(o.schedule, "linear")) tc.optim.schedule = DISTILL_SCHED_LINEAR;
         else if (!strcmp(o.schedule, "constant")) tc.optim.schedule = DISTILL_SCHED_CONSTANT;
         else { fprintf(stderr, "distill train: --schedule must be cosine, linear or constant\n"); goto done; }
+    }
+    if (o.precision) {
+        if (!strcmp(o.precision, "fp32")) tc.precision = DISTILL_PRECISION_FP32;
+        else if (!strcmp(o.precision, "bf16")) tc.precision = DISTILL_PRECISION_BF16;
+        else { fprintf(stderr, "distill train: --precision must be fp32 or bf16\n"); goto done; }
+        if (teacher) distill_model_set_precision(teacher, tc.precision);
     }
     tc.eval_every = o.eval_every; tc.eval_batches = o.eval_batches;
     tc.out_dir = o.out; tc.save_every = o.save_every; tc.keep_last = o.keep; tc.log_every = o.log_every;

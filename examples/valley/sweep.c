@@ -83,6 +83,7 @@ typedef struct sweep_cfg {
     int threads, report_only, task_id, num_tasks, merge, plan;
     char preset[16];           /* --preset (read first, by sweep_pick_preset) */
     double wait_timeout;
+    char precision[8];         /* --precision fp32|bf16: every run's training */
 } sweep_cfg;
 
 /* ---- presets ----------------------------------------------------------------------------- */
@@ -91,6 +92,7 @@ static void sweep_defaults(sweep_cfg *c) {
     snprintf(c->out, sizeof c->out, "build/sweep");
     snprintf(c->tmpl, sizeof c->tmpl, "chatml");
     snprintf(c->second_from, sizeof c->second_from, "both");
+    snprintf(c->precision, sizeof c->precision, "fp32");
     snprintf(c->second_pool, sizeof c->second_pool, "disjoint");
     c->verifier_timeout = 30;
     c->max_seq = 512;
@@ -237,6 +239,7 @@ static const cli_opt sweep_options[] = {
     CLI_SECTION("process"),
     CLI_BUF("out", out, "DIR", "the sweep's folder"),
     CLI_INT("threads", threads, 0, 1024, "worker threads (0: one per core)"),
+    CLI_BUF_ENUM("precision", precision, "fp32|bf16", "products of the linear layers (and attention blocks): fp32, or bf16 inputs with FP32 sums"),
     CLI_BOOL("report-only", report_only, "the report from the finished runs, no training"),
     CLI_SECTION("distributed (docs/cluster.md; OUT on a filesystem every worker shares)"),
     CLI_INT("task-id", task_id, 0, 1000000, "task K's share (default from SLURM_ARRAY_TASK_ID), no report"),
@@ -600,6 +603,7 @@ static distill_model *sweep_train(sweep_ctx *x, const distill_dataset *ds, const
     } else tc.epochs = epochs;
     tc.batch_rows = c->batch_rows;
     tc.grad_accum = c->grad_accum;
+    tc.precision = !strcmp(c->precision, "bf16") ? DISTILL_PRECISION_BF16 : DISTILL_PRECISION_FP32;
     tc.optim.lr = (float)lr;
     tc.optim.warmup_steps = -1;
     tc.optim.warmup_ratio = (float)c->warmup_ratio;
