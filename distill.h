@@ -2549,6 +2549,11 @@ typedef struct distill__pool {
     size_t scratch_floats[DISTILL__MAX_THREADS];
     int scratch_reserved;           /* slots 0..scratch_reserved-1 hold full-size scratch */
     float *shared_b;                /* the matmul's B block packed once for all threads (KC x NCS) */
+    uint32_t *bf16_b;               /* the BF16 product's B packed once for all row tasks (grown) */
+    size_t bf16_b_words;
+    /* BF16 settings read once (0: not yet; 1: no; 2: yes): DISTILL_BF16=portable,
+       DISTILL_BF16_ATTENTION (not "0"), and whether the CPU has AVX512_BF16 */
+    int bf16_portable, bf16_attention, bf16_cpu, bf16_told;
     struct distill__prof *prof;     /* the op profile while switched on, else NULL */
     struct distill__prof *prof_data;/* its storage (kept after distill_profile_stop for printing) */
 #if !defined(DISTILL_NO_THREADS)
@@ -4306,29 +4311,28 @@ DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbi
 #define DISTILL__BF16_MR 8   /* rows of the vdpbf16ps micro-tile (DISTILL__MC is a multiple) */
 #define DISTILL__BF16_NR 32
 
-static int distill__bf16_portable_forced = -1; /* -1: read DISTILL_BF16 on first use */
-static int distill__bf16_attn = -1;             /* -1: read DISTILL_BF16_ATTENTION on first use */
 
 /* BF16 models run the attention's block products in BF16 too, unless DISTILL_BF16_ATTENTION=0
    (for measurements: bench/RESULTS.md, issue 20). Softmax, masks and lse stay FP32. */
 static int distill__bf16_attention(void) {
-    if (distill__bf16_attn < 0) {
+    distill__pool *P = &distill__the_pool;
+    if (!P->bf16_attention) {
         const char *e = getenv("DISTILL_BF16_ATTENTION");
-        distill__bf16_attn = !(e && !strcmp(e, "0"));
+        P->bf16_attention = (e && !strcmp(e, "0")) ? 1 : 2;
     }
-    return distill__bf16_attn;
+    return P->bf16_attention == 2;
 }
 
 /* 1 when this CPU (and OS) can run vdpbf16ps on zmm registers. CPUID leaf 7 sub-leaf 1, EAX
    bit 5 is AVX512_BF16; AMX (leaf 7.0 EDX bit 22 amx_bf16) is not used. */
 static int distill__bf16_cpu(void) {
 #if defined(DISTILL__BF16_CC)
-    static int known = -1;
-    if (known < 0) {
+    distill__pool *P = &distill__the_pool;
+    if (!P->bf16_cpu) {
         unsigned int a = 0, b = 0, c = 0, d = 0;
-        known = distill__ops_by_name("avx512") != NULL && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1u);
+        P->bf16_cpu = distill__ops_by_name("avx512") != NULL && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1u) ? 2 : 1;
     }
-    return known;
+    return P->bf16_cpu == 2;
 #else
     return 0;
 #endif
@@ -4337,12 +4341,13 @@ static int distill__bf16_cpu(void) {
 /* The path BF16 products take now: 1 vdpbf16ps, 0 portable. vdpbf16ps needs the AVX-512 kernel
    set chosen (DISTILL_SIMD=avx2 or scalar therefore tests the portable path too). */
 static int distill__bf16_native(void) {
-    if (distill__bf16_portable_forced < 0) {
+    distill__pool *P = &distill__the_pool;
+    if (!P->bf16_portable) {
         const char *e = getenv("DISTILL_BF16");
-        distill__bf16_portable_forced = e && !strcmp(e, "portable");
+        P->bf16_portable = (e && !strcmp(e, "portable")) ? 2 : 1;
     }
 #if defined(DISTILL__BF16_CC)
-    return !distill__bf16_portable_forced && distill__ops() == &distill__ops_avx512 && distill__bf16_cpu();
+    return P->bf16_portable == 1 && distill__ops() == &distill__ops_avx512 && distill__bf16_cpu();
 #else
     return 0;
 #endif
@@ -4420,10 +4425,6 @@ typedef struct distill__bgemm {
     size_t bpre_block;     /* its words per K block: Npad * DISTILL__KC / 2 */
 } distill__bgemm;
 
-/* The shared packed B of distill__bgemm_run (grown on first use, kept like the per-thread
-   scratch; only the thread that issues the product touches the pointer). */
-static uint32_t *distill__bf16_bbuf;
-static size_t distill__bf16_bbuf_words;
 
 /* Without scratch: the same sums element by element (rounded inputs, pairs in the kernels'
    order, one partial sum per K block). */
@@ -4563,12 +4564,15 @@ static void distill__bgemm_run(distill__bgemm *g) {
         size_t words;
         g->bpre_block = (size_t)npan * g->nr * (DISTILL__KC / 2);
         words = (size_t)nkb * g->bpre_block;
-        if (distill__bf16_bbuf_words < words) {
-            distill_free_aligned(distill__bf16_bbuf);
-            distill__bf16_bbuf = (uint32_t *)distill_alloc_aligned(words * sizeof(uint32_t), 64);
-            distill__bf16_bbuf_words = distill__bf16_bbuf ? words : 0;
+        /* the pool's shared packed B (grown on first use, kept like the per-thread scratch;
+           only the thread that issues the product touches the pointer) */
+        distill__pool *P = &distill__the_pool;
+        if (P->bf16_b_words < words) {
+            distill_free_aligned(P->bf16_b);
+            P->bf16_b = (uint32_t *)distill_alloc_aligned(words * sizeof(uint32_t), 64);
+            P->bf16_b_words = P->bf16_b ? words : 0;
         }
-        g->bpre = distill__bf16_bbuf;
+        g->bpre = P->bf16_b;
         if (g->bpre) distill_parallel_for(nkb * npan, 1, distill__bgemm_prepack_task, g);
     }
     distill_parallel_for((int64_t)tasks, 1, distill__bgemm_task, g);
@@ -11919,11 +11923,10 @@ DISTILL_API void distill_model_logits(distill_model *m, int b, float *out) {
 }
 
 DISTILL_API int distill_model_set_precision(distill_model *m, int precision) {
-    static int told;
     if (precision != DISTILL_PRECISION_FP32 && precision != DISTILL_PRECISION_BF16) return -1;
     ((distill__state *)m->internal)->bf16 = precision == DISTILL_PRECISION_BF16;
-    if (precision == DISTILL_PRECISION_BF16 && !distill__bf16_native() && !told) {
-        told = 1;
+    if (precision == DISTILL_PRECISION_BF16 && !distill__bf16_native() && !distill__the_pool.bf16_told) {
+        distill__the_pool.bf16_told = 1;   /* once per process */
         fprintf(stderr, "distill: BF16 matmuls take the portable path (%s; BF16 rounding + the FP32 %s kernels)\n",
                 distill__bf16_cpu() ? "forced" : "this CPU has no avx512_bf16", distill_simd_name());
     }

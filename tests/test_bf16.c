@@ -21,15 +21,15 @@ static const char *const isas[] = {"scalar", "avx2", "avx512", "neon"};
 static int set_path(int p) {
     if (p == N_ISAS) {
         distill_set_simd("avx512");
-        distill__bf16_portable_forced = 0;
+        distill__the_pool.bf16_portable = 1;
         return distill__bf16_native();
     }
     if (distill_set_simd(isas[p]) != 0) return 0;
-    distill__bf16_portable_forced = 1;
+    distill__the_pool.bf16_portable = 2;
     return 1;
 }
 static const char *path_name(int p) { return p == N_ISAS ? "vdpbf16ps" : isas[p]; }
-static void reset_path(void) { distill_set_simd(NULL); distill__bf16_portable_forced = -1; }
+static void reset_path(void) { distill_set_simd(NULL); distill__the_pool.bf16_portable = 0; }
 
 static float *rand_buf(distill_rng *r, size_t n, double scale) {
     float *p = (float *)malloc(n * sizeof(float) + 4);
