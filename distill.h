@@ -88,6 +88,8 @@
    ENVIRONMENT
        DISTILL_THREADS=n       worker threads (default: one per core)
        DISTILL_SIMD=scalar|avx2|avx512|neon   force a kernel set (tests, benchmarks)
+       DISTILL_BF16=portable   BF16 models: the portable path even where vdpbf16ps exists
+       DISTILL_BF16_ATTENTION=0   BF16 models: the attention's block products in FP32
 
    CONVENTIONS
        Errors: functions that can fail return 0 / a pointer on success and -1 / NULL on error,
