@@ -3911,14 +3911,40 @@ static void distill__gemm_block_ps(const distill__gemm *g, const float *pa, cons
     distill__gemm_block_ps((g), (pa), (pb), (size_t)(kb), (kb), (acc), (i0), (mb), (j0), (jr0), (jr1), (tmp))
 
 /* C rows [r0, r1) x columns [j0, j0 + nb): + bias, or the bias alone when K = 0 */
-static void distill__gemm_bias(const distill__gemm *g, int r0, int r1, int j0, int nb) {
+static void distill__add_bias(float *cm, size_t ldc, const float *bias, int K, int r0, int r1, int j0, int nb) {
     int i, j;
     for (i = r0; i < r1; i++)
         for (j = j0; j < j0 + nb; j++) {
-            float *c = g->c + (size_t)i * g->ldc + j;
-            float bj = g->bias ? g->bias[j] : 0.0f;
-            *c = g->K == 0 ? bj : *c + bj;
+            float *c = cm + (size_t)i * ldc + j;
+            float bj = bias ? bias[j] : 0.0f;
+            *c = K == 0 ? bj : *c + bj;
         }
+}
+#define distill__gemm_bias(g, r0, r1, j0, nb) distill__add_bias((g)->c, (g)->ldc, (g)->bias, (g)->K, (r0), (r1), (j0), (nb))
+
+/* The split of C (M,N) into tasks of (mc rows) x (nc columns), mc a multiple of MC: few big
+   tasks (the B block is packed once per task) but at least ~3 per thread so the threads finish
+   together. Returns the number of row tasks; tiles_n is the number of column tasks. */
+static int distill__gemm_plan(int M, int N, int nth, int *mc, int *nc, int *tiles_n) {
+    int blocks_m = (M + DISTILL__MC - 1) / DISTILL__MC, per;
+    *nc = DISTILL__NC;
+    while (nth > 1 && *nc > 64 && blocks_m * ((N + *nc - 1) / *nc) < 3 * nth) *nc /= 2;
+    *tiles_n = (N + *nc - 1) / *nc;
+    per = nth == 1 ? blocks_m : (blocks_m * *tiles_n) / (3 * nth);
+    if (per < 1) per = 1;
+    if (per > blocks_m) per = blocks_m;
+    *mc = per * DISTILL__MC;
+    return (M + *mc - 1) / *mc;
+}
+
+/* 1 inside a pool job (a nested product runs on its thread alone and must not use the pool's
+   shared buffers) */
+static int distill__pool_nested(void) {
+#if !defined(DISTILL_NO_THREADS)
+    return DISTILL__LOAD(&distill__the_pool.busy) != 0;
+#else
+    return 0;
+#endif
 }
 
 static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread) {
@@ -4049,23 +4075,13 @@ static void distill__reserve_scratch(distill__pool *P) {
     P->scratch_reserved = P->n_threads;
 }
 
-/* Split C into tasks of (mc rows) x (nc columns), mc a multiple of MC: few big tasks (the B
-   block is packed once per task) but at least ~3 per thread so the threads finish together. */
+/* The product on the pool: the plan's tasks, or the shared-B path below. */
 static void distill__gemm_run(distill__gemm *g) {
-    int nth = distill_get_threads(), blocks_m, blocks_n, per, tasks, row_tasks;
+    int nth = distill_get_threads(), row_tasks;
     if (g->M <= 0 || g->N <= 0) return;
     if (g->K <= 0 && g->accumulate) return;
     g->ops = distill__ops();
-    g->nc = DISTILL__NC;
-    blocks_m = (g->M + DISTILL__MC - 1) / DISTILL__MC;
-    while (nth > 1 && g->nc > 64 && blocks_m * ((g->N + g->nc - 1) / g->nc) < 3 * nth) g->nc /= 2;
-    blocks_n = (g->N + g->nc - 1) / g->nc;
-    per = nth == 1 ? blocks_m : (blocks_m * blocks_n) / (3 * nth);
-    if (per < 1) per = 1;
-    if (per > blocks_m) per = blocks_m;
-    g->mc = per * DISTILL__MC;
-    g->tiles_n = blocks_n;
-    row_tasks = (g->M + g->mc - 1) / g->mc;
+    row_tasks = distill__gemm_plan(g->M, g->N, nth, &g->mc, &g->nc, &g->tiles_n);
 #if !defined(DISTILL_NO_THREADS)
     /* B shared by the threads when these tasks would pack each B block more than once per
        thread, the block is big enough for that to matter, and each K block is enough work to
@@ -4074,13 +4090,12 @@ static void distill__gemm_run(distill__gemm *g) {
     if (nth > 1 && row_tasks > nth && g->K > 0 &&
         (size_t)g->N * (size_t)(g->K < DISTILL__KC ? g->K : DISTILL__KC) >= DISTILL__SHARED_MIN &&
         (double)g->M * g->N * (g->K < DISTILL__KC ? g->K : DISTILL__KC) >= 2e6 &&
-        distill__the_pool.shared_b && !DISTILL__LOAD(&distill__the_pool.busy) && distill__scratch_ready(nth)) {
+        distill__the_pool.shared_b && !distill__pool_nested() && distill__scratch_ready(nth)) {
         distill__gemm_run_shared(g, distill__the_pool.shared_b, nth);
         return;
     }
 #endif
-    tasks = row_tasks * blocks_n;
-    distill_parallel_for((int64_t)tasks, 1, distill__gemm_task, g);
+    distill_parallel_for((int64_t)row_tasks * g->tiles_n, 1, distill__gemm_task, g);
 }
 
 /* The same product on the calling thread only (from inside a task; `thread` picks the
@@ -4516,13 +4531,7 @@ static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int threa
                     }
             }
         }
-        if (!g->accumulate && (g->bias || g->K == 0))
-            for (i = r0; i < r1; i++)
-                for (j = j0; j < j0 + nb; j++) {
-                    float *c = g->c + (size_t)i * g->ldc + j;
-                    float bj = g->bias ? g->bias[j] : 0.0f;
-                    *c = g->K == 0 ? bj : *c + bj;
-                }
+        if (!g->accumulate && (g->bias || g->K == 0)) distill__add_bias(g->c, g->ldc, g->bias, g->K, r0, r1, j0, nb);
     }
 }
 
@@ -4544,31 +4553,22 @@ static void distill__bgemm_prepack_task(void *ctx, int64_t begin, int64_t end, i
    the same B block (more than one row task), the vdpbf16ps path packs B once up front instead,
    in parallel (the same words: no bit changes). */
 static void distill__bgemm_run(distill__bgemm *g) {
-    int nth = distill_get_threads(), blocks_m, blocks_n, per, tasks;
+    int nth = distill_get_threads(), row_tasks;
     if (g->M <= 0 || g->N <= 0) return;
     if (g->K <= 0 && g->accumulate) return;
     g->ops = distill__ops();
     g->native = distill__bf16_native();
     g->mr = g->native ? DISTILL__BF16_MR : g->ops->mr;
     g->nr = g->native ? DISTILL__BF16_NR : g->ops->nr;
-    g->nc = DISTILL__NC;
-    blocks_m = (g->M + DISTILL__MC - 1) / DISTILL__MC;
-    while (nth > 1 && g->nc > 64 && blocks_m * ((g->N + g->nc - 1) / g->nc) < 3 * nth) g->nc /= 2;
-    blocks_n = (g->N + g->nc - 1) / g->nc;
-    per = nth == 1 ? blocks_m : (blocks_m * blocks_n) / (3 * nth);
-    if (per < 1) per = 1;
-    if (per > blocks_m) per = blocks_m;
-    g->mc = per * DISTILL__MC;
-    g->tiles_n = blocks_n;
-    tasks = ((g->M + g->mc - 1) / g->mc) * blocks_n;
-    if (g->native && g->K > 0 && (g->M + g->mc - 1) / g->mc > 1) {
+    row_tasks = distill__gemm_plan(g->M, g->N, nth, &g->mc, &g->nc, &g->tiles_n);
+    if (g->native && g->K > 0 && row_tasks > 1 && !distill__pool_nested()) {
+        /* the pool's shared packed B (grown on first use, kept like the per-thread scratch;
+           only the thread that issues the product touches the pointer) */
+        distill__pool *P = &distill__the_pool;
         int64_t npan = (g->N + g->nr - 1) / g->nr, nkb = (g->K + DISTILL__KC - 1) / DISTILL__KC;
         size_t words;
         g->bpre_block = (size_t)npan * g->nr * (DISTILL__KC / 2);
         words = (size_t)nkb * g->bpre_block;
-        /* the pool's shared packed B (grown on first use, kept like the per-thread scratch;
-           only the thread that issues the product touches the pointer) */
-        distill__pool *P = &distill__the_pool;
         if (P->bf16_b_words < words) {
             distill_free_aligned(P->bf16_b);
             P->bf16_b = (uint32_t *)distill_alloc_aligned(words * sizeof(uint32_t), 64);
@@ -4577,7 +4577,7 @@ static void distill__bgemm_run(distill__bgemm *g) {
         g->bpre = P->bf16_b;
         if (g->bpre) distill_parallel_for(nkb * npan, 1, distill__bgemm_prepack_task, g);
     }
-    distill_parallel_for((int64_t)tasks, 1, distill__bgemm_task, g);
+    distill_parallel_for((int64_t)row_tasks * g->tiles_n, 1, distill__bgemm_task, g);
 }
 
 /* distill__gemm_serial with BF16 inputs: the attention blocks of a BF16 model. */
