@@ -4666,15 +4666,18 @@ static void distill__mm_backward(int bf16, float *dinp, float *dweight, float *d
    kstart for packed segments, lse saved, dq/dk/dv overwritten), but computed on blocks of 64
    queries x 64 keys with the matmul engine, so the FLOPs run in the FMA micro-kernel instead
    of one dot product per (query, key) pair:
-     forward, per (b, h, query block):   for each key block
+     forward, per (b, h): for each key block (packed once), for each query block at or after it
          S = Q K^T * scale   (masked: j < kstart[t] or j > t  ->  -inf)
          online softmax per row: m' = max(m, rowmax S), O *= exp(m - m'), l = l exp(m - m') + sum P,
          P = exp(S - m'),  O += P V
-       then O /= l, lse = m + log l.
+       then O /= l, lse = m + log l (each row keeps m and l across the key blocks).
      backward, per (b, kv head g) (the task owns dk, dv of g and dq of g's query heads),
-       D_t = dout_t . out_t, and for each query block and each key block before it:
+       D_t = dout_t . out_t, and for each key block (packed once), each query head of the group
+       and each query block at or after the key block:
          P = exp(S - lse),  dP = dO V^T,  dS = P (dP - D) * scale
          dV += P^T dO,  dK += dS^T Q,  dQ += dS K
+   Key blocks are the outer loop so that each is packed once (as B panels) for all the query
+   blocks that see it; the sums per float keep the order of the query-block-outer loop.
    Every float is produced by one task in a fixed order: identical for any thread count. */
 #define DISTILL__FA_Q 64
 #define DISTILL__FA_K 64
