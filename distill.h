@@ -3823,7 +3823,9 @@ DISTILL_API void distill_matmul_backward_ref(float *dinp, float *dweight, float 
 #define DISTILL__KC 256
 #define DISTILL__MC 96   /* multiple of 6 */
 #define DISTILL__NC 1024 /* multiple of every nr (2, 8, 16, 32); the B block (KC x NC, 1 MB) sits in L2/L3 */
-#define DISTILL__NCS 4096 /* columns of the B block packed once and shared by all threads (4 MB) */
+#define DISTILL__NCS 4096 /* columns of the B block packed once and shared by all threads (4 MB);
+                             the heuristic in distill__gemm_run only shares B for N < 3 NC, so
+                             its column loop runs once today */
 #ifndef DISTILL__SHARED_MIN
 #define DISTILL__SHARED_MIN 16384 /* floats of one B block (KC x N) from which threads share it */
 #endif
@@ -4690,8 +4692,6 @@ typedef struct {
     int bf16;   /* the block products with BF16 inputs (a model in DISTILL_PRECISION_BF16) */
 } distill__fa_ctx;
 
-#define DISTILL__FA_MM(c, ...) ((c)->bf16 ? distill__bgemm_serial(__VA_ARGS__) : distill__gemm_serial(__VA_ARGS__))
-
 /* Scale row i of the S block, mask keys outside [kstart, t], return 0 if none is visible. */
 static int distill__fa_mask_row(float *srow, int nk, int j0, int ks, int t, float scale) {
     int j, lo = ks - j0, hi = t - j0;
@@ -4907,8 +4907,8 @@ static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
                     if (!any) continue;
                     /* P = exp(Q K^T * scale - lse), dP = dO V^T */
                     if (c->bf16) {   /* BF16 block products: packed per call by the BF16 path */
-                        DISTILL__FA_MM(c, nq, nk, HS, qblk, qs, 1, c->k + kvoff, 1, ks, P, DISTILL__FA_K, 0, th);
-                        DISTILL__FA_MM(c, nq, nk, HS, doblk, qs, 1, c->v + kvoff, 1, ks, dS, DISTILL__FA_K, 0, th);
+                        distill__bgemm_serial(nq, nk, HS, qblk, qs, 1, c->k + kvoff, 1, ks, P, DISTILL__FA_K, 0, th);
+                        distill__bgemm_serial(nq, nk, HS, doblk, qs, 1, c->v + kvoff, 1, ks, dS, DISTILL__FA_K, 0, th);
                     } else {
                         distill__gemm_prepacked(nq, nk, HS, qblk, qs, 1, pk, P, DISTILL__FA_K, 0, pa, tmp);
                         distill__gemm_prepacked(nq, nk, HS, doblk, qs, 1, pvt, dS, DISTILL__FA_K, 0, pa, tmp);
@@ -4926,9 +4926,9 @@ static void distill__fa_bwd_task(void *p, int64_t b0, int64_t e0, int th) {
                     }
                     /* dV (nk, HS) += P^T dO;  dK (nk, HS) += dS^T Q;  dQ (nq, HS) += dS K */
                     if (c->bf16) {   /* BF16 block products: packed per call by the BF16 path */
-                        DISTILL__FA_MM(c, nk, HS, nq, P, 1, DISTILL__FA_K, doblk, qs, 1, c->dv + kvoff, ks, 1, th);
-                        DISTILL__FA_MM(c, nk, HS, nq, dS, 1, DISTILL__FA_K, qblk, qs, 1, c->dk + kvoff, ks, 1, th);
-                        DISTILL__FA_MM(c, nq, HS, nk, dS, DISTILL__FA_K, 1, c->k + kvoff, ks, 1, dqblk, qs, 1, th);
+                        distill__bgemm_serial(nk, HS, nq, P, 1, DISTILL__FA_K, doblk, qs, 1, c->dv + kvoff, ks, 1, th);
+                        distill__bgemm_serial(nk, HS, nq, dS, 1, DISTILL__FA_K, qblk, qs, 1, c->dk + kvoff, ks, 1, th);
+                        distill__bgemm_serial(nq, HS, nk, dS, DISTILL__FA_K, 1, c->k + kvoff, ks, 1, dqblk, qs, 1, th);
                     } else {
                         distill__gemm_serial(nk, HS, nq, P, 1, DISTILL__FA_K, doblk, qs, 1, c->dv + kvoff, ks, 1, th);
                         distill__gemm_serial(nk, HS, nq, dS, 1, DISTILL__FA_K, qblk, qs, 1, c->dk + kvoff, ks, 1, th);

@@ -84,7 +84,7 @@ static int check_matmul_shape(int BT, int C, int OC, int with_bias, distill_rng 
 }
 
 /* Odd edges around the micro-tile sizes (6 rows, 2..32 columns) and the block sizes (96, 256);
-   the last two cross the 4,096 columns of the threads' shared B block (BT, C, OC). */
+   the last two are wider than 4,096 columns (BT, C, OC). */
 static const int shapes[][3] = {
     {1, 1, 1}, {1, 7, 5}, {5, 3, 17}, {6, 16, 16}, {7, 33, 31}, {13, 64, 48}, {37, 300, 53},
     {97, 257, 65}, {64, 513, 40}, {130, 40, 290}, {2, 600, 3}, {300, 17, 9}, {9, 20, 4133}, {50, 4100, 70}};
@@ -135,8 +135,9 @@ static void test_matmul_zero_sizes(void) {
     CHECK(dx[0] == 1 && dx[3] == 1, "BT=0 backward touched dinp");
 }
 
-/* The same product with 1, 2 and 3 threads must give identical bits (the threads share the
-   packed B block above 16,384 floats; OC 4,203 also crosses its 4,096-column chunk). */
+/* The same product with 1, 2 and 3 threads must give identical bits. 301 x 520 x 203 takes the
+   shared-B path (several row tasks per thread; forward, dX and dW with 2 K blocks); the other
+   two take the per-task path (one row task per thread; a B block under 16,384 floats). */
 static void test_matmul_threads_bit_exact_shape(int BT, int C, int OC) {
     int nt, k;
     size_t n_out = (size_t)BT * OC, n_dx = (size_t)BT * C, n_dw = (size_t)OC * C;
