@@ -1061,6 +1061,21 @@ DISTILL_API int distill_model_set_precision(distill_model *m, int precision); /*
 DISTILL_API int distill_model_precision(const distill_model *m);
 DISTILL_API const char *distill_bf16_path(void);
 
+/* ---- BF16 weights, for inference and teachers ----------------------------------------
+   A model that only forwards (evaluates, generates, teaches) can hold its matrices (embedding,
+   projections, LM head) in BF16: half the memory of FP32 weights, and half the bytes each
+   decoded token streams, which is what batch-1 decoding is bound by. Norms and biases stay
+   FP32. The weights are rounded once (nearest even); from then on the model computes, to the
+   bit, what an FP32 model holding the rounded weights computes, in either precision (the
+   kernels widen BF16 exactly; activations stay FP32 unless the precision is BF16). The FP32
+   weights are released: training, checkpoints and llama2.c files then fail with a message;
+   safetensors export works (BF16 writes the weights as held). A generator, teacher or KD head
+   reads the weights at each call, so convert before or between uses, never during one.
+       distill_model *t = distill_model_load_bf16("teacher/", 8, 2048, NULL, &err);
+       or: m = distill_model_load(...); distill_model_to_bf16(m, &err);              the same */
+DISTILL_API int distill_model_to_bf16(distill_model *m, distill_error *err);   /* 0, or -1 out of memory */
+DISTILL_API int distill_model_is_bf16(const distill_model *m);                 /* 1 after distill_model_to_bf16 */
+
 /* ---- what a step reports, and the optimizer's settings ------------------------------- */
 
 /* What a forward pass reports over the supervised positions. */
@@ -1374,6 +1389,10 @@ DISTILL_API int distill_kd_head_set_cache_rows(distill_kd_head *h, const distill
    memory of a created one. */
 DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
                                               distill_tokenizer **tok_out, distill_error *err);
+/* The same, then distill_model_to_bf16 (API 6): weights held in BF16 for inference. The FP32
+   weights are read first and released after the conversion (peak: 1.5x the FP32 weights). */
+DISTILL_API distill_model *distill_model_load_bf16(const char *path, int max_batch, int max_seq,
+                                                   distill_tokenizer **tok_out, distill_error *err);
 
 /* Own checkpoint format (".dstl"): "DSTLCKPT" | u32 version | u32 0 | u64 json_len | u64 data_len
    | u32 crc32(json + data) | u32 crc32(the 36 bytes before it) | json | data. The JSON holds the
@@ -2101,9 +2120,11 @@ DISTILL_API double distill_plot_px_y(double y, double lo, double hi, int panel_h
 #if defined(__GNUC__) || defined(__clang__)
 #define DISTILL__PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define DISTILL__UNUSED __attribute__((unused))
+#define DISTILL__INLINE static inline __attribute__((always_inline))
 #else
 #define DISTILL__PRINTF(a, b)
 #define DISTILL__UNUSED
+#define DISTILL__INLINE static inline
 #endif
 
 #ifndef M_PI
@@ -2946,6 +2967,7 @@ static float *distill__thread_scratch(int thread, size_t floats) {
      DV_FMA(a,b,c)    a*b + c (fused where the ISA has it)   DV_ADD, DV_SUB, DV_MUL, DV_MAX, DV_MIN
      DV_HSUM, DV_HMAX horizontal reductions to a float       DV_ROUND to nearest integer value
      DV_DIV, DV_SQRT  IEEE division and square root (correctly rounded, as the scalar / and sqrtf)
+     DV_LOADH         DV_W BF16 values (uint16 bits) widened to floats, exactly (bits << 16)
      DV_CVTI, DVI_ADD, DVI_SUB, DVI_SET1, DVI_SRA1 (>> 1), DVI_SHL23 (<< 23), DV_CASTI (bits as float)
    The block below ("KERNEL BLOCK") is compiled once per kernel set: the implementation defines
    DISTILL__KERNEL_PASS (1 scalar, 2 AVX2, 3 AVX-512, 4 NEON) and includes this header again;
@@ -2979,6 +3001,7 @@ static float *distill__thread_scratch(int thread, size_t floats) {
 static float distill__i2f(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }
 static int32_t distill__sra1(int32_t i) { return i >= 0 ? i / 2 : -((1 - i) / 2); } /* floor(i/2) */
 static int32_t distill__f2i(float v) { return v == v ? (int32_t)v : 0; } /* NaN: any value will do */
+static float distill__h2f(uint16_t h) { return distill__i2f((int32_t)((uint32_t)h << 16)); } /* BF16 -> float */
 #define DV_T float
 #define DVI_T int32_t
 #define DV_W 1
@@ -3005,6 +3028,7 @@ static int32_t distill__f2i(float v) { return v == v ? (int32_t)v : 0; } /* NaN:
 #define DV_DIVONE(x) (1.0f / (x))
 #define DV_DIV(a, b) ((a) / (b))
 #define DV_SQRT(x) sqrtf(x)
+#define DV_LOADH(p) distill__h2f(*(p))
 #elif DISTILL__KERNEL_PASS == 2
 /* --- AVX2 + FMA (x86-64-v3), compiled with a per-function target attribute ----------- */
 #define DISTILL__K(name) name##_avx2
@@ -3051,6 +3075,7 @@ static DISTILL__KATTR float distill__hmax_avx2(__m256 v) {
 #define DV_DIVONE(x) _mm256_div_ps(_mm256_set1_ps(1.0f), (x))
 #define DV_DIV(a, b) _mm256_div_ps((a), (b))
 #define DV_SQRT(x) _mm256_sqrt_ps(x)
+#define DV_LOADH(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
 #elif DISTILL__KERNEL_PASS == 3
 /* --- AVX-512F ------------------------------------------------------------------------ */
 #define DISTILL__K(name) name##_avx512
@@ -3104,6 +3129,11 @@ static DISTILL__KATTR float distill__hmax_avx512(__m512 v) {
 #define DV_DIVONE(x) _mm512_div_ps(_mm512_set1_ps(1.0f), (x))
 #define DV_DIV(a, b) _mm512_div_ps((a), (b))
 #define DV_SQRT(x) _mm512_mask_sqrt_ps((x), DISTILL__K16, (x))
+static DISTILL__KATTR __m512 distill__loadh_avx512(const uint16_t *p) {
+    __m512i w = _mm512_maskz_cvtepu16_epi32(DISTILL__K16, _mm256_loadu_si256((const __m256i *)(const void *)p));
+    return _mm512_castsi512_ps(_mm512_mask_slli_epi32(w, DISTILL__K16, w, 16));
+}
+#define DV_LOADH(p) distill__loadh_avx512(p)
 #elif DISTILL__KERNEL_PASS == 4
 /* --- NEON (aarch64: always present, no run-time check needed) ------------------------- */
 #define DISTILL__K(name) name##_neon
@@ -3135,6 +3165,7 @@ static DISTILL__KATTR float distill__hmax_avx512(__m512 v) {
 #define DV_DIVONE(x) vdivq_f32(vdupq_n_f32(1.0f), (x))
 #define DV_DIV(a, b) vdivq_f32((a), (b))
 #define DV_SQRT(x) vsqrtq_f32(x)
+#define DV_LOADH(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16))
 #endif
 
 /* exp(x) for a vector (used by the softmax primitives):
@@ -3209,78 +3240,100 @@ static DISTILL__KATTR void DISTILL__K(distill__ukernel)(int kc, const float *a, 
     DV_STORE(c + 5 * ldc, c50); DV_STORE(c + 5 * ldc + DV_W, c51);
 }
 
+/* The weight operand of dot and gemv: FP32 (b, w) or BF16 bits widened exactly (b16, w16; the
+   other pointer NULL). Each kernel below is one body, always inlined into an FP32 and a BF16
+   variant with the unused pointer a constant NULL, so the compiler keeps one branch: a BF16
+   weight gives the bits the FP32 weight it widens to would give. */
+#define DISTILL__WLOAD(w, w16, i) ((w16) ? DV_LOADH((w16) + (i)) : DV_LOAD((w) + (i)))
+#define DISTILL__WAT(w, w16, i) ((w16) ? distill__h2f((w16)[i]) : (w)[i])
+
 /* sum a[i]*b[i]: four independent vector accumulators, combined in a fixed order. */
-static DISTILL__KATTR float DISTILL__K(distill__dot)(const float *a, const float *b, int n) {
+DISTILL__INLINE DISTILL__KATTR float DISTILL__K(distill__dotw)(const float *a, const float *b, const uint16_t *b16, int n) {
     DV_T s0 = DV_ZERO(), s1 = DV_ZERO(), s2 = DV_ZERO(), s3 = DV_ZERO();
     int i = 0;
     float s;
     for (; i + 4 * DV_W <= n; i += 4 * DV_W) {
-        s0 = DV_FMA(DV_LOAD(a + i), DV_LOAD(b + i), s0);
-        s1 = DV_FMA(DV_LOAD(a + i + DV_W), DV_LOAD(b + i + DV_W), s1);
-        s2 = DV_FMA(DV_LOAD(a + i + 2 * DV_W), DV_LOAD(b + i + 2 * DV_W), s2);
-        s3 = DV_FMA(DV_LOAD(a + i + 3 * DV_W), DV_LOAD(b + i + 3 * DV_W), s3);
+        s0 = DV_FMA(DV_LOAD(a + i), DISTILL__WLOAD(b, b16, i), s0);
+        s1 = DV_FMA(DV_LOAD(a + i + DV_W), DISTILL__WLOAD(b, b16, i + DV_W), s1);
+        s2 = DV_FMA(DV_LOAD(a + i + 2 * DV_W), DISTILL__WLOAD(b, b16, i + 2 * DV_W), s2);
+        s3 = DV_FMA(DV_LOAD(a + i + 3 * DV_W), DISTILL__WLOAD(b, b16, i + 3 * DV_W), s3);
     }
-    for (; i + DV_W <= n; i += DV_W) s0 = DV_FMA(DV_LOAD(a + i), DV_LOAD(b + i), s0);
+    for (; i + DV_W <= n; i += DV_W) s0 = DV_FMA(DV_LOAD(a + i), DISTILL__WLOAD(b, b16, i), s0);
     s = DV_HSUM(DV_ADD(DV_ADD(s0, s1), DV_ADD(s2, s3)));
-    for (; i < n; i++) s += a[i] * b[i];
+    for (; i < n; i++) s += a[i] * DISTILL__WAT(b, b16, i);
     return s;
+}
+static DISTILL__KATTR float DISTILL__K(distill__dot)(const float *a, const float *b, int n) {
+    return DISTILL__K(distill__dotw)(a, b, NULL, n);
 }
 
 /* Matrix-vector product for decoding: y[o] = x . w[o] for rows o < rows of w (ldw floats
    apart), n terms each. The weights are streamed once, so this is memory-bound: four rows at a
    time share each load of x, with two accumulators per row (eight FMA chains) and one
    horizontal sum per row. A row's arithmetic is the same in a group of four and alone (the
-   remainder loop repeats it), so how rows are grouped or split over threads never changes y. */
-static DISTILL__KATTR void DISTILL__K(distill__gemv)(float *y, const float *x, const float *w, size_t ldw,
-                                                    int rows, int n) {
+   remainder loop repeats it), so how rows are grouped or split over threads never changes y.
+   w16: the weights as BF16 (w NULL), half the bytes to stream. */
+DISTILL__INLINE DISTILL__KATTR void DISTILL__K(distill__gemvw)(float *y, const float *x, const float *w,
+                                                              const uint16_t *w16, size_t ldw, int rows, int n) {
     int o = 0, k;
 #if defined(DISTILL__GEMV_BY_ROW)
-    for (; o < rows; o++) y[o] = DISTILL__K(distill__dot)(x, w + (size_t)o * ldw, n);
+    for (; o < rows; o++)
+        y[o] = DISTILL__K(distill__dotw)(x, w16 ? NULL : w + (size_t)o * ldw, w16 ? w16 + (size_t)o * ldw : NULL, n);
     (void)k;
     return;
 #endif
     for (; o + 4 <= rows; o += 4) {
-        const float *w0 = w + (size_t)o * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        size_t r0 = (size_t)o * ldw, r1 = r0 + ldw, r2 = r1 + ldw, r3 = r2 + ldw;
         DV_T a0 = DV_ZERO(), a1 = DV_ZERO(), a2 = DV_ZERO(), a3 = DV_ZERO();
         DV_T b0 = DV_ZERO(), b1 = DV_ZERO(), b2 = DV_ZERO(), b3 = DV_ZERO(), x0, x1;
         float s0, s1, s2, s3;
         for (k = 0; k + 2 * DV_W <= n; k += 2 * DV_W) {
             x0 = DV_LOAD(x + k);
             x1 = DV_LOAD(x + k + DV_W);
-            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0); b0 = DV_FMA(x1, DV_LOAD(w0 + k + DV_W), b0);
-            a1 = DV_FMA(x0, DV_LOAD(w1 + k), a1); b1 = DV_FMA(x1, DV_LOAD(w1 + k + DV_W), b1);
-            a2 = DV_FMA(x0, DV_LOAD(w2 + k), a2); b2 = DV_FMA(x1, DV_LOAD(w2 + k + DV_W), b2);
-            a3 = DV_FMA(x0, DV_LOAD(w3 + k), a3); b3 = DV_FMA(x1, DV_LOAD(w3 + k + DV_W), b3);
+            a0 = DV_FMA(x0, DISTILL__WLOAD(w, w16, r0 + k), a0); b0 = DV_FMA(x1, DISTILL__WLOAD(w, w16, r0 + k + DV_W), b0);
+            a1 = DV_FMA(x0, DISTILL__WLOAD(w, w16, r1 + k), a1); b1 = DV_FMA(x1, DISTILL__WLOAD(w, w16, r1 + k + DV_W), b1);
+            a2 = DV_FMA(x0, DISTILL__WLOAD(w, w16, r2 + k), a2); b2 = DV_FMA(x1, DISTILL__WLOAD(w, w16, r2 + k + DV_W), b2);
+            a3 = DV_FMA(x0, DISTILL__WLOAD(w, w16, r3 + k), a3); b3 = DV_FMA(x1, DISTILL__WLOAD(w, w16, r3 + k + DV_W), b3);
         }
         if (k + DV_W <= n) {
             x0 = DV_LOAD(x + k);
-            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0); a1 = DV_FMA(x0, DV_LOAD(w1 + k), a1);
-            a2 = DV_FMA(x0, DV_LOAD(w2 + k), a2); a3 = DV_FMA(x0, DV_LOAD(w3 + k), a3);
+            a0 = DV_FMA(x0, DISTILL__WLOAD(w, w16, r0 + k), a0); a1 = DV_FMA(x0, DISTILL__WLOAD(w, w16, r1 + k), a1);
+            a2 = DV_FMA(x0, DISTILL__WLOAD(w, w16, r2 + k), a2); a3 = DV_FMA(x0, DISTILL__WLOAD(w, w16, r3 + k), a3);
             k += DV_W;
         }
         s0 = DV_HSUM(DV_ADD(a0, b0)); s1 = DV_HSUM(DV_ADD(a1, b1));
         s2 = DV_HSUM(DV_ADD(a2, b2)); s3 = DV_HSUM(DV_ADD(a3, b3));
-        for (; k < n; k++) { s0 += x[k] * w0[k]; s1 += x[k] * w1[k]; s2 += x[k] * w2[k]; s3 += x[k] * w3[k]; }
+        for (; k < n; k++) {
+            s0 += x[k] * DISTILL__WAT(w, w16, r0 + k); s1 += x[k] * DISTILL__WAT(w, w16, r1 + k);
+            s2 += x[k] * DISTILL__WAT(w, w16, r2 + k); s3 += x[k] * DISTILL__WAT(w, w16, r3 + k);
+        }
         y[o] = s0; y[o + 1] = s1; y[o + 2] = s2; y[o + 3] = s3;
     }
     for (; o < rows; o++) {   /* the same per-row arithmetic, one row */
-        const float *w0 = w + (size_t)o * ldw;
+        size_t r0 = (size_t)o * ldw;
         DV_T a0 = DV_ZERO(), b0 = DV_ZERO(), x0, x1;
         float s0;
         for (k = 0; k + 2 * DV_W <= n; k += 2 * DV_W) {
             x0 = DV_LOAD(x + k);
             x1 = DV_LOAD(x + k + DV_W);
-            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0); b0 = DV_FMA(x1, DV_LOAD(w0 + k + DV_W), b0);
+            a0 = DV_FMA(x0, DISTILL__WLOAD(w, w16, r0 + k), a0); b0 = DV_FMA(x1, DISTILL__WLOAD(w, w16, r0 + k + DV_W), b0);
         }
         if (k + DV_W <= n) {
             x0 = DV_LOAD(x + k);
-            a0 = DV_FMA(x0, DV_LOAD(w0 + k), a0);
+            a0 = DV_FMA(x0, DISTILL__WLOAD(w, w16, r0 + k), a0);
             k += DV_W;
         }
         s0 = DV_HSUM(DV_ADD(a0, b0));
-        for (; k < n; k++) s0 += x[k] * w0[k];
+        for (; k < n; k++) s0 += x[k] * DISTILL__WAT(w, w16, r0 + k);
         y[o] = s0;
     }
+}
+static DISTILL__KATTR void DISTILL__K(distill__gemv)(float *y, const float *x, const float *w, size_t ldw, int rows, int n) {
+    DISTILL__K(distill__gemvw)(y, x, w, NULL, ldw, rows, n);
+}
+static DISTILL__KATTR void DISTILL__K(distill__gemv16)(float *y, const float *x, const uint16_t *w16, size_t ldw,
+                                                      int rows, int n) {
+    DISTILL__K(distill__gemvw)(y, x, NULL, w16, ldw, rows, n);
 }
 
 /* y += a*x */
@@ -3618,7 +3671,7 @@ static const distill__isa_ops DISTILL__K(distill__ops) = {
     DISTILL__K(distill__exp_sum), DISTILL__K(distill__swiglu_fwd), DISTILL__K(distill__swiglu_bwd),
     DISTILL__K(distill__gemv), DISTILL__K(distill__rms_row), DISTILL__K(distill__rms_bwd_row),
     DISTILL__K(distill__rms_dw_row), DISTILL__K(distill__adamw), DISTILL__K(distill__exp_sum_sz),
-    DISTILL__K(distill__ds_row)
+    DISTILL__K(distill__ds_row), DISTILL__K(distill__gemv16)
 };
 #undef DV_T
 #undef DVI_T
@@ -3646,6 +3699,9 @@ static const distill__isa_ops DISTILL__K(distill__ops) = {
 #undef DV_DIVONE
 #undef DV_DIV
 #undef DV_SQRT
+#undef DV_LOADH
+#undef DISTILL__WLOAD
+#undef DISTILL__WAT
 #undef DISTILL__K16
 #undef DISTILL__GEMV_BY_ROW
 #undef DISTILL__K
@@ -3679,6 +3735,7 @@ struct distill__isa_ops {
     void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, const float *k);
     float (*exp_sum_sz)(float *z, float shift, int n, float *sz);
     void (*ds_row)(float *d, const float *p, float D, float scale, int n);
+    void (*gemv16)(float *y, const float *x, const uint16_t *w16, size_t ldw, int rows, int n);
 };
 
 /* BF16 packing in scalar code ("BF16 matrix products" below); the vectorised one falls back to it */
@@ -3834,6 +3891,7 @@ typedef struct distill__gemm {
     int M, N, K;
     const float *a; size_t rsa, csa;
     const float *b; size_t rsb, csb;
+    const uint16_t *b16;   /* or B as BF16 bits (a model's BF16 weights; b NULL), widened when packed */
     float *c; size_t ldc;
     const float *bias;
     int accumulate;
@@ -3875,13 +3933,33 @@ static void distill__pack(float *dst, const float *src, size_t rs, size_t cs, in
     }
 }
 
+/* distill__pack from BF16 bits, widened exactly: the panels of the FP32 values they hold. */
+static void distill__pack16(float *dst, const uint16_t *src, size_t rs, size_t cs, int h, int w, int kb) {
+    int r, k;
+    for (k = 0; k < kb; k++, dst += w) {
+        const uint16_t *s = src + (size_t)k * cs;
+        for (r = 0; r < h; r++) dst[r] = distill__h2f(s[(size_t)r * rs]);
+        for (; r < w; r++) dst[r] = 0.0f;
+    }
+}
+
+/* One NR-column panel of B (columns j.. j+h, K rows p0.. p0+kb), from FP32 or BF16. */
+static void distill__gemm_pack_bpanel(const distill__gemm *g, float *dst, int p0, int j, int h, int kb) {
+    size_t at = (size_t)p0 * g->rsb + (size_t)j * g->csb;
+    if (g->b16) distill__pack16(dst, g->b16 + at, g->csb, g->rsb, h, g->ops->nr, kb);
+    else distill__pack(dst, g->b + at, g->csb, g->rsb, h, g->ops->nr, kb);
+}
+
 /* The tile without packing (only if the scratch could not be allocated): same math, slower. */
 static void distill__gemm_tile_naive(const distill__gemm *g, int i0, int j0, int mb, int nb) {
     int i, j, k;
     for (i = i0; i < i0 + mb; i++)
         for (j = j0; j < j0 + nb; j++) {
             float s = 0.0f, *c = g->c + (size_t)i * g->ldc + j;
-            for (k = 0; k < g->K; k++) s += g->a[i * g->rsa + k * g->csa] * g->b[k * g->rsb + j * g->csb];
+            for (k = 0; k < g->K; k++) {
+                size_t at = (size_t)k * g->rsb + (size_t)j * g->csb;
+                s += g->a[i * g->rsa + k * g->csa] * (g->b16 ? distill__h2f(g->b16[at]) : g->b[at]);
+            }
             *c = g->accumulate ? *c + s : s + (g->bias ? g->bias[j] : 0.0f);
         }
 }
@@ -3969,8 +4047,7 @@ static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread
             int acc = g->accumulate || p0 > 0;
             /* the B block (kb x nb) once per task and K block, shared by all row blocks */
             for (jr = 0; jr < nb; jr += NR)
-                distill__pack(pb + (size_t)jr * kb, g->b + (size_t)p0 * g->rsb + (size_t)(j0 + jr) * g->csb,
-                              g->csb, g->rsb, nb - jr < NR ? nb - jr : NR, NR, kb);
+                distill__gemm_pack_bpanel(g, pb + (size_t)jr * kb, p0, j0 + jr, nb - jr < NR ? nb - jr : NR, kb);
             for (i0 = r0; i0 < r1; i0 += MC) {
                 int mb = r1 - i0 < MC ? r1 - i0 : MC;
                 for (ir = 0; ir < mb; ir += MR)
@@ -4004,8 +4081,7 @@ static void distill__gemm_pack_task(void *ctx, int64_t begin, int64_t end, int t
     (void)thread;
     for (t = begin; t < end; t++) {
         int jr = (int)t * NR;
-        distill__pack(sh->pb + (size_t)jr * sh->kb, g->b + (size_t)sh->p0 * g->rsb + (size_t)(sh->j0 + jr) * g->csb,
-                      g->csb, g->rsb, sh->nb - jr < NR ? sh->nb - jr : NR, NR, sh->kb);
+        distill__gemm_pack_bpanel(g, sh->pb + (size_t)jr * sh->kb, sh->p0, sh->j0 + jr, sh->nb - jr < NR ? sh->nb - jr : NR, sh->kb);
     }
 }
 
@@ -4249,6 +4325,22 @@ DISTILL_API void distill_matmul_forward(float *out, const float *inp, const floa
     distill__prof_end(pr_);
 }
 
+/* distill_matmul_forward with the weight as BF16 bits (a model's BF16 weights), FP32 products:
+   the same panels and bits as the FP32 weights they widen to (never BLAS: it cannot read BF16) */
+static void distill__matmul_forward_w16(float *out, const float *inp, const uint16_t *w16,
+                                        const float *bias, int BT, int C, int OC) {
+    distill__gemm g;
+    int pr_ = distill__prof_beginf("matmul fwd w16 [%dx%dx%d]", BT, OC, C);
+    memset(&g, 0, sizeof g);
+    g.M = BT; g.N = OC; g.K = C;
+    g.a = inp; g.rsa = (size_t)C; g.csa = 1;
+    g.b16 = w16; g.rsb = 1; g.csb = (size_t)C;
+    g.c = out; g.ldc = (size_t)OC;
+    g.bias = bias;
+    distill__gemm_run(&g);
+    distill__prof_end(pr_);
+}
+
 DISTILL_API void distill_matmul_backward(float *dinp, float *dweight, float *dbias,
                                          const float *dout, const float *inp,
                                          const float *weight, int BT, int C, int OC) {
@@ -4431,10 +4523,36 @@ static void distill__bf16_packf(float *dst, const float *src, size_t rs, size_t 
 #define DISTILL__BF16_PACK2 distill__bf16_pack2
 #endif
 
+/* The same two layouts from B already in BF16 (a model's BF16 weights). Each value goes through
+   distill__bf16_bits like a float would, which keeps it (it is a BF16 value) except that a
+   denormal becomes a signed zero: the words the float path packs for the widened weights. */
+static uint32_t distill__bf16_rebits(uint16_t h) { return distill__bf16_bits(distill__h2f(h)); }
+static void distill__bf16_pack2h(uint32_t *dst, const uint16_t *src, size_t rs, size_t cs, int h, int w, int kb) {
+    int kp = (kb + 1) / 2, p, r;
+    for (p = 0; p < kp; p++, dst += w) {
+        const uint16_t *s0 = src + (size_t)(2 * p) * cs;
+        for (r = 0; r < h; r++)
+            dst[r] = distill__bf16_rebits(s0[(size_t)r * rs]) |
+                     (2 * p + 1 < kb ? distill__bf16_rebits(s0[cs + (size_t)r * rs]) << 16 : 0u);
+        for (; r < w; r++) dst[r] = 0;
+    }
+}
+static void distill__bf16_packfh(float *dst, const uint16_t *src, size_t rs, size_t cs, int h, int w, int kb) {
+    int ke = (kb + 1) & ~1, q, r;
+    for (q = 0; q < ke; q++, dst += w) {
+        int k = q ^ 1;
+        r = 0;
+        if (k < kb)
+            for (; r < h; r++) dst[r] = distill__bf16_float(distill__bf16_rebits(src[(size_t)k * cs + (size_t)r * rs]));
+        for (; r < w; r++) dst[r] = 0.0f;
+    }
+}
+
 typedef struct distill__bgemm {
     int M, N, K;
     const float *a; size_t rsa, csa;
     const float *b; size_t rsb, csb;
+    const uint16_t *b16;   /* or B already in BF16 (a model's BF16 weights; b NULL) */
     float *c; size_t ldc;
     const float *bias;
     int accumulate, native;
@@ -4457,9 +4575,10 @@ static void distill__bgemm_tile_naive(const distill__bgemm *g, int i0, int j0, i
                 float s = 0.0f;
                 for (k = 0; k < ke; k++) {
                     int kk = p0 + (k ^ 1);
+                    size_t at = (size_t)kk * g->rsb + (size_t)j * g->csb;
                     if ((k ^ 1) < kb)
                         s += distill__bf16_round(g->a[i * g->rsa + (size_t)kk * g->csa]) *
-                             distill__bf16_round(g->b[(size_t)kk * g->rsb + j * g->csb]);
+                             (g->b16 ? distill__bf16_float(distill__bf16_rebits(g->b16[at])) : distill__bf16_round(g->b[at]));
                 }
                 t = (g->accumulate || p0 > 0) ? t + s : s;
             }
@@ -4493,10 +4612,12 @@ static void distill__bgemm_task(void *ctx, int64_t begin, int64_t end, int threa
                 pbk = (const float *)(g->bpre + (size_t)(p0 / DISTILL__KC) * g->bpre_block + (size_t)j0 * kk);
             else
                 for (jr = 0; jr < nb; jr += NR) {
-                    const float *src = g->b + (size_t)p0 * g->rsb + (size_t)(j0 + jr) * g->csb;
+                    size_t at = (size_t)p0 * g->rsb + (size_t)(j0 + jr) * g->csb;
                     int w = nb - jr < NR ? nb - jr : NR;
-                    if (g->native) DISTILL__BF16_PACK2((uint32_t *)pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
-                    else distill__bf16_packf(pb + (size_t)jr * kk, src, g->csb, g->rsb, w, NR, kb);
+                    if (g->b16 && g->native) distill__bf16_pack2h((uint32_t *)pb + (size_t)jr * kk, g->b16 + at, g->csb, g->rsb, w, NR, kb);
+                    else if (g->b16) distill__bf16_packfh(pb + (size_t)jr * kk, g->b16 + at, g->csb, g->rsb, w, NR, kb);
+                    else if (g->native) DISTILL__BF16_PACK2((uint32_t *)pb + (size_t)jr * kk, g->b + at, g->csb, g->rsb, w, NR, kb);
+                    else distill__bf16_packf(pb + (size_t)jr * kk, g->b + at, g->csb, g->rsb, w, NR, kb);
                 }
             for (i0 = r0; i0 < r1; i0 += MC) {
                 int mb = r1 - i0 < MC ? r1 - i0 : MC;
@@ -4546,8 +4667,10 @@ static void distill__bgemm_prepack_task(void *ctx, int64_t begin, int64_t end, i
         int p0 = (int)(t / npan) * DISTILL__KC, j = (int)(t % npan) * g->nr;
         int kb = g->K - p0 < DISTILL__KC ? g->K - p0 : DISTILL__KC, kk = (kb + 1) / 2;
         int w = g->N - j < g->nr ? g->N - j : g->nr;
-        DISTILL__BF16_PACK2(g->bpre + (size_t)(p0 / DISTILL__KC) * g->bpre_block + (size_t)j * kk,
-                            g->b + (size_t)p0 * g->rsb + (size_t)j * g->csb, g->csb, g->rsb, w, g->nr, kb);
+        size_t at = (size_t)p0 * g->rsb + (size_t)j * g->csb;
+        uint32_t *dst = g->bpre + (size_t)(p0 / DISTILL__KC) * g->bpre_block + (size_t)j * kk;
+        if (g->b16) distill__bf16_pack2h(dst, g->b16 + at, g->csb, g->rsb, w, g->nr, kb);
+        else DISTILL__BF16_PACK2(dst, g->b + at, g->csb, g->rsb, w, g->nr, kb);
     }
 }
 
@@ -4605,14 +4728,14 @@ static void distill__bgemm_serial(int M, int N, int K, const float *a, size_t rs
 }
 
 /* distill_matmul_forward / _backward with BF16 inputs (same shapes and contract). */
-static void distill__matmul_forward_bf16(float *out, const float *inp, const float *weight,
+static void distill__matmul_forward_bf16(float *out, const float *inp, const float *weight, const uint16_t *w16,
                                          const float *bias, int BT, int C, int OC) {
     distill__bgemm g;
     int pr_ = distill__prof_beginf("matmul fwd bf16 [%dx%dx%d]", BT, OC, C);
     memset(&g, 0, sizeof g);
     g.M = BT; g.N = OC; g.K = C;
     g.a = inp; g.rsa = (size_t)C; g.csa = 1;
-    g.b = weight; g.rsb = 1; g.csb = (size_t)C;
+    g.b = weight; g.b16 = w16; g.rsb = 1; g.csb = (size_t)C;
     g.c = out; g.ldc = (size_t)OC;
     g.bias = bias;
     distill__bgemm_run(&g);
@@ -4649,10 +4772,12 @@ static void distill__matmul_backward_bf16(float *dinp, float *dweight, float *db
     if (dbias) distill_matmul_backward(NULL, NULL, dbias, dout, inp, weight, BT, C, OC);
 }
 
-/* The products of a model: FP32 or BF16 by the model's precision. */
-static void distill__mm_forward(int bf16, float *out, const float *inp, const float *weight,
+/* The products of a model: FP32 or BF16 by the model's precision; w16: the weight held in
+   BF16 (distill_model_to_bf16; weight NULL) */
+static void distill__mm_forward(int bf16, float *out, const float *inp, const float *weight, const uint16_t *w16,
                                 const float *bias, int BT, int C, int OC) {
-    if (bf16) distill__matmul_forward_bf16(out, inp, weight, bias, BT, C, OC);
+    if (bf16) distill__matmul_forward_bf16(out, inp, weight, w16, bias, BT, C, OC);
+    else if (w16) distill__matmul_forward_w16(out, inp, w16, bias, BT, C, OC);
     else distill_matmul_forward(out, inp, weight, bias, BT, C, OC);
 }
 static void distill__mm_backward(int bf16, float *dinp, float *dweight, float *dbias, const float *dout,
@@ -10917,7 +11042,7 @@ DISTILL_API int distill_config_validate(const distill_config *c, distill_error *
    position that is not part of the sequence (past its row's length): its row is zero.
    backward: dtable[tokens[n]] += dout[n]. Parallel over column blocks, each summing over n
    in order, so repeated tokens accumulate deterministically. */
-typedef struct { float *out; const float *table, *dout; const int32_t *tok; int N, C; } distill__emb_ctx;
+typedef struct { float *out; const float *table, *dout; const uint16_t *table16; const int32_t *tok; int N, C; } distill__emb_ctx;
 
 static void distill__emb_fwd_task(void *p, int64_t b, int64_t e, int th) {
     distill__emb_ctx *c = (distill__emb_ctx *)p;
@@ -10925,16 +11050,27 @@ static void distill__emb_fwd_task(void *p, int64_t b, int64_t e, int th) {
     (void)th;
     for (n = b; n < e; n++) {
         float *o = c->out + (size_t)n * c->C;
+        int j;
         if (c->tok[n] < 0) memset(o, 0, sizeof(float) * (size_t)c->C);
+        else if (c->table16)   /* a BF16 table: widened exactly */
+            for (j = 0; j < c->C; j++) o[j] = distill__h2f(c->table16[(size_t)c->tok[n] * c->C + j]);
         else memcpy(o, c->table + (size_t)c->tok[n] * c->C, sizeof(float) * (size_t)c->C);
     }
 }
 DISTILL_API void distill_embedding_forward(float *out, const int32_t *tokens, const float *table, int N, int C) {
     int pr_ = distill__prof_begin("embedding fwd");
     distill__emb_ctx c;
-    c.out = out; c.table = table; c.dout = NULL; c.tok = tokens; c.N = N; c.C = C;
+    memset(&c, 0, sizeof c);
+    c.out = out; c.table = table; c.tok = tokens; c.N = N; c.C = C;
     distill_parallel_for(N, 64, distill__emb_fwd_task, &c);
     distill__prof_end(pr_);
+}
+/* The same from a BF16 table (a model after distill_model_to_bf16) */
+static void distill__embedding_forward16(float *out, const int32_t *tokens, const uint16_t *table16, int N, int C) {
+    distill__emb_ctx c;
+    memset(&c, 0, sizeof c);
+    c.out = out; c.table16 = table16; c.tok = tokens; c.N = N; c.C = C;
+    distill_parallel_for(N, 64, distill__emb_fwd_task, &c);
 }
 static void distill__emb_bwd_task(void *p, int64_t b, int64_t e, int th) {
     distill__emb_ctx *c = (distill__emb_ctx *)p;
@@ -10953,7 +11089,7 @@ static void distill__emb_bwd_task(void *p, int64_t b, int64_t e, int th) {
 DISTILL_API void distill_embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int N, int C) {
     int pr_ = distill__prof_begin("embedding bwd");
     distill__emb_ctx c;
-    c.out = dtable; c.table = NULL; c.dout = dout; c.tok = tokens; c.N = N; c.C = C;
+    c.out = dtable; c.table = NULL; c.table16 = NULL; c.dout = dout; c.tok = tokens; c.N = N; c.C = C;
     distill_parallel_for(C, 32, distill__emb_bwd_task, &c);
     distill__prof_end(pr_);
 }
@@ -11371,6 +11507,9 @@ DISTILL_API void distill_ce_head_loss(void *ctx, const int64_t *pos, int n, floa
 /* ===================================================================================== */
 
 /* Private state: activations saved for the backward pass, scratch, and the last batch. */
+/* A layer's matrices in BF16 (a model after distill_model_to_bf16), beside distill_layer_params */
+typedef struct { const uint16_t *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down; } distill__layer16;
+
 typedef struct distill__state {
     void *block;           /* the one activation allocation */
     size_t bytes;          /* its size (what distill_model_activation_bytes predicts) */
@@ -11405,7 +11544,18 @@ typedef struct distill__state {
     double *inv_freq;                /* RoPE frequencies (HS/2) of the config (rope_scaling included) */
     float *rope_cs, *rope_sn;        /* cos and sin of each position's angles (BT, HS/2), per forward */
     int bf16;                        /* DISTILL_PRECISION_BF16: the linear layers' products in BF16 */
+    /* BF16 weights (distill_model_to_bf16; NULL before): the matrices as BF16 bits in the params
+       layout (w16 + a tensor's offset), per-layer views of them, and the FP32 vectors (norms,
+       biases) moved to `vecs` (vec_at[tensor]: its offset there, or (size_t)-1 for a matrix) */
+    uint16_t *w16;
+    distill__layer16 *l16;
+    const uint16_t *tok_emb16, *lm_head16;
+    float *vecs;
+    size_t *vec_at;
 } distill__state;
+
+/* The BF16 copy of a layer's matrix f (NULL in a model with FP32 weights) */
+#define DISTILL__W16(s, l, f) ((s)->l16 ? (s)->l16[l].f : NULL)
 
 #define DISTILL__CE_BLOCK 4          /* rows per loss-callback call (one statistics slot each) */
 #define DISTILL__NORM_BLOCK 65536    /* floats per partial of the gradient norm */
@@ -11573,6 +11723,7 @@ DISTILL_API void distill_model_init_params(distill_model *m, uint64_t seed) {
     distill_rng rng;
     int i;
     float rstd = m->cfg.init_std / sqrtf(2.0f * (float)m->cfg.n_layers);
+    if (!m->params) return;   /* BF16 weights only (distill_model_to_bf16) */
     distill_rng_seed(&rng, seed);
     memset(m->params, 0, sizeof(float) * m->num_floats);
     for (i = 0; i < m->n_tensors; i++) {
@@ -11594,6 +11745,10 @@ DISTILL_API void distill_model_free(distill_model *m) {
     s = (distill__state *)m->internal;
     if (s) {
         distill_free_aligned(s->block);
+        distill_free_aligned(s->w16);
+        distill_free_aligned(s->vecs);
+        DISTILL_FREE(s->l16);
+        DISTILL_FREE(s->vec_at);
         DISTILL_FREE(s->norm_parts);
         DISTILL_FREE(s->tok_bytes);
         DISTILL_FREE(s->inv_freq);
@@ -11696,6 +11851,7 @@ static distill_model *distill__model_new(const distill_config *cfg, int max_batc
 
 /* The gradient buffer, allocated (zeroed) on first need; 0 or -1 out of memory. */
 static int distill__ensure_grads(distill_model *m) {
+    if (!m->params) return -1;   /* BF16 weights only: nothing to train */
     if (!m->grads) m->grads = (float *)distill_alloc_aligned(m->num_floats * sizeof(float), 64);
     return m->grads ? 0 : -1;
 }
@@ -11810,7 +11966,7 @@ static void distill__head(distill_model *m, int compute_grad, distill_stats *acc
         int n = s->n_sup - c0 < (int64_t)s->head_k ? (int)(s->n_sup - c0) : (int)s->head_k, i, nb;
         for (i = 0; i < n; i++)
             memcpy(s->head_x + (size_t)i * C, s->lnf + (size_t)s->sup[c0 + i] * C, sizeof(float) * (size_t)C);
-        distill__mm_forward(s->bf16, s->head_logits, s->head_x, m->lm_head, NULL, n, C, V);
+        distill__mm_forward(s->bf16, s->head_logits, s->head_x, m->lm_head, s->lm_head16, NULL, n, C, V);
         if (s->hl.fn == distill__kd_head_fn) distill__kd_prepare(s->hl.ctx, s->sup + c0, n);   /* its teacher's logits */
         hc.hl = &s->hl; hc.bt = &s->batch; hc.pos = s->sup + c0; hc.logits = s->head_logits;
         hc.slots = s->slots; hc.n = n; hc.V = V; hc.compute_grad = compute_grad; hc.grad_scale = s->grad_scale;
@@ -11844,13 +12000,17 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
     s->have_fwd = 0;
     s->have_loss = 0;
     if (!bt) return distill__err(err, "distill_model_forward: batch is NULL");
-    if ((bt->targets || fuse_head_grad) && distill__ensure_grads(m) != 0)   /* a backward may follow */
+    if (fuse_head_grad && !m->params)
+        return distill__err(err, "distill_model_forward_backward: the model keeps BF16 weights only "
+                            "(distill_model_to_bf16): it can forward, generate and teach, not train");
+    if ((bt->targets || fuse_head_grad) && m->params && distill__ensure_grads(m) != 0)   /* a backward may follow */
         return distill__err(err, "distill_model_forward: out of memory for the gradient (%zu floats)", m->num_floats);
     if (distill__prepare_batch(m, bt, err) != 0) return -1;
     B = bt->B; T = bt->T; BT = (size_t)B * T;
     s->B = B; s->T = T; s->batch = *bt;
 
-    distill_embedding_forward(s->x, s->tok, m->tok_emb, (int)BT, C);
+    if (s->tok_emb16) distill__embedding_forward16(s->x, s->tok, s->tok_emb16, (int)BT, C);
+    else distill_embedding_forward(s->x, s->tok, m->tok_emb, (int)BT, C);
     distill__rope_table(s->rope_cs, s->rope_sn, s->pos, (int)BT, HS, s->inv_freq);
     for (l = 0; l < c->n_layers; l++) {
         const distill_layer_params *p = &m->layers[l];
@@ -11862,9 +12022,9 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
         /* attention block; with qk_norm (Qwen3) q and k are RMS-normalised per head before RoPE */
         float *qp = c->qk_norm ? s->qr + l * cap * QD : q, *kp = c->qk_norm ? s->kr + l * cap * KVD : k;
         distill_rmsnorm_forward(ln1, s->rstd1 + l * cap, x, p->attn_norm, (int)BT, C, c->norm_eps);
-        distill__mm_forward(s->bf16, qp, ln1, p->wq, p->bq, (int)BT, C, QD);
-        distill__mm_forward(s->bf16, kp, ln1, p->wk, p->bk, (int)BT, C, KVD);
-        distill__mm_forward(s->bf16, v, ln1, p->wv, p->bv, (int)BT, C, KVD);
+        distill__mm_forward(s->bf16, qp, ln1, p->wq, DISTILL__W16(s, l, wq), p->bq, (int)BT, C, QD);
+        distill__mm_forward(s->bf16, kp, ln1, p->wk, DISTILL__W16(s, l, wk), p->bk, (int)BT, C, KVD);
+        distill__mm_forward(s->bf16, v, ln1, p->wv, DISTILL__W16(s, l, wv), p->bv, (int)BT, C, KVD);
         if (c->qk_norm) {
             distill_rmsnorm_forward(q, s->rstdq + l * cap * NH, qp, p->q_norm, (int)BT * NH, HS, c->norm_eps);
             distill_rmsnorm_forward(k, s->rstdk + l * cap * NKV, kp, p->k_norm, (int)BT * NKV, HS, c->norm_eps);
@@ -11874,14 +12034,14 @@ static int distill__forward(distill_model *m, const distill_batch *bt, const dis
         /* the blocked kernel of the kernels section: same contract and math as distill_attention_forward
            above (the readable version, checked against finite differences in the tests) */
         distill__flash_forward(s->bf16 && distill__bf16_attention(), att, lse, q, k, v, s->len, s->kstart, B, T, NH, NKV, HS);
-        distill__mm_forward(s->bf16, xmid, att, p->wo, NULL, (int)BT, QD, C);
+        distill__mm_forward(s->bf16, xmid, att, p->wo, DISTILL__W16(s, l, wo), NULL, (int)BT, QD, C);
         distill__residual_add(xmid, x, (int)BT, C);
         /* MLP block; h = silu(gate)*up lives in scratch (recomputed in the backward) */
         distill_rmsnorm_forward(ln2, s->rstd2 + l * cap, xmid, p->ffn_norm, (int)BT, C, c->norm_eps);
-        distill__mm_forward(s->bf16, gate, ln2, p->w_gate, NULL, (int)BT, C, F);
-        distill__mm_forward(s->bf16, up, ln2, p->w_up, NULL, (int)BT, C, F);
+        distill__mm_forward(s->bf16, gate, ln2, p->w_gate, DISTILL__W16(s, l, w_gate), NULL, (int)BT, C, F);
+        distill__mm_forward(s->bf16, up, ln2, p->w_up, DISTILL__W16(s, l, w_up), NULL, (int)BT, C, F);
         distill_swiglu_forward(s->buf_w, gate, up, BT * F);
-        distill__mm_forward(s->bf16, xout, s->buf_w, p->w_down, NULL, (int)BT, F, C);
+        distill__mm_forward(s->bf16, xout, s->buf_w, p->w_down, DISTILL__W16(s, l, w_down), NULL, (int)BT, F, C);
         distill__residual_add(xout, xmid, (int)BT, C);
     }
     distill_rmsnorm_forward(s->lnf, s->rstdf, s->xL, m->final_norm, (int)BT, C, c->norm_eps);
@@ -11923,7 +12083,7 @@ DISTILL_API void distill_model_logits(distill_model *m, int b, float *out) {
         memset(out, 0, sizeof(float) * (size_t)(s->have_fwd ? s->T : 0) * m->cfg.vocab_size);
         return;
     }
-    distill__mm_forward(s->bf16, out, s->lnf + (size_t)b * s->T * m->cfg.dim, m->lm_head, NULL, s->T, m->cfg.dim,
+    distill__mm_forward(s->bf16, out, s->lnf + (size_t)b * s->T * m->cfg.dim, m->lm_head, s->lm_head16, NULL, s->T, m->cfg.dim,
                            m->cfg.vocab_size);
 }
 
@@ -11939,6 +12099,104 @@ DISTILL_API int distill_model_set_precision(distill_model *m, int precision) {
 }
 DISTILL_API int distill_model_precision(const distill_model *m) {
     return ((const distill__state *)m->internal)->bf16 ? DISTILL_PRECISION_BF16 : DISTILL_PRECISION_FP32;
+}
+
+/* BF16 weights: each matrix rounded once (distill__bf16_bits: nearest even) into w16 at its
+   params offset, each vector copied to vecs, the views re-pointed, then params (and any
+   gradient and AdamW buffers) released. From here the products read BF16 weights: the gemv
+   and the FP32 packer widen them exactly, the BF16 packer takes the bits as they are, so the
+   model computes what an FP32 model holding the rounded weights computes, to the bit. */
+static const uint16_t *distill__w16_view(const distill_model *m, const float *p) {
+    const distill__state *s = (const distill__state *)m->internal;
+    return p ? s->w16 + (p - m->params) : NULL;
+}
+static float *distill__vec_view(const distill_model *m, float *p) {
+    const distill__state *s = (const distill__state *)m->internal;
+    int i;
+    if (!p) return NULL;
+    for (i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].offset == (size_t)(p - m->params)) return s->vecs + s->vec_at[i];
+    return NULL;
+}
+
+DISTILL_API int distill_model_to_bf16(distill_model *m, distill_error *err) {
+    distill__state *s = (distill__state *)m->internal;
+    size_t nvec = 0, k;
+    int i, l, L = m->cfg.n_layers;
+    if (s->w16) return 0;   /* already */
+    for (i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].ndim == 1) nvec += (m->tensors[i].numel + 15) / 16 * 16;
+    s->w16 = (uint16_t *)distill_alloc_aligned(m->num_floats * sizeof(uint16_t), 64);
+    s->vecs = (float *)distill_alloc_aligned((nvec ? nvec : 1) * sizeof(float), 64);
+    s->vec_at = (size_t *)DISTILL_MALLOC((size_t)m->n_tensors * sizeof(size_t));
+    s->l16 = (distill__layer16 *)DISTILL_MALLOC((size_t)L * sizeof(distill__layer16));
+    if (!s->w16 || !s->vecs || !s->vec_at || !s->l16) {
+        distill_free_aligned(s->w16); distill_free_aligned(s->vecs);
+        DISTILL_FREE(s->vec_at); DISTILL_FREE(s->l16);
+        s->w16 = NULL; s->vecs = NULL; s->vec_at = NULL; s->l16 = NULL;
+        return distill__err(err, "distill_model_to_bf16: out of memory for %zu BF16 weights", m->num_params);
+    }
+    memset(s->w16, 0, m->num_floats * sizeof(uint16_t));
+    for (i = 0, nvec = 0; i < m->n_tensors; i++) {
+        const distill_tensor_info *t = &m->tensors[i];
+        const float *src = m->params + t->offset;
+        if (t->ndim == 1) {
+            s->vec_at[i] = nvec;
+            memcpy(s->vecs + nvec, src, t->numel * sizeof(float));
+            nvec += (t->numel + 15) / 16 * 16;
+        } else {
+            s->vec_at[i] = (size_t)-1;
+            for (k = 0; k < t->numel; k++) s->w16[t->offset + k] = (uint16_t)distill__bf16_bits(src[k]);
+        }
+    }
+    /* the views: matrices to w16 (their float pointers NULL), vectors to vecs */
+    s->tok_emb16 = distill__w16_view(m, m->tok_emb);
+    s->lm_head16 = distill__w16_view(m, m->lm_head);
+    for (l = 0; l < L; l++) {
+        distill_layer_params *p = &m->layers[l];
+        distill__layer16 *h = &s->l16[l];
+        h->wq = distill__w16_view(m, p->wq); h->wk = distill__w16_view(m, p->wk);
+        h->wv = distill__w16_view(m, p->wv); h->wo = distill__w16_view(m, p->wo);
+        h->w_gate = distill__w16_view(m, p->w_gate); h->w_up = distill__w16_view(m, p->w_up);
+        h->w_down = distill__w16_view(m, p->w_down);
+        p->attn_norm = distill__vec_view(m, p->attn_norm); p->ffn_norm = distill__vec_view(m, p->ffn_norm);
+        p->bq = distill__vec_view(m, p->bq); p->bk = distill__vec_view(m, p->bk); p->bv = distill__vec_view(m, p->bv);
+        p->q_norm = distill__vec_view(m, p->q_norm); p->k_norm = distill__vec_view(m, p->k_norm);
+        p->wq = p->wk = p->wv = p->wo = p->w_gate = p->w_up = p->w_down = NULL;
+    }
+    m->final_norm = distill__vec_view(m, m->final_norm);
+    m->tok_emb = m->lm_head = NULL;
+    distill_free_aligned(m->params);
+    distill_free_aligned(m->grads);
+    distill_free_aligned(m->m);
+    distill_free_aligned(m->v);
+    m->params = m->grads = m->m = m->v = NULL;
+    return 0;
+}
+
+DISTILL_API int distill_model_is_bf16(const distill_model *m) {
+    return ((const distill__state *)m->internal)->w16 != NULL;
+}
+
+/* Elements [k0, k0 + n) of tensor ti as floats, from params or, in a model with BF16 weights,
+   widened from w16 (matrices) or read from vecs (vectors). Returns a pointer into the model,
+   or tmp (n floats) filled. */
+static const float *distill__tensor_floats(const distill_model *m, int ti, size_t k0, size_t n, float *tmp) {
+    const distill__state *s = (const distill__state *)m->internal;
+    const distill_tensor_info *t = &m->tensors[ti];
+    size_t k;
+    if (m->params) return m->params + t->offset + k0;
+    if (s->vec_at[ti] != (size_t)-1) return s->vecs + s->vec_at[ti] + k0;
+    for (k = 0; k < n; k++) tmp[k] = distill__h2f(s->w16[t->offset + k0 + k]);
+    return tmp;
+}
+
+/* The error of a function that needs the FP32 weights, for a model that has BF16 ones only */
+static int distill__need_fp32(const distill_model *m, const char *what, distill_error *err) {
+    if (m->params) return 0;
+    return distill__err(err, "%s: the model keeps BF16 weights only (distill_model_to_bf16): "
+                        "it can forward, generate, teach and export to safetensors, not %s", what,
+                        "train, write a checkpoint or a llama2.c file");
 }
 
 /* ===================================================================================== */
@@ -13192,7 +13450,10 @@ static void distill__kd_prepare(void *ctx, const int64_t *pos, int n) {
     (void)rc;
     for (i = 0; i < n; i++)
         memcpy(h->tx + (size_t)i * Ct, h->teacher + (size_t)h->entry[pos[i]] * Ct, sizeof(float) * (size_t)Ct);
-    distill__mm_forward(((distill__state *)h->tmodel->internal)->bf16, h->tlogits, h->tx, h->tmodel->lm_head, NULL, n, Ct, h->V);
+    {
+        const distill__state *ts = (const distill__state *)h->tmodel->internal;
+        distill__mm_forward(ts->bf16, h->tlogits, h->tx, h->tmodel->lm_head, ts->lm_head16, NULL, n, Ct, h->V);
+    }
     h->chunk_pos = pos;
     distill__prof_end(pr_);
 }
@@ -13387,6 +13648,7 @@ DISTILL_API int distill_checkpoint_write(const char *path, const distill_model *
     unsigned char hdr[DISTILL__CKPT_HDR];
     uint32_t crc;
     distill_atomic_file af;
+    if (distill__need_fp32(m, path, err)) return -1;
     if (n_extra < 0 || n_extra > 60) return distill__err(err, "%s: too many checkpoint sections", path);
     secs[ns].name = "params"; secs[ns].data = m->params; secs[ns].size = m->num_floats * sizeof(float); ns++;
     if (with_optimizer && m->m && m->v) {
@@ -13532,6 +13794,7 @@ DISTILL_API int distill_checkpoint_restore(const distill_checkpoint *ck, distill
                                            int with_optimizer, distill_error *err) {
     size_t n, want = m->num_floats * sizeof(float);
     const void *p = distill_checkpoint_section(ck, "params", &n);
+    if (distill__need_fp32(m, ck->path, err)) return -1;
     if (memcmp(&ck->cfg, &m->cfg, sizeof m->cfg) != 0 &&
         (ck->cfg.vocab_size != m->cfg.vocab_size || ck->cfg.dim != m->cfg.dim || ck->cfg.n_layers != m->cfg.n_layers ||
          ck->cfg.n_heads != m->cfg.n_heads || ck->cfg.n_kv_heads != m->cfg.n_kv_heads ||
@@ -13650,14 +13913,17 @@ static int distill__st_kind(const char *dtype) {   /* 0 F32, 1 F16, 2 BF16, -1 u
 /* F16 cannot hold large weights: refuse before writing anything. */
 static int distill__st_check_f16(const distill_model *m, const char *path, distill_error *err) {
     int i;
+    float tmp[256];
     for (i = 0; i < m->n_tensors; i++) {
         const distill_tensor_info *t = &m->tensors[i];
-        size_t k;
-        for (k = 0; k < t->numel; k++) {
-            float w = m->params[t->offset + k];
-            if (w == w && (w >= 65520.0f || w <= -65520.0f))
-                return distill__err(err, "%s: tensor '%s' element %zu (%g) is beyond float16's range: export F32 or BF16",
-                                    path, t->name, k, (double)w);
+        size_t k0, k;
+        for (k0 = 0; k0 < t->numel; k0 += 256) {   /* 256 values at a time, in place or widened from BF16 */
+            size_t n = t->numel - k0 < 256 ? t->numel - k0 : 256;
+            const float *w = distill__tensor_floats(m, i, k0, n, tmp);
+            for (k = 0; k < n; k++)
+                if (w[k] == w[k] && (w[k] >= 65520.0f || w[k] <= -65520.0f))
+                    return distill__err(err, "%s: tensor '%s' element %zu (%g) is beyond float16's range: export F32 or BF16",
+                                        path, t->name, k0 + k, (double)w[k]);
         }
     }
     return 0;
@@ -13697,16 +13963,16 @@ static int distill__st_write_file(const distill_model *m, const char *path, int 
     if (distill__fwrite_all(af.f, n8, 8) || distill__fwrite_all(af.f, hj, padded)) goto wfail;
     for (i = t0; i < t1; i++) {
         const distill_tensor_info *t = &m->tensors[i];
-        const float *w = m->params + t->offset;
         size_t k;
-        if (!buf) buf = (unsigned char *)DISTILL_MALLOC(4 * 65536);
+        if (!buf) buf = (unsigned char *)DISTILL_MALLOC(8 * 65536);   /* bytes out, then 64K floats in */
         if (!buf) { distill__err(err, "%s: out of memory", path); distill_atomic_abort(&af); DISTILL_FREE(hj); return -1; }
         for (k = 0; k < t->numel; k += 65536) {   /* little-endian on any host, 64K elements at a time */
             size_t n = t->numel - k < 65536 ? t->numel - k : 65536, j;
+            const float *w = distill__tensor_floats(m, i, k, n, (float *)(void *)(buf + 4 * 65536));
             for (j = 0; j < n; j++) {
                 uint16_t h;
-                if (kind == 0) { distill__put_f32(buf + 4 * j, w[k + j]); continue; }
-                h = kind == 1 ? distill__float_to_half(w[k + j]) : distill__float_to_bf16(w[k + j]);
+                if (kind == 0) { distill__put_f32(buf + 4 * j, w[j]); continue; }
+                h = kind == 1 ? distill__float_to_half(w[j]) : distill__float_to_bf16(w[j]);
                 buf[2 * j] = (unsigned char)(h & 0xff);
                 buf[2 * j + 1] = (unsigned char)(h >> 8);
             }
@@ -14330,6 +14596,7 @@ DISTILL_API int distill_llama2c_save(const distill_model *m, const char *path, d
     unsigned char hb[28];
     float *tmp;
     distill_atomic_file af;
+    if (distill__need_fp32(m, path, err)) return -1;
     if (c->qkv_bias || c->rope_theta != 10000.0f || fabsf(c->norm_eps - 1e-5f) > 1e-9f || (HS * (size_t)c->n_heads) != C ||
         c->head_dim || c->qk_norm || c->rope_scaling)
         return distill__err(err, "%s: llama2.c format needs no qkv bias, rope_theta 10000, norm_eps 1e-5, head size "
@@ -14579,18 +14846,30 @@ loaded:
     return m;
 }
 
+DISTILL_API distill_model *distill_model_load_bf16(const char *path, int max_batch, int max_seq,
+                                                   distill_tokenizer **tok_out, distill_error *err) {
+    distill_model *m = distill_model_load(path, max_batch, max_seq, tok_out, err);
+    if (m && distill_model_to_bf16(m, err) != 0) {
+        distill_model_free(m);
+        if (tok_out && *tok_out) { distill_tokenizer_free(*tok_out); *tok_out = NULL; }
+        return NULL;
+    }
+    return m;
+}
+
 DISTILL_API void distill_model_sha256(const distill_model *m, char out[65]) {
     distill_sha256 s;
     unsigned char d[32], le[4 * 256];
+    float tmp[256];
     size_t i, j;
     int k;
     distill_sha256_init(&s);
     for (k = 0; k < m->n_tensors; k++) {
-        const float *p = m->params + m->tensors[k].offset;
         size_t numel = m->tensors[k].numel;
         for (i = 0; i < numel; i += 256) {
             size_t n = numel - i < 256 ? numel - i : 256;
-            for (j = 0; j < n; j++) distill__put_f32(le + 4 * j, p[i + j]);
+            const float *p = distill__tensor_floats(m, k, i, n, tmp);
+            for (j = 0; j < n; j++) distill__put_f32(le + 4 * j, p[j]);
             distill_sha256_update(&s, le, 4 * n);
         }
     }
@@ -14899,6 +15178,7 @@ DISTILL_API distill_trainer *distill_trainer_create(distill_model *student, cons
         distill__err(err, "precision (%d) must be DISTILL_PRECISION_FP32 (0) or DISTILL_PRECISION_BF16 (1)", tc->precision);
         return NULL;
     }
+    if (distill__need_fp32(student, "distill_trainer_create", err)) return NULL;
     if (distill__ensure_grads(student) != 0) { distill__err(err, "out of memory for the gradient"); return NULL; }
     t = (distill_trainer *)DISTILL_MALLOC(sizeof *t);
     if (!t) { distill__err(err, "out of memory"); return NULL; }
@@ -16707,7 +16987,7 @@ static void distill__gen_att_task(void *p, int64_t b0, int64_t e0, int th) {
    thread with the same arithmetic, so the result does not depend on the thread count. One job
    per group of weights instead of one per weight saves pool hand-offs in every layer. */
 #define DISTILL__GEN_GEMV_ROWS 16
-typedef struct { float *out; const float *weight, *bias; int OC; } distill__gemv_seg;
+typedef struct { float *out; const float *weight, *bias; const uint16_t *w16; int OC; } distill__gemv_seg;
 typedef struct {
     const float *inp;
     int r, C, rows_per_block;
@@ -16729,19 +17009,22 @@ static void distill__gemv_task(void *p, int64_t b, int64_t e, int th) {
         rows = sg->OC - o0 < c->rows_per_block ? sg->OC - o0 : c->rows_per_block;
         for (i = 0; i < c->r; i++) {
             float *y = sg->out + (size_t)i * sg->OC + o0;
-            c->ops->gemv(y, c->inp + (size_t)i * c->C, sg->weight + (size_t)o0 * c->C, (size_t)c->C, rows, c->C);
+            if (sg->w16) c->ops->gemv16(y, c->inp + (size_t)i * c->C, sg->w16 + (size_t)o0 * c->C, (size_t)c->C, rows, c->C);
+            else c->ops->gemv(y, c->inp + (size_t)i * c->C, sg->weight + (size_t)o0 * c->C, (size_t)c->C, rows, c->C);
             if (sg->bias) for (j = 0; j < rows; j++) y[j] += sg->bias[o0 + j];
         }
     }
 }
 /* n_seg (1..3) products sharing the input: out_s (r,OC_s) = inp (r,C) . weight_s^T + bias_s;
-   bf16: a model in DISTILL_PRECISION_BF16, whose prefill (the blocked matmul) runs in BF16 */
+   bf16: a model in DISTILL_PRECISION_BF16, whose prefill (the blocked matmul) runs in BF16.
+   A weight held in BF16 (seg.w16, weight NULL) streams half the bytes: decoding is memory-bound. */
 static void distill__gen_matmul_n(int bf16, const float *inp, int r, int C, int n_seg, const distill__gemv_seg *seg) {
     distill__gemv_ctx c;
     int s;
     int64_t chunk;
     if (r > DISTILL__GEN_GEMV_ROWS) {
-        for (s = 0; s < n_seg; s++) distill__mm_forward(bf16, seg[s].out, inp, seg[s].weight, seg[s].bias, r, C, seg[s].OC);
+        for (s = 0; s < n_seg; s++)
+            distill__mm_forward(bf16, seg[s].out, inp, seg[s].weight, seg[s].w16, seg[s].bias, r, C, seg[s].OC);
         return;
     }
     c.inp = inp; c.r = r; c.C = C; c.ops = distill__ops();
@@ -16756,10 +17039,10 @@ static void distill__gen_matmul_n(int bf16, const float *inp, int r, int C, int 
     chunk = c.first_block[3] / (8 * (int64_t)distill_get_threads());
     distill_parallel_for(c.first_block[3], chunk < 1 ? 1 : chunk, distill__gemv_task, &c);
 }
-static void distill__gen_matmul(int bf16, float *out, const float *inp, const float *weight, const float *bias,
-                                int r, int C, int OC) {
+static void distill__gen_matmul(int bf16, float *out, const float *inp, const float *weight, const uint16_t *w16,
+                                const float *bias, int r, int C, int OC) {
     distill__gemv_seg sg;
-    sg.out = out; sg.weight = weight; sg.bias = bias; sg.OC = OC;
+    sg.out = out; sg.weight = weight; sg.w16 = w16; sg.bias = bias; sg.OC = OC;
     distill__gen_matmul_n(bf16, inp, r, C, 1, &sg);
 }
 
@@ -16771,7 +17054,8 @@ static void distill__gen_chunk(distill_generator *g, int r) {
     int C = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = distill_config_head_dim(c);
     int KVD = NKV * HS, l, i;
     const double *inv_freq = ((const distill__state *)m->internal)->inv_freq;
-    int bf16 = ((const distill__state *)m->internal)->bf16;
+    const distill__state *s = (const distill__state *)m->internal;
+    int bf16 = s->bf16;
     distill__gen_att_ctx ac;
     distill__gemv_seg seg[3];
     for (l = 0; l < c->n_layers; l++) {
@@ -16779,9 +17063,9 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         float *kc = g->kc + (size_t)l * g->B * g->S * KVD, *vc = g->vc + (size_t)l * g->B * g->S * KVD;
         /* attention block: x += Wo . attention(rope(Wq a), rope(Wk a), Wv a),  a = rmsnorm(x) */
         distill_rmsnorm_forward(g->xb, g->rstd, g->x, p->attn_norm, r, C, c->norm_eps);
-        seg[0].out = g->q; seg[0].weight = p->wq; seg[0].bias = p->bq; seg[0].OC = NH * HS;
-        seg[1].out = g->k; seg[1].weight = p->wk; seg[1].bias = p->bk; seg[1].OC = KVD;
-        seg[2].out = g->v; seg[2].weight = p->wv; seg[2].bias = p->bv; seg[2].OC = KVD;
+        seg[0].out = g->q; seg[0].weight = p->wq; seg[0].w16 = DISTILL__W16(s, l, wq); seg[0].bias = p->bq; seg[0].OC = NH * HS;
+        seg[1].out = g->k; seg[1].weight = p->wk; seg[1].w16 = DISTILL__W16(s, l, wk); seg[1].bias = p->bk; seg[1].OC = KVD;
+        seg[2].out = g->v; seg[2].weight = p->wv; seg[2].w16 = DISTILL__W16(s, l, wv); seg[2].bias = p->bv; seg[2].OC = KVD;
         distill__gen_matmul_n(bf16, g->xb, r, C, 3, seg);   /* q, k, v in one job */
         if (c->qk_norm) {   /* Qwen3: each head's q and k RMS-normalised, in place */
             distill_rmsnorm_forward(g->q, g->rstd, g->q, p->q_norm, r * NH, HS, c->norm_eps);
@@ -16797,15 +17081,15 @@ static void distill__gen_chunk(distill_generator *g, int r) {
         ac.out = g->att; ac.q = g->q; ac.kc = kc; ac.vc = vc; ac.pos = g->pos; ac.seq = g->rowseq;
         ac.NH = NH; ac.NKV = NKV; ac.HS = HS; ac.S = g->S;
         distill_parallel_for((int64_t)r * NH, 1, distill__gen_att_task, &ac);
-        distill__gen_matmul(bf16, g->tmp, g->att, p->wo, NULL, r, NH * HS, C);
+        distill__gen_matmul(bf16, g->tmp, g->att, p->wo, DISTILL__W16(s, l, wo), NULL, r, NH * HS, C);
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);   /* x = o + x, the model's residual order */
         /* MLP block: x += Wd (silu(Wg f) * (Wu f)),  f = rmsnorm(x) */
         distill_rmsnorm_forward(g->xb, g->rstd, g->x, p->ffn_norm, r, C, c->norm_eps);
-        seg[0].out = g->gate; seg[0].weight = p->w_gate; seg[0].bias = NULL; seg[0].OC = F;
-        seg[1].out = g->up; seg[1].weight = p->w_up; seg[1].bias = NULL; seg[1].OC = F;
+        seg[0].out = g->gate; seg[0].weight = p->w_gate; seg[0].w16 = DISTILL__W16(s, l, w_gate); seg[0].bias = NULL; seg[0].OC = F;
+        seg[1].out = g->up; seg[1].weight = p->w_up; seg[1].w16 = DISTILL__W16(s, l, w_up); seg[1].bias = NULL; seg[1].OC = F;
         distill__gen_matmul_n(bf16, g->xb, r, C, 2, seg);   /* gate and up in one job */
         distill_swiglu_forward(g->gate, g->gate, g->up, (size_t)r * F);
-        distill__gen_matmul(bf16, g->tmp, g->gate, p->w_down, NULL, r, F, C);
+        distill__gen_matmul(bf16, g->tmp, g->gate, p->w_down, DISTILL__W16(s, l, w_down), NULL, r, F, C);
         distill_vec_axpy(g->x, 1.0f, g->tmp, r * C);
     }
     distill_rmsnorm_forward(g->xb, g->rstd, g->x, m->final_norm, r, C, c->norm_eps);
@@ -16815,7 +17099,8 @@ DISTILL_API int distill_generator_forward(distill_generator *g, const int *seq,
                                           const int32_t *tokens, int n, float *logits,
                                           int all_rows, distill_error *err) {
     const distill_model *m = g->m;
-    int C = m->cfg.dim, V = m->cfg.vocab_size, i, i0;
+    const distill__state *s = (const distill__state *)m->internal;
+    int C = m->cfg.dim, V = m->cfg.vocab_size, i, i0, j;
     /* validate everything before touching the cache */
     for (i = 0; i < n; i++) {
         if (seq[i] < 0 || seq[i] >= g->B)
@@ -16840,13 +17125,15 @@ DISTILL_API int distill_generator_forward(distill_generator *g, const int *seq,
             int b = seq[i0 + i];
             g->rowseq[i] = b;
             g->pos[i] = g->len[b]++;
-            memcpy(g->x + (size_t)i * C, m->tok_emb + (size_t)tokens[i0 + i] * C, sizeof(float) * (size_t)C);
+            if (s->tok_emb16)
+                for (j = 0; j < C; j++) g->x[(size_t)i * C + j] = distill__h2f(s->tok_emb16[(size_t)tokens[i0 + i] * C + j]);
+            else memcpy(g->x + (size_t)i * C, m->tok_emb + (size_t)tokens[i0 + i] * C, sizeof(float) * (size_t)C);
         }
         distill__gen_chunk(g, r);
         if (logits && all_rows) {
-            distill__gen_matmul(((const distill__state *)m->internal)->bf16, logits + (size_t)i0 * V, g->xb, m->lm_head, NULL, r, C, V);
+            distill__gen_matmul(s->bf16, logits + (size_t)i0 * V, g->xb, m->lm_head, s->lm_head16, NULL, r, C, V);
         } else if (logits && i0 + r == n) {
-            distill__gen_matmul(((const distill__state *)m->internal)->bf16, logits, g->xb + (size_t)(r - 1) * C, m->lm_head, NULL, 1, C, V);
+            distill__gen_matmul(s->bf16, logits, g->xb + (size_t)(r - 1) * C, m->lm_head, s->lm_head16, NULL, 1, C, V);
         }
     }
     return 0;

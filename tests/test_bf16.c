@@ -81,7 +81,7 @@ static int check_shape(int BT, int C, int OC, int p, distill_rng *r) {
     int t, o, i, bad = 0;
     memcpy(dx0, dx, sizeof(float) * (size_t)BT * C);
     memcpy(dw0, dw, sizeof(float) * (size_t)OC * C);
-    distill__matmul_forward_bf16(out, x, w, b, BT, C, OC);
+    distill__matmul_forward_bf16(out, x, w, NULL, b, BT, C, OC);
     distill__matmul_backward_bf16(dx, dw, NULL, dout, x, w, BT, C, OC);
     for (t = 0; t < BT; t++)
         for (o = 0; o < OC; o++) {
@@ -154,7 +154,7 @@ static void test_paths_agree(void) {
     for (p = N_ISAS; p >= 0; p--) {
         if (!set_path(p)) continue;
         memset(got, 0, sizeof(float) * (size_t)(n_out + BT * C + OC * C));
-        distill__matmul_forward_bf16(got, x, w, b, BT, C, OC);
+        distill__matmul_forward_bf16(got, x, w, NULL, b, BT, C, OC);
         distill__matmul_backward_bf16(got + n_out, got + n_out + BT * C, NULL, dout, x, w, BT, C, OC);
         if (q < 0) { memcpy(ref, got, sizeof(float) * (size_t)(n_out + BT * C + OC * C)); q = p; continue; }
         CHECK(!memcmp(ref, got, sizeof(float) * (size_t)(n_out + BT * C + OC * C)), "%s and %s differ", path_name(q), path_name(p));
