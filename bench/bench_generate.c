@@ -14,7 +14,10 @@
      triad   a[i] = b[i] + s c[i], counted as 4 streams (2 reads, the write and the read the
              write-allocate makes), the figure the issue's bound uses;
      read    sum of a[i] (the access pattern of a matrix-vector product over the weights).
-   The table prints, for B = 1, tokens/s / bound as "of bound" against the triad figure. */
+   The table prints, for B = 1, tokens/s / bound as "of bound" against the triad figure.
+   Each shape runs twice: FP32 weights, then the same model after distill_model_to_bf16 (the
+   matrices held in BF16: half the bytes per token, so the bound doubles); "held" is the memory
+   the weights take in each form. */
 #define DISTILL_IMPLEMENTATION
 #include "../distill.h"
 #include <stdlib.h>
@@ -146,10 +149,19 @@ static double run(distill_model *m, const char *name, int B, int P, int N) {
 }
 
 /* bytes one decode step of one sequence reads from the weights: all parameters but the
-   embedding table, of which one row (the LM head is the table itself when tied) */
+   embedding table, of which one row (the LM head is the table itself when tied); BF16 weights:
+   2 bytes per matrix element (the norms, a few thousand floats, are counted at 2 as well) */
 static double streamed_bytes(const distill_model *m) {
     double emb = (double)m->cfg.vocab_size * m->cfg.dim;
-    return 4.0 * ((double)m->num_params - (m->cfg.tie_embeddings ? 0.0 : emb) + m->cfg.dim);
+    return (distill_model_is_bf16(m) ? 2.0 : 4.0) * ((double)m->num_params - (m->cfg.tie_embeddings ? 0.0 : emb) + m->cfg.dim);
+}
+/* bytes the weights hold: FP32 4 per parameter; BF16 2 per matrix element + 4 per vector element */
+static double held_bytes(const distill_model *m) {
+    double b = 0.0;
+    int i;
+    for (i = 0; i < m->n_tensors; i++)
+        b += (double)m->tensors[i].numel * (!distill_model_is_bf16(m) || m->tensors[i].ndim == 1 ? 4.0 : 2.0);
+    return b;
 }
 
 int main(int argc, char **argv) {
@@ -166,7 +178,7 @@ int main(int argc, char **argv) {
     bandwidth(&triad, &rd);
     printf("threads: %d, simd %s; memory bandwidth (median of 5): triad %.1f GB/s, read %.1f GB/s\n\n",
            distill_get_threads(), distill_simd_name(), triad, rd);
-    printf("| model                            |  B |   P |   N | prefill tok/s | decode tok/s | ms/step | "
+    printf("| model                                |  B |   P |   N | prefill tok/s | decode tok/s | ms/step | "
            "weights/token | bound tok/s (triad, read) | of bound |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|\n");
     if (only < 0) {
@@ -184,19 +196,30 @@ int main(int argc, char **argv) {
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         distill_config c = distill_config_default();
         distill_model *m;
-        int bi;
+        double held[2], dec1[2] = {0.0, 0.0};
+        int bi, w;
         if (only >= 0 && (int)s != only) continue;
         c.vocab_size = shapes[s].V; c.dim = shapes[s].C; c.n_layers = shapes[s].L;
         c.n_heads = shapes[s].NH; c.n_kv_heads = shapes[s].NKV; c.hidden_dim = shapes[s].F;
         m = distill_model_create(&c, 1, 1, 1, &err);
         if (!m) { printf("%s\n", err.msg); return 1; }
-        for (bi = 0; bi < 4 && batches[s][bi]; bi++) {
-            double W = streamed_bytes(m), tps = run(m, shapes[s].name, batches[s][bi], P, N);
-            if (batches[s][bi] == 1)
-                printf(" %.1f MB | %.0f, %.0f | %.0f%% |\n", W / 1e6, triad * 1e9 / W, rd * 1e9 / W, 100.0 * tps / (triad * 1e9 / W));
-            else
-                printf(" | | |\n");
+        for (w = 0; w < 2; w++) {   /* FP32 weights, then BF16 */
+            char name[96];
+            if (w == 1 && distill_model_to_bf16(m, &err) != 0) { printf("%s\n", err.msg); return 1; }
+            held[w] = held_bytes(m);
+            snprintf(name, sizeof name, "%s %s", shapes[s].name, w ? "bf16" : "fp32");
+            for (bi = 0; bi < 4 && batches[s][bi]; bi++) {
+                double W = streamed_bytes(m), tps = run(m, name, batches[s][bi], P, N);
+                if (batches[s][bi] == 1) {
+                    dec1[w] = tps;
+                    printf(" %.1f MB | %.0f, %.0f | %.0f%% |\n", W / 1e6, triad * 1e9 / W, rd * 1e9 / W, 100.0 * tps / (triad * 1e9 / W));
+                } else {
+                    printf(" | | |\n");
+                }
+            }
         }
+        printf("(%s: weights held %.1f MB FP32, %.1f MB BF16 (%.2fx); batch-1 decode BF16 / FP32 %.2fx)\n\n",
+               shapes[s].name, held[0] / 1e6, held[1] / 1e6, held[1] / held[0], dec1[0] > 0 ? dec1[1] / dec1[0] : 0.0);
         distill_model_free(m);
     }
     return 0;

@@ -342,18 +342,27 @@ static void test_vec_swiglu(void) {
 }
 
 /* The decoding matrix-vector kernel (distill__gemv): every row's value is the same whether the
-   row is computed in a group of four or alone (so the thread split never changes it), and
+   row is computed in a group of four or alone (so the thread split never changes it), the BF16
+   weight variant (gemv16) gives the bits gemv gives for the FP32 values of those weights, and
    matches a double-precision dot product within 1e-5 relative to sum |x w|, for sizes around
    every vector width (n 1..70, 288, 768) and row counts that leave remainders. */
 static void test_gemv_grouping_invariant(void) {
     static const char *isas[] = {"scalar", "avx2", "avx512", "neon"};
     static const int ns[] = {1, 3, 15, 16, 17, 31, 33, 47, 64, 70, 288, 768};
-    static float w[13 * 768], x[768], y[13], y1[1];
+    static float w[13 * 768], wr[13 * 768], x[768], y[13], y16[13], y1[1];
+    static uint16_t w16[13 * 768];   /* w as BF16 (the top half of its bits), wr its exact value */
     distill_rng r;
     size_t k, ni;
     int o, j, checked = 0;
     distill_rng_seed(&r, 5);
-    for (j = 0; j < 13 * 768; j++) w[j] = (float)distill_rng_normal(&r);
+    for (j = 0; j < 13 * 768; j++) {
+        uint32_t u;
+        w[j] = (float)distill_rng_normal(&r);
+        memcpy(&u, &w[j], 4);
+        w16[j] = (uint16_t)(u >> 16);
+        u &= 0xFFFF0000u;
+        memcpy(&wr[j], &u, 4);
+    }
     for (j = 0; j < 768; j++) x[j] = (float)distill_rng_normal(&r);
     for (k = 0; k < sizeof isas / sizeof isas[0]; k++) {
         const distill__isa_ops *ops;
@@ -362,11 +371,16 @@ static void test_gemv_grouping_invariant(void) {
         for (ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             int n = ns[ni];
             ops->gemv(y, x, w, (size_t)n, 13, n);
+            ops->gemv16(y16, x, w16, (size_t)n, 13, n);
             for (o = 0; o < 13; o++) {
                 double ref = 0.0, mag = 0.0;
                 ops->gemv(y1, x, w + (size_t)o * n, (size_t)n, 1, n);
                 for (j = 0; j < n; j++) { ref += (double)x[j] * w[(size_t)o * n + j]; mag += fabs((double)x[j] * w[(size_t)o * n + j]); }
                 CHECK(memcmp(&y[o], &y1[0], sizeof(float)) == 0, "%s n %d row %d: %.9g in a group, %.9g alone", isas[k], n, o, y[o], y1[0]);
+                ops->gemv16(y1, x, w16 + (size_t)o * n, (size_t)n, 1, n);
+                CHECK(memcmp(&y16[o], &y1[0], sizeof(float)) == 0, "%s n %d row %d: BF16 weights %.9g in a group, %.9g alone", isas[k], n, o, y16[o], y1[0]);
+                ops->gemv(y1, x, wr + (size_t)o * n, (size_t)n, 1, n);
+                CHECK(memcmp(&y16[o], &y1[0], sizeof(float)) == 0, "%s n %d row %d: BF16 weights %.9g, their FP32 values %.9g", isas[k], n, o, y16[o], y1[0]);
                 CHECK(fabs(y[o] - ref) <= 1e-5 * mag + 1e-30, "%s n %d row %d: %.9g vs %.9g", isas[k], n, o, y[o], ref);
                 checked++;
             }

@@ -65,7 +65,7 @@ static void cat_file(const char *path) {
 
 typedef struct {
     const char *gens, *field, *prompt_field, *tok_path, *verifier, *verifier_cmd, *out_dir;
-    const char *model_path, *data_path, *tmpl_name, *system;
+    const char *model_path, *data_path, *tmpl_name, *system, *weights;
     int think_in_prompt, raw, quiet, resume, n, batch, max_new, top_k;
     int64_t max_problems;
     uint64_t seed;
@@ -96,6 +96,7 @@ static const cli_opt eval_options[] = {
     CLI_INT64("max-problems", max_problems, 0, 1e15, "the first N problems only (0: all)"),
     CLI_BOOL("quiet", quiet, "no progress output"),
     CLI_BOOL("resume", resume, "continue an interrupted evaluation in --out (same options, same results)"),
+    CLI_ENUM("weights", weights, "fp32|bf16", "bf16: hold the model's matrices in BF16 (half the memory, faster decoding)"),
     CLI_SECTION("both"),
     CLI_STR("prompt-field", prompt_field, "NAME", "the prompt's field"),
     CLI_PATH("tokenizer", tok_path, "FILE", "tokenizer (think lengths in tokens; --model: default the checkpoint's)"),
@@ -115,7 +116,7 @@ static const cli_cmd eval_cmd = {
     "       distill eval --model FILE --data EVAL.jsonl [--tokenizer FILE] [--n N] [--k 1,5]\n"
     "                    [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
     "                    [--batch B] [--template NAME] [--system TEXT] [--prompt-field F] [--raw]\n"
-    "                    [--max-problems N] [--quiet]\n"
+    "                    [--max-problems N] [--quiet] [--weights fp32|bf16]\n"
     "                    [--verifier NAME | --verifier-cmd CMD] [--verifier-timeout SEC] [--out DIR]\n"
     "                    [--resume]\n",
     "Scores generations with the same definitions for any model: completion_rate,\n"
@@ -263,6 +264,10 @@ int cli_eval(int argc, char **argv) {
         cli_catch_stop_signals();
         mo.stop_flag = cli_stop_flag();
         j.m = distill_model_load(model_path, 1, 1, tok ? NULL : &mtok, &err);
+        if (j.m && o.weights && !strcmp(o.weights, "bf16") && distill_model_to_bf16(j.m, &err) != 0) {
+            distill_model_free(j.m);
+            j.m = NULL;
+        }
         if (j.m && !tok && !mtok)
             snprintf(err.msg, sizeof err.msg, "no tokenizer: give --tokenizer FILE (none in the model file or next to %.300s)", model_path);
         else if (j.m) {

@@ -15,7 +15,7 @@
 #include <string.h>
 
 typedef struct {
-    const char *model, *tokenizer, *prompt, *system, *tmpl, *precision;
+    const char *model, *tokenizer, *prompt, *system, *tmpl, *precision, *weights;
     cli_strlist stops;
     int raw, ids, ctx, top_k, max_new;
     double temperature, top_p;
@@ -39,6 +39,7 @@ static const cli_opt generate_options[] = {
     CLI_INT("ctx", ctx, 0, 1 << 24, "context size in tokens (0: prompt + max new tokens)"),
     CLI_BOOL("ids", ids, "print the generated token ids as a JSON array instead of text"),
     CLI_ENUM("precision", precision, "fp32|bf16", "bf16: the prefill's matrix products with BF16 inputs, FP32 sums"),
+    CLI_ENUM("weights", weights, "fp32|bf16", "bf16: hold the matrices in BF16 (half the memory; each token streams half the bytes)"),
 };
 #undef CLI_T
 
@@ -47,7 +48,7 @@ static const cli_cmd generate_cmd = {
     "usage: distill generate --model FILE [--tokenizer FILE] --prompt TEXT [--raw]\n"
     "                        [--system TEXT] [--template NAME] [--temperature T] [--top-p P]\n"
     "                        [--top-k K] [--seed S] [--max-new-tokens N] [--stop STR]...\n"
-    "                        [--ctx N] [--ids]\n",
+    "                        [--ctx N] [--ids] [--precision fp32|bf16] [--weights fp32|bf16]\n",
     NULL, generate_options, CLI_N(generate_options),
     "The text streams to stdout; the finish reason and speed go to stderr.\n", 0};
 
@@ -97,6 +98,7 @@ int cli_generate(int argc, char **argv) {
 
     m = distill_model_load(model_path, 1, 1, tok_path ? NULL : &tok, &err);
     if (!m) goto fail;
+    if (go.weights && !strcmp(go.weights, "bf16") && distill_model_to_bf16(m, &err) != 0) goto fail;
     distill_model_set_precision(m, precision);
     if (tok_path) {
         tok = distill_tokenizer_load(tok_path, NULL, &err);

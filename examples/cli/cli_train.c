@@ -28,7 +28,7 @@ static int has_checkpoint(const char *dir) {
 /* Options gathered from the config file and the command line (last one wins). */
 typedef struct {
     const char *data, *eval_data, *tokenizer, *format, *tmpl, *loss, *manifest, *init, *out;
-    const char *teacher, *teacher_cache, *build_cache, *schedule, *kd_loss, *precision;
+    const char *teacher, *teacher_cache, *build_cache, *schedule, *kd_loss, *precision, *teacher_weights;
     cli_strlist filters, maps;
     cli_optval resume;
     int max_seq, truncate, pack, grad_accum, batch_rows, threads, keep, quiet, top_k;
@@ -100,6 +100,7 @@ static const cli_opt train_options[] = {
     CLI_DBL("bucket-mb", bucket_mb, 0, 65536, "bucket size in MiB for --overlap (0: 4)"),
     CLI_SECTION("logit distillation (teacher and student share the tokenizer)"),
     CLI_PATH("teacher", teacher, "FILE", "teacher model in process"),
+    CLI_ENUM("teacher-weights", teacher_weights, "fp32|bf16", "bf16: hold the teacher's matrices in BF16 (half its memory)"),
     CLI_PATH("teacher-cache", teacher_cache, "FILE", "or a top-k cache of its logits"),
     CLI_ENUM("kd-loss", kd_loss, "fkl|rkl|jsd", "forward KL, reverse KL, JSD (sets --kd-beta 0, 1, 0.5)"),
     CLI_DBL("kd-beta", kd_beta, 0, 1, "generalised JSD: 0 forward KL ... 1 reverse KL (TRL GKD convention)"),
@@ -358,6 +359,10 @@ int cli_train(int argc, char **argv) {
     /* teacher */
     if (o.teacher) {
         teacher = distill_model_load(o.teacher, o.batch_rows > 0 ? shard_rows : 8, o.max_seq, NULL, &err);
+        if (teacher && o.teacher_weights && !strcmp(o.teacher_weights, "bf16") && distill_model_to_bf16(teacher, &err) != 0) {
+            distill_model_free(teacher);
+            teacher = NULL;
+        }
         if (!teacher) { fprintf(stderr, "distill train: teacher: %s\n", err.msg); goto done; }
         if (teacher->cfg.vocab_size != distill_tokenizer_vocab_size(tok) && teacher->cfg.vocab_size < distill_tokenizer_vocab_size(tok)) {
             fprintf(stderr, "distill train: the teacher's vocabulary (%d) is smaller than the tokenizer's (%d)\n",
