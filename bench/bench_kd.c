@@ -97,6 +97,27 @@ int main(int argc, char **argv) {
         printf("  KD step, in-process teacher  %8.1f ms  (%.2fx the sum)\n", 1e3 * kk, kk / (a + s));
         printf("  KD step, top-%d cache        %8.1f ms  (%.2fx the in-process KD step)\n", k, 1e3 * kc2, kc2 / kk);
     }
+    /* the same teacher with its weights held in BF16 (distill_model_to_bf16): FP32 products of
+       the widened weights, half the weight memory */
+    if (distill_model_to_bf16(teacher, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
+    for (i = 0; i < REPS + 1; i++) {
+        double t0;
+        distill_stats st;
+        int j = i > 0 ? i - 1 : 0;
+        t0 = distill_time_seconds();
+        distill_kd_head_run_teacher(kd, teacher, &b, &err);
+        tf[j] = distill_time_seconds() - t0;
+        t0 = distill_time_seconds();
+        distill_kd_head_run_teacher(kd, teacher, &b, &err);
+        distill_model_zero_grad(student);
+        distill_model_forward_backward(student, &b, &hl, 0.0f, &st, &err);
+        distill_adamw_step(student, &oc, i);
+        kds[j] = distill_time_seconds() - t0;
+    }
+    printf("  with the teacher's weights in BF16 (%.1f MB instead of %.1f MB):\n",
+           (double)teacher->num_params * 2 / 1e6, (double)teacher->num_params * 4 / 1e6);
+    printf("  teacher forward              %8.1f ms\n", 1e3 * median(tf, REPS));
+    printf("  KD step, in-process teacher  %8.1f ms\n", 1e3 * median(kds, REPS));
     free(lg);
     distill_topk_cache_free(cache);
     distill_kd_head_free(kd);
