@@ -384,6 +384,29 @@ static void test_world_preset(void) {
     csv = read_all(OUT "/results.csv", &n);
     CHECK(csv != NULL, "report not rewritten");
     distill_free(csv);
+
+    /* A world made by another generator version (here: a stamp that does not match) is not
+       reused: the folder is moved aside whole, and the sweep starts again in a fresh one. */
+    {
+        char *log, *kept, *stamp = read_all(OUT "/world/world-stamp.json", &n);
+        CHECK(stamp && strstr(stamp, "\"world-version\": ") && strstr(stamp, "\"world-seed\": "), "world stamp: %s", stamp ? stamp : "missing");
+        distill_free(stamp);
+        CHECK(sh("rm -rf " OUT ".old-1 && echo '{\"world-version\": 1}' > " OUT "/world/world-stamp.json") == 0, "tamper the stamp");
+        CHECK(sh(SMOKE " > " OUT ".log3 2>&1") == 0, "the sweep after a stale world failed (" OUT ".log3)");
+        log = read_all(OUT ".log3", &n);
+        CHECK(log && strstr(log, "moved " OUT " to " OUT ".old-1"), "the stale folder was moved aside: %s", log ? log : "no log");
+        distill_free(log);
+        kept = read_all(OUT ".old-1/runs/s1_easy_from0/result.json", &n);
+        CHECK(kept && other_after && !strcmp(kept, other_after), "the old runs are kept in " OUT ".old-1");
+        distill_free(kept);
+        stamp = read_all(OUT "/world/world-stamp.json", &n);
+        CHECK(stamp && strstr(stamp, "\"world-version\": ") && !strstr(stamp, "\"world-version\": 1}"), "a fresh stamp");
+        distill_free(stamp);
+        csv = read_all(OUT "/results.csv", &n);
+        CHECK(csv != NULL, "the fresh sweep wrote its table");
+        distill_free(csv);
+        CHECK(sh("rm -rf " OUT ".old-1") == 0, "clean up");
+    }
     distill_free(before);
     distill_free(again);
     distill_free(other_before);

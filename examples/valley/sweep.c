@@ -312,6 +312,51 @@ static int sweep_mkdir(const char *path) {
     return mkdir(path, 0777) == 0 || errno == EEXIST ? 0 : -1;
 }
 
+/* OUT/world/world-stamp.json: the generator's version and the options the world was made with.
+   A world made by another generator version (or with other world options) is not reused: its
+   files may lack fields the runs now read, and runs trained on it do not belong to the new
+   world. The text is compared whole. */
+static void sweep_world_stamp(const sweep_cfg *c, char *out, size_t cap) {
+    snprintf(out, cap, "{\"world-version\": %d, \"train\": %lld, \"direct\": %lld, \"eval\": %lld, "
+             "\"world-seed\": %llu, \"error-rate\": %.17g}\n", WORLD_VERSION, (long long)c->n_train,
+             (long long)c->n_direct, (long long)c->n_eval, (unsigned long long)c->world_seed, c->error_rate);
+}
+
+/* Before a world sweep uses OUT: if OUT/world holds a world without this stamp, one process
+   moves the whole folder aside (OUT.old-1, -2, ...: nothing is deleted) and starts again;
+   several workers (array tasks, MPI ranks) cannot agree on who moves it, so they stop and say
+   so. 0 go on, -1 stop. */
+static int sweep_check_world(const sweep_cfg *c, const char *world_dir, int nw) {
+    char path[1200], want[512], aside[1200];
+    size_t n = 0;
+    char *have;
+    int k;
+    snprintf(path, sizeof path, "%s/eval.jsonl", world_dir);
+    if (!sweep_exists(path)) return 0;   /* no world yet */
+    sweep_world_stamp(c, want, sizeof want);
+    snprintf(path, sizeof path, "%s/world-stamp.json", world_dir);
+    have = distill_read_file(path, &n, NULL);
+    if (have && n == strlen(want) && !memcmp(have, want, n)) { free(have); return 0; }
+    free(have);
+    if (nw > 1) {
+        fprintf(stderr, "distill sweep: %s was made by another version of the world generator or with other world options "
+                        "(%s differs from %s); move %s away and start the workers again\n", world_dir, path, want, c->out);
+        return -1;
+    }
+    for (k = 1; k < 1000; k++) {
+        snprintf(aside, sizeof aside, "%s.old-%d", c->out, k);
+        if (!sweep_exists(aside)) break;
+    }
+    if (k == 1000 || rename(c->out, aside) != 0) {
+        fprintf(stderr, "distill sweep: %s was made by another world generator version or options, and it could not be "
+                        "moved aside to %s: move it away\n", c->out, aside);
+        return -1;
+    }
+    printf("world: %s was made by another world generator version or with other options: moved %s to %s, starting again\n",
+           world_dir, c->out, aside);
+    return 0;
+}
+
 /* A run redone after a kill: drop what the killed process left (temporary files of atomic
    writes, a failure note); a half-written model.ckpt cannot exist, it is renamed into place whole. */
 static void sweep_clean_run_dir(const char *dir) {
@@ -2268,6 +2313,8 @@ int cli_sweep(int argc, char **argv) {
             fprintf(stderr, "distill sweep: %s: no sweep to report (no %s): run the sweep first\n", c->out, path);
             goto done;
         }
+    } else if (c->world && sweep_check_world(c, x.world_dir, nw) != 0) {
+        goto done;
     } else if (sweep_mkdir(c->out) || sweep_mkdir(x.runs_dir) || (c->world && sweep_mkdir(x.world_dir))) {
         fprintf(stderr, "distill sweep: cannot create %s\n", c->out);
         goto done;
@@ -2311,7 +2358,11 @@ int cli_sweep(int argc, char **argv) {
             wo.n_eval = (uint64_t)c->n_eval;
             wo.seed = c->world_seed;
             wo.error_rate = c->error_rate;
+            char stamp[512];
             if (world_write_files(x.world_dir, &wo, &sum, &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
+            snprintf(path, sizeof path, "%s/world-stamp.json", x.world_dir);
+            sweep_world_stamp(c, stamp, sizeof stamp);
+            if (distill_write_file_atomic(path, stamp, strlen(stamp), &err) != 0) { fprintf(stderr, "distill sweep: %s\n", err.msg); goto done; }
             world_print_summary(stdout, &wo, &sum);
         } else printf("world: reusing %s\n", x.world_dir);
         if (w == 0 && !sweep_exists(x.tok_path) && sweep_world_tokenizer(&x) != 0) goto done;

@@ -29,6 +29,10 @@
 #define WORLD_H
 #include "../../distill.h"
 
+/* The generator's version: bump it whenever the files world_write_files makes change (fields,
+   problems, traces), so that `distill sweep` makes an old world again instead of reusing it. */
+#define WORLD_VERSION 2
+
 #define WORLD_MAX_LIST 32         /* items in a list value                               */
 #define WORLD_MAX_OPS 8           /* steps in a program                                  */
 #define WORLD_MAX_ABS 1000000     /* |value| above this is an overflow error             */
