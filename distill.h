@@ -1389,8 +1389,10 @@ DISTILL_API int distill_kd_head_set_cache_rows(distill_kd_head *h, const distill
    memory of a created one. */
 DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
                                               distill_tokenizer **tok_out, distill_error *err);
-/* The same, then distill_model_to_bf16 (API 6): weights held in BF16 for inference. The FP32
-   weights are read first and released after the conversion (peak: 1.5x the FP32 weights). */
+/* The same with the weights held in BF16 (distill_model_to_bf16, API 6), for inference and
+   teachers. Safetensors (one file or a sharded folder) are read straight into BF16 (BF16 tensors
+   as they are, F32/F16 rounded), so the FP32 weights never exist; the library's checkpoints and
+   llama2.c files are read in FP32 and converted (peak: 1.5x the FP32 weights). */
 DISTILL_API distill_model *distill_model_load_bf16(const char *path, int max_batch, int max_seq,
                                                    distill_tokenizer **tok_out, distill_error *err);
 
@@ -11717,31 +11719,83 @@ static int distill__build_table(distill_model *m, distill_error *err) {
 }
 
 /* Point tok_emb, layers[], final_norm, lm_head into params (by walking the table in order). */
+/* The float view of tensor i: into params; in a model with BF16 weights, a vector's copy in
+   vecs, and NULL for a matrix, whose view is BF16 (distill__view16). */
+static float *distill__view(distill_model *m, int i) {
+    const distill__state *s = (const distill__state *)m->internal;
+    if (m->params) return m->params + m->tensors[i].offset;
+    return s->vec_at && s->vec_at[i] != (size_t)-1 ? s->vecs + s->vec_at[i] : NULL;
+}
+static const uint16_t *distill__view16(distill_model *m, int i) {
+    const distill__state *s = (const distill__state *)m->internal;
+    return s->w16 && s->vec_at[i] == (size_t)-1 ? s->w16 + m->tensors[i].offset : NULL;
+}
+
 static void distill__bind_views(distill_model *m) {
+    distill__state *s = (distill__state *)m->internal;
     const distill_config *c = &m->cfg;
     int i = 0, l;
-    m->tok_emb = m->params + m->tensors[i++].offset;
+    distill__layer16 none, *h;
+    s->tok_emb16 = distill__view16(m, i);
+    m->tok_emb = distill__view(m, i++);
     for (l = 0; l < c->n_layers; l++) {
         distill_layer_params *p = &m->layers[l];
-        p->attn_norm = m->params + m->tensors[i++].offset;
-        p->wq = m->params + m->tensors[i++].offset;
-        if (c->qkv_bias) p->bq = m->params + m->tensors[i++].offset;
-        p->wk = m->params + m->tensors[i++].offset;
-        if (c->qkv_bias) p->bk = m->params + m->tensors[i++].offset;
-        p->wv = m->params + m->tensors[i++].offset;
-        if (c->qkv_bias) p->bv = m->params + m->tensors[i++].offset;
-        p->wo = m->params + m->tensors[i++].offset;
+        h = s->l16 ? &s->l16[l] : &none;
+#define DISTILL__VEC(f) (p->f = distill__view(m, i++))
+#define DISTILL__MAT(f) (h->f = distill__view16(m, i), p->f = distill__view(m, i++))
+        DISTILL__VEC(attn_norm);
+        DISTILL__MAT(wq);
+        if (c->qkv_bias) DISTILL__VEC(bq);
+        DISTILL__MAT(wk);
+        if (c->qkv_bias) DISTILL__VEC(bk);
+        DISTILL__MAT(wv);
+        if (c->qkv_bias) DISTILL__VEC(bv);
+        DISTILL__MAT(wo);
         if (c->qk_norm) {
-            p->q_norm = m->params + m->tensors[i++].offset;
-            p->k_norm = m->params + m->tensors[i++].offset;
+            DISTILL__VEC(q_norm);
+            DISTILL__VEC(k_norm);
         }
-        p->ffn_norm = m->params + m->tensors[i++].offset;
-        p->w_gate = m->params + m->tensors[i++].offset;
-        p->w_up = m->params + m->tensors[i++].offset;
-        p->w_down = m->params + m->tensors[i++].offset;
+        DISTILL__VEC(ffn_norm);
+        DISTILL__MAT(w_gate);
+        DISTILL__MAT(w_up);
+        DISTILL__MAT(w_down);
+#undef DISTILL__VEC
+#undef DISTILL__MAT
     }
-    m->final_norm = m->params + m->tensors[i++].offset;
-    m->lm_head = c->tie_embeddings ? m->tok_emb : m->params + m->tensors[i++].offset;
+    m->final_norm = distill__view(m, i++);
+    if (c->tie_embeddings) {
+        s->lm_head16 = s->tok_emb16;
+        m->lm_head = m->tok_emb;
+    } else {
+        s->lm_head16 = distill__view16(m, i);
+        m->lm_head = distill__view(m, i++);
+    }
+}
+
+/* A model's BF16 weights (distill_model_to_bf16, or a loader filling them): vec_at, w16, vecs
+   and the per-layer BF16 views, allocated and zeroed; the views are bound by distill__bind_views. */
+static int distill__bf16_alloc(distill_model *m, distill_error *err) {
+    distill__state *s = (distill__state *)m->internal;
+    size_t nvec = 0;
+    int i;
+    s->vec_at = (size_t *)DISTILL_MALLOC((size_t)m->n_tensors * sizeof(size_t));
+    if (s->vec_at)
+        for (i = 0; i < m->n_tensors; i++) {
+            s->vec_at[i] = m->tensors[i].ndim == 1 ? nvec : (size_t)-1;
+            if (m->tensors[i].ndim == 1) nvec += (m->tensors[i].numel + 15) / 16 * 16;
+        }
+    s->w16 = (uint16_t *)distill_alloc_aligned(m->num_floats * sizeof(uint16_t), 64);
+    s->vecs = (float *)distill_alloc_aligned((nvec ? nvec : 1) * sizeof(float), 64);
+    s->l16 = (distill__layer16 *)DISTILL_MALLOC((size_t)m->cfg.n_layers * sizeof(distill__layer16));
+    if (!s->w16 || !s->vecs || !s->vec_at || !s->l16) {
+        distill_free_aligned(s->w16); distill_free_aligned(s->vecs);
+        DISTILL_FREE(s->vec_at); DISTILL_FREE(s->l16);
+        s->w16 = NULL; s->vecs = NULL; s->vec_at = NULL; s->l16 = NULL;
+        return distill__err(err, "out of memory for %zu BF16 weights", m->num_params);
+    }
+    memset(s->w16, 0, m->num_floats * sizeof(uint16_t));
+    memset(s->vecs, 0, (nvec ? nvec : 1) * sizeof(float));
+    return 0;
 }
 
 DISTILL_API int distill_model_find_tensor(const distill_model *m, const char *name) {
@@ -11830,7 +11884,8 @@ DISTILL_API distill_model *distill_model_create(const distill_config *cfg, int m
 }
 
 /* init 0: parameters left zero, for loaders that overwrite them all (drawing 500M normals
-   would cost a minute of a 0.5B model's load time) */
+   would cost a minute of a 0.5B model's load time); 2: the same with BF16 weights (w16, vecs)
+   instead of params, for the safetensors loaders of distill_model_load_bf16 */
 static distill_model *distill__model_new(const distill_config *cfg, int max_batch, int max_seq, uint64_t seed,
                                          int init, distill_error *err) {
     distill_model *m;
@@ -11854,11 +11909,15 @@ static distill_model *distill__model_new(const distill_config *cfg, int max_batc
     m->internal = s;
     if (distill__build_table(m, err) != 0) { distill_model_free(m); return NULL; }
     pbytes = m->num_floats * sizeof(float);
-    m->params = (float *)distill_alloc_aligned(pbytes, 64);
+    if (init == 2) {   /* a loader filling BF16 weights (distill_model_load_bf16): no FP32 buffer */
+        if (distill__bf16_alloc(m, err) != 0) { distill_model_free(m); return NULL; }
+    } else {
+        m->params = (float *)distill_alloc_aligned(pbytes, 64);
+    }
     /* loaded models (init 0) are mostly generated from, evaluated or exported: their gradient
        buffer, as large as the weights, waits until training needs it (distill__ensure_grads) */
-    m->grads = init ? (float *)distill_alloc_aligned(pbytes, 64) : NULL;
-    if (!m->params || (init && !m->grads)) {
+    m->grads = init == 1 ? (float *)distill_alloc_aligned(pbytes, 64) : NULL;
+    if ((init != 2 && !m->params) || (init == 1 && !m->grads)) {
         distill__err(err, "distill_model_create: out of memory for %zu parameters (%zu bytes each for params and grads)",
                      m->num_params, pbytes);
         distill_model_free(m);
@@ -11879,7 +11938,7 @@ static distill_model *distill__model_new(const distill_config *cfg, int max_batc
     s->bytes = bytes;
     distill__layout(s, (char *)s->block, cfg, max_batch, max_seq);
     distill__bind_views(m);
-    if (init) distill_model_init_params(m, seed);
+    if (init == 1) distill_model_init_params(m, seed);
     return m;
 }
 
@@ -12136,75 +12195,28 @@ DISTILL_API int distill_model_precision(const distill_model *m) {
 }
 
 /* BF16 weights: each matrix rounded once (distill__bf16_bits: nearest even) into w16 at its
-   params offset, each vector copied to vecs, the views re-pointed, then params (and any
-   gradient and AdamW buffers) released. From here the products read BF16 weights: the gemv
-   and the FP32 packer widen them exactly, the BF16 packer takes the bits as they are, so the
-   model computes what an FP32 model holding the rounded weights computes, to the bit. */
-static const uint16_t *distill__w16_view(const distill_model *m, const float *p) {
-    const distill__state *s = (const distill__state *)m->internal;
-    return p ? s->w16 + (p - m->params) : NULL;
-}
-static float *distill__vec_view(const distill_model *m, float *p) {
-    const distill__state *s = (const distill__state *)m->internal;
-    int i;
-    if (!p) return NULL;
-    for (i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].offset == (size_t)(p - m->params)) return s->vecs + s->vec_at[i];
-    return NULL;
-}
-
+   params offset, each vector copied to vecs, the views re-bound, then params (and any gradient
+   and AdamW buffers) released. From here the products read BF16 weights: the gemv and the FP32
+   packer widen them exactly, the BF16 packer takes the bits as they are, so the model computes
+   what an FP32 model holding the rounded weights computes, to the bit. */
 DISTILL_API int distill_model_to_bf16(distill_model *m, distill_error *err) {
     distill__state *s = (distill__state *)m->internal;
-    size_t nvec = 0, k;
-    int i, l, L = m->cfg.n_layers;
+    size_t k;
+    int i;
     if (s->w16) return 0;   /* already */
-    for (i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].ndim == 1) nvec += (m->tensors[i].numel + 15) / 16 * 16;
-    s->w16 = (uint16_t *)distill_alloc_aligned(m->num_floats * sizeof(uint16_t), 64);
-    s->vecs = (float *)distill_alloc_aligned((nvec ? nvec : 1) * sizeof(float), 64);
-    s->vec_at = (size_t *)DISTILL_MALLOC((size_t)m->n_tensors * sizeof(size_t));
-    s->l16 = (distill__layer16 *)DISTILL_MALLOC((size_t)L * sizeof(distill__layer16));
-    if (!s->w16 || !s->vecs || !s->vec_at || !s->l16) {
-        distill_free_aligned(s->w16); distill_free_aligned(s->vecs);
-        DISTILL_FREE(s->vec_at); DISTILL_FREE(s->l16);
-        s->w16 = NULL; s->vecs = NULL; s->vec_at = NULL; s->l16 = NULL;
-        return distill__err(err, "distill_model_to_bf16: out of memory for %zu BF16 weights", m->num_params);
-    }
-    memset(s->w16, 0, m->num_floats * sizeof(uint16_t));
-    for (i = 0, nvec = 0; i < m->n_tensors; i++) {
+    if (distill__bf16_alloc(m, err) != 0) return -1;
+    for (i = 0; i < m->n_tensors; i++) {
         const distill_tensor_info *t = &m->tensors[i];
         const float *src = m->params + t->offset;
-        if (t->ndim == 1) {
-            s->vec_at[i] = nvec;
-            memcpy(s->vecs + nvec, src, t->numel * sizeof(float));
-            nvec += (t->numel + 15) / 16 * 16;
-        } else {
-            s->vec_at[i] = (size_t)-1;
-            for (k = 0; k < t->numel; k++) s->w16[t->offset + k] = (uint16_t)distill__bf16_bits(src[k]);
-        }
+        if (s->vec_at[i] != (size_t)-1) memcpy(s->vecs + s->vec_at[i], src, t->numel * sizeof(float));
+        else for (k = 0; k < t->numel; k++) s->w16[t->offset + k] = (uint16_t)distill__bf16_bits(src[k]);
     }
-    /* the views: matrices to w16 (their float pointers NULL), vectors to vecs */
-    s->tok_emb16 = distill__w16_view(m, m->tok_emb);
-    s->lm_head16 = distill__w16_view(m, m->lm_head);
-    for (l = 0; l < L; l++) {
-        distill_layer_params *p = &m->layers[l];
-        distill__layer16 *h = &s->l16[l];
-        h->wq = distill__w16_view(m, p->wq); h->wk = distill__w16_view(m, p->wk);
-        h->wv = distill__w16_view(m, p->wv); h->wo = distill__w16_view(m, p->wo);
-        h->w_gate = distill__w16_view(m, p->w_gate); h->w_up = distill__w16_view(m, p->w_up);
-        h->w_down = distill__w16_view(m, p->w_down);
-        p->attn_norm = distill__vec_view(m, p->attn_norm); p->ffn_norm = distill__vec_view(m, p->ffn_norm);
-        p->bq = distill__vec_view(m, p->bq); p->bk = distill__vec_view(m, p->bk); p->bv = distill__vec_view(m, p->bv);
-        p->q_norm = distill__vec_view(m, p->q_norm); p->k_norm = distill__vec_view(m, p->k_norm);
-        p->wq = p->wk = p->wv = p->wo = p->w_gate = p->w_up = p->w_down = NULL;
-    }
-    m->final_norm = distill__vec_view(m, m->final_norm);
-    m->tok_emb = m->lm_head = NULL;
     distill_free_aligned(m->params);
     distill_free_aligned(m->grads);
     distill_free_aligned(m->m);
     distill_free_aligned(m->v);
     m->params = m->grads = m->m = m->v = NULL;
+    distill__bind_views(m);   /* matrices to w16 (their float views NULL), vectors to vecs */
     return 0;
 }
 
@@ -14373,6 +14385,7 @@ static int distill__st_copy(distill_model *m, const distill_json *h, const unsig
         int64_t b, end;
         size_t esz, k;
         float *dst;
+        uint16_t *dst16 = NULL;
         if (distill__st_skip(name)) continue;
         idx = distill_model_find_tensor(m, name);
         if (idx < 0) return distill__st_unknown(path, name, err);
@@ -14383,7 +14396,8 @@ static int distill__st_copy(distill_model *m, const distill_json *h, const unsig
             return distill__err(err, "%s: tensor '%s' is in this shard but the index puts it in '%.100s'", path, name,
                                 where && where->type == DISTILL_JSON_STRING ? where->str : "no shard");
         t = &m->tensors[idx];
-        dst = m->params + t->offset;
+        dst = distill__view(m, idx);   /* FP32, or a vector of a model with BF16 weights */
+        if (!dst) dst16 = ((distill__state *)m->internal)->w16 + t->offset;   /* a BF16 matrix */
         dt = distill_json_get(en, "dtype"); sh = distill_json_get(en, "shape"); of = distill_json_get(en, "data_offsets");
         if (!dt || dt->type != DISTILL_JSON_STRING || !sh || sh->type != DISTILL_JSON_ARRAY || !of ||
             of->type != DISTILL_JSON_ARRAY || of->len != 2 || !of->items[0].is_int || !of->items[1].is_int)
@@ -14398,6 +14412,15 @@ static int distill__st_copy(distill_model *m, const distill_json *h, const unsig
         if (b < 0 || end < b || (uint64_t)end > dsize || (uint64_t)(end - b) != t->numel * esz)
             return distill__err(err, "%s: tensor '%s': data_offsets [%lld, %lld] do not fit the data (%zu bytes) or the shape",
                                 path, t->name, (long long)b, (long long)end, dsize);
+        if (dst16) {   /* BF16 kept as is; F32 and F16 rounded to BF16 as distill_model_to_bf16 does */
+            for (k = 0; k < t->numel; k++) {
+                const unsigned char *p = data + b + k * esz;
+                if (esz == 4) dst16[k] = (uint16_t)distill__bf16_bits(distill__get_f32(p));
+                else if (dt->str[0] == 'B') dst16[k] = (uint16_t)(p[0] | (p[1] << 8));
+                else dst16[k] = (uint16_t)distill__bf16_bits(distill__half_to_float((uint16_t)(p[0] | (p[1] << 8))));
+            }
+            continue;
+        }
         for (k = 0; k < t->numel; k++) {
             const unsigned char *p = data + b + k * esz;
             if (esz == 4) dst[k] = distill__get_f32(p);
@@ -14420,7 +14443,7 @@ static int distill__st_all_seen(const distill_model *m, const unsigned char *see
    (transformers omits it then); a file of dbytes bytes of tensor data must hold the
    parameters at 2 bytes each at least, checked before the model is allocated. */
 static distill_model *distill__st_model(const char *path, int have_lm, uint64_t dbytes, int max_batch, int max_seq,
-                                        distill_error *err) {
+                                        int bf16, distill_error *err) {
     distill_config cfg;
     char *cp = distill__sibling(path, "config.json");
     if (!cp) { distill__err(err, "out of memory"); return NULL; }
@@ -14432,18 +14455,18 @@ static distill_model *distill__st_model(const char *path, int have_lm, uint64_t 
                      path, (unsigned long long)dbytes, distill__count_params(&cfg, NULL));
         return NULL;
     }
-    return distill__model_new(&cfg, max_batch, max_seq, 0, 0, err);   /* every tensor is read */
+    return distill__model_new(&cfg, max_batch, max_seq, 0, bf16 ? 2 : 0, err);   /* every tensor is read */
 }
 
 static distill_model *distill__load_safetensors(const unsigned char *buf, size_t size, const char *path,
-                                                int max_batch, int max_seq, distill_error *err) {
+                                                int max_batch, int max_seq, int bf16, distill_error *err) {
     const unsigned char *data;
     size_t dsize;
     distill_json *h = distill__st_header(buf, size, path, &data, &dsize, err);
     distill_model *m = NULL;
     unsigned char *seen = NULL;
     if (!h) return NULL;
-    m = distill__st_model(path, distill_json_get(h, "lm_head.weight") != NULL, dsize, max_batch, max_seq, err);
+    m = distill__st_model(path, distill_json_get(h, "lm_head.weight") != NULL, dsize, max_batch, max_seq, bf16, err);
     if (m && !(seen = (unsigned char *)DISTILL_MALLOC((size_t)m->n_tensors + 1))) distill__err(err, "out of memory");
     if (seen) memset(seen, 0, (size_t)m->n_tensors + 1);
     if (!seen || distill__st_copy(m, h, data, dsize, path, seen, NULL, NULL, err) != 0 ||
@@ -14469,7 +14492,7 @@ static int64_t distill__file_size(const char *path) {
    file}}. Shard names are plain file names in the index's folder (no '/', no leading '.').
    Shards are read one at a time; the model is allocated once the index, config.json and the
    shards' sizes agree. */
-static distill_model *distill__load_sharded(const char *index_path, int max_batch, int max_seq, distill_error *err) {
+static distill_model *distill__load_sharded(const char *index_path, int max_batch, int max_seq, int bf16, distill_error *err) {
     distill_json *ix = distill_json_parse_file(index_path, err);
     const distill_json *wm;
     const char **shards = NULL;
@@ -14504,7 +14527,7 @@ static distill_model *distill__load_sharded(const char *index_path, int max_batc
             dbytes += (uint64_t)sz;
         }
     }
-    m = distill__st_model(index_path, distill_json_get(wm, "lm_head.weight") != NULL, dbytes, max_batch, max_seq, err);
+    m = distill__st_model(index_path, distill_json_get(wm, "lm_head.weight") != NULL, dbytes, max_batch, max_seq, bf16, err);
     if (!m) goto fail;
     for (i = 0; i < wm->len; i++)   /* the index names no tensor the model does not have */
         if (!distill__st_skip(wm->keys[i]) && distill_model_find_tensor(m, wm->keys[i]) < 0) {
@@ -14812,8 +14835,8 @@ static int distill__hf_template_name(distill_model *m, const char *path, distill
     return 0;
 }
 
-DISTILL_API distill_model *distill_model_load(const char *path_in, int max_batch, int max_seq,
-                                              distill_tokenizer **tok_out, distill_error *err) {
+static distill_model *distill__model_load(const char *path_in, int max_batch, int max_seq,
+                                          distill_tokenizer **tok_out, int bf16, distill_error *err) {
     size_t size;
     unsigned char *buf;
     const char *fmt;
@@ -14824,7 +14847,7 @@ DISTILL_API distill_model *distill_model_load(const char *path_in, int max_batch
     path = distill__model_resolve(path_in, &sharded, err);
     if (!path) return NULL;
     if (sharded) {
-        m = distill__load_sharded(path, max_batch, max_seq, err);
+        m = distill__load_sharded(path, max_batch, max_seq, bf16, err);
         buf = NULL;
         goto loaded;
     }
@@ -14854,12 +14877,18 @@ DISTILL_API distill_model *distill_model_load(const char *path_in, int max_batch
             distill_checkpoint_free(ck);
         }
     } else if (!strcmp(fmt, "safetensors")) {
-        m = distill__load_safetensors(buf, size, path, max_batch, max_seq, err);
+        m = distill__load_safetensors(buf, size, path, max_batch, max_seq, bf16, err);
     } else {
         m = distill__load_llama2c(buf, size, path, max_batch, max_seq, err);
     }
 loaded:
     DISTILL_FREE(buf);
+    /* the other formats load FP32 weights, converted here */
+    if (m && bf16 && distill_model_to_bf16(m, err) != 0) {
+        distill_model_free(m);
+        m = NULL;
+        if (tok_out && *tok_out) { distill_tokenizer_free(*tok_out); *tok_out = NULL; }
+    }
     if (m && distill__hf_template_name(m, path, err) != 0) { distill_model_free(m); m = NULL; }
     if (m && tok_out && !*tok_out) {
         /* a tokenizer beside the model, by the names each ecosystem uses */
@@ -14880,15 +14909,13 @@ loaded:
     return m;
 }
 
+DISTILL_API distill_model *distill_model_load(const char *path, int max_batch, int max_seq,
+                                              distill_tokenizer **tok_out, distill_error *err) {
+    return distill__model_load(path, max_batch, max_seq, tok_out, 0, err);
+}
 DISTILL_API distill_model *distill_model_load_bf16(const char *path, int max_batch, int max_seq,
                                                    distill_tokenizer **tok_out, distill_error *err) {
-    distill_model *m = distill_model_load(path, max_batch, max_seq, tok_out, err);
-    if (m && distill_model_to_bf16(m, err) != 0) {
-        distill_model_free(m);
-        if (tok_out && *tok_out) { distill_tokenizer_free(*tok_out); *tok_out = NULL; }
-        return NULL;
-    }
-    return m;
+    return distill__model_load(path, max_batch, max_seq, tok_out, 1, err);
 }
 
 DISTILL_API void distill_model_sha256(const distill_model *m, char out[65]) {

@@ -258,15 +258,77 @@ static void test_files_and_refusals(void) {
     if (back) { distill_model_sha256(back, s3); CHECK(!strcmp(s1, s3), "the F32 export holds the widened weights"); }
     else CHECK(0, "load the F32 export: %s", err.msg);
 
+    /* distill_model_load_bf16 from every format: F32 safetensors (rounded while reading), a
+       sharded BF16 folder, the library's checkpoint and a llama2.c file (read in FP32, then
+       converted): each holds the weights of h */
+    {
+        static const char *const what[] = {"F32 safetensors", "sharded BF16 folder", "checkpoint", "llama2.c"};
+        distill_model *l;
+        int f;
+        distill_model_free(back16);
+        back16 = NULL;
+        snprintf(path, sizeof path, "%s/shards", dir);
+        CHECK(distill_safetensors_save_sharded(h, path, "BF16", 4000, &err) == 0, "sharded export: %s", err.msg);
+        snprintf(path, sizeof path, "%s/m.dstl", dir);
+        CHECK(distill_checkpoint_write(path, fp, 0, NULL, NULL, 0, &err) == 0, "checkpoint: %s", err.msg);
+        for (f = 0; f < 4; f++) {
+            distill_model *src = fp;
+            if (f == 3) {   /* llama2.c has no qk_norm: a plain model, its rounded twin in FP32 */
+                distill_config c = cfg_of(1);
+                c.qk_norm = 0;
+                src = distill_model_create(&c, B_, T_, 5, &err);
+                if (src) {
+                    size_t k;
+                    for (k = 0; k < src->num_floats; k++) src->params[k] = (float)ref_bf16((double)src->params[k]);
+                    snprintf(path, sizeof path, "%s/m.bin", dir);
+                    CHECK(distill_llama2c_save(src, path, &err) == 0, "llama2.c export: %s", err.msg);
+                }
+            } else {
+                snprintf(path, sizeof path, f == 0 ? "%s/m32.safetensors" : f == 1 ? "%s/shards" : "%s/m.dstl", dir);
+                if (f == 1) src = distill_model_load(path, B_, T_, NULL, &err);   /* BF16 export: the norms rounded too */
+            }
+            l = src ? distill_model_load_bf16(path, B_, T_, NULL, &err) : NULL;
+            CHECK(l && distill_model_is_bf16(l) && l->params == NULL, "%s: distill_model_load_bf16: %s", what[f], l ? "" : err.msg);
+            if (l && src) {
+                distill_model_sha256(l, s3);
+                distill_model_sha256(src, s2);
+                CHECK(!strcmp(s2, s3), "%s: distill_model_load_bf16 holds the weights", what[f]);
+            }
+            if (f == 0 && l) forward_agrees(fp, l, &b, "F32 safetensors read into BF16");
+            distill_model_free(l);
+            if (src != fp) distill_model_free(src);
+        }
+    }
+
+    /* weights that are not BF16 values: the F32 file read straight into BF16 rounds each one
+       as distill_model_to_bf16 rounds the FP32 load (nearest even, not truncation) */
+    {
+        distill_config c = cfg_of(0);
+        distill_model *raw = distill_model_create(&c, B_, T_, 77, &err), *a = NULL, *d = NULL;
+        snprintf(path, sizeof path, "%s/raw.safetensors", dir);
+        CHECK(raw && distill_safetensors_save(raw, path, &err) == 0, "raw export: %s", err.msg);
+        a = distill_model_load(path, B_, T_, NULL, &err);
+        d = distill_model_load_bf16(path, B_, T_, NULL, &err);
+        if (a && d) {
+            distill_model_sha256(a, s2);
+            CHECK(distill_model_to_bf16(a, &err) == 0, "to_bf16: %s", err.msg);
+            distill_model_sha256(a, s3);
+            CHECK(strcmp(s2, s3) != 0, "rounding to BF16 changed the weights");
+            distill_model_sha256(d, s2);
+            CHECK(!strcmp(s2, s3), "an F32 file read into BF16 equals the FP32 load converted");
+        } else CHECK(0, "loads: %s", err.msg);
+        distill_model_free(raw); distill_model_free(a); distill_model_free(d);
+    }
+
     /* refusals, each naming the reason */
     err.msg[0] = 0;
     CHECK(distill_model_forward_backward(h, &b, NULL, 0.0f, &s, &err) != 0 && strstr(err.msg, "BF16 weights only"),
           "forward_backward refused: '%s'", err.msg);
-    snprintf(path, sizeof path, "%s/m.dstl", dir);
+    snprintf(path, sizeof path, "%s/h.dstl", dir);
     err.msg[0] = 0;
     CHECK(distill_checkpoint_write(path, h, 0, NULL, NULL, 0, &err) != 0 && strstr(err.msg, "BF16 weights only") && !exists(path),
           "checkpoint refused, nothing written: '%s'", err.msg);
-    snprintf(path, sizeof path, "%s/m.bin", dir);
+    snprintf(path, sizeof path, "%s/h.bin", dir);
     err.msg[0] = 0;
     CHECK(distill_llama2c_save(h, path, &err) != 0 && strstr(err.msg, "BF16 weights only") && !exists(path),
           "llama2.c export refused: '%s'", err.msg);
