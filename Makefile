@@ -198,6 +198,14 @@ $(BUILD)/examples/%: examples/%.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
+## make bench-load-bf16: peak RSS and decode speed of a 124M model loaded with FP32 vs BF16 weights
+.PHONY: bench-load-bf16
+bench-load-bf16: $(BUILD)/bench_load_bf16
+	$(BUILD)/bench_load_bf16 $(BUILD)/bench_load_model
+$(BUILD)/bench_load_bf16: bench/bench_load_bf16.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
 ## make bench-kd: KD step cost vs teacher forward + student step, top-k cache path
 bench-kd: $(BUILD)/bench_kd
 	$(BUILD)/bench_kd
