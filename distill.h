@@ -3131,7 +3131,7 @@ static DISTILL__KATTR void distill__hsum4_avx512(__m512 v0, __m512 v1, __m512 v2
     __m512 x = _mm512_add_ps(w, _mm512_mask_permute_ps(w, K, w, 0x4E));   /* t0 + t2, t1 + t3 */
     __m512 r = _mm512_add_ps(x, _mm512_mask_permute_ps(x, K, x, 0xB1));   /* (t0 + t2) + (t1 + t3) */
     r = _mm512_mask_permutexvar_ps(r, K, _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), r);
-    _mm_storeu_ps(y, _mm512_castps512_ps128(r));
+    _mm512_mask_storeu_ps(y, (__mmask16)0xF, r);   /* lanes 0..3 */
 }
 #define DV_HSUM4(v0, v1, v2, v3, y) distill__hsum4_avx512((v0), (v1), (v2), (v3), (y))
 #define DV_ROUND(v) _mm512_mask_roundscale_ps((v), DISTILL__K16, (v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
