@@ -2522,8 +2522,13 @@ static int64_t distill__atomic_rmw(int64_t *p, int64_t add, int store, int64_t v
 /* The pool.                                                                               */
 /*                                                                                         */
 /* Workers 1..n-1 are persistent threads; the calling thread is worker 0. A job is          */
-/* published by bumping `gen`; every worker then takes chunk indices from the shared atomic */
-/* counter `next` until they run out and decrements `pending`. Waiting is a short spin      */
+/* published by bumping `gen`. Chunks are split into one contiguous range per thread (thread */
+/* t owns [t*n/nth, (t+1)*n/nth)); each thread takes its own range's chunks in order from    */
+/* its counter, then helps the others by taking from theirs, and decrements `pending`. The   */
+/* fixed ranges keep data where it was made: every row-wise op of a step gives thread t the  */
+/* same rows, so what the matmul wrote into t's cache is what the next op on t reads (a read */
+/* of lines another core wrote costs 2-3x a read of its own). A shared counter (any thread,  */
+/* any chunk) made each op read about half its input from the other core. Waiting is a short spin      */
 /* (consecutive jobs of a training step follow each other within microseconds) and then a  */
 /* sleep on a condition variable, so an idle pool costs nothing.                            */
 /*                                                                                         */
@@ -2571,8 +2576,9 @@ typedef struct distill__pool {
     /* the counters the workers hammer, each on its own cache line. They must also be 8-byte
        aligned: on i386 an int64_t member may sit at 4 mod 8, and a 64-bit atomic that
        straddles a cache line is not atomic there (the -m32 build deadlocked). */
+    int parties;                    /* threads taking part in the current job */
     char pad0[64];
-    DISTILL__ALIGN64 int64_t next;
+    DISTILL__ALIGN64 int64_t next[DISTILL__MAX_THREADS * 8]; /* thread t's counter: next[8 t] (own line) */
     DISTILL__ALIGN64 int64_t pending;
     DISTILL__ALIGN64 int64_t gen;
     DISTILL__ALIGN64 int64_t busy;  /* 1 while a job runs: parallel_for calls now are nested */
@@ -2669,14 +2675,21 @@ static void distill__prof_busy(int thread, double t0) {
 #if !defined(DISTILL_NO_THREADS)
 #define DISTILL__SPIN 20000
 
+/* Thread `thread`'s part of the job: its own range, then what is left of the others'. */
 static void distill__run_chunks(distill__pool *P, int thread) {
     double t0 = P->prof ? distill_time_seconds() : 0.0;
-    for (;;) {
-        int64_t i = DISTILL__FETCH_ADD(&P->next, 1), b, e;
-        if (i >= P->n_chunks) break;
-        b = i * P->chunk;
-        e = b + P->chunk < P->n ? b + P->chunk : P->n;
-        P->fn(P->ctx, b, e, thread);
+    const int np = P->parties;
+    int k;
+    for (k = 0; k < np; k++) {
+        const int o = (thread + k) % np;
+        const int64_t hi = (int64_t)(o + 1) * P->n_chunks / np;
+        for (;;) {
+            int64_t i = DISTILL__FETCH_ADD(&P->next[8 * o], 1), b, e;
+            if (i >= hi) break;
+            b = i * P->chunk;
+            e = b + P->chunk < P->n ? b + P->chunk : P->n;
+            P->fn(P->ctx, b, e, thread);
+        }
     }
     if (P->prof) distill__prof_busy(thread, t0);
 }
@@ -2806,6 +2819,9 @@ DISTILL_API void distill_parallel_for(int64_t n, int64_t chunk, distill_task_fn 
     distill__pool *P = &distill__the_pool;
     int64_t n_chunks, b;
     double t0;
+#if !defined(DISTILL_NO_THREADS)
+    int t;
+#endif
     if (n <= 0) return;
     if (chunk < 1) chunk = 1;
     n_chunks = (n - 1) / chunk + 1;
@@ -2826,8 +2842,9 @@ DISTILL_API void distill_parallel_for(int64_t n, int64_t chunk, distill_task_fn 
             P->n = n;
             P->chunk = chunk;
             P->n_chunks = n_chunks;
+            P->parties = P->running;
+            for (t = 0; t < P->parties; t++) DISTILL__STORE(&P->next[8 * t], (int64_t)t * n_chunks / P->parties);
             DISTILL__STORE(&P->busy, 1);
-            DISTILL__STORE(&P->next, 0);
             DISTILL__STORE(&P->pending, (int64_t)(P->running - 1));
             distill__publish(P);
             distill__run_chunks(P, 0);
