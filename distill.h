@@ -2556,6 +2556,8 @@ typedef struct distill__pool {
     size_t scratch_floats[DISTILL__MAX_THREADS];
     int scratch_reserved;           /* slots 0..scratch_reserved-1 hold full-size scratch */
     float *shared_b;                /* the matmul's B block packed once for all threads (KC x NCS) */
+    float *ksplit;                  /* the second K half's partial product (distill__gemm_run_ksplit, grown) */
+    size_t ksplit_floats;
     uint32_t *bf16_b;               /* the BF16 product's B packed once for all row tasks (grown) */
     size_t bf16_b_words;
     /* BF16 settings read once (0: not yet; 1: no; 2: yes): DISTILL_BF16=portable,
@@ -4010,7 +4012,7 @@ static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread
 typedef struct {
     const distill__gemm *g;
     float *pb;
-    int p0, kb, j0, nb, ncb, nct;
+    int p0, kb, j0, nb, ncb, nct, mcb;   /* tasks: mcb rows (whole A panels) x ncb columns */
 } distill__gemm_sh;
 
 static void distill__gemm_pack_task(void *ctx, int64_t begin, int64_t end, int thread) {
@@ -4035,8 +4037,8 @@ static void distill__gemm_shared_task(void *ctx, int64_t begin, int64_t end, int
     int acc = g->accumulate || sh->p0 > 0, last = sh->p0 + kb >= g->K;
     int64_t t;
     for (t = begin; t < end; t++) {
-        int i0 = (int)(t / sh->nct) * MC, jb0 = (int)(t % sh->nct) * sh->ncb, ir;
-        int mb = g->M - i0 < MC ? g->M - i0 : MC, jb1 = sh->nb - jb0 < sh->ncb ? sh->nb : jb0 + sh->ncb;
+        int i0 = (int)(t / sh->nct) * sh->mcb, jb0 = (int)(t % sh->nct) * sh->ncb, ir;
+        int mb = g->M - i0 < sh->mcb ? g->M - i0 : sh->mcb, jb1 = sh->nb - jb0 < sh->ncb ? sh->nb : jb0 + sh->ncb;
         for (ir = 0; ir < mb; ir += MR)
             distill__pack(pa + (size_t)ir * kb, g->a + (size_t)(i0 + ir) * g->rsa + (size_t)sh->p0 * g->csa,
                           g->rsa, g->csa, mb - ir < MR ? mb - ir : MR, MR, kb);
@@ -4057,15 +4059,22 @@ static int distill__scratch_ready(int nth) {
 }
 
 static void distill__gemm_run_shared(distill__gemm *g, float *shared, int nth) {
-    const int NR = g->ops->nr, MC = DISTILL__MC;
-    int blocks_m = (g->M + MC - 1) / MC, j0, p0;
+    const int NR = g->ops->nr, MR = g->ops->mr, MC = DISTILL__MC;
+    int per = (g->M + MR - 1) / MR / (4 * nth), blocks_m, j0, p0;
     distill__gemm_sh sh;
     sh.g = g;
     sh.pb = shared;
+    /* rows per task: ~4 tasks per thread, whole A panels, at most MC. Columns are split only
+       when there are too few rows for that: each column range packs its A rows again, and with
+       a 32-column range the packing cost more than the range's FMAs (dW of a 96-wide layer). */
+    if (per < 1) per = 1;
+    if (per * MR > MC) per = MC / MR;
+    sh.mcb = per * MR;
+    blocks_m = (g->M + sh.mcb - 1) / sh.mcb;
     for (j0 = 0; j0 < g->N; j0 += DISTILL__NCS) {
         int nb = g->N - j0 < DISTILL__NCS ? g->N - j0 : DISTILL__NCS, panels = (nb + NR - 1) / NR;
-        /* column ranges per task (whole panels): enough tasks for ~4 per thread */
-        int nct = (4 * nth + blocks_m - 1) / blocks_m;
+        /* column ranges per task (whole panels): only if the row tasks are fewer than 2 per thread */
+        int nct = blocks_m >= 2 * nth ? 1 : (2 * nth + blocks_m - 1) / blocks_m;
         if (nct > panels) nct = panels;
         if (nct < 1) nct = 1;
         sh.j0 = j0; sh.nb = nb;
@@ -4094,12 +4103,78 @@ static void distill__reserve_scratch(distill__pool *P) {
     P->scratch_reserved = P->n_threads;
 }
 
-/* The product on the pool: the plan's tasks, or the shared-B path below. */
+/* Products whose K is longer than both sides of C (the weight gradients dW = dY^T X, K = the
+   batch's tokens) are cut once along K, at the K block nearest the middle, whatever the thread
+   count: C (+)= A[:, :K0] B[:K0, :] runs in place, P = A[:, K0:] B[K0:, :] into a buffer, then
+   C += P. Each half is ordinary row tasks, so with two threads each thread reads only its own
+   half of the tokens, the rows the forward and the previous backward ops left in its cache,
+   and packs B once per K block with no hand-off in between (splitting C's few rows instead
+   meant a job pair per K block and every thread reading every token). The cut depends on the
+   shape alone (one, also on one thread), so the bits do not depend on the thread count. */
+#define DISTILL__KSPLIT_MAX ((size_t)1 << 22)   /* floats of P: larger products are not cut */
+static int distill__gemm_ksplit_wanted(const distill__gemm *g) {
+    return !g->bias && g->K >= 4 * DISTILL__KC && g->K >= g->M && g->K >= g->N &&
+           (size_t)g->M * (size_t)g->N <= DISTILL__KSPLIT_MAX && !distill__pool_nested();
+}
+typedef struct { distill__gemm h[2]; int per_half; } distill__gemm_ks;
+static void distill__gemm_ks_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__gemm_ks *ks = (const distill__gemm_ks *)ctx;
+    int64_t t;
+    for (t = begin; t < end; t++) {
+        int64_t u = t % ks->per_half;
+        distill__gemm_task((void *)&ks->h[t / ks->per_half], u, u + 1, thread);
+    }
+}
+typedef struct { float *c; const float *p; size_t ldc; int N; } distill__gemm_add_ctx;
+static void distill__gemm_add_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__gemm_add_ctx *a = (const distill__gemm_add_ctx *)ctx;
+    int64_t i;
+    (void)thread;
+    for (i = begin; i < end; i++) distill_vec_axpy(a->c + (size_t)i * a->ldc, 1.0f, a->p + (size_t)i * a->N, a->N);
+}
+/* 0 done, -1 no buffer (the caller runs the product uncut) */
+static int distill__gemm_run_ksplit(distill__gemm *g, int nth) {
+    distill__pool *P = &distill__the_pool;
+    const int MR = g->ops->mr, nkb = (g->K + DISTILL__KC - 1) / DISTILL__KC, K0 = (nkb + 1) / 2 * DISTILL__KC;
+    size_t need = (size_t)g->M * (size_t)g->N;
+    int rt = nth / 2 < 1 ? 1 : nth / 2, pm = (g->M + MR - 1) / MR, h;
+    distill__gemm_ks ks;
+    distill__gemm_add_ctx ad;
+    if (P->ksplit_floats < need) {   /* grown on the first step, on thread 0 outside any job */
+        distill_free_aligned(P->ksplit);
+        P->ksplit = (float *)distill_alloc_aligned(need * sizeof(float), 64);
+        P->ksplit_floats = P->ksplit ? need : 0;
+        if (!P->ksplit) return -1;
+    }
+    ks.h[0] = *g;
+    ks.h[0].K = K0;
+    ks.h[1] = *g;
+    ks.h[1].K = g->K - K0;
+    ks.h[1].a = g->a + (size_t)K0 * g->csa;
+    ks.h[1].b = g->b + (size_t)K0 * g->rsb;
+    ks.h[1].c = P->ksplit;
+    ks.h[1].ldc = (size_t)g->N;
+    ks.h[1].accumulate = 0;
+    /* per half: rt row tasks (whole A panels) x the column tiles */
+    for (h = 0; h < 2; h++) {
+        ks.h[h].nc = DISTILL__NC;
+        ks.h[h].tiles_n = (g->N + DISTILL__NC - 1) / DISTILL__NC;
+        ks.h[h].mc = (pm + rt - 1) / rt * MR;
+    }
+    ks.per_half = (g->M + ks.h[0].mc - 1) / ks.h[0].mc * ks.h[0].tiles_n;
+    distill_parallel_for(2 * (int64_t)ks.per_half, 1, distill__gemm_ks_task, &ks);
+    ad.c = g->c; ad.p = P->ksplit; ad.ldc = g->ldc; ad.N = g->N;
+    distill_parallel_for((int64_t)g->M, 1 + 4096 / g->N, distill__gemm_add_task, &ad);
+    return 0;
+}
+
+/* The product on the pool: the plan's tasks, the K cut above or the shared-B path below. */
 static void distill__gemm_run(distill__gemm *g) {
     int nth = distill_get_threads(), row_tasks;
     if (g->M <= 0 || g->N <= 0) return;
     if (g->K <= 0 && g->accumulate) return;
     g->ops = distill__ops();
+    if (distill__gemm_ksplit_wanted(g) && distill__gemm_run_ksplit(g, nth) == 0) return;
     row_tasks = distill__gemm_plan(g->M, g->N, nth, &g->mc, &g->nc, &g->tiles_n);
 #if !defined(DISTILL_NO_THREADS)
     /* B shared by the threads when these tasks would pack each B block more than once per
