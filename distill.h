@@ -3945,9 +3945,21 @@ static void distill__add_bias(float *cm, size_t ldc, const float *bias, int K, i
 
 /* The split of C (M,N) into tasks of (mc rows) x (nc columns), mc a multiple of MC: few big
    tasks (the B block is packed once per task) but at least ~3 per thread so the threads finish
-   together. Returns the number of row tasks; tiles_n is the number of column tasks. */
+   together. Returns the number of row tasks; tiles_n is the number of column tasks. With at
+   most two row blocks (an LM-head chunk of 128 rows) the tasks take all rows and split only the
+   columns, if that gives at least 2 per thread: a row split would pack every B block once per
+   row task, and the 32-row task packed as much B as the 96-row one for a third of the FMAs. */
 static int distill__gemm_plan(int M, int N, int nth, int *mc, int *nc, int *tiles_n) {
     int blocks_m = (M + DISTILL__MC - 1) / DISTILL__MC, per;
+    if (nth > 1 && blocks_m <= 2) {
+        *nc = DISTILL__NC;
+        while (*nc > 64 && (N + *nc - 1) / *nc < 3 * nth) *nc /= 2;
+        *tiles_n = (N + *nc - 1) / *nc;
+        if (*tiles_n >= 2 * nth) {
+            *mc = blocks_m * DISTILL__MC;
+            return 1;
+        }
+    }
     *nc = DISTILL__NC;
     while (nth > 1 && *nc > 64 && blocks_m * ((N + *nc - 1) / *nc) < 3 * nth) *nc /= 2;
     *tiles_n = (N + *nc - 1) / *nc;
