@@ -3943,30 +3943,37 @@ static void distill__add_bias(float *cm, size_t ldc, const float *bias, int K, i
 }
 #define distill__gemm_bias(g, r0, r1, j0, nb) distill__add_bias((g)->c, (g)->ldc, (g)->bias, (g)->K, (r0), (r1), (j0), (nb))
 
-/* The split of C (M,N) into tasks of (mc rows) x (nc columns), mc a multiple of MC: few big
-   tasks (the B block is packed once per task) but at least ~3 per thread so the threads finish
-   together. Returns the number of row tasks; tiles_n is the number of column tasks. With at
-   most two row blocks (an LM-head chunk of 128 rows) the tasks take all rows and split only the
-   columns, if that gives at least 2 per thread: a row split would pack every B block once per
-   row task, and the 32-row task packed as much B as the 96-row one for a third of the FMAs. */
+/* The split of C (M,N) into tasks of (mc rows) x (nc columns). One thread: one row task (mc a
+   multiple of MC), column tasks of NC. Several: few big tasks (the B block is packed once per
+   task) but ~3 per thread, mc a multiple of DISTILL__ROWQ so the tasks' rows come out nearly
+   equal (the pool gives each thread a contiguous range of tasks; with whole MC blocks the last
+   task of a 3,072-row product had a third of the others' rows and one thread did 56 %).
+   With at most two row blocks (an LM-head chunk of 128 rows) the tasks take all rows and split
+   only the columns, if that gives at least 2 per thread: a row split packs every B block once
+   per row task. Returns the number of row tasks; tiles_n is the number of column tasks. */
+#define DISTILL__ROWQ 24   /* a multiple of every micro-tile's rows (6; BF16 8); MC is a multiple */
 static int distill__gemm_plan(int M, int N, int nth, int *mc, int *nc, int *tiles_n) {
-    int blocks_m = (M + DISTILL__MC - 1) / DISTILL__MC, per;
-    if (nth > 1 && blocks_m <= 2) {
-        *nc = DISTILL__NC;
+    int blocks_m = (M + DISTILL__MC - 1) / DISTILL__MC, units = (M + DISTILL__ROWQ - 1) / DISTILL__ROWQ, rt;
+    *nc = DISTILL__NC;
+    if (nth == 1) {
+        *tiles_n = (N + *nc - 1) / *nc;
+        *mc = blocks_m * DISTILL__MC;
+        return 1;
+    }
+    if (blocks_m <= 2) {
         while (*nc > 64 && (N + *nc - 1) / *nc < 3 * nth) *nc /= 2;
         *tiles_n = (N + *nc - 1) / *nc;
         if (*tiles_n >= 2 * nth) {
             *mc = blocks_m * DISTILL__MC;
             return 1;
         }
+        *nc = DISTILL__NC;
     }
-    *nc = DISTILL__NC;
-    while (nth > 1 && *nc > 64 && blocks_m * ((N + *nc - 1) / *nc) < 3 * nth) *nc /= 2;
+    while (*nc > 64 && blocks_m * ((N + *nc - 1) / *nc) < 3 * nth) *nc /= 2;
     *tiles_n = (N + *nc - 1) / *nc;
-    per = nth == 1 ? blocks_m : (blocks_m * *tiles_n) / (3 * nth);
-    if (per < 1) per = 1;
-    if (per > blocks_m) per = blocks_m;
-    *mc = per * DISTILL__MC;
+    rt = (3 * nth + *tiles_n - 1) / *tiles_n;   /* row tasks wanted */
+    if (rt > units) rt = units;
+    *mc = (units + rt - 1) / rt * DISTILL__ROWQ;
     return (M + *mc - 1) / *mc;
 }
 
