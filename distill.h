@@ -2522,16 +2522,16 @@ static int64_t distill__atomic_rmw(int64_t *p, int64_t add, int store, int64_t v
 /* The pool.                                                                               */
 /*                                                                                         */
 /* Workers 1..n-1 are persistent threads; the calling thread is worker 0. A job is          */
-/* published by bumping `gen`. Chunks are split into one contiguous range per thread (thread */
-/* t owns [t*n/nth, (t+1)*n/nth)); each thread takes its own range's chunks in order from    */
-/* its counter, then helps the others by taking from theirs, and decrements `pending`. The   */
-/* fixed ranges keep data where it was made: every row-wise op of a step gives thread t the  */
-/* same rows, so what the matmul wrote into t's cache is what the next op on t reads (a read */
-/* of lines another core wrote costs 2-3x a read of its own). A shared counter (any thread,  */
-/* any chunk) made each op read about half its input from the other core. Waiting is a short spin      */
-/* (consecutive jobs of a training step follow each other within microseconds) and then a  */
+/* published by bumping `gen`. Its chunks are split into one contiguous range per thread    */
+/* (thread t owns [t*n/nth, (t+1)*n/nth)); each thread takes its own range's chunks in      */
+/* order from its counter, then helps the others by taking from theirs, and decrements      */
+/* `pending`. The fixed ranges keep data where it was made: the row-wise ops of a step give */
+/* thread t the same rows, so what a matmul wrote into t's cache is what the next op on t   */
+/* reads (reading lines the other core wrote costs 2-3x reading its own; with one shared    */
+/* counter each op read about half its input from the other core). Waiting is a short spin  */
+/* (consecutive jobs of a training step follow each other within microseconds) and then a   */
 /* sleep on a condition variable, so an idle pool costs nothing.                            */
-/*                                                                                         */
+/*                                                                                          */
 /* Thread safety: distill_parallel_for (and everything built on it: the matmuls, the model) */
 /* may be called from one user thread at a time. A parallel_for issued from inside a task   */
 /* (nested) runs serially on the worker that issued it, passing that worker's index, so it  */
@@ -4129,7 +4129,8 @@ static void distill__reserve_scratch(distill__pool *P) {
    half of the tokens, the rows the forward and the previous backward ops left in its cache,
    and packs B once per K block with no hand-off in between (splitting C's few rows instead
    meant a job pair per K block and every thread reading every token). The cut depends on the
-   shape alone (one, also on one thread), so the bits do not depend on the thread count. */
+   shape alone (one thread makes it too), so the bits do not depend on the thread count; they
+   differ from an uncut sum by the rounding of the one extra addition. */
 #define DISTILL__KSPLIT_MAX ((size_t)1 << 22)   /* floats of P: larger products are not cut */
 static int distill__gemm_ksplit_wanted(const distill__gemm *g) {
     return !g->bias && g->K >= 4 * DISTILL__KC && g->K >= g->M && g->K >= g->N &&
