@@ -3228,6 +3228,45 @@ static DISTILL__KATTR void DISTILL__K(distill__ukernel)(int kc, const float *a, 
     DV_STORE(c + 5 * ldc, c50); DV_STORE(c + 5 * ldc + DV_W, c51);
 }
 
+/* The micro-kernel reading A in place: row r of the 6 at a + r * rsa, contiguous along k (the
+   forward's and dX's A). The same FMAs in the same order as the packed kernel, so the same
+   bits; it saves packing A, which for a product with few columns (N = 96) costs a float
+   copied per 96 multiply-adds. */
+static DISTILL__KATTR void DISTILL__K(distill__ukernel_sa)(int kc, const float *a, size_t rsa, const float *b,
+                                           float *c, size_t ldc, int acc) {
+    const float *a0 = a, *a1 = a + rsa, *a2 = a + 2 * rsa, *a3 = a + 3 * rsa, *a4 = a + 4 * rsa, *a5 = a + 5 * rsa;
+    DV_T c00 = DV_ZERO(), c01 = DV_ZERO(), c10 = DV_ZERO(), c11 = DV_ZERO();
+    DV_T c20 = DV_ZERO(), c21 = DV_ZERO(), c30 = DV_ZERO(), c31 = DV_ZERO();
+    DV_T c40 = DV_ZERO(), c41 = DV_ZERO(), c50 = DV_ZERO(), c51 = DV_ZERO();
+    DV_T b0, b1, av;
+    int p;
+    for (p = 0; p < kc; p++) {
+        b0 = DV_LOAD(b);
+        b1 = DV_LOAD(b + DV_W);
+        av = DV_SET1(a0[p]); c00 = DV_FMA(av, b0, c00); c01 = DV_FMA(av, b1, c01);
+        av = DV_SET1(a1[p]); c10 = DV_FMA(av, b0, c10); c11 = DV_FMA(av, b1, c11);
+        av = DV_SET1(a2[p]); c20 = DV_FMA(av, b0, c20); c21 = DV_FMA(av, b1, c21);
+        av = DV_SET1(a3[p]); c30 = DV_FMA(av, b0, c30); c31 = DV_FMA(av, b1, c31);
+        av = DV_SET1(a4[p]); c40 = DV_FMA(av, b0, c40); c41 = DV_FMA(av, b1, c41);
+        av = DV_SET1(a5[p]); c50 = DV_FMA(av, b0, c50); c51 = DV_FMA(av, b1, c51);
+        b += 2 * DV_W;
+    }
+    if (acc) {
+        c00 = DV_ADD(c00, DV_LOAD(c + 0 * ldc)); c01 = DV_ADD(c01, DV_LOAD(c + 0 * ldc + DV_W));
+        c10 = DV_ADD(c10, DV_LOAD(c + 1 * ldc)); c11 = DV_ADD(c11, DV_LOAD(c + 1 * ldc + DV_W));
+        c20 = DV_ADD(c20, DV_LOAD(c + 2 * ldc)); c21 = DV_ADD(c21, DV_LOAD(c + 2 * ldc + DV_W));
+        c30 = DV_ADD(c30, DV_LOAD(c + 3 * ldc)); c31 = DV_ADD(c31, DV_LOAD(c + 3 * ldc + DV_W));
+        c40 = DV_ADD(c40, DV_LOAD(c + 4 * ldc)); c41 = DV_ADD(c41, DV_LOAD(c + 4 * ldc + DV_W));
+        c50 = DV_ADD(c50, DV_LOAD(c + 5 * ldc)); c51 = DV_ADD(c51, DV_LOAD(c + 5 * ldc + DV_W));
+    }
+    DV_STORE(c + 0 * ldc, c00); DV_STORE(c + 0 * ldc + DV_W, c01);
+    DV_STORE(c + 1 * ldc, c10); DV_STORE(c + 1 * ldc + DV_W, c11);
+    DV_STORE(c + 2 * ldc, c20); DV_STORE(c + 2 * ldc + DV_W, c21);
+    DV_STORE(c + 3 * ldc, c30); DV_STORE(c + 3 * ldc + DV_W, c31);
+    DV_STORE(c + 4 * ldc, c40); DV_STORE(c + 4 * ldc + DV_W, c41);
+    DV_STORE(c + 5 * ldc, c50); DV_STORE(c + 5 * ldc + DV_W, c51);
+}
+
 /* sum a[i]*b[i]: four independent vector accumulators, combined in a fixed order. */
 static DISTILL__KATTR float DISTILL__K(distill__dot)(const float *a, const float *b, int n) {
     DV_T s0 = DV_ZERO(), s1 = DV_ZERO(), s2 = DV_ZERO(), s3 = DV_ZERO();
@@ -3637,7 +3676,7 @@ static const distill__isa_ops DISTILL__K(distill__ops) = {
     DISTILL__K(distill__exp_sum), DISTILL__K(distill__swiglu_fwd), DISTILL__K(distill__swiglu_bwd),
     DISTILL__K(distill__gemv), DISTILL__K(distill__rms_row), DISTILL__K(distill__rms_bwd_row),
     DISTILL__K(distill__rms_dw_row), DISTILL__K(distill__adamw), DISTILL__K(distill__exp_sum_sz),
-    DISTILL__K(distill__ds_row)
+    DISTILL__K(distill__ds_row), DISTILL__K(distill__ukernel_sa)
 };
 #undef DV_T
 #undef DVI_T
@@ -3698,6 +3737,7 @@ struct distill__isa_ops {
     void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, const float *k);
     float (*exp_sum_sz)(float *z, float shift, int n, float *sz);
     void (*ds_row)(float *d, const float *p, float D, float scale, int n);
+    void (*ukernel_sa)(int kc, const float *a, size_t rsa, const float *b, float *c, size_t ldc, int acc);
 };
 
 /* BF16 packing in scalar code ("BF16 matrix products" below); the vectorised one falls back to it */
@@ -3908,7 +3948,8 @@ static void distill__gemm_tile_naive(const distill__gemm *g, int i0, int j0, int
 /* One K block of C rows [i0, i0 + mb) x columns [j0 + jr0, j0 + jr1): pa holds the packed A
    panels of those rows (MR rows each), pb the packed B panels of columns j0, j0 + NR, ...
    (column jr's panel at pb + jr * ps: ps = kb, or the full K when B was packed ahead). */
-static void distill__gemm_block_ps(const distill__gemm *g, const float *pa, const float *pb, size_t ps, int kb,
+static void distill__gemm_block_ps(const distill__gemm *g, const float *pa, const float *ua, size_t rsa,
+                                   const float *pb, size_t ps, int kb,
                                    int acc, int i0, int mb, int j0, int jr0, int jr1, float *tmp) {
     const int MR = g->ops->mr, NR = g->ops->nr;
     int ir, jr, i, j;
@@ -3916,10 +3957,19 @@ static void distill__gemm_block_ps(const distill__gemm *g, const float *pa, cons
         for (ir = 0; ir < mb; ir += MR) {
             float *c = g->c + (size_t)(i0 + ir) * g->ldc + (j0 + jr);
             int h = mb - ir < MR ? mb - ir : MR, w = jr1 - jr < NR ? jr1 - jr : NR;
-            if (h == MR && w == NR) {
+            if (ua && h == MR) {   /* A read in place (full panels only) */
+                if (w == NR) {
+                    g->ops->ukernel_sa(kb, ua + (size_t)ir * rsa, rsa, pb + (size_t)jr * ps, c, g->ldc, acc);
+                    continue;
+                }
+                g->ops->ukernel_sa(kb, ua + (size_t)ir * rsa, rsa, pb + (size_t)jr * ps, tmp, (size_t)NR, 0);
+            } else if (h == MR && w == NR) {
                 g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * ps, c, g->ldc, acc);
-            } else { /* edge: compute the full tile aside, keep the valid part */
+                continue;
+            } else {
                 g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * ps, tmp, (size_t)NR, 0);
+            }
+            { /* edge: the full tile was computed aside, keep the valid part */
                 for (i = 0; i < h; i++)
                     for (j = 0; j < w; j++)
                         c[(size_t)i * g->ldc + j] = acc ? tmp[i * NR + j] + c[(size_t)i * g->ldc + j]
@@ -3928,8 +3978,11 @@ static void distill__gemm_block_ps(const distill__gemm *g, const float *pa, cons
         }
 }
 
-#define distill__gemm_block(g, pa, pb, kb, acc, i0, mb, j0, jr0, jr1, tmp) \
-    distill__gemm_block_ps((g), (pa), (pb), (size_t)(kb), (kb), (acc), (i0), (mb), (j0), (jr0), (jr1), (tmp))
+#define distill__gemm_block(g, pa, ua, pb, kb, acc, i0, mb, j0, jr0, jr1, tmp) \
+    distill__gemm_block_ps((g), (pa), (ua), (g)->rsa, (pb), (size_t)(kb), (kb), (acc), (i0), (mb), (j0), (jr0), (jr1), (tmp))
+/* A's rows are read in place when they are contiguous along k (csa 1): then only a last,
+   partial panel is packed. NULL: every panel is packed. */
+#define distill__gemm_ua(g, i0, p0) ((g)->csa == 1 ? (g)->a + (size_t)(i0) * (g)->rsa + (size_t)(p0) : NULL)
 
 /* C rows [r0, r1) x columns [j0, j0 + nb): + bias, or the bias alone when K = 0 */
 static void distill__add_bias(float *cm, size_t ldc, const float *bias, int K, int r0, int r1, int j0, int nb) {
@@ -4011,10 +4064,11 @@ static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread
                               g->csb, g->rsb, nb - jr < NR ? nb - jr : NR, NR, kb);
             for (i0 = r0; i0 < r1; i0 += MC) {
                 int mb = r1 - i0 < MC ? r1 - i0 : MC;
-                for (ir = 0; ir < mb; ir += MR)
+                const float *ua = distill__gemm_ua(g, i0, p0);
+                for (ir = ua ? mb / MR * MR : 0; ir < mb; ir += MR)
                     distill__pack(pa + (size_t)ir * kb, g->a + (size_t)(i0 + ir) * g->rsa + (size_t)p0 * g->csa,
                                   g->rsa, g->csa, mb - ir < MR ? mb - ir : MR, MR, kb);
-                distill__gemm_block(g, pa, pb, kb, acc, i0, mb, j0, 0, nb, tmp);
+                distill__gemm_block(g, pa, ua, pb, kb, acc, i0, mb, j0, 0, nb, tmp);
             }
         }
         if (!g->accumulate && (g->bias || g->K == 0)) distill__gemm_bias(g, r0, r1, j0, nb);
@@ -4058,10 +4112,11 @@ static void distill__gemm_shared_task(void *ctx, int64_t begin, int64_t end, int
     for (t = begin; t < end; t++) {
         int i0 = (int)(t / sh->nct) * sh->mcb, jb0 = (int)(t % sh->nct) * sh->ncb, ir;
         int mb = g->M - i0 < sh->mcb ? g->M - i0 : sh->mcb, jb1 = sh->nb - jb0 < sh->ncb ? sh->nb : jb0 + sh->ncb;
-        for (ir = 0; ir < mb; ir += MR)
+        const float *ua = distill__gemm_ua(g, i0, sh->p0);
+        for (ir = ua ? mb / MR * MR : 0; ir < mb; ir += MR)
             distill__pack(pa + (size_t)ir * kb, g->a + (size_t)(i0 + ir) * g->rsa + (size_t)sh->p0 * g->csa,
                           g->rsa, g->csa, mb - ir < MR ? mb - ir : MR, MR, kb);
-        distill__gemm_block(g, pa, sh->pb, kb, acc, i0, mb, sh->j0, jb0, jb1, tmp);
+        distill__gemm_block(g, pa, ua, sh->pb, kb, acc, i0, mb, sh->j0, jb0, jb1, tmp);
         if (last && !g->accumulate && g->bias) distill__gemm_bias(g, i0, i0 + mb, sh->j0 + jb0, jb1 - jb0);
     }
 }
@@ -4252,10 +4307,11 @@ static void distill__gemm_prepacked(int M, int N, int K, const float *a, size_t 
     MR = g.ops->mr;
     for (p0 = 0; p0 < K; p0 += DISTILL__KC) {
         int kb = K - p0 < DISTILL__KC ? K - p0 : DISTILL__KC;
-        for (ir = 0; ir < M; ir += MR)
+        const float *ua = csa == 1 ? a + p0 : NULL;   /* A read in place, as distill__gemm_ua */
+        for (ir = ua ? M / MR * MR : 0; ir < M; ir += MR)
             distill__pack(pa + (size_t)ir * kb, a + (size_t)ir * rsa + (size_t)p0 * csa, rsa, csa,
                           M - ir < MR ? M - ir : MR, MR, kb);
-        distill__gemm_block_ps(&g, pa, pb + (size_t)p0 * g.ops->nr, (size_t)K, kb, accumulate || p0 > 0, 0, M, 0, 0, N, tmp);
+        distill__gemm_block_ps(&g, pa, ua, rsa, pb + (size_t)p0 * g.ops->nr, (size_t)K, kb, accumulate || p0 > 0, 0, M, 0, 0, N, tmp);
     }
 }
 
@@ -4834,7 +4890,7 @@ static void distill__gemm_packed_ab(int M, int N, int K, const float *pa, const 
     memset(&g, 0, sizeof g);
     g.M = M; g.N = N; g.K = K; g.c = c; g.ldc = ldc; g.accumulate = accumulate;
     g.ops = distill__ops();
-    distill__gemm_block_ps(&g, pa, pb, (size_t)K, K, accumulate, 0, M, 0, 0, N, tmp);
+    distill__gemm_block_ps(&g, pa, NULL, 0, pb, (size_t)K, K, accumulate, 0, M, 0, 0, N, tmp);
 }
 /* Reserve it on the calling thread before the job (no worker allocates inside a step);
    -1 if out of memory (the caller then runs the readable version, which needs no scratch). */
