@@ -3874,10 +3874,13 @@ DISTILL_API void distill_matmul_backward_ref(float *dinp, float *dweight, float 
    walks K in blocks of KC, packs the B block (KC x nc) into nr-column panels once, then for
    each MC-row block packs A (MC x KC, stays in L2) into 6-row panels and runs the micro-kernel
    over all (6 x nr) tiles: one B panel (KC x nr) stays in L1 while the A panels stream past. Packing also handles the
-   strides and zero-pads the edges, so the micro-kernel only ever sees full tiles.
+   strides and zero-pads the edges, so the micro-kernel only ever sees full tiles. When A's
+   rows are contiguous along k (forward, dX) a second micro-kernel reads them in place and
+   only a last partial 6-row panel is packed.
 
-   Determinism: the value of C(i,j) is fixed by the K blocking (KC, the same everywhere) and
-   the micro-kernel's order over k inside a block; the tile sizes and which thread computes
+   Determinism: the value of C(i,j) is fixed by the K blocking (KC, the same everywhere), the
+   one cut of a long K (distill__gemm_run_ksplit, by shape) and the micro-kernel's order over
+   k inside a block (the same in both micro-kernels); the tile sizes and which thread computes
    which tile do not change it. So results are bit-identical for any thread count. */
 #define DISTILL__KC 256
 #define DISTILL__MC 96   /* multiple of 6 */
