@@ -2545,11 +2545,16 @@ static int64_t distill__atomic_rmw(int64_t *p, int64_t add, int store, int64_t v
 /* The pool.                                                                               */
 /*                                                                                         */
 /* Workers 1..n-1 are persistent threads; the calling thread is worker 0. A job is          */
-/* published by bumping `gen`; every worker then takes chunk indices from the shared atomic */
-/* counter `next` until they run out and decrements `pending`. Waiting is a short spin      */
-/* (consecutive jobs of a training step follow each other within microseconds) and then a  */
+/* published by bumping `gen`. Its chunks are split into one contiguous range per thread    */
+/* (thread t owns [t*n/nth, (t+1)*n/nth)); each thread takes its own range's chunks in      */
+/* order from its counter, then helps the others by taking from theirs, and decrements      */
+/* `pending`. The fixed ranges keep data where it was made: the row-wise ops of a step give */
+/* thread t the same rows, so what a matmul wrote into t's cache is what the next op on t   */
+/* reads (reading lines the other core wrote costs 2-3x reading its own; with one shared    */
+/* counter each op read about half its input from the other core). Waiting is a short spin  */
+/* (consecutive jobs of a training step follow each other within microseconds) and then a   */
 /* sleep on a condition variable, so an idle pool costs nothing.                            */
-/*                                                                                         */
+/*                                                                                          */
 /* Thread safety: distill_parallel_for (and everything built on it: the matmuls, the model) */
 /* may be called from one user thread at a time. A parallel_for issued from inside a task   */
 /* (nested) runs serially on the worker that issued it, passing that worker's index, so it  */
@@ -2574,6 +2579,8 @@ typedef struct distill__pool {
     size_t scratch_floats[DISTILL__MAX_THREADS];
     int scratch_reserved;           /* slots 0..scratch_reserved-1 hold full-size scratch */
     float *shared_b;                /* the matmul's B block packed once for all threads (KC x NCS) */
+    float *ksplit;                  /* the second K half's partial product (distill__gemm_run_ksplit, grown) */
+    size_t ksplit_floats;
     uint32_t *bf16_b;               /* the BF16 product's B packed once for all row tasks (grown) */
     size_t bf16_b_words;
     /* BF16 settings read once (0: not yet; 1: no; 2: yes): DISTILL_BF16=portable,
@@ -2594,8 +2601,9 @@ typedef struct distill__pool {
     /* the counters the workers hammer, each on its own cache line. They must also be 8-byte
        aligned: on i386 an int64_t member may sit at 4 mod 8, and a 64-bit atomic that
        straddles a cache line is not atomic there (the -m32 build deadlocked). */
+    int parties;                    /* threads taking part in the current job */
     char pad0[64];
-    DISTILL__ALIGN64 int64_t next;
+    DISTILL__ALIGN64 int64_t next[DISTILL__MAX_THREADS * 8]; /* thread t's counter: next[8 t] (own line) */
     DISTILL__ALIGN64 int64_t pending;
     DISTILL__ALIGN64 int64_t gen;
     DISTILL__ALIGN64 int64_t busy;  /* 1 while a job runs: parallel_for calls now are nested */
@@ -2692,14 +2700,21 @@ static void distill__prof_busy(int thread, double t0) {
 #if !defined(DISTILL_NO_THREADS)
 #define DISTILL__SPIN 20000
 
+/* Thread `thread`'s part of the job: its own range, then what is left of the others'. */
 static void distill__run_chunks(distill__pool *P, int thread) {
     double t0 = P->prof ? distill_time_seconds() : 0.0;
-    for (;;) {
-        int64_t i = DISTILL__FETCH_ADD(&P->next, 1), b, e;
-        if (i >= P->n_chunks) break;
-        b = i * P->chunk;
-        e = b + P->chunk < P->n ? b + P->chunk : P->n;
-        P->fn(P->ctx, b, e, thread);
+    const int np = P->parties;
+    int k;
+    for (k = 0; k < np; k++) {
+        const int o = (thread + k) % np;
+        const int64_t hi = (int64_t)(o + 1) * P->n_chunks / np;
+        for (;;) {
+            int64_t i = DISTILL__FETCH_ADD(&P->next[8 * o], 1), b, e;
+            if (i >= hi) break;
+            b = i * P->chunk;
+            e = b + P->chunk < P->n ? b + P->chunk : P->n;
+            P->fn(P->ctx, b, e, thread);
+        }
     }
     if (P->prof) distill__prof_busy(thread, t0);
 }
@@ -2829,6 +2844,9 @@ DISTILL_API void distill_parallel_for(int64_t n, int64_t chunk, distill_task_fn 
     distill__pool *P = &distill__the_pool;
     int64_t n_chunks, b;
     double t0;
+#if !defined(DISTILL_NO_THREADS)
+    int t;
+#endif
     if (n <= 0) return;
     if (chunk < 1) chunk = 1;
     n_chunks = (n - 1) / chunk + 1;
@@ -2849,8 +2867,9 @@ DISTILL_API void distill_parallel_for(int64_t n, int64_t chunk, distill_task_fn 
             P->n = n;
             P->chunk = chunk;
             P->n_chunks = n_chunks;
+            P->parties = P->running;
+            for (t = 0; t < P->parties; t++) DISTILL__STORE(&P->next[8 * t], (int64_t)t * n_chunks / P->parties);
             DISTILL__STORE(&P->busy, 1);
-            DISTILL__STORE(&P->next, 0);
             DISTILL__STORE(&P->pending, (int64_t)(P->running - 1));
             distill__publish(P);
             distill__run_chunks(P, 0);
@@ -3242,6 +3261,45 @@ static DISTILL__KATTR void DISTILL__K(distill__ukernel)(int kc, const float *a, 
         av = DV_SET1(a[4]); c40 = DV_FMA(av, b0, c40); c41 = DV_FMA(av, b1, c41);
         av = DV_SET1(a[5]); c50 = DV_FMA(av, b0, c50); c51 = DV_FMA(av, b1, c51);
         a += 6;
+        b += 2 * DV_W;
+    }
+    if (acc) {
+        c00 = DV_ADD(c00, DV_LOAD(c + 0 * ldc)); c01 = DV_ADD(c01, DV_LOAD(c + 0 * ldc + DV_W));
+        c10 = DV_ADD(c10, DV_LOAD(c + 1 * ldc)); c11 = DV_ADD(c11, DV_LOAD(c + 1 * ldc + DV_W));
+        c20 = DV_ADD(c20, DV_LOAD(c + 2 * ldc)); c21 = DV_ADD(c21, DV_LOAD(c + 2 * ldc + DV_W));
+        c30 = DV_ADD(c30, DV_LOAD(c + 3 * ldc)); c31 = DV_ADD(c31, DV_LOAD(c + 3 * ldc + DV_W));
+        c40 = DV_ADD(c40, DV_LOAD(c + 4 * ldc)); c41 = DV_ADD(c41, DV_LOAD(c + 4 * ldc + DV_W));
+        c50 = DV_ADD(c50, DV_LOAD(c + 5 * ldc)); c51 = DV_ADD(c51, DV_LOAD(c + 5 * ldc + DV_W));
+    }
+    DV_STORE(c + 0 * ldc, c00); DV_STORE(c + 0 * ldc + DV_W, c01);
+    DV_STORE(c + 1 * ldc, c10); DV_STORE(c + 1 * ldc + DV_W, c11);
+    DV_STORE(c + 2 * ldc, c20); DV_STORE(c + 2 * ldc + DV_W, c21);
+    DV_STORE(c + 3 * ldc, c30); DV_STORE(c + 3 * ldc + DV_W, c31);
+    DV_STORE(c + 4 * ldc, c40); DV_STORE(c + 4 * ldc + DV_W, c41);
+    DV_STORE(c + 5 * ldc, c50); DV_STORE(c + 5 * ldc + DV_W, c51);
+}
+
+/* The micro-kernel reading A in place: row r of the 6 at a + r * rsa, contiguous along k (the
+   forward's and dX's A). The same FMAs in the same order as the packed kernel, so the same
+   bits; it saves packing A, which for a product with few columns (N = 96) costs a float
+   copied per 96 multiply-adds. */
+static DISTILL__KATTR void DISTILL__K(distill__ukernel_sa)(int kc, const float *a, size_t rsa, const float *b,
+                                           float *c, size_t ldc, int acc) {
+    const float *a0 = a, *a1 = a + rsa, *a2 = a + 2 * rsa, *a3 = a + 3 * rsa, *a4 = a + 4 * rsa, *a5 = a + 5 * rsa;
+    DV_T c00 = DV_ZERO(), c01 = DV_ZERO(), c10 = DV_ZERO(), c11 = DV_ZERO();
+    DV_T c20 = DV_ZERO(), c21 = DV_ZERO(), c30 = DV_ZERO(), c31 = DV_ZERO();
+    DV_T c40 = DV_ZERO(), c41 = DV_ZERO(), c50 = DV_ZERO(), c51 = DV_ZERO();
+    DV_T b0, b1, av;
+    int p;
+    for (p = 0; p < kc; p++) {
+        b0 = DV_LOAD(b);
+        b1 = DV_LOAD(b + DV_W);
+        av = DV_SET1(a0[p]); c00 = DV_FMA(av, b0, c00); c01 = DV_FMA(av, b1, c01);
+        av = DV_SET1(a1[p]); c10 = DV_FMA(av, b0, c10); c11 = DV_FMA(av, b1, c11);
+        av = DV_SET1(a2[p]); c20 = DV_FMA(av, b0, c20); c21 = DV_FMA(av, b1, c21);
+        av = DV_SET1(a3[p]); c30 = DV_FMA(av, b0, c30); c31 = DV_FMA(av, b1, c31);
+        av = DV_SET1(a4[p]); c40 = DV_FMA(av, b0, c40); c41 = DV_FMA(av, b1, c41);
+        av = DV_SET1(a5[p]); c50 = DV_FMA(av, b0, c50); c51 = DV_FMA(av, b1, c51);
         b += 2 * DV_W;
     }
     if (acc) {
@@ -3705,7 +3763,7 @@ static const distill__isa_ops DISTILL__K(distill__ops) = {
     DISTILL__K(distill__exp_sum), DISTILL__K(distill__swiglu_fwd), DISTILL__K(distill__swiglu_bwd),
     DISTILL__K(distill__gemv), DISTILL__K(distill__rms_row), DISTILL__K(distill__rms_bwd_row),
     DISTILL__K(distill__rms_dw_row), DISTILL__K(distill__adamw), DISTILL__K(distill__exp_sum_sz),
-    DISTILL__K(distill__ds_row), DISTILL__K(distill__gemv16)
+    DISTILL__K(distill__ds_row), DISTILL__K(distill__ukernel_sa), DISTILL__K(distill__gemv16)
 };
 #undef DV_T
 #undef DVI_T
@@ -3771,6 +3829,7 @@ struct distill__isa_ops {
     void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, const float *k);
     float (*exp_sum_sz)(float *z, float shift, int n, float *sz);
     void (*ds_row)(float *d, const float *p, float D, float scale, int n);
+    void (*ukernel_sa)(int kc, const float *a, size_t rsa, const float *b, float *c, size_t ldc, int acc);
     void (*gemv16)(float *y, const float *x, const uint16_t *w16, size_t ldw, int rows, int n);
 };
 
@@ -3908,10 +3967,13 @@ DISTILL_API void distill_matmul_backward_ref(float *dinp, float *dweight, float 
    walks K in blocks of KC, packs the B block (KC x nc) into nr-column panels once, then for
    each MC-row block packs A (MC x KC, stays in L2) into 6-row panels and runs the micro-kernel
    over all (6 x nr) tiles: one B panel (KC x nr) stays in L1 while the A panels stream past. Packing also handles the
-   strides and zero-pads the edges, so the micro-kernel only ever sees full tiles.
+   strides and zero-pads the edges, so the micro-kernel only ever sees full tiles. When A's
+   rows are contiguous along k (forward, dX) a second micro-kernel reads them in place and
+   only a last partial 6-row panel is packed.
 
-   Determinism: the value of C(i,j) is fixed by the K blocking (KC, the same everywhere) and
-   the micro-kernel's order over k inside a block; the tile sizes and which thread computes
+   Determinism: the value of C(i,j) is fixed by the K blocking (KC, the same everywhere), the
+   one cut of a long K (distill__gemm_run_ksplit, by shape) and the micro-kernel's order over
+   k inside a block (the same in both micro-kernels); the tile sizes and which thread computes
    which tile do not change it. So results are bit-identical for any thread count. */
 #define DISTILL__KC 256
 #define DISTILL__MC 96   /* multiple of 6 */
@@ -4003,7 +4065,8 @@ static void distill__gemm_tile_naive(const distill__gemm *g, int i0, int j0, int
 /* One K block of C rows [i0, i0 + mb) x columns [j0 + jr0, j0 + jr1): pa holds the packed A
    panels of those rows (MR rows each), pb the packed B panels of columns j0, j0 + NR, ...
    (column jr's panel at pb + jr * ps: ps = kb, or the full K when B was packed ahead). */
-static void distill__gemm_block_ps(const distill__gemm *g, const float *pa, const float *pb, size_t ps, int kb,
+static void distill__gemm_block_ps(const distill__gemm *g, const float *pa, const float *ua, size_t rsa,
+                                   const float *pb, size_t ps, int kb,
                                    int acc, int i0, int mb, int j0, int jr0, int jr1, float *tmp) {
     const int MR = g->ops->mr, NR = g->ops->nr;
     int ir, jr, i, j;
@@ -4011,10 +4074,19 @@ static void distill__gemm_block_ps(const distill__gemm *g, const float *pa, cons
         for (ir = 0; ir < mb; ir += MR) {
             float *c = g->c + (size_t)(i0 + ir) * g->ldc + (j0 + jr);
             int h = mb - ir < MR ? mb - ir : MR, w = jr1 - jr < NR ? jr1 - jr : NR;
-            if (h == MR && w == NR) {
+            if (ua && h == MR) {   /* A read in place (full panels only) */
+                if (w == NR) {
+                    g->ops->ukernel_sa(kb, ua + (size_t)ir * rsa, rsa, pb + (size_t)jr * ps, c, g->ldc, acc);
+                    continue;
+                }
+                g->ops->ukernel_sa(kb, ua + (size_t)ir * rsa, rsa, pb + (size_t)jr * ps, tmp, (size_t)NR, 0);
+            } else if (h == MR && w == NR) {
                 g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * ps, c, g->ldc, acc);
-            } else { /* edge: compute the full tile aside, keep the valid part */
+                continue;
+            } else {
                 g->ops->ukernel(kb, pa + (size_t)ir * kb, pb + (size_t)jr * ps, tmp, (size_t)NR, 0);
+            }
+            { /* edge: the full tile was computed aside, keep the valid part */
                 for (i = 0; i < h; i++)
                     for (j = 0; j < w; j++)
                         c[(size_t)i * g->ldc + j] = acc ? tmp[i * NR + j] + c[(size_t)i * g->ldc + j]
@@ -4023,8 +4095,11 @@ static void distill__gemm_block_ps(const distill__gemm *g, const float *pa, cons
         }
 }
 
-#define distill__gemm_block(g, pa, pb, kb, acc, i0, mb, j0, jr0, jr1, tmp) \
-    distill__gemm_block_ps((g), (pa), (pb), (size_t)(kb), (kb), (acc), (i0), (mb), (j0), (jr0), (jr1), (tmp))
+#define distill__gemm_block(g, pa, ua, pb, kb, acc, i0, mb, j0, jr0, jr1, tmp) \
+    distill__gemm_block_ps((g), (pa), (ua), (g)->rsa, (pb), (size_t)(kb), (kb), (acc), (i0), (mb), (j0), (jr0), (jr1), (tmp))
+/* A's rows are read in place when they are contiguous along k (csa 1): then only a last,
+   partial panel is packed. NULL: every panel is packed. */
+#define distill__gemm_ua(g, i0, p0) ((g)->csa == 1 ? (g)->a + (size_t)(i0) * (g)->rsa + (size_t)(p0) : NULL)
 
 /* C rows [r0, r1) x columns [j0, j0 + nb): + bias, or the bias alone when K = 0 */
 static void distill__add_bias(float *cm, size_t ldc, const float *bias, int K, int r0, int r1, int j0, int nb) {
@@ -4038,18 +4113,37 @@ static void distill__add_bias(float *cm, size_t ldc, const float *bias, int K, i
 }
 #define distill__gemm_bias(g, r0, r1, j0, nb) distill__add_bias((g)->c, (g)->ldc, (g)->bias, (g)->K, (r0), (r1), (j0), (nb))
 
-/* The split of C (M,N) into tasks of (mc rows) x (nc columns), mc a multiple of MC: few big
-   tasks (the B block is packed once per task) but at least ~3 per thread so the threads finish
-   together. Returns the number of row tasks; tiles_n is the number of column tasks. */
+/* The split of C (M,N) into tasks of (mc rows) x (nc columns). One thread: one row task (mc a
+   multiple of MC), column tasks of NC. Several: few big tasks (the B block is packed once per
+   task) but ~3 per thread, mc a multiple of DISTILL__ROWQ so the tasks' rows come out nearly
+   equal (the pool gives each thread a contiguous range of tasks; with whole MC blocks the last
+   task of a 3,072-row product had a third of the others' rows and one thread did 56 %).
+   With at most two row blocks (an LM-head chunk of 128 rows) the tasks take all rows and split
+   only the columns, if that gives at least 2 per thread: a row split packs every B block once
+   per row task. Returns the number of row tasks; tiles_n is the number of column tasks. */
+#define DISTILL__ROWQ 24   /* a multiple of every micro-tile's rows (6; BF16 8); MC is a multiple */
 static int distill__gemm_plan(int M, int N, int nth, int *mc, int *nc, int *tiles_n) {
-    int blocks_m = (M + DISTILL__MC - 1) / DISTILL__MC, per;
+    int blocks_m = (M + DISTILL__MC - 1) / DISTILL__MC, units = (M + DISTILL__ROWQ - 1) / DISTILL__ROWQ, rt;
     *nc = DISTILL__NC;
-    while (nth > 1 && *nc > 64 && blocks_m * ((N + *nc - 1) / *nc) < 3 * nth) *nc /= 2;
+    if (nth == 1) {
+        *tiles_n = (N + *nc - 1) / *nc;
+        *mc = blocks_m * DISTILL__MC;
+        return 1;
+    }
+    if (blocks_m <= 2) {
+        while (*nc > 64 && (N + *nc - 1) / *nc < 3 * nth) *nc /= 2;
+        *tiles_n = (N + *nc - 1) / *nc;
+        if (*tiles_n >= 2 * nth) {
+            *mc = blocks_m * DISTILL__MC;
+            return 1;
+        }
+        *nc = DISTILL__NC;
+    }
+    while (*nc > 64 && blocks_m * ((N + *nc - 1) / *nc) < 3 * nth) *nc /= 2;
     *tiles_n = (N + *nc - 1) / *nc;
-    per = nth == 1 ? blocks_m : (blocks_m * *tiles_n) / (3 * nth);
-    if (per < 1) per = 1;
-    if (per > blocks_m) per = blocks_m;
-    *mc = per * DISTILL__MC;
+    rt = (3 * nth + *tiles_n - 1) / *tiles_n;   /* row tasks wanted */
+    if (rt > units) rt = units;
+    *mc = (units + rt - 1) / rt * DISTILL__ROWQ;
     return (M + *mc - 1) / *mc;
 }
 
@@ -4086,10 +4180,11 @@ static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread
                 distill__gemm_pack_bpanel(g, pb + (size_t)jr * kb, p0, j0 + jr, nb - jr < NR ? nb - jr : NR, kb);
             for (i0 = r0; i0 < r1; i0 += MC) {
                 int mb = r1 - i0 < MC ? r1 - i0 : MC;
-                for (ir = 0; ir < mb; ir += MR)
+                const float *ua = distill__gemm_ua(g, i0, p0);
+                for (ir = ua ? mb / MR * MR : 0; ir < mb; ir += MR)
                     distill__pack(pa + (size_t)ir * kb, g->a + (size_t)(i0 + ir) * g->rsa + (size_t)p0 * g->csa,
                                   g->rsa, g->csa, mb - ir < MR ? mb - ir : MR, MR, kb);
-                distill__gemm_block(g, pa, pb, kb, acc, i0, mb, j0, 0, nb, tmp);
+                distill__gemm_block(g, pa, ua, pb, kb, acc, i0, mb, j0, 0, nb, tmp);
             }
         }
         if (!g->accumulate && (g->bias || g->K == 0)) distill__gemm_bias(g, r0, r1, j0, nb);
@@ -4106,7 +4201,7 @@ static void distill__gemm_task(void *ctx, int64_t begin, int64_t end, int thread
 typedef struct {
     const distill__gemm *g;
     float *pb;
-    int p0, kb, j0, nb, ncb, nct;
+    int p0, kb, j0, nb, ncb, nct, mcb;   /* tasks: mcb rows (whole A panels) x ncb columns */
 } distill__gemm_sh;
 
 static void distill__gemm_pack_task(void *ctx, int64_t begin, int64_t end, int thread) {
@@ -4130,12 +4225,13 @@ static void distill__gemm_shared_task(void *ctx, int64_t begin, int64_t end, int
     int acc = g->accumulate || sh->p0 > 0, last = sh->p0 + kb >= g->K;
     int64_t t;
     for (t = begin; t < end; t++) {
-        int i0 = (int)(t / sh->nct) * MC, jb0 = (int)(t % sh->nct) * sh->ncb, ir;
-        int mb = g->M - i0 < MC ? g->M - i0 : MC, jb1 = sh->nb - jb0 < sh->ncb ? sh->nb : jb0 + sh->ncb;
-        for (ir = 0; ir < mb; ir += MR)
+        int i0 = (int)(t / sh->nct) * sh->mcb, jb0 = (int)(t % sh->nct) * sh->ncb, ir;
+        int mb = g->M - i0 < sh->mcb ? g->M - i0 : sh->mcb, jb1 = sh->nb - jb0 < sh->ncb ? sh->nb : jb0 + sh->ncb;
+        const float *ua = distill__gemm_ua(g, i0, sh->p0);
+        for (ir = ua ? mb / MR * MR : 0; ir < mb; ir += MR)
             distill__pack(pa + (size_t)ir * kb, g->a + (size_t)(i0 + ir) * g->rsa + (size_t)sh->p0 * g->csa,
                           g->rsa, g->csa, mb - ir < MR ? mb - ir : MR, MR, kb);
-        distill__gemm_block(g, pa, sh->pb, kb, acc, i0, mb, sh->j0, jb0, jb1, tmp);
+        distill__gemm_block(g, pa, ua, sh->pb, kb, acc, i0, mb, sh->j0, jb0, jb1, tmp);
         if (last && !g->accumulate && g->bias) distill__gemm_bias(g, i0, i0 + mb, sh->j0 + jb0, jb1 - jb0);
     }
 }
@@ -4152,15 +4248,22 @@ static int distill__scratch_ready(int nth) {
 }
 
 static void distill__gemm_run_shared(distill__gemm *g, float *shared, int nth) {
-    const int NR = g->ops->nr, MC = DISTILL__MC;
-    int blocks_m = (g->M + MC - 1) / MC, j0, p0;
+    const int NR = g->ops->nr, MR = g->ops->mr, MC = DISTILL__MC;
+    int per = (g->M + MR - 1) / MR / (4 * nth), blocks_m, j0, p0;
     distill__gemm_sh sh;
     sh.g = g;
     sh.pb = shared;
+    /* rows per task: ~4 tasks per thread, whole A panels, at most MC. Columns are split only
+       when there are too few rows for that: each column range packs its A rows again, and with
+       a 32-column range the packing cost more than the range's FMAs (dW of a 96-wide layer). */
+    if (per < 1) per = 1;
+    if (per * MR > MC) per = MC / MR;
+    sh.mcb = per * MR;
+    blocks_m = (g->M + sh.mcb - 1) / sh.mcb;
     for (j0 = 0; j0 < g->N; j0 += DISTILL__NCS) {
         int nb = g->N - j0 < DISTILL__NCS ? g->N - j0 : DISTILL__NCS, panels = (nb + NR - 1) / NR;
-        /* column ranges per task (whole panels): enough tasks for ~4 per thread */
-        int nct = (4 * nth + blocks_m - 1) / blocks_m;
+        /* column ranges per task (whole panels): only if the row tasks are fewer than 2 per thread */
+        int nct = blocks_m >= 2 * nth ? 1 : (2 * nth + blocks_m - 1) / blocks_m;
         if (nct > panels) nct = panels;
         if (nct < 1) nct = 1;
         sh.j0 = j0; sh.nb = nb;
@@ -4189,12 +4292,80 @@ static void distill__reserve_scratch(distill__pool *P) {
     P->scratch_reserved = P->n_threads;
 }
 
-/* The product on the pool: the plan's tasks, or the shared-B path below. */
+/* Products whose K is longer than both sides of C (the weight gradients dW = dY^T X, K = the
+   batch's tokens) are cut once along K, at the K block nearest the middle, whatever the thread
+   count: C (+)= A[:, :K0] B[:K0, :] runs in place, P = A[:, K0:] B[K0:, :] into a buffer, then
+   C += P. Each half is ordinary row tasks, so with two threads each thread reads only its own
+   half of the tokens, the rows the forward and the previous backward ops left in its cache,
+   and packs B once per K block with no hand-off in between (splitting C's few rows instead
+   meant a job pair per K block and every thread reading every token). The cut depends on the
+   shape alone (one thread makes it too), so the bits do not depend on the thread count; they
+   differ from an uncut sum by the rounding of the one extra addition. */
+#define DISTILL__KSPLIT_MAX ((size_t)1 << 22)   /* floats of P: larger products are not cut */
+static int distill__gemm_ksplit_wanted(const distill__gemm *g) {
+    return !g->bias && g->K >= 4 * DISTILL__KC && g->K >= g->M && g->K >= g->N &&
+           (size_t)g->M * (size_t)g->N <= DISTILL__KSPLIT_MAX && !distill__pool_nested();
+}
+typedef struct { distill__gemm h[2]; int per_half; } distill__gemm_ks;
+static void distill__gemm_ks_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__gemm_ks *ks = (const distill__gemm_ks *)ctx;
+    int64_t t;
+    for (t = begin; t < end; t++) {
+        int64_t u = t % ks->per_half;
+        distill__gemm_task((void *)&ks->h[t / ks->per_half], u, u + 1, thread);
+    }
+}
+typedef struct { float *c; const float *p; size_t ldc; int N; } distill__gemm_add_ctx;
+static void distill__gemm_add_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__gemm_add_ctx *a = (const distill__gemm_add_ctx *)ctx;
+    int64_t i;
+    (void)thread;
+    for (i = begin; i < end; i++) distill_vec_axpy(a->c + (size_t)i * a->ldc, 1.0f, a->p + (size_t)i * a->N, a->N);
+}
+/* 0 done, -1 no buffer (the caller runs the product uncut) */
+static int distill__gemm_run_ksplit(distill__gemm *g, int nth) {
+    distill__pool *P = &distill__the_pool;
+    const int MR = g->ops->mr, nkb = (g->K + DISTILL__KC - 1) / DISTILL__KC, K0 = (nkb + 1) / 2 * DISTILL__KC;
+    size_t need = (size_t)g->M * (size_t)g->N;
+    int rt = nth / 2 < 1 ? 1 : nth / 2, pm = (g->M + MR - 1) / MR, h;
+    distill__gemm_ks ks;
+    distill__gemm_add_ctx ad;
+    if (P->ksplit_floats < need) {   /* grown on the first step, on thread 0 outside any job */
+        distill_free_aligned(P->ksplit);
+        P->ksplit = (float *)distill_alloc_aligned(need * sizeof(float), 64);
+        P->ksplit_floats = P->ksplit ? need : 0;
+        if (!P->ksplit) return -1;
+    }
+    ks.h[0] = *g;
+    ks.h[0].K = K0;
+    ks.h[1] = *g;
+    ks.h[1].K = g->K - K0;
+    ks.h[1].a = g->a + (size_t)K0 * g->csa;
+    if (g->b16) ks.h[1].b16 = g->b16 + (size_t)K0 * g->rsb;   /* BF16 weights */
+    else ks.h[1].b = g->b + (size_t)K0 * g->rsb;
+    ks.h[1].c = P->ksplit;
+    ks.h[1].ldc = (size_t)g->N;
+    ks.h[1].accumulate = 0;
+    /* per half: rt row tasks (whole A panels) x the column tiles */
+    for (h = 0; h < 2; h++) {
+        ks.h[h].nc = DISTILL__NC;
+        ks.h[h].tiles_n = (g->N + DISTILL__NC - 1) / DISTILL__NC;
+        ks.h[h].mc = (pm + rt - 1) / rt * MR;
+    }
+    ks.per_half = (g->M + ks.h[0].mc - 1) / ks.h[0].mc * ks.h[0].tiles_n;
+    distill_parallel_for(2 * (int64_t)ks.per_half, 1, distill__gemm_ks_task, &ks);
+    ad.c = g->c; ad.p = P->ksplit; ad.ldc = g->ldc; ad.N = g->N;
+    distill_parallel_for((int64_t)g->M, 1 + 4096 / g->N, distill__gemm_add_task, &ad);
+    return 0;
+}
+
+/* The product on the pool: the plan's tasks, the K cut above or the shared-B path below. */
 static void distill__gemm_run(distill__gemm *g) {
     int nth = distill_get_threads(), row_tasks;
     if (g->M <= 0 || g->N <= 0) return;
     if (g->K <= 0 && g->accumulate) return;
     g->ops = distill__ops();
+    if (distill__gemm_ksplit_wanted(g) && distill__gemm_run_ksplit(g, nth) == 0) return;
     row_tasks = distill__gemm_plan(g->M, g->N, nth, &g->mc, &g->nc, &g->tiles_n);
 #if !defined(DISTILL_NO_THREADS)
     /* B shared by the threads when these tasks would pack each B block more than once per
@@ -4252,10 +4423,11 @@ static void distill__gemm_prepacked(int M, int N, int K, const float *a, size_t 
     MR = g.ops->mr;
     for (p0 = 0; p0 < K; p0 += DISTILL__KC) {
         int kb = K - p0 < DISTILL__KC ? K - p0 : DISTILL__KC;
-        for (ir = 0; ir < M; ir += MR)
+        const float *ua = csa == 1 ? a + p0 : NULL;   /* A read in place, as distill__gemm_ua */
+        for (ir = ua ? M / MR * MR : 0; ir < M; ir += MR)
             distill__pack(pa + (size_t)ir * kb, a + (size_t)ir * rsa + (size_t)p0 * csa, rsa, csa,
                           M - ir < MR ? M - ir : MR, MR, kb);
-        distill__gemm_block_ps(&g, pa, pb + (size_t)p0 * g.ops->nr, (size_t)K, kb, accumulate || p0 > 0, 0, M, 0, 0, N, tmp);
+        distill__gemm_block_ps(&g, pa, ua, rsa, pb + (size_t)p0 * g.ops->nr, (size_t)K, kb, accumulate || p0 > 0, 0, M, 0, 0, N, tmp);
     }
 }
 
@@ -4883,7 +5055,7 @@ static void distill__gemm_packed_ab(int M, int N, int K, const float *pa, const 
     memset(&g, 0, sizeof g);
     g.M = M; g.N = N; g.K = K; g.c = c; g.ldc = ldc; g.accumulate = accumulate;
     g.ops = distill__ops();
-    distill__gemm_block_ps(&g, pa, pb, (size_t)K, K, accumulate, 0, M, 0, 0, N, tmp);
+    distill__gemm_block_ps(&g, pa, NULL, 0, pb, (size_t)K, K, accumulate, 0, M, 0, 0, N, tmp);
 }
 /* Reserve it on the calling thread before the job (no worker allocates inside a step);
    -1 if out of memory (the caller then runs the readable version, which needs no scratch). */

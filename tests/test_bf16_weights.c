@@ -205,6 +205,46 @@ done:
     distill_model_free(fp); distill_model_free(h); distill_model_free(st);
 }
 
+/* The products alone, on shapes the model tests do not reach: a K long enough to be cut in two
+   (K >= 1024 and >= M, N: the second half's B starts mid-weight), ragged edges, and rows above
+   the gemv's 16: W as BF16 bits against the widened floats, bit for bit, in both precisions. */
+static void test_products(void) {
+    static const int shapes[][3] = {{20, 1024, 1100}, {7, 33, 2000}, {300, 64, 80}, {17, 200, 96}};
+    distill_rng r;
+    size_t si;
+    int prec, threads, checked = 0;
+    distill_rng_seed(&r, 11);
+    for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+        size_t i, at = 0;
+        float *x = (float *)malloc(sizeof(float) * (size_t)M * K), *wf = (float *)malloc(sizeof(float) * (size_t)N * K);
+        float *bias = (float *)malloc(sizeof(float) * (size_t)N);
+        float *c1 = (float *)malloc(sizeof(float) * (size_t)M * N), *c2 = (float *)malloc(sizeof(float) * (size_t)M * N);
+        uint16_t *w16 = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)N * K);
+        for (i = 0; i < (size_t)M * K; i++) x[i] = (float)distill_rng_normal(&r);
+        for (i = 0; i < (size_t)N; i++) bias[i] = (float)distill_rng_normal(&r);
+        for (i = 0; i < (size_t)N * K; i++) {
+            uint32_t u;
+            float v = (float)ref_bf16(distill_rng_normal(&r));
+            memcpy(&u, &v, 4);
+            w16[i] = (uint16_t)(u >> 16);
+            wf[i] = v;
+        }
+        for (prec = 0; prec < 2; prec++)
+            for (threads = 1; threads <= 2; threads++) {
+                distill_set_threads(threads);
+                distill__mm_forward(prec, c1, x, wf, NULL, si % 2 ? bias : NULL, M, K, N);
+                distill__mm_forward(prec, c2, x, NULL, w16, si % 2 ? bias : NULL, M, K, N);
+                CHECK(same_bits(c1, c2, (size_t)M * N, &at), "[%dx%dx%d] %s %d threads: element %zu %.9g vs %.9g",
+                      M, N, K, prec ? "bf16" : "fp32", threads, at, c1[at], c2[at]);
+                checked++;
+            }
+        free(x); free(wf); free(bias); free(c1); free(c2); free(w16);
+    }
+    distill_set_threads(0);
+    CHECK(checked == 16, "%d products checked", checked);
+}
+
 static int exists(const char *p) { struct stat sb; return stat(p, &sb) == 0; }
 static int never_next(void *ctx, distill_batch *b, const int64_t **rows, int *n_rows, distill_error *err) {
     (void)ctx; (void)b; (void)rows; (void)n_rows;
@@ -357,6 +397,7 @@ int main(void) {
     (void)ref_model_loss; (void)ref_rope;   /* test_model_ref.h: only ref_bf16 is used here */
     distill_set_threads(0);
     RUN(test_same_bits_as_rounded_fp32);
+    RUN(test_products);
     RUN(test_teacher);
     RUN(test_files_and_refusals);
     return harness_done("test_bf16_weights");

@@ -84,10 +84,11 @@ static int check_matmul_shape(int BT, int C, int OC, int with_bias, distill_rng 
 }
 
 /* Odd edges around the micro-tile sizes (6 rows, 2..32 columns) and the block sizes (96, 256);
-   the last two are wider than 4,096 columns (BT, C, OC). */
+   the last two are wider than 4,096 columns; the last one's dW (K = 1,100 tokens, 5 K blocks) is
+   cut along K, after the third block (BT, C, OC). */
 static const int shapes[][3] = {
     {1, 1, 1}, {1, 7, 5}, {5, 3, 17}, {6, 16, 16}, {7, 33, 31}, {13, 64, 48}, {37, 300, 53},
-    {97, 257, 65}, {64, 513, 40}, {130, 40, 290}, {2, 600, 3}, {300, 17, 9}, {9, 20, 4133}, {50, 4100, 70}};
+    {97, 257, 65}, {64, 513, 40}, {130, 40, 290}, {2, 600, 3}, {300, 17, 9}, {9, 20, 4133}, {50, 4100, 70}, {1100, 70, 19}};
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 
 static void test_matmul_every_isa(void) {
@@ -137,7 +138,8 @@ static void test_matmul_zero_sizes(void) {
 
 /* The same product with 1, 2 and 3 threads must give identical bits. 301 x 520 x 203 takes the
    shared-B path (several row tasks per thread; forward, dX and dW with 2 K blocks); the other
-   two take the per-task path (one row task per thread; a B block under 16,384 floats). */
+   two take the per-task path (one row task per thread; a B block under 16,384 floats); in the
+   fourth, dW (K = 1,100 tokens, longer than both sides of dW) is cut along K into two halves. */
 static void test_matmul_threads_bit_exact_shape(int BT, int C, int OC) {
     int nt, k;
     size_t n_out = (size_t)BT * OC, n_dx = (size_t)BT * C, n_dw = (size_t)OC * C;
@@ -174,6 +176,7 @@ static void test_matmul_threads_bit_exact(void) {
     test_matmul_threads_bit_exact_shape(301, 520, 203);
     test_matmul_threads_bit_exact_shape(37, 70, 4203);
     test_matmul_threads_bit_exact_shape(200, 16, 64);   /* below the sharing threshold */
+    test_matmul_threads_bit_exact_shape(1100, 70, 203);
 }
 
 /* OpenBLAS (BLAS=1 builds) against our kernels: same products within float rounding. */
