@@ -1148,7 +1148,9 @@ typedef struct distill_head_loss {
 } distill_head_loss;
 
 /* Positions per chunk of the fused LM head: the head holds (DISTILL_HEAD_CHUNK, V) logits at a
-   time. Define before including the implementation to trade memory for fewer, larger GEMMs. */
+   time; a vocabulary under 4096 gets proportionally more positions (DISTILL_HEAD_CHUNK * 4096 / V:
+   the same memory as V = 4096), so small models do not run their head as many tiny products.
+   Define before including the implementation to trade memory for fewer, larger GEMMs. */
 #ifndef DISTILL_HEAD_CHUNK
 #define DISTILL_HEAD_CHUNK 128
 #endif
@@ -11094,7 +11096,7 @@ DISTILL_API const int64_t *distill_loader_last_rows(const distill_loader *L, int
    those must permute the rows of Wq and Wk.)
 
    ACTIVATION MEMORY of a training step, in bytes, with BT = B*T, KVD = NKV*HS,
-   K = min(DISTILL_HEAD_CHUNK, BT) positions per LM-head chunk:
+   K = min(H, BT) positions per LM-head chunk, H = DISTILL_HEAD_CHUNK * max(1, 4096 / V):
 
        4 * [ L * (BT*(6C + 2*KVD + 2F + 2) + B*NH*T)      saved per layer: x, attn-norm out, q,
                                                           k, v, attention out, residual h,
@@ -11768,6 +11770,12 @@ typedef struct distill__state {
 #define DISTILL__CE_BLOCK 4          /* rows per loss-callback call (one statistics slot each) */
 #define DISTILL__NORM_BLOCK 65536    /* floats per partial of the gradient norm */
 
+/* Positions per LM-head chunk for a vocabulary of V (see DISTILL_HEAD_CHUNK) */
+static size_t distill__head_chunk(int V) {
+    size_t H = DISTILL_HEAD_CHUNK;
+    return V > 0 && V < 4096 ? H * (4096 / (size_t)V) : H;
+}
+
 /* Carve `count` elements of `size` bytes, 64-byte aligned, from a running offset; with
    base == NULL only the offset advances (the sizing pass). */
 static void *distill__carve(char *base, size_t *off, size_t count, size_t size) {
@@ -11780,7 +11788,7 @@ static void *distill__carve(char *base, size_t *off, size_t count, size_t size) 
 static size_t distill__layout(distill__state *s, char *base, const distill_config *c, int B, int T) {
     size_t off = 0, BT = (size_t)B * T, L = (size_t)c->n_layers, C = (size_t)c->dim, F = (size_t)c->hidden_dim;
     size_t HS = (size_t)distill_config_head_dim(c), QD = HS * (size_t)c->n_heads, KVD = HS * (size_t)c->n_kv_heads;
-    size_t V = (size_t)c->vocab_size, K = BT < DISTILL_HEAD_CHUNK ? BT : DISTILL_HEAD_CHUNK;
+    size_t V = (size_t)c->vocab_size, H = distill__head_chunk(c->vocab_size), K = BT < H ? BT : H;
     /* backward scratch: the MLP's h and dh (2F), or dq, dk, dv (+ dq, dk before the q/k norm) */
     size_t WA = QD + 2 * KVD + (c->qk_norm ? QD + KVD : 0), W = 2 * F > WA ? 2 * F : WA, CA = C > QD ? C : QD;
     s->cap = BT;
@@ -11827,7 +11835,7 @@ static size_t distill__layout(distill__state *s, char *base, const distill_confi
 DISTILL_API size_t distill_model_activation_bytes(const distill_config *c, int B, int T) {
     double BT = (double)B * T, L = c->n_layers, C = c->dim, F = c->hidden_dim, V = c->vocab_size;
     double NH = c->n_heads, HS = distill_config_head_dim(c), QD = HS * NH, KVD = HS * c->n_kv_heads;
-    double K = BT < DISTILL_HEAD_CHUNK ? BT : DISTILL_HEAD_CHUNK;
+    double K = BT < (double)distill__head_chunk(c->vocab_size) ? BT : (double)distill__head_chunk(c->vocab_size);
     double WA = QD + 2 * KVD + (c->qk_norm ? QD + KVD : 0), W = 2 * F > WA ? 2 * F : WA, CA = C > QD ? C : QD;
     double QK = c->qk_norm ? BT * (QD + KVD + NH + c->n_kv_heads) : 0;   /* q, k before the norm; rstd */
     double floats = L * (BT * (4 * C + 2 * QD + 2 * KVD + 2 * F + 2) + B * NH * T + QK)
@@ -13755,7 +13763,8 @@ DISTILL_API int distill_kd_head_run_teacher(distill_kd_head *h, distill_model *t
         h->teacher_cap = need;
     }
     /* one head chunk of teacher logits, reserved now so the head never allocates */
-    chunk = (size_t)(n < (int64_t)DISTILL_HEAD_CHUNK ? n : (int64_t)DISTILL_HEAD_CHUNK);
+    chunk = distill__head_chunk(h->V);
+    if ((int64_t)chunk > n) chunk = (size_t)n;
     if (chunk > 0 && distill__kd_reserve_chunk(h, chunk, Ct) != 0)
         return distill__err(err, "out of memory for a chunk of teacher logits (%zu x %d)", chunk, h->V);
     h->n_captured = n;
