@@ -3243,26 +3243,31 @@ DISTILL__UNUSED static DISTILL__KATTR DV_T DISTILL__K(distill__vexp)(DV_T x) {
 
 /* The micro-kernel: a 6 x (2 DV_W) tile of C in 12 vector registers.
      c (6, 2W) (+)= a (6, kc) . b (kc, 2W)
-   a is a packed panel (for each p, the 6 values of column p), b likewise (for each p, the
-   2W values of row p). Per step: 2 loads of b, 6 broadcasts of a, 12 FMAs. acc: 0 stores
-   the product, 1 adds it to c. ldc is the row stride of c. */
-static DISTILL__KATTR void DISTILL__K(distill__ukernel)(int kc, const float *a, const float *b, float *c,
-                                        size_t ldc, int acc) {
+   b is a packed panel (for each p, the 2W values of row p); a(r, p) = a[r * rs + p * cs]: a
+   packed panel (rs 1, cs 6: for each p, the 6 values of column p) or, in place, 6 rows of A
+   contiguous along k (rs = A's row stride, cs 1: the forward's and dX's A, which then need no
+   packing; for a product with few columns, N = 96, packing cost a float copied per 96
+   multiply-adds). One body, always inlined into both, so both do the same FMAs in the same
+   order: the same bits. Per step: 2 loads of b, 6 broadcasts of a, 12 FMAs. acc: 0 stores the
+   product, 1 adds it to c. ldc is the row stride of c. */
+DISTILL__INLINE DISTILL__KATTR void DISTILL__K(distill__ukernel_any)(int kc, const float *a, size_t rs, size_t cs,
+                                                                    const float *b, float *c, size_t ldc, int acc) {
+    const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs, *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
     DV_T c00 = DV_ZERO(), c01 = DV_ZERO(), c10 = DV_ZERO(), c11 = DV_ZERO();
     DV_T c20 = DV_ZERO(), c21 = DV_ZERO(), c30 = DV_ZERO(), c31 = DV_ZERO();
     DV_T c40 = DV_ZERO(), c41 = DV_ZERO(), c50 = DV_ZERO(), c51 = DV_ZERO();
     DV_T b0, b1, av;
+    size_t q;
     int p;
-    for (p = 0; p < kc; p++) {
+    for (p = 0, q = 0; p < kc; p++, q += cs) {
         b0 = DV_LOAD(b);
         b1 = DV_LOAD(b + DV_W);
-        av = DV_SET1(a[0]); c00 = DV_FMA(av, b0, c00); c01 = DV_FMA(av, b1, c01);
-        av = DV_SET1(a[1]); c10 = DV_FMA(av, b0, c10); c11 = DV_FMA(av, b1, c11);
-        av = DV_SET1(a[2]); c20 = DV_FMA(av, b0, c20); c21 = DV_FMA(av, b1, c21);
-        av = DV_SET1(a[3]); c30 = DV_FMA(av, b0, c30); c31 = DV_FMA(av, b1, c31);
-        av = DV_SET1(a[4]); c40 = DV_FMA(av, b0, c40); c41 = DV_FMA(av, b1, c41);
-        av = DV_SET1(a[5]); c50 = DV_FMA(av, b0, c50); c51 = DV_FMA(av, b1, c51);
-        a += 6;
+        av = DV_SET1(a0[q]); c00 = DV_FMA(av, b0, c00); c01 = DV_FMA(av, b1, c01);
+        av = DV_SET1(a1[q]); c10 = DV_FMA(av, b0, c10); c11 = DV_FMA(av, b1, c11);
+        av = DV_SET1(a2[q]); c20 = DV_FMA(av, b0, c20); c21 = DV_FMA(av, b1, c21);
+        av = DV_SET1(a3[q]); c30 = DV_FMA(av, b0, c30); c31 = DV_FMA(av, b1, c31);
+        av = DV_SET1(a4[q]); c40 = DV_FMA(av, b0, c40); c41 = DV_FMA(av, b1, c41);
+        av = DV_SET1(a5[q]); c50 = DV_FMA(av, b0, c50); c51 = DV_FMA(av, b1, c51);
         b += 2 * DV_W;
     }
     if (acc) {
@@ -3280,44 +3285,14 @@ static DISTILL__KATTR void DISTILL__K(distill__ukernel)(int kc, const float *a, 
     DV_STORE(c + 4 * ldc, c40); DV_STORE(c + 4 * ldc + DV_W, c41);
     DV_STORE(c + 5 * ldc, c50); DV_STORE(c + 5 * ldc + DV_W, c51);
 }
-
-/* The micro-kernel reading A in place: row r of the 6 at a + r * rsa, contiguous along k (the
-   forward's and dX's A). The same FMAs in the same order as the packed kernel, so the same
-   bits; it saves packing A, which for a product with few columns (N = 96) costs a float
-   copied per 96 multiply-adds. */
+static DISTILL__KATTR void DISTILL__K(distill__ukernel)(int kc, const float *a, const float *b, float *c,
+                                                       size_t ldc, int acc) {
+    DISTILL__K(distill__ukernel_any)(kc, a, 1, 6, b, c, ldc, acc);
+}
+/* The micro-kernel reading A in place: row r of the 6 at a + r * rsa, contiguous along k. */
 static DISTILL__KATTR void DISTILL__K(distill__ukernel_sa)(int kc, const float *a, size_t rsa, const float *b,
-                                           float *c, size_t ldc, int acc) {
-    const float *a0 = a, *a1 = a + rsa, *a2 = a + 2 * rsa, *a3 = a + 3 * rsa, *a4 = a + 4 * rsa, *a5 = a + 5 * rsa;
-    DV_T c00 = DV_ZERO(), c01 = DV_ZERO(), c10 = DV_ZERO(), c11 = DV_ZERO();
-    DV_T c20 = DV_ZERO(), c21 = DV_ZERO(), c30 = DV_ZERO(), c31 = DV_ZERO();
-    DV_T c40 = DV_ZERO(), c41 = DV_ZERO(), c50 = DV_ZERO(), c51 = DV_ZERO();
-    DV_T b0, b1, av;
-    int p;
-    for (p = 0; p < kc; p++) {
-        b0 = DV_LOAD(b);
-        b1 = DV_LOAD(b + DV_W);
-        av = DV_SET1(a0[p]); c00 = DV_FMA(av, b0, c00); c01 = DV_FMA(av, b1, c01);
-        av = DV_SET1(a1[p]); c10 = DV_FMA(av, b0, c10); c11 = DV_FMA(av, b1, c11);
-        av = DV_SET1(a2[p]); c20 = DV_FMA(av, b0, c20); c21 = DV_FMA(av, b1, c21);
-        av = DV_SET1(a3[p]); c30 = DV_FMA(av, b0, c30); c31 = DV_FMA(av, b1, c31);
-        av = DV_SET1(a4[p]); c40 = DV_FMA(av, b0, c40); c41 = DV_FMA(av, b1, c41);
-        av = DV_SET1(a5[p]); c50 = DV_FMA(av, b0, c50); c51 = DV_FMA(av, b1, c51);
-        b += 2 * DV_W;
-    }
-    if (acc) {
-        c00 = DV_ADD(c00, DV_LOAD(c + 0 * ldc)); c01 = DV_ADD(c01, DV_LOAD(c + 0 * ldc + DV_W));
-        c10 = DV_ADD(c10, DV_LOAD(c + 1 * ldc)); c11 = DV_ADD(c11, DV_LOAD(c + 1 * ldc + DV_W));
-        c20 = DV_ADD(c20, DV_LOAD(c + 2 * ldc)); c21 = DV_ADD(c21, DV_LOAD(c + 2 * ldc + DV_W));
-        c30 = DV_ADD(c30, DV_LOAD(c + 3 * ldc)); c31 = DV_ADD(c31, DV_LOAD(c + 3 * ldc + DV_W));
-        c40 = DV_ADD(c40, DV_LOAD(c + 4 * ldc)); c41 = DV_ADD(c41, DV_LOAD(c + 4 * ldc + DV_W));
-        c50 = DV_ADD(c50, DV_LOAD(c + 5 * ldc)); c51 = DV_ADD(c51, DV_LOAD(c + 5 * ldc + DV_W));
-    }
-    DV_STORE(c + 0 * ldc, c00); DV_STORE(c + 0 * ldc + DV_W, c01);
-    DV_STORE(c + 1 * ldc, c10); DV_STORE(c + 1 * ldc + DV_W, c11);
-    DV_STORE(c + 2 * ldc, c20); DV_STORE(c + 2 * ldc + DV_W, c21);
-    DV_STORE(c + 3 * ldc, c30); DV_STORE(c + 3 * ldc + DV_W, c31);
-    DV_STORE(c + 4 * ldc, c40); DV_STORE(c + 4 * ldc + DV_W, c41);
-    DV_STORE(c + 5 * ldc, c50); DV_STORE(c + 5 * ldc + DV_W, c51);
+                                                          float *c, size_t ldc, int acc) {
+    DISTILL__K(distill__ukernel_any)(kc, a, rsa, 1, b, c, ldc, acc);
 }
 
 /* The weight operand of dot and gemv: FP32 (b, w) or BF16 bits widened exactly (b16, w16; the

@@ -31,7 +31,7 @@ int main(int argc, char **argv) {
     int64_t rows[NB];
     double tf[REPS], ss[REPS], kds[REPS], kdc[REPS];
     float *lg;
-    int i, r, V = argc > 1 ? atoi(argv[1]) : 4096, k = 32;
+    int i, r, pass, V = argc > 1 ? atoi(argv[1]) : 4096, k = 32;
     distill_rng rng;
     tcfg.vocab_size = V; tcfg.dim = 256; tcfg.n_layers = 4; tcfg.n_heads = 8; tcfg.n_kv_heads = 4; tcfg.hidden_dim = 688;
     scfg = tcfg;
@@ -58,66 +58,51 @@ int main(int argc, char **argv) {
     cache = distill_topk_cache_open("build/bench_kd.topk", V, NB, &err);
     if (!cache) { fprintf(stderr, "%s\n", err.msg); return 1; }
     hl = distill_kd_head_loss(kd);
-    for (i = 0; i < REPS + 1; i++) {
-        double t0;
-        distill_stats st;
-        int j = i > 0 ? i - 1 : 0;
-        /* teacher forward alone, as the KD step runs it (logits of supervised positions captured) */
-        t0 = distill_time_seconds();
-        distill_kd_head_run_teacher(kd, teacher, &b, &err);
-        tf[j] = distill_time_seconds() - t0;
-        /* SFT student step */
-        t0 = distill_time_seconds();
-        distill_model_zero_grad(student);
-        distill_model_forward_backward(student, &b, NULL, 0.0f, &st, &err);
-        distill_adamw_step(student, &oc, i);
-        ss[j] = distill_time_seconds() - t0;
-        /* KD step, in-process teacher */
-        t0 = distill_time_seconds();
-        distill_kd_head_run_teacher(kd, teacher, &b, &err);
-        distill_model_zero_grad(student);
-        distill_model_forward_backward(student, &b, &hl, 0.0f, &st, &err);
-        distill_adamw_step(student, &oc, i);
-        kds[j] = distill_time_seconds() - t0;
-        /* KD step from the top-k cache */
-        t0 = distill_time_seconds();
-        distill_kd_head_set_cache_rows(kd, cache, rows, &b, &err);
-        distill_model_zero_grad(student);
-        distill_model_forward_backward(student, &b, &hl, 0.0f, &st, &err);
-        distill_adamw_step(student, &oc, i);
-        kdc[j] = distill_time_seconds() - t0;
+    /* pass 1: the same teacher with its weights held in BF16 (distill_model_to_bf16): FP32
+       products of the widened weights, half the weight memory */
+    for (pass = 0; pass < 2; pass++) {
+        if (pass == 1 && distill_model_to_bf16(teacher, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
+        for (i = 0; i < REPS + 1; i++) {
+            double t0;
+            distill_stats st;
+            int j = i > 0 ? i - 1 : 0;
+            /* teacher forward alone, as the KD step runs it (logits of supervised positions captured) */
+            t0 = distill_time_seconds();
+            distill_kd_head_run_teacher(kd, teacher, &b, &err);
+            tf[j] = distill_time_seconds() - t0;
+            /* SFT student step */
+            t0 = distill_time_seconds();
+            distill_model_zero_grad(student);
+            distill_model_forward_backward(student, &b, NULL, 0.0f, &st, &err);
+            distill_adamw_step(student, &oc, i);
+            ss[j] = distill_time_seconds() - t0;
+            /* KD step, in-process teacher */
+            t0 = distill_time_seconds();
+            distill_kd_head_run_teacher(kd, teacher, &b, &err);
+            distill_model_zero_grad(student);
+            distill_model_forward_backward(student, &b, &hl, 0.0f, &st, &err);
+            distill_adamw_step(student, &oc, i);
+            kds[j] = distill_time_seconds() - t0;
+            /* KD step from the top-k cache */
+            t0 = distill_time_seconds();
+            distill_kd_head_set_cache_rows(kd, cache, rows, &b, &err);
+            distill_model_zero_grad(student);
+            distill_model_forward_backward(student, &b, &hl, 0.0f, &st, &err);
+            distill_adamw_step(student, &oc, i);
+            kdc[j] = distill_time_seconds() - t0;
+        }
+        {
+            double a = median(tf, REPS), s = median(ss, REPS), kk = median(kds, REPS), kc2 = median(kdc, REPS);
+            printf("bench_kd: NB %d NT %d V %d threads %d; teacher %zu params (%s weights, %.1f MB), student %zu params (median of %d)\n",
+                   NB, NT, V, distill_get_threads(), teacher->num_params, pass ? "BF16" : "FP32",
+                   (double)teacher->num_params * (pass ? 2 : 4) / 1e6, student->num_params, REPS);
+            printf("  teacher forward              %8.1f ms\n", 1e3 * a);
+            printf("  student SFT step             %8.1f ms\n", 1e3 * s);
+            printf("  sum of the two               %8.1f ms\n", 1e3 * (a + s));
+            printf("  KD step, in-process teacher  %8.1f ms  (%.2fx the sum)\n", 1e3 * kk, kk / (a + s));
+            printf("  KD step, top-%d cache        %8.1f ms  (%.2fx the in-process KD step)\n", k, 1e3 * kc2, kc2 / kk);
+        }
     }
-    {
-        double a = median(tf, REPS), s = median(ss, REPS), kk = median(kds, REPS), kc2 = median(kdc, REPS);
-        printf("bench_kd: NB %d NT %d V %d threads %d; teacher %zu params, student %zu params (median of %d)\n", NB, NT, V,
-               distill_get_threads(), teacher->num_params, student->num_params, REPS);
-        printf("  teacher forward              %8.1f ms\n", 1e3 * a);
-        printf("  student SFT step             %8.1f ms\n", 1e3 * s);
-        printf("  sum of the two               %8.1f ms\n", 1e3 * (a + s));
-        printf("  KD step, in-process teacher  %8.1f ms  (%.2fx the sum)\n", 1e3 * kk, kk / (a + s));
-        printf("  KD step, top-%d cache        %8.1f ms  (%.2fx the in-process KD step)\n", k, 1e3 * kc2, kc2 / kk);
-    }
-    /* the same teacher with its weights held in BF16 (distill_model_to_bf16): FP32 products of
-       the widened weights, half the weight memory */
-    if (distill_model_to_bf16(teacher, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
-    for (i = 0; i < REPS + 1; i++) {
-        double t0;
-        distill_stats st;
-        int j = i > 0 ? i - 1 : 0;
-        t0 = distill_time_seconds();
-        distill_kd_head_run_teacher(kd, teacher, &b, &err);
-        tf[j] = distill_time_seconds() - t0;
-        t0 = distill_time_seconds();
-        distill_kd_head_run_teacher(kd, teacher, &b, &err);
-        distill_model_zero_grad(student);
-        distill_model_forward_backward(student, &b, &hl, 0.0f, &st, &err);
-        distill_adamw_step(student, &oc, i);
-        kds[j] = distill_time_seconds() - t0;
-    }
-    printf("  with the teacher's weights in BF16 (%.1f MB instead of %.1f MB):\n",
-           (double)teacher->num_params * 2 / 1e6, (double)teacher->num_params * 4 / 1e6);
-    printf("  teacher forward              %8.1f ms\n", 1e3 * median(tf, REPS));
-    printf("  KD step, in-process teacher  %8.1f ms\n", 1e3 * median(kds, REPS));
     free(lg);
     distill_topk_cache_free(cache);
     distill_kd_head_free(kd);
