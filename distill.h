@@ -4279,9 +4279,21 @@ static void distill__reserve_scratch(distill__pool *P) {
    shape alone (one thread makes it too), so the bits do not depend on the thread count; they
    differ from an uncut sum by the rounding of the one extra addition. */
 #define DISTILL__KSPLIT_MAX ((size_t)1 << 22)   /* floats of P: larger products are not cut */
-static int distill__gemm_ksplit_wanted(const distill__gemm *g) {
-    return !g->bias && g->K >= 4 * DISTILL__KC && g->K >= g->M && g->K >= g->N &&
-           (size_t)g->M * (size_t)g->N <= DISTILL__KSPLIT_MAX && !distill__pool_nested();
+static int distill__ksplit_wanted(int M, int N, int K, const float *bias) {
+    return !bias && K >= 4 * DISTILL__KC && K >= M && K >= N && (size_t)M * (size_t)N <= DISTILL__KSPLIT_MAX &&
+           !distill__pool_nested();
+}
+static int distill__gemm_ksplit_wanted(const distill__gemm *g) { return distill__ksplit_wanted(g->M, g->N, g->K, g->bias); }
+/* P (M,N) for the second half, in the pool's buffer (grown on the first step, on thread 0
+   outside any job); NULL if it cannot grow */
+static float *distill__ksplit_buffer(size_t need) {
+    distill__pool *P = &distill__the_pool;
+    if (P->ksplit_floats < need) {
+        distill_free_aligned(P->ksplit);
+        P->ksplit = (float *)distill_alloc_aligned(need * sizeof(float), 64);
+        P->ksplit_floats = P->ksplit ? need : 0;
+    }
+    return P->ksplit;
 }
 typedef struct { distill__gemm h[2]; int per_half; } distill__gemm_ks;
 static void distill__gemm_ks_task(void *ctx, int64_t begin, int64_t end, int thread) {
@@ -4307,12 +4319,7 @@ static int distill__gemm_run_ksplit(distill__gemm *g, int nth) {
     int rt = nth / 2 < 1 ? 1 : nth / 2, pm = (g->M + MR - 1) / MR, h;
     distill__gemm_ks ks;
     distill__gemm_add_ctx ad;
-    if (P->ksplit_floats < need) {   /* grown on the first step, on thread 0 outside any job */
-        distill_free_aligned(P->ksplit);
-        P->ksplit = (float *)distill_alloc_aligned(need * sizeof(float), 64);
-        P->ksplit_floats = P->ksplit ? need : 0;
-        if (!P->ksplit) return -1;
-    }
+    if (!distill__ksplit_buffer(need)) return -1;
     ks.h[0] = *g;
     ks.h[0].K = K0;
     ks.h[1] = *g;
@@ -4862,6 +4869,47 @@ static void distill__bgemm_prepack_task(void *ctx, int64_t begin, int64_t end, i
 /* The task split of distill__gemm_run, with this path's tile. When several tasks would each pack
    the same B block (more than one row task), the vdpbf16ps path packs B once up front instead,
    in parallel (the same words: no bit changes). */
+/* The K cut of distill__gemm_run_ksplit (the weight gradients) for BF16 products: the same cut
+   by shape, each half's row tasks packing their own B, one job for both halves, then C += P. */
+typedef struct { distill__bgemm h[2]; int per_half; } distill__bgemm_ks;
+static void distill__bgemm_ks_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__bgemm_ks *ks = (const distill__bgemm_ks *)ctx;
+    int64_t t;
+    for (t = begin; t < end; t++) {
+        int64_t u = t % ks->per_half;
+        distill__bgemm_task((void *)&ks->h[t / ks->per_half], u, u + 1, thread);
+    }
+}
+static int distill__bgemm_run_ksplit(distill__bgemm *g, int nth) {
+    const int nkb = (g->K + DISTILL__KC - 1) / DISTILL__KC, K0 = (nkb + 1) / 2 * DISTILL__KC;
+    int rt = nth / 2 < 1 ? 1 : nth / 2, pm = (g->M + g->mr - 1) / g->mr, h;
+    float *P = distill__ksplit_buffer((size_t)g->M * (size_t)g->N);
+    distill__bgemm_ks ks;
+    distill__gemm_add_ctx ad;
+    if (!P) return -1;
+    ks.h[0] = *g;
+    ks.h[0].K = K0;
+    ks.h[1] = *g;
+    ks.h[1].K = g->K - K0;
+    ks.h[1].a = g->a + (size_t)K0 * g->csa;
+    if (g->b16) ks.h[1].b16 = g->b16 + (size_t)K0 * g->rsb;
+    else ks.h[1].b = g->b + (size_t)K0 * g->rsb;
+    ks.h[1].c = P;
+    ks.h[1].ldc = (size_t)g->N;
+    ks.h[1].accumulate = 0;
+    for (h = 0; h < 2; h++) {   /* per half: rt row tasks (whole panels) x the column tiles */
+        ks.h[h].bpre = NULL;
+        ks.h[h].nc = DISTILL__NC;
+        ks.h[h].tiles_n = (g->N + DISTILL__NC - 1) / DISTILL__NC;
+        ks.h[h].mc = (pm + rt - 1) / rt * g->mr;
+    }
+    ks.per_half = (g->M + ks.h[0].mc - 1) / ks.h[0].mc * ks.h[0].tiles_n;
+    distill_parallel_for(2 * (int64_t)ks.per_half, 1, distill__bgemm_ks_task, &ks);
+    ad.c = g->c; ad.p = P; ad.ldc = g->ldc; ad.N = g->N;
+    distill_parallel_for((int64_t)g->M, 1 + 4096 / g->N, distill__gemm_add_task, &ad);
+    return 0;
+}
+
 static void distill__bgemm_run(distill__bgemm *g) {
     int nth = distill_get_threads(), row_tasks;
     if (g->M <= 0 || g->N <= 0) return;
@@ -4870,6 +4918,7 @@ static void distill__bgemm_run(distill__bgemm *g) {
     g->native = distill__bf16_native();
     g->mr = g->native ? DISTILL__BF16_MR : g->ops->mr;
     g->nr = g->native ? DISTILL__BF16_NR : g->ops->nr;
+    if (distill__ksplit_wanted(g->M, g->N, g->K, g->bias) && distill__bgemm_run_ksplit(g, nth) == 0) return;
     row_tasks = distill__gemm_plan(g->M, g->N, nth, &g->mc, &g->nc, &g->tiles_n);
     if (g->native && g->K > 0 && row_tasks > 1 && !distill__pool_nested()) {
         /* the pool's shared packed B (grown on first use, kept like the per-thread scratch;

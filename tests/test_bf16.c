@@ -119,7 +119,8 @@ static int check_shape(int BT, int C, int OC, int p, distill_rng *r) {
 }
 
 static const int shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {13, 33, 17}, {9, 1, 40}, {50, 301, 45},
-                                {97, 64, 70}, {8, 32, 32}, {301, 19, 67}, {4, 517, 100}};
+                                {97, 64, 70}, {8, 32, 32}, {301, 19, 67}, {4, 517, 100},
+                                {1100, 40, 30} /* dW's K = 1100 tokens: cut in two halves */};
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 
 static void test_matmul_vs_reference(void) {
@@ -162,6 +163,33 @@ static void test_paths_agree(void) {
     }
     reset_path();
     free(x); free(w); free(b); free(dout); free(got); free(ref);
+}
+
+/* A weight gradient long enough in K to be cut in two halves (K >= 1024 tokens): the same bits
+   on 1, 2 and 3 threads, on every path. */
+static void test_kcut_threads(void) {
+    distill_rng r;
+    int BT = 1100, C = 40, OC = 30, p, th, tested = 0;
+    float *x, *dout, *dw[3];
+    distill_rng_seed(&r, 13);
+    x = rand_buf(&r, (size_t)BT * C, 1.0); dout = rand_buf(&r, (size_t)BT * OC, 1.0);
+    for (th = 0; th < 3; th++) dw[th] = (float *)malloc(sizeof(float) * (size_t)OC * C);
+    for (p = 0; p <= N_ISAS; p++) {
+        if (!set_path(p)) continue;
+        for (th = 0; th < 3; th++) {
+            distill_set_threads(th + 1);
+            memset(dw[th], 0, sizeof(float) * (size_t)OC * C);
+            distill__matmul_backward_bf16(NULL, dw[th], NULL, dout, x, x, BT, C, OC);
+        }
+        CHECK(!memcmp(dw[0], dw[1], sizeof(float) * (size_t)OC * C) && !memcmp(dw[0], dw[2], sizeof(float) * (size_t)OC * C),
+              "%s: dW with K cut differs between 1, 2 and 3 threads", path_name(p));
+        tested++;
+    }
+    reset_path();
+    distill_set_threads(0);
+    CHECK(tested >= 2, "%d paths", tested);
+    for (th = 0; th < 3; th++) free(dw[th]);
+    free(x); free(dout);
 }
 
 /* A few AdamW steps of a small model in BF16 (GQA, bias, odd sizes, T past one flash block):
@@ -398,6 +426,7 @@ int main(void) {
     RUN(test_rounding);
     RUN(test_matmul_vs_reference);
     RUN(test_paths_agree);
+    RUN(test_kcut_threads);
     RUN(test_threads_bit_identical);
     RUN(test_model_bf16_vs_reference);
     RUN(test_loss_curve_real_text);
