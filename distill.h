@@ -17296,7 +17296,20 @@ static void distill__gen_matmul_n(int bf16, const float *inp, int r, int C, int 
         return;
     }
     c.inp = inp; c.r = r; c.C = C; c.ops = distill__ops();
-    c.rows_per_block = (4096 / (C > 0 ? C : 1)) / 4 * 4;   /* ~16 KB of weights, a multiple of 4 */
+    /* Rows per block, a multiple of 4: ~16 KB of weights, which stay in L1 while the r inputs
+       are dotted with them. One input reads each weight once, and there blocks of ~128 KB
+       (fewer, longer calls) streamed 1.4x faster on a Zen5 core (15M model, batch-1 FP32
+       decode, 1 thread: 1.60 -> 1.15 ms per step), as long as every thread still gets ~4. */
+    if (r == 1) {
+        int64_t rows = 0, cap;
+        for (s = 0; s < n_seg; s++) rows += seg[s].OC;
+        cap = rows / (4 * (int64_t)distill_get_threads());
+        c.rows_per_block = 32768 / (C > 0 ? C : 1);
+        if (c.rows_per_block > cap) c.rows_per_block = (int)cap;
+    } else {
+        c.rows_per_block = 4096 / (C > 0 ? C : 1);
+    }
+    c.rows_per_block = c.rows_per_block / 4 * 4;
     if (c.rows_per_block < 4) c.rows_per_block = 4;
     c.first_block[0] = 0;
     for (s = 0; s < 3; s++) {
@@ -17442,8 +17455,15 @@ DISTILL_API int32_t distill_sample_token(const float *logits, int V, float tempe
     int i, n;
     if (V <= 0) return -1;
     if (!(temperature > 0.0f) || top_k == 1) {   /* greedy; NaN temperature too */
+        /* the best value kept in a register: comparing against logits[best] made every step
+           wait for a load whose address the previous step chose (16 cycles per id, 7 % of a
+           batch-1 decode step of a 32k vocabulary). NaNs never win (a NaN at id 0 does). */
         int32_t best = 0;
-        for (i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+        float bv = logits[0];
+        for (i = 1; i < V; i++) {
+            float v = logits[i];
+            if (v > bv) { bv = v; best = i; }
+        }
         return best;
     }
     /* p_i proportional to exp((z_i - max z) / temperature) */
