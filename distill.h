@@ -3639,52 +3639,46 @@ distill__ukernel_bf16_avx512(int kp, const uint32_t *a, size_t ap, size_t ar, co
 }
 #undef DISTILL__DP
 
-/* BF16 bits of 16 floats in the high halves of 32-bit lanes (low halves garbage): the rounding
-   of distill__bf16_bits (nearest even; denormals to signed zero; NaN stays NaN). Masked forms
-   of shifts and moves for GCC 12's C++ -Wuninitialized (see DISTILL__K16). */
-static __attribute__((target("avx512f"))) __m512i distill__bf16_round16_avx512(__m512 x) {
-    const __mmask16 K = (__mmask16)0xFFFF;
-    __m512i u = _mm512_castps_si512(x), z = _mm512_setzero_si512();
-    __m512i ab = _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF));
-    __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(K, u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
-    r = _mm512_mask_mov_epi32(r, _mm512_cmplt_epu32_mask(ab, _mm512_set1_epi32(0x00800000)),
-                              _mm512_and_si512(u, _mm512_set1_epi32((int)0x80000000u)));
-    r = _mm512_mask_mov_epi32(r, _mm512_cmpeq_epi32_mask(ab, _mm512_set1_epi32(0x7F800000)), u);
-    r = _mm512_mask_mov_epi32(r, _mm512_cmpgt_epu32_mask(ab, _mm512_set1_epi32(0x7F800000)),
-                              _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
-    (void)z;
-    return r;
+/* BF16 bits of 16 floats, by the CPU's own conversion (vcvtneps2bf16, AVX512_BF16: these
+   packers run only on the vdpbf16ps path): nearest even, denormal inputs to signed zero, NaN
+   quieted, the bits of distill__bf16_bits for every input (tests/test_bf16.c compares the
+   packed words on random bit patterns and the special values). One instruction for the dozen
+   integer ones of the rounding written out, which made packing ~20 % of a BF16 step.
+   lo16: the 16 results zero-extended in 32-bit lanes; h16: packed in 256 bits. */
+#define DISTILL__BF16_TGT "avx512f,avx512bw,avx512bf16"
+static __attribute__((target(DISTILL__BF16_TGT))) __m256i distill__bf16_h16_avx512(__m512 x) {
+    return (__m256i)_mm512_cvtneps_pbh(x);
+}
+static __attribute__((target(DISTILL__BF16_TGT))) __m512i distill__bf16_lo16_avx512(__m512 x) {
+    return _mm512_cvtepu16_epi32(distill__bf16_h16_avx512(x));
 }
 
 /* distill__bf16_pack2 (part 2) for the full panels of the four products, vectorised; anything
    else (edge panels, other strides, the last odd k) goes to the scalar version. Same bits.
      rs == 1 (rows contiguous: B of dX and dW, A of dW): per pair, 16 rows from source rows
-       2p and 2p+1: high halves of 2p+1 | high halves of 2p shifted down;
+       2p and 2p+1: the BF16 of 2p+1 shifted up | the BF16 of 2p;
      cs == 1 (k contiguous: A and B of the forward, A of dX): per row, 16 k -> 8 pair words
-       (vpmovdw of the high halves), 8 rows x 8 pairs transposed in registers. */
-static __attribute__((target("avx512f,avx2"))) void
+       (16 BF16 values in a row), 8 rows x 8 pairs transposed in registers. */
+static __attribute__((target(DISTILL__BF16_TGT ",avx2"))) void
 distill__bf16_pack2_avx512(uint32_t *dst, const float *src, size_t rs, size_t cs, int h, int w, int kb) {
-    const __mmask16 K = (__mmask16)0xFFFF, K8 = (__mmask16)0xFF;
-    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    const __mmask16 K8 = (__mmask16)0xFF;
     int p = 0, r, g, kp = (kb + 1) / 2;
     if (h == w && w == 8 && rs == 1 && cs >= 8) {   /* two pairs per vector: rows 2p|2p+2 and 2p+1|2p+3 */
         for (; 2 * p + 3 < kb; p += 2) {
             const float *s0 = src + (size_t)(2 * p) * cs;
             __m512 x0 = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(K8, s0), (__mmask16)0xFF00, s0 + 2 * cs - 8);
             __m512 x1 = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(K8, s0 + cs), (__mmask16)0xFF00, s0 + 3 * cs - 8);
-            __m512i e = distill__bf16_round16_avx512(x0), o = distill__bf16_round16_avx512(x1);
-            _mm512_storeu_si512((void *)(dst + (size_t)p * 8),
-                                _mm512_or_si512(_mm512_and_si512(o, hi), _mm512_maskz_srli_epi32(K, e, 16)));
+            __m512i e = distill__bf16_lo16_avx512(x0), o = distill__bf16_lo16_avx512(x1);
+            _mm512_storeu_si512((void *)(dst + (size_t)p * 8), _mm512_or_si512(_mm512_slli_epi32(o, 16), e));
         }
     } else if (h == w && w == 32 && rs == 1) {
         for (; 2 * p + 1 < kb; p++) {
             const float *s0 = src + (size_t)(2 * p) * cs, *s1 = s0 + cs;
             uint32_t *d = dst + (size_t)p * w;
             for (r = 0; r < 32; r += 16) {
-                __m512i e = distill__bf16_round16_avx512(_mm512_loadu_ps(s0 + r));
-                __m512i o = distill__bf16_round16_avx512(_mm512_loadu_ps(s1 + r));
-                _mm512_storeu_si512((void *)(d + r), _mm512_or_si512(_mm512_and_si512(o, hi), _mm512_maskz_srli_epi32(K, e, 16)));
+                __m512i e = distill__bf16_lo16_avx512(_mm512_loadu_ps(s0 + r));
+                __m512i o = distill__bf16_lo16_avx512(_mm512_loadu_ps(s1 + r));
+                _mm512_storeu_si512((void *)(d + r), _mm512_or_si512(_mm512_slli_epi32(o, 16), e));
             }
         }
     } else if (h == w && (w == 8 || w == 32) && cs == 1) {
@@ -3693,9 +3687,7 @@ distill__bf16_pack2_avx512(uint32_t *dst, const float *src, size_t rs, size_t cs
                 __m256i v[8], t[8], u[8];
                 const float *s = src + (size_t)g * rs + (size_t)(2 * p);
                 uint32_t *d = dst + (size_t)p * w + g;
-                for (r = 0; r < 8; r++)
-                    v[r] = _mm512_maskz_cvtepi32_epi16(K, _mm512_maskz_srli_epi32(K,
-                               distill__bf16_round16_avx512(_mm512_loadu_ps(s + (size_t)r * rs)), 16));
+                for (r = 0; r < 8; r++) v[r] = distill__bf16_h16_avx512(_mm512_loadu_ps(s + (size_t)r * rs));
                 t[0] = _mm256_unpacklo_epi32(v[0], v[1]); t[1] = _mm256_unpackhi_epi32(v[0], v[1]);
                 t[2] = _mm256_unpacklo_epi32(v[2], v[3]); t[3] = _mm256_unpackhi_epi32(v[2], v[3]);
                 t[4] = _mm256_unpacklo_epi32(v[4], v[5]); t[5] = _mm256_unpackhi_epi32(v[4], v[5]);
@@ -3716,17 +3708,15 @@ distill__bf16_pack2_avx512(uint32_t *dst, const float *src, size_t rs, size_t cs
 
 /* A panel of w rows contiguous along k (src(r, k) = src[r*rs + k]) in the row-major layout of
    the micro-kernel (ap = 1, ar = kp): row r's pair words at dst[r*kp + p], rows h..w-1 zero. No
-   transpose: 16 floats -> 8 words (vpmovdw of the rounded high halves). */
-static __attribute__((target("avx512f"))) void
+   transpose: 16 floats -> 8 words (16 BF16 values in a row). */
+static __attribute__((target(DISTILL__BF16_TGT))) void
 distill__bf16_pack_rows_avx512(uint32_t *dst, const float *src, size_t rs, int h, int w, int kb) {
-    const __mmask16 K = (__mmask16)0xFFFF;
     int kp = (kb + 1) / 2, r, k;
     for (r = 0; r < h; r++) {
         const float *s = src + (size_t)r * rs;
         uint32_t *d = dst + (size_t)r * kp;
         for (k = 0; k + 16 <= kb; k += 16)
-            _mm256_storeu_si256((__m256i *)(void *)(d + k / 2), _mm512_maskz_cvtepi32_epi16(K,
-                                _mm512_maskz_srli_epi32(K, distill__bf16_round16_avx512(_mm512_loadu_ps(s + k)), 16)));
+            _mm256_storeu_si256((__m256i *)(void *)(d + k / 2), distill__bf16_h16_avx512(_mm512_loadu_ps(s + k)));
         if (k < kb) distill__bf16_pack2(d + k / 2, s + k, 0, 1, 1, 1, kb - k);
     }
     if (h < w) memset(dst + (size_t)h * kp, 0, sizeof(uint32_t) * (size_t)kp * (size_t)(w - h));

@@ -64,6 +64,62 @@ static void test_rounding(void) {
     CHECK(distill__bf16_round(NAN) != distill__bf16_round(NAN), "NaN stays NaN");
 }
 
+/* The vdpbf16ps path's vectorised packers (the CPU's vcvtneps2bf16) give the words of the scalar
+   packer (distill__bf16_pack2, whose rounding test_rounding checks against the reference) on
+   random bit patterns and every special value: NaN (quiet and signalling), infinities,
+   denormals, zeros, ties to even, the largest finite value and ties that round to infinity. */
+static void test_native_packers(void) {
+#if defined(DISTILL__BF16_CC)
+    static const uint32_t special[] = {0x7FC00001u, 0xFF800001u, 0x7FA00000u, 0x7F800000u, 0xFF800000u,
+                                       0x00000001u, 0x807FFFFFu, 0x00400000u, 0x00000000u, 0x80000000u,
+                                       0x3F808000u, 0x3F818000u, 0x3F80FFFFu, 0x7F7FFFFFu, 0x7F7F8000u,
+                                       0xFF7F8000u, 0x00800000u, 0x0080FFFFu, 0x3F807FFFu, 0xBF818000u};
+    enum { NS = 4096 };
+    /* layouts: h = w, rs, cs, kb (the three vectorised cases, with remainders) */
+    static const int lay[][4] = {{8, 1, 11, 20}, {8, 1, 8, 7}, {32, 1, 40, 17}, {32, 1, 33, 64},
+                                 {8, 37, 1, 40}, {32, 45, 1, 35}, {8, 16, 1, 16}};
+    float *src = (float *)malloc(sizeof(float) * NS);
+    uint32_t *a = (uint32_t *)malloc(sizeof(uint32_t) * NS), *b = (uint32_t *)malloc(sizeof(uint32_t) * NS);
+    distill_rng r;
+    int i, l, rep, bad = 0;
+    if (!set_path(N_ISAS)) {
+        reset_path();
+        printf("    no vdpbf16ps on this CPU: its packers never run\n");
+        free(src); free(a); free(b);
+        return;
+    }
+    distill_rng_seed(&r, 21);
+    for (rep = 0; rep < 20; rep++) {
+        for (i = 0; i < NS; i++) {
+            uint32_t u = (uint32_t)distill_rng_below(&r, 0xFFFFFFFFu);
+            if (distill_rng_below(&r, 4) == 0) u = special[distill_rng_below(&r, sizeof special / sizeof special[0])];
+            memcpy(&src[i], &u, sizeof u);
+        }
+        for (l = 0; l < (int)(sizeof lay / sizeof lay[0]); l++) {
+            int w = lay[l][0], kb = lay[l][3], kp = (kb + 1) / 2;
+            size_t rs = (size_t)lay[l][1], cs = (size_t)lay[l][2];
+            memset(a, 0xAB, sizeof(uint32_t) * NS);
+            memset(b, 0xAB, sizeof(uint32_t) * NS);
+            distill__bf16_pack2_avx512(a, src, rs, cs, w, w, kb);
+            distill__bf16_pack2(b, src, rs, cs, w, w, kb);
+            if (memcmp(a, b, sizeof(uint32_t) * (size_t)kp * (size_t)w) && bad++ < 3)
+                printf("    pack2 layout %d (w %d rs %zu cs %zu kb %d) differs from the scalar packer\n", l, w, rs, cs, kb);
+        }
+        /* row-major A panels: 5 rows of 8, kb 37 (two vectors and a scalar tail per row) */
+        memset(a, 0xAB, sizeof(uint32_t) * NS);
+        memset(b, 0, sizeof(uint32_t) * NS);
+        distill__bf16_pack_rows_avx512(a, src, 45, 5, 8, 37);
+        for (i = 0; i < 5; i++) distill__bf16_pack2(b + (size_t)i * 19, src + (size_t)i * 45, 0, 1, 1, 1, 37);
+        if (memcmp(a, b, sizeof(uint32_t) * 8 * 19) && bad++ < 3) printf("    pack_rows differs from the scalar packer\n");
+    }
+    reset_path();
+    CHECK(bad == 0, "%d packings differ from the scalar packer's words", bad);
+    free(src); free(a); free(b);
+#else
+    printf("    no BF16 kernels in this build\n");
+#endif
+}
+
 /* |got - want| <= gamma * scale: FP32 recursive summation of n exact products (each product
    of two BF16 values is exact in FP32) has error <= n u / (1 - n u) * sum |terms|, u = 2^-24
    (Higham, Accuracy and Stability, 3.1); n = K + 2 covers the bias and the accumulation
@@ -424,6 +480,7 @@ static void test_loss_curve_real_text(void) {
 int main(void) {
     (void)ref_rope;   /* test_model_ref.h's, used by test_model.c */
     RUN(test_rounding);
+    RUN(test_native_packers);
     RUN(test_matmul_vs_reference);
     RUN(test_paths_agree);
     RUN(test_kcut_threads);
