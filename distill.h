@@ -3650,7 +3650,7 @@ static __attribute__((target(DISTILL__BF16_TGT))) __m256i distill__bf16_h16_avx5
     return (__m256i)_mm512_cvtneps_pbh(x);
 }
 static __attribute__((target(DISTILL__BF16_TGT))) __m512i distill__bf16_lo16_avx512(__m512 x) {
-    return _mm512_cvtepu16_epi32(distill__bf16_h16_avx512(x));
+    return _mm512_maskz_cvtepu16_epi32((__mmask16)0xFFFF, distill__bf16_h16_avx512(x));   /* masked: see DISTILL__K16 */
 }
 
 /* distill__bf16_pack2 (part 2) for the full panels of the four products, vectorised; anything
@@ -3669,7 +3669,7 @@ distill__bf16_pack2_avx512(uint32_t *dst, const float *src, size_t rs, size_t cs
             __m512 x0 = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(K8, s0), (__mmask16)0xFF00, s0 + 2 * cs - 8);
             __m512 x1 = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(K8, s0 + cs), (__mmask16)0xFF00, s0 + 3 * cs - 8);
             __m512i e = distill__bf16_lo16_avx512(x0), o = distill__bf16_lo16_avx512(x1);
-            _mm512_storeu_si512((void *)(dst + (size_t)p * 8), _mm512_or_si512(_mm512_slli_epi32(o, 16), e));
+            _mm512_storeu_si512((void *)(dst + (size_t)p * 8), _mm512_or_si512(_mm512_maskz_slli_epi32((__mmask16)0xFFFF, o, 16), e));
         }
     } else if (h == w && w == 32 && rs == 1) {
         for (; 2 * p + 1 < kb; p++) {
@@ -3678,7 +3678,7 @@ distill__bf16_pack2_avx512(uint32_t *dst, const float *src, size_t rs, size_t cs
             for (r = 0; r < 32; r += 16) {
                 __m512i e = distill__bf16_lo16_avx512(_mm512_loadu_ps(s0 + r));
                 __m512i o = distill__bf16_lo16_avx512(_mm512_loadu_ps(s1 + r));
-                _mm512_storeu_si512((void *)(d + r), _mm512_or_si512(_mm512_slli_epi32(o, 16), e));
+                _mm512_storeu_si512((void *)(d + r), _mm512_or_si512(_mm512_maskz_slli_epi32((__mmask16)0xFFFF, o, 16), e));
             }
         }
     } else if (h == w && (w == 8 || w == 32) && cs == 1) {
