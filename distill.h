@@ -4479,6 +4479,19 @@ DISTILL_API int distill_set_blas(int on) {
 #endif
 }
 
+/* out (BT,OC) = inp (BT,C) . W^T + bias by the own kernels, W FP32 (weight) or BF16 bits (w16) */
+static void distill__gemm_forward(float *out, const float *inp, const float *weight, const uint16_t *w16,
+                                  const float *bias, int BT, int C, int OC) {
+    distill__gemm g;
+    memset(&g, 0, sizeof g);
+    g.M = BT; g.N = OC; g.K = C;
+    g.a = inp; g.rsa = (size_t)C; g.csa = 1;
+    g.b = weight; g.b16 = w16; g.rsb = 1; g.csb = (size_t)C;
+    g.c = out; g.ldc = (size_t)OC;
+    g.bias = bias;
+    distill__gemm_run(&g);
+}
+
 DISTILL_API void distill_matmul_forward(float *out, const float *inp, const float *weight,
                                         const float *bias, int BT, int C, int OC) {
     int pr_ = distill__prof_beginf("matmul fwd [%dx%dx%d]", BT, OC, C);
@@ -4494,16 +4507,7 @@ DISTILL_API void distill_matmul_forward(float *out, const float *inp, const floa
         return;
     }
 #endif
-    {
-        distill__gemm g;
-        memset(&g, 0, sizeof g);
-        g.M = BT; g.N = OC; g.K = C;
-        g.a = inp; g.rsa = (size_t)C; g.csa = 1;
-        g.b = weight; g.rsb = 1; g.csb = (size_t)C;
-        g.c = out; g.ldc = (size_t)OC;
-        g.bias = bias;
-        distill__gemm_run(&g);
-    }
+    distill__gemm_forward(out, inp, weight, NULL, bias, BT, C, OC);
     distill__prof_end(pr_);
 }
 
@@ -4511,15 +4515,8 @@ DISTILL_API void distill_matmul_forward(float *out, const float *inp, const floa
    the same panels and bits as the FP32 weights they widen to (never BLAS: it cannot read BF16) */
 static void distill__matmul_forward_w16(float *out, const float *inp, const uint16_t *w16,
                                         const float *bias, int BT, int C, int OC) {
-    distill__gemm g;
     int pr_ = distill__prof_beginf("matmul fwd w16 [%dx%dx%d]", BT, OC, C);
-    memset(&g, 0, sizeof g);
-    g.M = BT; g.N = OC; g.K = C;
-    g.a = inp; g.rsa = (size_t)C; g.csa = 1;
-    g.b16 = w16; g.rsb = 1; g.csb = (size_t)C;
-    g.c = out; g.ldc = (size_t)OC;
-    g.bias = bias;
-    distill__gemm_run(&g);
+    distill__gemm_forward(out, inp, NULL, w16, bias, BT, C, OC);
     distill__prof_end(pr_);
 }
 
