@@ -4286,13 +4286,21 @@ static float *distill__ksplit_buffer(size_t need) {
     return P->ksplit;
 }
 typedef struct { distill__gemm h[2]; int per_half; } distill__gemm_ks;
-static void distill__gemm_ks_task(void *ctx, int64_t begin, int64_t end, int thread) {
-    const distill__gemm_ks *ks = (const distill__gemm_ks *)ctx;
+/* One pool job for both halves of a cut product (FP32 or BF16): tasks [0, per_half) are the
+   first half's, the rest the second's, each run by the product's own task function. */
+typedef struct { void *half[2]; void (*task)(void *, int64_t, int64_t, int); int64_t per_half; } distill__ks_job;
+static void distill__ks_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    const distill__ks_job *ks = (const distill__ks_job *)ctx;
     int64_t t;
     for (t = begin; t < end; t++) {
         int64_t u = t % ks->per_half;
-        distill__gemm_task((void *)&ks->h[t / ks->per_half], u, u + 1, thread);
+        ks->task(ks->half[t / ks->per_half], u, u + 1, thread);
     }
+}
+static void distill__ks_run(void *h0, void *h1, void (*task)(void *, int64_t, int64_t, int), int64_t per_half) {
+    distill__ks_job job;
+    job.half[0] = h0; job.half[1] = h1; job.task = task; job.per_half = per_half;
+    distill_parallel_for(2 * per_half, 1, distill__ks_task, &job);
 }
 typedef struct { float *c; const float *p; size_t ldc; int N; } distill__gemm_add_ctx;
 static void distill__gemm_add_task(void *ctx, int64_t begin, int64_t end, int thread) {
@@ -4327,7 +4335,7 @@ static int distill__gemm_run_ksplit(distill__gemm *g, int nth) {
         ks.h[h].mc = (pm + rt - 1) / rt * MR;
     }
     ks.per_half = (g->M + ks.h[0].mc - 1) / ks.h[0].mc * ks.h[0].tiles_n;
-    distill_parallel_for(2 * (int64_t)ks.per_half, 1, distill__gemm_ks_task, &ks);
+    distill__ks_run(&ks.h[0], &ks.h[1], distill__gemm_task, ks.per_half);
     ad.c = g->c; ad.p = P->ksplit; ad.ldc = g->ldc; ad.N = g->N;
     distill_parallel_for((int64_t)g->M, 1 + 4096 / g->N, distill__gemm_add_task, &ad);
     return 0;
@@ -4859,14 +4867,6 @@ static void distill__bgemm_prepack_task(void *ctx, int64_t begin, int64_t end, i
 /* The K cut of distill__gemm_run_ksplit (the weight gradients) for BF16 products: the same cut
    by shape, each half's row tasks packing their own B, one job for both halves, then C += P. */
 typedef struct { distill__bgemm h[2]; int per_half; } distill__bgemm_ks;
-static void distill__bgemm_ks_task(void *ctx, int64_t begin, int64_t end, int thread) {
-    const distill__bgemm_ks *ks = (const distill__bgemm_ks *)ctx;
-    int64_t t;
-    for (t = begin; t < end; t++) {
-        int64_t u = t % ks->per_half;
-        distill__bgemm_task((void *)&ks->h[t / ks->per_half], u, u + 1, thread);
-    }
-}
 static int distill__bgemm_run_ksplit(distill__bgemm *g, int nth) {
     const int nkb = (g->K + DISTILL__KC - 1) / DISTILL__KC, K0 = (nkb + 1) / 2 * DISTILL__KC;
     int rt = nth / 2 < 1 ? 1 : nth / 2, pm = (g->M + g->mr - 1) / g->mr, h;
@@ -4891,7 +4891,7 @@ static int distill__bgemm_run_ksplit(distill__bgemm *g, int nth) {
         ks.h[h].mc = (pm + rt - 1) / rt * g->mr;
     }
     ks.per_half = (g->M + ks.h[0].mc - 1) / ks.h[0].mc * ks.h[0].tiles_n;
-    distill_parallel_for(2 * (int64_t)ks.per_half, 1, distill__bgemm_ks_task, &ks);
+    distill__ks_run(&ks.h[0], &ks.h[1], distill__bgemm_task, ks.per_half);
     ad.c = g->c; ad.p = P; ad.ldc = g->ldc; ad.N = g->N;
     distill_parallel_for((int64_t)g->M, 1 + 4096 / g->N, distill__gemm_add_task, &ad);
     return 0;
